@@ -1,1 +1,33 @@
-export const x = 1;
+/**
+ * @emu/vfio-user: the vfio-user protocol for Node. A device-side server (VfioUserServer), a VMM-side
+ * client (VfioUserClient), the message codec, and PCI config-space helpers.
+ */
+export * from './protocol/constants.js';
+export * from './protocol/messages.js';
+export { struct, type Struct, type StructValue, StructRangeError } from './protocol/struct.js';
+export { type Capabilities, DEFAULT_CAPABILITIES, encodeCapabilities, parseCapabilities } from './protocol/capabilities.js';
+export { ProtocolError, VfioUserError } from './protocol/errors.js';
+export { type Logger, type LogLevel, consoleLogger, silentLogger } from './logger.js';
+export { Connection, type ConnectionOptions } from './transport/connection.js';
+export { type Message, MessageFramer } from './transport/framer.js';
+export { type DmaRegion, DmaTable } from './server/dma-table.js';
+export { type IrqCounts, IrqTable } from './server/irqs.js';
+export type { DeviceSpec, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
+export {
+  type ClientInfo,
+  SERVER_MINOR,
+  type ServerEvents,
+  type ServerOptions,
+  type ServerStats,
+  VfioUserServer,
+} from './server/server.js';
+export {
+  type ClientOptions,
+  type DeviceInfoResult,
+  type DmaMapOptions,
+  type IrqInfoResult,
+  type RegionInfoResult,
+  type RegionWrite,
+  VfioUserClient,
+} from './client/client.js';
+export * from './pci/index.js';

@@ -1,0 +1,1 @@
+export { DOORBELL_IDS, DoorbellDevice, MAGIC, Reg } from './device.js';

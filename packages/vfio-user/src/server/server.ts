@@ -1,0 +1,360 @@
+/**
+ * The device side of vfio-user: a listening UNIX socket serving one device to one client at a time.
+ *
+ * Device state (config space, region contents) lives as long as the server; client state (the DMA table,
+ * IRQ eventfds, negotiated capabilities) lives as long as the connection, as the spec asks: a client
+ * that goes away leaves no fd or mapping behind, and the next one finds the device as it was.
+ */
+import { EventEmitter } from 'node:events';
+import { UnixListener, type UnixSocket } from '@emu/native';
+import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
+import {
+  Command,
+  DEFAULT_MAX_DATA_XFER_SIZE,
+  Errno,
+  HEADER_SIZE,
+  IRQ_INDEX_NAMES,
+  type IrqIndexName,
+  PROTOCOL_MAJOR,
+  commandName,
+  errnoName,
+} from '../protocol/constants.js';
+import { ProtocolError, VfioUserError } from '../protocol/errors.js';
+import { DmaAccess, DmaAccessQemu, RegionAccess, Version } from '../protocol/messages.js';
+import { consoleLogger, type Logger } from '../logger.js';
+import { Connection } from '../transport/connection.js';
+import { type Message, safeClose } from '../transport/framer.js';
+import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
+import { type DmaRegion, DmaTable, hex } from './dma-table.js';
+import { COMMAND_TABLE, type ServerContext } from './handlers.js';
+import { IrqTable } from './irqs.js';
+
+/** The highest minor version we speak. A client gets min(its minor, this). */
+export const SERVER_MINOR = 2;
+
+export interface ServerOptions {
+  /** Path of the UNIX socket to listen on. */
+  path: string;
+  logger?: Logger;
+  /** Largest REGION/DMA transfer we accept and send; default 1 MiB. */
+  maxDataXferSize?: number;
+  /** Most DMA ranges a client may map; default 65535. */
+  maxDmaMaps?: number;
+  /** Advertise REGION_WRITE_MULTI; default true. */
+  writeMultiple?: boolean;
+  /**
+   * Layout of the DMA_READ/DMA_WRITE messages we send. QEMU's client uses a u32 count (data at byte 12
+   * of the payload), the spec a u64 (data at byte 16). 'auto' picks QEMU's for a client that negotiated
+   * version 0.0, which is what QEMU sends.
+   */
+  dmaMessageLayout?: 'auto' | 'spec' | 'qemu';
+  /** Timeout of the DMA_READ/DMA_WRITE requests we send; default 5000 ms. */
+  requestTimeoutMs?: number;
+}
+
+export interface ClientInfo {
+  version: { major: number; minor: number };
+  capabilities: Capabilities;
+  connectedAt: Date;
+}
+
+export interface ServerStats {
+  connections: number;
+  /** Commands handled, by name. */
+  commands: Record<string, number>;
+  /** Error replies sent (and errors on NO_REPLY commands, which get none), by errno name. */
+  errors: Record<string, number>;
+  irqsTriggered: number;
+  dmaReadBytes: number;
+  dmaWriteBytes: number;
+}
+
+export interface ServerEvents {
+  listening: [];
+  connect: [ClientInfo];
+  disconnect: [Error | undefined];
+  'dma-map': [DmaRegion];
+  'dma-unmap': [DmaRegion];
+  irqs: [IrqIndexName];
+  reset: [];
+  close: [];
+}
+
+export class VfioUserServer extends EventEmitter<ServerEvents> {
+  readonly path: string;
+  readonly dma: DmaTable;
+  readonly irqs: IrqTable;
+  readonly log: Logger;
+  readonly stats: ServerStats = {
+    connections: 0,
+    commands: {},
+    errors: {},
+    irqsTriggered: 0,
+    dmaReadBytes: 0,
+    dmaWriteBytes: 0,
+  };
+  private readonly regions: ResolvedRegion[];
+  private readonly maxDataXferSize: number;
+  private readonly writeMultiple: boolean;
+  private listener?: UnixListener;
+  private conn?: Connection;
+  private clientInfo?: ClientInfo;
+  private dmaLayout: 'spec' | 'qemu' = 'spec';
+
+  constructor(
+    readonly device: DeviceSpec,
+    private readonly options: ServerOptions,
+  ) {
+    super();
+    if (typeof options.path !== 'string' || options.path.length === 0) throw new TypeError('server: path is required');
+    this.path = options.path;
+    this.log = options.logger ?? consoleLogger('warn', 'vfio-user');
+    this.maxDataXferSize = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+    if (!Number.isInteger(this.maxDataXferSize) || this.maxDataXferSize < 4096) {
+      throw new RangeError(`server: maxDataXferSize ${this.maxDataXferSize} must be an integer >= 4096`);
+    }
+    this.writeMultiple = options.writeMultiple ?? true;
+    const resolved = resolveDevice(device);
+    this.regions = resolved.regions;
+    this.irqs = new IrqTable(resolved.irqs);
+    this.dma = new DmaTable(options.maxDmaMaps ?? 65535);
+  }
+
+  /** Starts listening. Throws (EADDRINUSE, EACCES, ENOENT...) with the path in the message. */
+  listen(): this {
+    if (this.listener) throw new Error(`server ${this.path}: already listening`);
+    this.listener = UnixListener.listen(this.path);
+    this.listener.on('connection', (socket: UnixSocket) => this.accept(socket));
+    this.listener.on('error', (err: Error) => this.log.error({ path: this.path, err: err.message }, 'listener error'));
+    this.emit('listening');
+    return this;
+  }
+
+  get listening(): boolean {
+    return this.listener !== undefined;
+  }
+
+  /** The connected client, once it negotiated. */
+  get client(): ClientInfo | undefined {
+    return this.clientInfo;
+  }
+
+  /** Stops listening, drops the client (releasing its fds and mappings) and removes the socket file. */
+  close(): void {
+    this.listener?.close();
+    this.listener = undefined;
+    this.conn?.close();
+    this.emit('close');
+  }
+
+  /** Disconnects the current client, if any; the server keeps listening. */
+  disconnect(): void {
+    this.conn?.close();
+  }
+
+  /**
+   * Raises an interrupt through the client's eventfd for it. Returns false when the client has not
+   * enabled that vector (or has masked it, in which case it fires at unmask).
+   */
+  triggerIrq(index: IrqIndexName | number, vector = 0): boolean {
+    const i = typeof index === 'number' ? index : IRQ_INDEX_NAMES.indexOf(index);
+    const fired = this.irqs.trigger(i, vector);
+    if (fired) this.stats.irqsTriggered++;
+    return fired;
+  }
+
+  /**
+   * Reads guest memory: straight from the mapping when the client gave an fd, otherwise with DMA_READ
+   * messages. Rejects with a RangeError when the range is not mapped for reading.
+   */
+  async dmaRead(address: bigint, length: number): Promise<Buffer> {
+    const hit = this.dma.find(address, length);
+    if (!hit?.region.readable) {
+      throw new RangeError(`DMA read [0x${hex(address)}, +${length}) is outside guest memory`);
+    }
+    this.stats.dmaReadBytes += length;
+    if (hit.region.memory) return Buffer.from(this.dma.view(address, length, 'read'));
+    const out = Buffer.alloc(length);
+    for (let done = 0; done < length; ) {
+      const n = Math.min(length - done, this.xferLimit());
+      const chunk = await this.dmaMessage(Command.DMA_READ, address + BigInt(done), n);
+      chunk.copy(out, done);
+      done += n;
+    }
+    return out;
+  }
+
+  /** Writes guest memory, directly or with DMA_WRITE messages; see dmaRead. */
+  async dmaWrite(address: bigint, data: Uint8Array): Promise<void> {
+    const hit = this.dma.find(address, data.length);
+    if (!hit?.region.writable) {
+      throw new RangeError(`DMA write [0x${hex(address)}, +${data.length}) is outside writable guest memory`);
+    }
+    this.stats.dmaWriteBytes += data.length;
+    if (hit.region.memory) {
+      this.dma.view(address, data.length, 'write').set(data);
+      return;
+    }
+    for (let done = 0; done < data.length; ) {
+      const n = Math.min(data.length - done, this.xferLimit());
+      await this.dmaMessage(Command.DMA_WRITE, address + BigInt(done), n, data.subarray(done, done + n));
+      done += n;
+    }
+  }
+
+  private xferLimit(): number {
+    return Math.min(this.maxDataXferSize, this.clientInfo?.capabilities.maxDataXferSize ?? this.maxDataXferSize);
+  }
+
+  private async dmaMessage(command: number, address: bigint, count: number, data?: Uint8Array): Promise<Buffer> {
+    const conn = this.conn;
+    if (!conn || !this.clientInfo) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
+    const qemu = this.dmaLayout === 'qemu';
+    const head = qemu ? DmaAccessQemu.encode({ address, count }) : DmaAccess.encode({ address, count: BigInt(count) });
+    const reply = await conn.request(command, data ? [head, Buffer.from(data)] : [head], {
+      timeoutMs: this.options.requestTimeoutMs,
+    });
+    if (command === Command.DMA_WRITE) return Buffer.alloc(0);
+    // Tell the layouts apart by size, whatever we sent: the data is what follows the fixed part.
+    const payload = reply.payload;
+    const fixed = payload.length === DmaAccessQemu.size + count ? DmaAccessQemu.size : DmaAccess.size;
+    if (payload.length !== fixed + count) {
+      throw new VfioUserError(Errno.EPROTO, 'DMA_READ', `reply has ${payload.length} bytes for ${count} asked`);
+    }
+    return payload.subarray(fixed);
+  }
+
+  private accept(socket: UnixSocket): void {
+    if (this.conn) {
+      // One client at a time, as the spec has it; a second one is turned away at once.
+      this.log.warn({ path: this.path }, 'second client refused: a client is already connected');
+      socket.close();
+      return;
+    }
+    const conn = new Connection(socket, {
+      // The biggest valid message is a REGION_WRITE of max_data_xfer_size (or a DMA_READ reply).
+      maxMessageSize: HEADER_SIZE + RegionAccess.size + this.maxDataXferSize,
+      logger: this.log,
+      name: this.path,
+      requestTimeoutMs: this.options.requestTimeoutMs,
+    });
+    this.conn = conn;
+    this.stats.connections++;
+    const ctx = this.context();
+    conn.on('command', (msg) => this.dispatch(conn, ctx, msg));
+    conn.on('close', (reason) => this.onDisconnect(conn, reason));
+    this.log.info({ path: this.path }, 'client connected');
+  }
+
+  private onDisconnect(conn: Connection, reason: Error | undefined): void {
+    if (this.conn !== conn) return;
+    for (const r of [...this.dma.regions]) {
+      this.emit('dma-unmap', r);
+      this.dma.remove(r);
+    }
+    this.irqs.clear();
+    this.conn = undefined;
+    const hadClient = this.clientInfo !== undefined;
+    this.clientInfo = undefined;
+    this.log.info({ path: this.path, reason: reason?.message }, 'client disconnected');
+    if (hadClient) this.emit('disconnect', reason);
+  }
+
+  private dispatch(conn: Connection, ctx: ServerContext, msg: Message): void {
+    const { header } = msg;
+    const name = commandName(header.command);
+    try {
+      this.stats.commands[name] = (this.stats.commands[name] ?? 0) + 1;
+      if (header.command === Command.VERSION) {
+        this.negotiate(conn, msg);
+        return;
+      }
+      if (!this.clientInfo) throw new ProtocolError(Errno.EINVAL, `${name} before VERSION`);
+      const spec = COMMAND_TABLE[header.command];
+      if (!spec) throw new ProtocolError(Errno.ENOSYS, `unknown command ${header.command}`);
+      if (msg.payload.length < spec.minPayload) {
+        throw new ProtocolError(Errno.EINVAL, `${name}: payload ${msg.payload.length} bytes, need ${spec.minPayload}`);
+      }
+      if (msg.fds.length > spec.maxFds) {
+        throw new ProtocolError(Errno.EINVAL, `${name}: ${msg.fds.length} fds, at most ${spec.maxFds} allowed`);
+      }
+      const reply = spec.handle(ctx, msg);
+      conn.reply(msg, reply?.payload, reply?.fds);
+    } catch (err) {
+      const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
+      const errName = errnoName(errno);
+      this.stats.errors[errName] = (this.stats.errors[errName] ?? 0) + 1;
+      const level = err instanceof ProtocolError ? 'warn' : 'error';
+      this.log[level]({ path: this.path, msgId: header.msgId, command: name, errno: errName }, (err as Error).message);
+      conn.replyError(header, errno);
+    } finally {
+      // Whatever fds a handler did not take are not needed.
+      for (const fd of msg.fds.splice(0)) safeClose(fd);
+    }
+  }
+
+  private negotiate(conn: Connection, msg: Message): void {
+    if (this.clientInfo) throw new ProtocolError(Errno.EINVAL, 'VERSION sent twice');
+    if (msg.fds.length > 0) throw new ProtocolError(Errno.EINVAL, 'VERSION must not carry fds');
+    const v = Version.decode(msg.payload);
+    if (v.major !== PROTOCOL_MAJOR) {
+      throw new ProtocolError(Errno.ENOTSUP, `VERSION ${v.major}.${v.minor}: only major ${PROTOCOL_MAJOR} exists`);
+    }
+    const { caps, unknown } = parseCapabilities(msg.payload.subarray(Version.size));
+    if (unknown.length > 0) this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
+    const minor = Math.min(v.minor, SERVER_MINOR);
+    const layout = this.options.dmaMessageLayout ?? 'auto';
+    this.dmaLayout = layout === 'auto' ? (minor === 0 ? 'qemu' : 'spec') : layout;
+    const ours = encodeCapabilities({
+      maxMsgFds: 16,
+      maxDataXferSize: this.maxDataXferSize,
+      maxDmaMaps: this.dma.maxRegions,
+      pgsizes: 4096,
+      writeMultiple: this.writeMultiple && caps.writeMultiple,
+    });
+    conn.reply(msg, [Version.encode({ major: PROTOCOL_MAJOR, minor }), ours]);
+    this.clientInfo = { version: { major: PROTOCOL_MAJOR, minor }, capabilities: caps, connectedAt: new Date() };
+    this.log.info({ path: this.path, version: `0.${minor}`, caps }, 'client negotiated');
+    this.emit('connect', this.clientInfo);
+  }
+
+  private context(): ServerContext {
+    const server = this;
+    return {
+      regions: this.regions,
+      dma: this.dma,
+      irqs: this.irqs,
+      maxDataXferSize: this.maxDataXferSize,
+      get writeMultiple() {
+        return server.writeMultiple && (server.clientInfo?.capabilities.writeMultiple ?? false);
+      },
+      resettable: true,
+      regionRead: (region, offset, length) => {
+        if (region.index === 7) return this.device.config.read(offset, length);
+        const data = region.spec!.read!(offset, length);
+        if (data.byteLength !== length) {
+          throw new Error(`region ${region.index} read handler returned ${data.byteLength} bytes for ${length}`);
+        }
+        return data;
+      },
+      regionWrite: (region, offset, data) => {
+        if (region.index === 7) this.device.config.write(offset, data);
+        else region.spec!.write!(offset, data);
+      },
+      reset: () => {
+        this.device.config.reset();
+        this.device.reset?.();
+        this.emit('reset');
+      },
+      dmaMapped: (region) => {
+        this.log.debug(
+          { path: this.path, address: `0x${hex(region.address)}`, size: `0x${hex(region.size)}`, fd: !!region.memory },
+          'DMA map',
+        );
+        this.emit('dma-map', region);
+      },
+      dmaUnmapping: (region) => this.emit('dma-unmap', region),
+      irqsChanged: (index) => this.emit('irqs', index),
+    };
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Splits the socket's byte stream into vfio-user messages and gives each the fds that came with it.
+ *
+ * Linux never merges a recvmsg across a write that carried SCM_RIGHTS, so received fds arrive with the
+ * first byte of the sender's write, which is the first byte of the message's header. A message owns
+ * every fd that arrived with a chunk starting inside it.
+ */
+import { closeFd } from '@emu/native';
+import { HEADER_SIZE } from '../protocol/constants.js';
+import { Header } from '../protocol/messages.js';
+import type { StructValue } from '../protocol/struct.js';
+
+export type MessageHeader = StructValue<(typeof Header)['fields']>;
+
+export interface Message {
+  header: MessageHeader;
+  payload: Buffer;
+  /** Received fds; whoever handles the message closes the ones it does not keep (see takeFds). */
+  fds: number[];
+}
+
+export type FrameEvent =
+  | { kind: 'message'; message: Message }
+  /** A header whose size is impossible or above the limit; its body (if any) is skipped, its fds closed. */
+  | { kind: 'oversized'; header: MessageHeader; fds: number[] }
+  | { kind: 'undersized'; header: MessageHeader; fds: number[] };
+
+export class MessageFramer {
+  private chunks: Buffer[] = [];
+  private buffered = 0;
+  /** Stream offset of the first buffered byte. */
+  private base = 0;
+  private pendingFds: Array<{ at: number; fds: number[] }> = [];
+  private skip = 0;
+
+  constructor(private readonly maxMessageSize: number) {}
+
+  /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
+  push(chunk: Buffer, fds: readonly number[]): FrameEvent[] {
+    const at = this.base + this.buffered;
+    if (fds.length > 0) this.pendingFds.push({ at, fds: [...fds] });
+    if (this.skip > 0) {
+      const n = Math.min(this.skip, chunk.length);
+      this.skip -= n;
+      this.base += n;
+      chunk = chunk.subarray(n);
+      if (this.skip === 0) this.dropFdsBefore(this.base);
+    }
+    if (chunk.length > 0) {
+      this.chunks.push(chunk);
+      this.buffered += chunk.length;
+    }
+    const out: FrameEvent[] = [];
+    for (;;) {
+      if (this.skip > 0 || this.buffered < HEADER_SIZE) break;
+      const header = Header.decode(this.peek(HEADER_SIZE));
+      if (header.size < HEADER_SIZE) {
+        // The header alone is all we can resynchronise on.
+        this.consume(HEADER_SIZE);
+        out.push({ kind: 'undersized', header, fds: this.takeFdsBefore(this.base) });
+        continue;
+      }
+      if (header.size > this.maxMessageSize) {
+        const start = this.base;
+        const have = Math.min(this.buffered, header.size);
+        this.consume(have);
+        this.skip = header.size - have;
+        out.push({ kind: 'oversized', header, fds: this.takeFdsBefore(start + header.size) });
+        continue;
+      }
+      if (this.buffered < header.size) break;
+      const whole = this.consume(header.size);
+      out.push({
+        kind: 'message',
+        message: { header, payload: whole.subarray(HEADER_SIZE), fds: this.takeFdsBefore(this.base) },
+      });
+    }
+    return out;
+  }
+
+  /** Closes fds still waiting for their message (the peer went away mid-message). */
+  dispose(): void {
+    for (const p of this.pendingFds) for (const fd of p.fds) safeClose(fd);
+    this.pendingFds = [];
+    this.chunks = [];
+    this.buffered = 0;
+  }
+
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length >= n) return this.chunks[0].subarray(0, n);
+    const joined = Buffer.concat(this.chunks);
+    this.chunks = [joined];
+    return joined.subarray(0, n);
+  }
+
+  private consume(n: number): Buffer {
+    const data = this.peek(n);
+    const first = this.chunks[0];
+    if (first.length === n) this.chunks.shift();
+    else this.chunks[0] = first.subarray(n);
+    this.buffered -= n;
+    this.base += n;
+    return data;
+  }
+
+  private takeFdsBefore(end: number): number[] {
+    const taken: number[] = [];
+    while (this.pendingFds.length > 0 && this.pendingFds[0].at < end) taken.push(...this.pendingFds.shift()!.fds);
+    return taken;
+  }
+
+  private dropFdsBefore(end: number): void {
+    for (const fd of this.takeFdsBefore(end)) safeClose(fd);
+  }
+}
+
+export function safeClose(fd: number): void {
+  try {
+    closeFd(fd);
+  } catch {
+    // Already closed: nothing to release.
+  }
+}
