@@ -1,9 +1,21 @@
 {
   "targets": [{
     "target_name": "emu_native",
-    "sources": ["src/module.cc"],
+    "sources": [
+      "src/module.cc",
+      "src/errors.cc",
+      "src/unix_socket.cc",
+      "src/poller.cc",
+      "src/mmap.cc",
+      "src/eventfd.cc",
+      "src/memfd.cc"
+    ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-    "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+    "defines": [
+      "NAPI_VERSION=8",
+      "NAPI_DISABLE_CPP_EXCEPTIONS",
+      "EMU_NATIVE_SOURCE_HASH=\"<!(node scripts/source-hash.mjs)\""
+    ],
     "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
   }]
 }

@@ -1,1 +1,20 @@
-export const placeholder = 1;
+// @emu/native: the syscalls emu needs that Node does not offer, behind a validated, typed API.
+import { binding } from './binding.js';
+
+/** sysconf(_SC_PAGESIZE). */
+export const PAGE_SIZE: number = binding.pageSize;
+/** Hash of the native sources the loaded .node was built from (see scripts/source-hash.mjs). */
+export const sourceHash: string = binding.sourceHash;
+
+export { isSystemError, type SystemError } from './errors.js';
+export { EventFd, type EventFdOptions } from './eventfd.js';
+export { closeFd } from './fd.js';
+export { memfdCreate } from './memfd.js';
+export { MappedMemory, type MmapProtection } from './mmap.js';
+export {
+  UnixListener,
+  type UnixListenerEvents,
+  type UnixListenOptions,
+  UnixSocket,
+  type UnixSocketEvents,
+} from './unix-socket.js';

@@ -1,0 +1,85 @@
+// The only module that loads the .node file, and the TypeScript shape of the raw binding.
+// Everything here is internal: lib/*.ts wrap it with validation and SystemErrors.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/** The package root: lib/ (run by tsx) and dist/ (built by tsup) are both one level below it. */
+export const packageRoot: string = fileURLToPath(new URL('..', import.meta.url));
+
+const requireNative = createRequire(import.meta.url);
+const nodeGypBuild = requireNative('node-gyp-build') as { resolve(dir: string): string };
+
+function locate(): string {
+  try {
+    return nodeGypBuild.resolve(packageRoot);
+  } catch (error) {
+    throw new Error(
+      `@emu/native: no native binding for ${process.platform}-${process.arch} in ${packageRoot} ` +
+        '(run `pnpm --filter @emu/native prebuild`)',
+      { cause: error },
+    );
+  }
+}
+
+/** The .node file in use: build/Release when a local build exists (node-gyp-build prefers it), else
+ * the committed prebuild. */
+export const bindingPath: string = locate();
+
+/** Native errors carry the raw errno (positive) and the syscall; lib/errors.ts builds the rest. */
+export interface NativeError extends Error {
+  errno: number;
+  syscall: string;
+}
+
+export interface NativePoller {
+  /** Watch for pollReadable | pollWritable; replaces the previous set. */
+  start(events: number): void;
+  stop(): void;
+  /** Stops and releases the libuv handle (the fd stays open). */
+  close(): void;
+}
+
+export interface RecvResult {
+  data: Buffer;
+  /** fds received with this chunk: they came with the write holding its last byte. */
+  fds: number[];
+  /** MSG_CTRUNC: some fds were lost. */
+  truncated: boolean;
+}
+
+export interface MapResult {
+  buffer: ArrayBuffer;
+  address: bigint;
+  handle: object;
+}
+
+export interface NativeBinding {
+  readonly pageSize: number;
+  readonly sourceHash: string;
+  readonly maxFds: number;
+  readonly recvBufferSize: number;
+  readonly pollReadable: number;
+  readonly pollWritable: number;
+  readonly Poller: new (fd: number, callback: (errno: number, events: number) => void) => NativePoller;
+  close(fd: number): void;
+  dupCloexec(fd: number): number;
+  unixListen(path: string, backlog: number): number;
+  /** New fd, or -errno. */
+  unixAccept(fd: number): number;
+  unixConnect(path: string): number;
+  unixSocketpair(): [number, number];
+  /** Bytes sent, or -errno. */
+  sendmsg(fd: number, data: Uint8Array, fds: readonly number[]): number;
+  /** 0 at end of stream, -errno, or the chunk read. */
+  recvmsg(fd: number): number | RecvResult;
+  /** Pending SO_ERROR, 0 if none. */
+  socketError(fd: number): number;
+  mmap(fd: number, offset: bigint, length: number, writable: boolean): MapResult;
+  munmap(handle: object, buffer: ArrayBuffer): void;
+  eventfd(initval: number, semaphore: boolean): number;
+  eventfdRead(fd: number): bigint | null;
+  eventfdWrite(fd: number, value: bigint): void;
+  memfdCreate(name: string, size: bigint): number;
+}
+
+export const binding = requireNative(bindingPath) as NativeBinding;

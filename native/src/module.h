@@ -1,0 +1,14 @@
+// Each concern registers its own exports; module.cc only calls these.
+#pragma once
+
+#include <napi.h>
+
+namespace emu {
+
+void InitUnixSocket(Napi::Env env, Napi::Object exports);
+void InitPoller(Napi::Env env, Napi::Object exports);
+void InitMmap(Napi::Env env, Napi::Object exports);
+void InitEventFd(Napi::Env env, Napi::Object exports);
+void InitMemfd(Napi::Env env, Napi::Object exports);
+
+}  // namespace emu
