@@ -15,7 +15,7 @@ function locate(): string {
   } catch (error) {
     throw new Error(
       `@emu/native: no native binding for ${process.platform}-${process.arch} in ${packageRoot} ` +
-        '(run `pnpm --filter @emu/native prebuild`)',
+        '(run `pnpm --filter @emu/native native:prebuild`)',
       { cause: error },
     );
   }

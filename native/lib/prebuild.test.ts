@@ -8,7 +8,7 @@ import { sourceHash } from './index.js';
 
 // prebuildify names a scoped package's binary after it, with '/' as '+'.
 const prebuild = join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, '@emu+native.node');
-const REBUILD = 'run `pnpm --filter @emu/native prebuild` and commit prebuilds/';
+const REBUILD = 'run `pnpm --filter @emu/native native:prebuild` and commit prebuilds/';
 const STALE = `the committed prebuild is older than native/src: ${REBUILD}`;
 
 describe('native build', () => {

@@ -1,10 +1,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { EventFd } from '@emu/native';
-import { PciRegion, VfioUserClient, silentLogger } from '@emu/vfio-user';
+import { closeFd, EventFd, MappedMemory, memfdCreate } from '@emu/native';
+import { PciRegion, silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
-import { DOORBELL_IDS, DoorbellDevice, MAGIC, Reg } from './device.js';
+import { DmaStatus, DOORBELL_IDS, DoorbellDevice, MAGIC, Reg } from './device.js';
 
 const u32 = (v: number) => {
   const b = Buffer.alloc(4);
@@ -60,6 +60,52 @@ describe('doorbell example device', () => {
   it('counts a ring with no vector enabled as not delivered', async () => {
     await client.regionWrite(0, Reg.RING, u32(1));
     expect(device.stats).to.include({ rings: 1, delivered: 0 });
+  });
+
+  async function runDma(address: number, length: number): Promise<number> {
+    const ev = EventFd.create();
+    await client.setIrqEventfds('msix', 0, [ev]);
+    await client.regionWrite(0, Reg.DMA_ADDR_LO, u32(address));
+    await client.regionWrite(0, Reg.DMA_ADDR_HI, u32(0));
+    await client.regionWrite(0, Reg.DMA_LEN, u32(length));
+    const done = ev.wait(2000);
+    await client.regionWrite(0, Reg.DMA_CMD, u32(1));
+    await done;
+    ev.close();
+    return (await client.regionRead(0, Reg.DMA_STATUS, 4)).readUInt32LE(0);
+  }
+
+  for (const withFd of [true, false]) {
+    it(`reads and writes guest memory by DMA ${withFd ? 'through an fd mapping' : 'through DMA messages'}`, async () => {
+      const memory = new Uint8Array(0x2000);
+      memory.set([1, 2, 3, 250], 0x100);
+      if (withFd) {
+        const fd = memfdCreate('emu-doorbell-ram', 0x2000);
+        const mapped = MappedMemory.map(fd, 0, 0x2000);
+        const view = new Uint8Array(mapped.buffer);
+        view.set(memory);
+        await client.dmaMap({ address: 0x10000n, size: 0x2000n, fd, memory: view });
+        closeFd(fd);
+        await client.regionWrite(PciRegion.CONFIG, 4, Buffer.from([0x06, 0]));
+        expect(await runDma(0x10100, 4)).to.equal(DmaStatus.DONE);
+        expect([...view.subarray(0x100, 0x104)]).to.deep.equal([254, 253, 252, 5]);
+        mapped.unmap();
+      } else {
+        await client.dmaMap({ address: 0x10000n, size: 0x2000n, memory });
+        await client.regionWrite(PciRegion.CONFIG, 4, Buffer.from([0x06, 0]));
+        expect(await runDma(0x10100, 4)).to.equal(DmaStatus.DONE);
+        expect([...memory.subarray(0x100, 0x104)]).to.deep.equal([254, 253, 252, 5]);
+      }
+      expect((await client.regionRead(0, Reg.DMA_SUM, 4)).readUInt32LE(0)).to.equal(256);
+    });
+  }
+
+  it('fails DMA outside guest memory or without bus mastering, and keeps working', async () => {
+    await client.dmaMap({ address: 0x10000n, size: 0x1000n, memory: new Uint8Array(0x1000) });
+    expect(await runDma(0x10100, 4)).to.equal(DmaStatus.FAILED); // bus mastering still off
+    await client.regionWrite(PciRegion.CONFIG, 4, Buffer.from([0x06, 0]));
+    expect(await runDma(0x10ffe, 4)).to.equal(DmaStatus.FAILED); // runs past the mapping
+    expect(await runDma(0x10000, 4)).to.equal(DmaStatus.DONE);
   });
 
   it('clears its registers on reset', async () => {

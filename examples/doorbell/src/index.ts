@@ -1,1 +1,1 @@
-export { DOORBELL_IDS, DoorbellDevice, MAGIC, Reg } from './device.js';
+export { DmaStatus, DOORBELL_IDS, DoorbellDevice, MAGIC, Reg } from './device.js';

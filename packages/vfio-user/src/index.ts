@@ -2,25 +2,7 @@
  * @emu/vfio-user: the vfio-user protocol for Node. A device-side server (VfioUserServer), a VMM-side
  * client (VfioUserClient), the message codec, and PCI config-space helpers.
  */
-export * from './protocol/constants.js';
-export * from './protocol/messages.js';
-export { struct, type Struct, type StructValue, StructRangeError } from './protocol/struct.js';
-export { type Capabilities, DEFAULT_CAPABILITIES, encodeCapabilities, parseCapabilities } from './protocol/capabilities.js';
-export { ProtocolError, VfioUserError } from './protocol/errors.js';
-export { type Logger, type LogLevel, consoleLogger, silentLogger } from './logger.js';
-export { Connection, type ConnectionOptions } from './transport/connection.js';
-export { type Message, MessageFramer } from './transport/framer.js';
-export { type DmaRegion, DmaTable } from './server/dma-table.js';
-export { type IrqCounts, IrqTable } from './server/irqs.js';
-export type { DeviceSpec, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
-export {
-  type ClientInfo,
-  SERVER_MINOR,
-  type ServerEvents,
-  type ServerOptions,
-  type ServerStats,
-  VfioUserServer,
-} from './server/server.js';
+
 export {
   type ClientOptions,
   type DeviceInfoResult,
@@ -30,4 +12,28 @@ export {
   type RegionWrite,
   VfioUserClient,
 } from './client/client.js';
+export { consoleLogger, type Logger, type LogLevel, silentLogger } from './logger.js';
 export * from './pci/index.js';
+export {
+  type Capabilities,
+  DEFAULT_CAPABILITIES,
+  encodeCapabilities,
+  parseCapabilities,
+} from './protocol/capabilities.js';
+export * from './protocol/constants.js';
+export { ProtocolError, VfioUserError } from './protocol/errors.js';
+export * from './protocol/messages.js';
+export { type Struct, StructRangeError, type StructValue, struct } from './protocol/struct.js';
+export type { DeviceSpec, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
+export { type DmaRegion, DmaTable } from './server/dma-table.js';
+export { type IrqCounts, IrqTable } from './server/irqs.js';
+export {
+  type ClientInfo,
+  SERVER_MINOR,
+  type ServerEvents,
+  type ServerOptions,
+  type ServerStats,
+  VfioUserServer,
+} from './server/server.js';
+export { Connection, type ConnectionOptions } from './transport/connection.js';
+export { type Message, MessageFramer } from './transport/framer.js';

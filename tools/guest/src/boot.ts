@@ -34,6 +34,8 @@ export interface BootGuestOptions {
   kernelArgs?: string;
   /** guest RAM, default 512 */
   memoryMiB?: number;
+  /** guest RAM in a shared memfd (default true); false gives plain RAM, so DMA maps carry no fd */
+  sharedMemory?: boolean;
   /** guest CPUs, default 1 */
   cpus?: number;
   /** default 120000; QEMU is killed when it passes */
@@ -190,7 +192,11 @@ export async function bootGuest(opts: BootGuestOptions): Promise<BootGuestResult
     '-M',
     'q35,memory-backend=mem',
     '-object',
-    `memory-backend-memfd,id=mem,size=${memoryMiB}M,share=on`,
+    // Shared memfd RAM lets a vfio-user server mmap guest memory; without it every DMA_MAP comes
+    // without an fd and the server must use DMA_READ / DMA_WRITE messages.
+    opts.sharedMemory === false
+      ? `memory-backend-ram,id=mem,size=${memoryMiB}M`
+      : `memory-backend-memfd,id=mem,size=${memoryMiB}M,share=on`,
     '-m',
     `${memoryMiB}M`,
     '-accel',

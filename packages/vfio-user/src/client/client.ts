@@ -4,10 +4,12 @@
  * memory it mapped, from the buffers (or fds) given to dmaMap.
  */
 import { EventEmitter } from 'node:events';
-import { EventFd, MappedMemory, UnixSocket } from '@emu/native';
+import { type EventFd, MappedMemory, UnixSocket } from '@emu/native';
+import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
   Command,
+  commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
   DmaMapFlag,
   DmaUnmapFlag,
@@ -19,7 +21,6 @@ import {
   RegionCap,
   RegionFlag,
   SCM_MAX_FD,
-  commandName,
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import {
@@ -40,7 +41,6 @@ import {
   WriteMultiCount,
   WriteMultiEntry,
 } from '../protocol/messages.js';
-import { type Logger, consoleLogger } from '../logger.js';
 import { Connection } from '../transport/connection.js';
 import { type Message, safeClose } from '../transport/framer.js';
 
@@ -246,7 +246,11 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
    * Hands eventfds to the server for vectors start.. of an IRQ index (null de-assigns a vector), in
    * chunks the server accepts, as QEMU does.
    */
-  async setIrqEventfds(index: number | IrqIndexName, start: number, fds: ReadonlyArray<EventFd | number | null>) {
+  async setIrqEventfds(
+    index: number | IrqIndexName,
+    start: number,
+    fds: ReadonlyArray<EventFd | number | null>,
+  ) {
     const i = irqIndex(index);
     const max = Math.min(this.server.capabilities.maxMsgFds, SCM_MAX_FD);
     const flags = IrqSetFlag.DATA_EVENTFD | IrqSetFlag.ACTION_TRIGGER;
@@ -265,7 +269,10 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   /** Disables every vector of an IRQ index (count 0, DATA_NONE, TRIGGER). */
   async disableIrqs(index: number | IrqIndexName): Promise<void> {
     const flags = IrqSetFlag.DATA_NONE | IrqSetFlag.ACTION_TRIGGER;
-    await this.call(Command.DEVICE_SET_IRQS, IrqSet.encode({ argsz: IrqSet.size, flags, index: irqIndex(index) }));
+    await this.call(
+      Command.DEVICE_SET_IRQS,
+      IrqSet.encode({ argsz: IrqSet.size, flags, index: irqIndex(index) }),
+    );
   }
 
   /** MASK / UNMASK / TRIGGER vectors [start, start+count), optionally only those set in `select`. */
@@ -284,7 +291,13 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
           : IrqSetFlag.ACTION_TRIGGER;
     const data = select ? IrqSetFlag.DATA_BOOL : IrqSetFlag.DATA_NONE;
     const bools = select ? Buffer.from(select.map((b) => (b ? 1 : 0))) : Buffer.alloc(0);
-    const head = IrqSet.encode({ argsz: IrqSet.size + bools.length, flags: act | data, index: irqIndex(index), start, count });
+    const head = IrqSet.encode({
+      argsz: IrqSet.size + bools.length,
+      flags: act | data,
+      index: irqIndex(index),
+      start,
+      count,
+    });
     await this.call(Command.DEVICE_SET_IRQS, [head, bools]);
   }
 
@@ -300,7 +313,12 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   }
 
   /** Writes a region; `posted` sends it with NO_REPLY, as QEMU does for BAR writes. */
-  async regionWrite(region: number, offset: bigint | number, data: Uint8Array, opts: { posted?: boolean } = {}) {
+  async regionWrite(
+    region: number,
+    offset: bigint | number,
+    data: Uint8Array,
+    opts: { posted?: boolean } = {},
+  ) {
     this.checkXfer(data.length);
     const req = RegionAccess.encode({ offset: BigInt(offset), region, count: data.length });
     await this.call(Command.REGION_WRITE, [req, Buffer.from(data)], [], opts.posted);
@@ -316,7 +334,11 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     writes.forEach((w, i) => {
       if (w.data.length > 8) throw new RangeError(`write ${i}: ${w.data.length} bytes, at most 8`);
       const at = WriteMultiCount.size + i * WRITE_MULTI_ENTRY_SIZE;
-      WriteMultiEntry.encodeInto({ offset: BigInt(w.offset), region: w.region, count: w.data.length }, buf, at);
+      WriteMultiEntry.encodeInto(
+        { offset: BigInt(w.offset), region: w.region, count: w.data.length },
+        buf,
+        at,
+      );
       buf.set(w.data, at + WriteMultiEntry.size);
     });
     await this.call(Command.REGION_WRITE_MULTI, buf, [], opts.posted);
@@ -398,7 +420,8 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
 
   private checkXfer(count: number): void {
     const max = this.server.capabilities.maxDataXferSize;
-    if (count > max) throw new RangeError(`transfer of ${count} bytes is above the server's max_data_xfer_size ${max}`);
+    if (count > max)
+      throw new RangeError(`transfer of ${count} bytes is above the server's max_data_xfer_size ${max}`);
   }
 
   private parseSparse(payload: Buffer, capOffset: number): RegionInfoResult['areas'] | undefined {
@@ -410,7 +433,9 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
         const { nrAreas } = SparseMmapHeader.decode(payload, at + RegionCapHeader.size);
         const first = at + RegionCapHeader.size + SparseMmapHeader.size;
         if (first + nrAreas * SparseMmapArea.size > payload.length) return undefined;
-        return Array.from({ length: nrAreas }, (_, i) => SparseMmapArea.decode(payload, first + i * SparseMmapArea.size));
+        return Array.from({ length: nrAreas }, (_, i) =>
+          SparseMmapArea.decode(payload, first + i * SparseMmapArea.size),
+        );
       }
       at = cap.next;
     }
@@ -421,24 +446,30 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   private serve(msg: Message): void {
     const { header } = msg;
     try {
-      if (msg.fds.length > 0) throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} carried fds`);
+      if (msg.fds.length > 0)
+        throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} carried fds`);
       if (header.command !== Command.DMA_READ && header.command !== Command.DMA_WRITE) {
         throw new ProtocolError(Errno.ENOSYS, `server sent ${commandName(header.command)}`);
       }
       const { address, count: count64 } = DmaAccess.decode(msg.payload);
       const count = Number(count64);
       const max = Math.min(this.server?.capabilities.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE, 64 << 20);
-      if (count > max) throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
+      if (count > max)
+        throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
       const write = header.command === Command.DMA_WRITE;
       const range = this.ranges.find((r) => address >= r.address && address + count64 <= r.address + r.size);
       if (!range || (write ? !range.writable : !range.readable)) {
-        throw new ProtocolError(Errno.EFAULT, `DMA ${write ? 'write' : 'read'} [0x${address.toString(16)}, +${count})`);
+        throw new ProtocolError(
+          Errno.EFAULT,
+          `DMA ${write ? 'write' : 'read'} [0x${address.toString(16)}, +${count})`,
+        );
       }
       const at = Number(address - range.address);
       const head = DmaAccess.encode({ address, count: count64 });
       if (write) {
         const data = msg.payload.subarray(DmaAccess.size);
-        if (data.length !== count) throw new ProtocolError(Errno.EINVAL, `DMA_WRITE: ${data.length} bytes for ${count}`);
+        if (data.length !== count)
+          throw new ProtocolError(Errno.EINVAL, `DMA_WRITE: ${data.length} bytes for ${count}`);
         range.memory.set(data, at);
         this.conn.reply(msg, head);
       } else {
@@ -459,4 +490,3 @@ function irqIndex(index: number | IrqIndexName): number {
   if (i < 0) throw new RangeError(`unknown IRQ index ${index}`);
   return i;
 }
-

@@ -62,7 +62,13 @@ describe('VERSION capabilities', () => {
   });
 
   it('encodes a short NUL-terminated reply that parses back', () => {
-    const tail = encodeCapabilities({ maxMsgFds: 16, maxDataXferSize: 1 << 20, pgsizes: 4096, maxDmaMaps: 65535, writeMultiple: true });
+    const tail = encodeCapabilities({
+      maxMsgFds: 16,
+      maxDataXferSize: 1 << 20,
+      pgsizes: 4096,
+      maxDmaMaps: 65535,
+      writeMultiple: true,
+    });
     expect(tail[tail.length - 1]).to.equal(0);
     // QEMU drops replies bigger than its ~214-byte request buffer.
     expect(tail.length + 4).to.be.below(214 - 16);

@@ -36,7 +36,8 @@ const bad = (message: string) => new ProtocolError(Errno.EINVAL, `VERSION capabi
 function uint(obj: Record<string, unknown>, key: string, max: number): number | undefined {
   const v = obj[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) throw bad(`"${key}" must be a non-negative integer`);
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0)
+    throw bad(`"${key}" must be a non-negative integer`);
   if (v > max) throw bad(`"${key}" ${v} is above the limit ${max}`);
   return v;
 }
@@ -81,7 +82,8 @@ export function parseCapabilities(tail: Uint8Array): { caps: Capabilities; unkno
     if (typeof m !== 'object' || m === null || Array.isArray(m)) throw bad('"migration" is not an object');
     const mig = m as Record<string, unknown>;
     const pgsize = uint(mig, 'pgsize', 0xffffffff) ?? 4096;
-    if (pgsize === 0 || pgsize % 4096 !== 0) throw bad(`"migration.pgsize" ${pgsize} is not a multiple of 4096`);
+    if (pgsize === 0 || pgsize % 4096 !== 0)
+      throw bad(`"migration.pgsize" ${pgsize} is not a multiple of 4096`);
     caps.migration = { pgsize, maxBitmapSize: uint(mig, 'max_bitmap_size', Number.MAX_SAFE_INTEGER) };
   }
   const known = new Set([

@@ -56,7 +56,17 @@ export const RegionFlag = { READ: 1 << 0, WRITE: 1 << 1, MMAP: 1 << 2, CAPS: 1 <
 export const RegionCap = { SPARSE_MMAP: 1, TYPE: 2 } as const;
 
 /** PCI region indices: 0-5 BARs, then ROM, config space, VGA. */
-export const PciRegion = { BAR0: 0, BAR1: 1, BAR2: 2, BAR3: 3, BAR4: 4, BAR5: 5, ROM: 6, CONFIG: 7, VGA: 8 } as const;
+export const PciRegion = {
+  BAR0: 0,
+  BAR1: 1,
+  BAR2: 2,
+  BAR3: 3,
+  BAR4: 4,
+  BAR5: 5,
+  ROM: 6,
+  CONFIG: 7,
+  VGA: 8,
+} as const;
 export const PCI_NUM_REGIONS = 9;
 
 export const IrqIndex = { INTX: 0, MSI: 1, MSIX: 2, ERR: 3, REQ: 4 } as const;
@@ -64,7 +74,12 @@ export type IrqIndexName = 'intx' | 'msi' | 'msix' | 'err' | 'req';
 export const IRQ_INDEX_NAMES: readonly IrqIndexName[] = ['intx', 'msi', 'msix', 'err', 'req'];
 export const PCI_NUM_IRQS = 5;
 
-export const IrqInfoFlag = { EVENTFD: 1 << 0, MASKABLE: 1 << 1, AUTOMASKED: 1 << 2, NORESIZE: 1 << 3 } as const;
+export const IrqInfoFlag = {
+  EVENTFD: 1 << 0,
+  MASKABLE: 1 << 1,
+  AUTOMASKED: 1 << 2,
+  NORESIZE: 1 << 3,
+} as const;
 
 export const IrqSetFlag = {
   DATA_NONE: 1 << 0,

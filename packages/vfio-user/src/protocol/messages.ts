@@ -4,12 +4,24 @@
  */
 import { struct } from './struct.js';
 
-export const Header = struct('header', { msgId: 'u16', command: 'u16', size: 'u32', flags: 'u32', error: 'u32' });
+export const Header = struct('header', {
+  msgId: 'u16',
+  command: 'u16',
+  size: 'u32',
+  flags: 'u32',
+  error: 'u32',
+});
 
 /** VERSION: major, minor, then optional NUL-terminated JSON. */
 export const Version = struct('version', { major: 'u16', minor: 'u16' });
 
-export const DmaMap = struct('dma_map', { argsz: 'u32', flags: 'u32', offset: 'u64', address: 'u64', size: 'u64' });
+export const DmaMap = struct('dma_map', {
+  argsz: 'u32',
+  flags: 'u32',
+  offset: 'u64',
+  address: 'u64',
+  size: 'u64',
+});
 export const DmaUnmap = struct('dma_unmap', { argsz: 'u32', flags: 'u32', address: 'u64', size: 'u64' });
 
 export const DeviceInfo = struct('device_info', {
@@ -31,7 +43,12 @@ export const RegionCapHeader = struct('region_cap_header', { id: 'u16', version:
 export const SparseMmapHeader = struct('sparse_mmap', { nrAreas: 'u32', reserved: 'u32' });
 export const SparseMmapArea = struct('sparse_mmap_area', { offset: 'u64', size: 'u64' });
 
-export const RegionIoFds = struct('region_io_fds', { argsz: 'u32', flags: 'u32', index: 'u32', count: 'u32' });
+export const RegionIoFds = struct('region_io_fds', {
+  argsz: 'u32',
+  flags: 'u32',
+  index: 'u32',
+  count: 'u32',
+});
 export const IoFdEntry = struct('io_fd', {
   offset: 'u64',
   size: 'u64',
@@ -43,7 +60,13 @@ export const IoFdEntry = struct('io_fd', {
 });
 
 export const IrqInfo = struct('irq_info', { argsz: 'u32', flags: 'u32', index: 'u32', count: 'u32' });
-export const IrqSet = struct('irq_set', { argsz: 'u32', flags: 'u32', index: 'u32', start: 'u32', count: 'u32' });
+export const IrqSet = struct('irq_set', {
+  argsz: 'u32',
+  flags: 'u32',
+  index: 'u32',
+  start: 'u32',
+  count: 'u32',
+});
 
 export const RegionAccess = struct('region_access', { offset: 'u64', region: 'u32', count: 'u32' });
 export const WriteMultiCount = struct('write_multi', { count: 'u64' });

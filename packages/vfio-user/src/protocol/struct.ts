@@ -39,14 +39,20 @@ export function struct<F extends StructFields>(name: string, fields: F): Struct<
     size,
     decode(buf, offset = 0) {
       if (offset < 0 || buf.byteLength - offset < size) {
-        throw new StructRangeError(`${name}: need ${size} bytes, have ${Math.max(0, buf.byteLength - offset)}`);
+        throw new StructRangeError(
+          `${name}: need ${size} bytes, have ${Math.max(0, buf.byteLength - offset)}`,
+        );
       }
       const dv = view(buf);
       const out: Record<string, number | bigint> = {};
       for (const [key, type, at] of layout) {
         const p = offset + at;
         out[key] =
-          type === 'u16' ? dv.getUint16(p, true) : type === 'u32' ? dv.getUint32(p, true) : dv.getBigUint64(p, true);
+          type === 'u16'
+            ? dv.getUint16(p, true)
+            : type === 'u32'
+              ? dv.getUint32(p, true)
+              : dv.getBigUint64(p, true);
       }
       return out as StructValue<F>;
     },
@@ -61,7 +67,8 @@ export function struct<F extends StructFields>(name: string, fields: F): Struct<
         const p = offset + at;
         if (type === 'u64') {
           const b = BigInt(v);
-          if (b < 0n || b > 0xffffffffffffffffn) throw new StructRangeError(`${name}.${key}: ${b} does not fit in u64`);
+          if (b < 0n || b > 0xffffffffffffffffn)
+            throw new StructRangeError(`${name}.${key}: ${b} does not fit in u64`);
           dv.setBigUint64(p, b, true);
         } else {
           const n = Number(v);

@@ -2,8 +2,9 @@
  * What a server serves: PCI config space, region handlers for the BARs (and ROM), IRQ counts, reset.
  * The server validates the description once, at construction.
  */
-import { IRQ_INDEX_NAMES, PCI_NUM_REGIONS, PciRegion } from '../protocol/constants.js';
+
 import type { PciConfigSpace } from '../pci/index.js';
+import { IRQ_INDEX_NAMES, PCI_NUM_REGIONS, PciRegion } from '../protocol/constants.js';
 import type { IrqCounts } from './irqs.js';
 
 export interface RegionHandlers {
@@ -60,17 +61,22 @@ export function resolveDevice(device: DeviceSpec): { regions: ResolvedRegion[]; 
     }
     const barSize = index <= PciRegion.BAR5 ? cfg.barSize(index) : undefined;
     if (!spec) {
-      if (barSize !== undefined && barSize > 0n) throw new TypeError(`BAR${index} is in config space but has no region`);
+      if (barSize !== undefined && barSize > 0n)
+        throw new TypeError(`BAR${index} is in config space but has no region`);
       regions.push({ index, size: 0, readable: false, writable: false });
       continue;
     }
     if (index === PciRegion.VGA) throw new TypeError('region 8 (VGA) is not supported');
     const size = spec.size ?? (barSize !== undefined ? Number(barSize) : undefined);
-    if (size === undefined) throw new TypeError(`region ${index} needs a size (no BAR${index} in config space)`);
+    if (size === undefined)
+      throw new TypeError(`region ${index} needs a size (no BAR${index} in config space)`);
     if (barSize !== undefined && BigInt(size) !== barSize) {
-      throw new TypeError(`region ${index} size ${size} differs from BAR${index} size ${barSize} in config space`);
+      throw new TypeError(
+        `region ${index} size ${size} differs from BAR${index} size ${barSize} in config space`,
+      );
     }
-    if (!Number.isSafeInteger(size) || size <= 0) throw new TypeError(`region ${index} size ${size} is invalid`);
+    if (!Number.isSafeInteger(size) || size <= 0)
+      throw new TypeError(`region ${index} size ${size} is invalid`);
     if (spec.mmap) {
       const { fd, fileOffset = 0, areas = [{ offset: 0, size }] } = spec.mmap;
       if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`region ${index} mmap fd ${fd} is invalid`);

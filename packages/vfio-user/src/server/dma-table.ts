@@ -49,7 +49,8 @@ export class DmaTable {
     if (address > U64_MAX - size + 1n) {
       throw new ProtocolError(Errno.EINVAL, `DMA_MAP [0x${hex(address)}, +0x${hex(size)}) wraps around`);
     }
-    if (size > MAX_DMA_SIZE) throw new ProtocolError(Errno.ENOSPC, `DMA_MAP size 0x${hex(size)} is above 8 TiB`);
+    if (size > MAX_DMA_SIZE)
+      throw new ProtocolError(Errno.ENOSPC, `DMA_MAP size 0x${hex(size)} is above 8 TiB`);
     if (this.list.length >= this.maxRegions) {
       throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${this.list.length} ranges, the limit`);
     }
@@ -62,12 +63,16 @@ export class DmaTable {
     }
     let memory: MappedMemory | undefined;
     if (req.fd !== undefined) {
-      if (size > BigInt(Number.MAX_SAFE_INTEGER)) throw new ProtocolError(Errno.ENOSPC, 'DMA_MAP too large to map');
+      if (size > BigInt(Number.MAX_SAFE_INTEGER))
+        throw new ProtocolError(Errno.ENOSPC, 'DMA_MAP too large to map');
       try {
         memory = MappedMemory.map(req.fd, req.fileOffset, Number(size), { read: true, write: req.writable });
       } catch (err) {
         const e = err as { errno?: number; message: string };
-        throw new ProtocolError(Math.abs(e.errno ?? Errno.EINVAL) || Errno.EINVAL, `DMA_MAP mmap: ${e.message}`);
+        throw new ProtocolError(
+          Math.abs(e.errno ?? Errno.EINVAL) || Errno.EINVAL,
+          `DMA_MAP mmap: ${e.message}`,
+        );
       }
     }
     const region: DmaRegion = {
@@ -87,7 +92,10 @@ export class DmaTable {
   lookupExact(address: bigint, size: bigint): DmaRegion {
     const region = this.list.find((r) => r.address === address && r.size === size);
     if (!region) {
-      throw new ProtocolError(Errno.ENOENT, `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) was never mapped`);
+      throw new ProtocolError(
+        Errno.ENOENT,
+        `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) was never mapped`,
+      );
     }
     return region;
   }
@@ -112,7 +120,8 @@ export class DmaTable {
   find(address: bigint, length: number): { region: DmaRegion; offset: number } | undefined {
     const end = address + BigInt(length);
     for (const r of this.list) {
-      if (address >= r.address && end <= r.address + r.size) return { region: r, offset: Number(address - r.address) };
+      if (address >= r.address && end <= r.address + r.size)
+        return { region: r, offset: Number(address - r.address) };
       if (r.address > address) break;
     }
     return undefined;
@@ -127,9 +136,12 @@ export class DmaTable {
     if (!hit) throw new RangeError(`DMA ${access} [0x${hex(address)}, +${length}) is outside guest memory`);
     const { region, offset } = hit;
     if (access === 'write' ? !region.writable : !region.readable) {
-      throw new RangeError(`DMA ${access} [0x${hex(address)}, +${length}) hits a range mapped without ${access}`);
+      throw new RangeError(
+        `DMA ${access} [0x${hex(address)}, +${length}) hits a range mapped without ${access}`,
+      );
     }
-    if (!region.memory) throw new RangeError(`DMA ${access} at 0x${hex(address)}: range was mapped without an fd`);
+    if (!region.memory)
+      throw new RangeError(`DMA ${access} at 0x${hex(address)}: range was mapped without an fd`);
     return new Uint8Array(region.memory.buffer, offset, length);
   }
 }

@@ -36,9 +36,9 @@ import {
   WriteMultiEntry,
 } from '../protocol/messages.js';
 import type { Message } from '../transport/framer.js';
+import type { ResolvedRegion } from './device.js';
 import type { DmaRegion, DmaTable } from './dma-table.js';
 import { hex } from './dma-table.js';
-import type { ResolvedRegion } from './device.js';
 import type { IrqTable } from './irqs.js';
 
 export interface Reply {
@@ -84,10 +84,18 @@ function regionAt(ctx: ServerContext, index: number, what: string): ResolvedRegi
 }
 
 /** Bounds of a region access: count within max_data_xfer_size, [offset, offset+count) inside the region. */
-function checkAccess(ctx: ServerContext, r: ResolvedRegion, offset: bigint, count: number, what: string): number {
+function checkAccess(
+  ctx: ServerContext,
+  r: ResolvedRegion,
+  offset: bigint,
+  count: number,
+  what: string,
+): number {
   if (count > ctx.maxDataXferSize) throw einval(`${what}: count ${count} is above ${ctx.maxDataXferSize}`);
   if (offset > BigInt(r.size) || BigInt(count) > BigInt(r.size) - offset) {
-    throw einval(`${what}: [0x${hex(offset)}, +${count}) is outside region ${r.index} (size 0x${hex(r.size)})`);
+    throw einval(
+      `${what}: [0x${hex(offset)}, +${count}) is outside region ${r.index} (size 0x${hex(r.size)})`,
+    );
   }
   return Number(offset);
 }
@@ -95,7 +103,8 @@ function checkAccess(ctx: ServerContext, r: ResolvedRegion, offset: bigint, coun
 const handleDmaMap: CommandSpec['handle'] = (ctx, msg) => {
   const req = DmaMap.decode(msg.payload);
   checkArgsz('DMA_MAP', req.argsz, DmaMap.size);
-  if (req.flags & ~(DmaMapFlag.READ | DmaMapFlag.WRITE)) throw einval(`DMA_MAP: unknown flags 0x${hex(req.flags)}`);
+  if (req.flags & ~(DmaMapFlag.READ | DmaMapFlag.WRITE))
+    throw einval(`DMA_MAP: unknown flags 0x${hex(req.flags)}`);
   const fd = msg.fds.length === 1 ? msg.fds[0] : undefined;
   const region = ctx.dma.add({
     address: req.address,
@@ -127,7 +136,14 @@ const handleDmaUnmap: CommandSpec['handle'] = (ctx, msg) => {
     ctx.dmaUnmapping(region);
     ctx.dma.remove(region);
   }
-  return { payload: DmaUnmap.encode({ argsz: DmaUnmap.size, flags: req.flags, address: req.address, size: req.size }) };
+  return {
+    payload: DmaUnmap.encode({
+      argsz: DmaUnmap.size,
+      flags: req.flags,
+      address: req.address,
+      size: req.size,
+    }),
+  };
 };
 
 const handleDeviceGetInfo: CommandSpec['handle'] = (ctx, msg) => {
@@ -150,13 +166,16 @@ const handleGetRegionInfo: CommandSpec['handle'] = (ctx, msg) => {
   let flags = (r.readable ? RegionFlag.READ : 0) | (r.writable ? RegionFlag.WRITE : 0);
   const mmap = r.spec?.mmap;
   if (!mmap) {
-    return { payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, index: r.index, size: BigInt(r.size) }) };
+    return {
+      payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, index: r.index, size: BigInt(r.size) }),
+    };
   }
   flags |= RegionFlag.MMAP;
   const areas = mmap.areas ?? [{ offset: 0, size: r.size }];
   const whole = areas.length === 1 && areas[0].offset === 0 && areas[0].size === r.size;
   const base = { index: r.index, size: BigInt(r.size), offset: BigInt(mmap.fileOffset ?? 0) };
-  if (whole) return { payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, ...base }), fds: [mmap.fd] };
+  if (whole)
+    return { payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, ...base }), fds: [mmap.fd] };
   // A sparse mmap capability. If the client's buffer is too small, say how big it must be and send no
   // caps and no fd (as libvfio-user does): the client asks again.
   flags |= RegionFlag.CAPS;
@@ -217,7 +236,8 @@ const handleSetIrqs: CommandSpec['handle'] = (ctx, msg) => {
 
 const handleRegionRead: CommandSpec['handle'] = (ctx, msg) => {
   const req = RegionAccess.decode(msg.payload);
-  if (msg.payload.length !== RegionAccess.size) throw einval(`REGION_READ: payload is ${msg.payload.length} bytes`);
+  if (msg.payload.length !== RegionAccess.size)
+    throw einval(`REGION_READ: payload is ${msg.payload.length} bytes`);
   const r = regionAt(ctx, req.region, 'REGION_READ');
   if (!r.readable) throw einval(`REGION_READ: region ${r.index} is not readable`);
   const offset = checkAccess(ctx, r, req.offset, req.count, 'REGION_READ');
@@ -228,7 +248,8 @@ const handleRegionRead: CommandSpec['handle'] = (ctx, msg) => {
 const handleRegionWrite: CommandSpec['handle'] = (ctx, msg) => {
   const req = RegionAccess.decode(msg.payload);
   const data = msg.payload.subarray(RegionAccess.size);
-  if (data.length !== req.count) throw einval(`REGION_WRITE: count ${req.count} but ${data.length} data bytes`);
+  if (data.length !== req.count)
+    throw einval(`REGION_WRITE: count ${req.count} but ${data.length} data bytes`);
   const r = regionAt(ctx, req.region, 'REGION_WRITE');
   if (!r.writable) throw einval(`REGION_WRITE: region ${r.index} is not writable`);
   const offset = checkAccess(ctx, r, req.offset, req.count, 'REGION_WRITE');
@@ -241,13 +262,16 @@ const handleRegionWriteMulti: CommandSpec['handle'] = (ctx, msg) => {
   const { count } = WriteMultiCount.decode(msg.payload);
   const expect = BigInt(WriteMultiCount.size) + count * BigInt(WRITE_MULTI_ENTRY_SIZE);
   if (BigInt(msg.payload.length) !== expect) {
-    throw einval(`REGION_WRITE_MULTI: ${count} writes need ${expect} payload bytes, got ${msg.payload.length}`);
+    throw einval(
+      `REGION_WRITE_MULTI: ${count} writes need ${expect} payload bytes, got ${msg.payload.length}`,
+    );
   }
   // Check every write before doing any, so a bad batch changes nothing.
   const writes = Array.from({ length: Number(count) }, (_, i) => {
     const at = WriteMultiCount.size + i * WRITE_MULTI_ENTRY_SIZE;
     const w = WriteMultiEntry.decode(msg.payload, at);
-    if (w.count > WRITE_MULTI_MAX_DATA) throw einval(`REGION_WRITE_MULTI: write ${i} count ${w.count} is above 8`);
+    if (w.count > WRITE_MULTI_MAX_DATA)
+      throw einval(`REGION_WRITE_MULTI: write ${i} count ${w.count} is above 8`);
     const r = regionAt(ctx, w.region, 'REGION_WRITE_MULTI');
     if (!r.writable) throw einval(`REGION_WRITE_MULTI: region ${r.index} is not writable`);
     const offset = checkAccess(ctx, r, w.offset, w.count, 'REGION_WRITE_MULTI');
@@ -276,16 +300,23 @@ export const COMMAND_TABLE: Readonly<Partial<Record<number, CommandSpec>>> = {
   [Command.DMA_UNMAP]: { minPayload: DmaUnmap.size, maxFds: 0, handle: handleDmaUnmap },
   [Command.DEVICE_GET_INFO]: { minPayload: DeviceInfo.size, maxFds: 0, handle: handleDeviceGetInfo },
   [Command.DEVICE_GET_REGION_INFO]: { minPayload: RegionInfo.size, maxFds: 0, handle: handleGetRegionInfo },
-  [Command.DEVICE_GET_REGION_IO_FDS]: { minPayload: RegionIoFds.size, maxFds: 0, handle: handleGetRegionIoFds },
+  [Command.DEVICE_GET_REGION_IO_FDS]: {
+    minPayload: RegionIoFds.size,
+    maxFds: 0,
+    handle: handleGetRegionIoFds,
+  },
   [Command.DEVICE_GET_IRQ_INFO]: { minPayload: IrqInfo.size, maxFds: 0, handle: handleGetIrqInfo },
   [Command.DEVICE_SET_IRQS]: { minPayload: IrqSet.size, maxFds: 2048, handle: handleSetIrqs },
   [Command.REGION_READ]: { minPayload: RegionAccess.size, maxFds: 0, handle: handleRegionRead },
   [Command.REGION_WRITE]: { minPayload: RegionAccess.size, maxFds: 0, handle: handleRegionWrite },
   [Command.DEVICE_RESET]: { minPayload: 0, maxFds: 0, handle: handleDeviceReset },
-  [Command.REGION_WRITE_MULTI]: { minPayload: WriteMultiCount.size, maxFds: 0, handle: handleRegionWriteMulti },
+  [Command.REGION_WRITE_MULTI]: {
+    minPayload: WriteMultiCount.size,
+    maxFds: 0,
+    handle: handleRegionWriteMulti,
+  },
   [Command.DIRTY_PAGES]: { minPayload: 0, maxFds: 0, handle: notSupported('DIRTY_PAGES (migration v1)') },
   [Command.DEVICE_FEATURE]: { minPayload: 8, maxFds: 0, handle: notSupported('DEVICE_FEATURE (migration)') },
   [Command.MIG_DATA_READ]: { minPayload: 8, maxFds: 0, handle: notSupported('MIG_DATA_READ (migration)') },
   [Command.MIG_DATA_WRITE]: { minPayload: 8, maxFds: 0, handle: notSupported('MIG_DATA_WRITE (migration)') },
 };
-

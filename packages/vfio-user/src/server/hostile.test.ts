@@ -1,16 +1,27 @@
+import { closeFd, EventFd, memfdCreate } from '@emu/native';
 import { expect } from 'chai';
-import { EventFd, memfdCreate, closeFd } from '@emu/native';
 import { VfioUserClient } from '../client/client.js';
 import { Command, Errno, HeaderFlag } from '../protocol/constants.js';
-import { DeviceInfo, DmaMap, DmaUnmap, Header, IrqSet, RegionAccess, RegionInfo, Version } from '../protocol/messages.js';
-import { VfioUserServer } from './server.js';
+import {
+  DeviceInfo,
+  DmaMap,
+  DmaUnmap,
+  Header,
+  IrqSet,
+  RegionAccess,
+  RegionInfo,
+  Version,
+} from '../protocol/messages.js';
 import { RawPeer } from './raw-peer.fixture.js';
-import { type TestDevice, makeTestDevice } from './test-device.fixture.js';
+import { VfioUserServer } from './server.js';
+import { makeTestDevice, type TestDevice } from './test-device.fixture.js';
 import { captureLogger, openFdCount, tempDir, until } from './test-env.fixture.js';
 
 const getInfo = () => DeviceInfo.encode({ argsz: 16 });
-const dmaMap = (address: bigint, size: bigint, flags = 3) => DmaMap.encode({ argsz: 32, flags, address, size });
-const access = (region: number, offset: bigint, count: number) => RegionAccess.encode({ offset, region, count });
+const dmaMap = (address: bigint, size: bigint, flags = 3) =>
+  DmaMap.encode({ argsz: 32, flags, address, size });
+const access = (region: number, offset: bigint, count: number) =>
+  RegionAccess.encode({ offset, region, count });
 
 describe('VfioUserServer against bad input', () => {
   let dir: ReturnType<typeof tempDir>;
@@ -35,11 +46,22 @@ describe('VfioUserServer against bad input', () => {
   });
 
   /** Sends one command and expects an error reply with `errno`, logged, and the server still serving. */
-  async function expectError(command: number, payload: Buffer, errno: number, logged: string, fds: number[] = []) {
+  async function expectError(
+    command: number,
+    payload: Buffer,
+    errno: number,
+    logged: string,
+    fds: number[] = [],
+  ) {
     const before = log.lines.length;
     peer.send(77, command, payload, fds);
     const reply = await peer.next();
-    expect(reply.header).to.include({ msgId: 77, command, size: 16, flags: HeaderFlag.TYPE_REPLY | HeaderFlag.ERROR });
+    expect(reply.header).to.include({
+      msgId: 77,
+      command,
+      size: 16,
+      flags: HeaderFlag.TYPE_REPLY | HeaderFlag.ERROR,
+    });
     expect(reply.header.error, `errno for ${logged}`).to.equal(errno);
     const lines = log.lines.slice(before).map((l) => l.msg);
     expect(lines.join('\n')).to.contain(logged);
@@ -63,7 +85,12 @@ describe('VfioUserServer against bad input', () => {
 
   it('answers a message above max_data_xfer_size with E2BIG and skips its body', async () => {
     const body = Buffer.alloc(2 << 20, 0x41);
-    peer.sendRaw(Buffer.concat([Header.encode({ msgId: 4, command: Command.REGION_WRITE, size: 16 + body.length }), body]));
+    peer.sendRaw(
+      Buffer.concat([
+        Header.encode({ msgId: 4, command: Command.REGION_WRITE, size: 16 + body.length }),
+        body,
+      ]),
+    );
     const reply = await peer.next();
     expect(reply.header).to.include({ msgId: 4, error: Errno.E2BIG });
     expect(log.lines.map((l) => l.msg).join()).to.contain('above the limit');
@@ -83,12 +110,21 @@ describe('VfioUserServer against bad input', () => {
     const baseline = openFdCount();
     const a = EventFd.create();
     const b = EventFd.create();
-    await expectError(Command.DMA_MAP, dmaMap(0x1000n, 0x1000n), Errno.EINVAL, '2 fds, at most 1', [a.fd, b.fd]);
+    await expectError(Command.DMA_MAP, dmaMap(0x1000n, 0x1000n), Errno.EINVAL, '2 fds, at most 1', [
+      a.fd,
+      b.fd,
+    ]);
     await expectError(Command.DEVICE_GET_INFO, getInfo(), Errno.EINVAL, '1 fds, at most 0', [a.fd]);
     const set = IrqSet.encode({ argsz: 20, flags: 4 | 32, index: 2, start: 0, count: 3 });
     await expectError(Command.DEVICE_SET_IRQS, set, Errno.EINVAL, '2 fds for 3 vectors', [a.fd, b.fd]);
     const bool = IrqSet.encode({ argsz: 21, flags: 2 | 32, index: 2, start: 0, count: 1 });
-    await expectError(Command.DEVICE_SET_IRQS, Buffer.concat([bool, Buffer.from([1])]), Errno.EINVAL, 'without DATA_EVENTFD', [a.fd]);
+    await expectError(
+      Command.DEVICE_SET_IRQS,
+      Buffer.concat([bool, Buffer.from([1])]),
+      Errno.EINVAL,
+      'without DATA_EVENTFD',
+      [a.fd],
+    );
     a.close();
     b.close();
     await until(() => openFdCount() === baseline, 'the server to close the fds it refused');
@@ -108,24 +144,49 @@ describe('VfioUserServer against bad input', () => {
   it('refuses to unmap what was never mapped', async () => {
     const unmap = DmaUnmap.encode({ argsz: 24, address: 0x5000n, size: 0x1000n });
     await expectError(Command.DMA_UNMAP, unmap, Errno.ENOENT, 'never mapped');
-    await expectError(Command.DMA_UNMAP, DmaUnmap.encode({ argsz: 24, flags: 2, address: 1n }), Errno.EINVAL, 'ALL needs');
+    await expectError(
+      Command.DMA_UNMAP,
+      DmaUnmap.encode({ argsz: 24, flags: 2, address: 1n }),
+      Errno.EINVAL,
+      'ALL needs',
+    );
   });
 
   it('refuses region accesses outside a region, with bad sizes, or to a missing region', async () => {
     await expectError(Command.REGION_READ, access(0, 0xffcn, 8), Errno.EINVAL, 'outside region 0');
-    await expectError(Command.REGION_READ, access(0, 0xffff_ffff_ffff_fff0n, 0x20), Errno.EINVAL, 'outside region 0');
+    await expectError(
+      Command.REGION_READ,
+      access(0, 0xffff_ffff_ffff_fff0n, 0x20),
+      Errno.EINVAL,
+      'outside region 0',
+    );
     await expectError(Command.REGION_READ, access(0, 0n, 2 << 20), Errno.EINVAL, 'above 1048576');
     await expectError(Command.REGION_READ, access(42, 0n, 4), Errno.EINVAL, 'no region 42');
     await expectError(Command.REGION_READ, access(1, 0n, 4), Errno.EINVAL, 'not readable');
     const short = Buffer.concat([access(0, 0n, 8), Buffer.alloc(4)]);
     await expectError(Command.REGION_WRITE, short, Errno.EINVAL, 'count 8 but 4 data bytes');
-    await expectError(Command.REGION_WRITE, Buffer.concat([access(7, 4095n, 2), Buffer.alloc(2)]), Errno.EINVAL, 'outside region 7');
+    await expectError(
+      Command.REGION_WRITE,
+      Buffer.concat([access(7, 4095n, 2), Buffer.alloc(2)]),
+      Errno.EINVAL,
+      'outside region 7',
+    );
     expect(dev.writes).to.have.length(0);
   });
 
   it('refuses a bad region info index and bad IRQ requests', async () => {
-    await expectError(Command.DEVICE_GET_REGION_INFO, RegionInfo.encode({ argsz: 32, index: 9 }), Errno.EINVAL, 'no region 9');
-    await expectError(Command.DEVICE_GET_REGION_INFO, RegionInfo.encode({ argsz: 8, index: 0 }), Errno.EINVAL, 'argsz 8');
+    await expectError(
+      Command.DEVICE_GET_REGION_INFO,
+      RegionInfo.encode({ argsz: 32, index: 9 }),
+      Errno.EINVAL,
+      'no region 9',
+    );
+    await expectError(
+      Command.DEVICE_GET_REGION_INFO,
+      RegionInfo.encode({ argsz: 8, index: 0 }),
+      Errno.EINVAL,
+      'argsz 8',
+    );
     const irq = (flags: number, index: number, start: number, count: number) =>
       IrqSet.encode({ argsz: 20, flags, index, start, count });
     await expectError(Command.DEVICE_SET_IRQS, irq(1 | 32, 9, 0, 1), Errno.EINVAL, 'no such IRQ index');
@@ -162,8 +223,17 @@ describe('VfioUserServer against bad input', () => {
     await until(() => server.client === undefined, 'disconnect');
     for (const [payload, errno] of [
       [Version.encode({ major: 1, minor: 0 }), Errno.ENOTSUP],
-      [Buffer.concat([Version.encode({ major: 0, minor: 0 }), Buffer.from('{"capabilities":')]), Errno.EINVAL],
-      [Buffer.concat([Version.encode({ major: 0, minor: 0 }), Buffer.from('{"capabilities":{"max_msg_fds":-1}}\0')]), Errno.EINVAL],
+      [
+        Buffer.concat([Version.encode({ major: 0, minor: 0 }), Buffer.from('{"capabilities":')]),
+        Errno.EINVAL,
+      ],
+      [
+        Buffer.concat([
+          Version.encode({ major: 0, minor: 0 }),
+          Buffer.from('{"capabilities":{"max_msg_fds":-1}}\0'),
+        ]),
+        Errno.EINVAL,
+      ],
     ] as const) {
       const p = new RawPeer(server.path);
       p.send(1, Command.VERSION, payload);
@@ -174,7 +244,13 @@ describe('VfioUserServer against bad input', () => {
   });
 
   it('sends no reply to a NO_REPLY command, even when it fails, but logs the failure', async () => {
-    peer.send(8, Command.REGION_WRITE, Buffer.concat([access(0, 0x10000n, 4), Buffer.alloc(4)]), [], HeaderFlag.NO_REPLY);
+    peer.send(
+      8,
+      Command.REGION_WRITE,
+      Buffer.concat([access(0, 0x10000n, 4), Buffer.alloc(4)]),
+      [],
+      HeaderFlag.NO_REPLY,
+    );
     expect(await peer.silent()).to.equal(true);
     expect(log.lines.map((l) => l.msg).join()).to.contain('outside region 0');
     await expectServing();
@@ -196,13 +272,23 @@ describe('VfioUserServer against bad input', () => {
     p.send(2, Command.DMA_MAP, dmaMap(0x0n, 0x10000n), [fd]);
     await p.next();
     const ev = EventFd.create();
-    p.send(3, Command.DEVICE_SET_IRQS, IrqSet.encode({ argsz: 20, flags: 4 | 32, index: 2, start: 0, count: 1 }), [ev.fd]);
+    p.send(
+      3,
+      Command.DEVICE_SET_IRQS,
+      IrqSet.encode({ argsz: 20, flags: 4 | 32, index: 2, start: 0, count: 1 }),
+      [ev.fd],
+    );
     await p.next();
     closeFd(fd);
     ev.close();
     expect(server.dma.regions).to.have.length(1);
     // Half a message, then gone.
-    p.sendRaw(Buffer.concat([Header.encode({ msgId: 4, command: Command.REGION_WRITE, size: 100 }), Buffer.alloc(20)]));
+    p.sendRaw(
+      Buffer.concat([
+        Header.encode({ msgId: 4, command: Command.REGION_WRITE, size: 100 }),
+        Buffer.alloc(20),
+      ]),
+    );
     p.close();
     await until(() => server.client === undefined, 'disconnect');
     expect(server.dma.regions).to.have.length(0);

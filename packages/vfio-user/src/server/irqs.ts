@@ -3,7 +3,14 @@
  * SET_IRQS, the mask bits, and triggering. Follows VFIO's VFIO_DEVICE_SET_IRQS semantics.
  */
 import { EventFd } from '@emu/native';
-import { Errno, IRQ_INDEX_NAMES, IrqIndex, IrqInfoFlag, type IrqIndexName, IrqSetFlag } from '../protocol/constants.js';
+import {
+  Errno,
+  IRQ_INDEX_NAMES,
+  IrqIndex,
+  type IrqIndexName,
+  IrqInfoFlag,
+  IrqSetFlag,
+} from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { safeClose } from '../transport/framer.js';
 
@@ -92,8 +99,10 @@ export class IrqTable {
     const { flags, index, start, count, fds } = req;
     const data = flags & IrqSetFlag.DATA_MASK;
     const action = flags & IrqSetFlag.ACTION_MASK_ALL;
-    const bad = (m: string) => new ProtocolError(Errno.EINVAL, `SET_IRQS ${IRQ_INDEX_NAMES[index] ?? index}: ${m}`);
-    if (flags & ~(IrqSetFlag.DATA_MASK | IrqSetFlag.ACTION_MASK_ALL)) throw bad(`unknown flags 0x${flags.toString(16)}`);
+    const bad = (m: string) =>
+      new ProtocolError(Errno.EINVAL, `SET_IRQS ${IRQ_INDEX_NAMES[index] ?? index}: ${m}`);
+    if (flags & ~(IrqSetFlag.DATA_MASK | IrqSetFlag.ACTION_MASK_ALL))
+      throw bad(`unknown flags 0x${flags.toString(16)}`);
     if (popcount(data) !== 1) throw bad('exactly one DATA_ flag is required');
     if (popcount(action) !== 1) throw bad('exactly one ACTION_ flag is required');
     if (index >= this.vectors.length) throw bad('no such IRQ index');
@@ -101,7 +110,8 @@ export class IrqTable {
     if ((index === IrqIndex.ERR || index === IrqIndex.REQ) && action !== IrqSetFlag.ACTION_TRIGGER) {
       throw bad('ERR and REQ only take ACTION_TRIGGER');
     }
-    if (data !== IrqSetFlag.DATA_EVENTFD && fds.length > 0) throw bad(`${fds.length} fds sent without DATA_EVENTFD`);
+    if (data !== IrqSetFlag.DATA_EVENTFD && fds.length > 0)
+      throw bad(`${fds.length} fds sent without DATA_EVENTFD`);
     if (count === 0) {
       // count 0 with DATA_NONE|TRIGGER disables the whole index; nothing else means anything.
       if (data === IrqSetFlag.DATA_NONE && action === IrqSetFlag.ACTION_TRIGGER) {

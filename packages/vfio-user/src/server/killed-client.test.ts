@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import { expect } from 'chai';
 import { VfioUserClient } from '../client/client.js';
 import { VfioUserServer } from './server.js';
-import { type TestDevice, makeTestDevice } from './test-device.fixture.js';
+import { makeTestDevice, type TestDevice } from './test-device.fixture.js';
 import { mappingsOf, openFdCount, silentLoggerFixture, tempDir, until } from './test-env.fixture.js';
 
 describe('VfioUserServer when its client process is killed', () => {
@@ -14,7 +14,10 @@ describe('VfioUserServer when its client process is killed', () => {
   beforeEach(() => {
     dir = tempDir();
     dev = makeTestDevice();
-    server = new VfioUserServer(dev.spec, { path: dir.path('dev.sock'), logger: silentLoggerFixture }).listen();
+    server = new VfioUserServer(dev.spec, {
+      path: dir.path('dev.sock'),
+      logger: silentLoggerFixture,
+    }).listen();
   });
 
   afterEach(() => {
@@ -26,7 +29,9 @@ describe('VfioUserServer when its client process is killed', () => {
   it('releases every fd and mapping, keeps the device state, and serves the next client', async () => {
     const baseline = openFdCount();
     const script = fileURLToPath(new URL('./client-process.fixture.ts', import.meta.url));
-    const child = spawn(process.execPath, ['--import', 'tsx', script, server.path], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn(process.execPath, ['--import', 'tsx', script, server.path], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.on('exit', (code) => reject(new Error(`client exited early with ${code}`)));

@@ -39,7 +39,13 @@ export class RawPeer {
   }
 
   /** Sends a command with a correct header around `payload`. */
-  send(msgId: number, command: number, payload: Buffer = Buffer.alloc(0), fds: number[] = [], flags = 0): void {
+  send(
+    msgId: number,
+    command: number,
+    payload: Buffer = Buffer.alloc(0),
+    fds: number[] = [],
+    flags = 0,
+  ): void {
     const header = Header.encode({ msgId, command, size: 16 + payload.length, flags, error: 0 });
     this.socket.write(Buffer.concat([header, payload]), fds);
   }

@@ -1,10 +1,17 @@
+import { closeFd, EventFd, MappedMemory, memfdCreate } from '@emu/native';
 import { expect } from 'chai';
-import { EventFd, MappedMemory, closeFd, memfdCreate } from '@emu/native';
 import { VfioUserClient } from '../client/client.js';
 import { DeviceFlag, Errno, IrqInfoFlag, PciRegion, RegionFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
 import { VfioUserServer } from './server.js';
-import { BAR2_SIZE, IDS, MSIX_VECTORS, REG_DOORBELL, REG_RESETS, type TestDevice, makeTestDevice } from './test-device.fixture.js';
+import {
+  IDS,
+  MSIX_VECTORS,
+  makeTestDevice,
+  REG_DOORBELL,
+  REG_RESETS,
+  type TestDevice,
+} from './test-device.fixture.js';
 import { captureLogger, mappingsOf, tempDir, tick, until } from './test-env.fixture.js';
 
 describe('VfioUserServer with VfioUserClient over a real socket', () => {
@@ -32,7 +39,11 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
 
   it('negotiates version 0.2 (our client) and exchanges capabilities', () => {
     expect(client.server.version).to.deep.equal({ major: 0, minor: 2 });
-    expect(client.server.capabilities).to.include({ maxMsgFds: 16, maxDataXferSize: 1 << 20, writeMultiple: true });
+    expect(client.server.capabilities).to.include({
+      maxMsgFds: 16,
+      maxDataXferSize: 1 << 20,
+      writeMultiple: true,
+    });
     expect(server.client?.capabilities.maxMsgFds).to.equal(16);
   });
 
@@ -52,7 +63,13 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
 
   it('reports region sizes and flags from config space and the region table', async () => {
     const bar0 = await client.getRegionInfo(0);
-    expect(bar0).to.include({ size: 0x1000n, readable: true, writable: true, mmappable: false, fd: undefined });
+    expect(bar0).to.include({
+      size: 0x1000n,
+      readable: true,
+      writable: true,
+      mmappable: false,
+      fd: undefined,
+    });
     const bar1 = await client.getRegionInfo(1);
     expect(bar1).to.include({ size: 0n, readable: false, writable: false });
     const cfg = await client.getRegionInfo(PciRegion.CONFIG);

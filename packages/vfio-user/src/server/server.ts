@@ -7,21 +7,21 @@
  */
 import { EventEmitter } from 'node:events';
 import { UnixListener, type UnixSocket } from '@emu/native';
+import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
   Command,
+  commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
   Errno,
+  errnoName,
   HEADER_SIZE,
   IRQ_INDEX_NAMES,
   type IrqIndexName,
   PROTOCOL_MAJOR,
-  commandName,
-  errnoName,
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { DmaAccess, DmaAccessQemu, RegionAccess, Version } from '../protocol/messages.js';
-import { consoleLogger, type Logger } from '../logger.js';
 import { Connection } from '../transport/connection.js';
 import { type Message, safeClose } from '../transport/framer.js';
 import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
@@ -106,7 +106,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     private readonly options: ServerOptions,
   ) {
     super();
-    if (typeof options.path !== 'string' || options.path.length === 0) throw new TypeError('server: path is required');
+    if (typeof options.path !== 'string' || options.path.length === 0)
+      throw new TypeError('server: path is required');
     this.path = options.path;
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user');
     this.maxDataXferSize = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
@@ -125,7 +126,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     if (this.listener) throw new Error(`server ${this.path}: already listening`);
     this.listener = UnixListener.listen(this.path);
     this.listener.on('connection', (socket: UnixSocket) => this.accept(socket));
-    this.listener.on('error', (err: Error) => this.log.error({ path: this.path, err: err.message }, 'listener error'));
+    this.listener.on('error', (err: Error) =>
+      this.log.error({ path: this.path, err: err.message }, 'listener error'),
+    );
     this.emit('listening');
     return this;
   }
@@ -203,14 +206,24 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   }
 
   private xferLimit(): number {
-    return Math.min(this.maxDataXferSize, this.clientInfo?.capabilities.maxDataXferSize ?? this.maxDataXferSize);
+    return Math.min(
+      this.maxDataXferSize,
+      this.clientInfo?.capabilities.maxDataXferSize ?? this.maxDataXferSize,
+    );
   }
 
-  private async dmaMessage(command: number, address: bigint, count: number, data?: Uint8Array): Promise<Buffer> {
+  private async dmaMessage(
+    command: number,
+    address: bigint,
+    count: number,
+    data?: Uint8Array,
+  ): Promise<Buffer> {
     const conn = this.conn;
     if (!conn || !this.clientInfo) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
     const qemu = this.dmaLayout === 'qemu';
-    const head = qemu ? DmaAccessQemu.encode({ address, count }) : DmaAccess.encode({ address, count: BigInt(count) });
+    const head = qemu
+      ? DmaAccessQemu.encode({ address, count })
+      : DmaAccess.encode({ address, count: BigInt(count) });
     const reply = await conn.request(command, data ? [head, Buffer.from(data)] : [head], {
       timeoutMs: this.options.requestTimeoutMs,
     });
@@ -219,7 +232,11 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const payload = reply.payload;
     const fixed = payload.length === DmaAccessQemu.size + count ? DmaAccessQemu.size : DmaAccess.size;
     if (payload.length !== fixed + count) {
-      throw new VfioUserError(Errno.EPROTO, 'DMA_READ', `reply has ${payload.length} bytes for ${count} asked`);
+      throw new VfioUserError(
+        Errno.EPROTO,
+        'DMA_READ',
+        `reply has ${payload.length} bytes for ${count} asked`,
+      );
     }
     return payload.subarray(fixed);
   }
@@ -273,10 +290,16 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       const spec = COMMAND_TABLE[header.command];
       if (!spec) throw new ProtocolError(Errno.ENOSYS, `unknown command ${header.command}`);
       if (msg.payload.length < spec.minPayload) {
-        throw new ProtocolError(Errno.EINVAL, `${name}: payload ${msg.payload.length} bytes, need ${spec.minPayload}`);
+        throw new ProtocolError(
+          Errno.EINVAL,
+          `${name}: payload ${msg.payload.length} bytes, need ${spec.minPayload}`,
+        );
       }
       if (msg.fds.length > spec.maxFds) {
-        throw new ProtocolError(Errno.EINVAL, `${name}: ${msg.fds.length} fds, at most ${spec.maxFds} allowed`);
+        throw new ProtocolError(
+          Errno.EINVAL,
+          `${name}: ${msg.fds.length} fds, at most ${spec.maxFds} allowed`,
+        );
       }
       const reply = spec.handle(ctx, msg);
       conn.reply(msg, reply?.payload, reply?.fds);
@@ -285,7 +308,10 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       const errName = errnoName(errno);
       this.stats.errors[errName] = (this.stats.errors[errName] ?? 0) + 1;
       const level = err instanceof ProtocolError ? 'warn' : 'error';
-      this.log[level]({ path: this.path, msgId: header.msgId, command: name, errno: errName }, (err as Error).message);
+      this.log[level](
+        { path: this.path, msgId: header.msgId, command: name, errno: errName },
+        (err as Error).message,
+      );
       conn.replyError(header, errno);
     } finally {
       // Whatever fds a handler did not take are not needed.
@@ -298,10 +324,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     if (msg.fds.length > 0) throw new ProtocolError(Errno.EINVAL, 'VERSION must not carry fds');
     const v = Version.decode(msg.payload);
     if (v.major !== PROTOCOL_MAJOR) {
-      throw new ProtocolError(Errno.ENOTSUP, `VERSION ${v.major}.${v.minor}: only major ${PROTOCOL_MAJOR} exists`);
+      throw new ProtocolError(
+        Errno.ENOTSUP,
+        `VERSION ${v.major}.${v.minor}: only major ${PROTOCOL_MAJOR} exists`,
+      );
     }
     const { caps, unknown } = parseCapabilities(msg.payload.subarray(Version.size));
-    if (unknown.length > 0) this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
+    if (unknown.length > 0)
+      this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
     const minor = Math.min(v.minor, SERVER_MINOR);
     const layout = this.options.dmaMessageLayout ?? 'auto';
     this.dmaLayout = layout === 'auto' ? (minor === 0 ? 'qemu' : 'spec') : layout;
@@ -313,7 +343,11 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       writeMultiple: this.writeMultiple && caps.writeMultiple,
     });
     conn.reply(msg, [Version.encode({ major: PROTOCOL_MAJOR, minor }), ours]);
-    this.clientInfo = { version: { major: PROTOCOL_MAJOR, minor }, capabilities: caps, connectedAt: new Date() };
+    this.clientInfo = {
+      version: { major: PROTOCOL_MAJOR, minor },
+      capabilities: caps,
+      connectedAt: new Date(),
+    };
     this.log.info({ path: this.path, version: `0.${minor}`, caps }, 'client negotiated');
     this.emit('connect', this.clientInfo);
   }
@@ -333,7 +367,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         if (region.index === 7) return this.device.config.read(offset, length);
         const data = region.spec!.read!(offset, length);
         if (data.byteLength !== length) {
-          throw new Error(`region ${region.index} read handler returned ${data.byteLength} bytes for ${length}`);
+          throw new Error(
+            `region ${region.index} read handler returned ${data.byteLength} bytes for ${length}`,
+          );
         }
         return data;
       },
@@ -348,7 +384,12 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       },
       dmaMapped: (region) => {
         this.log.debug(
-          { path: this.path, address: `0x${hex(region.address)}`, size: `0x${hex(region.size)}`, fd: !!region.memory },
+          {
+            path: this.path,
+            address: `0x${hex(region.address)}`,
+            size: `0x${hex(region.size)}`,
+            fd: !!region.memory,
+          },
           'DMA map',
         );
         this.emit('dma-map', region);

@@ -2,7 +2,7 @@
  * A small device for the server's tests: BAR0 registers (a scratch area and an "IRQ doorbell"),
  * BAR2 backed by a memfd with two mmap-able areas, BAR4 holding the MSI-X table and PBA.
  */
-import { MappedMemory, closeFd, memfdCreate } from '@emu/native';
+import { closeFd, MappedMemory, memfdCreate } from '@emu/native';
 import { PciConfigSpace } from '../pci/index.js';
 import type { DeviceSpec } from './device.js';
 import type { VfioUserServer } from './server.js';

@@ -33,7 +33,11 @@ export async function until(cond: () => boolean, what: string, timeoutMs = 3000)
 export function captureLogger() {
   const lines: Array<{ level: string; msg: string; obj: object }> = [];
   const at = (level: string) => (obj: object | string, msg?: string) =>
-    lines.push({ level, msg: typeof obj === 'string' ? obj : (msg ?? ''), obj: typeof obj === 'string' ? {} : obj });
+    lines.push({
+      level,
+      msg: typeof obj === 'string' ? obj : (msg ?? ''),
+      obj: typeof obj === 'string' ? {} : obj,
+    });
   return { lines, logger: { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') } };
 }
 

@@ -5,10 +5,10 @@
  */
 import { EventEmitter } from 'node:events';
 import type { UnixSocket } from '@emu/native';
-import { Errno, HEADER_SIZE, HeaderFlag, commandName } from '../protocol/constants.js';
+import type { Logger } from '../logger.js';
+import { commandName, Errno, HEADER_SIZE, HeaderFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
 import { Header } from '../protocol/messages.js';
-import type { Logger } from '../logger.js';
 import { type FrameEvent, type Message, MessageFramer, safeClose } from './framer.js';
 
 export interface ConnectionOptions {
@@ -66,12 +66,17 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Sends a command and resolves with its reply; rejects with VfioUserError on an error reply. */
   request(command: number, payload: Buffer | Buffer[], opts: RequestOptions = {}): Promise<Message> {
-    if (this.closed) return Promise.reject(new VfioUserError(Errno.ENOTCONN, commandName(command), 'not connected'));
+    if (this.closed)
+      return Promise.reject(new VfioUserError(Errno.ENOTCONN, commandName(command), 'not connected'));
     const msgId = this.allocateId();
     const flags = HeaderFlag.TYPE_COMMAND | (opts.noReply ? HeaderFlag.NO_REPLY : 0);
     if (opts.noReply) {
       this.send(msgId, command, flags, 0, payload, opts.fds);
-      return Promise.resolve({ header: { msgId, command, size: 0, flags, error: 0 }, payload: Buffer.alloc(0), fds: [] });
+      return Promise.resolve({
+        header: { msgId, command, size: 0, flags, error: 0 },
+        payload: Buffer.alloc(0),
+        fds: [],
+      });
     }
     return new Promise<Message>((resolve, reject) => {
       const timeoutMs = opts.timeoutMs ?? this.options.requestTimeoutMs ?? 5000;
@@ -151,7 +156,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         ev.kind === 'oversized'
           ? `size ${header.size} is above the limit ${this.options.maxMessageSize}`
           : `size ${header.size} is smaller than the ${HEADER_SIZE}-byte header`;
-      this.log.warn({ conn: this.options.name, msgId: header.msgId, command: header.command }, `bad message: ${why}`);
+      this.log.warn(
+        { conn: this.options.name, msgId: header.msgId, command: header.command },
+        `bad message: ${why}`,
+      );
       if ((header.flags & HeaderFlag.TYPE_MASK) === HeaderFlag.TYPE_COMMAND) {
         this.replyError(header, ev.kind === 'oversized' ? Errno.E2BIG : Errno.EINVAL);
       } else {
@@ -167,7 +175,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.emit('command', message);
     } else {
       for (const fd of message.fds) safeClose(fd);
-      this.log.warn({ conn: this.options.name, msgId: message.header.msgId, type }, 'bad message: unknown type');
+      this.log.warn(
+        { conn: this.options.name, msgId: message.header.msgId, type },
+        'bad message: unknown type',
+      );
       this.replyError(message.header, Errno.EINVAL);
     }
   }
@@ -209,7 +220,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.framer.dispose();
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
-      p.reject(new VfioUserError(Errno.ENOTCONN, commandName(p.command), reason ? reason.message : 'disconnected'));
+      p.reject(
+        new VfioUserError(Errno.ENOTCONN, commandName(p.command), reason ? reason.message : 'disconnected'),
+      );
     }
     this.pending.clear();
     this.socket.close();
@@ -217,4 +230,3 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.emit('close', reason);
   }
 }
-

@@ -1,9 +1,9 @@
 /**
  * Splits the socket's byte stream into vfio-user messages and gives each the fds that came with it.
  *
- * Linux never merges a recvmsg across a write that carried SCM_RIGHTS, so received fds arrive with the
- * first byte of the sender's write, which is the first byte of the message's header. A message owns
- * every fd that arrived with a chunk starting inside it.
+ * Linux stops a recvmsg right after data that carried SCM_RIGHTS (it may glue earlier fd-less data in
+ * front), so the write that carried a chunk's fds holds the chunk's last byte. A sender writes a
+ * message with its fds at once, so a message owns the fds of every chunk whose last byte is inside it.
  */
 import { closeFd } from '@emu/native';
 import { HEADER_SIZE } from '../protocol/constants.js';
@@ -30,6 +30,7 @@ export class MessageFramer {
   private buffered = 0;
   /** Stream offset of the first buffered byte. */
   private base = 0;
+  /** Fds by the stream offset of the last byte of the chunk they came with. */
   private pendingFds: Array<{ at: number; fds: number[] }> = [];
   private skip = 0;
 
@@ -37,7 +38,7 @@ export class MessageFramer {
 
   /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
   push(chunk: Buffer, fds: readonly number[]): FrameEvent[] {
-    const at = this.base + this.buffered;
+    const at = this.base + this.buffered + chunk.length - 1;
     if (fds.length > 0) this.pendingFds.push({ at, fds: [...fds] });
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
@@ -105,7 +106,8 @@ export class MessageFramer {
 
   private takeFdsBefore(end: number): number[] {
     const taken: number[] = [];
-    while (this.pendingFds.length > 0 && this.pendingFds[0].at < end) taken.push(...this.pendingFds.shift()!.fds);
+    while (this.pendingFds.length > 0 && this.pendingFds[0].at < end)
+      taken.push(...this.pendingFds.shift()!.fds);
     return taken;
   }
 
