@@ -374,8 +374,12 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
 
   async dmaUnmap(address: bigint, size: bigint): Promise<void> {
     await this.call(Command.DMA_UNMAP, DmaUnmap.encode({ argsz: DmaUnmap.size, address, size }));
-    const i = this.ranges.findIndex((r) => r.address === address && r.size === size);
-    if (i >= 0) this.ranges.splice(i, 1)[0].own?.unmap();
+    // The server removed every range inside the window (Linux VFIO semantics); so do we.
+    for (let i = this.ranges.length - 1; i >= 0; i--) {
+      const r = this.ranges[i];
+      if (r.address >= address && r.address + r.size <= address + size)
+        this.ranges.splice(i, 1)[0].own?.unmap();
+    }
   }
 
   async dmaUnmapAll(): Promise<void> {
@@ -451,13 +455,15 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       if (header.command !== Command.DMA_READ && header.command !== Command.DMA_WRITE) {
         throw new ProtocolError(Errno.ENOSYS, `server sent ${commandName(header.command)}`);
       }
-      const { address, count: count64 } = DmaAccess.decode(msg.payload);
-      const count = Number(count64);
+      const head = DmaAccess.decode(msg.payload);
+      const address = head.address;
+      const count = Number(head.count);
       const max = Math.min(this.server?.capabilities.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE, 64 << 20);
       if (count > max)
         throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
       const write = header.command === Command.DMA_WRITE;
-      const range = this.ranges.find((r) => address >= r.address && address + count64 <= r.address + r.size);
+      const end = address + BigInt(count);
+      const range = this.ranges.find((r) => address >= r.address && end <= r.address + r.size);
       if (!range || (write ? !range.writable : !range.readable)) {
         throw new ProtocolError(
           Errno.EFAULT,
@@ -465,15 +471,15 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
         );
       }
       const at = Number(address - range.address);
-      const head = DmaAccess.encode({ address, count: count64 });
       if (write) {
         const data = msg.payload.subarray(DmaAccess.size);
         if (data.length !== count)
           throw new ProtocolError(Errno.EINVAL, `DMA_WRITE: ${data.length} bytes for ${count}`);
         range.memory.set(data, at);
-        this.conn.reply(msg, head);
+        this.conn.reply(msg, msg.payload.subarray(0, DmaAccess.size));
       } else {
-        this.conn.reply(msg, [head, Buffer.from(range.memory.subarray(at, at + count))]);
+        const data = Buffer.from(range.memory.subarray(at, at + count));
+        this.conn.reply(msg, [msg.payload.subarray(0, DmaAccess.size), data]);
       }
     } catch (err) {
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;

@@ -75,12 +75,9 @@ export const WriteMultiEntry = struct('write_multi_entry', { offset: 'u64', regi
 export const WRITE_MULTI_ENTRY_SIZE = 24;
 export const WRITE_MULTI_MAX_DATA = 8;
 
-/** DMA_READ / DMA_WRITE in the spec's layout: count is a u64 and data starts 16 bytes in. */
-export const DmaAccess = struct('dma_access', { address: 'u64', count: 'u64' });
 /**
- * The same in QEMU's layout (hw/vfio-user/protocol.h VFIOUserDMARW): count is a u32 and data starts
- * 12 bytes in. QEMU is the only client known to use it.
+ * DMA_READ / DMA_WRITE: count is a u64 and data starts 16 bytes in. QEMU 11.1 uses this layout too
+ * (checked end to end); older QEMU sources had a u32 count.
  */
-export const DmaAccessQemu = struct('dma_access_qemu', { address: 'u64', count: 'u32' });
-
+export const DmaAccess = struct('dma_access', { address: 'u64', count: 'u64' });
 export const DeviceFeature = struct('device_feature', { argsz: 'u32', flags: 'u32' });

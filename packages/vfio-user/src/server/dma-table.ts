@@ -88,16 +88,27 @@ export class DmaTable {
     return region;
   }
 
-  /** Looks up the range exactly as it was mapped, without removing it. */
-  lookupExact(address: bigint, size: bigint): DmaRegion {
-    const region = this.list.find((r) => r.address === address && r.size === size);
-    if (!region) {
+  /**
+   * The mapped ranges inside [address, address+size), as Linux VFIO's type1 unmap finds them: every
+   * range wholly inside goes, none is an empty (successful) unmap, and a range that straddles either
+   * end is an error, since a mapping cannot be split. QEMU relies on this: with a vIOMMU it unmaps
+   * whole address-space windows that hold nothing.
+   */
+  rangesWithin(address: bigint, size: bigint): DmaRegion[] {
+    if (size === 0n) throw new ProtocolError(Errno.EINVAL, 'DMA_UNMAP of size 0');
+    if (address > U64_MAX - size + 1n) {
+      throw new ProtocolError(Errno.EINVAL, `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) wraps around`);
+    }
+    const end = address + size;
+    const hits = this.list.filter((r) => r.address < end && address < r.address + r.size);
+    const straddler = hits.find((r) => r.address < address || r.address + r.size > end);
+    if (straddler) {
       throw new ProtocolError(
-        Errno.ENOENT,
-        `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) was never mapped`,
+        Errno.EINVAL,
+        `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) would split [0x${hex(straddler.address)}, +0x${hex(straddler.size)})`,
       );
     }
-    return region;
+    return hits;
   }
 
   /** Removes a range and releases its mapping. */

@@ -125,16 +125,14 @@ const handleDmaUnmap: CommandSpec['handle'] = (ctx, msg) => {
     throw new ProtocolError(Errno.ENOTSUP, 'DMA_UNMAP: dirty page tracking is not supported');
   }
   if (req.flags & ~DmaUnmapFlag.ALL) throw einval(`DMA_UNMAP: unknown flags 0x${hex(req.flags)}`);
-  if (req.flags & DmaUnmapFlag.ALL) {
-    if (req.address !== 0n || req.size !== 0n) throw einval('DMA_UNMAP: ALL needs address and size 0');
-    for (const r of [...ctx.dma.regions]) {
-      ctx.dmaUnmapping(r);
-      ctx.dma.remove(r);
-    }
-  } else {
-    const region = ctx.dma.lookupExact(req.address, req.size);
-    ctx.dmaUnmapping(region);
-    ctx.dma.remove(region);
+  if (req.flags & DmaUnmapFlag.ALL && (req.address !== 0n || req.size !== 0n)) {
+    throw einval('DMA_UNMAP: ALL needs address and size 0');
+  }
+  const doomed =
+    req.flags & DmaUnmapFlag.ALL ? [...ctx.dma.regions] : ctx.dma.rangesWithin(req.address, req.size);
+  for (const r of doomed) {
+    ctx.dmaUnmapping(r);
+    ctx.dma.remove(r);
   }
   return {
     payload: DmaUnmap.encode({

@@ -141,15 +141,17 @@ describe('VfioUserServer against bad input', () => {
     expect(server.dma.regions).to.have.length(1);
   });
 
-  it('refuses to unmap what was never mapped', async () => {
-    const unmap = DmaUnmap.encode({ argsz: 24, address: 0x5000n, size: 0x1000n });
-    await expectError(Command.DMA_UNMAP, unmap, Errno.ENOENT, 'never mapped');
-    await expectError(
-      Command.DMA_UNMAP,
-      DmaUnmap.encode({ argsz: 24, flags: 2, address: 1n }),
-      Errno.EINVAL,
-      'ALL needs',
-    );
+  it('refuses an unmap that would split a mapping, and a zero-sized one', async () => {
+    peer.send(5, Command.DMA_MAP, dmaMap(0x10000n, 0x10000n));
+    expect((await peer.next()).header.flags).to.equal(HeaderFlag.TYPE_REPLY);
+    const unmap = (address: bigint, size: bigint, flags = 0) =>
+      DmaUnmap.encode({ argsz: 24, flags, address, size });
+    await expectError(Command.DMA_UNMAP, unmap(0x18000n, 0x10000n), Errno.EINVAL, 'would split');
+    await expectError(Command.DMA_UNMAP, unmap(0x0n, 0x11000n), Errno.EINVAL, 'would split');
+    await expectError(Command.DMA_UNMAP, unmap(0x10000n, 0n), Errno.EINVAL, 'size 0');
+    await expectError(Command.DMA_UNMAP, unmap(1n, 0n, 2), Errno.EINVAL, 'ALL needs');
+    await expectError(Command.DMA_UNMAP, unmap(0x10000n, 0x10000n, 1), Errno.ENOTSUP, 'dirty page tracking');
+    expect(server.dma.regions).to.have.length(1);
   });
 
   it('refuses region accesses outside a region, with bad sizes, or to a missing region', async () => {

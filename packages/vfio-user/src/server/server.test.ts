@@ -227,6 +227,17 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     expect(server.dma.regions).to.have.length(0);
   });
 
+  it('unmaps, as Linux VFIO does, every mapping inside a window and nothing where nothing is mapped', async () => {
+    for (const address of [0x1000n, 0x3000n, 0x8000n]) {
+      await client.dmaMap({ address, size: 0x1000n, memory: new Uint8Array(0x1000) });
+    }
+    // QEMU with a vIOMMU unmaps whole windows, most of them empty.
+    await client.dmaUnmap(0x4000_0000_00n, 0x4000_0000_00n);
+    expect(server.dma.regions).to.have.length(3);
+    await client.dmaUnmap(0x0n, 0x4000n);
+    expect(server.dma.regions.map((r) => r.address)).to.deep.equal([0x8000n]);
+  });
+
   it('resets the device and its config space on DEVICE_RESET', async () => {
     await client.regionWrite(PciRegion.CONFIG, 4, Buffer.from([0x06, 0]));
     expect(dev.spec.config.memoryEnabled).to.equal(true);

@@ -21,7 +21,7 @@ import {
   PROTOCOL_MAJOR,
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
-import { DmaAccess, DmaAccessQemu, RegionAccess, Version } from '../protocol/messages.js';
+import { DmaAccess, RegionAccess, Version } from '../protocol/messages.js';
 import { Connection } from '../transport/connection.js';
 import { type Message, safeClose } from '../transport/framer.js';
 import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
@@ -42,12 +42,6 @@ export interface ServerOptions {
   maxDmaMaps?: number;
   /** Advertise REGION_WRITE_MULTI; default true. */
   writeMultiple?: boolean;
-  /**
-   * Layout of the DMA_READ/DMA_WRITE messages we send. QEMU's client uses a u32 count (data at byte 12
-   * of the payload), the spec a u64 (data at byte 16). 'auto' picks QEMU's for a client that negotiated
-   * version 0.0, which is what QEMU sends.
-   */
-  dmaMessageLayout?: 'auto' | 'spec' | 'qemu';
   /** Timeout of the DMA_READ/DMA_WRITE requests we send; default 5000 ms. */
   requestTimeoutMs?: number;
 }
@@ -99,7 +93,6 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private listener?: UnixListener;
   private conn?: Connection;
   private clientInfo?: ClientInfo;
-  private dmaLayout: 'spec' | 'qemu' = 'spec';
 
   constructor(
     readonly device: DeviceSpec,
@@ -220,25 +213,18 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   ): Promise<Buffer> {
     const conn = this.conn;
     if (!conn || !this.clientInfo) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
-    const qemu = this.dmaLayout === 'qemu';
-    const head = qemu
-      ? DmaAccessQemu.encode({ address, count })
-      : DmaAccess.encode({ address, count: BigInt(count) });
-    const reply = await conn.request(command, data ? [head, Buffer.from(data)] : [head], {
-      timeoutMs: this.options.requestTimeoutMs,
-    });
+    const head = DmaAccess.encode({ address, count: BigInt(count) });
+    const parts = data ? [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)] : [head];
+    const reply = await conn.request(command, parts, { timeoutMs: this.options.requestTimeoutMs });
     if (command === Command.DMA_WRITE) return Buffer.alloc(0);
-    // Tell the layouts apart by size, whatever we sent: the data is what follows the fixed part.
-    const payload = reply.payload;
-    const fixed = payload.length === DmaAccessQemu.size + count ? DmaAccessQemu.size : DmaAccess.size;
-    if (payload.length !== fixed + count) {
+    if (reply.payload.length !== DmaAccess.size + count) {
       throw new VfioUserError(
         Errno.EPROTO,
         'DMA_READ',
-        `reply has ${payload.length} bytes for ${count} asked`,
+        `reply has ${reply.payload.length} bytes for ${count} asked`,
       );
     }
-    return payload.subarray(fixed);
+    return reply.payload.subarray(DmaAccess.size);
   }
 
   private accept(socket: UnixSocket): void {
@@ -333,8 +319,6 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     if (unknown.length > 0)
       this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
     const minor = Math.min(v.minor, SERVER_MINOR);
-    const layout = this.options.dmaMessageLayout ?? 'auto';
-    this.dmaLayout = layout === 'auto' ? (minor === 0 ? 'qemu' : 'spec') : layout;
     const ours = encodeCapabilities({
       maxMsgFds: 16,
       maxDataXferSize: this.maxDataXferSize,
