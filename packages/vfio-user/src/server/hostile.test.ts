@@ -83,6 +83,31 @@ describe('VfioUserServer against bad input', () => {
     await expectServing();
   });
 
+  it('cleans up after a client that sends half a header and hangs up', async () => {
+    peer.sendRaw(Header.encode({ msgId: 1, command: Command.DEVICE_GET_INFO, size: 32 }).subarray(0, 10));
+    peer.close();
+    await until(() => server.client === undefined, 'disconnect');
+    const next = await VfioUserClient.connect(server.path);
+    expect((await next.getDeviceInfo()).numIrqs).to.equal(5);
+    next.close();
+  });
+
+  it('refuses DMA maps beyond max_dma_maps with ENOSPC', async () => {
+    peer.close();
+    server.close();
+    server = new VfioUserServer(dev.spec, {
+      path: dir.path('limited.sock'),
+      logger: log.logger,
+      maxDmaMaps: 2,
+    }).listen();
+    peer = await RawPeer.negotiated(server.path);
+    for (const address of [0x1000n, 0x2000n]) {
+      peer.send(9, Command.DMA_MAP, dmaMap(address, 0x1000n));
+      expect((await peer.next()).header.flags).to.equal(HeaderFlag.TYPE_REPLY);
+    }
+    await expectError(Command.DMA_MAP, dmaMap(0x3000n, 0x1000n), Errno.ENOSPC, 'the limit');
+  });
+
   it('answers a message above max_data_xfer_size with E2BIG and skips its body', async () => {
     const body = Buffer.alloc(2 << 20, 0x41);
     peer.sendRaw(

@@ -1,0 +1,133 @@
+import { existsSync } from 'node:fs';
+import { EventFd, UnixSocket } from '@emu/native';
+import { expect } from 'chai';
+import { Errno, IrqIndex, IrqInfoFlag, IrqSetFlag } from '../protocol/constants.js';
+import { ProtocolError } from '../protocol/errors.js';
+import { IrqTable } from './irqs.js';
+
+const { DATA_NONE, DATA_BOOL, DATA_EVENTFD, ACTION_MASK, ACTION_UNMASK, ACTION_TRIGGER } = IrqSetFlag;
+
+describe('IrqTable', () => {
+  let table: IrqTable;
+  const open: EventFd[] = [];
+  const eventfd = () => {
+    const e = EventFd.create();
+    open.push(e);
+    return e;
+  };
+  /**
+   * The table adopts (and closes) the fds it is given, as it does with fds from the socket. Give it
+   * copies received over a socketpair and keep the originals to watch.
+   */
+  async function give(n: number): Promise<{ mine: EventFd[]; theirs: number[] }> {
+    const mine = Array.from({ length: n }, () => eventfd());
+    const [a, b] = UnixSocket.pair();
+    const got = new Promise<number[]>((resolve) =>
+      b.on('data', (_chunk: Buffer, fds: number[]) => resolve(fds)),
+    );
+    a.write(
+      Buffer.from([0]),
+      mine.map((e) => e.fd),
+    );
+    const theirs = await got;
+    a.close();
+    b.close();
+    return { mine, theirs };
+  }
+
+  beforeEach(() => {
+    table = new IrqTable({ intx: 1, msi: 4, msix: 8, err: 1, req: 1 });
+  });
+  afterEach(() => {
+    table.clear();
+    for (const e of open.splice(0)) e.close();
+  });
+
+  it('reports flags per index as VFIO does', () => {
+    expect(table.infoFlags(IrqIndex.INTX)).to.equal(
+      IrqInfoFlag.EVENTFD | IrqInfoFlag.MASKABLE | IrqInfoFlag.AUTOMASKED,
+    );
+    expect(table.infoFlags(IrqIndex.MSIX)).to.equal(IrqInfoFlag.EVENTFD | IrqInfoFlag.NORESIZE);
+    expect(table.infoFlags(IrqIndex.ERR)).to.equal(IrqInfoFlag.EVENTFD);
+    expect([0, 1, 2, 3, 4].map((i) => table.count(i))).to.deep.equal([1, 4, 8, 1, 1]);
+  });
+
+  it('triggers INTx through its eventfd and holds it while masked (QEMU masks and unmasks INTx)', async () => {
+    const { mine, theirs } = await give(1);
+    const watch = mine[0];
+    table.set({
+      flags: DATA_EVENTFD | ACTION_TRIGGER,
+      index: IrqIndex.INTX,
+      start: 0,
+      count: 1,
+      fds: theirs,
+    });
+    expect(table.trigger(IrqIndex.INTX, 0)).to.equal(true);
+    expect(watch.read()).to.equal(1n);
+    table.set({ flags: DATA_NONE | ACTION_MASK, index: IrqIndex.INTX, start: 0, count: 1, fds: [] });
+    expect(table.trigger(IrqIndex.INTX, 0)).to.equal(false);
+    expect(watch.read()).to.equal(null);
+    table.set({ flags: DATA_NONE | ACTION_UNMASK, index: IrqIndex.INTX, start: 0, count: 1, fds: [] });
+    expect(watch.read()).to.equal(1n);
+  });
+
+  it('signals ERR and REQ eventfds, which take only ACTION_TRIGGER', async () => {
+    for (const index of [IrqIndex.ERR, IrqIndex.REQ]) {
+      const { mine, theirs } = await give(1);
+      table.set({ flags: DATA_EVENTFD | ACTION_TRIGGER, index, start: 0, count: 1, fds: theirs });
+      expect(table.enabled(index, 0)).to.equal(true);
+      expect(table.trigger(index, 0)).to.equal(true);
+      expect(mine[0].read()).to.equal(1n);
+      expect(() =>
+        table.set({ flags: DATA_NONE | ACTION_MASK, index, start: 0, count: 1, fds: [] }),
+      ).to.throw(ProtocolError, 'ERR and REQ only take ACTION_TRIGGER');
+    }
+  });
+
+  it('triggers selected MSI vectors with DATA_BOOL and all of a range with DATA_NONE', async () => {
+    const { mine, theirs } = await give(4);
+    table.set({ flags: DATA_EVENTFD | ACTION_TRIGGER, index: IrqIndex.MSI, start: 0, count: 4, fds: theirs });
+    table.set({
+      flags: DATA_BOOL | ACTION_TRIGGER,
+      index: IrqIndex.MSI,
+      start: 1,
+      count: 3,
+      bools: Uint8Array.from([1, 0, 1]),
+      fds: [],
+    });
+    table.set({ flags: DATA_NONE | ACTION_TRIGGER, index: IrqIndex.MSI, start: 0, count: 1, fds: [] });
+    expect(mine.map((e) => e.read())).to.deep.equal([1n, 1n, null, 1n]);
+  });
+
+  it('disables an index with count 0 and closes what it held', async () => {
+    const { theirs } = await give(2);
+    table.set({
+      flags: DATA_EVENTFD | ACTION_TRIGGER,
+      index: IrqIndex.MSIX,
+      start: 6,
+      count: 2,
+      fds: theirs,
+    });
+    table.set({ flags: DATA_NONE | ACTION_TRIGGER, index: IrqIndex.MSIX, start: 0, count: 0, fds: [] });
+    expect(table.enabled(IrqIndex.MSIX, 6)).to.equal(false);
+    expect(table.trigger(IrqIndex.MSIX, 7)).to.equal(false);
+    for (const fd of theirs) expect(existsSync(`/proc/self/fd/${fd}`)).to.equal(false);
+  });
+
+  it('refuses mask/unmask eventfds with ENOTSUP and closes them', async () => {
+    const { theirs } = await give(1);
+    try {
+      table.set({
+        flags: DATA_EVENTFD | ACTION_UNMASK,
+        index: IrqIndex.INTX,
+        start: 0,
+        count: 1,
+        fds: theirs,
+      });
+      expect.fail('accepted');
+    } catch (err) {
+      expect((err as ProtocolError).errno).to.equal(Errno.ENOTSUP);
+    }
+    expect(existsSync(`/proc/self/fd/${theirs[0]}`)).to.equal(false);
+  });
+});
