@@ -26,7 +26,7 @@ import {
   resolveModules,
   uncompressedPath,
 } from './modules.js';
-import { capture, packageRoot, run, sha256, which, withFileLock, writeFileAtomic } from './util.js';
+import { capture, captureBuffer, packageRoot, run, sha256, which, withFileLock, writeFileAtomic } from './util.js';
 
 export const DEFAULT_CACHE_DIR = '/var/cache/emu-guest';
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
@@ -477,26 +477,10 @@ export async function loadModuleIndex(rootfs: string, release: string): Promise<
 }
 
 async function decompress(src: string, busybox: string): Promise<Buffer> {
-  if (src.endsWith('.xz')) return captureBinary(busybox, ['xz', '-dc', src]);
-  if (src.endsWith('.zst')) return captureBinary('zstd', ['-dc', src]);
+  if (src.endsWith('.xz')) return captureBuffer(busybox, ['xz', '-dc', src]);
+  if (src.endsWith('.zst')) return captureBuffer('zstd', ['-dc', src]);
   if (src.endsWith('.gz')) return gunzipSync(await readFile(src));
   return readFile(src);
-}
-
-function captureBinary(cmd: string, args: string[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      code === 0
-        ? resolve(Buffer.concat(out))
-        : reject(new Error(`${cmd} ${args.join(' ')}: exit ${code}: ${Buffer.concat(err).toString()}`)),
-    );
-  });
 }
 
 /**

@@ -59,8 +59,8 @@ export async function run(cmd: string, args: readonly string[], opts: RunOptions
   });
 }
 
-/** Like run() but only stdout, and stderr is ignored. */
-export async function capture(cmd: string, args: readonly string[]): Promise<string> {
+/** Runs a command and resolves with its stdout bytes; a non-zero exit rejects with its stderr. */
+export function captureBuffer(cmd: string, args: readonly string[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
@@ -69,11 +69,16 @@ export async function capture(cmd: string, args: readonly string[]): Promise<str
     child.stderr.on('data', (d: Buffer) => err.push(d));
     child.on('error', reject);
     child.on('close', (code) => {
-      if (code === 0) resolve(Buffer.concat(out).toString('utf8'));
+      if (code === 0) resolve(Buffer.concat(out));
       else
         reject(new CommandError(`${cmd} exited ${code}: ${Buffer.concat(err).toString('utf8')}`, code, ''));
     });
   });
+}
+
+/** Like run() but only stdout, as text. */
+export async function capture(cmd: string, args: readonly string[]): Promise<string> {
+  return (await captureBuffer(cmd, args)).toString('utf8');
 }
 
 export function shellQuote(s: string): string {
