@@ -1,0 +1,12 @@
+/** Errors of the emudev API, with a `code` a program can test and a message a person can read. */
+export class EmudevError extends Error {
+  constructor(
+    readonly code: 'EINVAL' | 'EEXIST' | 'ENOENT' | 'ESTATE' | 'EACCES' | 'EADDRINUSE' | 'ENOTSUP' | string,
+    message: string,
+    /** For configuration errors: one entry per bad key. */
+    readonly issues?: Array<{ path: string; message: string }>,
+  ) {
+    super(message);
+    this.name = 'EmudevError';
+  }
+}

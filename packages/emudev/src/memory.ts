@@ -1,0 +1,51 @@
+/**
+ * Guest memory for drivers: the table of what the client mapped, and reads and writes that take the
+ * direct path (mmap of the client's fd) when there is one and DMA messages otherwise.
+ */
+import type { VfioUserServer } from '@emu/vfio-user';
+import { type MemRegion, memRegionOf } from './types.js';
+
+export class GuestMemory {
+  private server?: VfioUserServer;
+
+  /** @internal emudev binds the transport while the device serves. */
+  bind(server: VfioUserServer | undefined): void {
+    this.server = server;
+  }
+
+  /** What the client mapped, by address. Empty when no client is connected. */
+  table(): MemRegion[] {
+    return this.server ? this.server.dma.regions.map(memRegionOf) : [];
+  }
+
+  /** True when [iova, iova+length) lies in one mapped range allowing `access`. */
+  contains(iova: bigint, length: number, access: 'read' | 'write' = 'read'): boolean {
+    const hit = this.server?.dma.find(iova, length);
+    return !!hit && (access === 'read' ? hit.region.readable : hit.region.writable);
+  }
+
+  /** Reads guest memory; rejects with a RangeError naming the range when it is not mapped for reading. */
+  read(iova: bigint, length: number): Promise<Buffer> {
+    return this.need().dmaRead(iova, length);
+  }
+
+  write(iova: bigint, data: Uint8Array): Promise<void> {
+    return this.need().dmaWrite(iova, data);
+  }
+
+  /**
+   * A zero-copy view, or undefined when the range is not reachable directly (not mapped, mapped
+   * without an fd, or without the access). The view goes dead (length 0) when the range is unmapped.
+   */
+  view(iova: bigint, length: number, access: 'read' | 'write' = 'read'): Uint8Array | undefined {
+    const hit = this.server?.dma.find(iova, length);
+    if (!hit?.region.memory || !(access === 'read' ? hit.region.readable : hit.region.writable))
+      return undefined;
+    return new Uint8Array(hit.region.memory.buffer, hit.offset, length);
+  }
+
+  private need(): VfioUserServer {
+    if (!this.server) throw new RangeError('guest memory: no client is connected');
+    return this.server;
+  }
+}
