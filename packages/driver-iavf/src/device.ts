@@ -1,0 +1,350 @@
+/**
+ * The emulated AVF: PCI identity and layout, the BAR0 register table, VF reset, and the wiring of the
+ * admin queue to the PF logic and to the misc interrupt.
+ */
+import type { DeviceContext, DeviceImpl } from '@emu/emudev';
+import { PciConfigSpace } from '@emu/vfio-user';
+import { z } from 'zod';
+import { AdminQueue } from './admin-queue.js';
+import { type RegisterFamily, RegisterFile } from './bar0.js';
+import {
+  BAR0_SIZE,
+  IAVF_PCI,
+  Icr0,
+  MAX_QUEUE_PAIRS,
+  MSIX_BAR,
+  MSIX_BAR_SIZE,
+  MSIX_PBA_OFFSET,
+  Reg,
+  VfrState,
+} from './constants.js';
+import { VectorControl } from './interrupts.js';
+import { type VfConfig, VirtualFunction } from './pf.js';
+
+export interface IavfOptions {
+  mac: string;
+  /** Queue pairs (and so MSI-X vectors: one more). */
+  queues: number;
+  /** Link speed in Mbps. */
+  speed: number;
+  /** Largest MTU the VF may set. */
+  mtu: number;
+}
+
+/** How long a VF reset stays in progress before it completes, as a PF takes a while to rebuild. */
+const RESET_STEP_MS = 5;
+
+export class IavfDevice implements DeviceImpl {
+  readonly config: PciConfigSpace;
+  readonly regions: DeviceImpl['regions'];
+  readonly maxQueues: number;
+  readonly doorbells: DeviceImpl['doorbells'];
+  readonly attributes: DeviceImpl['attributes'];
+  readonly registers: RegisterFile;
+  readonly aq: AdminQueue;
+  readonly vectors: VectorControl;
+  readonly vf: VirtualFunction;
+  private rstat: number = VfrState.VFACTIVE;
+  private icr0 = 0;
+  private icr0Ena = 0;
+  private readonly tails = { tx: new Uint32Array(MAX_QUEUE_PAIRS), rx: new Uint32Array(MAX_QUEUE_PAIRS) };
+  private readonly itr = new Uint32Array(4 * 64);
+  private link = { up: true, speedMbps: 0 };
+  private queuePairs: number;
+  private resetTimers: NodeJS.Timeout[] = [];
+  /** VF resets done, by cause. */
+  readonly resets = { vf: 0, flr: 0 };
+
+  constructor(
+    private readonly ctx: DeviceContext,
+    readonly options: IavfOptions,
+  ) {
+    this.maxQueues = options.queues;
+    this.queuePairs = options.queues;
+    this.link.speedMbps = options.speed;
+    this.config = new PciConfigSpace({
+      identity: { ...IAVF_PCI },
+      bars: [
+        { index: 0, kind: 'mem64', size: BAR0_SIZE },
+        { index: MSIX_BAR, kind: 'mem64', size: MSIX_BAR_SIZE },
+      ],
+      capabilities: [
+        {
+          id: 'msix',
+          tableSize: options.queues + 1,
+          tableBar: MSIX_BAR,
+          tableOffset: 0,
+          pbaBar: MSIX_BAR,
+          pbaOffset: MSIX_PBA_OFFSET,
+        },
+        { id: 'pcie', flr: true, maxPayload: 256, linkSpeed: 8, linkWidth: 8 },
+      ],
+    });
+    this.vectors = new VectorControl(options.queues + 1, (v) => ctx.irqs.trigger(v));
+    this.aq = new AdminQueue({
+      memory: ctx.memory,
+      log: ctx.log,
+      onMessage: (vop, data) => this.vf.handle(vop, data),
+      onPosted: () => this.raiseCause(Icr0.ADMINQ),
+    });
+    this.vf = new VirtualFunction({
+      mac: options.mac,
+      maxMtu: options.mtu,
+      queuePairs: () => this.queuePairs,
+      link: () => ({ ...this.link }),
+      inGuestMemory: (iova, length) => ctx.memory.contains(iova, length, 'write'),
+      post: (vop, status, payload) => this.aq.post(vop, status, payload),
+      resetVf: (pairs) => this.startVfReset(pairs),
+      queuesChanged: (cfg) => this.reportQueues(cfg),
+      stats: () => ({}),
+      warn: (obj, msg) => ctx.log.warn(obj, msg),
+    });
+    this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);
+    this.regions = {
+      0: { read: (o, n) => this.registers.read(o, n), write: (o, d) => this.registers.write(o, d) },
+      // The VMM emulates the MSI-X table; it only reads the PBA through us.
+      [MSIX_BAR]: { read: (_o, n) => Buffer.alloc(n), write: () => {} },
+    };
+    this.doorbells = [
+      { id: 0, region: 0, offset: Reg.VF_ATQT1, width: 4 },
+      ...Array.from({ length: options.queues }, (_, q) => [
+        { id: 1 + 2 * q, region: 0, offset: Reg.QRX_TAIL1(q), width: 4 as const },
+        { id: 2 + 2 * q, region: 0, offset: Reg.QTX_TAIL1(q), width: 4 as const },
+      ]).flat(),
+    ];
+    this.attributes = {
+      mac: { description: 'MAC address the VF gets', schema: z.string(), get: () => options.mac },
+      mtu: { description: 'largest MTU the VF may use', schema: z.number(), get: () => options.mtu },
+      queues: { description: 'queue pairs the VF has now', schema: z.number(), get: () => this.queuePairs },
+      link: {
+        description: 'link up (true) or down (false); a change is sent to the VF',
+        schema: z.boolean(),
+        get: () => this.link.up,
+        set: (up: boolean) => {
+          this.link.up = up;
+          this.vf.sendLinkEvent();
+        },
+      },
+      speed: {
+        description: 'link speed in Mbps; a change is sent to the VF',
+        schema: z.number().int().min(10).max(800_000),
+        get: () => this.link.speedMbps,
+        set: (mbps: number) => {
+          this.link.speedMbps = mbps;
+          this.vf.sendLinkEvent();
+        },
+      },
+      state: {
+        description: "the VF's virtchnl state: reset, version, active",
+        schema: z.string(),
+        get: () => this.vf.phase,
+      },
+      stats: {
+        description: 'virtchnl messages and errors by op, admin queue and interrupt counters',
+        schema: z.unknown(),
+        get: () => ({
+          virtchnl: structuredClone(this.vf.counters),
+          adminQueue: { ...this.aq.stats },
+          interrupts: [...this.vectors.fired],
+          resets: { ...this.resets },
+          unknownRegisterAccesses: this.registers.unknownAccesses,
+        }),
+      },
+    };
+  }
+
+  /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */
+  reset(): void {
+    this.resets.flr++;
+    this.clearVfState(this.maxQueues);
+    this.rstat = VfrState.VFACTIVE;
+  }
+
+  close(): void {
+    for (const t of this.resetTimers.splice(0)) clearTimeout(t);
+  }
+
+  /** VFGEN_RSTAT, for tests. */
+  get resetState(): number {
+    return this.rstat;
+  }
+
+  /**
+   * A VF reset as a PF does it (RESET_VF, or after granting REQUEST_QUEUES): queues, filters, IRQ
+   * state and the admin queue go; ARQLEN.ENABLE reads 0, which is how the VF notices; VFGEN_RSTAT goes
+   * INPROGRESS → COMPLETED → VFACTIVE.
+   */
+  private startVfReset(queuePairs?: number): void {
+    this.resets.vf++;
+    for (const t of this.resetTimers.splice(0)) clearTimeout(t);
+    this.clearVfState(queuePairs ?? this.queuePairs);
+    this.rstat = VfrState.INPROGRESS;
+    this.resetTimers.push(
+      setTimeout(() => {
+        this.rstat = VfrState.COMPLETED;
+      }, RESET_STEP_MS),
+      setTimeout(() => {
+        this.rstat = VfrState.VFACTIVE;
+      }, 2 * RESET_STEP_MS),
+    );
+  }
+
+  private clearVfState(queuePairs: number): void {
+    this.queuePairs = Math.min(Math.max(1, queuePairs), this.maxQueues);
+    this.aq.reset();
+    this.vf.reset();
+    this.vectors.reset();
+    this.icr0 = 0;
+    this.icr0Ena = 0;
+    this.tails.tx.fill(0);
+    this.tails.rx.fill(0);
+    this.itr.fill(0);
+  }
+
+  /** An interrupt cause for the misc vector (ICR01), raised if its enable bit is set. */
+  private raiseCause(cause: number): void {
+    this.icr0 |= cause;
+    if (this.icr0Ena & cause) this.vectors.raise(0);
+  }
+
+  /** Tells emudev's queue table: RX queue q is id 2q, TX queue q is id 2q+1. */
+  private reportQueues(cfg: VfConfig): void {
+    for (let q = 0; q < this.maxQueues; q++) {
+      const rx = cfg.rx[q];
+      const tx = cfg.tx[q];
+      const vector = [...cfg.irqMap].find(([, m]) => m.rx & (1 << q))?.[0];
+      this.ctx.queues.update(2 * q, {
+        base: rx?.ring ?? 0n,
+        size: rx?.length ?? 0,
+        doorbell: 1 + 2 * q,
+        vector,
+        enabled: (cfg.rxEnabled & (1 << q)) !== 0,
+      });
+      this.ctx.queues.update(2 * q + 1, {
+        base: tx?.ring ?? 0n,
+        size: tx?.length ?? 0,
+        doorbell: 2 + 2 * q,
+        vector: [...cfg.irqMap].find(([, m]) => m.tx & (1 << q))?.[0],
+        enabled: (cfg.txEnabled & (1 << q)) !== 0,
+      });
+    }
+  }
+
+  /** BAR0, one row per register family (iavf_register.h). */
+  private registerTable(): RegisterFamily[] {
+    const key = () => this.vf.config.rssKey;
+    const lut = () => this.vf.config.rssLut;
+    const aqReg = (name: string, offset: number): RegisterFamily => ({
+      name,
+      offset,
+      read: () => this.aq.read(offset),
+      write: (_i, v) => this.aq.write(offset, v),
+    });
+    return [
+      {
+        name: 'QTX_TAIL1',
+        offset: Reg.QTX_TAIL1(0),
+        count: MAX_QUEUE_PAIRS,
+        read: (q) => this.tails.tx[q],
+        write: (q, v) => {
+          this.tails.tx[q] = v;
+        },
+      },
+      {
+        name: 'QRX_TAIL1',
+        offset: Reg.QRX_TAIL1(0),
+        count: MAX_QUEUE_PAIRS,
+        read: (q) => this.tails.rx[q],
+        write: (q, v) => {
+          this.tails.rx[q] = v;
+        },
+      },
+      ...[0, 1, 2].map((i) => ({
+        name: `VFINT_ITRN1_${i}`,
+        offset: Reg.VFINT_ITRN1(i, 0),
+        count: MAX_QUEUE_PAIRS,
+        read: (v: number) => this.itr[64 + i * 16 + v],
+        write: (v: number, x: number) => {
+          this.itr[64 + i * 16 + v] = x & 0xfff;
+        },
+      })),
+      {
+        name: 'VFINT_DYN_CTLN1',
+        offset: Reg.VFINT_DYN_CTLN1(0),
+        count: 64,
+        read: (v) => this.vectors.read(v + 1),
+        write: (v, x) => this.vectors.write(v + 1, x),
+      },
+      {
+        name: 'VFINT_ICR01',
+        offset: Reg.VFINT_ICR01,
+        // Read to clear, as the hardware's.
+        read: () => {
+          const v = this.icr0;
+          this.icr0 = 0;
+          return v;
+        },
+      },
+      {
+        name: 'VFINT_ITR01',
+        offset: Reg.VFINT_ITR01(0),
+        count: 3,
+        read: (i) => this.itr[i],
+        write: (i, x) => {
+          this.itr[i] = x & 0xfff;
+        },
+      },
+      {
+        name: 'VFINT_ICR0_ENA1',
+        offset: Reg.VFINT_ICR0_ENA1,
+        read: () => this.icr0Ena,
+        write: (_i, v) => {
+          this.icr0Ena = v;
+          if (this.icr0 & v) this.vectors.raise(0);
+        },
+      },
+      {
+        name: 'VFINT_DYN_CTL01',
+        offset: Reg.VFINT_DYN_CTL01,
+        read: () => this.vectors.read(0),
+        write: (_i, v) => this.vectors.write(0, v),
+      },
+      aqReg('VF_ARQBAH1', Reg.VF_ARQBAH1),
+      aqReg('VF_ATQH1', Reg.VF_ATQH1),
+      aqReg('VF_ATQLEN1', Reg.VF_ATQLEN1),
+      aqReg('VF_ARQBAL1', Reg.VF_ARQBAL1),
+      aqReg('VF_ARQT1', Reg.VF_ARQT1),
+      aqReg('VF_ARQH1', Reg.VF_ARQH1),
+      aqReg('VF_ATQBAH1', Reg.VF_ATQBAH1),
+      aqReg('VF_ATQBAL1', Reg.VF_ATQBAL1),
+      aqReg('VF_ARQLEN1', Reg.VF_ARQLEN1),
+      aqReg('VF_ATQT1', Reg.VF_ATQT1),
+      { name: 'VFGEN_RSTAT', offset: Reg.VFGEN_RSTAT, read: () => this.rstat },
+      {
+        name: 'VFQF_HENA',
+        offset: Reg.VFQF_HENA(0),
+        count: 2,
+        read: (i) => Number((this.vf.config.rssHena >> BigInt(32 * i)) & 0xffffffffn),
+        write: (i, v) => {
+          const shift = BigInt(32 * i);
+          const h = this.vf.config.rssHena & ~(0xffffffffn << shift);
+          this.vf.config = { ...this.vf.config, rssHena: h | (BigInt(v) << shift) };
+        },
+      },
+      {
+        name: 'VFQF_HKEY',
+        offset: Reg.VFQF_HKEY(0),
+        count: 13,
+        read: (i) => key().readUInt32LE(4 * i),
+        write: (i, v) => key().writeUInt32LE(v, 4 * i),
+      },
+      {
+        name: 'VFQF_HLUT',
+        offset: Reg.VFQF_HLUT(0),
+        count: 16,
+        read: (i) => lut().readUInt32LE(4 * i),
+        write: (i, v) => lut().writeUInt32LE(v, 4 * i),
+      },
+    ];
+  }
+}

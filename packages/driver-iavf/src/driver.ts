@@ -1,0 +1,49 @@
+/** emu_iavf: the driver the vdev bus and the `emu` command know, with its devargs. */
+import { createHash } from 'node:crypto';
+import { defineDriver } from '@emu/emudev';
+import { z } from 'zod';
+import { MAX_QUEUE_PAIRS } from './constants.js';
+import { IavfDevice } from './device.js';
+
+const MAC = /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/;
+
+/** A stable, locally administered unicast MAC derived from the device name. */
+export function defaultMac(name: string): string {
+  const h = createHash('sha256').update(`emu:${name}`).digest();
+  h[0] = (h[0] & 0xfc) | 0x02;
+  return Array.from(h.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+export const iavfConfig = z.object({
+  mac: z
+    .string()
+    .toLowerCase()
+    .regex(MAC, 'expected a MAC address like 02:00:00:00:00:0a')
+    .refine((m) => (Number.parseInt(m.slice(0, 2), 16) & 1) === 0, 'must be a unicast address')
+    .refine((m) => m !== '00:00:00:00:00:00', 'must not be all zeros')
+    .optional()
+    .describe('MAC address (default: a stable locally administered one derived from the device name)'),
+  queues: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(MAX_QUEUE_PAIRS)
+    .default(4)
+    .describe(`queue pairs, 1-${MAX_QUEUE_PAIRS}`),
+  speed: z.coerce.number().int().min(10).max(800_000).default(10_000).describe('link speed in Mbps'),
+  mtu: z.coerce.number().int().min(68).max(9000).default(1500).describe('largest MTU the guest may set'),
+});
+
+export const iavfDriver = defineDriver({
+  name: 'emu_iavf',
+  type: 'net',
+  description: 'Intel Adaptive Virtual Function NIC (8086:1889) for the stock Linux iavf driver',
+  config: iavfConfig,
+  probe: (ctx, config) =>
+    new IavfDevice(ctx, {
+      mac: config.mac ?? defaultMac(ctx.name),
+      queues: config.queues,
+      speed: config.speed,
+      mtu: config.mtu,
+    }),
+});

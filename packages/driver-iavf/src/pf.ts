@@ -1,0 +1,498 @@
+/**
+ * The PF's side of virtchnl for one VF: what a real PF driver (i40e_virtchnl_pf.c, ice_virtchnl.c) does
+ * with each message — validate it as a PF would, keep the VF's configuration, answer with a status —
+ * as a table with one entry per op.
+ */
+import {
+  DEFAULT_HENA,
+  GRANTABLE_CAPS,
+  LegacyLinkSpeed,
+  MAX_QUEUE_PAIRS,
+  PfEvent,
+  RSS_KEY_SIZE,
+  RSS_LUT_SIZE,
+  VfCap,
+  VirtchnlOp,
+  VirtchnlStatus,
+  VSI_ID,
+  VSI_TYPE_SRIOV,
+  virtchnlOpName,
+} from './constants.js';
+import {
+  ETHER_ADDR_SIZE,
+  EtherAddrListHeader,
+  EthStats,
+  expectedLength,
+  IrqMapHeader,
+  PF_EVENT_SIZE,
+  PromiscInfo,
+  QUEUE_PAIR_INFO_SIZE,
+  QueueSelect,
+  RssHena,
+  RssHfunc,
+  RssKeyLutHeader,
+  RxqInfo,
+  readMac,
+  TxqInfo,
+  VectorMap,
+  VersionInfo,
+  VfResourceHeader,
+  VfResRequest,
+  VSI_RESOURCE_SIZE,
+  VsiQueueConfigHeader,
+  writeMac,
+} from './virtchnl.js';
+
+export interface TxQueueConfig {
+  ring: bigint;
+  length: number;
+}
+export interface RxQueueConfig extends TxQueueConfig {
+  bufferSize: number;
+  maxFrame: number;
+  crcStrip: boolean;
+}
+
+/** What the VF configured: the data path reads it (issue 5), tests and users inspect it. */
+export interface VfConfig {
+  numQueuePairs: number;
+  caps: number;
+  tx: Array<TxQueueConfig | undefined>;
+  rx: Array<RxQueueConfig | undefined>;
+  txEnabled: number;
+  rxEnabled: number;
+  /** MSI-X vector → queue bitmaps. */
+  irqMap: Map<number, { rx: number; tx: number }>;
+  macs: Set<string>;
+  promisc: number;
+  rssKey: Buffer;
+  rssLut: Buffer;
+  rssHena: bigint;
+}
+
+export interface PfHost {
+  mac: string;
+  maxMtu: number;
+  /** Queue pairs the VF gets (devargs `queues`, or REQUEST_QUEUES). */
+  queuePairs(): number;
+  link(): { up: boolean; speedMbps: number };
+  /** True when [iova, iova+length) is guest memory the device can reach. */
+  inGuestMemory(iova: bigint, length: number): boolean;
+  /** A PF→VF message on the ARQ. */
+  post(vop: number, status: number, payload?: Buffer): void;
+  /** RESET_VF, or a PF-initiated reset (after REQUEST_QUEUES). */
+  resetVf(queuePairs?: number): void;
+  /** The VF's queue setup changed (for emudev's queue table). */
+  queuesChanged(config: VfConfig): void;
+  stats(): Partial<Record<keyof ReturnType<typeof EthStats.decode>, bigint>>;
+  warn(obj: object, msg: string): void;
+}
+
+/** A message a PF refuses: the status goes back in cookie_low. */
+class Refusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+const bad = (m: string) => new Refusal(VirtchnlStatus.ERR_PARAM, m);
+
+interface OpSpec {
+  /** Only once GET_VF_RESOURCES made the VF active (i40e's VF_STATE_ACTIVE). */
+  needsActive: boolean;
+  /** Returns the reply payload; throws Refusal. `undefined` for ops without a reply (RESET_VF). */
+  handle(pf: VirtualFunction, msg: Buffer): Buffer | undefined;
+  /** Runs after the reply was posted. */
+  after?(pf: VirtualFunction, msg: Buffer): void;
+}
+
+const MAX_MAC_FILTERS = 256;
+const MAX_RING = 4096;
+
+function freshConfig(numQueuePairs: number): VfConfig {
+  return {
+    numQueuePairs,
+    caps: 0,
+    tx: new Array(numQueuePairs).fill(undefined),
+    rx: new Array(numQueuePairs).fill(undefined),
+    txEnabled: 0,
+    rxEnabled: 0,
+    irqMap: new Map(),
+    macs: new Set(),
+    promisc: 0,
+    rssKey: Buffer.alloc(RSS_KEY_SIZE),
+    rssLut: Buffer.alloc(RSS_LUT_SIZE),
+    rssHena: 0n,
+  };
+}
+
+export class VirtualFunction {
+  config: VfConfig;
+  /** 'reset' until VERSION, 'version' until GET_VF_RESOURCES, then 'active'. */
+  phase: 'reset' | 'version' | 'active' = 'reset';
+  version = { major: 1, minor: 1 };
+  /** Messages handled and refused, by op name. */
+  readonly counters = { messages: {} as Record<string, number>, errors: {} as Record<string, number> };
+
+  constructor(private readonly host: PfHost) {
+    this.config = freshConfig(host.queuePairs());
+  }
+
+  /** Back to the state after a VF reset: nothing configured, waiting for VERSION. */
+  reset(): void {
+    this.config = freshConfig(this.host.queuePairs());
+    this.phase = 'reset';
+    this.host.queuesChanged(this.config);
+  }
+
+  get maxVectors(): number {
+    return this.config.numQueuePairs + 1;
+  }
+
+  /** One VF→PF message. Every op but RESET_VF gets exactly one reply. */
+  handle(vop: number, msg: Buffer): void {
+    const name = virtchnlOpName(vop);
+    this.counters.messages[name] = (this.counters.messages[name] ?? 0) + 1;
+    const spec = OPS[vop];
+    let reply: Buffer | undefined;
+    try {
+      const expected = expectedLength(vop, msg);
+      if (!spec || expected === undefined) {
+        throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, `${name} is not supported`);
+      }
+      if (msg.length !== expected) throw bad(`${name}: ${msg.length} bytes, expected ${expected}`);
+      if (vop !== VirtchnlOp.VERSION && vop !== VirtchnlOp.RESET_VF && this.phase === 'reset') {
+        throw bad(`${name} before VERSION`);
+      }
+      if (spec.needsActive && this.phase !== 'active') throw bad(`${name} before GET_VF_RESOURCES`);
+      reply = spec.handle(this, msg);
+    } catch (err) {
+      if (!(err instanceof Refusal)) throw err;
+      this.counters.errors[name] = (this.counters.errors[name] ?? 0) + 1;
+      this.host.warn({ op: name, status: err.status }, `virtchnl: ${err.message}`);
+      if (vop !== VirtchnlOp.RESET_VF) this.host.post(vop, err.status);
+      return;
+    }
+    if (reply === undefined) return;
+    this.host.post(vop, VirtchnlStatus.SUCCESS, reply);
+    spec.after?.(this, msg);
+  }
+
+  /** EVENT LINK_CHANGE, in the form the granted caps call for. */
+  sendLinkEvent(): void {
+    if (this.phase !== 'active') return;
+    const { up, speedMbps } = this.host.link();
+    const ev = Buffer.alloc(PF_EVENT_SIZE);
+    ev.writeInt32LE(PfEvent.LINK_CHANGE, 0);
+    if (this.config.caps & VfCap.ADV_LINK_SPEED) ev.writeUInt32LE(speedMbps, 4);
+    else ev.writeUInt32LE(LegacyLinkSpeed[speedMbps] ?? 0, 4);
+    ev.writeUInt8(up ? 1 : 0, 8);
+    this.host.post(VirtchnlOp.EVENT, VirtchnlStatus.SUCCESS, ev);
+  }
+
+  /** EVENT RESET_IMPENDING: the PF is about to reset the VF. */
+  sendResetImpending(): void {
+    const ev = Buffer.alloc(PF_EVENT_SIZE);
+    ev.writeInt32LE(PfEvent.RESET_IMPENDING, 0);
+    ev.writeInt32LE(2, 12); // severity: certain
+    this.host.post(VirtchnlOp.EVENT, VirtchnlStatus.SUCCESS, ev);
+  }
+
+  // Shared checks.
+  vsi(id: number): void {
+    if (id !== VSI_ID) throw bad(`vsi_id ${id}, the VF has only VSI ${VSI_ID}`);
+  }
+  queueBits(bits: number, what: string): void {
+    const all = (1 << this.config.numQueuePairs) - 1;
+    if ((bits >>> 0) & ~all)
+      throw bad(
+        `${what} 0x${bits.toString(16)} names queues beyond the ${this.config.numQueuePairs} granted`,
+      );
+  }
+  ring(addr: bigint, entries: number, entrySize: number, multiple: number, what: string): void {
+    if (entries === 0 || entries % multiple !== 0 || entries > MAX_RING) {
+      throw bad(
+        `${what} ring_len ${entries} must be a multiple of ${multiple} in [${multiple}, ${MAX_RING}]`,
+      );
+    }
+    if (addr % 128n !== 0n) throw bad(`${what} ring address 0x${addr.toString(16)} is not 128-byte aligned`);
+    if (!this.host.inGuestMemory(addr, entries * entrySize)) {
+      throw bad(`${what} ring [0x${addr.toString(16)}, +${entries * entrySize}) is outside guest memory`);
+    }
+  }
+  changed(): void {
+    this.host.queuesChanged(this.config);
+  }
+  get hostRef(): PfHost {
+    return this.host;
+  }
+}
+
+const OPS: Partial<Record<number, OpSpec>> = {
+  [VirtchnlOp.VERSION]: {
+    needsActive: false,
+    handle(vf, msg) {
+      const v = VersionInfo.decode(msg);
+      if (v.major !== 1) throw bad(`VERSION ${v.major}.${v.minor}: only 1.x exists`);
+      // A 1.0 VF gets 1.0 (ice does so); anything newer gets 1.1, the newest we speak.
+      vf.version = { major: 1, minor: v.minor === 0 ? 0 : 1 };
+      if (vf.phase === 'reset') vf.phase = 'version';
+      return VersionInfo.encode(vf.version);
+    },
+  },
+  [VirtchnlOp.RESET_VF]: {
+    needsActive: false,
+    handle(vf) {
+      vf.hostRef.resetVf();
+      return undefined;
+    },
+  },
+  [VirtchnlOp.GET_VF_RESOURCES]: {
+    needsActive: false,
+    handle(vf, msg) {
+      const asked =
+        vf.version.minor === 0 || msg.length === 0 ? VfCap.L2 | VfCap.RSS_REG : msg.readUInt32LE(0);
+      const caps = (asked & GRANTABLE_CAPS) | VfCap.L2;
+      vf.config = { ...vf.config, caps };
+      vf.phase = 'active';
+      const host = vf.hostRef;
+      // The legacy sizeof: one VSI plus a trailing zeroed one, as i40e sends.
+      const out = Buffer.alloc(VfResourceHeader.size + 2 * VSI_RESOURCE_SIZE);
+      VfResourceHeader.encodeInto(
+        {
+          numVsis: 1,
+          numQueuePairs: vf.config.numQueuePairs,
+          maxVectors: vf.maxVectors,
+          maxMtu: host.maxMtu + 26,
+          vfCapFlags: caps >>> 0,
+          rssKeySize: RSS_KEY_SIZE,
+          rssLutSize: RSS_LUT_SIZE,
+        },
+        out,
+      );
+      const vsi = VfResourceHeader.size;
+      out.writeUInt16LE(VSI_ID, vsi);
+      out.writeUInt16LE(vf.config.numQueuePairs, vsi + 2);
+      out.writeInt32LE(VSI_TYPE_SRIOV, vsi + 4);
+      out.writeUInt16LE(0, vsi + 8);
+      writeMac(host.mac, out, vsi + 10);
+      return out;
+    },
+    after: (vf) => vf.sendLinkEvent(),
+  },
+  [VirtchnlOp.CONFIG_VSI_QUEUES]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const head = VsiQueueConfigHeader.decode(msg);
+      vf.vsi(head.vsiId);
+      const n = head.numQueuePairs;
+      if (n > vf.config.numQueuePairs) throw bad(`${n} queue pairs, the VF has ${vf.config.numQueuePairs}`);
+      const tx = [...vf.config.tx];
+      const rx = [...vf.config.rx];
+      for (let i = 0; i < n; i++) {
+        const at = VsiQueueConfigHeader.size + i * QUEUE_PAIR_INFO_SIZE;
+        const t = TxqInfo.decode(msg, at);
+        const r = RxqInfo.decode(msg, at + TxqInfo.size);
+        vf.vsi(t.vsiId);
+        vf.vsi(r.vsiId);
+        if (t.queueId !== i || r.queueId !== i) throw bad(`pair ${i} names queues ${t.queueId}/${r.queueId}`);
+        vf.ring(t.dmaRingAddr, t.ringLen, 16, 8, `TX queue ${i}`);
+        vf.ring(r.dmaRingAddr, r.ringLen, 32, 32, `RX queue ${i}`);
+        if (r.databufferSize < 128 || r.databufferSize > 16 * 1024 - 128 || r.databufferSize % 128 !== 0) {
+          throw bad(
+            `RX queue ${i} databuffer_size ${r.databufferSize} must be a multiple of 128 up to 16256`,
+          );
+        }
+        if (r.maxPktSize < 64 || r.maxPktSize >= 16 * 1024)
+          throw bad(`RX queue ${i} max_pkt_size ${r.maxPktSize}`);
+        if (r.splithdrEnabled) throw bad(`RX queue ${i}: header split is not supported`);
+        tx[i] = { ring: t.dmaRingAddr, length: t.ringLen };
+        rx[i] = {
+          ring: r.dmaRingAddr,
+          length: r.ringLen,
+          bufferSize: r.databufferSize,
+          maxFrame: r.maxPktSize,
+          crcStrip: !(vf.config.caps & VfCap.CRC && (r.crcAndRxdid & 0xff) !== 0),
+        };
+      }
+      vf.config = { ...vf.config, tx, rx };
+      vf.changed();
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.CONFIG_IRQ_MAP]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const { numVectors } = IrqMapHeader.decode(msg);
+      if (numVectors > vf.maxVectors)
+        throw bad(`${numVectors} vector maps, the VF has ${vf.maxVectors} vectors`);
+      const map = new Map(vf.config.irqMap);
+      for (let i = 0; i < numVectors; i++) {
+        const m = VectorMap.decode(msg, IrqMapHeader.size + i * VectorMap.size);
+        vf.vsi(m.vsiId);
+        if (m.vectorId >= vf.maxVectors) throw bad(`vector ${m.vectorId}, the VF has ${vf.maxVectors}`);
+        vf.queueBits(m.rxqMap, 'rxq_map');
+        vf.queueBits(m.txqMap, 'txq_map');
+        if (m.rxitrIdx > 3 || m.txitrIdx > 3) throw bad(`vector ${m.vectorId}: ITR index above 3`);
+        map.set(m.vectorId, { rx: m.rxqMap, tx: m.txqMap });
+      }
+      vf.config = { ...vf.config, irqMap: map };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.ENABLE_QUEUES]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const q = selectQueues(vf, msg);
+      for (let i = 0; i < vf.config.numQueuePairs; i++) {
+        if (q.rxQueues & (1 << i) && !vf.config.rx[i]) throw bad(`RX queue ${i} is not configured`);
+        if (q.txQueues & (1 << i) && !vf.config.tx[i]) throw bad(`TX queue ${i} is not configured`);
+      }
+      vf.config = {
+        ...vf.config,
+        rxEnabled: (vf.config.rxEnabled | q.rxQueues) >>> 0,
+        txEnabled: (vf.config.txEnabled | q.txQueues) >>> 0,
+      };
+      vf.changed();
+      return Buffer.alloc(0);
+    },
+    // Linux takes link-up only once queues are enabled: tell it after this reply, as PFs do.
+    after: (vf) => vf.sendLinkEvent(),
+  },
+  [VirtchnlOp.DISABLE_QUEUES]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const q = selectQueues(vf, msg);
+      vf.config = {
+        ...vf.config,
+        rxEnabled: (vf.config.rxEnabled & ~q.rxQueues) >>> 0,
+        txEnabled: (vf.config.txEnabled & ~q.txQueues) >>> 0,
+      };
+      vf.changed();
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.ADD_ETH_ADDR]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const macs = new Set(vf.config.macs);
+      for (const mac of etherAddrs(vf, msg)) {
+        if (mac === 'ff:ff:ff:ff:ff:ff' || mac === '00:00:00:00:00:00')
+          throw bad(`MAC filter ${mac} is not valid`);
+        macs.add(mac);
+      }
+      if (macs.size > MAX_MAC_FILTERS) {
+        throw new Refusal(VirtchnlStatus.ERR_NO_MEMORY, `more than ${MAX_MAC_FILTERS} MAC filters`);
+      }
+      vf.config = { ...vf.config, macs };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.DEL_ETH_ADDR]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const macs = new Set(vf.config.macs);
+      for (const mac of etherAddrs(vf, msg)) macs.delete(mac);
+      vf.config = { ...vf.config, macs };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.CONFIG_PROMISCUOUS_MODE]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const p = PromiscInfo.decode(msg);
+      vf.vsi(p.vsiId);
+      if (p.flags & ~3) throw bad(`promiscuous flags 0x${p.flags.toString(16)}`);
+      vf.config = { ...vf.config, promisc: p.flags };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.GET_STATS]: {
+    needsActive: true,
+    handle(vf, msg) {
+      vf.vsi(QueueSelect.decode(msg).vsiId);
+      return EthStats.encode(vf.hostRef.stats());
+    },
+  },
+  [VirtchnlOp.CONFIG_RSS_KEY]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const h = RssKeyLutHeader.decode(msg);
+      vf.vsi(h.vsiId);
+      if (h.length !== RSS_KEY_SIZE) throw bad(`RSS key of ${h.length} bytes, the key is ${RSS_KEY_SIZE}`);
+      vf.config = { ...vf.config, rssKey: Buffer.from(msg.subarray(4, 4 + h.length)) };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.CONFIG_RSS_LUT]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const h = RssKeyLutHeader.decode(msg);
+      vf.vsi(h.vsiId);
+      if (h.length !== RSS_LUT_SIZE) throw bad(`RSS LUT of ${h.length} entries, the LUT has ${RSS_LUT_SIZE}`);
+      const lut = Buffer.from(msg.subarray(4, 4 + h.length));
+      const beyond = lut.findIndex((q) => q >= vf.config.numQueuePairs);
+      if (beyond >= 0) throw bad(`RSS LUT entry ${beyond} names queue ${lut[beyond]}`);
+      vf.config = { ...vf.config, rssLut: lut };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.GET_RSS_HENA_CAPS]: {
+    needsActive: true,
+    handle: () => RssHena.encode({ hena: DEFAULT_HENA }),
+  },
+  [VirtchnlOp.SET_RSS_HENA]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const { hena } = RssHena.decode(msg);
+      if (hena & ~DEFAULT_HENA)
+        throw bad(`hash types 0x${hena.toString(16)} beyond the supported 0x${DEFAULT_HENA.toString(16)}`);
+      vf.config = { ...vf.config, rssHena: hena };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.CONFIG_RSS_HFUNC]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const h = RssHfunc.decode(msg);
+      vf.vsi(h.vsiId);
+      // Only Toeplitz (0) is implemented.
+      if (h.alg !== 0) throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, `RSS hash function ${h.alg}`);
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.REQUEST_QUEUES]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const { numQueuePairs } = VfResRequest.decode(msg);
+      if (numQueuePairs === 0) throw bad('REQUEST_QUEUES of 0 queue pairs');
+      // Asking for more than we have is answered with what we have, and nothing changes (as i40e).
+      return VfResRequest.encode({ numQueuePairs: Math.min(numQueuePairs, MAX_QUEUE_PAIRS) });
+    },
+    after(vf, msg) {
+      // A grant in full is followed by the PF resetting the VF with its new queue count.
+      const { numQueuePairs } = VfResRequest.decode(msg);
+      if (numQueuePairs <= MAX_QUEUE_PAIRS) vf.hostRef.resetVf(numQueuePairs);
+    },
+  },
+};
+
+function selectQueues(vf: VirtualFunction, msg: Buffer) {
+  const q = QueueSelect.decode(msg);
+  vf.vsi(q.vsiId);
+  if (q.rxQueues === 0 && q.txQueues === 0) throw bad('no queues selected');
+  vf.queueBits(q.rxQueues, 'rx_queues');
+  vf.queueBits(q.txQueues, 'tx_queues');
+  return q;
+}
+
+function etherAddrs(vf: VirtualFunction, msg: Buffer): string[] {
+  const h = EtherAddrListHeader.decode(msg);
+  vf.vsi(h.vsiId);
+  if (h.numElements > MAX_MAC_FILTERS) throw bad(`${h.numElements} MAC addresses in one message`);
+  return Array.from({ length: h.numElements }, (_, i) =>
+    readMac(msg, EtherAddrListHeader.size + i * ETHER_ADDR_SIZE),
+  );
+}
