@@ -91,6 +91,7 @@ export class IavfDevice implements DeviceImpl {
       mac: options.mac,
       maxMtu: options.mtu,
       queuePairs: () => this.queuePairs,
+      maxQueuePairs: options.queues,
       link: () => ({ ...this.link }),
       inGuestMemory: (iova, length) => ctx.memory.contains(iova, length, 'write'),
       post: (vop, status, payload) => this.aq.post(vop, status, payload),

@@ -7,7 +7,6 @@ import {
   DEFAULT_HENA,
   GRANTABLE_CAPS,
   LegacyLinkSpeed,
-  MAX_QUEUE_PAIRS,
   PfEvent,
   RSS_KEY_SIZE,
   RSS_LUT_SIZE,
@@ -73,8 +72,10 @@ export interface VfConfig {
 export interface PfHost {
   mac: string;
   maxMtu: number;
-  /** Queue pairs the VF gets (devargs `queues`, or REQUEST_QUEUES). */
+  /** Queue pairs the VF gets now (devargs `queues`, or fewer after REQUEST_QUEUES). */
   queuePairs(): number;
+  /** The most it can get: devargs `queues`. */
+  maxQueuePairs: number;
   link(): { up: boolean; speedMbps: number };
   /** True when [iova, iova+length) is guest memory the device can reach. */
   inGuestMemory(iova: bigint, length: number): boolean;
@@ -130,7 +131,7 @@ function freshConfig(numQueuePairs: number): VfConfig {
 
 export class VirtualFunction {
   config: VfConfig;
-  /** 'reset' until VERSION, 'version' until GET_VF_RESOURCES, then 'active'. */
+  /** 'reset' until the first VERSION, 'version' until GET_VF_RESOURCES (again after a VF reset), then 'active'. */
   phase: 'reset' | 'version' | 'active' = 'reset';
   version = { major: 1, minor: 1 };
   /** Messages handled and refused, by op name. */
@@ -140,10 +141,13 @@ export class VirtualFunction {
     this.config = freshConfig(host.queuePairs());
   }
 
-  /** Back to the state after a VF reset: nothing configured, waiting for VERSION. */
+  /**
+   * Back to the state after a VF reset: nothing configured. The negotiated version survives, as in
+   * i40e: a VF recovering from reset goes straight to GET_VF_RESOURCES (iavf_reset_task).
+   */
   reset(): void {
     this.config = freshConfig(this.host.queuePairs());
-    this.phase = 'reset';
+    if (this.phase !== 'reset') this.phase = 'version';
     this.host.queuesChanged(this.config);
   }
 
@@ -468,13 +472,14 @@ const OPS: Partial<Record<number, OpSpec>> = {
     handle(vf, msg) {
       const { numQueuePairs } = VfResRequest.decode(msg);
       if (numQueuePairs === 0) throw bad('REQUEST_QUEUES of 0 queue pairs');
-      // Asking for more than we have is answered with what we have, and nothing changes (as i40e).
-      return VfResRequest.encode({ numQueuePairs: Math.min(numQueuePairs, MAX_QUEUE_PAIRS) });
+      // Asking for more than the device has (its MSI-X table is sized for devargs `queues`) is
+      // answered with what it has, and nothing changes (as i40e).
+      return VfResRequest.encode({ numQueuePairs: Math.min(numQueuePairs, vf.hostRef.maxQueuePairs) });
     },
     after(vf, msg) {
       // A grant in full is followed by the PF resetting the VF with its new queue count.
       const { numQueuePairs } = VfResRequest.decode(msg);
-      if (numQueuePairs <= MAX_QUEUE_PAIRS) vf.hostRef.resetVf(numQueuePairs);
+      if (numQueuePairs <= vf.hostRef.maxQueuePairs) vf.hostRef.resetVf(numQueuePairs);
     },
   },
 };
