@@ -36,10 +36,10 @@ export class RegisterFile {
       for (let i = 0; i < n; i++) {
         const at = family.offset + i * stride;
         const clash = this.byOffset.get(at);
-        if (clash)
-          throw new Error(
-            `register ${family.name}(${i}) at 0x${at.toString(16)} overlaps ${clash.family.name}`,
-          );
+        if (clash) {
+          const name = n > 1 ? `${family.name}(${i})` : family.name;
+          throw new Error(`register ${name} at 0x${at.toString(16)} overlaps ${clash.family.name}`);
+        }
         this.byOffset.set(at, { family, index: i });
       }
     }
