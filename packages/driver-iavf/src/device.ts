@@ -18,8 +18,15 @@ import {
   Reg,
   VfrState,
 } from './constants.js';
+import { DataPath } from './datapath/engine.js';
 import { VectorControl } from './interrupts.js';
 import { type VfConfig, VirtualFunction } from './pf.js';
+
+/** Where the NIC's frames go: a network port the device sends to; the network calls `receive`. */
+export interface NetworkLink {
+  send(frame: Uint8Array): void;
+  detach(): void;
+}
 
 export interface IavfOptions {
   mac: string;
@@ -29,6 +36,8 @@ export interface IavfOptions {
   speed: number;
   /** Largest MTU the VF may set. */
   mtu: number;
+  /** Joins the device's port to its network; called once, when the device is built. */
+  connect?(receive: (frame: Uint8Array) => void): NetworkLink;
 }
 
 /** How long a VF reset stays in progress before it completes, as a PF takes a while to rebuild. */
@@ -47,7 +56,10 @@ export class IavfDevice implements DeviceImpl {
   private rstat: number = VfrState.VFACTIVE;
   private icr0 = 0;
   private icr0Ena = 0;
-  private readonly tails = { tx: new Uint32Array(MAX_QUEUE_PAIRS), rx: new Uint32Array(MAX_QUEUE_PAIRS) };
+  readonly dataPath: DataPath;
+  private readonly network?: NetworkLink;
+  /** The queue setup last reported, to tell which queues were (re)configured or enabled. */
+  private lastQueues?: VfConfig;
   private readonly itr = new Uint32Array(4 * 64);
   private link = { up: true, speedMbps: 0 };
   private queuePairs: number;
@@ -97,9 +109,18 @@ export class IavfDevice implements DeviceImpl {
       post: (vop, status, payload) => this.aq.post(vop, status, payload),
       resetVf: (pairs) => this.startVfReset(pairs),
       queuesChanged: (cfg) => this.reportQueues(cfg),
-      stats: () => ({}),
+      stats: () => this.ethStats(),
       warn: (obj, msg) => ctx.log.warn(obj, msg),
     });
+    this.dataPath = new DataPath({
+      memory: ctx.memory,
+      log: ctx.log,
+      mac: options.mac,
+      config: () => this.vf.config,
+      raise: (v) => this.vectors.raise(v),
+      transmit: (frame) => this.network?.send(frame),
+    });
+    this.network = options.connect?.((frame) => this.dataPath.receive(frame));
     this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);
     this.regions = {
       0: { read: (o, n) => this.registers.read(o, n), write: (o, d) => this.registers.write(o, d) },
@@ -163,6 +184,22 @@ export class IavfDevice implements DeviceImpl {
 
   close(): void {
     for (const t of this.resetTimers.splice(0)) clearTimeout(t);
+    this.network?.detach();
+  }
+
+  /** virtchnl_eth_stats from the queues' counters. */
+  private ethStats() {
+    const sum = (list: typeof this.dataPath.tx, key: 'packets' | 'bytes' | 'drops' | 'errors') =>
+      BigInt(list.reduce((n, s) => n + s[key], 0));
+    return {
+      rxBytes: sum(this.dataPath.rx, 'bytes'),
+      rxUnicast: sum(this.dataPath.rx, 'packets'),
+      rxDiscards: sum(this.dataPath.rx, 'drops'),
+      txBytes: sum(this.dataPath.tx, 'bytes'),
+      txUnicast: sum(this.dataPath.tx, 'packets'),
+      txDiscards: sum(this.dataPath.tx, 'drops'),
+      txErrors: sum(this.dataPath.tx, 'errors'),
+    };
   }
 
   /** VFGEN_RSTAT, for tests. */
@@ -197,8 +234,8 @@ export class IavfDevice implements DeviceImpl {
     this.vectors.reset();
     this.icr0 = 0;
     this.icr0Ena = 0;
-    this.tails.tx.fill(0);
-    this.tails.rx.fill(0);
+    this.dataPath.reset();
+    this.lastQueues = undefined;
     this.itr.fill(0);
   }
 
@@ -210,6 +247,18 @@ export class IavfDevice implements DeviceImpl {
 
   /** Tells emudev's queue table: RX queue q is id 2q, TX queue q is id 2q+1. */
   private reportQueues(cfg: VfConfig): void {
+    // A queue that was (re)configured or just enabled starts again from descriptor 0.
+    const before = this.lastQueues;
+    this.lastQueues = cfg;
+    if (
+      !before ||
+      before.tx !== cfg.tx ||
+      before.rx !== cfg.rx ||
+      (cfg.rxEnabled & ~before.rxEnabled) !== 0 ||
+      (cfg.txEnabled & ~before.txEnabled) !== 0
+    ) {
+      this.dataPath.resetHeads();
+    }
     for (let q = 0; q < this.maxQueues; q++) {
       const rx = cfg.rx[q];
       const tx = cfg.tx[q];
@@ -246,18 +295,17 @@ export class IavfDevice implements DeviceImpl {
         name: 'QTX_TAIL1',
         offset: Reg.QTX_TAIL1(0),
         count: MAX_QUEUE_PAIRS,
-        read: (q) => this.tails.tx[q],
-        write: (q, v) => {
-          this.tails.tx[q] = v;
-        },
+        read: (q) => this.dataPath.txTail[q],
+        // The TX doorbell.
+        write: (q, v) => this.dataPath.txDoorbell(q, v & 0x1fff),
       },
       {
         name: 'QRX_TAIL1',
         offset: Reg.QRX_TAIL1(0),
         count: MAX_QUEUE_PAIRS,
-        read: (q) => this.tails.rx[q],
+        read: (q) => this.dataPath.rxTail[q],
         write: (q, v) => {
-          this.tails.rx[q] = v;
+          this.dataPath.rxTail[q] = v & 0x1fff;
         },
       },
       ...[0, 1, 2].map((i) => ({
