@@ -1,0 +1,96 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { GPIO_ID, GpioReg } from '@emu/example-gpio';
+import { VfioUserClient } from '@emu/vfio-user';
+import { expect } from 'chai';
+import { exists, packageRoot, tempDir, until } from './test-env.fixture.js';
+
+const BIN = join(packageRoot, 'bin/emu.js');
+
+/** Runs bin/emu.js as a child process (no tsx: the built dist, as `pnpm exec emu` runs it). */
+function emu(args: string[]) {
+  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const io = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (d) => {
+    io.stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    io.stderr += d;
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
+  return { child, io, exit };
+}
+
+describe('bin/emu.js (a child process)', function () {
+  this.timeout(20000);
+  let tmp: ReturnType<typeof tempDir>;
+  const children: ChildProcess[] = [];
+
+  before(() => {
+    expect(
+      exists(join(packageRoot, 'dist/index.js')),
+      'bin/emu.js runs the build: run `pnpm build` first',
+    ).to.equal(true);
+  });
+  beforeEach(() => {
+    tmp = tempDir();
+  });
+  afterEach(() => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    tmp.cleanup();
+  });
+
+  it('serves two devices, a client reaches one, and SIGINT removes both sockets with exit code 0', async () => {
+    const g0 = tmp.path('gpio0.sock');
+    const g1 = tmp.path('gpio1.sock');
+    const run = emu(['--vdev', `emu_gpio0,path=${g0},lines=4`, '--vdev', `emu_gpio1,path=${g1}`]);
+    children.push(run.child);
+    await until(
+      () => run.io.stdout.includes('serving 2 devices'),
+      `emu to serve (stderr: ${run.io.stderr})`,
+      10000,
+    );
+    expect(run.io.stdout).to.contain(
+      `emu_gpio0  emu_gpio  ${g0}\n  qemu: -device '{"driver":"vfio-user-pci","socket":{"path":"${g0}","type":"unix"}}'\n`,
+    );
+    expect(exists(g0) && exists(g1)).to.equal(true);
+
+    const client = await VfioUserClient.connect(g0, {
+      logger: { debug() {}, info() {}, warn() {}, error() {} },
+    });
+    try {
+      expect((await client.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
+      expect((await client.regionRead(0, GpioReg.LINES, 4)).readUInt32LE(0)).to.equal(4);
+      await until(() => run.io.stdout.includes('emu_gpio0: client connected'), 'the connect line');
+
+      run.child.kill('SIGINT');
+      const { code, signal } = await run.exit;
+      expect({ code, signal, stderr: run.io.stderr }).to.deep.equal({ code: 0, signal: null, stderr: '' });
+      expect(run.io.stdout).to.contain('SIGINT: removing 2 devices\n');
+      expect(readdirSync(tmp.dir), 'sockets removed').to.deep.equal([]);
+      await until(() => client.closed, 'the client to see the end');
+    } finally {
+      client.close();
+    }
+  });
+
+  it('exits 2 with the message on bad devargs, leaving no socket', async () => {
+    const run = emu([
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('gpio0.sock')}`,
+      '--vdev',
+      `emu_gpio1,path=${tmp.path('gpio1.sock')},lines=abc`,
+    ]);
+    children.push(run.child);
+    const { code } = await run.exit;
+    expect(code).to.equal(2);
+    expect(run.io.stderr).to.equal(
+      'emu: emu_gpio1: lines=abc: expected a number\nRun "emu --help" for the drivers and their devargs keys.\n',
+    );
+    expect(run.io.stdout).to.equal('');
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+  });
+});

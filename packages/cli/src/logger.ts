@@ -1,0 +1,19 @@
+/** The command's logger: one line per entry on the given stream, from a level up (pino's call shape). */
+import type { Logger } from '@emu/vdev-bus';
+
+export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
+
+export function streamLogger(level: LogLevel, stream: { write(text: string): unknown }): Logger {
+  const at = (lvl: Exclude<LogLevel, 'silent'>) => (obj: object | string, msg?: string) => {
+    if (ORDER[lvl] < ORDER[level]) return;
+    const text = typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj, bigintSafe)}`;
+    stream.write(`emu ${lvl}: ${text}\n`);
+  };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
+
+function bigintSafe(_key: string, value: unknown) {
+  return typeof value === 'bigint' ? `0x${value.toString(16)}` : value;
+}

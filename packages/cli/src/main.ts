@@ -1,0 +1,234 @@
+/**
+ * The emu command, as a function: `main(argv, io)` parses the arguments, loads the drivers, probes the
+ * devices, serves them until the abort signal (SIGINT/SIGTERM in bin/emu.js), removes them, and returns
+ * the exit code: 0 after a clean stop or --help, 2 for a usage or devargs error, 1 for anything else.
+ */
+import { readFileSync } from 'node:fs';
+import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
+import { DevargsError, describeDriver, formatDriverHelp, VdevBus } from '@emu/vdev-bus';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { DriverModuleError, registerBuiltinDrivers, registerDriverModules } from './drivers.js';
+import { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
+import { processSignal } from './signals.js';
+
+export interface Output {
+  write(text: string): unknown;
+  /** When true, a status line is printed every --status seconds. */
+  isTTY?: boolean;
+}
+
+export interface MainOptions {
+  stdout?: Output;
+  stderr?: Output;
+  /** The driver registry; the built-in drivers are added to it. Default: emudev's defaultRegistry. */
+  registry?: EmudevRegistry;
+  /** Serving stops when it aborts. Default: the first SIGINT or SIGTERM of this process. */
+  signal?: AbortSignal;
+  /** Where relative --driver paths are taken from (socket paths are the bus's: process.cwd()). Default: process.cwd(). */
+  cwd?: string;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+interface Parsed {
+  vdev?: string[];
+  driver?: string[];
+  logLevel: LogLevel;
+  status: number;
+  help?: boolean;
+  version?: boolean;
+}
+
+const VERSION = (
+  JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+).version;
+
+function program(out: Output, err: Output): Command {
+  const collect = (value: string, previous: string[] | undefined) => [...(previous ?? []), value];
+  return new Command('emu')
+    .description(
+      'Serve emulated PCI devices over vfio-user, one UNIX socket per device, until SIGINT or SIGTERM.\n' +
+        'QEMU connects with the -device argument printed for each device.',
+    )
+    .usage('--vdev DEVARGS [--vdev DEVARGS ...] [options]')
+    .helpOption(false)
+    .addOption(
+      new Option(
+        '--vdev <devargs>',
+        'a device to serve: NAME,path=SOCKET[,key=value...] (repeatable)',
+      ).argParser(collect),
+    )
+    .addOption(
+      new Option(
+        '--driver <module>',
+        'load drivers from an ES module exporting `driver` or `drivers` (repeatable)',
+      ).argParser(collect),
+    )
+    .addOption(
+      new Option('--log-level <level>', 'log to stderr from this level up')
+        .choices(LOG_LEVELS)
+        .default('warn'),
+    )
+    .addOption(
+      new Option('--status <seconds>', 'print a status line this often when stdout is a terminal; 0: never')
+        .default(5)
+        .argParser((v) => {
+          const n = Number(v);
+          if (v.trim() === '' || !(n >= 0 && n <= 86400)) {
+            throw new InvalidArgumentError('expected seconds from 0 to 86400');
+          }
+          return n;
+        }),
+    )
+    .option('-V, --version', 'print the version')
+    .option('-h, --help', 'show this help, with the drivers and their devargs keys')
+    .allowExcessArguments(false)
+    .showHelpAfterError('Run "emu --help" for usage, the drivers and their devargs keys.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => out.write(s), writeErr: (s) => err.write(s) });
+}
+
+function helpText(cmd: Command, registry: EmudevRegistry): string {
+  const drivers = registry.drivers().map((d) => formatDriverHelp(describeDriver(d)));
+  return [
+    cmd.helpInformation().trimEnd(),
+    '',
+    'Devargs: a device name (a driver name followed by a number) and comma-separated key=value items,',
+    'e.g. emu_gpio0,path=/tmp/emu/gpio0.sock,lines=8. Every device needs path; the other keys are its',
+    "driver's:",
+    '',
+    'Drivers:',
+    drivers.length > 0 ? drivers.join('\n\n') : '  (none registered)',
+    '',
+    'Examples:',
+    '  emu --vdev emu_gpio0,path=/tmp/emu/gpio0.sock',
+    '  emu --vdev emu_gpio0,path=/tmp/emu/gpio0.sock,lines=8 --vdev emu_gpio1,path=/tmp/emu/gpio1.sock',
+    '  emu --driver ./my-driver.js --vdev my_dev0,path=/tmp/emu/my0.sock',
+    '',
+  ].join('\n');
+}
+
+/** Whether an error is the user's to fix in the arguments (exit 2) rather than a failure (exit 1). */
+function isUsageError(err: unknown): boolean {
+  if (err instanceof DevargsError || err instanceof DriverModuleError) return true;
+  return (
+    err instanceof EmudevError && ['EINVAL', 'EEXIST', 'EADDRINUSE', 'EACCES', 'ENOENT'].includes(err.code)
+  );
+}
+
+function deviceLines(devices: EmuDevice[]): string {
+  const nameWidth = Math.max(...devices.map((d) => d.name.length));
+  const driverWidth = Math.max(...devices.map((d) => d.driver.name.length));
+  return devices
+    .map(
+      (d) =>
+        `${d.name.padEnd(nameWidth)}  ${d.driver.name.padEnd(driverWidth)}  ${d.path}\n` +
+        `  qemu: -device '${d.qemuDeviceArg()}'\n`,
+    )
+    .join('');
+}
+
+/** One line per device: whether a client is connected, commands it handled, IRQs it raised. */
+export function statusLines(devices: EmuDevice[], now = new Date()): string {
+  const time = now.toTimeString().slice(0, 8);
+  return devices
+    .map((d) => {
+      const stats = d.stats();
+      const commands = Object.values(stats.commands).reduce((a, b) => a + b, 0);
+      const connected = d.info().socket.connected ? 'yes' : 'no';
+      return `[${time}] ${d.name}  connected: ${connected}  commands: ${commands}  irqs: ${stats.irqsTriggered}\n`;
+    })
+    .join('');
+}
+
+export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
+  const stdout = options.stdout ?? process.stdout;
+  const stderr = options.stderr ?? process.stderr;
+  const registry = options.registry ?? defaultRegistry;
+  const cwd = options.cwd ?? process.cwd();
+  const fail = (code: number, message: string, hint = true) => {
+    stderr.write(
+      `emu: ${message}\n${hint ? 'Run "emu --help" for the drivers and their devargs keys.\n' : ''}`,
+    );
+    return code;
+  };
+
+  const cmd = program(stdout, stderr);
+  let opts: Parsed;
+  try {
+    cmd.parse([...argv], { from: 'user' });
+    opts = cmd.opts<Parsed>();
+  } catch (err) {
+    // commander has written its message ("error: unknown option '--x'") already.
+    return err instanceof CommanderError ? EXIT_USAGE : fail(EXIT_FAILURE, (err as Error).message, false);
+  }
+  if (opts.version) {
+    stdout.write(`${VERSION}\n`);
+    return EXIT_OK;
+  }
+
+  try {
+    registerBuiltinDrivers(registry);
+    await registerDriverModules(registry, opts.driver ?? [], cwd);
+  } catch (err) {
+    return fail(isUsageError(err) ? EXIT_USAGE : EXIT_FAILURE, (err as Error).message, false);
+  }
+  if (opts.help) {
+    stdout.write(helpText(cmd, registry));
+    return EXIT_OK;
+  }
+  const vdevs = opts.vdev ?? [];
+  if (vdevs.length === 0) return fail(EXIT_USAGE, 'nothing to serve: give at least one --vdev DEVARGS');
+
+  let disposeSignal = () => {};
+  let signal = options.signal;
+  if (!signal) {
+    const s = processSignal();
+    signal = s.signal;
+    disposeSignal = s.dispose;
+  }
+  const logger = streamLogger(opts.logLevel, stderr);
+  const bus = new VdevBus(registry, { logger });
+  try {
+    let devices: EmuDevice[];
+    try {
+      devices = await bus.scan(vdevs);
+    } catch (err) {
+      const usage = isUsageError(err);
+      return fail(usage ? EXIT_USAGE : EXIT_FAILURE, (err as Error).message, usage);
+    }
+    for (const d of devices) {
+      d.on('ready', () => stdout.write(`${d.name}: client connected\n`));
+      d.on('disconnect', ({ reason }) =>
+        stdout.write(`${d.name}: client disconnected${reason ? ` (${reason})` : ''}\n`),
+      );
+    }
+    stdout.write(deviceLines(devices));
+    stdout.write(`serving ${devices.length} device${devices.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
+
+    const statusMs = opts.status * 1000;
+    const timer =
+      statusMs > 0 && stdout.isTTY
+        ? setInterval(() => stdout.write(statusLines(bus.devices())), statusMs)
+        : undefined;
+    await aborted(signal);
+    clearInterval(timer);
+    const why = typeof signal.reason === 'string' ? signal.reason : 'stop';
+    stdout.write(`${why}: removing ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}\n`);
+    try {
+      await bus.removeAll();
+    } catch (err) {
+      return fail(EXIT_FAILURE, `while removing devices: ${(err as Error).message}`, false);
+    }
+    return EXIT_OK;
+  } finally {
+    disposeSignal();
+  }
+}
+
+function aborted(signal: AbortSignal): Promise<void> {
+  if (signal.aborted) return Promise.resolve();
+  return new Promise((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+}

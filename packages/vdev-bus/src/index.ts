@@ -1,0 +1,25 @@
+/**
+ * @emu/vdev-bus: the virtual-device bus. DPDK-style devargs (`emu_gpio0,path=/tmp/emu/gpio0.sock,lines=8`)
+ * checked against each driver's typed config schema, and the devices they describe probed, served and
+ * removed, at startup or at runtime.
+ */
+export { type DeviceRequest, VdevBus, type VdevBusEvents, type VdevBusOptions } from './bus.js';
+export {
+  type Devargs,
+  DevargsError,
+  type DevargsErrorCode,
+  formatDevargs,
+  parseDevargs,
+  splitDeviceName,
+} from './devargs.js';
+export type { Logger } from './logger.js';
+export {
+  coerceArgs,
+  type DriverInfo,
+  describeDriver,
+  formatDefault,
+  formatDriverHelp,
+  type KeyInfo,
+  PATH_KEY,
+} from './schema.js';
+export { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';

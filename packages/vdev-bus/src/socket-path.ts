@@ -1,0 +1,80 @@
+/**
+ * Is a socket path fit to serve on? Checked before a device is built, so a user learns what is wrong
+ * with the path in words rather than from a failed listen(2): a missing or unwritable directory, a
+ * file in the way, a server already there. A stale socket file (nobody accepts on it, as a killed
+ * server leaves) is removed and logged.
+ */
+import { constants } from 'node:fs';
+import { access, lstat, stat, unlink } from 'node:fs/promises';
+import { connect } from 'node:net';
+import { dirname, resolve } from 'node:path';
+import { DevargsError } from './devargs.js';
+import type { Logger } from './logger.js';
+
+/** sun_path holds 108 bytes with the terminating NUL. */
+export const MAX_SOCKET_PATH_BYTES = 107;
+
+/** How long a connect to an existing socket may take before we call it in use. */
+const PROBE_TIMEOUT_MS = 1000;
+
+/** Resolves the path and checks it; removes a stale socket file. Returns the absolute path. */
+export async function prepareSocketPath(device: string, path: string, log: Logger): Promise<string> {
+  const abs = resolve(path);
+  const fail = (code: 'EPATH' | 'EADDRINUSE', why: string) =>
+    new DevargsError(code, `${device}: socket path ${abs}: ${why}`, device, 'path');
+  const bytes = Buffer.byteLength(abs);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw fail(
+      'EPATH',
+      `too long (${bytes} bytes; a UNIX socket path holds at most ${MAX_SOCKET_PATH_BYTES})`,
+    );
+  }
+  const dir = dirname(abs);
+  const dirStat = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
+  if (dirStat instanceof Error) {
+    if (dirStat.code === 'ENOENT') throw fail('EPATH', `directory ${dir} does not exist`);
+    if (dirStat.code === 'ENOTDIR') throw fail('EPATH', `${dir} is not a directory`);
+    throw fail('EPATH', `cannot reach directory ${dir}: ${dirStat.message}`);
+  }
+  if (!dirStat.isDirectory()) throw fail('EPATH', `${dir} is not a directory`);
+  try {
+    await access(dir, constants.W_OK | constants.X_OK);
+  } catch {
+    throw fail('EPATH', `directory ${dir} is not writable`);
+  }
+  const existing = await lstat(abs).catch((err: NodeJS.ErrnoException) => err);
+  if (existing instanceof Error) {
+    if (existing.code === 'ENOENT') return abs;
+    throw fail('EPATH', `cannot check it: ${existing.message}`);
+  }
+  if (existing.isDirectory()) throw fail('EPATH', 'is a directory');
+  if (!existing.isSocket()) throw fail('EPATH', 'a file that is not a socket is in the way');
+  const alive = await accepts(abs);
+  if (alive === true) throw fail('EADDRINUSE', 'already in use by a running server');
+  if (alive !== false) throw fail('EPATH', `cannot check the socket file: ${alive.message}`);
+  try {
+    await unlink(abs);
+  } catch (err) {
+    throw fail('EPATH', `cannot remove the stale socket file: ${(err as Error).message}`);
+  }
+  log.warn({ device, path: abs }, 'removed a stale socket file nobody was listening on');
+  return abs;
+}
+
+/** true if something accepts connections on the socket, false if nobody listens, else the error. */
+function accepts(path: string): Promise<boolean | Error> {
+  return new Promise((done) => {
+    const socket = connect({ path });
+    const finish = (result: boolean | Error) => {
+      clearTimeout(timer);
+      socket.removeAllListeners();
+      socket.on('error', () => {});
+      socket.destroy();
+      done(result);
+    };
+    // A listener with a full backlog makes connect hang: that is a live server too.
+    const timer = setTimeout(() => finish(true), PROBE_TIMEOUT_MS);
+    socket.once('connect', () => finish(true));
+    socket.once('error', (err: NodeJS.ErrnoException) => finish(err.code === 'ECONNREFUSED' ? false : err));
+  });
+}
