@@ -1,10 +1,11 @@
 /**
- * Where the command's drivers come from: the built-in ones (the examples) and third-party modules
+ * Where the command's drivers come from: the built-in ones (emu_iavf and the emu_gpio example) and third-party modules
  * named with `--driver`, which export `driver` (one EmudevDriver) or `drivers` (an array of them).
  */
 import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { register as registerIavf } from '@emu/driver-iavf';
 import type { EmudevDriver, EmudevRegistry } from '@emu/emudev';
 import { register as registerGpio } from '@emu/example-gpio';
 
@@ -21,6 +22,7 @@ export class DriverModuleError extends Error {
 
 /** Registers the drivers that come with emu (once per registry). */
 export function registerBuiltinDrivers(registry: EmudevRegistry): void {
+  registerIavf(registry);
   registerGpio(registry);
 }
 

@@ -1,15 +1,14 @@
 /**
- * The real peer: Linux 6.12's own iavf driver (iavf.ko + libie + libeth from Debian trixie) in a QEMU
- * 11.1 guest binds to emu_iavf, negotiates and links up. Needs root; `pnpm e2e`.
+ * The real peer: `emu --vdev emu_iavf0,…` serves the NIC, and Linux 6.12's own iavf driver (iavf.ko +
+ * libie + libeth from Debian trixie) in a QEMU 11.1 guest binds to it, negotiates and links up.
+ * Needs root; `pnpm e2e`.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EmuDevice, EmudevRegistry } from '@emu/emudev';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
-import { consoleLogger } from '@emu/vfio-user';
 import { expect } from 'chai';
-import { iavfDriver } from './driver.js';
+import { EmuProcess } from './emu-process.js';
 
 const BDF = '0000:00:02.0';
 const MAC = '02:00:00:00:00:0a';
@@ -52,10 +51,11 @@ function kv(output: string, prefix: string): Record<string, string> {
   return merged;
 }
 
-describe('emu_iavf with the stock Linux iavf driver in a QEMU guest', function () {
+describe('emu serving emu_iavf to the stock Linux iavf driver in a QEMU guest', function () {
   this.timeout(300_000);
   let dir: string;
-  let device: EmuDevice;
+  let emu: EmuProcess;
+  let sock: string;
   let result: BootGuestResult;
   let explain: string;
 
@@ -63,17 +63,12 @@ describe('emu_iavf with the stock Linux iavf driver in a QEMU guest', function (
     this.timeout(1_200_000);
     await ensureGuestEnvironment();
     dir = mkdtempSync(join(tmpdir(), 'emu-iavf-e2e-'));
-    const registry = new EmudevRegistry();
-    registry.registerDriver(iavfDriver);
-    device = registry.allocate('emu_iavf0', 'emu_iavf', {
-      path: join(dir, 'iavf0.sock'),
-      logger: consoleLogger('warn', 'emu_iavf0'),
-    });
-    await device.configure({ mac: MAC, queues: 4 });
-    await device.start();
+    sock = join(dir, 'iavf0.sock');
+    emu = new EmuProcess(['--vdev', `emu_iavf0,path=${sock},mac=${MAC},queues=4`]);
+    await emu.waitFor(/qemu: -device/);
     // Linux gives an iavf no more queue pairs than the guest has CPUs: 4 CPUs for 4 queues.
     result = await bootGuest({
-      sockets: [device.path],
+      sockets: [sock],
       modules: ['iavf'],
       cpus: 4,
       script: SCRIPT,
@@ -83,7 +78,7 @@ describe('emu_iavf with the stock Linux iavf driver in a QEMU guest', function (
   });
 
   after(async () => {
-    await device?.close();
+    await emu?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -122,12 +117,9 @@ describe('emu_iavf with the stock Linux iavf driver in a QEMU guest', function (
     expect(dmesg, dmesg).to.not.match(/error|fail|timeout|timed out|never|unable|hang/i);
   });
 
-  it('answered every virtchnl message without an error', () => {
-    const stats = device.getAttr('stats') as {
-      virtchnl: { errors: Record<string, number>; messages: Record<string, number> };
-    };
-    expect(stats.virtchnl.errors, JSON.stringify(stats)).to.deep.equal({});
-    expect(stats.virtchnl.messages.ENABLE_QUEUES).to.be.at.least(3);
-    expect(device.stats().errors).to.deep.equal({});
+  it('answered every virtchnl message without an error, and exits cleanly', async () => {
+    // emu logs each refused virtchnl message, bad register access or protocol error at warn level.
+    expect(await emu.stop()).to.equal(0);
+    expect(emu.stderr, emu.stderr).to.equal('');
   });
 });

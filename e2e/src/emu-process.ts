@@ -1,0 +1,44 @@
+/** Runs the real `emu` command as a child process, as a user would, and watches what it prints. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+
+const require = createRequire(import.meta.url);
+/** bin/emu.js of @emu/cli, resolved through the workspace like `pnpm exec emu`. */
+export const EMU_BIN = join(dirname(require.resolve('@emu/cli')), '..', 'bin', 'emu.js');
+
+export class EmuProcess {
+  readonly child: ChildProcess;
+  stdout = '';
+  stderr = '';
+  private exited?: Promise<number | null>;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [EMU_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child.stdout!.on('data', (d: Buffer) => {
+      this.stdout += d.toString();
+    });
+    this.child.stderr!.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+    this.exited = new Promise((resolve) => this.child.on('exit', (code) => resolve(code)));
+  }
+
+  /** Resolves when stdout matches, rejects if emu exits or the time runs out. */
+  async waitFor(pattern: RegExp, timeoutMs = 10_000): Promise<RegExpMatchArray> {
+    const end = Date.now() + timeoutMs;
+    for (;;) {
+      const m = this.stdout.match(pattern);
+      if (m) return m;
+      if (this.child.exitCode !== null) throw new Error(`emu exited ${this.child.exitCode}: ${this.stderr}`);
+      if (Date.now() > end) throw new Error(`emu never printed ${pattern}:\n${this.stdout}\n${this.stderr}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
+
+  /** SIGINT, then the exit code. */
+  async stop(): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill('SIGINT');
+    return this.exited!;
+  }
+}
