@@ -5,8 +5,9 @@ export class EmudevError extends Error {
     message: string,
     /** For configuration errors: one entry per bad key. */
     readonly issues?: Array<{ path: string; message: string }>,
+    options?: { cause?: unknown },
   ) {
-    super(message);
+    super(message, options);
     this.name = 'EmudevError';
   }
 }

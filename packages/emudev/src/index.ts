@@ -19,3 +19,5 @@ export { GuestMemory } from './memory.js';
 export { QueueTable } from './queues.js';
 export { defaultRegistry, EmudevRegistry } from './registry.js';
 export * from './types.js';
+/** The logger shape every emu package takes (pino-compatible). */
+export type { Logger } from '@emu/vfio-user';
