@@ -81,7 +81,7 @@ export interface PfHost {
   inGuestMemory(iova: bigint, length: number): boolean;
   /** A PF→VF message on the ARQ. */
   post(vop: number, status: number, payload?: Buffer): void;
-  /** RESET_VF, or a PF-initiated reset (after REQUEST_QUEUES). */
+  /** RESET_VF, or a PF-initiated reset after REQUEST_QUEUES (with the new queue count). */
   resetVf(queuePairs?: number): void;
   /** The VF's queue setup changed (for emudev's queue table). */
   queuesChanged(config: VfConfig): void;
@@ -103,7 +103,7 @@ const bad = (m: string) => new Refusal(VirtchnlStatus.ERR_PARAM, m);
 interface OpSpec {
   /** Only once GET_VF_RESOURCES made the VF active (i40e's VF_STATE_ACTIVE). */
   needsActive: boolean;
-  /** Returns the reply payload; throws Refusal. `undefined` for ops without a reply (RESET_VF). */
+  /** Returns the reply payload; throws Refusal. `undefined` when no reply is due (RESET_VF, a full REQUEST_QUEUES grant). */
   handle(pf: VirtualFunction, msg: Buffer): Buffer | undefined;
   /** Runs after the reply was posted. */
   after?(pf: VirtualFunction, msg: Buffer): void;
@@ -155,7 +155,7 @@ export class VirtualFunction {
     return this.config.numQueuePairs + 1;
   }
 
-  /** One VF→PF message. Every op but RESET_VF gets exactly one reply. */
+  /** One VF→PF message. Every op gets exactly one reply, but RESET_VF and a REQUEST_QUEUES granted in full, which reset the VF. */
   handle(vop: number, msg: Buffer): void {
     const name = virtchnlOpName(vop);
     this.counters.messages[name] = (this.counters.messages[name] ?? 0) + 1;
@@ -216,10 +216,8 @@ export class VirtualFunction {
       );
   }
   ring(addr: bigint, entries: number, entrySize: number, multiple: number, what: string): void {
-    if (entries === 0 || entries % multiple !== 0 || entries > MAX_RING) {
-      throw bad(
-        `${what} ring_len ${entries} must be a multiple of ${multiple} in [${multiple}, ${MAX_RING}]`,
-      );
+    if (entries % multiple !== 0 || entries > MAX_RING) {
+      throw bad(`${what} ring_len ${entries} must be a multiple of ${multiple} up to ${MAX_RING}`);
     }
     if (addr % 128n !== 0n) throw bad(`${what} ring address 0x${addr.toString(16)} is not 128-byte aligned`);
     if (!this.host.inGuestMemory(addr, entries * entrySize)) {
@@ -302,24 +300,31 @@ const OPS: Partial<Record<number, OpSpec>> = {
         vf.vsi(t.vsiId);
         vf.vsi(r.vsiId);
         if (t.queueId !== i || r.queueId !== i) throw bad(`pair ${i} names queues ${t.queueId}/${r.queueId}`);
-        vf.ring(t.dmaRingAddr, t.ringLen, 16, 8, `TX queue ${i}`);
-        vf.ring(r.dmaRingAddr, r.ringLen, 32, 32, `RX queue ${i}`);
-        if (r.databufferSize < 128 || r.databufferSize > 16 * 1024 - 128 || r.databufferSize % 128 !== 0) {
-          throw bad(
-            `RX queue ${i} databuffer_size ${r.databufferSize} must be a multiple of 128 up to 16256`,
-          );
+        // ring_len 0 leaves that queue unconfigured (ice does so; DPDK sends it for uneven counts).
+        if (t.ringLen === 0) tx[i] = undefined;
+        else {
+          vf.ring(t.dmaRingAddr, t.ringLen, 16, 8, `TX queue ${i}`);
+          tx[i] = { ring: t.dmaRingAddr, length: t.ringLen };
         }
-        if (r.maxPktSize < 64 || r.maxPktSize >= 16 * 1024)
-          throw bad(`RX queue ${i} max_pkt_size ${r.maxPktSize}`);
-        if (r.splithdrEnabled) throw bad(`RX queue ${i}: header split is not supported`);
-        tx[i] = { ring: t.dmaRingAddr, length: t.ringLen };
-        rx[i] = {
-          ring: r.dmaRingAddr,
-          length: r.ringLen,
-          bufferSize: r.databufferSize,
-          maxFrame: r.maxPktSize,
-          crcStrip: !(vf.config.caps & VfCap.CRC && (r.crcAndRxdid & 0xff) !== 0),
-        };
+        if (r.ringLen === 0) rx[i] = undefined;
+        else {
+          vf.ring(r.dmaRingAddr, r.ringLen, 32, 32, `RX queue ${i}`);
+          if (r.databufferSize < 128 || r.databufferSize > 16 * 1024 - 128 || r.databufferSize % 128 !== 0) {
+            throw bad(
+              `RX queue ${i} databuffer_size ${r.databufferSize} must be a multiple of 128 up to 16256`,
+            );
+          }
+          if (r.maxPktSize < 64 || r.maxPktSize >= 16 * 1024)
+            throw bad(`RX queue ${i} max_pkt_size ${r.maxPktSize}`);
+          if (r.splithdrEnabled) throw bad(`RX queue ${i}: header split is not supported`);
+          rx[i] = {
+            ring: r.dmaRingAddr,
+            length: r.ringLen,
+            bufferSize: r.databufferSize,
+            maxFrame: r.maxPktSize,
+            crcStrip: !(vf.config.caps & VfCap.CRC && (r.crcAndRxdid & 0xff) !== 0),
+          };
+        }
       }
       vf.config = { ...vf.config, tx, rx };
       vf.changed();
@@ -472,14 +477,14 @@ const OPS: Partial<Record<number, OpSpec>> = {
     handle(vf, msg) {
       const { numQueuePairs } = VfResRequest.decode(msg);
       if (numQueuePairs === 0) throw bad('REQUEST_QUEUES of 0 queue pairs');
-      // Asking for more than the device has (its MSI-X table is sized for devargs `queues`) is
-      // answered with what it has, and nothing changes (as i40e).
-      return VfResRequest.encode({ numQueuePairs: Math.min(numQueuePairs, vf.hostRef.maxQueuePairs) });
-    },
-    after(vf, msg) {
-      // A grant in full is followed by the PF resetting the VF with its new queue count.
-      const { numQueuePairs } = VfResRequest.decode(msg);
-      if (numQueuePairs <= vf.hostRef.maxQueuePairs) vf.hostRef.resetVf(numQueuePairs);
+      const max = vf.hostRef.maxQueuePairs;
+      // More than the device has (its MSI-X table is sized for devargs `queues`): answered with what
+      // it has, and nothing changes.
+      if (numQueuePairs > max) return VfResRequest.encode({ numQueuePairs: max });
+      // A grant in full is not answered: the PF resets the VF with its new queue count, which clears
+      // the VF's pending request (i40e_vc_request_queues_msg does exactly this).
+      vf.hostRef.resetVf(numQueuePairs);
+      return undefined;
     },
   },
 };

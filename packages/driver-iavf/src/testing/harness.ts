@@ -1,0 +1,97 @@
+/**
+ * One emu_iavf device from a fresh registry, a VfioUserClient connected to it, guest RAM mapped, and a
+ * SoftIavf ready to probe: what each test starts from.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { type EmuDevice, EmudevRegistry } from '@emu/emudev';
+import { silentLogger, VfioUserClient } from '@emu/vfio-user';
+import { iavfDriver } from '../driver.js';
+import { GuestRam } from './guest-memory.js';
+import { SoftIavf, type SoftIavfOptions } from './soft-iavf.js';
+
+export interface IavfTestConfig {
+  mac?: string;
+  queues?: number;
+  speed?: number;
+  mtu?: number;
+}
+
+export interface HarnessOptions {
+  /** 'shared' (memfd, direct access; default) or 'plain' (no fd: DMA messages). */
+  ram?: 'shared' | 'plain';
+  /** Guest RAM size (default 32 MiB). */
+  ramMib?: number;
+  /** IOVA of guest RAM (default DEFAULT_IOVA_BASE, above 4 GiB). */
+  ramBase?: bigint;
+  soft?: SoftIavfOptions;
+}
+
+/** What the device reports in its `stats` attribute (the parts the tests read). */
+export interface DeviceStats {
+  virtchnl: { messages: Record<string, number>; errors: Record<string, number> };
+  adminQueue: { received: number; sent: number; backlog: number; errors: number };
+  interrupts: number[];
+  resets: { vf: number; flr: number };
+  unknownRegisterAccesses: number;
+}
+
+export class Harness {
+  private constructor(
+    readonly dir: string,
+    readonly registry: EmudevRegistry,
+    readonly dev: EmuDevice,
+    readonly client: VfioUserClient,
+    readonly ram: GuestRam,
+    readonly vf: SoftIavf,
+  ) {}
+
+  static async start(config: IavfTestConfig = {}, opts: HarnessOptions = {}): Promise<Harness> {
+    const dir = mkdtempSync(join(tmpdir(), 'emu-soft-iavf-'));
+    const registry = new EmudevRegistry();
+    registry.registerDriver(iavfDriver);
+    const dev = registry.allocate('emu_iavf0', 'emu_iavf', {
+      path: join(dir, 'iavf.sock'),
+      logger: silentLogger,
+    });
+    let client: VfioUserClient | undefined;
+    let ram: GuestRam | undefined;
+    try {
+      await dev.configure(config);
+      await dev.start();
+      client = await VfioUserClient.connect(dev.path, { logger: silentLogger });
+      const where = opts.ramBase === undefined ? {} : { base: opts.ramBase };
+      ram =
+        opts.ram === 'plain'
+          ? GuestRam.plain(opts.ramMib ?? 32, where)
+          : GuestRam.shared(opts.ramMib ?? 32, where);
+      await ram.attach(client);
+      return new Harness(dir, registry, dev, client, ram, new SoftIavf(client, ram, opts.soft));
+    } catch (err) {
+      client?.close();
+      ram?.close();
+      await registry.release('emu_iavf0');
+      rmSync(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  /** The device's counters. */
+  stats(): DeviceStats {
+    return this.dev.getAttr('stats') as DeviceStats;
+  }
+
+  /** Total virtchnl messages the device refused, over all ops. */
+  virtchnlErrors(): number {
+    return Object.values(this.stats().virtchnl.errors).reduce((a, b) => a + b, 0);
+  }
+
+  async close(): Promise<void> {
+    this.vf.close();
+    this.client.close();
+    await this.registry.release('emu_iavf0');
+    this.ram.close();
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+}
