@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { iavfDriver } from '@emu/driver-iavf';
 import { EmudevRegistry } from '@emu/emudev';
 import { gpioDriver } from '@emu/example-gpio';
 import { expect } from 'chai';
@@ -42,6 +43,6 @@ describe('driver modules', () => {
     const registry = new EmudevRegistry();
     registerBuiltinDrivers(registry);
     registerBuiltinDrivers(registry);
-    expect(registry.drivers()).to.deep.equal([gpioDriver]);
+    expect(registry.drivers()).to.deep.equal([iavfDriver, gpioDriver]);
   });
 });

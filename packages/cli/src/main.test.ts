@@ -128,7 +128,7 @@ describe('emu (main, in-process)', () => {
     it('an unknown driver', async () => {
       registry.registerDriver(fanDriver);
       expect(await usageError(['--vdev', `emu_foo0,path=${tmp.path('f.sock')}`])).to.equal(
-        `emu: unknown driver "emu_foo" for device emu_foo0 (drivers: emu_fan, emu_gpio)\n${HINT}`,
+        `emu: unknown driver "emu_foo" for device emu_foo0 (drivers: emu_fan, emu_iavf, emu_gpio)\n${HINT}`,
       );
     });
 
@@ -356,13 +356,17 @@ describe('emu (main, in-process)', () => {
       expect(await done).to.equal(EXIT_OK);
     });
 
-    it('prints no status line when stdout is not a terminal', async () => {
-      const { stop, done } = run(['--vdev', `emu_gpio0,path=${tmp.path('gpio0.sock')}`, '--status', '0.02']);
+    it('prints no status line when stdout is not a terminal, unless --status was given', async () => {
+      const quiet = run(['--vdev', `emu_gpio0,path=${tmp.path('gpio0.sock')}`]);
       await until(() => out.text.includes('serving'), 'the device to serve');
       await new Promise((r) => setTimeout(r, 150));
       expect(out.text).not.to.contain('connected:');
-      stop.abort();
-      expect(await done).to.equal(EXIT_OK);
+      quiet.stop.abort();
+      expect(await quiet.done).to.equal(EXIT_OK);
+      const asked = run(['--vdev', `emu_gpio1,path=${tmp.path('gpio1.sock')}`, '--status', '0.02']);
+      await until(() => /emu_gpio1 {2}connected: no/.test(out.text), 'a status line for a pipe when asked');
+      asked.stop.abort();
+      expect(await asked.done).to.equal(EXIT_OK);
     });
 
     it('--log-level info logs the devices coming and going to stderr', async () => {

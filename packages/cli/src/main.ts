@@ -72,7 +72,10 @@ function program(out: Output, err: Output): Command {
         .default('warn'),
     )
     .addOption(
-      new Option('--status <seconds>', 'print a status line this often when stdout is a terminal; 0: never')
+      new Option(
+        '--status <seconds>',
+        'print a status line this often (by default only when stdout is a terminal); 0: never',
+      )
         .default(5)
         .argParser((v) => {
           const n = Number(v);
@@ -130,7 +133,10 @@ function deviceLines(devices: EmuDevice[]): string {
     .join('');
 }
 
-/** One line per device: whether a client is connected, commands it handled, IRQs it raised. */
+/**
+ * One line per device: whether a client is connected, commands it handled, IRQs it raised, and the
+ * driver's own summary (a NIC's link and traffic).
+ */
 export function statusLines(devices: EmuDevice[], now = new Date()): string {
   const time = now.toTimeString().slice(0, 8);
   return devices
@@ -138,7 +144,8 @@ export function statusLines(devices: EmuDevice[], now = new Date()): string {
       const stats = d.stats();
       const commands = Object.values(stats.commands).reduce((a, b) => a + b, 0);
       const connected = d.info().socket.connected ? 'yes' : 'no';
-      return `[${time}] ${d.name}  connected: ${connected}  commands: ${commands}  irqs: ${stats.irqsTriggered}\n`;
+      const own = d.status();
+      return `[${time}] ${d.name}  connected: ${connected}  commands: ${commands}  irqs: ${stats.irqsTriggered}${own ? `  ${own}` : ''}\n`;
     })
     .join('');
 }
@@ -209,8 +216,10 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     stdout.write(`serving ${devices.length} device${devices.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
 
     const statusMs = opts.status * 1000;
+    // A terminal gets status lines by default; a pipe only when --status was given.
+    const asked = cmd.getOptionValueSource('status') === 'cli';
     const timer =
-      statusMs > 0 && stdout.isTTY
+      statusMs > 0 && (stdout.isTTY || asked)
         ? setInterval(() => stdout.write(statusLines(bus.devices())), statusMs)
         : undefined;
     await aborted(signal);

@@ -175,6 +175,22 @@ export class IavfDevice implements DeviceImpl {
     };
   }
 
+  /** `link up 10000Mb/s  rx 12 pkts (q0 7, q1 5)  tx 9 pkts  drops 0`, for `emu`'s status line. */
+  status(): string {
+    const queues = this.vf.config.numQueuePairs;
+    const per = (list: typeof this.dataPath.rx) => list.slice(0, queues);
+    const sum = (list: typeof this.dataPath.rx, k: 'packets' | 'drops' | 'errors') =>
+      per(list).reduce((n, q) => n + q[k], 0);
+    const rxQueues = per(this.dataPath.rx)
+      .map((q, i) => `q${i} ${q.packets}`)
+      .join(', ');
+    const drops = sum(this.dataPath.rx, 'drops') + sum(this.dataPath.tx, 'drops') + this.dataPath.filtered;
+    const errors = sum(this.dataPath.rx, 'errors') + sum(this.dataPath.tx, 'errors');
+    const link =
+      this.vf.phase !== 'active' ? 'not up' : this.link.up ? `up ${this.link.speedMbps}Mb/s` : 'down';
+    return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}  errors ${errors}`;
+  }
+
   /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */
   reset(): void {
     this.resets.flr++;

@@ -169,6 +169,15 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
     return JSON.stringify({ driver: 'vfio-user-pci', socket: { path: this.path, type: 'unix' } });
   }
 
+  /** The driver's one-line summary (link, traffic, …), or '' if it has none or is not configured. */
+  status(): string {
+    try {
+      return this.impl?.status?.() ?? '';
+    } catch (err) {
+      return `status unavailable: ${(err as Error).message}`;
+    }
+  }
+
   stats(): ServerStats {
     const s = this.server?.stats;
     return s

@@ -40,6 +40,8 @@ export interface DeviceImpl {
   reset?(): void;
   /** Release everything; the device is gone after this. */
   close?(): void | Promise<void>;
+  /** A one-line summary of the device's state for status displays, e.g. link and traffic of a NIC. */
+  status?(): string;
   /** The driver's own checks; emudev adds generic ones (config space, regions). */
   selftest?(): SelftestResult['checks'] | Promise<SelftestResult['checks']>;
 }

@@ -3,6 +3,9 @@
  * rte_emudev). A driver describes a device (config space, regions, attributes, hooks); emudev serves it
  * over vfio-user and gives back-ends and users one API for its lifecycle, memory, queues and events.
  */
+
+/** The logger shape every emu package takes (pino-compatible). */
+export type { Logger } from '@emu/vfio-user';
 export { type DeviceOptions, EmuDevice } from './device.js';
 export {
   type AttributeMap,
@@ -19,5 +22,3 @@ export { GuestMemory } from './memory.js';
 export { QueueTable } from './queues.js';
 export { defaultRegistry, EmudevRegistry } from './registry.js';
 export * from './types.js';
-/** The logger shape every emu package takes (pino-compatible). */
-export type { Logger } from '@emu/vfio-user';
