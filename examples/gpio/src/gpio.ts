@@ -115,7 +115,9 @@ class Gpio implements DeviceImpl {
       this.r.irqStatus,
       this.r.irqCount,
     ];
-    values.forEach((v, i) => bank.writeUInt32LE(v >>> 0, i * 4));
+    values.forEach((v, i) => {
+      bank.writeUInt32LE(v >>> 0, i * 4);
+    });
     const out = Buffer.alloc(length);
     if (offset < bank.length) bank.copy(out, 0, offset, Math.min(bank.length, offset + length));
     return out;

@@ -19,6 +19,8 @@ export interface AttributeSpec<T = unknown> {
   set?(value: T): void;
 }
 
+// Each attribute has its own value type; `any` lets a map hold them all and still type each `set`.
+// biome-ignore lint/suspicious/noExplicitAny: a heterogeneous map of typed attributes
 export type AttributeMap = Record<string, AttributeSpec<any>>;
 
 export interface DeviceImpl {

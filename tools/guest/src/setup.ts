@@ -13,7 +13,6 @@
  *   ├── manifest.json           versions (QEMU, kernel, busybox) and paths
  *   └── .lock                   flock(1) lock held while building
  */
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -26,7 +25,16 @@ import {
   resolveModules,
   uncompressedPath,
 } from './modules.js';
-import { capture, captureBuffer, packageRoot, run, sha256, which, withFileLock, writeFileAtomic } from './util.js';
+import {
+  capture,
+  captureBuffer,
+  packageRoot,
+  run,
+  sha256,
+  which,
+  withFileLock,
+  writeFileAtomic,
+} from './util.js';
 
 export const DEFAULT_CACHE_DIR = '/var/cache/emu-guest';
 export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
