@@ -8,7 +8,8 @@
       "src/poller.cc",
       "src/mmap.cc",
       "src/eventfd.cc",
-      "src/memfd.cc"
+      "src/memfd.cc",
+      "src/tap.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [

@@ -80,6 +80,14 @@ export interface NativeBinding {
   eventfdRead(fd: number): bigint | null;
   eventfdWrite(fd: number, value: bigint): void;
   memfdCreate(name: string, size: bigint): number;
+  /** '/dev/net/tun'. */
+  readonly tunPath: string;
+  /** open(/dev/net/tun) + TUNSETIFF(IFF_TAP | IFF_NO_PI): the fd and the name the kernel gave. */
+  tapOpen(name: string): { fd: number; name: string };
+  /** One frame into buf: its length, or -errno (-EAGAIN when none is pending). */
+  readFrame(fd: number, buf: Uint8Array): number;
+  /** One frame: bytes written, or -errno. */
+  writeFrame(fd: number, buf: Uint8Array): number;
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

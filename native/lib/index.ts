@@ -11,6 +11,7 @@ export { EventFd, type EventFdOptions } from './eventfd.js';
 export { closeFd } from './fd.js';
 export { memfdCreate } from './memfd.js';
 export { MappedMemory, type MmapProtection } from './mmap.js';
+export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
   UnixListener,
   type UnixListenerEvents,

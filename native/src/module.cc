@@ -49,6 +49,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMmap(env, exports);
   InitEventFd(env, exports);
   InitMemfd(env, exports);
+  InitTap(env, exports);
   return exports;
 }
 
