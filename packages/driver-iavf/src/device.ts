@@ -24,7 +24,7 @@ import { type VfConfig, VirtualFunction } from './pf.js';
 
 /** Where the NIC's frames go: a network port the device sends to; the network calls `receive`. */
 export interface NetworkLink {
-  send(frame: Uint8Array): void;
+  send(frame: Buffer): void;
   detach(): void;
 }
 
@@ -118,7 +118,11 @@ export class IavfDevice implements DeviceImpl {
       mac: options.mac,
       config: () => this.vf.config,
       raise: (v) => this.vectors.raise(v),
-      transmit: (frame) => this.network?.send(frame),
+      // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
+      transmit: (frame) =>
+        this.network?.send(
+          Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength),
+        ),
     });
     this.network = options.connect?.((frame) => this.dataPath.receive(frame));
     this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);

@@ -1,6 +1,7 @@
 /** emu_iavf: the driver the vdev bus and the `emu` command know, with its devargs. */
 import { createHash } from 'node:crypto';
 import { defineDriver } from '@emu/emudev';
+import { NetworkRegistry, parseNetSpec } from '@emu/network';
 import { z } from 'zod';
 import { MAX_QUEUE_PAIRS } from './constants.js';
 import { IavfDevice } from './device.js';
@@ -32,18 +33,51 @@ export const iavfConfig = z.object({
     .describe(`queue pairs, 1-${MAX_QUEUE_PAIRS}`),
   speed: z.coerce.number().int().min(10).max(800_000).default(10_000).describe('link speed in Mbps'),
   mtu: z.coerce.number().int().min(68).max(9000).default(1500).describe('largest MTU the guest may set'),
+  net: z
+    .string()
+    .default('default')
+    .superRefine((value, ctx) => {
+      try {
+        parseNetSpec(value);
+      } catch (err) {
+        ctx.addIssue({ code: 'custom', message: (err as Error).message });
+      }
+    })
+    .describe('the network: NAME (a switch; devices on one name share it), tap:IFNAME, or loopback'),
+  pcap: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('capture everything this NIC sends and receives to a pcap file'),
 });
 
-export const iavfDriver = defineDriver({
-  name: 'emu_iavf',
-  type: 'net',
-  description: 'Intel Adaptive Virtual Function NIC (8086:1889) for the stock Linux iavf driver',
-  config: iavfConfig,
-  probe: (ctx, config) =>
-    new IavfDevice(ctx, {
-      mac: config.mac ?? defaultMac(ctx.name),
-      queues: config.queues,
-      speed: config.speed,
-      mtu: config.mtu,
-    }),
-});
+let processNetworks: NetworkRegistry | undefined;
+/** The networks every emu_iavf of this process joins unless told otherwise. */
+export function defaultNetworks(): NetworkRegistry {
+  processNetworks ??= new NetworkRegistry();
+  return processNetworks;
+}
+
+/** An emu_iavf driver whose devices join networks of `networks` (tests give their own). */
+export function createIavfDriver(networks: () => NetworkRegistry = defaultNetworks) {
+  return defineDriver({
+    name: 'emu_iavf',
+    type: 'net',
+    description: 'Intel Adaptive Virtual Function NIC (8086:1889) for the stock Linux iavf driver',
+    config: iavfConfig,
+    probe: (ctx, config) =>
+      new IavfDevice(ctx, {
+        mac: config.mac ?? defaultMac(ctx.name),
+        queues: config.queues,
+        speed: config.speed,
+        mtu: config.mtu,
+        connect: (receive) =>
+          networks().attach({ name: ctx.name, deliver: (frame) => receive(frame) }, config.net, {
+            mtu: config.mtu,
+            pcap: config.pcap,
+          }),
+      }),
+  });
+}
+
+export const iavfDriver = createIavfDriver();

@@ -10,7 +10,7 @@ export { AdminQueue, AqRetval } from './admin-queue.js';
 export { type RegisterFamily, RegisterFile } from './bar0.js';
 export * from './constants.js';
 export { IavfDevice, type IavfOptions } from './device.js';
-export { defaultMac, iavfConfig, iavfDriver } from './driver.js';
+export { createIavfDriver, defaultMac, defaultNetworks, iavfConfig, iavfDriver } from './driver.js';
 export { VectorControl } from './interrupts.js';
 export { type VfConfig, VirtualFunction } from './pf.js';
 

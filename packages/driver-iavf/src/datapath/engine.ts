@@ -61,13 +61,14 @@ export class DataPath {
     this.rxHead.fill(0);
   }
 
-  /** Power-on: heads, tails and counters. */
+  /**
+   * Power-on: heads and tails. Counters run on across VF resets, as a PF's per-VSI statistics do, so
+   * `emu`'s status and GET_STATS show the device's whole life.
+   */
   reset(): void {
     this.resetHeads();
     this.rxTail.fill(0);
     this.txTail.fill(0);
-    for (const s of [...this.tx, ...this.rx]) Object.assign(s, stats());
-    this.filtered = 0;
   }
 
   /** The TX doorbell: process descriptors from the head up to the new tail. */

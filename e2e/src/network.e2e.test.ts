@@ -1,0 +1,188 @@
+/**
+ * The main job, end to end: `emu` serves two emu_iavf NICs on one switch; two QEMU guests with the stock
+ * Linux iavf driver ping each other, move 10 MiB over TCP with matching checksums, and spread flows over
+ * RX queues. Then a guest reaches the host's kernel through the TAP backend, captured to a pcap file
+ * that tshark reads. Needs root; `pnpm e2e`.
+ */
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
+import { expect } from 'chai';
+import { EmuProcess } from './emu-process.js';
+
+const up = (addr: string) => `
+modprobe iavf
+t=0; while [ -z "$(ls /sys/class/net | grep eth)" ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
+ip addr add ${addr} dev eth0; ip link set eth0 up
+t=0; while [ "$(cat /sys/class/net/eth0/carrier)" != 1 ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
+echo "carrier=$(cat /sys/class/net/eth0/carrier)"
+`;
+
+/** Guest A (4 queues): receives the 10 MiB file and eight more flows, then waits for B's "done". */
+const SERVER = `${up('10.0.0.1/24')}
+mkfifo /tmp/in; exec 3<>/tmp/in
+nc -l -p 5000 < /tmp/in > /tmp/got & FILE=$!
+for p in 6000 6001 6002 6003 6004 6005 6006 6007; do nc -l -p $p < /tmp/in > /dev/null & done
+nc -l -p 5001 < /tmp/in > /tmp/done
+wait $FILE
+echo "got $(wc -c < /tmp/got) $(md5sum /tmp/got | cut -d' ' -f1)"
+`;
+
+/** Guest B: waits for A, pings it 20 times, sends the file, opens eight flows, says done. */
+const CLIENT = `${up('10.0.0.2/24')}
+t=0; until ping -c 1 -W 1 10.0.0.1 > /dev/null 2>&1 || [ $t -ge 60 ]; do t=$((t+1)); done
+ping -c 20 -i 0.2 10.0.0.1 | tail -2
+dd if=/dev/urandom of=/tmp/f bs=1M count=10 2>/dev/null
+echo "sent $(wc -c < /tmp/f) $(md5sum /tmp/f | cut -d' ' -f1)"
+nc 10.0.0.1 5000 < /tmp/f
+for p in 6000 6001 6002 6003 6004 6005 6006 6007; do dd if=/dev/zero bs=16k count=8 2>/dev/null | nc 10.0.0.1 $p; done
+sleep 1
+echo done | nc 10.0.0.1 5001
+`;
+
+describe('emu serving two iavf NICs on one switch to two QEMU guests', function () {
+  this.timeout(600_000);
+  let dir: string;
+  let emu: EmuProcess;
+  let a: BootGuestResult;
+  let b: BootGuestResult;
+
+  before(async function () {
+    this.timeout(1_200_000);
+    await ensureGuestEnvironment();
+    dir = mkdtempSync(join(tmpdir(), 'emu-net-e2e-'));
+    emu = new EmuProcess([
+      '--vdev',
+      `emu_iavf0,path=${join(dir, 'a.sock')},mac=02:00:00:00:00:01,queues=4`,
+      '--vdev',
+      `emu_iavf1,path=${join(dir, 'b.sock')},mac=02:00:00:00:00:02,queues=1`,
+      '--status',
+      '1',
+    ]);
+    await emu.waitFor(/serving 2 devices/);
+    [a, b] = await Promise.all([
+      bootGuest({
+        sockets: [join(dir, 'a.sock')],
+        modules: ['iavf'],
+        cpus: 4,
+        script: SERVER,
+        timeoutMs: 400_000,
+      }),
+      bootGuest({ sockets: [join(dir, 'b.sock')], modules: ['iavf'], script: CLIENT, timeoutMs: 400_000 }),
+    ]);
+    // One more status line after the traffic.
+    const seen = emu.stdout.length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(emu.stdout.length).to.be.above(seen);
+  });
+
+  after(async () => {
+    await emu?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const explain = () => `A:\n${a.output}\nB:\n${b.output}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+
+  it('brings both links up and runs both guest scripts to the end', () => {
+    expect(a.exitCode, explain()).to.equal(0);
+    expect(b.exitCode, explain()).to.equal(0);
+    expect(a.output).to.contain('carrier=1');
+    expect(b.output).to.contain('carrier=1');
+  });
+
+  it('passes 20 pings with 0% loss', () => {
+    expect(b.output, explain()).to.match(/20 packets transmitted, 20 packets received, 0% packet loss/);
+  });
+
+  it('moves 10 MiB over TCP with matching checksums', () => {
+    const sent = b.output.match(/^sent (\d+) ([0-9a-f]{32})$/m);
+    const got = a.output.match(/^got (\d+) ([0-9a-f]{32})$/m);
+    expect(sent, explain()).to.not.equal(null);
+    expect(got, explain()).to.not.equal(null);
+    expect(got![1]).to.equal('10485760');
+    expect(got![2]).to.equal(sent![2]);
+  });
+
+  it('spreads the flows over more than one RX queue of the 4-queue NIC, as its per-queue stats show', () => {
+    const lines = emu.stdout.split('\n').filter((l) => l.includes('emu_iavf0 '));
+    const last = lines[lines.length - 1];
+    const queues = last.match(/\(q0 (\d+), q1 (\d+), q2 (\d+), q3 (\d+)\)/);
+    expect(queues, last).to.not.equal(null);
+    const busy = queues!.slice(1).filter((n) => Number(n) > 0);
+    expect(busy.length, last).to.be.at.least(2);
+    // While the guest ran, the status line showed the link up at the configured speed.
+    expect(
+      lines.some((l) => /link up 10000Mb\/s/.test(l)),
+      lines.join('\n'),
+    ).to.equal(true);
+  });
+
+  it('logs no device error on the way', async () => {
+    expect(await emu.stop()).to.equal(0);
+    expect(emu.stderr, emu.stderr).to.equal('');
+  });
+});
+
+const require = createRequire(import.meta.url);
+const ENSURE_TSHARK = join(dirname(require.resolve('@emu/network')), '..', 'scripts', 'ensure-tshark.sh');
+
+describe('emu serving an iavf NIC on a TAP backend, captured to pcap', function () {
+  this.timeout(600_000);
+  const ns = `emue2e${process.pid}`;
+  const tap = `emut${process.pid % 100000}`;
+  let dir: string;
+  let emu: EmuProcess;
+  let guest: BootGuestResult;
+  let pcap: string;
+
+  before(async function () {
+    this.timeout(1_200_000);
+    await ensureGuestEnvironment();
+    execFileSync('bash', [ENSURE_TSHARK], { stdio: 'inherit' });
+    dir = mkdtempSync(join(tmpdir(), 'emu-tap-e2e-'));
+    pcap = join(dir, 'tap.pcap');
+    emu = new EmuProcess(['--vdev', `emu_iavf0,path=${join(dir, 't.sock')},net=tap:${tap},pcap=${pcap}`]);
+    await emu.waitFor(/serving 1 device/);
+    // The host side: the TAP moved into a namespace of the test's own, with an address.
+    execFileSync('ip', ['netns', 'add', ns]);
+    execFileSync('ip', ['link', 'set', tap, 'netns', ns]);
+    execFileSync('ip', ['-n', ns, 'addr', 'add', '10.216.0.1/24', 'dev', tap]);
+    execFileSync('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    guest = await bootGuest({
+      sockets: [join(dir, 't.sock')],
+      modules: ['iavf'],
+      script: `${up('10.216.0.2/24')}\nping -c 5 -i 0.3 10.216.0.1 | tail -2\n`,
+    });
+  });
+
+  after(async () => {
+    await emu?.stop();
+    try {
+      execFileSync('ip', ['netns', 'del', ns]);
+    } catch {}
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("pings the host's kernel through the TAP with 0% loss", () => {
+    expect(guest.output, `${guest.output}\n${emu.stderr}`).to.match(
+      /5 packets transmitted, 5 packets received, 0% packet loss/,
+    );
+  });
+
+  it('writes a pcap that tshark opens, holding the ICMP echo requests and replies', async () => {
+    expect(await emu.stop()).to.equal(0);
+    expect(existsSync(pcap)).to.equal(true);
+    const types = execFileSync('tshark', ['-r', pcap, '-Y', 'icmp', '-T', 'fields', '-e', 'icmp.type'], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    })
+      .trim()
+      .split('\n');
+    expect(types.filter((t) => t === '8').length, types.join(',')).to.be.at.least(5);
+    expect(types.filter((t) => t === '0').length, types.join(',')).to.be.at.least(5);
+  });
+});
