@@ -20,6 +20,20 @@ interface Ring {
 }
 
 const emptyRing = (): Ring => ({ bal: 0, bah: 0, len: 0, head: 0, tail: 0 });
+
+/** Each admin-queue register is one field of one ring. */
+const REGISTER_FIELDS = new Map<number, { ring: 'atq' | 'arq'; field: keyof Ring }>([
+  [Reg.VF_ATQBAL1, { ring: 'atq', field: 'bal' }],
+  [Reg.VF_ATQBAH1, { ring: 'atq', field: 'bah' }],
+  [Reg.VF_ATQLEN1, { ring: 'atq', field: 'len' }],
+  [Reg.VF_ATQH1, { ring: 'atq', field: 'head' }],
+  [Reg.VF_ATQT1, { ring: 'atq', field: 'tail' }],
+  [Reg.VF_ARQBAL1, { ring: 'arq', field: 'bal' }],
+  [Reg.VF_ARQBAH1, { ring: 'arq', field: 'bah' }],
+  [Reg.VF_ARQLEN1, { ring: 'arq', field: 'len' }],
+  [Reg.VF_ARQH1, { ring: 'arq', field: 'head' }],
+  [Reg.VF_ARQT1, { ring: 'arq', field: 'tail' }],
+]);
 const base = (r: Ring) => (BigInt(r.bah) << 32n) | BigInt(r.bal);
 const count = (r: Ring) => r.len & QLen.LEN_MASK;
 const enabled = (r: Ring) => (r.len & QLen.ENABLE) !== 0 && count(r) > 0;
@@ -56,85 +70,22 @@ export class AdminQueue {
   constructor(private readonly host: AdminQueueHost) {}
 
   /** The registers this module owns, by offset. */
-  static readonly REGISTERS = [
-    Reg.VF_ATQBAL1,
-    Reg.VF_ATQBAH1,
-    Reg.VF_ATQLEN1,
-    Reg.VF_ATQH1,
-    Reg.VF_ATQT1,
-    Reg.VF_ARQBAL1,
-    Reg.VF_ARQBAH1,
-    Reg.VF_ARQLEN1,
-    Reg.VF_ARQH1,
-    Reg.VF_ARQT1,
-  ];
+  static readonly REGISTERS = [...REGISTER_FIELDS.keys()];
 
   read(offset: number): number {
-    const { atq, arq } = this;
-    switch (offset) {
-      case Reg.VF_ATQBAL1:
-        return atq.bal;
-      case Reg.VF_ATQBAH1:
-        return atq.bah;
-      case Reg.VF_ATQLEN1:
-        return atq.len;
-      case Reg.VF_ATQH1:
-        return atq.head;
-      case Reg.VF_ATQT1:
-        return atq.tail;
-      case Reg.VF_ARQBAL1:
-        return arq.bal;
-      case Reg.VF_ARQBAH1:
-        return arq.bah;
-      case Reg.VF_ARQLEN1:
-        return arq.len;
-      case Reg.VF_ARQH1:
-        return arq.head;
-      case Reg.VF_ARQT1:
-        return arq.tail;
-      default:
-        return 0;
-    }
+    const f = REGISTER_FIELDS.get(offset);
+    return f ? this[f.ring][f.field] : 0;
   }
 
   write(offset: number, value: number): void {
-    const { atq, arq } = this;
-    const index = value & QLen.LEN_MASK;
-    switch (offset) {
-      case Reg.VF_ATQBAL1:
-        atq.bal = value;
-        break;
-      case Reg.VF_ATQBAH1:
-        atq.bah = value;
-        break;
-      case Reg.VF_ATQLEN1:
-        atq.len = value >>> 0;
-        break;
-      case Reg.VF_ATQH1:
-        atq.head = index;
-        break;
-      case Reg.VF_ATQT1:
-        // The doorbell: only a tail write starts processing (never the LEN/ENABLE write).
-        atq.tail = index;
-        this.run(() => this.processAtq());
-        break;
-      case Reg.VF_ARQBAL1:
-        arq.bal = value;
-        break;
-      case Reg.VF_ARQBAH1:
-        arq.bah = value;
-        break;
-      case Reg.VF_ARQLEN1:
-        arq.len = value >>> 0;
-        break;
-      case Reg.VF_ARQH1:
-        arq.head = index;
-        break;
-      case Reg.VF_ARQT1:
-        arq.tail = index;
-        this.run(() => this.deliver());
-        break;
-    }
+    const f = REGISTER_FIELDS.get(offset);
+    if (!f) return;
+    const ring = this[f.ring];
+    // Heads and tails are descriptor indexes; base and length registers keep every bit.
+    ring[f.field] = f.field === 'head' || f.field === 'tail' ? value & QLen.LEN_MASK : value >>> 0;
+    // The doorbells: only a tail write starts work (never the LEN/ENABLE write).
+    if (offset === Reg.VF_ATQT1) this.run(() => this.processAtq());
+    if (offset === Reg.VF_ARQT1) this.run(() => this.deliver());
   }
 
   /** Queues a PF→VF message; it is written as soon as the VF has a buffer posted. */
