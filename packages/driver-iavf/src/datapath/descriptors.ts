@@ -77,7 +77,14 @@ export function markTxDone(desc: Uint8Array): void {
   desc[8] = (desc[8] & 0xf0) | TxDtype.DESC_DONE;
 }
 
-export const RxStatus = { DD: 1n << 0n, EOF: 1n << 1n, L3L4P: 1n << 3n, FLTSTAT_RSS: 3n << 12n } as const;
+export const RxStatus = {
+  DD: 1n << 0n,
+  EOF: 1n << 1n,
+  L3L4P: 1n << 3n,
+  FLTSTAT_RSS: 3n << 12n,
+  /** Error RXE (bit 0 of the error field): the packet was dropped. */
+  RXE: 1n << 19n,
+} as const;
 
 /** RX write-back qword1: status, per-buffer length (bits 51:38). */
 export function rxWriteback(length: number, last: boolean, hashed: boolean): bigint {
@@ -85,4 +92,9 @@ export function rxWriteback(length: number, last: boolean, hashed: boolean): big
   if (last) qw1 |= RxStatus.EOF;
   if (hashed) qw1 |= RxStatus.FLTSTAT_RSS;
   return qw1;
+}
+
+/** RX write-back qword1 of a descriptor whose packet was dropped: DD|EOF|RXE, no data. */
+export function rxDropped(): bigint {
+  return RxStatus.DD | RxStatus.EOF | RxStatus.RXE;
 }

@@ -8,7 +8,15 @@ import type { Logger } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { VfConfig } from '../pf.js';
 import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp } from './checksum.js';
-import { decodeTx, markTxDone, RX_DESC_SIZE, rxWriteback, TX_DESC_SIZE, TxCmd } from './descriptors.js';
+import {
+  decodeTx,
+  markTxDone,
+  RX_DESC_SIZE,
+  rxDropped,
+  rxWriteback,
+  TX_DESC_SIZE,
+  TxCmd,
+} from './descriptors.js';
 import { rssInput, toeplitz } from './rss.js';
 
 export interface QueueStats {
@@ -36,6 +44,8 @@ export interface DataPathHost {
 const MAX_TX_BUFFERS = 16;
 const MAX_FRAME = 16 * 1024;
 const MAX_TSO = 256 * 1024;
+/** The smallest MSS iavf asks for: iavf_features_check turns GSO off below 64 bytes. */
+const MIN_MSS = 64;
 
 const stats = (): QueueStats => ({ packets: 0, bytes: 0, drops: 0, errors: 0 });
 
@@ -76,9 +86,12 @@ export class DataPath {
     this.txTail[q] = tail;
     if (this.txBusy[q]) return; // the running pass picks the new tail up
     this.txBusy[q] = true;
-    void this.runTx(q).finally(() => {
-      this.txBusy[q] = false;
-    });
+    void this.runTx(q)
+      // Guest memory can go away under a pass (the device stopped): log it, never let it escape.
+      .catch((err) => this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx'))
+      .finally(() => {
+        this.txBusy[q] = false;
+      });
   }
 
   /** A frame from the network for this VF. */
@@ -100,6 +113,8 @@ export class DataPath {
     let completed = false;
     let parts: Uint8Array[] = [];
     let context: ReturnType<typeof decodeTx> | undefined;
+    /** A buffer of this packet was bad: skip the rest of it, up to its EOP. */
+    let dropping = false;
     for (;;) {
       const cfg = this.host.config();
       const ring = cfg.tx[q];
@@ -124,17 +139,17 @@ export class DataPath {
       let done = false;
       if (d.kind === 'context') context = d;
       else if (d.kind === 'data') {
-        if (d.size === 0 || d.size > MAX_FRAME) {
-          s.errors++;
-          parts = [];
-          context = undefined;
-        } else {
-          const buf = await this.host.memory.read(d.addr, d.size).catch(() => undefined);
+        if (!dropping) {
+          const buf =
+            d.size === 0 || d.size > MAX_FRAME
+              ? undefined
+              : await this.host.memory.read(d.addr, d.size).catch(() => undefined);
           if (gen !== this.generation) return;
           if (!buf) {
             s.errors++;
             parts = [];
             context = undefined;
+            dropping = true;
           } else parts.push(buf);
           if (parts.length > MAX_TX_BUFFERS) {
             // A packet that never ends: drop what we have and start again at the next descriptor.
@@ -142,11 +157,14 @@ export class DataPath {
             parts = [];
             context = undefined;
           }
-          if (d.cmd & TxCmd.EOP && parts.length > 0) {
+        }
+        if (d.cmd & TxCmd.EOP) {
+          if (parts.length > 0) {
             this.sendPacket(q, Buffer.concat(parts), d, context?.kind === 'context' ? context : undefined);
-            parts = [];
-            context = undefined;
           }
+          parts = [];
+          context = undefined;
+          dropping = false;
         }
         done = (d.cmd & TxCmd.RS) !== 0;
       }
@@ -176,6 +194,23 @@ export class DataPath {
       return;
     }
     const layers = parseLayers(frame);
+    if (ctx?.tso) {
+      // TSO needs the descriptor's header length to be the frame's Ethernet + IP + TCP headers, payload
+      // after them, and an MSS iavf would use; anything else cannot be segmented (nor sent whole).
+      const hdrLen = d.macLen + d.ipLen + d.l4Len;
+      const tcpLen =
+        layers?.proto === 6 && frame.length >= layers.l4 + 20 ? (frame[layers.l4 + 12] >> 4) * 4 : 0;
+      if (
+        !layers ||
+        tcpLen < 20 ||
+        hdrLen !== layers.l4 + tcpLen ||
+        hdrLen >= frame.length ||
+        ctx.mss < MIN_MSS
+      ) {
+        s.errors++;
+        return;
+      }
+    }
     let out: Uint8Array[] = [frame];
     if (layers) {
       if (ctx?.tso) out = segmentTcp(frame, layers, d.macLen + d.ipLen + d.l4Len, ctx.mss);
@@ -248,6 +283,17 @@ export class DataPath {
       if (!ok) {
         s.errors++;
         s.drops++;
+        if (desc) {
+          // Hand the descriptor back as a dropped packet (DD|EOF with RXE, no data) so that the ring
+          // moves on: the driver frees it, and any earlier buffers of this frame, instead of waiting on it.
+          const wb = Buffer.alloc(8);
+          wb.writeBigUInt64LE(rxDropped(), 0);
+          await this.host.memory.write(at + 8n, wb).catch(() => undefined);
+          if (gen !== this.generation) return;
+          this.rxHead[q] = (head + 1) % ring.length;
+          const v = this.vectorOf(q, 'rx');
+          if (v !== undefined) this.host.raise(v);
+        }
         return;
       }
       const last = i === chunks - 1;

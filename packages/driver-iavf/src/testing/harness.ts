@@ -5,9 +5,10 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type EmuDevice, EmudevRegistry } from '@emu/emudev';
+import { defineDriver, type EmuDevice, EmudevRegistry } from '@emu/emudev';
 import { silentLogger, VfioUserClient } from '@emu/vfio-user';
-import { iavfDriver } from '../driver.js';
+import { IavfDevice, type IavfOptions } from '../device.js';
+import { defaultMac, iavfDriver } from '../driver.js';
 import { GuestRam } from './guest-memory.js';
 import { SoftIavf, type SoftIavfOptions } from './soft-iavf.js';
 
@@ -26,6 +27,12 @@ export interface HarnessOptions {
   /** IOVA of guest RAM (default DEFAULT_IOVA_BASE, above 4 GiB). */
   ramBase?: bigint;
   soft?: SoftIavfOptions;
+  /**
+   * The other end of the NIC's link (a TestNetwork, or anything with IavfOptions.connect): the device is
+   * then built with it (devargs as iavfDriver's probe maps them). Without it, iavfDriver's probe builds
+   * the device, which joins the process's default network.
+   */
+  network?: { connect: NonNullable<IavfOptions['connect']> };
 }
 
 /** What the device reports in its `stats` attribute (the parts the tests read). */
@@ -45,12 +52,33 @@ export class Harness {
     readonly client: VfioUserClient,
     readonly ram: GuestRam,
     readonly vf: SoftIavf,
+    /** The emu_iavf device itself, for its data path counters and state. */
+    readonly device: IavfDevice,
   ) {}
 
   static async start(config: IavfTestConfig = {}, opts: HarnessOptions = {}): Promise<Harness> {
     const dir = mkdtempSync(join(tmpdir(), 'emu-soft-iavf-'));
     const registry = new EmudevRegistry();
-    registry.registerDriver(iavfDriver);
+    let device: IavfDevice | undefined;
+    registry.registerDriver(
+      defineDriver({
+        ...iavfDriver,
+        probe: async (ctx, cfg) => {
+          const impl = opts.network
+            ? new IavfDevice(ctx, {
+                mac: cfg.mac ?? defaultMac(ctx.name),
+                queues: cfg.queues,
+                speed: cfg.speed,
+                mtu: cfg.mtu,
+                connect: opts.network.connect,
+              })
+            : await iavfDriver.probe(ctx, cfg);
+          if (!(impl instanceof IavfDevice)) throw new Error('emu_iavf did not build an IavfDevice');
+          device = impl;
+          return impl;
+        },
+      }),
+    );
     const dev = registry.allocate('emu_iavf0', 'emu_iavf', {
       path: join(dir, 'iavf.sock'),
       logger: silentLogger,
@@ -67,7 +95,8 @@ export class Harness {
           ? GuestRam.plain(opts.ramMib ?? 32, where)
           : GuestRam.shared(opts.ramMib ?? 32, where);
       await ram.attach(client);
-      return new Harness(dir, registry, dev, client, ram, new SoftIavf(client, ram, opts.soft));
+      if (!device) throw new Error('emu_iavf was configured without a device');
+      return new Harness(dir, registry, dev, client, ram, new SoftIavf(client, ram, opts.soft), device);
     } catch (err) {
       client?.close();
       ram?.close();

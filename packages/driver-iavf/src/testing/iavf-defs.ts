@@ -296,3 +296,57 @@ export function parseEthStats(b: Buffer): EthStats {
   if (b.length < VIRTCHNL_LEN.ETH_STATS) throw new RangeError(`virtchnl_eth_stats of ${b.length} bytes`);
   return Object.fromEntries(ETH_STATS_FIELDS.map((f, i) => [f, b.readBigUInt64LE(8 * i)])) as EthStats;
 }
+
+/** TX descriptors (iavf_type.h: struct iavf_tx_desc, struct iavf_tx_context_desc; iavf.md §5). */
+export const TX_DESC = {
+  DTYPE_DATA: 0x0,
+  DTYPE_CONTEXT: 0x1,
+  DTYPE_DESC_DONE: 0xf,
+  DTYPE_MASK: 0xfn,
+  CMD_SHIFT: 4n,
+  OFFSET_SHIFT: 16n,
+  BUF_SZ_SHIFT: 34n,
+  L2TAG1_SHIFT: 48n,
+  /** BUF_SZ is 14 bits. */
+  MAX_BUF_SZ: 0x3fff,
+} as const;
+
+/** Data descriptor CMD bits (qword1 [13:4]). */
+export const TX_CMD = {
+  EOP: 0x001,
+  RS: 0x002,
+  ICRC: 0x004,
+  IL2TAG1: 0x008,
+  IIPT_IPV6: 0x020,
+  IIPT_IPV4: 0x040,
+  IIPT_IPV4_CSUM: 0x060,
+  L4T_TCP: 0x100,
+  L4T_SCTP: 0x200,
+  L4T_UDP: 0x300,
+} as const;
+
+/** Data descriptor OFFSET field: MACLEN in 2-byte words, IPLEN and L4LEN in 4-byte words. */
+export const TX_OFFSET = { MACLEN_SHIFT: 0, IPLEN_SHIFT: 7, L4LEN_SHIFT: 14 } as const;
+
+/** Context descriptor type_cmd_tso_mss: CMD [19:4] (TSO = 0x01), TSO_LEN [47:30], MSS [63:50]. */
+export const TX_CTX = { CMD_TSO: 0x01, CMD_SHIFT: 4n, TSO_LEN_SHIFT: 30n, MSS_SHIFT: 50n } as const;
+
+/** IAVF_MAX_BUFFER_TXD: data descriptors Linux lets one packet use (it linearizes beyond). */
+export const IAVF_MAX_BUFFER_TXD = 8;
+/** IAVF_MAX_DATA_PER_TXD_ALIGNED: how Linux cuts a large buffer across descriptors. */
+export const IAVF_MAX_DATA_PER_TXD_ALIGNED = 12 * 1024;
+
+/** Legacy 32-byte RX write-back, qword1 status_error_len (iavf.md §5). */
+export const RX_WB = {
+  DD: 1n << 0n,
+  EOF: 1n << 1n,
+  L3L4P: 1n << 3n,
+  FLTSTAT_SHIFT: 12n,
+  FLTSTAT_RSS_HASH: 3,
+  ERROR_SHIFT: 19n,
+  /** RXE, bit 0 of the error field: the packet was dropped. */
+  ERROR_RXE: 1,
+  PTYPE_SHIFT: 30n,
+  LENGTH_PBUF_SHIFT: 38n,
+  LENGTH_PBUF_MASK: 0x3fffn,
+} as const;

@@ -3,8 +3,10 @@
  * Linux 6.12 iavf driver drives one: probe (PCI, MSI-X), iavf_check_reset_complete, iavf_init_adminq
  * (register order of iavf_config_asq_regs / iavf_config_arq_regs), iavf_aq_send_msg_to_pf /
  * iavf_asq_send_command, iavf_clean_arq_element, the misc interrupt (iavf_msix_aq, adminq_task,
- * iavf_misc_irq_enable), and the virtchnl bring-up of iavf_main.c / iavf_virtchnl.c. Method names follow
- * the Linux functions they stand for. It is a test tool: every step can be observed, repeated, or
+ * iavf_misc_irq_enable), the virtchnl bring-up of iavf_main.c / iavf_virtchnl.c, and the data path of
+ * iavf_txrx.c (transmit: iavf_xmit_frame_ring / iavf_tx_map / iavf_tso; cleanTx: iavf_clean_tx_irq;
+ * receiveFrames: iavf_clean_rx_irq; refillRx: iavf_alloc_rx_buffers; napiPoll: the queue vector's NAPI
+ * round with its DYN_CTLN1 re-arm). Method names follow the Linux functions they stand for. It is a test tool: every step can be observed, repeated, or
  * replaced by a malformed one (sendRaw, submit, the message builders in virtchnl-msgs.ts).
  *
  * Numbers and layouts come from iavf-defs.ts, the guest's own copy of iavf.md, not from the device's
@@ -40,6 +42,8 @@ import {
   IAVF_AQ_LEN,
   IAVF_DEFAULT_TXD,
   IAVF_MAX_AQ_BUF_SIZE,
+  IAVF_MAX_BUFFER_TXD,
+  IAVF_MAX_DATA_PER_TXD_ALIGNED,
   IAVF_RX_DESC_SIZE,
   IAVF_TX_DESC_SIZE,
   ICR0_ADMINQ,
@@ -52,6 +56,11 @@ import {
   parsePfEvent,
   parseVfResource,
   RSTAT_VFR_STATE_MASK,
+  RX_WB,
+  TX_CMD,
+  TX_CTX,
+  TX_DESC,
+  TX_OFFSET,
   VF_CAP,
   VFR_COMPLETED,
   VFR_VFACTIVE,
@@ -71,6 +80,7 @@ import {
   type QueuePairInfo,
   queueSelectMsg,
   rssKeyLutMsg,
+  type VectorMapEntry,
   versionMsg,
   vfResourcesRequest,
   vfResRequestMsg,
@@ -92,6 +102,10 @@ export interface SoftIavfOptions {
   mtu?: number;
   /** Post RX buffers and write QRX_TAIL = count - 1, as iavf_alloc_rx_buffers (default true). */
   postRxBuffers?: boolean;
+  /** RX databuffer_size (default: libeth's ALIGN(mtu + 26, 128)); a multiple of 128. */
+  rxBufLen?: number;
+  /** Bytes of guest RAM per TX queue for packet data (default 256 KiB). */
+  txBufferBytes?: number;
 }
 
 /** One PF→VF message taken off the ARQ (iavf_arq_event_info). */
@@ -196,6 +210,137 @@ export interface RingSet {
   bufferSize: number;
 }
 
+/** One RX write-back descriptor as the guest read it (legacy 32-byte format). */
+export interface RxDescriptor {
+  index: number;
+  qw0: bigint;
+  qw1: bigint;
+  dd: boolean;
+  eof: boolean;
+  /** LENGTH_PBUF: bytes in this buffer. */
+  length: number;
+  /** FLTSTAT [13:12]; 3 = RSS hash valid. */
+  fltstat: number;
+  /** The error field [26:19]. */
+  errors: number;
+  ptype: number;
+  /** qword0 [63:32]: the RSS hash when FLTSTAT is 3. */
+  hash: number;
+}
+
+/** A frame the guest took off an RX ring: its buffers joined up to the EOF descriptor. */
+export interface RxFrame {
+  queue: number;
+  data: Buffer;
+  descriptors: RxDescriptor[];
+  /** The RSS hash, when the write-back says it is valid. */
+  hash?: number;
+}
+
+export interface TransmitOptions {
+  /** TX queue (default 0). */
+  queue?: number;
+  /** Checksum offload as iavf_tx_enable_csum asks for it: IIPT, L4T and the header lengths. */
+  csum?: boolean;
+  /** IIPT_IPV4_CSUM (the device computes the IPv4 header checksum) also without TSO. */
+  ipCsum?: boolean;
+  /** TSO as iavf_tso: a context descriptor with TSO, TSO_LEN and MSS; headers prepared as Linux does. */
+  tso?: { mss: number };
+  /** Buffer sizes to cut the frame into, one data descriptor each (default: 12 KiB pieces). */
+  buffers?: number[];
+  /** Write QTX_TAIL after it (default true; false is netdev_xmit_more). */
+  kick?: boolean;
+}
+
+/** Where a packet went on the TX ring. */
+export interface TxPosted {
+  queue: number;
+  /** First descriptor (the context descriptor for TSO). */
+  first: number;
+  /** The descriptor carrying EOP|RS. */
+  rs: number;
+  descriptors: number;
+}
+
+/** A TX descriptor as raw qwords, for malformed ones. */
+export interface RawTxDesc {
+  qw0: bigint;
+  qw1: bigint;
+}
+
+/** cmd_type_offset_bsz of a data descriptor (build_ctob). */
+export function txDataQw1(cmd: number, size: number, offset = 0, l2tag1 = 0): bigint {
+  return (
+    BigInt(TX_DESC.DTYPE_DATA) |
+    (BigInt(cmd & 0x3ff) << TX_DESC.CMD_SHIFT) |
+    (BigInt(offset & 0x3ffff) << TX_DESC.OFFSET_SHIFT) |
+    (BigInt(size & TX_DESC.MAX_BUF_SZ) << TX_DESC.BUF_SZ_SHIFT) |
+    (BigInt(l2tag1 & 0xffff) << TX_DESC.L2TAG1_SHIFT)
+  );
+}
+
+/** type_cmd_tso_mss of a context descriptor (iavf_create_tx_ctx). */
+export function txContextQw1(cmd: number, tsoLen: number, mss: number): bigint {
+  return (
+    BigInt(TX_DESC.DTYPE_CONTEXT) |
+    (BigInt(cmd & 0xffff) << TX_CTX.CMD_SHIFT) |
+    (BigInt(tsoLen & 0x3ffff) << TX_CTX.TSO_LEN_SHIFT) |
+    (BigInt(mss & 0x3fff) << TX_CTX.MSS_SHIFT)
+  );
+}
+
+/** The header lengths iavf_tx_enable_csum derives from the skb (Ethernet, optional 802.1Q, IPv4/IPv6, TCP/UDP). */
+export function txHeaderLengths(frame: Uint8Array): {
+  macLen: number;
+  ipLen: number;
+  l4Len: number;
+  ipv4: boolean;
+  proto: number;
+} {
+  let macLen = 14;
+  let type = (frame[12] << 8) | frame[13];
+  if (type === 0x8100) {
+    type = (frame[16] << 8) | frame[17];
+    macLen = 18;
+  }
+  let ipLen: number;
+  let proto: number;
+  if (type === 0x0800) {
+    ipLen = (frame[macLen] & 0xf) * 4;
+    proto = frame[macLen + 9];
+  } else if (type === 0x86dd) {
+    ipLen = 40;
+    proto = frame[macLen + 6];
+  } else throw new Error(`checksum offload of EtherType 0x${type.toString(16)}`);
+  const l4 = macLen + ipLen;
+  const l4Len = proto === 6 ? (frame[l4 + 12] >> 4) * 4 : proto === 17 ? 8 : 0;
+  return { macLen, ipLen, l4Len, ipv4: type === 0x0800, proto };
+}
+
+interface TxPending {
+  /** The RS descriptor. */
+  rs: number;
+  /** next_to_clean once it is done. */
+  next: number;
+  /** Packet-buffer bytes given back at completion. */
+  release: number;
+}
+
+interface TxQueueState {
+  ntu: number;
+  ntc: number;
+  pending: TxPending[];
+  /** Packet buffers: a FIFO area of guest RAM, handed out in order and given back at completion. */
+  arena?: { base: bigint; size: number; head: number; free: number };
+}
+
+interface RxQueueState {
+  ntu: number;
+  ntc: number;
+  /** Descriptors of a frame whose EOF has not come yet (rx_ring->skb across polls). */
+  partial: Array<{ desc: RxDescriptor; data: Buffer }>;
+}
+
 /** The admin queue was disabled under a command: the device is resetting the VF. */
 export class AdminQueueResetError extends Error {}
 
@@ -224,6 +369,8 @@ export class SoftIavf {
   readonly ringLen: number;
   readonly mtu: number;
   readonly postRxBuffers: boolean;
+  readonly txBufferBytes: number;
+  private readonly rxBufLenOption?: number;
 
   pci?: PciInfo;
   /** One eventfd per MSI-X vector; [0] is the misc (admin queue) vector. */
@@ -272,6 +419,13 @@ export class SoftIavf {
   historyAtAqInit = 0;
   private miscArmed = false;
 
+  /** The vector maps CONFIG_IRQ_MAP sent (iavf_map_queues), vector 0 last. */
+  vectorMaps: VectorMapEntry[] = [];
+  private txState: TxQueueState[] = [];
+  private rxState: RxQueueState[] = [];
+  /** Frames dropped by the guest because their EOF write-back had an error bit (RXE …), by queue. */
+  rxErrorFrames: number[] = [];
+
   constructor(
     readonly client: VfioUserClient,
     readonly ram: GuestRam,
@@ -284,6 +438,8 @@ export class SoftIavf {
     this.ringLen = options.ringLen ?? IAVF_DEFAULT_TXD;
     this.mtu = options.mtu ?? 1500;
     this.postRxBuffers = options.postRxBuffers ?? true;
+    this.rxBufLenOption = options.rxBufLen;
+    this.txBufferBytes = options.txBufferBytes ?? 256 * 1024;
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -866,7 +1022,9 @@ export class SoftIavf {
   /** iavf_map_queues: CONFIG_IRQ_MAP, one entry per queue vector, then vector 0. */
   async mapQueues(): Promise<ArqMessage> {
     const maps = linuxVectorMaps(this.numActiveQueues, this.numMsixVectors - 1);
-    return this.requestOk(VIRTCHNL_OP.CONFIG_IRQ_MAP, irqMapMsg(this.vsiId, maps));
+    const reply = await this.requestOk(VIRTCHNL_OP.CONFIG_IRQ_MAP, irqMapMsg(this.vsiId, maps));
+    this.vectorMaps = maps;
+    return reply;
   }
 
   /** iavf_add_ether_addrs: the primary MAC by default. */
@@ -895,7 +1053,7 @@ export class SoftIavf {
 
   /** rx_buf_len as libeth computes it for the MTU: ALIGN(mtu + 26, 128). */
   get rxBufLen(): number {
-    return ALIGN(this.mtu + LIBETH_RX_LL_LEN, 128);
+    return this.rxBufLenOption ?? ALIGN(this.mtu + LIBETH_RX_LL_LEN, 128);
   }
 
   /** max_pkt_size: min_not_zero(vf_res->max_mtu, LIBIE_MAX_RX_FRM_LEN). */
@@ -917,19 +1075,19 @@ export class SoftIavf {
         r = {
           tx: this.ram.alloc(this.ringLen * IAVF_TX_DESC_SIZE),
           rx: this.ram.alloc(this.ringLen * IAVF_RX_DESC_SIZE),
-          rxBuffers: this.postRxBuffers ? this.ram.alloc(this.ringLen * bufferSize) : undefined,
+          rxBuffers: this.ram.alloc(this.ringLen * bufferSize),
           bufferSize,
         };
         this.rings[q] = r;
       }
       this.ram.fill(r.tx, this.ringLen * IAVF_TX_DESC_SIZE);
       this.ram.fill(r.rx, this.ringLen * IAVF_RX_DESC_SIZE);
-      if (this.postRxBuffers && r.rxBuffers !== undefined) {
-        for (let i = 0; i < this.ringLen - 1; i++) {
-          this.ram.setU64(r.rx + BigInt(i * IAVF_RX_DESC_SIZE), r.rxBuffers + BigInt(i * r.bufferSize));
-        }
-        await this.wr32(IAVF.QRX_TAIL1(q), this.ringLen - 1);
-      }
+      // The rings start empty: next_to_use = next_to_clean = 0 (iavf_configure_tx/rx_ring).
+      this.txState[q] = { ntu: 0, ntc: 0, pending: [], arena: this.txState[q]?.arena };
+      const arena = this.txState[q].arena;
+      if (arena) Object.assign(arena, { head: 0, free: arena.size });
+      this.rxState[q] = { ntu: 0, ntc: 0, partial: [] };
+      if (this.postRxBuffers) await this.refillRx(q);
     }
     return this.rings.slice(0, this.numActiveQueues);
   }
@@ -1054,6 +1212,378 @@ export class SoftIavf {
       this.irqMode = true;
     }
     return { detected, rstatSeen, resources };
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Data path (iavf_txrx.c)
+
+  private txq(q: number): { ring: RingSet; st: TxQueueState } {
+    const ring = this.rings[q];
+    const st = this.txState[q];
+    if (!ring || !st) throw new Error(`TX queue ${q} has no ring (setupRings first)`);
+    return { ring, st };
+  }
+
+  private rxq(q: number): { ring: RingSet & { rxBuffers: bigint }; st: RxQueueState } {
+    const ring = this.rings[q];
+    const st = this.rxState[q];
+    if (!ring || !st || ring.rxBuffers === undefined)
+      throw new Error(`RX queue ${q} has no ring (setupRings first)`);
+    return { ring: ring as RingSet & { rxBuffers: bigint }, st };
+  }
+
+  /** IAVF_DESC_UNUSED: free descriptors of a ring, one always kept empty. */
+  private unused(ntc: number, ntu: number): number {
+    return (ntc - ntu - 1 + this.ringLen) % this.ringLen;
+  }
+
+  /** TX next_to_use / next_to_clean and the packets in flight. */
+  txRingState(q = 0): { ntu: number; ntc: number; inFlight: number } {
+    const { st } = this.txq(q);
+    return { ntu: st.ntu, ntc: st.ntc, inFlight: st.pending.length };
+  }
+
+  /** RX next_to_use (the tail) / next_to_clean (where the device writes next). */
+  rxRingState(q = 0): { ntu: number; ntc: number } {
+    const { st } = this.rxq(q);
+    return { ntu: st.ntu, ntc: st.ntc };
+  }
+
+  /** Bytes from the queue's packet-buffer area, in FIFO order; `release` counts what completion gives back. */
+  private txAlloc(q: number, size: number, charge: { release: number }): bigint {
+    const { st } = this.txq(q);
+    if (!st.arena) {
+      const bytes = this.txBufferBytes;
+      st.arena = { base: this.ram.alloc(bytes), size: bytes, head: 0, free: bytes };
+    }
+    const a = st.arena;
+    if (a.head + size > a.size) {
+      const waste = a.size - a.head;
+      if (a.free < waste + size) throw new Error(`TX queue ${q}: packet buffers full (waitTxDone first)`);
+      a.free -= waste;
+      charge.release += waste;
+      a.head = 0;
+    }
+    if (a.free < size) throw new Error(`TX queue ${q}: packet buffers full (waitTxDone first)`);
+    const at = a.base + BigInt(a.head);
+    a.head += size;
+    a.free -= size;
+    charge.release += size;
+    return at;
+  }
+
+  /** A copy of `data` in guest RAM (never freed): for hand-made descriptors. */
+  scratch(data: Uint8Array, align = 64): bigint {
+    const at = this.ram.alloc(Math.max(1, data.length), align);
+    if (data.length) this.ram.write(at, data);
+    return at;
+  }
+
+  /**
+   * iavf_xmit_frame_ring + iavf_tx_map: the frame into packet buffers, a context descriptor first for
+   * TSO (iavf_tso: IPv4 tot_len and check zeroed, the length taken out of the TCP checksum seed),
+   * data descriptors with ICRC (plus IIPT/L4T and MACLEN/IPLEN/L4LEN for offloads), EOP|RS on the last,
+   * then QTX_TAIL = next_to_use unless kick is false.
+   */
+  async transmit(frame: Uint8Array, opts: TransmitOptions = {}): Promise<TxPosted> {
+    const q = opts.queue ?? 0;
+    const data = Buffer.from(frame);
+    let cmd: number = TX_CMD.ICRC;
+    let offset = 0;
+    const descs: RawTxDesc[] = [];
+    if (opts.csum || opts.tso) {
+      const h = txHeaderLengths(data);
+      if (h.ipv4) cmd |= opts.tso || opts.ipCsum ? TX_CMD.IIPT_IPV4_CSUM : TX_CMD.IIPT_IPV4;
+      else cmd |= TX_CMD.IIPT_IPV6;
+      if (h.proto === 6) cmd |= TX_CMD.L4T_TCP;
+      else if (h.proto === 17) cmd |= TX_CMD.L4T_UDP;
+      offset =
+        ((h.macLen / 2) << TX_OFFSET.MACLEN_SHIFT) |
+        ((h.ipLen / 4) << TX_OFFSET.IPLEN_SHIFT) |
+        ((h.l4Len / 4) << TX_OFFSET.L4LEN_SHIFT);
+      if (opts.tso) {
+        if (h.proto !== 6) throw new Error('TSO of a non-TCP frame');
+        const l3 = h.macLen;
+        const l4 = l3 + h.ipLen;
+        const hdrLen = l4 + h.l4Len;
+        const pseudo = Buffer.alloc(h.ipv4 ? 12 : 40);
+        if (h.ipv4) {
+          data.copy(pseudo, 0, l3 + 12, l3 + 20);
+          pseudo[9] = 6;
+          data.writeUInt16BE(0, l3 + 2);
+          data.writeUInt16BE(0, l3 + 10);
+        } else {
+          data.copy(pseudo, 0, l3 + 8, l3 + 40);
+          pseudo[39] = 6;
+          data.writeUInt16BE(0, l3 + 4);
+        }
+        // What the stack seeded (~csum_tcpudp_magic(..., len, ...)) minus paylen: the pseudo-header
+        // sum without the length, not complemented.
+        let seed = 0;
+        for (let i = 0; i < pseudo.length; i += 2) seed += pseudo.readUInt16BE(i);
+        while (seed > 0xffff) seed = (seed & 0xffff) + (seed >>> 16);
+        data.writeUInt16BE(seed, l4 + 16);
+        descs.push({ qw0: 0n, qw1: txContextQw1(TX_CTX.CMD_TSO, data.length - hdrLen, opts.tso.mss) });
+      }
+    }
+    const sizes = opts.buffers ?? [];
+    if (!opts.buffers) {
+      for (let off = 0; off < data.length; off += IAVF_MAX_DATA_PER_TXD_ALIGNED)
+        sizes.push(Math.min(IAVF_MAX_DATA_PER_TXD_ALIGNED, data.length - off));
+    }
+    if (sizes.reduce((a, b) => a + b, 0) !== data.length)
+      throw new RangeError(`buffers [${sizes}] do not add up to the ${data.length}-byte frame`);
+    if (sizes.some((n) => n <= 0 || n > TX_DESC.MAX_BUF_SZ)) throw new RangeError(`buffer sizes [${sizes}]`);
+    if (sizes.length > IAVF_MAX_BUFFER_TXD)
+      throw new RangeError(`${sizes.length} buffers: Linux uses at most ${IAVF_MAX_BUFFER_TXD} per packet`);
+    const charge = { release: 0 };
+    let off = 0;
+    sizes.forEach((size, i) => {
+      const at = this.txAlloc(q, size, charge);
+      this.ram.write(at, data.subarray(off, off + size));
+      off += size;
+      const last = i === sizes.length - 1 ? TX_CMD.EOP | TX_CMD.RS : 0;
+      descs.push({ qw0: at, qw1: txDataQw1(cmd | last, size, offset) });
+    });
+    return this.postTx(q, descs, { kick: opts.kick, release: charge.release });
+  }
+
+  /**
+   * Descriptors onto TX ring q at next_to_use, as given (for malformed ones), then QTX_TAIL unless kick
+   * is false. Each data descriptor with RS becomes a completion waitTxDone waits for.
+   */
+  async postTx(
+    q: number,
+    descs: RawTxDesc[],
+    opts: { kick?: boolean; release?: number } = {},
+  ): Promise<TxPosted> {
+    const { ring, st } = this.txq(q);
+    if (descs.length > this.unused(st.ntc, st.ntu))
+      throw new Error(`TX queue ${q}: ${descs.length} descriptors, ${this.unused(st.ntc, st.ntu)} free`);
+    const first = st.ntu;
+    let rs = -1;
+    for (const d of descs) {
+      const at = ring.tx + BigInt(st.ntu * IAVF_TX_DESC_SIZE);
+      this.ram.setU64(at, d.qw0);
+      this.ram.setU64(at + 8n, d.qw1);
+      const next = (st.ntu + 1) % this.ringLen;
+      const isData = (d.qw1 & TX_DESC.DTYPE_MASK) === BigInt(TX_DESC.DTYPE_DATA);
+      if (isData && ((d.qw1 >> TX_DESC.CMD_SHIFT) & BigInt(TX_CMD.RS)) !== 0n) {
+        st.pending.push({ rs: st.ntu, next, release: 0 });
+        rs = st.ntu;
+      }
+      st.ntu = next;
+    }
+    const last = st.pending[st.pending.length - 1];
+    if (last && opts.release) last.release += opts.release;
+    if (opts.kick !== false) await this.wr32(IAVF.QTX_TAIL1(q), st.ntu);
+    return { queue: q, first, rs, descriptors: descs.length };
+  }
+
+  /** A raw QTX_TAIL write (the doorbell), e.g. beyond the ring. */
+  async writeTxTail(q: number, value: number): Promise<void> {
+    await this.wr32(IAVF.QTX_TAIL1(q), value);
+  }
+
+  /** iavf_clean_tx_irq: completed packets (DTYPE 0xF on their RS descriptor) off the ring, in order. */
+  cleanTx(q = 0): number {
+    const { ring, st } = this.txq(q);
+    let n = 0;
+    while (st.pending.length) {
+      const p = st.pending[0];
+      const qw1 = this.ram.u64(ring.tx + BigInt(p.rs * IAVF_TX_DESC_SIZE) + 8n);
+      if ((qw1 & TX_DESC.DTYPE_MASK) !== BigInt(TX_DESC.DTYPE_DESC_DONE)) break;
+      st.pending.shift();
+      st.ntc = p.next;
+      if (st.arena) st.arena.free += p.release;
+      n++;
+    }
+    return n;
+  }
+
+  /** Waits until every packet posted on TX queue q is done; returns how many were cleaned. */
+  async waitTxDone(q = 0, timeoutMs = 2000): Promise<number> {
+    const deadline = Date.now() + timeoutMs;
+    let n = 0;
+    for (let polls = 0; ; polls++) {
+      n += this.cleanTx(q);
+      const { st } = this.txq(q);
+      if (!st.pending.length) return n;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `TX queue ${q}: descriptor ${st.pending[0].rs} not done after ${timeoutMs} ms (${st.pending.length} packets in flight, next_to_use ${st.ntu})`,
+        );
+      }
+      await (polls < 20 ? new Promise((r) => setImmediate(r)) : sleep(1));
+    }
+  }
+
+  /** Parses the RX write-back in slot i of queue q. */
+  rxDescriptor(q: number, i: number): RxDescriptor {
+    const { ring } = this.rxq(q);
+    const at = ring.rx + BigInt(i * IAVF_RX_DESC_SIZE);
+    const qw0 = this.ram.u64(at);
+    const qw1 = this.ram.u64(at + 8n);
+    return {
+      index: i,
+      qw0,
+      qw1,
+      dd: (qw1 & RX_WB.DD) !== 0n,
+      eof: (qw1 & RX_WB.EOF) !== 0n,
+      length: Number((qw1 >> RX_WB.LENGTH_PBUF_SHIFT) & RX_WB.LENGTH_PBUF_MASK),
+      fltstat: Number((qw1 >> RX_WB.FLTSTAT_SHIFT) & 3n),
+      errors: Number((qw1 >> RX_WB.ERROR_SHIFT) & 0xffn),
+      ptype: Number((qw1 >> RX_WB.PTYPE_SHIFT) & 0xffn),
+      hash: Number(qw0 >> 32n),
+    };
+  }
+
+  /**
+   * iavf_clean_rx_irq: write-backs with DD from next_to_clean on, buffers joined until EOF (a frame
+   * whose EOF has not come yet is kept for the next call), frames with an error bit dropped (counted in
+   * rxErrorFrames); then, unless refill is false, the buffers go back (refillRx).
+   */
+  async receiveFrames(q = 0, opts: { refill?: boolean } = {}): Promise<RxFrame[]> {
+    const { ring, st } = this.rxq(q);
+    const out: RxFrame[] = [];
+    for (let cleaned = 0; cleaned < this.ringLen; cleaned++) {
+      if (st.ntc === st.ntu) break; // not posted: the device cannot have written it
+      const d = this.rxDescriptor(q, st.ntc);
+      if (!d.dd) break;
+      const buf = ring.rxBuffers + BigInt(st.ntc * ring.bufferSize);
+      st.partial.push({ desc: d, data: this.ram.read(buf, Math.min(d.length, ring.bufferSize)) });
+      st.ntc = (st.ntc + 1) % this.ringLen;
+      if (!d.eof) continue;
+      const parts = st.partial.splice(0);
+      if (d.errors & RX_WB.ERROR_RXE) {
+        this.rxErrorFrames[q] = (this.rxErrorFrames[q] ?? 0) + 1;
+        continue;
+      }
+      out.push({
+        queue: q,
+        data: Buffer.concat(parts.map((p) => p.data)),
+        descriptors: parts.map((p) => p.desc),
+        hash: d.fltstat === RX_WB.FLTSTAT_RSS_HASH ? d.hash : undefined,
+      });
+    }
+    if (opts.refill !== false) await this.refillRx(q);
+    return out;
+  }
+
+  /**
+   * iavf_alloc_rx_buffers: pkt_addr of up to `count` (default: every free) descriptors from
+   * next_to_use on, qword1 of the new next_to_use cleared, then QRX_TAIL = next_to_use.
+   */
+  async refillRx(q = 0, count?: number): Promise<number> {
+    const { ring, st } = this.rxq(q);
+    const n = Math.min(count ?? Number.POSITIVE_INFINITY, this.unused(st.ntc, st.ntu));
+    if (n <= 0) return 0;
+    for (let i = 0; i < n; i++) {
+      this.ram.setU64(
+        ring.rx + BigInt(st.ntu * IAVF_RX_DESC_SIZE),
+        ring.rxBuffers + BigInt(st.ntu * ring.bufferSize),
+      );
+      st.ntu = (st.ntu + 1) % this.ringLen;
+      this.ram.setU64(ring.rx + BigInt(st.ntu * IAVF_RX_DESC_SIZE) + 8n, 0n);
+    }
+    await this.wr32(IAVF.QRX_TAIL1(q), st.ntu);
+    return n;
+  }
+
+  /** Overwrites pkt_addr of RX descriptor i (for malformed ones); the slot's own buffer by default. */
+  setRxBuffer(q: number, i: number, addr?: bigint): void {
+    const { ring } = this.rxq(q);
+    this.ram.setU64(
+      ring.rx + BigInt(i * IAVF_RX_DESC_SIZE),
+      addr ?? ring.rxBuffers + BigInt(i * ring.bufferSize),
+    );
+  }
+
+  /** A raw QRX_TAIL write, e.g. beyond the ring. */
+  async writeRxTail(q: number, value: number): Promise<void> {
+    await this.wr32(IAVF.QRX_TAIL1(q), value);
+  }
+
+  /** Receives on queue q until `count` frames came; throws after timeoutMs. */
+  async waitFrames(q: number, count: number, timeoutMs = 2000): Promise<RxFrame[]> {
+    return this.waitFramesOn([q], count, timeoutMs);
+  }
+
+  /** Receives on every active queue until `count` frames came in all; throws after timeoutMs. */
+  async waitAnyFrames(count: number, timeoutMs = 2000): Promise<RxFrame[]> {
+    return this.waitFramesOn(
+      Array.from({ length: this.numActiveQueues }, (_, q) => q),
+      count,
+      timeoutMs,
+    );
+  }
+
+  private async waitFramesOn(queues: number[], count: number, timeoutMs: number): Promise<RxFrame[]> {
+    const deadline = Date.now() + timeoutMs;
+    const out: RxFrame[] = [];
+    for (let polls = 0; ; polls++) {
+      for (const q of queues) out.push(...(await this.receiveFrames(q)));
+      if (out.length >= count) return out;
+      if (Date.now() > deadline) {
+        throw new Error(
+          `${out.length} frames on queues [${queues}] within ${timeoutMs} ms, ${count} awaited`,
+        );
+      }
+      await (polls < 20 ? new Promise((r) => setImmediate(r)) : sleep(1));
+    }
+  }
+
+  /** The MSI-X vector CONFIG_IRQ_MAP put queue q's RX (or TX) on. */
+  queueVector(q: number, dir: 'rx' | 'tx' = 'rx'): number {
+    const m = this.vectorMaps.find((v) => (dir === 'rx' ? v.rxqMap : v.txqMap) & (1 << q));
+    if (!m) throw new Error(`no vector maps ${dir.toUpperCase()} queue ${q}`);
+    return m.vectorId;
+  }
+
+  /** Interrupts of vector v since last asked (the eventfd counter, read and cleared); never waits. */
+  takeIrqs(v: number): number {
+    return Number(this.irqFds[v]?.read() ?? 0n);
+  }
+
+  /** Waits up to timeoutMs for vector v to fire; true if it did (the count is consumed). */
+  async waitIrq(v: number, timeoutMs = 1000): Promise<boolean> {
+    const fd = this.irqFds[v];
+    if (!fd) throw new Error(`no eventfd for vector ${v}`);
+    try {
+      await fd.wait(timeoutMs);
+      return true;
+    } catch (err) {
+      if ((err as { code?: string }).code === 'ETIMEDOUT') return false;
+      throw err;
+    }
+  }
+
+  /** Re-arms queue vector v as NAPI completion does: DYN_CTLN1(v - 1) = INTENA | ITR_INDX(3). */
+  async armVector(v: number): Promise<void> {
+    if (v < 1) throw new RangeError(`vector ${v} is not a queue vector`);
+    await this.wr32(IAVF.VFINT_DYN_CTLN1(v - 1), DYN_CTL_ENABLE);
+  }
+
+  /**
+   * One interrupt-driven NAPI round on vector v (iavf_msix_clean_rings → iavf_napi_poll): waits for the
+   * interrupt, cleans the TX and RX queues mapped to it, re-arms. Returns what it found.
+   */
+  async napiPoll(
+    v: number,
+    timeoutMs = 1000,
+  ): Promise<{ fired: boolean; txDone: number; frames: RxFrame[] }> {
+    const fired = await this.waitIrq(v, timeoutMs);
+    let txDone = 0;
+    const frames: RxFrame[] = [];
+    if (fired) {
+      const map = this.vectorMaps.find((m) => m.vectorId === v);
+      for (let q = 0; q < this.numActiveQueues; q++) {
+        if (map && map.txqMap & (1 << q)) txDone += this.cleanTx(q);
+        if (map && map.rxqMap & (1 << q)) frames.push(...(await this.receiveFrames(q)));
+      }
+      await this.armVector(v);
+    }
+    return { fired, txDone, frames };
   }
 
   // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,250 @@
+/**
+ * Ethernet/IPv4/TCP/UDP frames for data-path tests, and the checks the tests make on what comes out:
+ * Internet checksums, header fields, the Toeplitz hash. Written here from RFC 791/793/768/1071 and the
+ * Microsoft RSS pseudocode, independently of the device's datapath/ code, so that a mistake there fails
+ * a test instead of cancelling out.
+ */
+import { macToBytes } from './iavf-defs.js';
+
+export const ETH_HLEN = 14;
+export const ETH_P_IP = 0x0800;
+/** IEEE 802 "local experimental" EtherType: a frame no RSS or checksum logic looks into. */
+export const ETH_P_LOCAL = 0x88b5;
+export const IPPROTO_TCP = 6;
+export const IPPROTO_UDP = 17;
+export const TCP_FIN = 0x01;
+export const TCP_SYN = 0x02;
+export const TCP_RST = 0x04;
+export const TCP_PSH = 0x08;
+export const TCP_ACK = 0x10;
+export const BROADCAST = 'ff:ff:ff:ff:ff:ff';
+
+export function ipBytes(ip: string): Buffer {
+  const parts = ip.split('.').map(Number);
+  if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
+    throw new TypeError(`not an IPv4 address: ${ip}`);
+  return Buffer.from(parts);
+}
+
+/** An Ethernet II frame. */
+export function ethFrame(dst: string, src: string, type: number, payload: Uint8Array): Buffer {
+  const f = Buffer.alloc(ETH_HLEN + payload.length);
+  macToBytes(dst).copy(f, 0);
+  macToBytes(src).copy(f, 6);
+  f.writeUInt16BE(type, 12);
+  f.set(payload, ETH_HLEN);
+  return f;
+}
+
+/** A frame of `length` bytes with a recognisable pattern, of a type no offload looks into. */
+export function rawFrame(dst: string, src: string, length: number, seed = 0): Buffer {
+  const payload = Buffer.alloc(Math.max(0, length - ETH_HLEN));
+  for (let i = 0; i < payload.length; i++) payload[i] = (i * 7 + seed * 13 + (i >> 8)) & 0xff;
+  return ethFrame(dst, src, ETH_P_LOCAL, payload);
+}
+
+/**
+ * RFC 1071 sum of 16-bit big-endian words (an odd trailing byte padded with zero), folded to 16 bits but
+ * not complemented. Accumulates without folding until the end (exact for anything below 2^37 bytes).
+ */
+export function onesSum(bytes: Uint8Array, initial = 0): number {
+  let sum = initial;
+  const even = bytes.length & ~1;
+  for (let i = 0; i < even; i += 2) sum += bytes[i] * 256 + bytes[i + 1];
+  if (bytes.length & 1) sum += bytes[bytes.length - 1] * 256;
+  while (sum > 0xffff) sum = (sum % 0x10000) + Math.floor(sum / 0x10000);
+  return sum;
+}
+
+export interface FlowSpec {
+  dstMac: string;
+  srcMac: string;
+  srcIp: string;
+  dstIp: string;
+  sport: number;
+  dport: number;
+  payload: Uint8Array;
+  ipId?: number;
+  ttl?: number;
+}
+
+export interface TcpSpec extends FlowSpec {
+  seq?: number;
+  ack?: number;
+  flags?: number;
+  window?: number;
+  /** TCP options, padded with NOPs (1) to a multiple of 4 bytes. */
+  options?: Uint8Array;
+}
+
+/** The 12-byte NOP, NOP, timestamp option Linux puts on every segment of an established connection. */
+export function tcpTimestampOption(tsval: number, tsecr: number): Buffer {
+  const o = Buffer.from([1, 1, 8, 10, 0, 0, 0, 0, 0, 0, 0, 0]);
+  o.writeUInt32BE(tsval >>> 0, 4);
+  o.writeUInt32BE(tsecr >>> 0, 8);
+  return o;
+}
+
+function ipv4Header(spec: FlowSpec, proto: number, l4Length: number): Buffer {
+  const ip = Buffer.alloc(20);
+  ip[0] = 0x45;
+  ip.writeUInt16BE(20 + l4Length, 2);
+  ip.writeUInt16BE((spec.ipId ?? 0x1234) & 0xffff, 4);
+  ip.writeUInt16BE(0x4000, 6); // DF
+  ip[8] = spec.ttl ?? 64;
+  ip[9] = proto;
+  ipBytes(spec.srcIp).copy(ip, 12);
+  ipBytes(spec.dstIp).copy(ip, 16);
+  ip.writeUInt16BE(~onesSum(ip) & 0xffff, 10);
+  return ip;
+}
+
+/** The pseudo-header sum (RFC 793 §3.1 / RFC 768), folded, not complemented; length optional. */
+export function pseudoSum(src: Uint8Array, dst: Uint8Array, proto: number, l4Length?: number): number {
+  const p = Buffer.alloc(12);
+  p.set(src, 0);
+  p.set(dst, 4);
+  p[9] = proto;
+  p.writeUInt16BE(l4Length ?? 0, 10);
+  return onesSum(p);
+}
+
+/** An Ethernet/IPv4/TCP frame with correct IPv4 and TCP checksums. */
+export function ipv4TcpFrame(spec: TcpSpec): Buffer {
+  const opts = spec.options ?? Buffer.alloc(0);
+  const optLen = Math.ceil(opts.length / 4) * 4;
+  const tcp = Buffer.alloc(20 + optLen + spec.payload.length, 0);
+  tcp.writeUInt16BE(spec.sport, 0);
+  tcp.writeUInt16BE(spec.dport, 2);
+  tcp.writeUInt32BE((spec.seq ?? 1000) >>> 0, 4);
+  tcp.writeUInt32BE((spec.ack ?? 0) >>> 0, 8);
+  tcp[12] = ((20 + optLen) / 4) << 4;
+  tcp[13] = spec.flags ?? TCP_ACK;
+  tcp.writeUInt16BE(spec.window ?? 0xffff, 14);
+  tcp.fill(1, 20, 20 + optLen); // NOP padding
+  tcp.set(opts, 20);
+  tcp.set(spec.payload, 20 + optLen);
+  const ip = ipv4Header(spec, IPPROTO_TCP, tcp.length);
+  const sum = onesSum(tcp, pseudoSum(ip.subarray(12, 16), ip.subarray(16, 20), IPPROTO_TCP, tcp.length));
+  tcp.writeUInt16BE(~sum & 0xffff, 16);
+  return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IP, Buffer.concat([ip, tcp]));
+}
+
+/** An Ethernet/IPv4/UDP frame with correct IPv4 and UDP checksums. */
+export function ipv4UdpFrame(spec: FlowSpec): Buffer {
+  const udp = Buffer.alloc(8 + spec.payload.length);
+  udp.writeUInt16BE(spec.sport, 0);
+  udp.writeUInt16BE(spec.dport, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  udp.set(spec.payload, 8);
+  const ip = ipv4Header(spec, IPPROTO_UDP, udp.length);
+  const sum = onesSum(udp, pseudoSum(ip.subarray(12, 16), ip.subarray(16, 20), IPPROTO_UDP, udp.length));
+  udp.writeUInt16BE(~sum & 0xffff || 0xffff, 6);
+  return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IP, Buffer.concat([ip, udp]));
+}
+
+/** What a test reads back out of an Ethernet/IPv4 TCP or UDP frame. */
+export interface ParsedIpv4 {
+  ihl: number;
+  totalLength: number;
+  id: number;
+  ttl: number;
+  proto: number;
+  ipChecksum: number;
+  src: Buffer;
+  dst: Buffer;
+  /** Offset of the L4 header in the frame. */
+  l4: number;
+  sport: number;
+  dport: number;
+  /** TCP only. */
+  seq: number;
+  ack: number;
+  dataOffset: number;
+  flags: number;
+  l4Checksum: number;
+  payload: Buffer;
+}
+
+export function parseIpv4(frame: Uint8Array): ParsedIpv4 {
+  const f = Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength);
+  if (f.readUInt16BE(12) !== ETH_P_IP) throw new Error(`EtherType 0x${f.readUInt16BE(12).toString(16)}`);
+  const ihl = (f[ETH_HLEN] & 0xf) * 4;
+  const l4 = ETH_HLEN + ihl;
+  const proto = f[ETH_HLEN + 9];
+  const tcp = proto === IPPROTO_TCP;
+  const dataOffset = tcp ? (f[l4 + 12] >> 4) * 4 : 8;
+  return {
+    ihl,
+    totalLength: f.readUInt16BE(ETH_HLEN + 2),
+    id: f.readUInt16BE(ETH_HLEN + 4),
+    ttl: f[ETH_HLEN + 8],
+    proto,
+    ipChecksum: f.readUInt16BE(ETH_HLEN + 10),
+    src: Buffer.from(f.subarray(ETH_HLEN + 12, ETH_HLEN + 16)),
+    dst: Buffer.from(f.subarray(ETH_HLEN + 16, ETH_HLEN + 20)),
+    l4,
+    sport: f.readUInt16BE(l4),
+    dport: f.readUInt16BE(l4 + 2),
+    seq: tcp ? f.readUInt32BE(l4 + 4) : 0,
+    ack: tcp ? f.readUInt32BE(l4 + 8) : 0,
+    dataOffset,
+    flags: tcp ? f[l4 + 13] : 0,
+    l4Checksum: f.readUInt16BE(l4 + (tcp ? 16 : 6)),
+    payload: Buffer.from(f.subarray(l4 + dataOffset)),
+  };
+}
+
+/** True when the IPv4 header checksum verifies (the header sums to 0xffff). */
+export function ipv4ChecksumOk(frame: Uint8Array): boolean {
+  const ihl = (frame[ETH_HLEN] & 0xf) * 4;
+  return onesSum(frame.subarray(ETH_HLEN, ETH_HLEN + ihl)) === 0xffff;
+}
+
+/**
+ * True when the TCP or UDP checksum verifies over the pseudo-header and the L4 segment as the IPv4
+ * total length delimits it. A UDP checksum of 0 ("none") does not count as verified.
+ */
+export function l4ChecksumOk(frame: Uint8Array): boolean {
+  const ihl = (frame[ETH_HLEN] & 0xf) * 4;
+  const totalLength = (frame[ETH_HLEN + 2] << 8) | frame[ETH_HLEN + 3];
+  const proto = frame[ETH_HLEN + 9];
+  const l4 = frame.subarray(ETH_HLEN + ihl, ETH_HLEN + totalLength);
+  if (proto === IPPROTO_UDP && l4[6] === 0 && l4[7] === 0) return false;
+  const seed = pseudoSum(
+    frame.subarray(ETH_HLEN + 12, ETH_HLEN + 16),
+    frame.subarray(ETH_HLEN + 16, ETH_HLEN + 20),
+    proto,
+    l4.length,
+  );
+  return onesSum(l4, seed) === 0xffff;
+}
+
+/**
+ * The Toeplitz hash exactly as the Microsoft pseudocode states it ("for each bit b in input from left
+ * to right: if b, result ^= left-most 32 bits of K; shift K left 1 bit"), on the whole key as one
+ * BigInt: a second implementation to check the device's rss.ts against.
+ */
+export function toeplitzReference(key: Uint8Array, input: Uint8Array): number {
+  const keyBits = BigInt(key.length * 8);
+  let k = BigInt(`0x${Buffer.from(key).toString('hex') || '0'}`);
+  const mask = (1n << keyBits) - 1n;
+  let result = 0n;
+  for (const byte of input) {
+    for (let bit = 7; bit >= 0; bit--) {
+      if ((byte >> bit) & 1) result ^= k >> (keyBits - 32n);
+      k = (k << 1n) & mask;
+    }
+  }
+  return Number(result & 0xffffffffn);
+}
+
+/** The RSS input of an IPv4 TCP/UDP flow: source address, destination address, source port, destination port. */
+export function rssTuple(srcIp: string, dstIp: string, sport?: number, dport?: number): Buffer {
+  const ports = Buffer.alloc(sport === undefined ? 0 : 4);
+  if (sport !== undefined) {
+    ports.writeUInt16BE(sport, 0);
+    ports.writeUInt16BE(dport ?? 0, 2);
+  }
+  return Buffer.concat([ipBytes(srcIp), ipBytes(dstIp), ports]);
+}
