@@ -273,3 +273,16 @@ describe('EmuDevice queues, attributes, reset and selftest', () => {
     });
   });
 });
+
+describe('GuestMemory without a client', () => {
+  it('rejects reads and writes instead of throwing, so a driver cannot crash on a vanished client', async () => {
+    const { GuestMemory } = await import('./memory.js');
+    const memory = new GuestMemory();
+    const read = memory.read(0n, 4);
+    expect(read).to.be.instanceOf(Promise);
+    expect(await read.catch((e) => e)).to.be.instanceOf(RangeError);
+    expect(await memory.write(0n, Buffer.alloc(1)).catch((e) => e)).to.be.instanceOf(RangeError);
+    expect(memory.view(0n, 4)).to.equal(undefined);
+    expect(memory.table()).to.deep.equal([]);
+  });
+});

@@ -25,11 +25,12 @@ export class GuestMemory {
   }
 
   /** Reads guest memory; rejects with a RangeError naming the range when it is not mapped for reading. */
-  read(iova: bigint, length: number): Promise<Buffer> {
+  async read(iova: bigint, length: number): Promise<Buffer> {
     return this.need().dmaRead(iova, length);
   }
 
-  write(iova: bigint, data: Uint8Array): Promise<void> {
+  /** Writes guest memory; rejects (never throws) like read. */
+  async write(iova: bigint, data: Uint8Array): Promise<void> {
     return this.need().dmaWrite(iova, data);
   }
 
