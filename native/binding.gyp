@@ -9,7 +9,11 @@
       "src/mmap.cc",
       "src/eventfd.cc",
       "src/memfd.cc",
-      "src/tap.cc"
+      "src/tap.cc",
+      "src/guest_memory.cc",
+      "src/iavf_rings.cc",
+      "src/iavf_offloads.cc",
+      "src/doorbell_watcher.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [

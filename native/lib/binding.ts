@@ -53,6 +53,68 @@ export interface MapResult {
   handle: object;
 }
 
+/** A GuestMemoryTable of the raw binding (src/guest_memory.h, src/iavf_rings.cc). */
+export interface NativeGuestMemoryTable {
+  add(iova: bigint, memory: ArrayBuffer | ArrayBufferView, readable: boolean, writable: boolean): void;
+  addIndirect(iova: bigint, size: bigint, readable: boolean, writable: boolean): void;
+  remove(iova: bigint): boolean;
+  clear(): void;
+  list(): Array<{ iova: bigint; size: bigint; direct: boolean; readable: boolean; writable: boolean }>;
+  /** 0 ok, 1 miss, 2 indirect, 3 denied. */
+  lookup(iova: bigint, length: bigint, write: boolean): number;
+  txRing(
+    ring: bigint,
+    ringLen: number,
+    head: number,
+    tail: number,
+    flags: number,
+  ): { head: number; stop: number; counts: number[]; frames: Buffer[]; meta?: number[][] };
+  /** status * 65536 + head. */
+  rxRing(
+    ring: bigint,
+    ringLen: number,
+    head: number,
+    tail: number,
+    bufferSize: number,
+    maxFrame: number,
+    frame: Uint8Array,
+    hash: number,
+    flags: number,
+  ): number;
+  guestPostTx(
+    ring: bigint,
+    ringLen: number,
+    next: number,
+    count: number,
+    buffer: bigint,
+    length: number,
+    cmd: number,
+  ): number;
+  guestPostRx(
+    ring: bigint,
+    ringLen: number,
+    next: number,
+    count: number,
+    buffers: bigint,
+    bufferSize: number,
+  ): number;
+}
+
+export interface DoorbellWatcherOptions {
+  minSleepUs?: number;
+  maxSleepUs?: number;
+  busyPolls?: number;
+  warmSleepUs?: number;
+  warmMs?: number;
+}
+
+export interface NativeDoorbellWatcher {
+  start(): void;
+  stop(): void;
+  close(): void;
+  stats(): { polls: number; notifications: number; running: boolean };
+}
+
 export interface NativeBinding {
   readonly pageSize: number;
   readonly sourceHash: string;
@@ -88,6 +150,14 @@ export interface NativeBinding {
   readFrame(fd: number, buf: Uint8Array): number;
   /** One frame: bytes written, or -errno. */
   writeFrame(fd: number, buf: Uint8Array): number;
+  readonly GuestMemoryTable: new () => NativeGuestMemoryTable;
+  readonly DoorbellWatcher: new (
+    fd: number,
+    fileOffset: number,
+    words: number,
+    callback: (mask: number) => void,
+    options: DoorbellWatcherOptions,
+  ) => NativeDoorbellWatcher;
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

@@ -6,9 +6,29 @@ export const PAGE_SIZE: number = binding.pageSize;
 /** Hash of the native sources the loaded .node was built from (see scripts/source-hash.mjs). */
 export const sourceHash: string = binding.sourceHash;
 
+export { DoorbellWatcher, type DoorbellWatcherOptions } from './doorbell-watcher.js';
 export { isSystemError, type SystemError } from './errors.js';
 export { EventFd, type EventFdOptions } from './eventfd.js';
 export { closeFd } from './fd.js';
+export {
+  type GuestLookup,
+  GuestMemoryTable,
+  type GuestRange,
+  type GuestRangeAccess,
+  type IavfRing,
+  type IavfRxOptions,
+  type IavfRxQueue,
+  type IavfRxStatus,
+  type IavfTxCounts,
+  type IavfTxOptions,
+  type IavfTxPacketMeta,
+  type IavfTxResult,
+  type IavfTxStop,
+  iavfGuestPostRx,
+  iavfGuestPostTx,
+  iavfRxRing,
+  iavfTxRing,
+} from './iavf-rings.js';
 export { memfdCreate } from './memfd.js';
 export { MappedMemory, type MmapProtection } from './mmap.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';

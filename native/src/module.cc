@@ -50,6 +50,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitEventFd(env, exports);
   InitMemfd(env, exports);
   InitTap(env, exports);
+  InitGuestMemory(env, exports);
+  InitDoorbellWatcher(env, exports);
   return exports;
 }
 

@@ -118,6 +118,8 @@ export class IavfDevice implements DeviceImpl {
       mac: options.mac,
       config: () => this.vf.config,
       raise: (v) => this.vectors.raise(v),
+      // The tail registers in a page the VMM maps into the guest, watched by a native thread.
+      sharedTails: true,
       // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
       transmit: (frame) =>
         this.network?.send(
@@ -127,7 +129,10 @@ export class IavfDevice implements DeviceImpl {
     this.network = options.connect?.((frame) => this.dataPath.receive(frame));
     this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);
     this.regions = {
-      0: { read: (o, n) => this.registers.read(o, n), write: (o, d) => this.registers.write(o, d) },
+      0: this.dataPath.bar0({
+        read: (o, n) => this.registers.read(o, n),
+        write: (o, d) => this.registers.write(o, d),
+      }),
       // The VMM emulates the MSI-X table; it only reads the PBA through us.
       [MSIX_BAR]: { read: (_o, n) => Buffer.alloc(n), write: () => {} },
     };
@@ -205,6 +210,7 @@ export class IavfDevice implements DeviceImpl {
   close(): void {
     for (const t of this.resetTimers.splice(0)) clearTimeout(t);
     this.network?.detach();
+    this.dataPath.close();
   }
 
   /** virtchnl_eth_stats from the queues' counters. */
@@ -279,6 +285,7 @@ export class IavfDevice implements DeviceImpl {
     ) {
       this.dataPath.resetHeads();
     }
+    this.dataPath.configured(cfg);
     for (let q = 0; q < this.maxQueues; q++) {
       const rx = cfg.rx[q];
       const tx = cfg.tx[q];

@@ -51,6 +51,7 @@ function pseudoHeader(frame: Uint8Array, at: Layers, l4Length: number): number {
 }
 
 export function fixIpv4Checksum(frame: Uint8Array, at: Layers): void {
+  if (!at.ipv4) return;
   frame[at.l3 + 10] = 0;
   frame[at.l3 + 11] = 0;
   const c = finish(sum16(frame, at.l3, at.l4));
@@ -69,6 +70,20 @@ export function fixL4Checksum(frame: Uint8Array, at: Layers): void {
   if (c === 0 && at.proto === IPPROTO_UDP) c = 0xffff;
   frame[at.l4 + field] = c >> 8;
   frame[at.l4 + field + 1] = c & 0xff;
+}
+
+/** The smallest MSS iavf asks for: iavf_features_check turns GSO off below 64 bytes. */
+export const MIN_MSS = 64;
+
+/**
+ * Whether a TSO request can be segmented: a TCP frame whose header length from the descriptor
+ * (MACLEN + IPLEN + L4LEN) is exactly its Ethernet + IP + TCP headers, with payload after them, and an
+ * MSS iavf would use. Anything else can be neither segmented nor sent whole.
+ */
+export function tsoValid(frame: Uint8Array, at: Layers | undefined, hdrLen: number, mss: number): boolean {
+  if (!at || at.proto !== IPPROTO_TCP || frame.length < at.l4 + 20) return false;
+  const tcpLen = (frame[at.l4 + 12] >> 4) * 4;
+  return tcpLen >= 20 && hdrLen === at.l4 + tcpLen && hdrLen < frame.length && mss >= MIN_MSS;
 }
 
 /**

@@ -2,12 +2,33 @@
  * The iavf data path: TX rings read from guest memory into frames for the network, frames from the
  * network written into RX rings, completions and interrupts as the Linux driver expects them. Every
  * guest-supplied address, length and index is checked; a bad one drops the packet and is counted.
+ *
+ * Two engines walk the rings, with the same rules:
+ * - native (@emu/native: iavfTxRing / iavfRxRing, C++), synchronous, wherever the ring and buffers are
+ *   in guest memory the VMM mapped with an fd (memfd RAM): descriptors, gathering, completions, RX
+ *   write-backs, and the TX offloads (checksums, TSO) happen there, bounds-checked against a table of
+ *   guest memory;
+ * - TypeScript (below), asynchronous, for memory reached only by DMA messages (fd-less RAM), or when
+ *   host.engine is 'ts'.
+ * Counters, interrupts, filters, RSS and logs stay here either way.
+ *
+ * The rules, for both: TX goes packet by packet, a packet being the context descriptors and data
+ * descriptors up to EOP. A packet whose EOP is not before the tail yet waits, whole, for a later tail.
+ * A bad buffer (outside guest memory, 0 bytes) drops its packet (one error); more than 16 buffers
+ * without EOP (64 with TSO) drop it there (one error) and the next descriptor starts a new packet. Every
+ * finished packet, sent or dropped, has its RS descriptors written back done (DTYPE 0xF). RX fills
+ * descriptors from head up to the tail, at most 5 per frame, writes qword1 last; a buffer outside guest
+ * memory is written back DD|EOF|RXE (dropped) and the ring moves on.
+ *
+ * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
+ * TX tails written there are noticed by a native watcher thread, which wakes this loop.
  */
 import type { GuestMemory } from '@emu/emudev';
-import type { Logger } from '@emu/vfio-user';
+import { iavfRxRing, iavfTxRing } from '@emu/native';
+import type { Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
-import type { VfConfig } from '../pf.js';
-import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp } from './checksum.js';
+import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
+import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp, tsoValid } from './checksum.js';
 import {
   decodeTx,
   markTxDone,
@@ -16,8 +37,12 @@ import {
   rxWriteback,
   TX_DESC_SIZE,
   TxCmd,
+  type TxContext,
+  type TxData,
 } from './descriptors.js';
+import { NativeGuestMemory } from './native-memory.js';
 import { rssInput, toeplitz } from './rss.js';
+import { TailPage } from './tail-page.js';
 
 export interface QueueStats {
   packets: number;
@@ -38,31 +63,129 @@ export interface DataPathHost {
   raise(vector: number): void;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
+  /**
+   * 'auto' (default): native ring code wherever guest memory is mapped directly, TypeScript elsewhere;
+   * 'ts': TypeScript always.
+   */
+  engine?: 'auto' | 'ts';
+  /** Offer the tail registers as a shared, mmap-able page watched by a native thread (see bar0()). */
+  sharedTails?: boolean;
 }
 
-/** Linux chains at most 8 buffers per packet, and a frame is at most 16 KiB. */
+/** Which engine did what: for tests, benchmarks and status. */
+export interface EngineStats {
+  /** TX doorbells handled by native code, and TX passes run by the TypeScript path. */
+  nativeTx: number;
+  tsTx: number;
+  /** Frames written into RX rings by native code, and by the TypeScript path. */
+  nativeRx: number;
+  tsRx: number;
+  /** Wake-ups from the watcher thread (TX tails written to the shared page). */
+  sharedDoorbells: number;
+}
+
+/** Linux chains at most 8 buffers per packet (more for TSO), and a frame is at most 16 KiB. */
 const MAX_TX_BUFFERS = 16;
+const MAX_TSO_BUFFERS = 64;
 const MAX_FRAME = 16 * 1024;
 const MAX_TSO = 256 * 1024;
-/** The smallest MSS iavf asks for: iavf_features_check turns GSO off below 64 bytes. */
-const MIN_MSS = 64;
+const MAX_RX_BUFFERS = 5;
+/** QTX_TAIL / QRX_TAIL hold 13 bits. */
+const TAIL_MASK = 0x1fff;
 
 const stats = (): QueueStats => ({ packets: 0, bytes: 0, drops: 0, errors: 0 });
+
+/** One TX packet as the TypeScript path read it. */
+interface TxPacket {
+  parts: Uint8Array[];
+  /** Descriptors with RS, to write back done. */
+  rs: Array<{ at: bigint; desc: Uint8Array }>;
+  ctx?: TxContext;
+  /** The EOP descriptor (absent when the packet ended without one). */
+  last?: TxData;
+  /** Dropped: a bad buffer, or too many buffers. */
+  error: boolean;
+  /** A descriptor could not be read: the pass stops after it. */
+  unreadable: boolean;
+  /** The descriptor after the packet. */
+  next: number;
+}
+
+interface RxRoute {
+  q: number;
+  ring: RxQueueConfig;
+  hash?: number;
+}
+
+function macBytes(mac: string): number[] {
+  return mac.split(':').map((h) => Number.parseInt(h, 16));
+}
+
+function macString(frame: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < 6; i++) s += (i ? ':' : '') + frame[i].toString(16).padStart(2, '0');
+  return s;
+}
 
 export class DataPath {
   readonly tx = Array.from({ length: MAX_QUEUE_PAIRS }, stats);
   readonly rx = Array.from({ length: MAX_QUEUE_PAIRS }, stats);
   /** Frames the filters turned away. */
   filtered = 0;
+  readonly engineStats: EngineStats = { nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0, sharedDoorbells: 0 };
   private readonly txHead = new Uint32Array(MAX_QUEUE_PAIRS);
   private readonly rxHead = new Uint32Array(MAX_QUEUE_PAIRS);
-  readonly rxTail = new Uint32Array(MAX_QUEUE_PAIRS);
+  /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
+  readonly rxTail: Uint32Array;
+  /** The TX tail of each queue's last doorbell. */
   readonly txTail = new Uint32Array(MAX_QUEUE_PAIRS);
   private readonly txBusy = new Array<boolean>(MAX_QUEUE_PAIRS).fill(false);
   private rxChain: Promise<void> = Promise.resolve();
+  /** Frames waiting in rxChain: while there are any, new frames queue behind them (order). */
+  private rxQueued = 0;
   private generation = 0;
+  private readonly native?: NativeGuestMemory;
+  private readonly tails?: TailPage;
+  private readonly mac: number[];
 
-  constructor(private readonly host: DataPathHost) {}
+  constructor(private readonly host: DataPathHost) {
+    if (host.engine !== 'ts') this.native = new NativeGuestMemory(host.memory);
+    if (host.sharedTails) this.tails = TailPage.create(host.log);
+    this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
+    this.mac = macBytes(host.mac);
+  }
+
+  /**
+   * BAR0 as the device serves it: `registers` for the trapped registers and, with sharedTails, the tail
+   * pages from shared memory (mmap-able by the VMM; REGION_READ/WRITE reach the same bytes, and a TX
+   * tail written that way rings its doorbell at once).
+   */
+  bar0(registers: Required<Pick<RegionSpec, 'read' | 'write'>>): RegionSpec {
+    const tails = this.tails;
+    if (!tails) return { read: registers.read, write: registers.write };
+    return tails.region(registers, (q) => this.txDoorbell(q, tails.tx[q] & TAIL_MASK));
+  }
+
+  /** Whether the tail registers are in a shared page, and whether its watcher thread runs. */
+  get sharedTails(): { shared: boolean; watching: boolean } {
+    return { shared: this.tails !== undefined, watching: this.tails?.watching ?? false };
+  }
+
+  /**
+   * The queue setup changed: the watcher thread runs while any TX queue is enabled (ENABLE_QUEUES) and
+   * is stopped, and joined, when none is (DISABLE_QUEUES, VF reset).
+   */
+  configured(cfg: VfConfig): void {
+    if (!this.tails) return;
+    if (cfg.txEnabled === 0) {
+      this.tails.unwatch();
+      return;
+    }
+    if (this.tails.watching) return;
+    this.tails.watch((mask) => this.tailsMoved(mask));
+    // Tails written before the watcher looked are not news to it: look now.
+    this.tailsMoved(0xffff);
+  }
 
   /** Queue (re)configured or enabled: the hardware starts from descriptor 0; tails are kept. */
   resetHeads(): void {
@@ -72,20 +195,50 @@ export class DataPath {
   }
 
   /**
-   * Power-on: heads and tails. Counters run on across VF resets, as a PF's per-VSI statistics do, so
-   * `emu`'s status and GET_STATS show the device's whole life.
+   * Power-on: heads and tails (the whole shared page, VFINT_ITRN1 included), watcher stopped. Counters
+   * run on across VF resets, as a PF's per-VSI statistics do, so `emu`'s status and GET_STATS show the
+   * device's whole life.
    */
   reset(): void {
     this.resetHeads();
+    this.tails?.unwatch();
+    this.tails?.clear();
     this.rxTail.fill(0);
     this.txTail.fill(0);
+  }
+
+  /** The device goes: watcher joined, shared page unmapped and closed. Nothing runs after this. */
+  close(): void {
+    this.generation++;
+    this.tails?.close();
+    this.native?.table.clear();
+  }
+
+  /** Resolves once no TX pass runs and no frame waits for the TypeScript RX path (for tests). */
+  async settled(): Promise<void> {
+    for (;;) {
+      await this.rxChain;
+      if (this.rxQueued === 0 && !this.txBusy.includes(true)) return;
+      await new Promise((resolve) => setImmediate(resolve));
+    }
   }
 
   /** The TX doorbell: process descriptors from the head up to the new tail. */
   txDoorbell(q: number, tail: number): void {
     this.txTail[q] = tail;
     if (this.txBusy[q]) return; // the running pass picks the new tail up
+    if (this.native) {
+      // Synchronous: whatever fails in it (the network included) is logged here, never thrown at the
+      // doorbell's caller (a REGION_WRITE handler, or the watcher's wake-up).
+      try {
+        if (this.txNative(q)) return;
+      } catch (err) {
+        this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx');
+        return;
+      }
+    }
     this.txBusy[q] = true;
+    this.engineStats.tsTx++;
     void this.runTx(q)
       // Guest memory can go away under a pass (the device stopped): log it, never let it escape.
       .catch((err) => this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx'))
@@ -96,10 +249,32 @@ export class DataPath {
 
   /** A frame from the network for this VF. */
   receive(frame: Uint8Array): void {
-    const gen = this.generation;
-    this.rxChain = this.rxChain
-      .then(() => (gen === this.generation ? this.deliver(frame) : undefined))
-      .catch((err) => this.host.log.warn({ err: (err as Error).message }, 'rx'));
+    if (this.native && this.rxQueued === 0) {
+      try {
+        const route = this.route(frame);
+        if (!route || this.rxNative(frame, route)) return;
+        this.queueRx(() => this.writeRx(frame, route));
+      } catch (err) {
+        this.host.log.warn({ err: (err as Error).message }, 'rx');
+      }
+      return;
+    }
+    this.queueRx(async () => {
+      const route = this.route(frame);
+      if (route) await this.writeRx(frame, route);
+    });
+  }
+
+  /** The watcher saw TX tails move in the shared page. */
+  private tailsMoved(mask: number): void {
+    const tails = this.tails;
+    if (!tails) return;
+    this.engineStats.sharedDoorbells++;
+    for (let q = 0; q < MAX_QUEUE_PAIRS && mask !== 0; q++, mask >>>= 1) {
+      if (!(mask & 1)) continue;
+      const tail = tails.tx[q] & TAIL_MASK;
+      if (tail !== this.txTail[q]) this.txDoorbell(q, tail);
+    }
   }
 
   private vectorOf(q: number, dir: 'rx' | 'tx'): number | undefined {
@@ -107,113 +282,177 @@ export class DataPath {
     return undefined;
   }
 
+  private raiseFor(q: number, dir: 'rx' | 'tx'): void {
+    const v = this.vectorOf(q, dir);
+    if (v !== undefined) this.host.raise(v);
+  }
+
+  private badTail(q: number, tail: number, ring: TxQueueConfig): void {
+    this.tx[q].errors++;
+    this.host.log.warn({ queue: q, tail }, `TX tail ${tail} beyond the ${ring.length}-entry ring`);
+  }
+
+  /**
+   * A TX pass in native code, synchronously. False when the rest must go to the TypeScript path (the
+   * ring or a buffer is reachable only by DMA messages), which goes on from txHead.
+   */
+  private txNative(q: number): boolean {
+    const native = this.native!;
+    const s = this.tx[q];
+    let completed = 0;
+    let synced = false;
+    let handled = true;
+    this.engineStats.nativeTx++;
+    for (;;) {
+      const cfg = this.host.config();
+      const ring = cfg.tx[q];
+      if (!ring || !(cfg.txEnabled & (1 << q))) break;
+      const tail = this.txTail[q];
+      if (tail >= ring.length) {
+        this.badTail(q, tail, ring);
+        break;
+      }
+      const head = this.txHead[q];
+      if (head === tail) break;
+      const r = iavfTxRing(native.table, { iova: ring.ring, length: ring.length }, head, tail, {
+        strict: synced,
+      });
+      this.txHead[q] = r.head;
+      const c = r.counts;
+      completed += c.completed;
+      s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
+      s.drops += c.dropped;
+      for (const f of r.frames) {
+        s.packets++;
+        s.bytes += f.length;
+        this.host.transmit(f);
+      }
+      if (r.stop === 'miss' || r.stop === 'ring') {
+        // Guest memory mapped since the table was built, or not reachable directly at all.
+        if (synced || (r.stop === 'ring' && !native.direct(ring.ring, ring.length * TX_DESC_SIZE))) {
+          handled = false;
+          break;
+        }
+        native.sync();
+        synced = true;
+        continue;
+      }
+      if (r.stop === 'indirect') handled = false;
+      break; // caught up, or a packet waiting for its EOP
+    }
+    if (completed > 0) this.raiseFor(q, 'tx');
+    if (!handled) this.engineStats.nativeTx--;
+    return handled;
+  }
+
+  /** The TypeScript TX pass, for what native code cannot reach. */
   private async runTx(q: number): Promise<void> {
     const gen = this.generation;
     const s = this.tx[q];
     let completed = false;
-    let parts: Uint8Array[] = [];
-    let context: ReturnType<typeof decodeTx> | undefined;
-    /** A buffer of this packet was bad: skip the rest of it, up to its EOP. */
-    let dropping = false;
     for (;;) {
       const cfg = this.host.config();
       const ring = cfg.tx[q];
       if (!ring || !(cfg.txEnabled & (1 << q)) || gen !== this.generation) break;
       const tail = this.txTail[q];
       if (tail >= ring.length) {
-        s.errors++;
-        this.host.log.warn({ queue: q, tail }, `TX tail ${tail} beyond the ${ring.length}-entry ring`);
+        this.badTail(q, tail, ring);
         break;
       }
       const head = this.txHead[q];
       if (head === tail) break;
-      const at = ring.ring + BigInt(head * TX_DESC_SIZE);
-      const desc = await this.host.memory.read(at, TX_DESC_SIZE).catch(() => undefined);
+      const p = await this.readTxPacket(q, ring, head, gen);
       if (gen !== this.generation) return;
-      this.txHead[q] = (head + 1) % ring.length;
-      if (!desc) {
+      if (p === 'wait') break; // the packet at head has no EOP before the tail yet
+      if (p === 'retry') continue; // the tail went beyond the ring meanwhile (counted above)
+      this.txHead[q] = p.next;
+      if (p.unreadable) {
         s.errors++;
         break;
       }
-      const d = decodeTx(desc);
-      let done = false;
-      if (d.kind === 'context') context = d;
-      else if (d.kind === 'data') {
-        if (!dropping) {
-          const buf =
-            d.size === 0 || d.size > MAX_FRAME
-              ? undefined
-              : await this.host.memory.read(d.addr, d.size).catch(() => undefined);
-          if (gen !== this.generation) return;
-          if (!buf) {
-            s.errors++;
-            parts = [];
-            context = undefined;
-            dropping = true;
-          } else parts.push(buf);
-          if (parts.length > MAX_TX_BUFFERS) {
-            // A packet that never ends: drop what we have and start again at the next descriptor.
-            s.errors++;
-            parts = [];
-            context = undefined;
-          }
-        }
-        if (d.cmd & TxCmd.EOP) {
-          if (parts.length > 0) {
-            this.sendPacket(q, Buffer.concat(parts), d, context?.kind === 'context' ? context : undefined);
-          }
-          parts = [];
-          context = undefined;
-          dropping = false;
-        }
-        done = (d.cmd & TxCmd.RS) !== 0;
-      }
-      if (done) {
+      if (p.error) s.errors++;
+      else if (p.last) this.sendPacket(q, Buffer.concat(p.parts), p.last, p.ctx);
+      for (const { at, desc } of p.rs) {
         markTxDone(desc);
         await this.host.memory.write(at + 8n, desc.subarray(8, 16)).catch(() => {
           s.errors++;
         });
+        if (gen !== this.generation) return;
         completed = true;
       }
     }
-    if (completed) {
-      const v = this.vectorOf(q, 'tx');
-      if (v !== undefined) this.host.raise(v);
+    if (completed) this.raiseFor(q, 'tx');
+  }
+
+  /**
+   * Reads the packet at `start`: 'wait' when it has no EOP before the tail yet (it waits whole for a
+   * later tail), 'retry' when the tail went beyond the ring meanwhile or the queue was reset.
+   */
+  private async readTxPacket(
+    q: number,
+    ring: TxQueueConfig,
+    start: number,
+    gen: number,
+  ): Promise<TxPacket | 'wait' | 'retry'> {
+    const p: TxPacket = { parts: [], rs: [], error: false, unreadable: false, next: start };
+    let pos = start;
+    let buffers = 0;
+    for (;;) {
+      const tail = this.txTail[q];
+      if (tail >= ring.length) return 'retry';
+      if (pos === tail) return 'wait';
+      const at = ring.ring + BigInt(pos * TX_DESC_SIZE);
+      const desc = await this.host.memory.read(at, TX_DESC_SIZE).catch(() => undefined);
+      if (gen !== this.generation) return 'retry';
+      pos = (pos + 1) % ring.length;
+      if (!desc) return { ...p, unreadable: true, next: pos };
+      const d = decodeTx(desc);
+      if (d.kind === 'context') {
+        p.ctx = d;
+        continue;
+      }
+      if (d.kind !== 'data') continue; // nothing for the device (e.g. already done)
+      buffers++;
+      if (d.cmd & TxCmd.RS) p.rs.push({ at, desc });
+      if (!p.error) {
+        const buf =
+          d.size === 0 || d.size > MAX_FRAME
+            ? undefined
+            : await this.host.memory.read(d.addr, d.size).catch(() => undefined);
+        if (gen !== this.generation) return 'retry';
+        if (buf) p.parts.push(buf);
+        else p.error = true;
+      }
+      if (buffers > (p.ctx?.tso ? MAX_TSO_BUFFERS : MAX_TX_BUFFERS)) {
+        // A packet that never ends: dropped here, and the next descriptor starts a new one.
+        p.error = true;
+        p.next = pos;
+        return p;
+      }
+      if (d.cmd & TxCmd.EOP) {
+        p.last = d;
+        p.next = pos;
+        return p;
+      }
     }
   }
 
-  private sendPacket(
-    q: number,
-    frame: Uint8Array,
-    d: ReturnType<typeof decodeTx> & { kind: 'data' },
-    ctx?: { tso: boolean; mss: number; tsoLen: number },
-  ): void {
+  private sendPacket(q: number, frame: Uint8Array, d: TxData, ctx?: TxContext): void {
     const s = this.tx[q];
     if (frame.length < 14 || (frame.length > MAX_FRAME && !ctx?.tso) || frame.length > MAX_TSO) {
       s.drops++;
       return;
     }
     const layers = parseLayers(frame);
-    if (ctx?.tso) {
-      // TSO needs the descriptor's header length to be the frame's Ethernet + IP + TCP headers, payload
-      // after them, and an MSS iavf would use; anything else cannot be segmented (nor sent whole).
-      const hdrLen = d.macLen + d.ipLen + d.l4Len;
-      const tcpLen =
-        layers?.proto === 6 && frame.length >= layers.l4 + 20 ? (frame[layers.l4 + 12] >> 4) * 4 : 0;
-      if (
-        !layers ||
-        tcpLen < 20 ||
-        hdrLen !== layers.l4 + tcpLen ||
-        hdrLen >= frame.length ||
-        ctx.mss < MIN_MSS
-      ) {
-        s.errors++;
-        return;
-      }
+    const hdrLen = d.macLen + d.ipLen + d.l4Len;
+    // TSO that cannot be segmented cannot be sent whole either.
+    if (ctx?.tso && !tsoValid(frame, layers, hdrLen, ctx.mss)) {
+      s.errors++;
+      return;
     }
     let out: Uint8Array[] = [frame];
     if (layers) {
-      if (ctx?.tso) out = segmentTcp(frame, layers, d.macLen + d.ipLen + d.l4Len, ctx.mss);
+      if (ctx?.tso) out = segmentTcp(frame, layers, hdrLen, ctx.mss);
       else {
         if ((d.cmd & TxCmd.IIPT_MASK) === TxCmd.IIPT_IPV4_CSUM) fixIpv4Checksum(frame, layers);
         if (d.cmd & TxCmd.L4T_MASK) fixL4Checksum(frame, layers);
@@ -226,14 +465,24 @@ export class DataPath {
     }
   }
 
-  /** Filters, RSS, then the frame into the chosen RX ring. */
-  private async deliver(frame: Uint8Array): Promise<void> {
+  private queueRx(job: () => Promise<void>): void {
+    const gen = this.generation;
+    this.rxQueued++;
+    this.rxChain = this.rxChain
+      .then(() => (gen === this.generation ? job() : undefined))
+      .catch((err) => this.host.log.warn({ err: (err as Error).message }, 'rx'))
+      .finally(() => {
+        this.rxQueued--;
+      });
+  }
+
+  /** Filters and RSS: the queue a frame goes to, or undefined (counted) if none takes it. */
+  private route(frame: Uint8Array): RxRoute | undefined {
     const cfg = this.host.config();
     if (!this.accepts(frame, cfg)) {
       this.filtered++;
-      return;
+      return undefined;
     }
-    const gen = this.generation;
     let q = 0;
     let hash: number | undefined;
     const enabled = cfg.rxEnabled;
@@ -245,12 +494,70 @@ export class DataPath {
       }
     }
     const ring = cfg.rx[q];
-    const s = this.rx[q];
     if (!ring || !(enabled & (1 << q))) {
-      s.drops++;
-      return;
+      this.rx[q].drops++;
+      return undefined;
     }
-    const tail = this.rxTail[q];
+    return { q, ring, hash };
+  }
+
+  /** The frame into its RX ring in native code; false when it must go to the TypeScript path. */
+  private rxNative(frame: Uint8Array, { q, ring, hash }: RxRoute): boolean {
+    const native = this.native!;
+    const s = this.rx[q];
+    const queue = {
+      iova: ring.ring,
+      length: ring.length,
+      bufferSize: ring.bufferSize,
+      maxFrame: ring.maxFrame,
+    };
+    let synced = false;
+    for (;;) {
+      const r = iavfRxRing(native.table, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
+        hash,
+        strict: synced,
+      });
+      switch (r.status) {
+        case 'ok':
+          this.engineStats.nativeRx++;
+          this.rxHead[q] = r.head;
+          s.packets++;
+          s.bytes += frame.length;
+          this.raiseFor(q, 'rx');
+          return true;
+        case 'no-buffers':
+        case 'too-big':
+          s.drops++;
+          return true;
+        case 'bad-index':
+          s.errors++;
+          s.drops++;
+          return true;
+        case 'bad-buffer':
+          this.rxHead[q] = r.head;
+          s.errors++;
+          s.drops++;
+          this.raiseFor(q, 'rx');
+          return true;
+        case 'miss':
+        case 'ring':
+          if (synced || (r.status === 'ring' && !native.direct(ring.ring, ring.length * RX_DESC_SIZE)))
+            return false;
+          native.sync();
+          synced = true;
+          continue;
+        default:
+          return false; // a buffer reachable only by DMA messages
+      }
+    }
+  }
+
+  /** The frame into its RX ring, the TypeScript way. */
+  private async writeRx(frame: Uint8Array, { q, ring, hash }: RxRoute): Promise<void> {
+    const gen = this.generation;
+    const s = this.rx[q];
+    this.engineStats.tsRx++;
+    const tail = this.rxTail[q] & TAIL_MASK;
     if (tail >= ring.length) {
       s.errors++;
       s.drops++;
@@ -258,7 +565,7 @@ export class DataPath {
     }
     const chunks = Math.ceil(frame.length / ring.bufferSize);
     const free = (tail - this.rxHead[q] + ring.length) % ring.length;
-    if (frame.length > ring.maxFrame || chunks > 5) {
+    if (frame.length > ring.maxFrame || chunks > MAX_RX_BUFFERS) {
       s.drops++;
       return;
     }
@@ -291,8 +598,7 @@ export class DataPath {
           await this.host.memory.write(at + 8n, wb).catch(() => undefined);
           if (gen !== this.generation) return;
           this.rxHead[q] = (head + 1) % ring.length;
-          const v = this.vectorOf(q, 'rx');
-          if (v !== undefined) this.host.raise(v);
+          this.raiseFor(q, 'rx');
         }
         return;
       }
@@ -308,17 +614,26 @@ export class DataPath {
     }
     s.packets++;
     s.bytes += frame.length;
-    const v = this.vectorOf(q, 'rx');
-    if (v !== undefined) this.host.raise(v);
+    this.raiseFor(q, 'rx');
   }
 
   private accepts(frame: Uint8Array, cfg: VfConfig): boolean {
     if (frame.length < 14) return false;
-    const dst = Array.from(frame.subarray(0, 6), (b) => b.toString(16).padStart(2, '0')).join(':');
     if (cfg.promisc & 0x1) return true;
     if (frame[0] & 1) {
-      return dst === 'ff:ff:ff:ff:ff:ff' || (cfg.promisc & 0x2) !== 0 || cfg.macs.has(dst);
+      if ((frame[0] & frame[1] & frame[2] & frame[3] & frame[4] & frame[5]) === 0xff) return true;
+      return (cfg.promisc & 0x2) !== 0 || (cfg.macs.size > 0 && cfg.macs.has(macString(frame)));
     }
-    return dst === this.host.mac || cfg.macs.has(dst);
+    const own = this.mac;
+    if (
+      frame[0] === own[0] &&
+      frame[1] === own[1] &&
+      frame[2] === own[2] &&
+      frame[3] === own[3] &&
+      frame[4] === own[4] &&
+      frame[5] === own[5]
+    )
+      return true;
+    return cfg.macs.size > 0 && cfg.macs.has(macString(frame));
   }
 }

@@ -175,11 +175,12 @@ const handleGetRegionInfo: CommandSpec['handle'] = (ctx, msg) => {
   if (whole)
     return { payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, ...base }), fds: [mmap.fd] };
   // A sparse mmap capability. If the client's buffer is too small, say how big it must be and send no
-  // caps and no fd (as libvfio-user does): the client asks again.
-  flags |= RegionFlag.CAPS;
+  // caps, no CAPS flag and no fd (as libvfio-user does): the client asks again. QEMU refuses a reply
+  // with CAPS whose cap_offset is 0 (EINVAL, "failed to get region info").
   const capSize = RegionCapHeader.size + SparseMmapHeader.size + areas.length * SparseMmapArea.size;
   const argsz = RegionInfo.size + capSize;
   if (req.argsz < argsz) return { payload: RegionInfo.encode({ argsz, flags, ...base }) };
+  flags |= RegionFlag.CAPS;
   const cap = Buffer.alloc(capSize);
   RegionCapHeader.encodeInto({ id: RegionCap.SPARSE_MMAP, version: 1, next: 0 }, cap, 0);
   SparseMmapHeader.encodeInto({ nrAreas: areas.length }, cap, RegionCapHeader.size);

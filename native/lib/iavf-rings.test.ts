@@ -1,0 +1,591 @@
+import { expect } from 'chai';
+import { closeFd } from './fd.js';
+import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx, iavfRxRing, iavfTxRing } from './iavf-rings.js';
+import { memfdCreate } from './memfd.js';
+import { MappedMemory } from './mmap.js';
+import { pattern } from './test-helpers.js';
+
+const BASE = 0x1_0000_0000n;
+const EOP = 0x1;
+const RS = 0x2;
+const ICRC = 0x4;
+const IIPT_IPV4_CSUM = 0x60;
+const L4T_TCP = 0x100;
+const L4T_UDP = 0x300;
+const LAST = EOP | RS | ICRC;
+
+/** Guest RAM in a Buffer at IOVA `base`, with a bump allocator. */
+class Ram {
+  readonly bytes: Buffer;
+  private next = 0;
+  constructor(
+    size: number,
+    readonly base = BASE,
+  ) {
+    this.bytes = Buffer.alloc(size);
+  }
+  alloc(n: number, align = 64): bigint {
+    this.next = Math.ceil(this.next / align) * align;
+    const at = this.base + BigInt(this.next);
+    this.next += n;
+    if (this.next > this.bytes.length) throw new Error('test RAM full');
+    return at;
+  }
+  off(iova: bigint): number {
+    return Number(iova - this.base);
+  }
+  put(data: Uint8Array): bigint {
+    const at = this.alloc(data.length);
+    this.bytes.set(data, this.off(at));
+    return at;
+  }
+  read(iova: bigint, n: number): Buffer {
+    return this.bytes.subarray(this.off(iova), this.off(iova) + n);
+  }
+  u64(iova: bigint): bigint {
+    return this.bytes.readBigUInt64LE(this.off(iova));
+  }
+  setU64(iova: bigint, v: bigint): void {
+    this.bytes.writeBigUInt64LE(v, this.off(iova));
+  }
+}
+
+function dataQw1(cmd: number, size: number, offset = 0): bigint {
+  return (BigInt(cmd) << 4n) | (BigInt(offset) << 16n) | (BigInt(size) << 34n);
+}
+
+function ctxQw1(tso: boolean, tsoLen: number, mss: number): bigint {
+  return 1n | (BigInt(tso ? 1 : 0) << 4n) | (BigInt(tsoLen) << 30n) | (BigInt(mss) << 50n);
+}
+
+class TxRing {
+  ntu = 0;
+  constructor(
+    readonly ram: Ram,
+    readonly iova: bigint,
+    readonly length: number,
+  ) {}
+  static make(ram: Ram, length = 64): TxRing {
+    return new TxRing(ram, ram.alloc(length * 16, 4096), length);
+  }
+  post(...descs: Array<[bigint, bigint]>): number[] {
+    const at: number[] = [];
+    for (const [qw0, qw1] of descs) {
+      const d = this.iova + BigInt(this.ntu * 16);
+      this.ram.setU64(d, qw0);
+      this.ram.setU64(d + 8n, qw1);
+      at.push(this.ntu);
+      this.ntu = (this.ntu + 1) % this.length;
+    }
+    return at;
+  }
+  qw1(i: number): bigint {
+    return this.ram.u64(this.iova + BigInt(i * 16) + 8n);
+  }
+  done(i: number): boolean {
+    return (this.qw1(i) & 0xfn) === 0xfn;
+  }
+}
+
+function table(ram: Ram): GuestMemoryTable {
+  const t = new GuestMemoryTable();
+  t.add(ram.base, ram.bytes);
+  return t;
+}
+
+/** One's complement sum over big-endian words (for checking checksums). */
+function sum16(b: Uint8Array, start: number, end: number, init = 0): number {
+  let s = init;
+  for (let i = start; i < end; i += 2) s += (b[i] << 8) | (i + 1 < end ? b[i + 1] : 0);
+  while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+  return s;
+}
+
+function ipv4Frame(proto: 6 | 17, payload: number, seed = 1): Buffer {
+  const l4h = proto === 6 ? 20 : 8;
+  const f = Buffer.alloc(14 + 20 + l4h + payload);
+  Buffer.from('02000000009902000000000a0800', 'hex').copy(f, 0);
+  f[14] = 0x45;
+  f.writeUInt16BE(20 + l4h + payload, 16);
+  f.writeUInt16BE(0x1234, 18);
+  f[22] = 64;
+  f[23] = proto;
+  Buffer.from([10, 0, 0, 2, 10, 0, 0, 9]).copy(f, 26);
+  f.writeUInt16BE(1111, 34);
+  f.writeUInt16BE(2222, 36);
+  if (proto === 6) {
+    f.writeUInt32BE(1000, 38);
+    f[46] = 0x50;
+    f[47] = 0x18; // PSH|ACK
+    f.writeUInt16BE(65535, 48);
+  } else f.writeUInt16BE(8 + payload, 38);
+  pattern(payload, seed).copy(f, 34 + l4h);
+  return f;
+}
+
+function checksumsOk(f: Buffer): { ip: boolean; l4: boolean } {
+  const ip = sum16(f, 14, 34) === 0xffff;
+  const proto = f[23];
+  const l4len = f.length - 34;
+  const pseudo = sum16(f, 26, 34) + proto + l4len;
+  return { ip, l4: sum16(f, 34, f.length, pseudo) === 0xffff };
+}
+
+describe('GuestMemoryTable', () => {
+  it('finds accesses wholly inside one range, and nothing that crosses an edge or wraps', () => {
+    const t = new GuestMemoryTable();
+    t.add(0x1000n, new ArrayBuffer(0x1000));
+    t.add(0x2000n, new ArrayBuffer(0x1000)); // adjacent
+    t.add(0xffff_ffff_ffff_f000n, new ArrayBuffer(0x1000)); // the last page of the IOVA space
+    expect(t.lookup(0x1000n, 0x1000n)).to.equal('ok');
+    expect(t.lookup(0x1fffn, 1n)).to.equal('ok');
+    expect(t.lookup(0x1fffn, 2n), 'crosses into the adjacent range').to.equal('miss');
+    expect(t.lookup(0xfffn, 1n)).to.equal('miss');
+    expect(t.lookup(0x3000n, 1n)).to.equal('miss');
+    expect(t.lookup(0x1000n, 0n), 'zero length').to.equal('miss');
+    expect(t.lookup(0x1000n, 2n ** 64n - 1n)).to.equal('miss');
+    expect(t.lookup(0xffff_ffff_ffff_ffffn, 1n)).to.equal('ok');
+    expect(t.lookup(0xffff_ffff_ffff_ffffn, 2n), 'wraps past 2^64').to.equal('miss');
+    expect(t.lookup(0xffff_ffff_ffff_f000n, 0x1001n)).to.equal('miss');
+    expect(t.list().map((r) => r.iova)).to.deep.equal([0x1000n, 0x2000n, 0xffff_ffff_ffff_f000n]);
+  });
+
+  it('refuses overlapping, empty and wrapping ranges', () => {
+    const t = new GuestMemoryTable();
+    t.add(0x1000n, new ArrayBuffer(0x2000));
+    expect(() => t.add(0x2fffn, new ArrayBuffer(16))).to.throw(RangeError, /overlaps/);
+    expect(() => t.add(0x0n, new ArrayBuffer(0x1001))).to.throw(RangeError, /overlaps/);
+    expect(() => t.addIndirect(0x1800n, 1n)).to.throw(RangeError, /overlaps/);
+    expect(() => t.add(0x5000n, new ArrayBuffer(0))).to.throw(TypeError, /empty/);
+    expect(() => t.add(2n ** 64n - 8n, new ArrayBuffer(16))).to.throw(RangeError, /wraps/);
+    expect(() => t.addIndirect(0x9000n, 0n)).to.throw(TypeError);
+    expect(() => t.add(-1n, new ArrayBuffer(1))).to.throw(RangeError);
+    expect(() => t.add(0n, 'x' as never)).to.throw(TypeError);
+    expect(t.list()).to.have.length(1);
+  });
+
+  it('tells direct, indirect and access-denied ranges apart; views count from their offset', () => {
+    const t = new GuestMemoryTable();
+    const backing = new ArrayBuffer(0x3000);
+    t.add(0x10000n, new Uint8Array(backing, 0x1000, 0x1000), { writable: false });
+    t.addIndirect(0x20000n, 0x1000n);
+    expect(t.lookup(0x10000n, 0x1000n, 'read')).to.equal('ok');
+    expect(t.lookup(0x10000n, 0x1001n, 'read')).to.equal('miss');
+    expect(t.lookup(0x10000n, 4n, 'write')).to.equal('denied');
+    expect(t.lookup(0x20010n, 4n)).to.equal('indirect');
+    expect(t.list().map((r) => [r.direct, r.writable])).to.deep.equal([
+      [true, false],
+      [false, true],
+    ]);
+    expect(t.remove(0x20000n)).to.equal(true);
+    expect(t.remove(0x20000n)).to.equal(false);
+    expect(t.lookup(0x20010n, 4n)).to.equal('miss');
+    t.clear();
+    expect(t.list()).to.deep.equal([]);
+  });
+
+  it('drops a range as soon as its mapping is unmapped (the buffer detaches), without remove()', () => {
+    const fd = memfdCreate('emu-test-table', 0x2000);
+    try {
+      const m = MappedMemory.map(fd, 0, 0x2000);
+      const t = new GuestMemoryTable();
+      t.add(0x4000n, m);
+      t.add(0x8000n, new ArrayBuffer(64));
+      expect(t.lookup(0x4000n, 0x2000n)).to.equal('ok');
+      m.unmap();
+      expect(t.lookup(0x4000n, 1n)).to.equal('miss');
+      expect(t.list().map((r) => r.iova)).to.deep.equal([0x8000n]);
+      // The ring functions prune first too: a ring in the unmapped range is simply not there.
+      expect(iavfTxRing(t, { iova: 0x4000n, length: 64 }, 0, 1).stop).to.equal('ring');
+      expect(() => t.add(0x4000n, m)).to.throw(TypeError, /detached|empty/);
+    } finally {
+      closeFd(fd);
+    }
+  });
+});
+
+describe('iavfTxRing', () => {
+  it('gathers one- and multi-buffer packets up to EOP and marks only RS descriptors done (DTYPE 0xF)', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const a = pattern(200, 1);
+    const b = [pattern(100, 2), pattern(1000, 3), pattern(414, 4)];
+    ring.post([ram.put(a), dataQw1(LAST, 200)]);
+    const at = ring.post(
+      [ram.put(b[0]), dataQw1(ICRC, 100)],
+      [ram.put(b[1]), dataQw1(ICRC, 1000)],
+      [ram.put(b[2]), dataQw1(LAST, 414)],
+    );
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(r.stop).to.equal('caught-up');
+    expect(r.head).to.equal(4);
+    expect(r.frames.map((f) => f.toString('hex'))).to.deep.equal([
+      a.toString('hex'),
+      Buffer.concat(b).toString('hex'),
+    ]);
+    expect(r.counts).to.deep.equal({
+      badAddress: 0,
+      badLength: 0,
+      noEop: 0,
+      badTso: 0,
+      dropped: 0,
+      completed: 2,
+    });
+    expect([0, ...at].map((i) => ring.done(i))).to.deep.equal([true, false, false, true]);
+    // The rest of qword1 is as the driver wrote it.
+    expect(ring.qw1(3) & ~0xfn).to.equal(dataQw1(LAST, 414));
+    // The frames are copies: the guest may reuse its buffers.
+    ram.bytes.fill(0);
+    expect(r.frames[0].equals(a)).to.equal(true);
+  });
+
+  it('walks around the end of the ring', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram, 64);
+    ring.ntu = 62;
+    const f = pattern(64, 9);
+    ring.post(
+      [ram.put(f.subarray(0, 20)), dataQw1(ICRC, 20)],
+      [ram.put(f.subarray(20, 40)), dataQw1(ICRC, 20)],
+    );
+    ring.post([ram.put(f.subarray(40)), dataQw1(LAST, 24)]);
+    const r = iavfTxRing(t, ring, 62, 1);
+    expect(r.head).to.equal(1);
+    expect(r.frames).to.have.length(1);
+    expect(r.frames[0].equals(f)).to.equal(true);
+    expect(ring.done(0)).to.equal(true);
+  });
+
+  it('waits at a packet whose EOP is not posted yet, and takes it whole once it is', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const f = pattern(300, 5);
+    ring.post([ram.put(f.subarray(0, 100)), dataQw1(ICRC, 100)]);
+    let r = iavfTxRing(t, ring, 0, 1);
+    expect(r).to.deep.include({ head: 0, stop: 'incomplete', frames: [] });
+    ring.post([ram.put(f.subarray(100)), dataQw1(LAST, 200)]);
+    r = iavfTxRing(t, ring, 0, 2);
+    expect(r.head).to.equal(2);
+    expect(r.frames[0].equals(f)).to.equal(true);
+  });
+
+  it('drops a packet with a bad buffer whole (zero length, outside memory, or not readable) and completes its RS descriptor', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const noRead = 0x9_0000_0000n;
+    t.add(noRead, new ArrayBuffer(4096), { readable: false });
+    const good = ram.put(pattern(100, 1));
+    ring.post([good, dataQw1(ICRC, 100)], [good, dataQw1(ICRC, 0)], [good, dataQw1(LAST, 100)]);
+    ring.post(
+      [good, dataQw1(ICRC, 100)],
+      [ram.base + (1n << 20n) - 50n, dataQw1(ICRC, 100)],
+      [good, dataQw1(LAST, 100)],
+    );
+    ring.post([noRead, dataQw1(LAST, 64)]);
+    ring.post([ram.put(pattern(64, 3)), dataQw1(LAST, 64)]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu, { strict: true });
+    expect(r.head).to.equal(ring.ntu);
+    expect(r.frames.map((f) => f.length)).to.deep.equal([64]);
+    expect(r.counts).to.deep.include({ badAddress: 2, badLength: 1, completed: 4 });
+    for (const i of [2, 5, 6, 7]) expect(ring.done(i), `descriptor ${i}`).to.equal(true);
+  });
+
+  it('without strict, stops at a packet whose buffer is in no range (nothing of it done); strict counts it', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    ring.post([ram.put(pattern(64, 1)), dataQw1(LAST, 64)]);
+    ring.post([0x5_0000_0000n, dataQw1(LAST, 64)]);
+    let r = iavfTxRing(t, ring, 0, 2);
+    expect(r).to.deep.include({ head: 1, stop: 'miss' });
+    expect(r.frames).to.have.length(1);
+    expect(r.counts.badAddress).to.equal(0);
+    expect(ring.done(1)).to.equal(false);
+    r = iavfTxRing(t, ring, 1, 2, { strict: true });
+    expect(r).to.deep.include({ head: 2, stop: 'caught-up' });
+    expect(r.counts.badAddress).to.equal(1);
+    expect(ring.done(1)).to.equal(true);
+  });
+
+  it('stops at a packet with a buffer in an indirect (fd-less) range, before touching it', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    t.addIndirect(0x7_0000_0000n, 0x10000n);
+    const ring = TxRing.make(ram);
+    ring.post([ram.put(pattern(64, 1)), dataQw1(ICRC, 64)], [0x7_0000_0100n, dataQw1(LAST, 64)]);
+    const r = iavfTxRing(t, ring, 0, 2, { strict: true });
+    expect(r).to.deep.include({ head: 0, stop: 'indirect', frames: [] });
+    expect(ring.done(1)).to.equal(false);
+  });
+
+  it('drops a packet of more than 16 buffers without EOP there, and goes on at the next descriptor', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const buf = ram.put(pattern(64, 1));
+    for (let i = 0; i < 17; i++) ring.post([buf, dataQw1(ICRC | (i === 16 ? RS : 0), 64)]);
+    const good = pattern(70, 2);
+    ring.post([ram.put(good), dataQw1(LAST, 70)]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(r.counts).to.deep.include({ noEop: 1, completed: 2 });
+    expect(r.frames.map((f) => f.toString('hex'))).to.deep.equal([good.toString('hex')]);
+    expect(ring.done(16)).to.equal(true);
+  });
+
+  it('drops runts and frames over 16 KiB without TSO (counted), keeps a frame of exactly 16 KiB', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const big = ram.put(pattern(16384, 1));
+    ring.post([big, dataQw1(LAST, 13)]);
+    ring.post([big, dataQw1(ICRC, 9000)], [big, dataQw1(LAST, 9000)]);
+    ring.post([big, dataQw1(ICRC, 8192)], [big + 8192n, dataQw1(LAST, 8192)]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(r.counts).to.deep.include({ dropped: 2, completed: 3 });
+    expect(r.frames.map((f) => f.length)).to.deep.equal([16384]);
+  });
+
+  it('refuses head or tail beyond the ring, and a ring outside (or not writable in) guest memory', () => {
+    const ram = new Ram(1 << 16);
+    const t = table(ram);
+    t.add(0x8_0000_0000n, new ArrayBuffer(4096), { writable: false });
+    const ring = { iova: ram.base, length: 64 };
+    expect(iavfTxRing(t, ring, 0, 64).stop).to.equal('bad-index');
+    expect(iavfTxRing(t, ring, 64, 0).stop).to.equal('bad-index');
+    expect(iavfTxRing(t, { iova: ram.base + (1n << 16n) - 512n, length: 64 }, 0, 1).stop).to.equal('ring');
+    expect(iavfTxRing(t, { iova: 0x8_0000_0000n, length: 64 }, 0, 1).stop).to.equal('ring');
+    expect(() => iavfTxRing(t, { iova: ram.base, length: 9000 }, 0, 1)).to.throw(TypeError);
+    expect(() => iavfTxRing(t, ring, -1, 1)).to.throw(TypeError);
+  });
+
+  it('offloads the IPv4 header checksum (IIPT 0x60) and the TCP/UDP checksum (L4T), or leaves the frame alone', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const tcp = ipv4Frame(6, 333);
+    const udp = ipv4Frame(17, 101);
+    const offset = 7 | (5 << 7) | (5 << 14);
+    ring.post([ram.put(tcp), dataQw1(LAST | IIPT_IPV4_CSUM | L4T_TCP, tcp.length, offset)]);
+    ring.post([ram.put(udp), dataQw1(LAST | IIPT_IPV4_CSUM | L4T_UDP, udp.length, 7 | (5 << 7) | (2 << 14))]);
+    ring.post([ram.put(tcp), dataQw1(LAST, tcp.length, offset)]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(checksumsOk(r.frames[0])).to.deep.equal({ ip: true, l4: true });
+    expect(checksumsOk(r.frames[1])).to.deep.equal({ ip: true, l4: true });
+    expect(r.frames[2].equals(tcp), 'no offload bits: untouched').to.equal(true);
+    // Without offload: the packets as gathered, with what the descriptors asked for.
+    ring.ntu = 0;
+    ring.post([ram.put(tcp), dataQw1(LAST | IIPT_IPV4_CSUM | L4T_TCP, tcp.length, offset)]);
+    const raw = iavfTxRing(t, ring, 0, 1, { offload: false });
+    expect(raw.frames[0].equals(tcp)).to.equal(true);
+    expect(raw.meta).to.deep.equal([
+      {
+        cmd: LAST | IIPT_IPV4_CSUM | L4T_TCP,
+        macLen: 14,
+        ipLen: 20,
+        l4Len: 20,
+        tso: false,
+        mss: 0,
+        tsoLen: 0,
+      },
+    ]);
+  });
+
+  it('segments TSO: headers replicated, length, id, sequence numbers, flags and checksums per segment', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const frame = ipv4Frame(6, 3000, 7);
+    frame[47] = 0x19; // FIN|PSH|ACK
+    const offset = 7 | (5 << 7) | (5 << 14);
+    const cmd = ICRC | IIPT_IPV4_CSUM | L4T_TCP;
+    ring.post(
+      [0n, ctxQw1(true, 3000, 1448)],
+      [ram.put(frame.subarray(0, 54)), dataQw1(cmd, 54, offset)],
+      [ram.put(frame.subarray(54)), dataQw1(cmd | EOP | RS, 3000, offset)],
+    );
+    const r = iavfTxRing(t, ring, 0, 3);
+    expect(r.frames.map((f) => f.length)).to.deep.equal([54 + 1448, 54 + 1448, 54 + 104]);
+    let payload = Buffer.alloc(0);
+    r.frames.forEach((s, i) => {
+      expect(checksumsOk(s), `segment ${i}`).to.deep.equal({ ip: true, l4: true });
+      expect(s.readUInt16BE(16), 'IPv4 total length').to.equal(s.length - 14);
+      expect(s.readUInt16BE(18), 'IPv4 id').to.equal(0x1234 + i);
+      expect(s.readUInt32BE(38), 'sequence').to.equal(1000 + i * 1448);
+      expect(s[47], 'flags').to.equal(i === 2 ? 0x19 : 0x10);
+      payload = Buffer.concat([payload, s.subarray(54)]);
+    });
+    expect(payload.equals(frame.subarray(54))).to.equal(true);
+    expect(ring.done(2)).to.equal(true);
+  });
+
+  it('drops TSO it cannot segment (MSS below 64, headers that do not fit, not TCP), counted', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const tcp = ram.put(ipv4Frame(6, 3000));
+    const udp = ram.put(ipv4Frame(17, 3000));
+    const good = 7 | (5 << 7) | (5 << 14);
+    const cmd = LAST | IIPT_IPV4_CSUM | L4T_TCP;
+    for (const [buf, offset, mss] of [
+      [tcp, good, 0],
+      [tcp, good, 1],
+      [tcp, 0, 1448],
+      [tcp, 1 | (1 << 7) | (1 << 14), 1448],
+      [udp, good, 1448],
+      [tcp, 7 | (5 << 7) | (6 << 14), 1448], // L4LEN 24, the TCP header says 20
+    ] as const) {
+      ring.post([0n, ctxQw1(true, 3000, mss)], [buf, dataQw1(cmd, 3054, offset)]);
+    }
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(r.frames).to.deep.equal([]);
+    expect(r.counts).to.deep.include({ badTso: 6, completed: 6 });
+  });
+
+  it('survives random descriptors: every head, tail and address combination stays inside the table', function () {
+    this.timeout(20000);
+    const ram = new Ram(1 << 16);
+    const t = table(ram);
+    const ring = { iova: ram.base, length: 256 };
+    let x = 12345;
+    const rnd = () => {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      return x >>> 0;
+    };
+    const near = () => ram.base + BigInt(rnd() % (1 << 16)) - 64n;
+    for (let round = 0; round < 300; round++) {
+      for (let i = 0; i < ring.length; i++) {
+        const d = ram.base + BigInt(i * 16);
+        const kind = rnd() % 4;
+        const qw0 = kind === 0 ? BigInt(rnd()) << 32n : near();
+        let qw1 = (BigInt(rnd()) << 32n) | BigInt(rnd());
+        if (kind !== 3) qw1 &= ~0xen; // mostly data or context descriptors
+        ram.setU64(d, qw0);
+        ram.setU64(d + 8n, qw1);
+      }
+      const r = iavfTxRing(t, ring, rnd() % 256, rnd() % 256, {
+        strict: round % 2 === 0,
+        offload: round % 3 !== 0,
+      });
+      expect(r.head).to.be.below(256);
+      for (const f of r.frames) expect(f.length).to.be.at.most(256 * 1024);
+    }
+  });
+});
+
+describe('iavfRxRing', () => {
+  const RX_DD = 1n;
+  const RX_EOF = 2n;
+
+  function rxSetup(ringLen = 64, bufferSize = 2048) {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const iova = ram.alloc(ringLen * 32, 4096);
+    const buffers = ram.alloc(ringLen * bufferSize, 4096);
+    const queue = { iova, length: ringLen, bufferSize, maxFrame: 9000 };
+    const next = iavfGuestPostRx(t, queue, 0, ringLen - 1, buffers, bufferSize);
+    const desc = (i: number) => ({
+      qw0: ram.u64(iova + BigInt(i * 32)),
+      qw1: ram.u64(iova + BigInt(i * 32) + 8n),
+      qw2: ram.u64(iova + BigInt(i * 32) + 16n),
+      qw3: ram.u64(iova + BigInt(i * 32) + 24n),
+    });
+    const buffer = (i: number, n: number) => ram.read(buffers + BigInt(i * bufferSize), n);
+    return { ram, t, queue, tail: next, desc, buffer, buffers };
+  }
+
+  it('writes a frame into one buffer with the legacy write-back: DD|EOF, length, RSS hash and FLTSTAT', () => {
+    const { t, queue, tail, desc, buffer } = rxSetup();
+    expect(tail).to.equal(63);
+    const f = pattern(300, 1);
+    expect(iavfRxRing(t, queue, 0, tail, f)).to.deep.equal({ status: 'ok', head: 1 });
+    expect(buffer(0, 300).equals(f)).to.equal(true);
+    expect(desc(0)).to.deep.equal({ qw0: 0n, qw1: RX_DD | RX_EOF | (300n << 38n), qw2: 0n, qw3: 0n });
+    expect(iavfRxRing(t, queue, 1, tail, f, { hash: 0xdeadbeef })).to.deep.equal({ status: 'ok', head: 2 });
+    expect(desc(1)).to.deep.equal({
+      qw0: 0xdeadbeefn << 32n,
+      qw1: RX_DD | RX_EOF | (3n << 12n) | (300n << 38n),
+      qw2: 0n,
+      qw3: 0n,
+    });
+  });
+
+  it('splits a frame over buffers (DD on each, EOF on the last), and wraps around the ring', () => {
+    const { t, queue, desc, buffer, buffers } = rxSetup(64, 1024);
+    iavfGuestPostRx(t, queue, 62, 3, buffers, 1024); // slot 63 too
+    const f = pattern(2500, 2);
+    expect(iavfRxRing(t, queue, 62, 10, f)).to.deep.equal({ status: 'ok', head: 1 });
+    expect([62, 63, 0].map((i) => desc(i).qw1)).to.deep.equal([
+      RX_DD | (1024n << 38n),
+      RX_DD | (1024n << 38n),
+      RX_DD | RX_EOF | (452n << 38n),
+    ]);
+    expect(Buffer.concat([buffer(62, 1024), buffer(63, 1024), buffer(0, 452)]).equals(f)).to.equal(true);
+  });
+
+  it('drops what does not fit: no free buffers, longer than maxFrame or 5 buffers, tail beyond the ring', () => {
+    const { t, queue, desc } = rxSetup(64, 1024);
+    expect(iavfRxRing(t, queue, 5, 5, pattern(60))).to.deep.equal({ status: 'no-buffers', head: 5 });
+    expect(iavfRxRing(t, queue, 5, 6, pattern(1025))).to.deep.equal({ status: 'no-buffers', head: 5 });
+    expect(iavfRxRing(t, queue, 5, 7, pattern(1025)).status).to.equal('ok');
+    expect(iavfRxRing(t, queue, 0, 63, pattern(9001)).status).to.equal('too-big');
+    expect(iavfRxRing(t, { ...queue, maxFrame: 16384 }, 0, 63, pattern(5121)).status).to.equal('too-big');
+    expect(iavfRxRing(t, queue, 0, 64, pattern(60)).status).to.equal('bad-index');
+    expect(iavfRxRing(t, { ...queue, bufferSize: 0 }, 0, 63, pattern(60)).status).to.equal('too-big');
+    expect(desc(0).qw1, 'untouched').to.equal(0n);
+  });
+
+  it('gives a bad buffer back to the driver: buffers before it filled as usual, DD|EOF|RXE on it, head past it', () => {
+    const { ram, t, queue, desc } = rxSetup(64, 1024);
+    ram.setU64(queue.iova + 32n, ram.base + (1n << 20n) - 100n); // descriptor 1: runs off the end of RAM
+    const r = iavfRxRing(t, queue, 0, 63, pattern(2500), { strict: true, hash: 7 });
+    expect(r).to.deep.equal({ status: 'bad-buffer', head: 2 });
+    expect(desc(0)).to.deep.equal({
+      qw0: 7n << 32n,
+      qw1: RX_DD | (3n << 12n) | (1024n << 38n),
+      qw2: 0n,
+      qw3: 0n,
+    });
+    expect(desc(1).qw1).to.equal(RX_DD | RX_EOF | (1n << 19n));
+    expect(desc(1).qw0, 'only qword1 of the bad descriptor is written').to.equal(
+      ram.base + (1n << 20n) - 100n,
+    );
+    expect(desc(2).qw1).to.equal(0n);
+    // Without strict an address in no range asks for a table refresh first; nothing is written.
+    ram.setU64(queue.iova + 64n, 0x6_0000_0000n);
+    expect(iavfRxRing(t, queue, 2, 63, pattern(100))).to.deep.equal({ status: 'miss', head: 2 });
+    expect(desc(2).qw1).to.equal(0n);
+    t.addIndirect(0x6_0000_0000n, 0x100000n);
+    expect(iavfRxRing(t, queue, 2, 63, pattern(100), { strict: true })).to.deep.equal({
+      status: 'indirect',
+      head: 2,
+    });
+    expect(iavfRxRing(t, { ...queue, iova: 0x6_0000_0000n }, 0, 63, pattern(100)).status).to.equal('ring');
+  });
+});
+
+describe('guest-side helpers (benchmarks)', () => {
+  it('post TX descriptors the TX walk completes, in a closed loop', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = { iova: ram.alloc(512 * 16, 4096), length: 512 };
+    const frame = ram.put(pattern(64, 1));
+    let next = 0;
+    let head = 0;
+    let sent = 0;
+    for (let round = 0; round < 10; round++) {
+      next = iavfGuestPostTx(t, ring, next, 500, frame, 64);
+      const r = iavfTxRing(t, ring, head, next);
+      head = r.head;
+      sent += r.frames.length;
+      expect(r.counts.completed).to.equal(500);
+    }
+    expect(sent).to.equal(5000);
+    expect(head).to.equal(next);
+  });
+});

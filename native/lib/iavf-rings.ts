@@ -1,0 +1,327 @@
+// The iavf data-path rings in native code (src/guest_memory.cc, src/iavf_rings.cc): a bounds-checked
+// table of guest memory and synchronous TX/RX ring walks on it. The C++ side walks descriptors and
+// copies bytes; callers (driver-iavf's DataPath) own counters, logs, interrupts, filters and RSS.
+import { binding, type NativeGuestMemoryTable } from './binding.js';
+import { MappedMemory } from './mmap.js';
+import {
+  typeError,
+  validateBoolean,
+  validateInteger,
+  validateOptions,
+  validateUint64,
+  valueError,
+} from './validate.js';
+
+const U64_MAX = 2n ** 64n - 1n;
+
+export interface GuestRangeAccess {
+  /** Default true. */
+  readable?: boolean;
+  /** Default true. */
+  writable?: boolean;
+}
+
+export interface GuestRange {
+  iova: bigint;
+  size: bigint;
+  /** Host memory behind it (false: reached only by DMA messages). */
+  direct: boolean;
+  readable: boolean;
+  writable: boolean;
+}
+
+/** Where an access lands: in one direct range, nowhere, in an fd-less range, or without the access. */
+export type GuestLookup = 'ok' | 'miss' | 'indirect' | 'denied';
+const LOOKUPS: readonly GuestLookup[] = ['ok', 'miss', 'indirect', 'denied'];
+
+function access(options: GuestRangeAccess | undefined): { readable: boolean; writable: boolean } {
+  const { readable = true, writable = true } = validateOptions<GuestRangeAccess>(options, 'access');
+  validateBoolean(readable, 'access.readable');
+  validateBoolean(writable, 'access.writable');
+  return { readable, writable };
+}
+
+/**
+ * Guest memory for native data paths: IOVA ranges, each either direct (host memory: a MappedMemory of
+ * the VMM's fd, or any ArrayBuffer) or indirect (mapped without an fd). Every lookup the ring
+ * functions make is bounds-checked in C++: an access must lie wholly inside one range that allows it,
+ * never crossing into the next, so a guest's addresses, lengths and indexes can never reach memory
+ * outside the table.
+ *
+ * The table holds a strong reference to each direct range's ArrayBuffer and drops a range as soon as
+ * its buffer is detached (MappedMemory.unmap detaches before it unmaps), so no lookup can ever reach
+ * unmapped memory even if the caller forgets remove(). Ranges are added by ArrayBuffer, not by raw
+ * host address: an address alone carries no lifetime.
+ */
+export class GuestMemoryTable {
+  /** @internal the raw binding, for the ring functions. */
+  readonly native: NativeGuestMemoryTable = new binding.GuestMemoryTable();
+
+  /** A direct range: guest [iova, iova + memory's length) is `memory`. Throws RangeError on overlap. */
+  add(
+    iova: bigint | number,
+    memory: MappedMemory | ArrayBuffer | ArrayBufferView,
+    options?: GuestRangeAccess,
+  ): void {
+    const start = validateUint64(iova, 'iova', U64_MAX);
+    const { readable, writable } = access(options);
+    const bytes = memory instanceof MappedMemory ? memory.buffer : memory;
+    if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes)) {
+      throw typeError('memory', 'a MappedMemory, an ArrayBuffer or a view of one', memory);
+    }
+    if (bytes.byteLength === 0) throw valueError('memory', 'is empty (or detached: unmapped)');
+    this.native.add(start, bytes, readable, writable);
+  }
+
+  /** An indirect range: mapped, but reached only by DMA messages (ring functions stop at it). */
+  addIndirect(iova: bigint | number, size: bigint | number, options?: GuestRangeAccess): void {
+    const start = validateUint64(iova, 'iova', U64_MAX);
+    const bytes = validateUint64(size, 'size', U64_MAX);
+    if (bytes === 0n) throw valueError('size', 'must not be 0');
+    const { readable, writable } = access(options);
+    this.native.addIndirect(start, bytes, readable, writable);
+  }
+
+  /** Removes the range starting at iova; false if there is none. */
+  remove(iova: bigint | number): boolean {
+    return this.native.remove(validateUint64(iova, 'iova', U64_MAX));
+  }
+
+  clear(): void {
+    this.native.clear();
+  }
+
+  /** The ranges, by address (ranges whose buffers were detached are gone). */
+  list(): GuestRange[] {
+    return this.native.list();
+  }
+
+  /** Where [iova, iova + length) lands for a read or a write. */
+  lookup(iova: bigint | number, length: bigint | number, kind: 'read' | 'write' = 'read'): GuestLookup {
+    const start = validateUint64(iova, 'iova', U64_MAX);
+    const bytes = validateUint64(length, 'length', U64_MAX);
+    return LOOKUPS[this.native.lookup(start, bytes, kind === 'write')];
+  }
+}
+
+/** A descriptor ring in guest memory. */
+export interface IavfRing {
+  /** IOVA of descriptor 0. */
+  iova: bigint;
+  /** Descriptors, 1 to 8192. */
+  length: number;
+}
+
+/**
+ * Why a TX walk ended:
+ * - `caught-up`: head reached tail;
+ * - `incomplete`: the packet at head has no EOP before the tail yet (head waits at its first
+ *   descriptor, as hardware waits for the rest);
+ * - `miss`: a buffer lies in no range (head at its packet, nothing of it done): refresh the table and
+ *   walk again with `strict`, where such a buffer is a bad address;
+ * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
+ * - `ring`: the ring is not inside one direct, writable range: nothing was done;
+ * - `bad-index`: head or tail is beyond the ring: nothing was done.
+ */
+export type IavfTxStop = 'caught-up' | 'incomplete' | 'miss' | 'indirect' | 'ring' | 'bad-index';
+const TX_STOPS: readonly IavfTxStop[] = ['caught-up', 'incomplete', 'miss', 'indirect', 'ring', 'bad-index'];
+
+export interface IavfTxCounts {
+  /** Buffers outside guest memory (or not readable); their packets were dropped. */
+  badAddress: number;
+  /** Buffers of 0 bytes; their packets were dropped. */
+  badLength: number;
+  /** Packets with more buffers than allowed (16; 64 with TSO) and no EOP: dropped there. */
+  noEop: number;
+  /** TSO requests that cannot be segmented (not TCP, headers that do not fit, MSS below 64): dropped. */
+  badTso: number;
+  /** Packets shorter than 14 bytes, or longer than 16 KiB without TSO (256 KiB with): dropped. */
+  dropped: number;
+  /** Descriptors with RS written back done (DTYPE 0xF). */
+  completed: number;
+}
+
+/** What a packet's descriptors asked for (with `offload: false`). */
+export interface IavfTxPacketMeta {
+  /** CMD of the EOP descriptor (EOP, RS, ICRC, IIPT, L4T, …). */
+  cmd: number;
+  /** MACLEN, IPLEN, L4LEN, in bytes. */
+  macLen: number;
+  ipLen: number;
+  l4Len: number;
+  /** From the packet's context descriptor, if any. */
+  tso: boolean;
+  mss: number;
+  tsoLen: number;
+}
+
+export interface IavfTxResult {
+  /** The new head: descriptors before it are done with. */
+  head: number;
+  stop: IavfTxStop;
+  counts: IavfTxCounts;
+  /**
+   * Frames for the wire, fresh Buffers the caller may keep: with `offload` (default), after IPv4 and
+   * TCP/UDP checksums and TSO segmentation; without, each packet as gathered, with `meta`.
+   */
+  frames: Buffer[];
+  meta?: IavfTxPacketMeta[];
+}
+
+export interface IavfTxOptions {
+  /** Do checksum offloads and TSO in C++ (default true). */
+  offload?: boolean;
+  /** A buffer in no range is a bad address (default false: stop with `miss`). */
+  strict?: boolean;
+}
+
+/**
+ * Processes an iavf TX ring from head to tail (both must be below ring.length): context descriptors
+ * (TSO length and MSS), data descriptors gathered up to EOP (at most 16 buffers, 64 with TSO, each at
+ * most 16383 bytes), and for every packet finished, sent or dropped, DTYPE 0xF written into qword1 of
+ * its descriptors with RS (release-ordered), as Linux's iavf_clean_tx_irq checks them. A packet with a
+ * bad buffer is dropped whole. Synchronous: guest memory is only touched inside this call.
+ */
+export function iavfTxRing(
+  table: GuestMemoryTable,
+  ring: IavfRing,
+  head: number,
+  tail: number,
+  options: IavfTxOptions = {},
+): IavfTxResult {
+  const flags = (options.offload === false ? 0 : 1) | (options.strict ? 2 : 0);
+  const r = table.native.txRing(ring.iova, ring.length, head, tail, flags);
+  const c = r.counts;
+  const result: IavfTxResult = {
+    head: r.head,
+    stop: TX_STOPS[r.stop],
+    counts: {
+      badAddress: c[0],
+      badLength: c[1],
+      noEop: c[2],
+      badTso: c[3],
+      dropped: c[4],
+      completed: c[5],
+    },
+    frames: r.frames,
+  };
+  if (r.meta) {
+    result.meta = r.meta.map(([cmd, macLen, ipLen, l4Len, tso, mss, tsoLen]) => ({
+      cmd,
+      macLen,
+      ipLen,
+      l4Len,
+      tso: tso === 1,
+      mss,
+      tsoLen,
+    }));
+  }
+  return result;
+}
+
+/**
+ * What became of a frame offered to an RX ring:
+ * - `ok`: written (head moved past its descriptors);
+ * - `no-buffers`: fewer free descriptors between head and tail than it needs;
+ * - `too-big`: longer than maxFrame, or than 5 buffers;
+ * - `bad-index`: tail (or head) beyond the ring;
+ * - `bad-buffer`: a buffer outside guest memory: its descriptors went back to the driver written back
+ *   with DD, and EOF + RXE on the last, so the driver drops the frame (head moved past them);
+ * - `ring`: the ring is not inside one direct, writable range; `miss`: a buffer in no range (without
+ *   `strict`); `indirect`: a buffer reachable only by DMA messages. Nothing was done for these three.
+ */
+export type IavfRxStatus =
+  | 'ok'
+  | 'no-buffers'
+  | 'too-big'
+  | 'bad-index'
+  | 'bad-buffer'
+  | 'ring'
+  | 'miss'
+  | 'indirect';
+const RX_STATUSES: readonly IavfRxStatus[] = [
+  'ok',
+  'no-buffers',
+  'too-big',
+  'bad-index',
+  'bad-buffer',
+  'ring',
+  'miss',
+  'indirect',
+];
+
+export interface IavfRxQueue extends IavfRing {
+  /** Bytes per RX buffer (databuffer_size). */
+  bufferSize: number;
+  /** Largest frame the queue takes (max_pkt_size). */
+  maxFrame: number;
+}
+
+export interface IavfRxOptions {
+  /** RSS hash to write back (qword0 high dword, FLTSTAT = 3); none by default. */
+  hash?: number;
+  /** A buffer in no range is a bad buffer (default false: `miss`). */
+  strict?: boolean;
+}
+
+/**
+ * Writes one frame into an iavf RX ring from head (the device owns [head, tail)), over as many
+ * descriptors as bufferSize needs (up to 5), each written back in the legacy 32-byte format: qwords 2
+ * and 3 zero, qword0 the RSS hash, then qword1 (DD, EOF on the last, LENGTH_PBUF, FLTSTAT) last, with a
+ * release store. Returns the status and the new head.
+ */
+export function iavfRxRing(
+  table: GuestMemoryTable,
+  queue: IavfRxQueue,
+  head: number,
+  tail: number,
+  frame: Uint8Array,
+  options: IavfRxOptions = {},
+): { status: IavfRxStatus; head: number } {
+  const r = table.native.rxRing(
+    queue.iova,
+    queue.length,
+    head,
+    tail,
+    queue.bufferSize,
+    queue.maxFrame,
+    frame,
+    options.hash ?? -1,
+    options.strict ? 2 : 0,
+  );
+  return { status: RX_STATUSES[Math.floor(r / 65536)], head: r % 65536 };
+}
+
+/**
+ * The guest driver's side, for benchmarks and tests: writes `count` one-buffer TX data descriptors
+ * from `next` (all pointing at [buffer, buffer + length), with `cmd`, e.g. EOP | RS | ICRC = 0x7), as
+ * iavf_tx_map does; returns the new next_to_use. Bump the tail yourself. count < ring.length.
+ */
+export function iavfGuestPostTx(
+  table: GuestMemoryTable,
+  ring: IavfRing,
+  next: number,
+  count: number,
+  buffer: bigint,
+  length: number,
+  cmd = 0x7,
+): number {
+  validateInteger(count, 'count', 0, ring.length - 1);
+  return table.native.guestPostTx(ring.iova, ring.length, next, count, buffer, length, cmd);
+}
+
+/**
+ * The guest's RX refill (iavf_alloc_rx_buffers): pkt_addr of `count` descriptors from `next`, slot i
+ * getting buffers + i * bufferSize, and their qword1 cleared; returns the new next_to_use.
+ */
+export function iavfGuestPostRx(
+  table: GuestMemoryTable,
+  ring: IavfRing,
+  next: number,
+  count: number,
+  buffers: bigint,
+  bufferSize: number,
+): number {
+  validateInteger(count, 'count', 0, ring.length - 1);
+  return table.native.guestPostRx(ring.iova, ring.length, next, count, buffers, bufferSize);
+}
