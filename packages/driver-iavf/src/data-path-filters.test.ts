@@ -100,4 +100,16 @@ describe('data path RX filters', () => {
     expect(h!.device.dataPath.filtered).to.equal(0);
     expect(h!.device.dataPath.rx[0].packets).to.equal(4);
   });
+
+  it('reports received frames by kind in GET_STATS, and filtered ones as discards', async () => {
+    const vf = await up();
+    expect(await offer(BROADCAST)).to.deep.equal([BROADCAST]);
+    expect(await offer(OTHER)).to.deep.equal([]);
+    const s = await vf.getStats();
+    // Two sentinels (unicast) and one broadcast arrived; the frame to OTHER was filtered.
+    expect(s.rxUnicast).to.equal(2n);
+    expect(s.rxBroadcast).to.equal(1n);
+    expect(s.rxMulticast).to.equal(0n);
+    expect(s.rxDiscards).to.equal(1n);
+  });
 });

@@ -217,12 +217,18 @@ export class IavfDevice implements DeviceImpl {
   private ethStats() {
     const sum = (list: typeof this.dataPath.tx, key: 'packets' | 'bytes' | 'drops' | 'errors') =>
       BigInt(list.reduce((n, s) => n + s[key], 0));
+    const { rx, tx } = this.dataPath.kinds;
     return {
       rxBytes: sum(this.dataPath.rx, 'bytes'),
-      rxUnicast: sum(this.dataPath.rx, 'packets'),
-      rxDiscards: sum(this.dataPath.rx, 'drops'),
+      rxUnicast: BigInt(rx.unicast),
+      rxMulticast: BigInt(rx.multicast),
+      rxBroadcast: BigInt(rx.broadcast),
+      // Frames the filters turned away count as discards too.
+      rxDiscards: sum(this.dataPath.rx, 'drops') + BigInt(this.dataPath.filtered),
       txBytes: sum(this.dataPath.tx, 'bytes'),
-      txUnicast: sum(this.dataPath.tx, 'packets'),
+      txUnicast: BigInt(tx.unicast),
+      txMulticast: BigInt(tx.multicast),
+      txBroadcast: BigInt(tx.broadcast),
       txDiscards: sum(this.dataPath.tx, 'drops'),
       txErrors: sum(this.dataPath.tx, 'errors'),
     };

@@ -132,6 +132,11 @@ export class DataPath {
   readonly rx = Array.from({ length: MAX_QUEUE_PAIRS }, stats);
   /** Frames the filters turned away. */
   filtered = 0;
+  /** Packets by destination kind, as virtchnl_eth_stats splits them. */
+  readonly kinds = {
+    rx: { unicast: 0, multicast: 0, broadcast: 0 },
+    tx: { unicast: 0, multicast: 0, broadcast: 0 },
+  };
   readonly engineStats: EngineStats = { nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0, sharedDoorbells: 0 };
   private readonly txHead = new Uint32Array(MAX_QUEUE_PAIRS);
   private readonly rxHead = new Uint32Array(MAX_QUEUE_PAIRS);
@@ -323,8 +328,7 @@ export class DataPath {
       s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
       s.drops += c.dropped;
       for (const f of r.frames) {
-        s.packets++;
-        s.bytes += f.length;
+        this.count('tx', s, f);
         this.host.transmit(f);
       }
       if (r.stop === 'miss' || r.stop === 'ring') {
@@ -459,8 +463,7 @@ export class DataPath {
       }
     }
     for (const f of out) {
-      s.packets++;
-      s.bytes += f.length;
+      this.count('tx', s, f);
       this.host.transmit(f);
     }
   }
@@ -486,12 +489,12 @@ export class DataPath {
     let q = 0;
     let hash: number | undefined;
     const enabled = cfg.rxEnabled;
-    if (enabled & (enabled - 1)) {
-      const input = rssInput(frame);
-      if (input && cfg.rssKey.some((b) => b !== 0)) {
-        hash = toeplitz(cfg.rssKey, input);
-        q = cfg.rssLut[hash % cfg.rssLut.length] % cfg.numQueuePairs;
-      }
+    // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
+    // the queue only when more than one is enabled.
+    const input = cfg.rssKey.some((b) => b !== 0) ? rssInput(frame) : undefined;
+    if (input) {
+      hash = toeplitz(cfg.rssKey, input);
+      if (enabled & (enabled - 1)) q = cfg.rssLut[hash % cfg.rssLut.length] % cfg.numQueuePairs;
     }
     const ring = cfg.rx[q];
     if (!ring || !(enabled & (1 << q))) {
@@ -521,8 +524,7 @@ export class DataPath {
         case 'ok':
           this.engineStats.nativeRx++;
           this.rxHead[q] = r.head;
-          s.packets++;
-          s.bytes += frame.length;
+          this.count('rx', s, frame);
           this.raiseFor(q, 'rx');
           return true;
         case 'no-buffers':
@@ -612,9 +614,18 @@ export class DataPath {
       await this.host.memory.write(at + 8n, wb.subarray(8, 16)).catch(() => undefined);
       this.rxHead[q] = (head + 1) % ring.length;
     }
+    this.count('rx', s, frame);
+    this.raiseFor(q, 'rx');
+  }
+
+  /** One more packet on a queue: its counters and the per-kind totals. */
+  private count(dir: 'rx' | 'tx', s: QueueStats, frame: Uint8Array): void {
     s.packets++;
     s.bytes += frame.length;
-    this.raiseFor(q, 'rx');
+    const kinds = this.kinds[dir];
+    if (!(frame[0] & 1)) kinds.unicast++;
+    else if ((frame[0] & frame[1] & frame[2] & frame[3] & frame[4] & frame[5]) === 0xff) kinds.broadcast++;
+    else kinds.multicast++;
   }
 
   private accepts(frame: Uint8Array, cfg: VfConfig): boolean {
