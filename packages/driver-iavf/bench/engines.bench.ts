@@ -55,7 +55,7 @@ function config(): VfConfig {
     rx: [{ ring: RX_RING, length: RING, bufferSize: 2048, maxFrame: 1536, crcStrip: true }],
     txEnabled: 1,
     rxEnabled: 1,
-    irqMap: new Map([[1, { rx: 1, tx: 1 }]]),
+    irqMap: new Map([[1, { rx: 1, tx: 1, rxItr: 0, txItr: 1 }]]),
     macs: new Set(),
     promisc: 0,
     rssKey: Buffer.alloc(52),

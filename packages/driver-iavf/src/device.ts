@@ -60,7 +60,6 @@ export class IavfDevice implements DeviceImpl {
   private readonly network?: NetworkLink;
   /** The queue setup last reported, to tell which queues were (re)configured or enabled. */
   private lastQueues?: VfConfig;
-  private readonly itr = new Uint32Array(4 * 64);
   private link = { up: true, speedMbps: 0 };
   private queuePairs: number;
   private resetTimers: NodeJS.Timeout[] = [];
@@ -117,7 +116,7 @@ export class IavfDevice implements DeviceImpl {
       log: ctx.log,
       mac: options.mac,
       config: () => this.vf.config,
-      raise: (v) => this.vectors.raise(v),
+      raise: (v, itr) => this.vectors.raise(v, itr),
       // The tail registers in a page the VMM maps into the guest, watched by a native thread.
       sharedTails: true,
       // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
@@ -268,7 +267,6 @@ export class IavfDevice implements DeviceImpl {
     this.icr0Ena = 0;
     this.dataPath.reset();
     this.lastQueues = undefined;
-    this.itr.fill(0);
   }
 
   /** An interrupt cause for the misc vector (ICR01), raised if its enable bit is set. */
@@ -345,10 +343,8 @@ export class IavfDevice implements DeviceImpl {
         name: `VFINT_ITRN1_${i}`,
         offset: Reg.VFINT_ITRN1(i, 0),
         count: MAX_QUEUE_PAIRS,
-        read: (v: number) => this.itr[64 + i * 16 + v],
-        write: (v: number, x: number) => {
-          this.itr[64 + i * 16 + v] = x & 0xfff;
-        },
+        read: (v: number) => this.vectors.readItr(v + 1, i),
+        write: (v: number, x: number) => this.vectors.writeItr(v + 1, i, x),
       })),
       {
         name: 'VFINT_DYN_CTLN1',
@@ -371,10 +367,8 @@ export class IavfDevice implements DeviceImpl {
         name: 'VFINT_ITR01',
         offset: Reg.VFINT_ITR01(0),
         count: 3,
-        read: (i) => this.itr[i],
-        write: (i, x) => {
-          this.itr[i] = x & 0xfff;
-        },
+        read: (i) => this.vectors.readItr(0, i),
+        write: (i, x) => this.vectors.writeItr(0, i, x),
       },
       {
         name: 'VFINT_ICR0_ENA1',

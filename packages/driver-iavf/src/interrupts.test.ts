@@ -56,3 +56,63 @@ describe('interrupt vectors (DYN_CTL automask)', () => {
     expect(vc.read(7)).to.equal(0);
   });
 });
+
+describe('interrupt throttling (ITR)', () => {
+  /** A clock the test moves by hand, in milliseconds. */
+  const make = () => {
+    let t = 1000;
+    const fired: number[] = [];
+    const vc = new VectorControl(
+      2,
+      (v) => {
+        fired.push(v);
+        return true;
+      },
+      () => t,
+    );
+    return { vc, fired, advance: (ms: number) => (t += ms) };
+  };
+  const armWithItr = (index: number, interval2us: number) =>
+    DynCtl.INTENA | (index << DynCtl.ITR_INDX_SHIFT) | (interval2us << DynCtl.INTERVAL_SHIFT);
+
+  it('holds a second cause until the ITR interval since the last interrupt is over', async () => {
+    const { vc, fired, advance } = make();
+    vc.write(1, armWithItr(0, 1000)); // ITR0 = 2 ms, as iavf_buildreg_itr writes it
+    vc.raise(1, 0);
+    expect(fired).to.deep.equal([1]);
+    vc.write(1, DynCtl.INTENA | (3 << DynCtl.ITR_INDX_SHIFT)); // NAPI re-arms (0x19): no interval change
+    vc.raise(1, 0);
+    expect(fired, 'throttled').to.deep.equal([1]);
+    expect(vc.throttled[1]).to.equal(1);
+    expect(vc.readItr(1, 0)).to.equal(1000);
+    advance(2);
+    await new Promise((r) => setTimeout(r, 5));
+    expect(fired).to.deep.equal([1, 1]);
+  });
+
+  it('does not throttle causes on ITR_NONE, nor a vector whose interval is 0', () => {
+    const { vc, fired } = make();
+    vc.write(0, 0x19);
+    vc.raise(0);
+    vc.write(0, 0x19);
+    vc.raise(0);
+    vc.write(1, armWithItr(1, 0));
+    vc.raise(1, 1);
+    vc.write(1, 0x19);
+    vc.raise(1, 1);
+    expect(fired).to.deep.equal([0, 0, 1, 1]);
+  });
+
+  it('fires at once when the interval has already passed, and forgets intervals on reset', () => {
+    const { vc, fired, advance } = make();
+    vc.writeItr(1, 0, 50); // 100 µs, through VFINT_ITRN1
+    vc.write(1, 0x19);
+    vc.raise(1, 0);
+    advance(1);
+    vc.write(1, 0x19);
+    vc.raise(1, 0);
+    expect(fired).to.deep.equal([1, 1]);
+    vc.reset();
+    expect(vc.readItr(1, 0)).to.equal(0);
+  });
+});

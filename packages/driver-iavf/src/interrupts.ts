@@ -3,22 +3,43 @@
  * misc vector 0, DYN_CTLN1(v-1) for queue vector v) whose INTENA arms the vector and is cleared by
  * hardware when the vector fires (automask). A cause that arrives while the vector is not armed stays
  * pending and fires when the driver re-arms it, as Linux's NAPI re-enable relies on.
+ *
+ * Interrupt throttling (ITR): each vector has three interval registers (ITR index 0-2, in 2 µs units;
+ * VFINT_ITRN1 / VFINT_ITR01, or the INTERVAL field of a DYN_CTL write naming an ITR index). A cause with
+ * ITR index i does not fire the vector sooner than interval i after its last interrupt; it waits, pending,
+ * and fires when the interval is over. Index 3 (ITR_NONE) is never throttled.
  */
 import { DynCtl } from './constants.js';
+
+export const ITR_NONE = 3;
+const ITR_UNIT_US = 2;
 
 export class VectorControl {
   private readonly ctl: number[];
   private readonly pending: boolean[];
+  /** The ITR index of the cause waiting on each vector (the shortest, if several wait). */
+  private readonly pendingItr: number[];
+  private readonly itr: Uint16Array;
+  private readonly lastFire: number[];
+  private readonly timers: Array<NodeJS.Immediate | NodeJS.Timeout | undefined>;
   /** Interrupts fired, per vector. */
   readonly fired: number[];
+  /** Causes that waited for their ITR interval, per vector. */
+  readonly throttled: number[];
 
   constructor(
     readonly vectors: number,
     private readonly trigger: (vector: number) => boolean,
+    private readonly now: () => number = () => performance.now(),
   ) {
     this.ctl = new Array(vectors).fill(0);
     this.pending = new Array(vectors).fill(false);
+    this.pendingItr = new Array(vectors).fill(ITR_NONE);
+    this.itr = new Uint16Array(vectors * 3);
+    this.lastFire = new Array(vectors).fill(Number.NEGATIVE_INFINITY);
+    this.timers = new Array(vectors).fill(undefined);
     this.fired = new Array(vectors).fill(0);
+    this.throttled = new Array(vectors).fill(0);
   }
 
   read(vector: number): number {
@@ -28,27 +49,84 @@ export class VectorControl {
   /** A driver write of a DYN_CTL register. */
   write(vector: number, value: number): void {
     if (vector >= this.vectors) return;
+    // The INTERVAL field updates the ITR register the ITR index names (not ITR_NONE).
+    const index = (value >>> DynCtl.ITR_INDX_SHIFT) & 3;
+    if (index !== ITR_NONE) this.itr[vector * 3 + index] = (value >>> DynCtl.INTERVAL_SHIFT) & 0xfff;
     // SWINT_TRIG and CLEARPBA are actions, not state.
     this.ctl[vector] = value & ~(DynCtl.SWINT_TRIG | DynCtl.CLEARPBA);
     if (value & DynCtl.CLEARPBA) this.pending[vector] = false;
-    if (value & DynCtl.INTENA && (value & DynCtl.SWINT_TRIG || this.pending[vector])) this.fire(vector);
+    if (!(value & DynCtl.INTENA)) return;
+    if (value & DynCtl.SWINT_TRIG) this.fire(vector);
+    else if (this.pending[vector]) this.tryFire(vector);
   }
 
-  /** A cause for `vector`: fires now if armed, else waits for the re-arm. */
-  raise(vector: number): void {
+  /** ITR interval registers (2 µs units), as VFINT_ITRN1 / VFINT_ITR01 show them. */
+  readItr(vector: number, index: number): number {
+    return vector < this.vectors && index < 3 ? this.itr[vector * 3 + index] : 0;
+  }
+
+  writeItr(vector: number, index: number, interval: number): void {
+    if (vector < this.vectors && index < 3) this.itr[vector * 3 + index] = interval & 0xfff;
+  }
+
+  /** A cause for `vector` with ITR index `itrIndex`: fires when armed and its interval allows. */
+  raise(vector: number, itrIndex = ITR_NONE): void {
     if (vector >= this.vectors) return;
-    if (this.ctl[vector] & DynCtl.INTENA) this.fire(vector);
-    else this.pending[vector] = true;
+    this.pendingItr[vector] = this.pending[vector]
+      ? this.shorter(vector, this.pendingItr[vector], itrIndex)
+      : itrIndex;
+    this.pending[vector] = true;
+    if (this.ctl[vector] & DynCtl.INTENA) this.tryFire(vector);
   }
 
   reset(): void {
     this.ctl.fill(0);
     this.pending.fill(false);
+    this.pendingItr.fill(ITR_NONE);
+    this.itr.fill(0);
+    this.lastFire.fill(Number.NEGATIVE_INFINITY);
+    for (let v = 0; v < this.vectors; v++) this.cancel(v);
+  }
+
+  private intervalMs(vector: number, index: number): number {
+    return index >= ITR_NONE ? 0 : (this.itr[vector * 3 + index] * ITR_UNIT_US) / 1000;
+  }
+
+  private shorter(vector: number, a: number, b: number): number {
+    return this.intervalMs(vector, a) <= this.intervalMs(vector, b) ? a : b;
+  }
+
+  /** Fires now if the pending cause's interval is over, else once it is. */
+  private tryFire(vector: number): void {
+    const wait = this.lastFire[vector] + this.intervalMs(vector, this.pendingItr[vector]) - this.now();
+    if (wait <= 0) {
+      this.fire(vector);
+      return;
+    }
+    if (this.timers[vector]) return;
+    this.throttled[vector]++;
+    const done = () => {
+      this.timers[vector] = undefined;
+      if (this.pending[vector] && this.ctl[vector] & DynCtl.INTENA) this.tryFire(vector);
+    };
+    // Below a millisecond, the next turn of the event loop is as soon as JavaScript can be.
+    this.timers[vector] = wait < 1 ? setImmediate(done) : setTimeout(done, Math.ceil(wait));
+  }
+
+  private cancel(vector: number): void {
+    const t = this.timers[vector];
+    if (!t) return;
+    clearTimeout(t as NodeJS.Timeout);
+    clearImmediate(t as NodeJS.Immediate);
+    this.timers[vector] = undefined;
   }
 
   private fire(vector: number): void {
+    this.cancel(vector);
     this.pending[vector] = false;
+    this.pendingItr[vector] = ITR_NONE;
     this.ctl[vector] &= ~DynCtl.INTENA;
+    this.lastFire[vector] = this.now();
     if (this.trigger(vector)) this.fired[vector]++;
   }
 }

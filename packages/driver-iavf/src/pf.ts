@@ -61,7 +61,8 @@ export interface VfConfig {
   txEnabled: number;
   rxEnabled: number;
   /** MSI-X vector → queue bitmaps. */
-  irqMap: Map<number, { rx: number; tx: number }>;
+  /** MSI-X vector → the queues it serves and the ITR index of their causes. */
+  irqMap: Map<number, { rx: number; tx: number; rxItr: number; txItr: number }>;
   macs: Set<string>;
   promisc: number;
   rssKey: Buffer;
@@ -345,7 +346,7 @@ const OPS: Partial<Record<number, OpSpec>> = {
         vf.queueBits(m.rxqMap, 'rxq_map');
         vf.queueBits(m.txqMap, 'txq_map');
         if (m.rxitrIdx > 3 || m.txitrIdx > 3) throw bad(`vector ${m.vectorId}: ITR index above 3`);
-        map.set(m.vectorId, { rx: m.rxqMap, tx: m.txqMap });
+        map.set(m.vectorId, { rx: m.rxqMap, tx: m.txqMap, rxItr: m.rxitrIdx, txItr: m.txitrIdx });
       }
       vf.config = { ...vf.config, irqMap: map };
       return Buffer.alloc(0);

@@ -60,7 +60,7 @@ export interface DataPathHost {
   /** MAC address of the VF. */
   mac: string;
   /** Raises an MSI-X vector through its DYN_CTLN1 automask. */
-  raise(vector: number): void;
+  raise(vector: number, itrIndex?: number): void;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
   /**
@@ -282,14 +282,14 @@ export class DataPath {
     }
   }
 
-  private vectorOf(q: number, dir: 'rx' | 'tx'): number | undefined {
-    for (const [vector, map] of this.host.config().irqMap) if (map[dir] & (1 << q)) return vector;
-    return undefined;
-  }
-
+  /** Raises the vector the IRQ map gives this queue, with the ITR index of that cause. */
   private raiseFor(q: number, dir: 'rx' | 'tx'): void {
-    const v = this.vectorOf(q, dir);
-    if (v !== undefined) this.host.raise(v);
+    for (const [vector, map] of this.host.config().irqMap) {
+      if (map[dir] & (1 << q)) {
+        this.host.raise(vector, dir === 'rx' ? map.rxItr : map.txItr);
+        return;
+      }
+    }
   }
 
   private badTail(q: number, tail: number, ring: TxQueueConfig): void {

@@ -85,7 +85,9 @@ function config(queues = 1): VfConfig {
     })),
     txEnabled: all,
     rxEnabled: all,
-    irqMap: new Map(Array.from({ length: queues }, (_, q) => [q + 1, { rx: 1 << q, tx: 1 << q }])),
+    irqMap: new Map(
+      Array.from({ length: queues }, (_, q) => [q + 1, { rx: 1 << q, tx: 1 << q, rxItr: 0, txItr: 1 }]),
+    ),
     macs: new Set(),
     promisc: 0,
     rssKey: Buffer.from(Array.from({ length: 52 }, (_, i) => (i * 37 + 11) & 0xff)),
