@@ -91,7 +91,19 @@ export class IavfDevice implements DeviceImpl {
         { id: 'pcie', flr: true, maxPayload: 256, linkSpeed: 8, linkWidth: 8 },
       ],
     });
-    this.vectors = new VectorControl(options.queues + 1, (v) => ctx.irqs.trigger(v));
+    // ITR intervals: queue vectors' VFINT_ITRN1 lives in the shared tail page when there is one (the
+    // guest writes it there, untrapped), so the throttle reads and writes it there.
+    const ownItr = new Uint16Array((options.queues + 1) * 3);
+    const sharedItr = (v: number, i: number) =>
+      v >= 1 ? this.dataPath?.sharedRegister(Reg.VFINT_ITRN1(i, v - 1)) : undefined;
+    this.vectors = new VectorControl(options.queues + 1, (v) => ctx.irqs.trigger(v), undefined, {
+      get: (v, i) => sharedItr(v, i)?.[0] ?? ownItr[v * 3 + i],
+      set: (v, i, x) => {
+        const word = sharedItr(v, i);
+        if (word) word[0] = x;
+        else ownItr[v * 3 + i] = x;
+      },
+    });
     this.aq = new AdminQueue({
       memory: ctx.memory,
       log: ctx.log,

@@ -116,3 +116,19 @@ describe('interrupt throttling (ITR)', () => {
     expect(vc.readItr(1, 0)).to.equal(0);
   });
 });
+
+describe('ITR intervals kept where the device says', () => {
+  it('reads and writes them through the given store (e.g. the shared tail page)', () => {
+    const page = new Uint32Array(6);
+    const vc = new VectorControl(2, () => true, undefined, {
+      get: (v, i) => page[v * 3 + i],
+      set: (v, i, x) => {
+        page[v * 3 + i] = x;
+      },
+    });
+    page[3] = 77; // the guest wrote VFINT_ITRN1(0, 0) in shared memory
+    expect(vc.readItr(1, 0)).to.equal(77);
+    vc.write(1, DynCtl.INTENA | (1 << DynCtl.ITR_INDX_SHIFT) | (12 << DynCtl.INTERVAL_SHIFT));
+    expect(page[4]).to.equal(12);
+  });
+});

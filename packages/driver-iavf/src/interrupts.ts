@@ -14,12 +14,18 @@ import { DynCtl } from './constants.js';
 export const ITR_NONE = 3;
 const ITR_UNIT_US = 2;
 
+/** Where a vector's ITR intervals live (the device may keep some in guest-mapped memory). */
+export interface ItrStore {
+  get(vector: number, index: number): number;
+  set(vector: number, index: number, interval: number): void;
+}
+
 export class VectorControl {
   private readonly ctl: number[];
   private readonly pending: boolean[];
   /** The ITR index of the cause waiting on each vector (the shortest, if several wait). */
   private readonly pendingItr: number[];
-  private readonly itr: Uint16Array;
+  private readonly itr: ItrStore;
   private readonly lastFire: number[];
   private readonly timers: Array<NodeJS.Immediate | NodeJS.Timeout | undefined>;
   /** Interrupts fired, per vector. */
@@ -31,11 +37,18 @@ export class VectorControl {
     readonly vectors: number,
     private readonly trigger: (vector: number) => boolean,
     private readonly now: () => number = () => performance.now(),
+    itrStore?: ItrStore,
   ) {
     this.ctl = new Array(vectors).fill(0);
     this.pending = new Array(vectors).fill(false);
     this.pendingItr = new Array(vectors).fill(ITR_NONE);
-    this.itr = new Uint16Array(vectors * 3);
+    const own = new Uint16Array(vectors * 3);
+    this.itr = itrStore ?? {
+      get: (v, i) => own[v * 3 + i],
+      set: (v, i, x) => {
+        own[v * 3 + i] = x;
+      },
+    };
     this.lastFire = new Array(vectors).fill(Number.NEGATIVE_INFINITY);
     this.timers = new Array(vectors).fill(undefined);
     this.fired = new Array(vectors).fill(0);
@@ -51,7 +64,7 @@ export class VectorControl {
     if (vector >= this.vectors) return;
     // The INTERVAL field updates the ITR register the ITR index names (not ITR_NONE).
     const index = (value >>> DynCtl.ITR_INDX_SHIFT) & 3;
-    if (index !== ITR_NONE) this.itr[vector * 3 + index] = (value >>> DynCtl.INTERVAL_SHIFT) & 0xfff;
+    if (index !== ITR_NONE) this.itr.set(vector, index, (value >>> DynCtl.INTERVAL_SHIFT) & 0xfff);
     // SWINT_TRIG and CLEARPBA are actions, not state.
     this.ctl[vector] = value & ~(DynCtl.SWINT_TRIG | DynCtl.CLEARPBA);
     if (value & DynCtl.CLEARPBA) this.pending[vector] = false;
@@ -62,11 +75,11 @@ export class VectorControl {
 
   /** ITR interval registers (2 µs units), as VFINT_ITRN1 / VFINT_ITR01 show them. */
   readItr(vector: number, index: number): number {
-    return vector < this.vectors && index < 3 ? this.itr[vector * 3 + index] : 0;
+    return vector < this.vectors && index < 3 ? this.itr.get(vector, index) : 0;
   }
 
   writeItr(vector: number, index: number, interval: number): void {
-    if (vector < this.vectors && index < 3) this.itr[vector * 3 + index] = interval & 0xfff;
+    if (vector < this.vectors && index < 3) this.itr.set(vector, index, interval & 0xfff);
   }
 
   /** A cause for `vector` with ITR index `itrIndex`: fires when armed and its interval allows. */
@@ -83,13 +96,13 @@ export class VectorControl {
     this.ctl.fill(0);
     this.pending.fill(false);
     this.pendingItr.fill(ITR_NONE);
-    this.itr.fill(0);
+    for (let v = 0; v < this.vectors; v++) for (let i = 0; i < 3; i++) this.itr.set(v, i, 0);
     this.lastFire.fill(Number.NEGATIVE_INFINITY);
     for (let v = 0; v < this.vectors; v++) this.cancel(v);
   }
 
   private intervalMs(vector: number, index: number): number {
-    return index >= ITR_NONE ? 0 : (this.itr[vector * 3 + index] * ITR_UNIT_US) / 1000;
+    return index >= ITR_NONE ? 0 : ((this.itr.get(vector, index) & 0xfff) * ITR_UNIT_US) / 1000;
   }
 
   private shorter(vector: number, a: number, b: number): number {

@@ -171,6 +171,11 @@ export class DataPath {
     return tails.region(registers, (q) => this.txDoorbell(q, tails.tx[q] & TAIL_MASK));
   }
 
+  /** A BAR0 register that lives in the shared page (e.g. VFINT_ITRN1), or undefined if it is trapped. */
+  sharedRegister(offset: number): Uint32Array | undefined {
+    return this.tails?.word(offset);
+  }
+
   /** Whether the tail registers are in a shared page, and whether its watcher thread runs. */
   get sharedTails(): { shared: boolean; watching: boolean } {
     return { shared: this.tails !== undefined, watching: this.tails?.watching ?? false };

@@ -109,6 +109,22 @@ describe('BAR0 tail registers in shared memory', () => {
     }
   });
 
+  it("the interrupt throttle reads VFINT_ITRN1 from the page, where the guest's stores land", async () => {
+    const { h } = await up();
+    const tails = await mapTails(h);
+    try {
+      // What iavf_configure_msix writes for queue vector 1's RX ITR (ITR index 0): 25 × 2 µs = 50 µs.
+      tails.words(Reg.VFINT_ITRN1(0, 0))[0] = 25;
+      expect(h.device.vectors.readItr(1, 0)).to.equal(25);
+      // An ITR change by a DYN_CTLN1 INTERVAL write (trapped) lands in the page too.
+      await h.vf.wr32(Reg.VFINT_DYN_CTLN1(0), 0x1 | (1 << 3) | (60 << 5));
+      expect(tails.words(Reg.VFINT_ITRN1(1, 0))[0]).to.equal(60);
+    } finally {
+      tails.unmap();
+      await h.close();
+    }
+  });
+
   it('the watcher runs while TX queues are enabled; a VF reset stops it and clears the page; close stops it', async () => {
     const s = await up();
     h = s.h;
