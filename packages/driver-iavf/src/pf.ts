@@ -197,14 +197,6 @@ export class VirtualFunction {
     this.host.post(VirtchnlOp.EVENT, VirtchnlStatus.SUCCESS, ev);
   }
 
-  /** EVENT RESET_IMPENDING: the PF is about to reset the VF. */
-  sendResetImpending(): void {
-    const ev = Buffer.alloc(PF_EVENT_SIZE);
-    ev.writeInt32LE(PfEvent.RESET_IMPENDING, 0);
-    ev.writeInt32LE(2, 12); // severity: certain
-    this.host.post(VirtchnlOp.EVENT, VirtchnlStatus.SUCCESS, ev);
-  }
-
   // Shared checks.
   vsi(id: number): void {
     if (id !== VSI_ID) throw bad(`vsi_id ${id}, the VF has only VSI ${VSI_ID}`);

@@ -167,7 +167,3 @@ function popcount(n: number): number {
   for (let x = n; x; x &= x - 1) c++;
   return c;
 }
-
-export function irqIndexOf(name: IrqIndexName): number {
-  return IRQ_INDEX_NAMES.indexOf(name);
-}
