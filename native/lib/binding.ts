@@ -97,6 +97,7 @@ export interface NativeGuestMemoryTable {
     count: number,
     buffers: bigint,
     bufferSize: number,
+    descSize: number,
   ): number;
 }
 

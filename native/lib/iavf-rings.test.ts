@@ -567,6 +567,37 @@ describe('iavfRxRing', () => {
     });
     expect(iavfRxRing(t, { ...queue, iova: 0x6_0000_0000n }, 0, 63, pattern(100)).status).to.equal('ring');
   });
+
+  it('writes 16-byte descriptors (RXDID 0): qwords 0 and 1 only, 16 bytes apart, the ring 16 bytes per entry', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const buffers = ram.alloc(64 * 1024, 4096);
+    // The last 1 KiB of RAM: room for 64 16-byte descriptors, not for 64 32-byte ones.
+    const iova = ram.base + (1n << 20n) - 1024n;
+    const queue = { iova, length: 64, bufferSize: 1024, maxFrame: 9000, descSize: 16 as const };
+    expect(iavfGuestPostRx(t, queue, 0, 63, buffers, 1024)).to.equal(63);
+    for (let i = 0; i < 63; i++) expect(ram.u64(iova + BigInt(i * 16))).to.equal(buffers + BigInt(i * 1024));
+    const f = pattern(2500, 3);
+    expect(iavfRxRing(t, queue, 0, 63, f, { hash: 0x1234 })).to.deep.equal({ status: 'ok', head: 3 });
+    const qw = (i: number, k: number) => ram.u64(iova + BigInt(i * 16 + k * 8));
+    expect([0, 1, 2].map((i) => [qw(i, 0), qw(i, 1)])).to.deep.equal([
+      [0x1234n << 32n, RX_DD | (3n << 12n) | (1024n << 38n)],
+      [0x1234n << 32n, RX_DD | (3n << 12n) | (1024n << 38n)],
+      [0x1234n << 32n, RX_DD | RX_EOF | (3n << 12n) | (452n << 38n)],
+    ]);
+    expect(qw(3, 0), 'the next descriptor keeps its buffer address').to.equal(buffers + 3n * 1024n);
+    expect(ram.read(buffers, 2500).equals(f)).to.equal(true);
+    // The same ring read as 32-byte descriptors runs off the end of RAM.
+    expect(iavfRxRing(t, { ...queue, descSize: 32 }, 3, 63, f).status).to.equal('ring');
+    expect(() => iavfRxRing(t, { ...queue, descSize: 24 as 16 }, 3, 63, f)).to.throw(
+      TypeError,
+      'queue.descSize must be 16 or 32, got 24',
+    );
+    expect(() => iavfGuestPostRx(t, { ...queue, descSize: 8 as 16 }, 0, 1, buffers, 1024)).to.throw(
+      TypeError,
+      'ring.descSize must be 16 or 32',
+    );
+  });
 });
 
 describe('guest-side helpers (benchmarks)', () => {

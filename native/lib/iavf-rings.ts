@@ -250,11 +250,22 @@ const RX_STATUSES: readonly IavfRxStatus[] = [
   'indirect',
 ];
 
+/** RX descriptor size: 32 bytes (legacy RXDID 1, the default) or 16 bytes (legacy RXDID 0). */
+export type IavfRxDescSize = 16 | 32;
+
 export interface IavfRxQueue extends IavfRing {
   /** Bytes per RX buffer (databuffer_size). */
   bufferSize: number;
   /** Largest frame the queue takes (max_pkt_size). */
   maxFrame: number;
+  /** Bytes per descriptor (default 32). */
+  descSize?: IavfRxDescSize;
+}
+
+function rxDescSize(size: unknown, name: string): IavfRxDescSize {
+  if (size === undefined) return 32;
+  if (size !== 16 && size !== 32) throw typeError(name, '16 or 32', size);
+  return size;
 }
 
 export interface IavfRxOptions {
@@ -266,9 +277,9 @@ export interface IavfRxOptions {
 
 /**
  * Writes one frame into an iavf RX ring from head (the device owns [head, tail)), over as many
- * descriptors as bufferSize needs (up to 5), each written back in the legacy 32-byte format: qwords 2
- * and 3 zero, qword0 the RSS hash, then qword1 (DD, EOF on the last, LENGTH_PBUF, FLTSTAT) last, with a
- * release store. Returns the status and the new head.
+ * descriptors as bufferSize needs (up to 5), each written back in the legacy format: qwords 2 and 3
+ * zero (32-byte descriptors only), qword0 the RSS hash, then qword1 (DD, EOF on the last, LENGTH_PBUF,
+ * FLTSTAT) last, with a release store. Returns the status and the new head.
  */
 export function iavfRxRing(
   table: GuestMemoryTable,
@@ -287,7 +298,7 @@ export function iavfRxRing(
     queue.maxFrame,
     frame,
     options.hash ?? -1,
-    options.strict ? 2 : 0,
+    (options.strict ? 2 : 0) | (rxDescSize(queue.descSize, 'queue.descSize') === 16 ? 4 : 0),
   );
   return { status: RX_STATUSES[Math.floor(r / 65536)], head: r % 65536 };
 }
@@ -311,17 +322,19 @@ export function iavfGuestPostTx(
 }
 
 /**
- * The guest's RX refill (iavf_alloc_rx_buffers): pkt_addr of `count` descriptors from `next`, slot i
- * getting buffers + i * bufferSize, and their qword1 cleared; returns the new next_to_use.
+ * The guest's RX refill (iavf_alloc_rx_buffers): pkt_addr of `count` descriptors (descSize bytes
+ * each, default 32) from `next`, slot i getting buffers + i * bufferSize, and their qword1 cleared;
+ * returns the new next_to_use.
  */
 export function iavfGuestPostRx(
   table: GuestMemoryTable,
-  ring: IavfRing,
+  ring: IavfRing & { descSize?: IavfRxDescSize },
   next: number,
   count: number,
   buffers: bigint,
   bufferSize: number,
 ): number {
   validateInteger(count, 'count', 0, ring.length - 1);
-  return table.native.guestPostRx(ring.iova, ring.length, next, count, buffers, bufferSize);
+  const descSize = rxDescSize(ring.descSize, 'ring.descSize');
+  return table.native.guestPostRx(ring.iova, ring.length, next, count, buffers, bufferSize, descSize);
 }

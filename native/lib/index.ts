@@ -16,6 +16,7 @@ export {
   type GuestRange,
   type GuestRangeAccess,
   type IavfRing,
+  type IavfRxDescSize,
   type IavfRxOptions,
   type IavfRxQueue,
   type IavfRxStatus,

@@ -3,10 +3,11 @@
 //   table.txRing(ring: bigint, ringLen, head, tail, flags) -> TxResult
 //   table.rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame, hash, flags) -> number
 //   table.guestPostTx(ring: bigint, ringLen, next, count, buffer: bigint, length, cmd) -> next
-//   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize) -> next
+//   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize, descSize) -> next
 //
 // Descriptor formats are Linux's (iavf_type.h; shared/reference/iavf.md §5): 16-byte TX data and
-// context descriptors, 32-byte legacy RX descriptors in read and write-back form. Every guest value
+// context descriptors; legacy RX descriptors in read and write-back form, 32 bytes (RXDID 1, the
+// default) or 16 bytes (RXDID 0: qwords 0 and 1 only, for a VF that negotiated it). Every guest value
 // (address, length, index) is read once into a local and checked before use; nothing a guest writes
 // can make this code touch memory outside the table's ranges. Policy (counters, logs, interrupts,
 // filters, RSS) stays in TypeScript: these functions report what happened.
@@ -27,6 +28,7 @@ namespace {
 
 constexpr uint32_t kTxDescSize = 16;
 constexpr uint32_t kRxDescSize = 32;
+constexpr uint32_t kRxDescSize16 = 16;
 constexpr uint32_t kMaxRingLen = 8192;  // the tail registers have 13 bits
 
 constexpr uint64_t kDtypeData = 0x0;
@@ -52,6 +54,7 @@ constexpr uint32_t kMaxRxChunks = 5;
 // TX flags.
 constexpr uint32_t kTxOffload = 1;  // do checksums and TSO here (else return packets and their metadata)
 constexpr uint32_t kTxStrict = 2;   // an address in no range is a bad address (else: stop, kMiss)
+constexpr uint32_t kRx16Byte = 4;   // rxRing: the ring holds 16-byte descriptors (RXDID 0)
 
 // TX stop reasons.
 enum TxStop : uint32_t {
@@ -360,9 +363,10 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
 
 // rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame: Uint8Array, hash, flags):
 // writes one frame into the RX ring from head (the device owns [head, tail)), split over
-// ceil(length / bufferSize) descriptors, each written back in the legacy 32-byte format: qwords 2-3
-// zero, qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1), then qword1 (DD, EOF on the
-// last, LENGTH_PBUF) with a release store. Returns status * 65536 + new head. flags: bit 1 strict.
+// ceil(length / bufferSize) descriptors, each written back in the legacy format: qwords 2-3 zero (the
+// 32-byte format only), qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1), then qword1
+// (DD, EOF on the last, LENGTH_PBUF) with a release store. Returns status * 65536 + new head.
+// flags: bit 1 strict, bit 2 16-byte descriptors.
 Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t ring;
@@ -375,7 +379,10 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   }
   if (!info[6].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
   Napi::TypedArray view = info[6].As<Napi::TypedArray>();
-  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, 3, &flags)) return env.Undefined();
+  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kTxStrict | kRx16Byte, &flags)) {
+    return env.Undefined();
+  }
+  const uint32_t desc_size = (flags & kRx16Byte) != 0 ? kRxDescSize16 : kRxDescSize;
   const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
   const size_t length = view.ByteLength();
   auto result = [&](uint32_t status, uint32_t h) { return Napi::Number::New(env, status * 65536.0 + h); };
@@ -388,14 +395,14 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   if (free < chunks) return result(kRxNoBuffers, head);
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * kRxDescSize, true, &base) != Hit::kOk) return result(kRxRing, head);
+  if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) return result(kRxRing, head);
   const bool strict = (flags & kTxStrict) != 0;
 
   uint8_t* desc[kMaxRxChunks];
   uint8_t* dest[kMaxRxChunks];
   size_t bad = chunks;  // index of the first bad buffer, chunks if none
   for (size_t i = 0; i < chunks; i++) {
-    desc[i] = base + static_cast<size_t>((head + i) % len) * kRxDescSize;
+    desc[i] = base + static_cast<size_t>((head + i) % len) * desc_size;
     const uint64_t pkt = Load64(desc[i]);
     const size_t part = i + 1 < chunks ? buffer_size : length - i * buffer_size;
     switch (Find(pkt, part, true, &dest[i])) {
@@ -423,8 +430,10 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   }
   for (size_t i = 0; i < good; i++) {
     const size_t part = i + 1 < chunks ? buffer_size : length - i * buffer_size;
-    Store64(desc[i] + 16, 0);
-    Store64(desc[i] + 24, 0);
+    if (desc_size == kRxDescSize) {
+      Store64(desc[i] + 16, 0);
+      Store64(desc[i] + 24, 0);
+    }
     Store64(desc[i], qw0);
     uint64_t qw1 = kRxDd | (static_cast<uint64_t>(part) << kRxLengthShift);
     if (i + 1 == chunks) qw1 |= kRxEof;
@@ -466,26 +475,27 @@ Napi::Value GuestMemoryTable::GuestPostTx(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, next);
 }
 
-// guestPostRx(ring, ringLen, next, count, buffers, bufferSize): pkt_addr of `count` descriptors from
-// `next` (descriptor i gets buffers + i * bufferSize) and qword1 cleared, as iavf_alloc_rx_buffers;
-// returns the new next_to_use. The caller bumps the tail.
+// guestPostRx(ring, ringLen, next, count, buffers, bufferSize, descSize): pkt_addr of `count`
+// descriptors (16 or 32 bytes each) from `next` (descriptor i gets buffers + i * bufferSize) and qword1
+// cleared, as iavf_alloc_rx_buffers; returns the new next_to_use. The caller bumps the tail.
 Napi::Value GuestMemoryTable::GuestPostRx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t ring, buffers;
-  uint32_t len, next, count, buffer_size;
+  uint32_t len, next, count, buffer_size, desc_size;
   if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
       !ArgU32(info, 3, UINT32_MAX, &count) || !ArgBigUint64(info, 4, &buffers) ||
-      !ArgU32(info, 5, UINT32_MAX, &buffer_size)) {
+      !ArgU32(info, 5, UINT32_MAX, &buffer_size) || !ArgU32(info, 6, kRxDescSize, &desc_size)) {
     return env.Undefined();
   }
+  if (desc_size != kRxDescSize && desc_size != kRxDescSize16) return ThrowTypeError(env, "descSize must be 16 or 32");
   if (len == 0 || next >= len || count >= len) return ThrowTypeError(env, "next and count must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * kRxDescSize, true, &base) != Hit::kOk) {
+  if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestPostRx");
   }
   for (uint32_t i = 0; i < count; i++) {
-    uint8_t* d = base + static_cast<size_t>(next) * kRxDescSize;
+    uint8_t* d = base + static_cast<size_t>(next) * desc_size;
     Store64(d, buffers + static_cast<uint64_t>(next) * buffer_size);
     StoreRelease64(d + 8, 0);
     next = next + 1 == len ? 0 : next + 1;
