@@ -60,7 +60,11 @@ function configWith(tx: boolean, rx: boolean): VfConfig {
   return {
     ...cfg,
     tx: [tx ? { ring: 0x10000n, length: RING } : undefined],
-    rx: [rx ? { ring: 0x20000n, length: RING, bufferSize: 2048, maxFrame: 1522, crcStrip: true } : undefined],
+    rx: [
+      rx
+        ? { ring: 0x20000n, length: RING, bufferSize: 2048, maxFrame: 1522, crcStrip: true, descSize: 32 }
+        : undefined,
+    ],
     txEnabled: tx ? 1 : 0,
     rxEnabled: rx ? 1 : 0,
     promisc: 1,

@@ -52,7 +52,7 @@ function config(): VfConfig {
     numQueuePairs: 1,
     caps: 0,
     tx: [{ ring: TX_RING, length: RING }],
-    rx: [{ ring: RX_RING, length: RING, bufferSize: 2048, maxFrame: 1536, crcStrip: true }],
+    rx: [{ ring: RX_RING, length: RING, bufferSize: 2048, maxFrame: 1536, crcStrip: true, descSize: 32 }],
     txEnabled: 1,
     rxEnabled: 1,
     irqMap: new Map([[1, { rx: 1, tx: 1, rxItr: 0, txItr: 1 }]]),

@@ -152,9 +152,23 @@ export const VfCap = {
   RX_FLEX_DESC: 1 << 26,
 } as const;
 
-/** What we grant, of what the VF asks: L2, RSS through virtchnl, link speed in Mbps, queue requests. */
+/**
+ * What we grant, of what the VF asks: L2, RSS through virtchnl, link speed in Mbps, queue requests,
+ * and RX descriptor negotiation (RX_FLEX_DESC: the legacy RXDIDs only, see SUPPORTED_RXDIDS).
+ */
 export const GRANTABLE_CAPS =
-  VfCap.L2 | VfCap.RSS_PF | VfCap.ADV_LINK_SPEED | VfCap.REQ_QUEUES | VfCap.WB_ON_ITR;
+  VfCap.L2 | VfCap.RSS_PF | VfCap.ADV_LINK_SPEED | VfCap.REQ_QUEUES | VfCap.WB_ON_ITR | VfCap.RX_FLEX_DESC;
+
+/** RX descriptor ids (virtchnl.h VIRTCHNL_RXDID_*): the two legacy formats emu writes. */
+export const RxDid = {
+  /** Legacy 16-byte write-back: qwords 0 and 1 of the 32-byte one. */
+  LEGACY_0: 0,
+  /** Legacy 32-byte write-back: every VF's default. */
+  LEGACY_1: 1,
+} as const;
+
+/** GET_SUPPORTED_RXDIDS: a bitmap of RXDIDs, bit n for RXDID n. */
+export const SUPPORTED_RXDIDS = (1n << BigInt(RxDid.LEGACY_0)) | (1n << BigInt(RxDid.LEGACY_1));
 
 export const VSI_TYPE_SRIOV = 6;
 export const VSI_ID = 1;

@@ -10,6 +10,8 @@ import {
   PfEvent,
   RSS_KEY_SIZE,
   RSS_LUT_SIZE,
+  RxDid,
+  SUPPORTED_RXDIDS,
   VfCap,
   VirtchnlOp,
   VirtchnlStatus,
@@ -32,6 +34,7 @@ import {
   RssKeyLutHeader,
   RxqInfo,
   readMac,
+  SupportedRxdids,
   TxqInfo,
   VectorMap,
   VersionInfo,
@@ -50,6 +53,8 @@ export interface RxQueueConfig extends TxQueueConfig {
   bufferSize: number;
   maxFrame: number;
   crcStrip: boolean;
+  /** Bytes per descriptor: 32 (legacy RXDID 1), or 16 (legacy RXDID 0, asked for through RX_FLEX_DESC). */
+  descSize: 16 | 32;
 }
 
 /** What the VF configured: the data path reads it (issue 5), tests and users inspect it. */
@@ -301,7 +306,8 @@ const OPS: Partial<Record<number, OpSpec>> = {
         }
         if (r.ringLen === 0) rx[i] = undefined;
         else {
-          vf.ring(r.dmaRingAddr, r.ringLen, 32, 32, `RX queue ${i}`);
+          const descSize = rxDescSize(vf, (r.crcAndRxdid >>> 8) & 0xff, i);
+          vf.ring(r.dmaRingAddr, r.ringLen, descSize, 32, `RX queue ${i}`);
           if (r.databufferSize < 128 || r.databufferSize > 16 * 1024 - 128 || r.databufferSize % 128 !== 0) {
             throw bad(
               `RX queue ${i} databuffer_size ${r.databufferSize} must be a multiple of 128 up to 16256`,
@@ -316,6 +322,7 @@ const OPS: Partial<Record<number, OpSpec>> = {
             bufferSize: r.databufferSize,
             maxFrame: r.maxPktSize,
             crcStrip: !(vf.config.caps & VfCap.CRC && (r.crcAndRxdid & 0xff) !== 0),
+            descSize,
           };
         }
       }
@@ -465,6 +472,14 @@ const OPS: Partial<Record<number, OpSpec>> = {
       return Buffer.alloc(0);
     },
   },
+  [VirtchnlOp.GET_SUPPORTED_RXDIDS]: {
+    needsActive: true,
+    handle(vf) {
+      // ice answers only a VF that negotiated RX_FLEX_DESC.
+      if (!(vf.config.caps & VfCap.RX_FLEX_DESC)) throw bad('GET_SUPPORTED_RXDIDS without RX_FLEX_DESC');
+      return SupportedRxdids.encode({ rxdids: SUPPORTED_RXDIDS });
+    },
+  },
   [VirtchnlOp.REQUEST_QUEUES]: {
     needsActive: true,
     handle(vf, msg) {
@@ -481,6 +496,19 @@ const OPS: Partial<Record<number, OpSpec>> = {
     },
   },
 };
+
+/**
+ * The RX descriptor size a queue's rxdid asks for. Without RX_FLEX_DESC the field means nothing (Linux
+ * leaves it 0) and the format is legacy 32-byte; with it, the VF picks one of SUPPORTED_RXDIDS, and
+ * anything else is refused, as ice_vc_cfg_qs_msg does.
+ */
+function rxDescSize(vf: VirtualFunction, rxdid: number, queue: number): 16 | 32 {
+  if (!(vf.config.caps & VfCap.RX_FLEX_DESC)) return 32;
+  if (!((SUPPORTED_RXDIDS >> BigInt(rxdid)) & 1n)) {
+    throw bad(`RX queue ${queue}: RXDID ${rxdid} is not supported (only the legacy formats 0 and 1)`);
+  }
+  return rxdid === RxDid.LEGACY_0 ? 16 : 32;
+}
 
 function selectQueues(vf: VirtualFunction, msg: Buffer) {
   const q = QueueSelect.decode(msg);

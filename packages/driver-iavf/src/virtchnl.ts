@@ -73,6 +73,7 @@ export const PromiscFlag = { UNICAST: 0x1, MULTICAST: 0x2 } as const;
 
 export const RssKeyLutHeader = struct('virtchnl_rss_key', { vsiId: 'u16', length: 'u16' });
 export const RssHena = struct('virtchnl_rss_hena', { hena: 'u64' });
+export const SupportedRxdids = struct('virtchnl_supported_rxdids', { rxdids: 'u64' });
 export const RssHfunc = struct('virtchnl_rss_hfunc', { vsiId: 'u16', alg: 'u16', reserved: 'u32' });
 
 export const VfResRequest = struct('virtchnl_vf_res_request', { numQueuePairs: 'u16' });

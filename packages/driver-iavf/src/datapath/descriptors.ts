@@ -1,10 +1,10 @@
 /**
  * The data-path descriptor formats the Linux iavf driver uses (iavf_type.h, iavf_txrx.h): 16-byte TX
- * data and context descriptors, and the 32-byte legacy RX descriptor in read and write-back form.
+ * data and context descriptors, and the legacy RX descriptor in read and write-back form: 32 bytes, or
+ * 16 (qwords 0 and 1 alone) for a VF that negotiated RXDID 0. The RX size lives in RxQueueConfig.
  */
 
 export const TX_DESC_SIZE = 16;
-export const RX_DESC_SIZE = 32;
 
 export const TxDtype = { DATA: 0x0, CONTEXT: 0x1, DESC_DONE: 0xf } as const;
 

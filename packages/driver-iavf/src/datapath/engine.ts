@@ -17,8 +17,9 @@
  * A bad buffer (outside guest memory, 0 bytes) drops its packet (one error); more than 16 buffers
  * without EOP (64 with TSO) drop it there (one error) and the next descriptor starts a new packet. Every
  * finished packet, sent or dropped, has its RS descriptors written back done (DTYPE 0xF). RX fills
- * descriptors from head up to the tail, at most 5 per frame, writes qword1 last; a buffer outside guest
- * memory is written back DD|EOF|RXE (dropped) and the ring moves on.
+ * descriptors (32-byte, or 16-byte when the VF negotiated RXDID 0) from head up to the tail, at most 5
+ * per frame, writes qword1 last; a buffer outside guest memory is written back DD|EOF|RXE (dropped) and
+ * the ring moves on.
  *
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
@@ -32,7 +33,6 @@ import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp, tsoValid } fro
 import {
   decodeTx,
   markTxDone,
-  RX_DESC_SIZE,
   rxDropped,
   rxWriteback,
   TX_DESC_SIZE,
@@ -518,6 +518,7 @@ export class DataPath {
       length: ring.length,
       bufferSize: ring.bufferSize,
       maxFrame: ring.maxFrame,
+      descSize: ring.descSize,
     };
     let synced = false;
     for (;;) {
@@ -548,7 +549,7 @@ export class DataPath {
           return true;
         case 'miss':
         case 'ring':
-          if (synced || (r.status === 'ring' && !native.direct(ring.ring, ring.length * RX_DESC_SIZE)))
+          if (synced || (r.status === 'ring' && !native.direct(ring.ring, ring.length * ring.descSize)))
             return false;
           native.sync();
           synced = true;
@@ -582,7 +583,7 @@ export class DataPath {
     }
     for (let i = 0; i < chunks; i++) {
       const head = this.rxHead[q];
-      const at = ring.ring + BigInt(head * RX_DESC_SIZE);
+      const at = ring.ring + BigInt(head * ring.descSize);
       const desc = await this.host.memory.read(at, 8).catch(() => undefined);
       if (gen !== this.generation) return;
       const part = frame.subarray(i * ring.bufferSize, Math.min(frame.length, (i + 1) * ring.bufferSize));
@@ -610,11 +611,12 @@ export class DataPath {
         return;
       }
       const last = i === chunks - 1;
-      const wb = Buffer.alloc(RX_DESC_SIZE);
+      const wb = Buffer.alloc(ring.descSize);
       if (hash !== undefined) wb.writeUInt32LE(hash, 4);
       wb.writeBigUInt64LE(rxWriteback(part.length, last, hash !== undefined), 8);
-      // Everything but qword1 first; qword1 (with DD) last, as the driver polls it.
-      await this.host.memory.write(at + 16n, wb.subarray(16)).catch(() => undefined);
+      // Everything but qword1 first (qwords 2-3 exist only in the 32-byte format); qword1 (with DD)
+      // last, as the driver polls it.
+      if (ring.descSize > 16) await this.host.memory.write(at + 16n, wb.subarray(16)).catch(() => undefined);
       await this.host.memory.write(at, wb.subarray(0, 8)).catch(() => undefined);
       await this.host.memory.write(at + 8n, wb.subarray(8, 16)).catch(() => undefined);
       this.rxHead[q] = (head + 1) % ring.length;

@@ -67,7 +67,7 @@ class FakeMemory {
   }
 }
 
-function config(queues = 1): VfConfig {
+function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
   const all = (1 << queues) - 1;
   return {
     numQueuePairs: queues,
@@ -82,6 +82,7 @@ function config(queues = 1): VfConfig {
       bufferSize: 2048,
       maxFrame: 9728,
       crcStrip: true,
+      descSize: rxDescSize,
     })),
     txEnabled: all,
     rxEnabled: all,
@@ -125,8 +126,8 @@ class Pair {
   private scratchAt = 0;
   readonly cfg: VfConfig;
   sides: [Side, Side] | undefined;
-  constructor(queues = 1) {
-    this.cfg = config(queues);
+  constructor(queues = 1, rxDescSize: 16 | 32 = 32) {
+    this.cfg = config(queues, rxDescSize);
   }
   /** Where the guest writes: the RAM to be forked, or both engines' copies once started. */
   private targets(): Buffer[] {
@@ -148,7 +149,7 @@ class Pair {
   postRx(q: number, count: number): void {
     const ring = this.cfg.rx[q]!;
     for (let i = 0; i < count; i++) {
-      const o = Number(ring.ring - BASE) + i * 32;
+      const o = Number(ring.ring - BASE) + i * ring.descSize;
       this.ram.writeBigUInt64LE(RX_BUFS + BigInt((q * RING_LEN + i) * 2048), o);
       this.ram.writeBigUInt64LE(0n, o + 8);
     }
@@ -394,37 +395,39 @@ describe('data path engines: native and TypeScript give the same results', () =>
     }
   });
 
-  it('RX: frames of 14 to 9728 bytes over 1 to 5 buffers, RSS over 4 queues, drops, bad buffers and tails', async () => {
-    const p = new Pair(4);
-    for (let q = 0; q < 4; q++) p.postRx(q, 40);
-    // Queue 1's descriptor 3 points outside memory; queue 2's descriptor 5 (the 2nd buffer of a frame) too.
-    const ring = (q: number) => Number(p.cfg.rx[q]!.ring - BASE);
-    p.ram.writeBigUInt64LE(BASE + BigInt(RAM) + 0x2000n, ring(1) + 3 * 32);
-    p.ram.writeBigUInt64LE(BASE + BigInt(RAM) - 100n, ring(2) + 5 * 32);
-    const [n, t] = p.start();
-    for (const s of [n, t]) for (let q = 0; q < 4; q++) s.dp.rxTail[q] = q === 3 ? 4000 : 39;
-    const frames: Buffer[] = [];
-    for (let i = 0; i < 120; i++) {
-      const size = [14, 60, 1514, 2048, 2049, 4100, 9000, 9728, 9729, 11000][i % 10];
+  for (const descSize of [32, 16] as const) {
+    it(`RX (${descSize}-byte descriptors): frames of 14 to 9728 bytes over 1 to 5 buffers, RSS over 4 queues, drops, bad buffers and tails`, async () => {
+      const p = new Pair(4, descSize);
+      for (let q = 0; q < 4; q++) p.postRx(q, 40);
+      // Queue 1's descriptor 3 points outside memory; queue 2's descriptor 5 (the 2nd buffer of a frame) too.
+      const ring = (q: number) => Number(p.cfg.rx[q]!.ring - BASE);
+      p.ram.writeBigUInt64LE(BASE + BigInt(RAM) + 0x2000n, ring(1) + 3 * descSize);
+      p.ram.writeBigUInt64LE(BASE + BigInt(RAM) - 100n, ring(2) + 5 * descSize);
+      const [n, t] = p.start();
+      for (const s of [n, t]) for (let q = 0; q < 4; q++) s.dp.rxTail[q] = q === 3 ? 4000 : 39;
+      const frames: Buffer[] = [];
+      for (let i = 0; i < 120; i++) {
+        const size = [14, 60, 1514, 2048, 2049, 4100, 9000, 9728, 9729, 11000][i % 10];
+        frames.push(
+          i % 3 === 0
+            ? rawFrame(VF_MAC, PEER, size, i)
+            : ipv4TcpFrame({ ...flow(Math.max(0, size - 54), i), dstMac: VF_MAC, srcMac: PEER }),
+        );
+      }
       frames.push(
-        i % 3 === 0
-          ? rawFrame(VF_MAC, PEER, size, i)
-          : ipv4TcpFrame({ ...flow(Math.max(0, size - 54), i), dstMac: VF_MAC, srcMac: PEER }),
+        rawFrame(OTHER_MAC, PEER, 100, 1),
+        Buffer.alloc(10, 0xff),
+        rawFrame('ff:ff:ff:ff:ff:ff', PEER, 64, 2),
       );
-    }
-    frames.push(
-      rawFrame(OTHER_MAC, PEER, 100, 1),
-      Buffer.alloc(10, 0xff),
-      rawFrame('ff:ff:ff:ff:ff:ff', PEER, 64, 2),
-    );
-    for (const f of frames) await p.step((s) => s.dp.receive(f));
-    p.compare();
-    const total = n.dp.rx.reduce((a, s) => a + s.packets, 0);
-    expect(total).to.be.greaterThan(20);
-    expect(n.dp.rx.reduce((a, s) => a + s.errors, 0)).to.be.greaterThan(2);
-    expect(n.dp.filtered).to.equal(2);
-    expect(t.dp.engineStats.tsRx).to.be.greaterThan(0);
-  });
+      for (const f of frames) await p.step((s) => s.dp.receive(f));
+      p.compare();
+      const total = n.dp.rx.reduce((a, s) => a + s.packets, 0);
+      expect(total).to.be.greaterThan(20);
+      expect(n.dp.rx.reduce((a, s) => a + s.errors, 0)).to.be.greaterThan(2);
+      expect(n.dp.filtered).to.equal(2);
+      expect(t.dp.engineStats.tsRx).to.be.greaterThan(0);
+    });
+  }
 });
 
 const OTHER_MAC = '02:00:00:00:00:0b';

@@ -117,6 +117,7 @@ export const VIRTCHNL_OP = {
   DISABLE_CHANNELS: 31,
   ADD_CLOUD_FILTER: 32,
   DEL_CLOUD_FILTER: 33,
+  GET_SUPPORTED_RXDIDS: 44,
 } as const;
 
 const OP_NAME = new Map<number, string>(Object.entries(VIRTCHNL_OP).map(([k, v]) => [v, k]));
@@ -162,6 +163,10 @@ export const IAVF_DEFAULT_TXD = 512;
 export const IAVF_DEFAULT_RXD = 512;
 export const IAVF_TX_DESC_SIZE = 16;
 export const IAVF_RX_DESC_SIZE = 32;
+/** union iavf_16byte_rx_desc: what RXDID 0 (LEGACY_0) asks for. */
+export const IAVF_RX_DESC_SIZE_16 = 16;
+/** virtchnl.h VIRTCHNL_RXDID_*: the legacy formats, and one flex format (what DPDK asks for by default). */
+export const VIRTCHNL_RXDID = { LEGACY_0: 0, LEGACY_1: 1, COMMS_OVS_1: 22 } as const;
 export const IAVF_AQ_LEN = 32;
 export const IAVF_MAX_AQ_BUF_SIZE = 4096;
 /** LIBETH_RX_LL_LEN: Ethernet header, two VLAN tags and the FCS. */

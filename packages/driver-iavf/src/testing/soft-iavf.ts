@@ -45,6 +45,7 @@ import {
   IAVF_MAX_BUFFER_TXD,
   IAVF_MAX_DATA_PER_TXD_ALIGNED,
   IAVF_RX_DESC_SIZE,
+  IAVF_RX_DESC_SIZE_16,
   IAVF_TX_DESC_SIZE,
   ICR0_ADMINQ,
   LIBETH_RX_LL_LEN,
@@ -68,6 +69,7 @@ import {
   VIRTCHNL_ETHER_ADDR_PRIMARY,
   VIRTCHNL_EVENT_LINK_CHANGE,
   VIRTCHNL_OP,
+  VIRTCHNL_RXDID,
   VIRTCHNL_STATUS,
   type VsiResource,
 } from './iavf-defs.js';
@@ -106,6 +108,12 @@ export interface SoftIavfOptions {
   rxBufLen?: number;
   /** Bytes of guest RAM per TX queue for packet data (default 256 KiB). */
   txBufferBytes?: number;
+  /**
+   * The RXDID CONFIG_VSI_QUEUES asks for when the PF granted RX_FLEX_DESC, as DPDK's iavf does: LEGACY_1
+   * (32-byte descriptors, the default) or LEGACY_0 (16-byte, a DPDK built with
+   * RTE_LIBRTE_IAVF_16BYTE_RX_DESC). Without the grant the field is sent as 0 and means nothing.
+   */
+  rxdid?: number;
 }
 
 /** One PF→VF message taken off the ARQ (iavf_arq_event_info). */
@@ -210,7 +218,7 @@ export interface RingSet {
   bufferSize: number;
 }
 
-/** One RX write-back descriptor as the guest read it (legacy 32-byte format). */
+/** One RX write-back descriptor as the guest read it (the legacy format: qwords 0 and 1 of 32 or 16 bytes). */
 export interface RxDescriptor {
   index: number;
   qw0: bigint;
@@ -371,6 +379,7 @@ export class SoftIavf {
   readonly postRxBuffers: boolean;
   readonly txBufferBytes: number;
   private readonly rxBufLenOption?: number;
+  private readonly rxdidOption: number;
 
   pci?: PciInfo;
   /** One eventfd per MSI-X vector; [0] is the misc (admin queue) vector. */
@@ -393,6 +402,8 @@ export class SoftIavf {
   rings: RingSet[] = [];
   rssKey?: Buffer;
   rssLut?: Buffer;
+  /** The GET_SUPPORTED_RXDIDS answer (asked for only when RX_FLEX_DESC was granted). */
+  supportedRxdids?: bigint;
 
   /**
    * receive() waits for the misc interrupt (true) or polls ARQH (false). Linux polls during init and
@@ -439,6 +450,7 @@ export class SoftIavf {
     this.mtu = options.mtu ?? 1500;
     this.postRxBuffers = options.postRxBuffers ?? true;
     this.rxBufLenOption = options.rxBufLen;
+    this.rxdidOption = options.rxdid ?? VIRTCHNL_RXDID.LEGACY_1;
     this.txBufferBytes = options.txBufferBytes ?? 256 * 1024;
   }
 
@@ -1019,6 +1031,32 @@ export class SoftIavf {
     return res;
   }
 
+  /** DPDK's iavf_get_supported_rxdid: a 0-byte request, a u64 bitmap of RXDIDs back. */
+  async getSupportedRxdids(): Promise<bigint> {
+    const reply = await this.requestOk(VIRTCHNL_OP.GET_SUPPORTED_RXDIDS, Buffer.alloc(0));
+    if (reply.payload.length !== 8)
+      throw new Error(`supported RXDIDs of ${reply.payload.length} bytes, not 8`);
+    this.supportedRxdids = reply.payload.readBigUInt64LE(0);
+    return this.supportedRxdids;
+  }
+
+  /** Whether the PF granted RX_FLEX_DESC: then rxq_info.rxdid picks the RX descriptor format. */
+  get rxFlexGranted(): boolean {
+    return ((this.vfRes?.vfCapFlags ?? 0) & VF_CAP.RX_FLEX_DESC) !== 0;
+  }
+
+  /** The rxdid field of rxq_info. */
+  get rxdid(): number {
+    return this.rxFlexGranted ? this.rxdidOption : 0;
+  }
+
+  /** Bytes per RX descriptor: 16 for LEGACY_0 when the PF granted RX_FLEX_DESC, else 32. */
+  get rxDescSize(): number {
+    return this.rxFlexGranted && this.rxdidOption === VIRTCHNL_RXDID.LEGACY_0
+      ? IAVF_RX_DESC_SIZE_16
+      : IAVF_RX_DESC_SIZE;
+  }
+
   /** iavf_map_queues: CONFIG_IRQ_MAP, one entry per queue vector, then vector 0. */
   async mapQueues(): Promise<ArqMessage> {
     const maps = linuxVectorMaps(this.numActiveQueues, this.numMsixVectors - 1);
@@ -1101,6 +1139,7 @@ export class SoftIavf {
         ringLen: this.ringLen,
         databufferSize: r.bufferSize,
         maxPktSize: this.maxFrame,
+        rxdid: this.rxdid,
         dmaRingAddr: r.rx,
       },
     }));
@@ -1421,7 +1460,7 @@ export class SoftIavf {
   /** Parses the RX write-back in slot i of queue q. */
   rxDescriptor(q: number, i: number): RxDescriptor {
     const { ring } = this.rxq(q);
-    const at = ring.rx + BigInt(i * IAVF_RX_DESC_SIZE);
+    const at = ring.rx + BigInt(i * this.rxDescSize);
     const qw0 = this.ram.u64(at);
     const qw1 = this.ram.u64(at + 8n);
     return {
@@ -1480,11 +1519,11 @@ export class SoftIavf {
     if (n <= 0) return 0;
     for (let i = 0; i < n; i++) {
       this.ram.setU64(
-        ring.rx + BigInt(st.ntu * IAVF_RX_DESC_SIZE),
+        ring.rx + BigInt(st.ntu * this.rxDescSize),
         ring.rxBuffers + BigInt(st.ntu * ring.bufferSize),
       );
       st.ntu = (st.ntu + 1) % this.ringLen;
-      this.ram.setU64(ring.rx + BigInt(st.ntu * IAVF_RX_DESC_SIZE) + 8n, 0n);
+      this.ram.setU64(ring.rx + BigInt(st.ntu * this.rxDescSize) + 8n, 0n);
     }
     await this.wr32(IAVF.QRX_TAIL1(q), st.ntu);
     return n;
@@ -1494,7 +1533,7 @@ export class SoftIavf {
   setRxBuffer(q: number, i: number, addr?: bigint): void {
     const { ring } = this.rxq(q);
     this.ram.setU64(
-      ring.rx + BigInt(i * IAVF_RX_DESC_SIZE),
+      ring.rx + BigInt(i * this.rxDescSize),
       addr ?? ring.rxBuffers + BigInt(i * ring.bufferSize),
     );
   }
@@ -1599,6 +1638,8 @@ export class SoftIavf {
     this.irqMode = false;
     await this.sendApiVersion();
     const res = await this.getVfResources(caps);
+    // DPDK's iavf_init_vf asks which RX descriptor formats there are once RX_FLEX_DESC is granted.
+    if (this.rxFlexGranted) await this.getSupportedRxdids();
     await this.miscIrqEnable();
     this.irqMode = true;
     return res;
