@@ -37,6 +37,19 @@ describe('interrupt vectors (DYN_CTL automask)', () => {
     expect(vc.read(0) & DynCtl.SWINT_TRIG).to.equal(0);
   });
 
+  it('raises nothing under WB_ON_ITR without INTENA (iavf_enable_wb_on_itr) and keeps the cause for the re-arm', () => {
+    const { vc, fired } = make();
+    vc.write(1, 0x19);
+    vc.raise(1);
+    expect(fired).to.deep.equal([1]);
+    vc.write(1, DynCtl.WB_ON_ITR | (3 << DynCtl.ITR_INDX_SHIFT));
+    vc.raise(1);
+    vc.raise(1);
+    expect(fired).to.deep.equal([1]);
+    vc.write(1, 0x19);
+    expect(fired).to.deep.equal([1, 1]);
+  });
+
   it('forgets a pending cause on CLEARPBA and on reset', () => {
     const { vc, fired } = make();
     vc.raise(1);

@@ -37,6 +37,7 @@ import {
   AQLEN_ENABLE,
   AQLEN_ERRORS,
   DYN_CTL_ENABLE,
+  DYN_CTL_WB_ON_ITR,
   type EthStats,
   IAVF,
   IAVF_AQ_LEN,
@@ -1601,6 +1602,15 @@ export class SoftIavf {
   async armVector(v: number): Promise<void> {
     if (v < 1) throw new RangeError(`vector ${v} is not a queue vector`);
     await this.wr32(IAVF.VFINT_DYN_CTLN1(v - 1), DYN_CTL_ENABLE);
+  }
+
+  /**
+   * iavf_enable_wb_on_itr, as iavf_napi_poll calls it when a poll ran out of budget with WB_ON_ITR
+   * granted: DYN_CTLN1(v - 1) = WB_ON_ITR | ITR_INDX(3), the vector left unarmed while NAPI polls on.
+   */
+  async enableWbOnItr(v: number): Promise<void> {
+    if (v < 1) throw new RangeError(`vector ${v} is not a queue vector`);
+    await this.wr32(IAVF.VFINT_DYN_CTLN1(v - 1), DYN_CTL_WB_ON_ITR);
   }
 
   /**
