@@ -143,6 +143,41 @@ describe('BAR0 tail registers in shared memory', () => {
     expect(dp.sharedTails.watching).to.equal(false);
   });
 
+  it('DMA_UNMAP of guest RAM under traffic: tails stored after it and frames from the network are dropped and counted, the device keeps answering', async () => {
+    const s = await up();
+    h = s.h;
+    const tails = await mapTails(h);
+    try {
+      const dp = h.device.dataPath;
+      for (let i = 0; i < 40; i++) await h.vf.transmit(rawFrame(PEER, VF_MAC, 600, i), { kick: false });
+      tails.words(Reg.QTX_TAIL1(0))[0] = h.vf.txRingState(0).ntu;
+      // The RAM goes while the watcher may be waking for that tail; then more doorbells and frames.
+      await h.ram.detach();
+      expect(h.dev.memTable()).to.deep.equal([]);
+      const sent = s.net.take().length;
+      const txErrors = dp.tx[1].errors;
+      for (let i = 0; i < 5; i++)
+        await h.vf.transmit(rawFrame(PEER, VF_MAC, 100, i), { queue: 1, kick: false });
+      tails.words(Reg.QTX_TAIL1(1))[0] = h.vf.txRingState(1).ntu;
+      for (let i = 0; i < 10; i++) s.net.inject(rawFrame(VF_MAC, PEER, 100, i));
+      await dp.settled();
+      for (let i = 0; i < 100 && dp.tx[1].errors === txErrors; i++) await sleep(5);
+      expect(dp.tx[1].errors, 'TX ring unreachable: counted').to.be.greaterThan(txErrors);
+      expect(dp.tx[1].packets).to.equal(0);
+      expect(dp.rx[0]).to.include({ errors: 10, drops: 10 });
+      expect(sent + s.net.take().length, 'frames out: at most the 40 from before the unmap').to.be.at.most(
+        40,
+      );
+      // Still alive: registers answer, the watcher still runs, and a reset brings it back to VFACTIVE.
+      expect(dp.sharedTails.watching).to.equal(true);
+      expect((await h.vf.rd32(Reg.VFGEN_RSTAT)) & 3).to.equal(2);
+      await h.vf.wr32(Reg.VFGEN_RSTAT, 0); // read-only: ignored
+      expect(h.dev.state).to.equal('started');
+    } finally {
+      tails.unmap();
+    }
+  });
+
   for (const ram of ['shared', 'plain'] as const) {
     it(`rings are walked by the ${ram === 'shared' ? 'native' : 'TypeScript'} engine with ${ram} guest RAM`, async () => {
       const s = await up({ ram });
