@@ -26,11 +26,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <memory>
 #include <vector>
 
 #include "args.h"
 #include "errors.h"
+#include "js_callback.h"
 #include "module.h"
 
 namespace emu {
@@ -116,8 +116,7 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
     uv_mutex_init(&mutex_);
     uv_cond_init(&cond_);
     sync_ready_ = true;
-    callback_ = Napi::Persistent(info[3].As<Napi::Function>());
-    context_ = std::make_unique<Napi::AsyncContext>(env, "EmuDoorbellWatcher", info.This().As<Napi::Object>());
+    callback_.Set(env, info[3].As<Napi::Function>(), "EmuDoorbellWatcher", info.This().As<Napi::Object>());
     env_ = env;
     napi_add_env_cleanup_hook(env, CleanupHook, this);
     hook_ = true;
@@ -162,11 +161,7 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
   Napi::Value Close(const Napi::CallbackInfo& info) {
     StopThread();
     Release();
-    if (in_callback_) {
-      drop_after_callback_ = true;
-    } else {
-      DropCallback();
-    }
+    callback_.Drop();
     return info.Env().Undefined();
   }
 
@@ -202,11 +197,6 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
       map_ = nullptr;
       words_ptr_ = nullptr;
     }
-  }
-
-  void DropCallback() {
-    callback_.Reset();
-    context_.reset();
   }
 
   static void Run(void* arg) {
@@ -253,26 +243,13 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
 
   static void OnAsync(uv_async_t* handle) {
     auto* self = static_cast<DoorbellWatcher*>(handle->data);
-    if (self == nullptr || self->callback_.IsEmpty()) return;
+    if (self == nullptr || self->callback_.Empty()) return;
     const uint32_t mask = self->pending_.exchange(0, std::memory_order_acq_rel);
     if (mask == 0) return;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     Napi::Object receiver = self->Value();
-    napi_value argv[1] = {Napi::Number::New(env, mask)};
-    napi_value result;
-    self->in_callback_ = true;
-    // The raw call, not Napi::FunctionReference::MakeCallback: a wake-up still queued while Node tears
-    // the environment down (uv_run in CleanupHandles) cannot call into JS, and node-addon-api would
-    // turn that failure into a fatal error. Such a wake-up is simply dropped.
-    napi_status status = napi_make_callback(env, *self->context_, receiver, self->callback_.Value(), 1, argv, &result);
-    self->in_callback_ = false;
-    if (self->drop_after_callback_) self->DropCallback();
-    if (env.IsExceptionPending()) {
-      // A throwing callback is an uncaught exception, as for Node's own handles.
-      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-    }
-    (void)status;
+    self->callback_.Call(env, receiver, {Napi::Number::New(env, mask)});
   }
 
   napi_env env_ = nullptr;
@@ -299,10 +276,7 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
   std::atomic<uint32_t> pending_{0};
   std::atomic<uint64_t> polls_{0};
   std::atomic<uint64_t> notifications_{0};
-  Napi::FunctionReference callback_;
-  std::unique_ptr<Napi::AsyncContext> context_;
-  bool in_callback_ = false;
-  bool drop_after_callback_ = false;
+  JsCallback callback_;
 };
 
 }  // namespace

@@ -8,10 +8,9 @@
 // as EBADF, whatever the socket's real error: callers ask SO_ERROR / try the read).
 #include <uv.h>
 
-#include <memory>
-
 #include "args.h"
 #include "errors.h"
+#include "js_callback.h"
 #include "module.h"
 
 namespace emu {
@@ -51,8 +50,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
     handle->data = this;
     handle_ = handle;
-    callback_ = Napi::Persistent(info[1].As<Napi::Function>());
-    context_ = std::make_unique<Napi::AsyncContext>(env, "EmuPoller", info.This().As<Napi::Object>());
+    callback_.Set(env, info[1].As<Napi::Function>(), "EmuPoller", info.This().As<Napi::Object>());
   }
 
   ~Poller() override { Release(); }
@@ -81,20 +79,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
   // Stops and releases the handle; the fd itself belongs to the caller, who closes it after this.
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Release();
-    // The async context is in use while the callback runs; drop it (and the callback) afterwards.
-    if (in_callback_) {
-      drop_after_callback_ = true;
-    } else {
-      DropCallback();
-    }
+    callback_.Drop();
     return info.Env().Undefined();
-  }
-
-  // The callback usually closes over the owner, which holds this object: dropping the persistent
-  // edge of that cycle lets both be collected.
-  void DropCallback() {
-    callback_.Reset();
-    context_.reset();
   }
 
   void StopWatching() {
@@ -117,7 +103,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   static void OnPoll(uv_poll_t* handle, int status, int events) {
     auto* self = static_cast<Poller*>(handle->data);
-    if (self == nullptr || self->callback_.IsEmpty()) return;
+    if (self == nullptr || self->callback_.Empty()) return;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
     Napi::Object receiver = self->Value();  // keeps the object alive through the callback
@@ -126,27 +112,13 @@ class Poller : public Napi::ObjectWrap<Poller> {
       self->active_ = false;
       self->Unref();
     }
-    // MakeCallback rather than Call: it sets up the async context and runs process.nextTick and
-    // promise jobs queued by the callback, as for any libuv-driven callback in Node.
-    self->in_callback_ = true;
-    self->callback_.MakeCallback(receiver,
-                                 {Napi::Number::New(env, status < 0 ? -status : 0), Napi::Number::New(env, events)},
-                                 *self->context_);
-    self->in_callback_ = false;
-    if (self->drop_after_callback_) self->DropCallback();
-    if (env.IsExceptionPending()) {
-      // A throwing callback is an uncaught exception, exactly as for Node's own handles; left
-      // pending, Node-API would swallow it.
-      napi_fatal_exception(env, env.GetAndClearPendingException().Value());
-    }
+    self->callback_.Call(env, receiver,
+                         {Napi::Number::New(env, status < 0 ? -status : 0), Napi::Number::New(env, events)});
   }
 
   uv_poll_t* handle_ = nullptr;
-  Napi::FunctionReference callback_;
-  std::unique_ptr<Napi::AsyncContext> context_;
+  JsCallback callback_;
   bool active_ = false;
-  bool in_callback_ = false;
-  bool drop_after_callback_ = false;
 };
 
 }  // namespace

@@ -68,9 +68,10 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// readFrame(fd, buf): the frame's length, or -errno (-EAGAIN when none is pending). A frame longer
-// than buf is truncated by the kernel to buf's length: give a buffer of at least MTU + 18 bytes.
-Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
+// (fd, buf) -> io(fd, buf) retried on EINTR: the byte count, or -errno. A tap fd moves one whole frame
+// per read or write.
+template <typename Io>
+Napi::Value FrameIo(const Napi::CallbackInfo& info, Io io) {
   Napi::Env env = info.Env();
   int fd;
   uint8_t* data;
@@ -78,23 +79,20 @@ Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
   if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length)) return env.Undefined();
   ssize_t n;
   do {
-    n = read(fd, data, length);
+    n = io(fd, data, length);
   } while (n < 0 && errno == EINTR);
   return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
 }
 
+// readFrame(fd, buf): the frame's length, or -errno (-EAGAIN when none is pending). A frame longer
+// than buf is truncated by the kernel to buf's length: give a buffer of at least MTU + 18 bytes.
+Napi::Value ReadFrame(const Napi::CallbackInfo& info) {
+  return FrameIo(info, [](int fd, uint8_t* data, size_t length) { return read(fd, data, length); });
+}
+
 // writeFrame(fd, buf): bytes written (the whole frame), or -errno.
 Napi::Value WriteFrame(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd;
-  uint8_t* data;
-  size_t length;
-  if (!ArgFd(info, 0, &fd) || !ArgBytes(info, 1, &data, &length)) return env.Undefined();
-  ssize_t n;
-  do {
-    n = write(fd, data, length);
-  } while (n < 0 && errno == EINTR);
-  return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
+  return FrameIo(info, [](int fd, uint8_t* data, size_t length) { return write(fd, data, length); });
 }
 
 }  // namespace
