@@ -56,6 +56,12 @@ export class IavfDevice implements DeviceImpl {
   private rstat: number = VfrState.VFACTIVE;
   private icr0 = 0;
   private icr0Ena = 0;
+  /**
+   * Cause events that came while ICR0_ENA1 had them off: each fires vector 0 once when enabled. Not
+   * ICR01 itself, which a driver may never read (DPDK does not): a latched ICR01 bit re-fired at every
+   * enable would storm, and an event dropped because its cause was off loses a reply.
+   */
+  private icr0Undelivered = 0;
   readonly dataPath: DataPath;
   private readonly network?: NetworkLink;
   /** The queue setup last reported, to tell which queues were (re)configured or enabled. */
@@ -277,14 +283,19 @@ export class IavfDevice implements DeviceImpl {
     this.vectors.reset();
     this.icr0 = 0;
     this.icr0Ena = 0;
+    this.icr0Undelivered = 0;
     this.dataPath.reset();
     this.lastQueues = undefined;
   }
 
-  /** An interrupt cause for the misc vector (ICR01), raised if its enable bit is set. */
+  /**
+   * An interrupt cause event for the misc vector: latched in ICR01, and raised on vector 0 now if its
+   * enable bit is set (held there until DYN_CTL01 arms it), else once ICR0_ENA1 enables it.
+   */
   private raiseCause(cause: number): void {
     this.icr0 |= cause;
     if (this.icr0Ena & cause) this.vectors.raise(0);
+    else this.icr0Undelivered |= cause;
   }
 
   /** Tells emudev's queue table: RX queue q is id 2q, TX queue q is id 2q+1. */
@@ -372,6 +383,8 @@ export class IavfDevice implements DeviceImpl {
         read: () => {
           const v = this.icr0;
           this.icr0 = 0;
+          // The driver has seen these causes: nothing of them is left to deliver.
+          this.icr0Undelivered = 0;
           return v;
         },
       },
@@ -388,7 +401,10 @@ export class IavfDevice implements DeviceImpl {
         read: () => this.icr0Ena,
         write: (_i, v) => {
           this.icr0Ena = v;
-          if (this.icr0 & v) this.vectors.raise(0);
+          const due = this.icr0Undelivered & v;
+          if (!due) return;
+          this.icr0Undelivered &= ~due;
+          this.vectors.raise(0);
         },
       },
       {

@@ -65,9 +65,10 @@ export class VectorControl {
     // The INTERVAL field updates the ITR register the ITR index names (not ITR_NONE).
     const index = (value >>> DynCtl.ITR_INDX_SHIFT) & 3;
     if (index !== ITR_NONE) this.itr.set(vector, index, (value >>> DynCtl.INTERVAL_SHIFT) & 0xfff);
-    // SWINT_TRIG and CLEARPBA are actions, not state.
+    // SWINT_TRIG and CLEARPBA are actions, not state. CLEARPBA clears the vector's MSI-X pending bit,
+    // which the VMM keeps for a vfio-user device; a cause held here is not that bit and stays pending
+    // (DPDK re-arms with INTENA | CLEARPBA and expects what came meanwhile to fire).
     this.ctl[vector] = value & ~(DynCtl.SWINT_TRIG | DynCtl.CLEARPBA);
-    if (value & DynCtl.CLEARPBA) this.pending[vector] = false;
     if (!(value & DynCtl.INTENA)) return;
     if (value & DynCtl.SWINT_TRIG) this.fire(vector);
     else if (this.pending[vector]) this.tryFire(vector);

@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { Harness } from './testing/harness.js';
 import {
+  DPDK_DYN_CTL01_DISABLE,
+  DPDK_DYN_CTL01_ENABLE,
   DYN_CTL_ENABLE,
   DYN_CTL_FORCE_WB,
   DYN_CTL_INTENA,
@@ -80,6 +82,58 @@ describe('SoftIavf interrupts: the misc vector and the queue vectors', () => {
 
     expect(firedBefore(), 'device count of misc interrupts').to.equal(3);
     for (const other of vf.irqFds.slice(1)) expect(other.read(), 'a queue vector fired').to.equal(null);
+  });
+
+  it("fires a reply that lands while DPDK's handler has vector 0 off at its re-arm (ICR0_ENA1, then INTENA | CLEARPBA), once, ICR01 never read", async () => {
+    h = await Harness.start({});
+    const vf = h.vf;
+    await vf.probe();
+    await vf.waitResetComplete();
+    await vf.initAdminQueue();
+    await vf.sendApiVersion();
+    await vf.getVfResources();
+    await vf.drain(QUIET_MS);
+    const ev = vf.irqFds[0];
+    // iavf_enable_irq0 / iavf_disable_irq0, as iavf_dev_interrupt_handler brackets its ARQ drain.
+    const enable = async () => {
+      await vf.wr32(IAVF.VFINT_ICR0_ENA1, ICR0_ADMINQ);
+      await vf.wr32(IAVF.VFINT_DYN_CTL01, DPDK_DYN_CTL01_ENABLE);
+    };
+    const disable = async () => {
+      await vf.wr32(IAVF.VFINT_ICR0_ENA1, 0);
+      await vf.wr32(IAVF.VFINT_DYN_CTL01, DPDK_DYN_CTL01_DISABLE);
+    };
+    // The messages of the polled init came while ICR0_ENA1 was 0: one interrupt for them at the first
+    // enable (the handler finds the ARQ already drained), then quiet.
+    const early = ev.wait(1000);
+    await enable();
+    expect(await early, 'the init messages, at the first enable').to.equal(1n);
+    await disable();
+    await enable();
+    await sleep(QUIET_MS);
+    expect(ev.read(), 'fired again with nothing new').to.equal(null);
+    for (let round = 0; round < 5; round++) {
+      // An armed reply fires; the handler runs with vector 0 off, and the next reply lands meanwhile.
+      let fired = ev.wait(1000);
+      expect((await vf.request(VIRTCHNL_OP.VERSION, versionMsg())).status).to.equal(0);
+      expect(await fired, `round ${round}: armed reply`).to.equal(1n);
+      await disable();
+      expect((await vf.request(VIRTCHNL_OP.VERSION, versionMsg())).status).to.equal(0);
+      await sleep(QUIET_MS);
+      expect(ev.read(), `round ${round}: fired while off`).to.equal(null);
+      fired = ev.wait(1000);
+      await enable();
+      expect(await fired, `round ${round}: the reply that came while off, at the re-arm`).to.equal(1n);
+      // The handler runs again and re-arms with nothing new: quiet, though ICR01 still says ADMINQ.
+      await disable();
+      await enable();
+      await sleep(QUIET_MS);
+      expect(ev.read(), `round ${round}: fired again with nothing new (a storm)`).to.equal(null);
+    }
+    expect((await vf.rd32(IAVF.VFINT_ICR01)) & ICR0_ADMINQ, 'ICR01.ADMINQ still latched').to.equal(
+      ICR0_ADMINQ,
+    );
+    expect(h.stats().interrupts[0]).to.equal(11);
   });
 
   it('runs the admin queue on interrupts after INIT_CONFIG_ADAPTER, one interrupt per batch, none missed', async () => {

@@ -47,6 +47,9 @@ export const DYN_CTL_ITR_INDX_3 = 0x3 << 3;
 export const DYN_CTL_SW_ITR_INDX_ENA = 1 << 24;
 /** iavf_misc_irq_enable / iavf_irq_enable_queues: INTENA | ITR_INDX(3). */
 export const DYN_CTL_ENABLE = DYN_CTL_INTENA | DYN_CTL_ITR_INDX_3; // 0x19
+/** DPDK's iavf_enable_irq0 / iavf_disable_irq0 writes to DYN_CTL01 (with ICR0_ENA1 = ADMINQ / 0). */
+export const DPDK_DYN_CTL01_ENABLE = DYN_CTL_INTENA | DYN_CTL_CLEARPBA | DYN_CTL_ITR_INDX_3; // 0x1b
+export const DPDK_DYN_CTL01_DISABLE = DYN_CTL_ITR_INDX_3; // 0x18
 /** iavf_enable_wb_on_itr: WB_ON_ITR | ITR_INDX(3), INTENA left 0 (NAPI keeps polling). */
 export const DYN_CTL_WB_ON_ITR = ((1 << 30) | DYN_CTL_ITR_INDX_3) >>> 0; // 0x40000018
 /** iavf_force_wb: INTENA | ITR_INDX(3) | SWINT_TRIG | SW_ITR_INDX_ENA. */
