@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# DPDK testpmd (Debian trixie DPDK 24.11, iavf PMD) in a QEMU guest against two emu_iavf devices.
+#
+# Proves that DPDK's userspace iavf driver (not the Linux kernel one) initializes emu's emulated
+# iavf VF over vfio-pci in the guest, starts both ports (virtchnl over the admin queue, misc
+# interrupts) and forwards traffic between them through emu's switch (io forwarding, tx_first).
+#
+# Usage: sudo tools/guest/scripts/dpdk-testpmd.sh        (root; network for apt on the first run)
+# Env:   EMU_GUEST_CACHE (default /var/cache/emu-guest), FWD_SECONDS (default 15)
+# Exit:  0 PASS, 1 FAIL. The guest log and emu's log are kept in the printed directory.
+set -euo pipefail
+
+REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+CACHE=${EMU_GUEST_CACHE:-/var/cache/emu-guest}
+DPDK_DIR=$CACHE/dpdk
+DROOT=$DPDK_DIR/rootfs
+TARBALL=$DPDK_DIR/dpdk.tar
+STAMP=$DPDK_DIR/stamp
+FWD_SECONDS=${FWD_SECONDS:-15}
+PMDS=usr/lib/x86_64-linux-gnu/dpdk/pmds-25.0
+# dpdk (the runtime: EAL, ethdev, …) and the PMDs we use; the other librte-* packages and libjansson4,
+# libpcap0.8t64, ibverbs-providers (libmlx5) are what dpdk-testpmd links against (its PMD-specific
+# commands link the bnxt/bond/dpaa/i40e/ice/ixgbe/mlx5 PMDs directly).
+PACKAGES="dpdk librte-net-iavf25 librte-bus-pci25 librte-mempool-ring25
+  librte-bitratestats25 librte-bpf25 librte-bus-auxiliary25 librte-bus-dpaa25 librte-cmdline25
+  librte-common-dpaax25 librte-common-mlx5-25 librte-crypto-scheduler25 librte-dmadev25
+  librte-eventdev25 librte-gro25 librte-gso25 librte-hash25 librte-ip-frag25 librte-latencystats25
+  librte-mempool-dpaa25 librte-metrics25 librte-net-bnxt25 librte-net-bond25 librte-net-dpaa25
+  librte-net-i40e25 librte-net-ice25 librte-net-ixgbe25 librte-net-mlx5-25 librte-pcapng25
+  librte-pdump25 librte-reorder25 librte-sched25 librte-timer25
+  libjansson4 libpcap0.8t64 ibverbs-providers"
+PACKAGES=$(echo $PACKAGES)
+RECIPE="v1 packages=$PACKAGES testpmd=dpdk-dev pmds=$PMDS"
+
+log() { echo "dpdk-testpmd: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+[ "$(id -u)" = 0 ] || die "must run as root (chroot, QEMU guest)"
+
+# 1. The guest environment (/var/cache/emu-guest/rootfs, kernel, initramfs).
+log "emu-guest setup"
+node "$REPO/tools/guest/bin/emu-guest.js" setup >/dev/null
+[ -d "$CACHE/rootfs" ] || die "no $CACHE/rootfs after emu-guest setup"
+
+# 2. The DPDK rootfs (a copy of the guest rootfs, packages installed with apt in a chroot) and the
+#    tarball the guest unpacks: dpdk-testpmd + its ldd closure + the PMD plugins + ld-linux + libgcc_s.
+in_droot() { # run a command in the DPDK chroot, with /proc, in a private mount namespace
+  unshare --mount --propagation private sh -c 'mount -t proc proc "$0/proc" && exec chroot "$0" "$@"' "$DROOT" "$@"
+}
+
+build_dpdk() {
+  if [ ! -d "$DROOT" ]; then
+    log "copying $CACHE/rootfs to $DROOT"
+    rm -rf "$DROOT.tmp"
+    cp -a "$CACHE/rootfs" "$DROOT.tmp"
+    mv "$DROOT.tmp" "$DROOT"
+  fi
+  log "apt-get install dpdk + $(($(wc -w <<<"$PACKAGES") - 1)) packages (in $DROOT)"
+  in_droot env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$DPDK_DIR/apt.log" 2>&1 ||
+    die "apt-get update failed, see $DPDK_DIR/apt.log"
+  in_droot env DEBIAN_FRONTEND=noninteractive apt-get -q -y --no-install-recommends install $PACKAGES \
+    >>"$DPDK_DIR/apt.log" 2>&1 || die "apt-get install failed, see $DPDK_DIR/apt.log"
+  # dpdk-testpmd is only in dpdk-dev, whose dependencies (compilers, -dev packages) we don't want:
+  # download the .deb and take the binary out of it.
+  log "dpdk-testpmd from dpdk-dev"
+  in_droot sh -c 'rm -rf /tmp/dpdk-dev && mkdir -p /tmp/dpdk-dev && cd /tmp/dpdk-dev &&
+    apt-get -q download dpdk-dev && dpkg-deb -x dpdk-dev_*.deb x &&
+    install -m 755 x/usr/bin/dpdk-testpmd /usr/bin/dpdk-testpmd && cd / && rm -rf /tmp/dpdk-dev' \
+    >>"$DPDK_DIR/apt.log" 2>&1 || die "dpdk-dev download/extract failed, see $DPDK_DIR/apt.log"
+
+  log "building $TARBALL"
+  local list=$DPDK_DIR/list.txt
+  # ldd closure of testpmd and of every plugin EAL loads from the PMD directory (*.so.25)
+  in_droot sh -c 'ldd /usr/bin/dpdk-testpmd /'"$PMDS"'/*.so.25' >"$DPDK_DIR/ldd.txt" 2>&1 ||
+    die "ldd failed, see $DPDK_DIR/ldd.txt"
+  if grep -q 'not found' "$DPDK_DIR/ldd.txt"; then
+    grep 'not found' "$DPDK_DIR/ldd.txt" | sort -u >&2
+    die "dpdk-testpmd or a plugin has missing libraries (see $DPDK_DIR/ldd.txt)"
+  fi
+  {
+    awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// && $2 ~ /^\(0x/ { print $1 }' "$DPDK_DIR/ldd.txt"
+    echo /usr/bin/dpdk-testpmd
+    echo /lib64/ld-linux-x86-64.so.2
+    echo /usr/lib/x86_64-linux-gnu/libgcc_s.so.1 # dlopen'd by glibc (pthread_cancel, unwinding)
+    (cd "$DROOT" && ls -1 "$PMDS"/*.so.25 | sed 's|^|/|')
+  } | sed 's|^/||' | sort -u >"$list"
+  # -h: store files, not symlinks (the guest has no /lib -> usr/lib); sorted, so hard-link targets
+  # (the same library under lib/ and the PMD directory) come first.
+  tar -C "$DROOT" -chf "$TARBALL.tmp" -T "$list"
+  mv "$TARBALL.tmp" "$TARBALL"
+  echo "$RECIPE" >"$STAMP"
+  log "$TARBALL: $(wc -l <"$list") files, $(du -m "$TARBALL" | cut -f1) MB"
+}
+
+mkdir -p "$DPDK_DIR"
+exec 9>"$DPDK_DIR/.lock"
+flock 9
+if [ -f "$TARBALL" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$RECIPE" ]; then
+  log "cached: $TARBALL"
+else
+  build_dpdk
+fi
+flock -u 9
+
+# 3. emu with two iavf VFs on one switch.
+DIR=$(mktemp -d /tmp/emu-dpdk-testpmd.XXXXXX)
+EMU_PID=
+cleanup() {
+  if [ -n "$EMU_PID" ] && kill -0 "$EMU_PID" 2>/dev/null; then
+    kill -TERM "$EMU_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$EMU_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$EMU_PID" 2>/dev/null || true
+  fi
+  rm -f "$DIR/a.sock" "$DIR/b.sock"
+}
+trap cleanup EXIT
+
+log "starting emu (logs in $DIR)"
+node "$REPO/packages/cli/bin/emu.js" \
+  --vdev "emu_iavf0,path=$DIR/a.sock,mac=02:00:00:00:00:0a,queues=2" \
+  --vdev "emu_iavf1,path=$DIR/b.sock,mac=02:00:00:00:00:0b,queues=2" \
+  --status 5 >"$DIR/emu.log" 2>&1 &
+EMU_PID=$!
+for _ in $(seq 300); do
+  [ -S "$DIR/a.sock" ] && [ -S "$DIR/b.sock" ] && break
+  kill -0 "$EMU_PID" 2>/dev/null || { cat "$DIR/emu.log" >&2; die "emu exited"; }
+  sleep 0.1
+done
+[ -S "$DIR/a.sock" ] && [ -S "$DIR/b.sock" ] || { cat "$DIR/emu.log" >&2; die "emu sockets never appeared"; }
+
+# 4. The guest: unpack DPDK, hugepages, bind both VFs to vfio-pci, drive testpmd on stdin.
+cat >"$DIR/guest.sh" <<EOF
+chmod 755 / /usr /usr/lib 2>/dev/null
+cd / && tar -xf /emu/dpdk.tar && rm /emu/dpdk.tar
+mkdir -p /dev/hugepages /var/run
+mount -t hugetlbfs nodev /dev/hugepages
+echo 256 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+for d in 0000:00:02.0 0000:00:03.0; do
+  echo vfio-pci > /sys/bus/pci/devices/\$d/driver_override
+  echo \$d > /sys/bus/pci/drivers_probe
+done
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+LOG=/tmp/testpmd.log
+: > \$LOG
+# wait until testpmd has printed its prompt N times (each command ends with a new prompt)
+prompts() { grep -c 'testpmd>' \$LOG 2>/dev/null || true; }
+wait_prompt() { n=\$1; t=\$2; while [ "\$(prompts)" -lt "\$n" ] && [ "\$t" -gt 0 ]; do sleep 1; t=\$((t-1)); done; }
+{
+  wait_prompt 1 120
+  echo "port start all"; wait_prompt 2 60; sleep 3
+  echo "set fwd io"; wait_prompt 3 10
+  echo "start tx_first"; sleep $FWD_SECONDS
+  echo "show port stats all"; wait_prompt 5 30
+  echo "stop"; wait_prompt 6 30
+  echo "quit"; t=30; while [ \$t -gt 0 ] && ! grep -q '^Bye' \$LOG; do sleep 1; t=\$((t-1)); done
+} | timeout -s INT 300 /usr/bin/dpdk-testpmd -l 0-1 -n 1 -a 0000:00:02.0 -a 0000:00:03.0 \\
+  -d /$PMDS/librte_mempool_ring.so.25 --log-level='pmd.net.iavf.*:debug' \\
+  -- -i --disable-rss --rxq=1 --txq=1 --eth-peer=0,02:00:00:00:00:0b --eth-peer=1,02:00:00:00:00:0a \\
+  --rxd=256 --txd=256 --total-num-mbufs=4096 > \$LOG 2>&1
+rc=\$?
+cat \$LOG
+echo "testpmd rc=\$rc"
+exit \$rc
+EOF
+
+log "booting the guest (~30 s under TCG)"
+GUEST_RC=0
+node "$REPO/tools/guest/bin/emu-guest.js" boot \
+  --socket "$DIR/a.sock" --socket "$DIR/b.sock" --module vfio-pci \
+  --memory 1536 --cpus 2 --timeout 480 \
+  --file "/emu/dpdk.tar=$TARBALL" --script "$DIR/guest.sh" \
+  >"$DIR/guest.log" 2>"$DIR/guest.err" || GUEST_RC=$?
+sleep 6 # one more emu status line after the guest is gone
+
+# 5. Verdict.
+GLOG=$DIR/guest.log
+problems=()
+[ "$GUEST_RC" = 0 ] || problems+=("guest exit status $GUEST_RC ($(tail -1 "$DIR/guest.err" 2>/dev/null))")
+for pat in "Fail to start port" "No response for cmd" "command mismatch"; do
+  n=$(grep -c "$pat" "$GLOG" || true)
+  [ "$n" = 0 ] || problems+=("$n x '$pat'")
+done
+# testpmd prints "Port N: <MAC>" once port N has started (at init in -i mode; 'port start all' is
+# then a no-op that says "Please stop the ports first").
+grep -q '^Port 0: 02:00:00:00:00:0A' "$GLOG" || problems+=("port 0 never started")
+grep -q '^Port 1: 02:00:00:00:00:0B' "$GLOG" || problems+=("port 1 never started")
+# The NIC statistics blocks printed by 'show port stats all': port, RX-packets, RX-errors, TX-errors
+stats=$(awk '
+  /NIC statistics for port/ { port = $(NF-1); next }
+  /^ *#+ *$/ { port = "" } # end of the block (the Forward statistics after stop look alike)
+  port != "" && /RX-packets:/ { rx[port] = $2 }
+  port != "" && /RX-errors:/ { rxe[port] = $2 }
+  port != "" && /TX-packets:/ { tx[port] = $2; txe[port] = $4; seen[port] = 1 }
+  END { for (p = 0; p <= 1; p++) if (seen[p]) print p, rx[p], rxe[p], tx[p], txe[p]; else print p, "-", "-", "-", "-" }
+' "$GLOG")
+summary=""
+while read -r port rx rxe tx txe; do
+  summary+=" port$port: rx=$rx tx=$tx rx_errors=$rxe tx_errors=$txe;"
+  if [ "$rx" = - ]; then problems+=("no stats for port $port"); continue; fi
+  [ "$rx" -gt 1000 ] || problems+=("port $port RX-packets $rx <= 1000")
+  [ "$rxe" = 0 ] || problems+=("port $port RX-errors $rxe")
+  [ "$txe" = 0 ] || problems+=("port $port TX-errors $txe")
+done <<<"$stats"
+
+echo "emu status (last lines):"
+grep -E '^\[[0-9:]+\] emu_iavf[01] ' "$DIR/emu.log" | tail -2 | sed 's/^/  /' || true
+echo "logs: $GLOG (guest), $DIR/emu.log (emu)"
+if [ ${#problems[@]} -eq 0 ]; then
+  echo "PASS: dpdk-testpmd io-forward between emu_iavf0 and emu_iavf1 —${summary%;}"
+  exit 0
+fi
+echo "FAIL: dpdk-testpmd —${summary%;}"
+printf '  problem: %s\n' "${problems[@]}"
+exit 1
