@@ -297,9 +297,23 @@ export class DataPath {
     }
   }
 
-  private badTail(q: number, tail: number, ring: TxQueueConfig): void {
-    this.tx[q].errors++;
-    this.host.log.warn({ queue: q, tail }, `TX tail ${tail} beyond the ${ring.length}-entry ring`);
+  /**
+   * What a TX pass has to do on queue q: its ring and the descriptors [head, tail) the driver handed
+   * over; undefined when there is nothing (queue unconfigured or disabled, caught up, or a tail beyond
+   * the ring, which is counted and logged).
+   */
+  private txWork(q: number): { ring: TxQueueConfig; head: number; tail: number } | undefined {
+    const cfg = this.host.config();
+    const ring = cfg.tx[q];
+    if (!ring || !(cfg.txEnabled & (1 << q))) return undefined;
+    const tail = this.txTail[q];
+    if (tail >= ring.length) {
+      this.tx[q].errors++;
+      this.host.log.warn({ queue: q, tail }, `TX tail ${tail} beyond the ${ring.length}-entry ring`);
+      return undefined;
+    }
+    const head = this.txHead[q];
+    return head === tail ? undefined : { ring, head, tail };
   }
 
   /**
@@ -314,16 +328,9 @@ export class DataPath {
     let handled = true;
     this.engineStats.nativeTx++;
     for (;;) {
-      const cfg = this.host.config();
-      const ring = cfg.tx[q];
-      if (!ring || !(cfg.txEnabled & (1 << q))) break;
-      const tail = this.txTail[q];
-      if (tail >= ring.length) {
-        this.badTail(q, tail, ring);
-        break;
-      }
-      const head = this.txHead[q];
-      if (head === tail) break;
+      const work = this.txWork(q);
+      if (!work) break;
+      const { ring, head, tail } = work;
       const r = iavfTxRing(native.table, { iova: ring.ring, length: ring.length }, head, tail, {
         strict: synced,
       });
@@ -360,16 +367,10 @@ export class DataPath {
     const s = this.tx[q];
     let completed = false;
     for (;;) {
-      const cfg = this.host.config();
-      const ring = cfg.tx[q];
-      if (!ring || !(cfg.txEnabled & (1 << q)) || gen !== this.generation) break;
-      const tail = this.txTail[q];
-      if (tail >= ring.length) {
-        this.badTail(q, tail, ring);
-        break;
-      }
-      const head = this.txHead[q];
-      if (head === tail) break;
+      if (gen !== this.generation) break;
+      const work = this.txWork(q);
+      if (!work) break;
+      const { ring, head } = work;
       const p = await this.readTxPacket(q, ring, head, gen);
       if (gen !== this.generation) return;
       if (p === 'wait') break; // the packet at head has no EOP before the tail yet
