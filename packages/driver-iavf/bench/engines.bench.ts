@@ -5,11 +5,12 @@
  * directly, as it would a memfd. BENCH_MS sets the time per measurement. Run it with
  * `pnpm --filter @emu/driver-iavf exec node --import tsx bench/engines.bench.ts`.
  */
-import type { GuestMemory, MemRegion } from '@emu/emudev';
+import type { GuestMemory } from '@emu/emudev';
 import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx } from '@emu/native';
 import { silentLogger } from '@emu/vfio-user';
 import { DataPath } from '../src/datapath/engine.js';
 import type { VfConfig } from '../src/pf.js';
+import { BufferGuestMemory } from '../src/testing/buffer-memory.js';
 
 const MS = Number(process.env.BENCH_MS ?? 1000);
 const BASE = 0x1_0000_0000n;
@@ -18,34 +19,6 @@ const TX_RING = BASE;
 const RX_RING = BASE + 0x10000n;
 const FRAME = BASE + 0x20000n;
 const RX_BUFS = BASE + 0x40000n;
-
-class BufferMemory {
-  constructor(
-    readonly bytes: Buffer,
-    private readonly direct: boolean,
-  ) {}
-  private off(iova: bigint, n: number): number {
-    if (iova < BASE || iova + BigInt(n) > BASE + BigInt(this.bytes.length)) throw new RangeError('outside');
-    return Number(iova - BASE);
-  }
-  table(): MemRegion[] {
-    return [
-      { iova: BASE, size: BigInt(this.bytes.length), readable: true, writable: true, direct: this.direct },
-    ];
-  }
-  async read(iova: bigint, n: number): Promise<Buffer> {
-    const o = this.off(iova, n);
-    return Buffer.from(this.bytes.subarray(o, o + n));
-  }
-  async write(iova: bigint, data: Uint8Array): Promise<void> {
-    this.bytes.set(data, this.off(iova, data.length));
-  }
-  view(iova: bigint, n: number): Uint8Array | undefined {
-    if (!this.direct) return undefined;
-    const o = this.off(iova, n);
-    return new Uint8Array(this.bytes.buffer, this.bytes.byteOffset + o, n);
-  }
-}
 
 function config(): VfConfig {
   return {
@@ -69,7 +42,7 @@ function setup(engine: 'auto' | 'ts') {
   const frame = Buffer.alloc(64);
   Buffer.from('020000000099020000000a0a0800', 'hex').copy(frame);
   ram.set(frame, Number(FRAME - BASE));
-  const memory = new BufferMemory(ram, engine === 'auto');
+  const memory = new BufferGuestMemory(ram, BASE, engine === 'auto');
   let sent = 0;
   const dp = new DataPath({
     memory: memory as unknown as GuestMemory,

@@ -4,10 +4,11 @@
  * the frames on the wire, every byte of guest memory (descriptor write-backs, RX buffers), the
  * counters and the interrupts. Good traffic, offloads and TSO, hostile descriptors, and random rings.
  */
-import type { GuestMemory, MemRegion } from '@emu/emudev';
+import type { GuestMemory } from '@emu/emudev';
 import { silentLogger } from '@emu/vfio-user';
 import { expect } from 'chai';
 import type { VfConfig } from '../pf.js';
+import { BufferGuestMemory } from '../testing/buffer-memory.js';
 import { ipv4TcpFrame, ipv4UdpFrame, rawFrame, TCP_ACK, TCP_FIN, TCP_PSH } from '../testing/frames.js';
 import { DataPath } from './engine.js';
 
@@ -28,44 +29,6 @@ const RX_RING = BASE + 0x10000n;
 const RX_BUFS = BASE + 0x20000n;
 const SCRATCH = BASE + 0x100000n;
 const RING_LEN = 256;
-
-/** Guest memory over a Buffer: direct (the native engine sees it as mapped with an fd) or not. */
-class FakeMemory {
-  constructor(
-    readonly bytes: Buffer,
-    private readonly direct: boolean,
-  ) {}
-  private off(iova: bigint, n: number): number {
-    if (iova < BASE || iova + BigInt(n) > BASE + BigInt(this.bytes.length) || n < 0)
-      throw new RangeError(`DMA [0x${iova.toString(16)}, +${n}) is outside guest memory`);
-    return Number(iova - BASE);
-  }
-  table(): MemRegion[] {
-    return [
-      { iova: BASE, size: BigInt(this.bytes.length), readable: true, writable: true, direct: this.direct },
-    ];
-  }
-  contains(iova: bigint, n: number): boolean {
-    try {
-      this.off(iova, n);
-      return true;
-    } catch {
-      return false;
-    }
-  }
-  async read(iova: bigint, n: number): Promise<Buffer> {
-    const o = this.off(iova, n);
-    return Buffer.from(this.bytes.subarray(o, o + n));
-  }
-  async write(iova: bigint, data: Uint8Array): Promise<void> {
-    this.bytes.set(data, this.off(iova, data.length));
-  }
-  view(iova: bigint, n: number): Uint8Array | undefined {
-    if (!this.direct || !this.contains(iova, n)) return undefined;
-    const o = this.off(iova, n);
-    return new Uint8Array(this.bytes.buffer, this.bytes.byteOffset + o, n);
-  }
-}
 
 function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
   const all = (1 << queues) - 1;
@@ -99,14 +62,14 @@ function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
 
 interface Side {
   name: 'native' | 'ts';
-  memory: FakeMemory;
+  memory: BufferGuestMemory;
   dp: DataPath;
   sent: string[];
   raised: number[];
 }
 
 function side(name: 'native' | 'ts', ram: Buffer, cfg: VfConfig): Side {
-  const memory = new FakeMemory(ram, name === 'native');
+  const memory = new BufferGuestMemory(ram, BASE, name === 'native');
   const s: Side = { name, memory, sent: [], raised: [], dp: undefined as never };
   s.dp = new DataPath({
     memory: memory as unknown as GuestMemory,
@@ -439,7 +402,7 @@ describe('data path engines: failures stay inside', () => {
       const cfg = config();
       const warnings: string[] = [];
       const dp = new DataPath({
-        memory: new FakeMemory(ram, engine === 'auto') as unknown as GuestMemory,
+        memory: new BufferGuestMemory(ram, BASE, engine === 'auto') as unknown as GuestMemory,
         log: {
           ...silentLogger,
           warn: (_o: object, msg: string) => warnings.push(msg),

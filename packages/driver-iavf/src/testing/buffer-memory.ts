@@ -1,0 +1,56 @@
+/**
+ * Guest memory over a Buffer at IOVA `base`, for driving a DataPath without a vfio-user client (engine
+ * comparisons, benchmarks). `direct`: whether the native engine may reach it as host memory (as a memfd
+ * mapping), or must leave it to the TypeScript engine (as fd-less RAM reached by DMA messages).
+ */
+import type { MemRegion } from '@emu/emudev';
+
+export class BufferGuestMemory {
+  constructor(
+    readonly bytes: Buffer,
+    readonly base: bigint,
+    private readonly direct: boolean,
+  ) {}
+
+  private off(iova: bigint, n: number): number {
+    if (iova < this.base || iova + BigInt(n) > this.base + BigInt(this.bytes.length) || n < 0)
+      throw new RangeError(`DMA [0x${iova.toString(16)}, +${n}) is outside guest memory`);
+    return Number(iova - this.base);
+  }
+
+  table(): MemRegion[] {
+    return [
+      {
+        iova: this.base,
+        size: BigInt(this.bytes.length),
+        readable: true,
+        writable: true,
+        direct: this.direct,
+      },
+    ];
+  }
+
+  contains(iova: bigint, n: number): boolean {
+    try {
+      this.off(iova, n);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async read(iova: bigint, n: number): Promise<Buffer> {
+    const o = this.off(iova, n);
+    return Buffer.from(this.bytes.subarray(o, o + n));
+  }
+
+  async write(iova: bigint, data: Uint8Array): Promise<void> {
+    this.bytes.set(data, this.off(iova, data.length));
+  }
+
+  view(iova: bigint, n: number): Uint8Array | undefined {
+    if (!this.direct || !this.contains(iova, n)) return undefined;
+    const o = this.off(iova, n);
+    return new Uint8Array(this.bytes.buffer, this.bytes.byteOffset + o, n);
+  }
+}
