@@ -7,7 +7,7 @@ import { expect } from 'chai';
 import { BROADCAST, rawFrame } from './testing/frames.js';
 import { Harness } from './testing/harness.js';
 import { FLAG_VF_MULTICAST_PROMISC, FLAG_VF_UNICAST_PROMISC } from './testing/iavf-defs.js';
-import { TestNetwork } from './testing/test-network.js';
+import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
@@ -26,9 +26,7 @@ describe('data path RX filters', () => {
   });
 
   async function up() {
-    net = new TestNetwork();
-    h = await Harness.start({ mac: VF_MAC, queues: 1 }, { network: net });
-    await h.vf.bringUp();
+    ({ h, net } = await Harness.linked({ mac: VF_MAC, queues: 1 }));
     return h.vf;
   }
 

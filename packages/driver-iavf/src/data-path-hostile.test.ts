@@ -8,7 +8,7 @@ import { ipv4TcpFrame, rawFrame, TCP_ACK } from './testing/frames.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
 import { TX_CMD, TX_CTX } from './testing/iavf-defs.js';
 import { type SoftIavf, sleep, txContextQw1, txDataQw1 } from './testing/soft-iavf.js';
-import { TestNetwork } from './testing/test-network.js';
+import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
@@ -56,10 +56,7 @@ describe('data path against hostile descriptors', () => {
   let ramKind: 'shared' | 'plain' = 'shared';
 
   async function up(config: IavfTestConfig = {}, opts: HarnessOptions = {}) {
-    net = new TestNetwork();
-    h = await Harness.start({ mac: VF_MAC, queues: 2, ...config }, { ram: ramKind, ...opts, network: net });
-    await h.vf.bringUp();
-    vf = h.vf;
+    ({ h, net, vf } = await Harness.linked({ mac: VF_MAC, queues: 2, ...config }, { ram: ramKind, ...opts }));
     return vf;
   }
 

@@ -21,7 +21,7 @@ import {
 } from './testing/frames.js';
 import { Harness, type HarnessOptions } from './testing/harness.js';
 import { IAVF_TX_DESC_SIZE, TX_CMD, TX_DESC } from './testing/iavf-defs.js';
-import { TestNetwork } from './testing/test-network.js';
+import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
@@ -65,9 +65,7 @@ for (const ram of ['shared', 'plain'] as const) {
     });
 
     async function up(opts: HarnessOptions = {}) {
-      net = new TestNetwork();
-      h = await Harness.start({ mac: VF_MAC }, { ram, ...opts, network: net });
-      await h.vf.bringUp();
+      ({ h, net } = await Harness.linked({ mac: VF_MAC }, { ram, ...opts }));
       return h.vf;
     }
 

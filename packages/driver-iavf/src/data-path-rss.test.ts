@@ -9,7 +9,7 @@ import { Harness } from './testing/harness.js';
 import { RX_WB } from './testing/iavf-defs.js';
 import { MS_IPV4_VECTORS, MS_RSS_KEY } from './testing/rss-vectors.js';
 import type { RxFrame } from './testing/soft-iavf.js';
-import { TestNetwork } from './testing/test-network.js';
+import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
@@ -48,9 +48,7 @@ describe('data path RSS across 4 queues, and per-queue counters', () => {
   });
 
   async function up() {
-    net = new TestNetwork();
-    h = await Harness.start({ mac: VF_MAC, queues: 4 }, { network: net });
-    await h.vf.bringUp();
+    ({ h, net } = await Harness.linked({ mac: VF_MAC, queues: 4 }));
     return h.vf;
   }
 

@@ -14,22 +14,18 @@ import {
   VIRTCHNL_RXDID,
   VIRTCHNL_STATUS,
 } from './testing/iavf-defs.js';
-import { TestNetwork } from './testing/test-network.js';
 import { vsiQueueConfigMsg } from './testing/virtchnl-msgs.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
 const FLEX_CAPS = (LINUX_6_12_CAPS | VF_CAP.RX_FLEX_DESC) >>> 0;
 
-async function up(rxdid: number | undefined, caps: number, opts: HarnessOptions = {}) {
-  const net = new TestNetwork();
-  const h = await Harness.start(
+const up = (rxdid: number | undefined, caps: number, opts: HarnessOptions = {}) =>
+  Harness.linked(
     { mac: VF_MAC, queues: 2, mtu: 9000 },
-    { ...opts, network: net, soft: { rxdid, rxBufLen: 1024, ...opts.soft } },
+    { ...opts, soft: { rxdid, rxBufLen: 1024, ...opts.soft } },
+    { caps },
   );
-  await h.vf.bringUp({ caps });
-  return { h, net, vf: h.vf };
-}
 
 for (const ram of ['shared', 'plain'] as const) {
   describe(`RX descriptor formats, ${ram === 'shared' ? 'memfd guest RAM (native engine)' : 'fd-less guest RAM (TypeScript engine)'}`, () => {

@@ -9,17 +9,12 @@ import { rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
 import { IAVF_TX_DESC_SIZE, TX_CMD, TX_DESC, VF_CAP } from './testing/iavf-defs.js';
 import { sleep } from './testing/soft-iavf.js';
-import { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
 
-async function up(config: IavfTestConfig = {}, opts: HarnessOptions = {}) {
-  const net = new TestNetwork();
-  const h = await Harness.start({ mac: VF_MAC, ...config }, { ...opts, network: net });
-  await h.vf.bringUp();
-  return { h, net, vf: h.vf };
-}
+const up = (config: IavfTestConfig = {}, opts: HarnessOptions = {}) =>
+  Harness.linked({ mac: VF_MAC, ...config }, opts);
 
 /** qword1 of TX descriptor i of queue q, as the guest sees it now. */
 function txQw1(h: Harness, q: number, i: number): bigint {

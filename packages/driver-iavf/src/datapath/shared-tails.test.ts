@@ -12,17 +12,11 @@ import { Reg } from '../constants.js';
 import { rawFrame } from '../testing/frames.js';
 import { Harness, type HarnessOptions } from '../testing/harness.js';
 import { sleep } from '../testing/soft-iavf.js';
-import { TestNetwork } from '../testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
 
-async function up(opts: HarnessOptions = {}) {
-  const net = new TestNetwork();
-  const h = await Harness.start({ mac: VF_MAC, queues: 4 }, { ...opts, network: net });
-  await h.vf.bringUp();
-  return { h, net };
-}
+const up = (opts: HarnessOptions = {}) => Harness.linked({ mac: VF_MAC, queues: 4 }, opts);
 
 /** The client's mappings of BAR0's areas, as QEMU would put them into the guest. */
 async function mapTails(h: Harness): Promise<{ words: (offset: number) => Uint32Array; unmap(): void }> {

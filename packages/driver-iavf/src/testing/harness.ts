@@ -10,7 +10,8 @@ import { silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { IavfDevice, type IavfOptions } from '../device.js';
 import { defaultMac, iavfDriver } from '../driver.js';
 import { GuestRam } from './guest-memory.js';
-import { SoftIavf, type SoftIavfOptions } from './soft-iavf.js';
+import { type BringUpOptions, SoftIavf, type SoftIavfOptions } from './soft-iavf.js';
+import { TestNetwork } from './test-network.js';
 
 export interface IavfTestConfig {
   mac?: string;
@@ -104,6 +105,26 @@ export class Harness {
       rmSync(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /**
+   * A device on its own TestNetwork, brought up by SoftIavf (Linux's order, with `bringUp` options):
+   * where the data-path tests start. Closed again if the bring-up fails.
+   */
+  static async linked(
+    config: IavfTestConfig = {},
+    opts: Omit<HarnessOptions, 'network'> = {},
+    bringUp: BringUpOptions = {},
+  ): Promise<{ h: Harness; net: TestNetwork; vf: SoftIavf }> {
+    const net = new TestNetwork();
+    const h = await Harness.start(config, { ...opts, network: net });
+    try {
+      await h.vf.bringUp(bringUp);
+    } catch (err) {
+      await h.close();
+      throw err;
+    }
+    return { h, net, vf: h.vf };
   }
 
   /** The device's counters. */
