@@ -105,6 +105,7 @@ export const Errno = {
   ENODEV: constants.errno.ENODEV,
   EINVAL: constants.errno.EINVAL,
   ENOSPC: constants.errno.ENOSPC,
+  EPIPE: constants.errno.EPIPE,
   ERANGE: constants.errno.ERANGE,
   ENOSYS: constants.errno.ENOSYS,
   EPROTO: constants.errno.EPROTO,

@@ -31,6 +31,10 @@ import { IrqTable } from './irqs.js';
 
 /** The highest minor version we speak. A client gets min(its minor, this). */
 export const SERVER_MINOR = 2;
+/** The max_msg_fds we advertise: most fds one message to us may carry (QEMU splits SET_IRQS by it). */
+export const SERVER_MAX_MSG_FDS = 16;
+/** Default time a new connection has to send VERSION. */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ServerOptions {
   /** Path of the UNIX socket to listen on. */
@@ -44,6 +48,16 @@ export interface ServerOptions {
   writeMultiple?: boolean;
   /** Timeout of the DMA_READ/DMA_WRITE requests we send; default 5000 ms. */
   requestTimeoutMs?: number;
+  /**
+   * How long a new connection may take to send VERSION before it is closed (it holds the device's one
+   * client slot meanwhile); default 10000 ms.
+   */
+  handshakeTimeoutMs?: number;
+  /**
+   * Bytes of replies a client may leave unread before we stop reading its requests until it catches
+   * up; default 4 MiB.
+   */
+  maxQueuedBytes?: number;
 }
 
 export interface ClientInfo {
@@ -59,6 +73,8 @@ export interface ServerStats {
   /** Error replies sent (and errors on NO_REPLY commands, which get none), by errno name. */
   errors: Record<string, number>;
   irqsTriggered: number;
+  /** Interrupts that could not be delivered (the client's eventfd full or failing): dropped. */
+  irqsDropped: number;
   dmaReadBytes: number;
   dmaWriteBytes: number;
 }
@@ -84,6 +100,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     commands: {},
     errors: {},
     irqsTriggered: 0,
+    irqsDropped: 0,
     dmaReadBytes: 0,
     dmaWriteBytes: 0,
   };
@@ -93,6 +110,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private listener?: UnixListener;
   private conn?: Connection;
   private clientInfo?: ClientInfo;
+  private handshakeTimer?: NodeJS.Timeout;
+  /** stats.irqsDropped when the current client connected. */
+  private dropsAtConnect = 0;
 
   constructor(
     readonly device: DeviceSpec,
@@ -110,7 +130,15 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.writeMultiple = options.writeMultiple ?? true;
     const resolved = resolveDevice(device);
     this.regions = resolved.regions;
-    this.irqs = new IrqTable(resolved.irqs);
+    this.irqs = new IrqTable(resolved.irqs, (index, vector, err) => {
+      // Logged once per connection: a client that never reads its eventfds would flood the log.
+      if (this.stats.irqsDropped++ === this.dropsAtConnect) {
+        this.log.warn(
+          { path: this.path, irq: IRQ_INDEX_NAMES[index], vector, err: err.message },
+          'interrupt dropped: the client does not read its eventfd (further drops are only counted)',
+        );
+      }
+    });
     this.dma = new DmaTable(options.maxDmaMaps ?? 65535);
   }
 
@@ -133,6 +161,11 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   /** The connected client, once it negotiated. */
   get client(): ClientInfo | undefined {
     return this.clientInfo;
+  }
+
+  /** Reply bytes the client has not read yet, and whether its requests are paused because of them. */
+  get backlog(): { queuedBytes: number; throttled: boolean } {
+    return this.conn?.backlog ?? { queuedBytes: 0, throttled: false };
   }
 
   /** Stops listening, drops the client (releasing its fds and mappings) and removes the socket file. */
@@ -237,20 +270,33 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const conn = new Connection(socket, {
       // The biggest valid message is a REGION_WRITE of max_data_xfer_size (or a DMA_READ reply).
       maxMessageSize: HEADER_SIZE + RegionAccess.size + this.maxDataXferSize,
+      maxMessageFds: SERVER_MAX_MSG_FDS,
+      maxQueuedBytes: this.options.maxQueuedBytes,
       logger: this.log,
       name: this.path,
       requestTimeoutMs: this.options.requestTimeoutMs,
     });
     this.conn = conn;
     this.stats.connections++;
+    this.dropsAtConnect = this.stats.irqsDropped;
     const ctx = this.context();
     conn.on('command', (msg) => this.dispatch(conn, ctx, msg));
     conn.on('close', (reason) => this.onDisconnect(conn, reason));
+    const timeoutMs = this.options.handshakeTimeoutMs ?? HANDSHAKE_TIMEOUT_MS;
+    this.handshakeTimer = setTimeout(() => {
+      if (this.conn !== conn || this.clientInfo) return;
+      this.log.warn(
+        { path: this.path, timeoutMs },
+        `client sent no VERSION within ${timeoutMs} ms: disconnected, so the next client can connect`,
+      );
+      conn.close();
+    }, timeoutMs);
     this.log.info({ path: this.path }, 'client connected');
   }
 
   private onDisconnect(conn: Connection, reason: Error | undefined): void {
     if (this.conn !== conn) return;
+    clearTimeout(this.handshakeTimer);
     for (const r of [...this.dma.regions]) {
       this.emit('dma-unmap', r);
       this.dma.remove(r);
@@ -268,6 +314,12 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const name = commandName(header.command);
     try {
       this.stats.commands[name] = (this.stats.commands[name] ?? 0) + 1;
+      if (msg.excessFds) {
+        throw new ProtocolError(
+          Errno.EINVAL,
+          `${name}: ${msg.excessFds + msg.fds.length} fds, more than max_msg_fds ${SERVER_MAX_MSG_FDS}`,
+        );
+      }
       if (header.command === Command.VERSION) {
         this.negotiate(conn, msg);
         return;
@@ -320,13 +372,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
     const minor = Math.min(v.minor, SERVER_MINOR);
     const ours = encodeCapabilities({
-      maxMsgFds: 16,
+      maxMsgFds: SERVER_MAX_MSG_FDS,
       maxDataXferSize: this.maxDataXferSize,
       maxDmaMaps: this.dma.maxRegions,
       pgsizes: 4096,
       writeMultiple: this.writeMultiple && caps.writeMultiple,
     });
     conn.reply(msg, [Version.encode({ major: PROTOCOL_MAJOR, minor }), ours]);
+    clearTimeout(this.handshakeTimer);
     this.clientInfo = {
       version: { major: PROTOCOL_MAJOR, minor },
       capabilities: caps,

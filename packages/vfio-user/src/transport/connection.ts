@@ -14,12 +14,25 @@ import { type FrameEvent, type Message, MessageFramer, safeClose } from './frame
 export interface ConnectionOptions {
   /** Largest message accepted from the peer; bigger ones get an error reply and are skipped. */
   maxMessageSize: number;
+  /**
+   * Most fds one message may carry (the max_msg_fds we advertise); fds beyond it are closed as they
+   * arrive and their message is refused. Default 16.
+   */
+  maxMessageFds?: number;
   logger: Logger;
   /** Prefix for log lines, e.g. the socket path. */
   name: string;
   /** How long a request waits for its reply. Default 5000 ms, as QEMU's x-msg-timeout. */
   requestTimeoutMs?: number;
+  /**
+   * Bytes of outgoing messages the peer has not read yet above which we stop reading its requests,
+   * until it catches up (back-pressure). Default 4 MiB; at least one message always goes out.
+   */
+  maxQueuedBytes?: number;
 }
+
+/** Default bound on outgoing bytes the peer has not read (see ConnectionOptions.maxQueuedBytes). */
+export const DEFAULT_MAX_QUEUED_BYTES = 4 << 20;
 
 export interface RequestOptions {
   fds?: readonly number[];
@@ -43,8 +56,13 @@ export interface ConnectionEvents {
 export class Connection extends EventEmitter<ConnectionEvents> {
   private readonly framer: MessageFramer;
   private readonly pending = new Map<number, Pending>();
+  /** Received messages not handled yet: held while the peer leaves too much unread (back-pressure). */
+  private inbox: FrameEvent[] = [];
   private nextId = 0;
   private closedWith: Error | undefined | null = null;
+  private readonly maxQueuedBytes: number;
+  /** Reading stopped because the peer does not read what we send. */
+  private throttled = false;
   readonly log: Logger;
 
   constructor(
@@ -53,15 +71,23 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   ) {
     super();
     this.log = options.logger;
-    this.framer = new MessageFramer(options.maxMessageSize);
+    this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds);
+    this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     socket.on('data', (chunk: Buffer, fds: number[]) => this.onData(chunk, fds));
+    socket.on('drain', () => this.onDrain());
     socket.on('error', (err: Error) => this.shutdown(err));
     socket.on('end', () => this.shutdown(undefined));
     socket.on('close', () => this.shutdown(undefined));
   }
 
+  /** True from the moment the socket is gone, even before its 'close' event has run. */
   get closed(): boolean {
-    return this.closedWith !== null;
+    return this.closedWith !== null || this.socket.closed;
+  }
+
+  /** Bytes sent but not yet read by the peer, and whether we stopped reading because of them. */
+  get backlog(): { queuedBytes: number; throttled: boolean } {
+    return { queuedBytes: this.socket.writableLength, throttled: this.throttled };
   }
 
   /** Sends a command and resolves with its reply; rejects with VfioUserError on an error reply. */
@@ -71,7 +97,9 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const msgId = this.allocateId();
     const flags = HeaderFlag.TYPE_COMMAND | (opts.noReply ? HeaderFlag.NO_REPLY : 0);
     if (opts.noReply) {
-      this.send(msgId, command, flags, 0, payload, opts.fds);
+      if (!this.send(msgId, command, flags, 0, payload, opts.fds)) {
+        return Promise.reject(new VfioUserError(Errno.ENOTCONN, commandName(command), 'not connected'));
+      }
       return Promise.resolve({
         header: { msgId, command, size: 0, flags, error: 0 },
         payload: Buffer.alloc(0),
@@ -85,13 +113,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         reject(new VfioUserError(Errno.ETIMEDOUT, commandName(command), `no reply within ${timeoutMs} ms`));
       }, timeoutMs);
       this.pending.set(msgId, { command, resolve, reject, timer });
-      try {
-        this.send(msgId, command, flags, 0, payload, opts.fds);
-      } catch (err) {
-        clearTimeout(timer);
-        this.pending.delete(msgId);
-        reject(err);
-      }
+      // A failed send shuts the connection down, which rejects every pending request, this one too.
+      this.send(msgId, command, flags, 0, payload, opts.fds);
     });
   }
 
@@ -111,6 +134,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.shutdown(reason);
   }
 
+  /**
+   * Sends one message; false when the connection is (or just became) closed. Never throws: a peer that
+   * went away with requests in flight must not turn their replies into exceptions. A socket that died
+   * in this write shuts the connection down at once, so the next message sees it closed.
+   */
   private send(
     msgId: number,
     command: number,
@@ -118,11 +146,41 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     error: number,
     payload: Buffer | Buffer[],
     fds?: readonly number[],
-  ): void {
+  ): boolean {
+    if (this.closed) {
+      this.shutdown(new VfioUserError(Errno.ENOTCONN, commandName(command), 'the peer went away'));
+      return false;
+    }
     const parts = Array.isArray(payload) ? payload : [payload];
     const size = HEADER_SIZE + parts.reduce((n, p) => n + p.length, 0);
     const header = Header.encode({ msgId, command, size, flags, error });
-    this.socket.write(parts.length === 0 ? header : Buffer.concat([header, ...parts]), fds);
+    try {
+      this.socket.write(parts.length === 0 ? header : Buffer.concat([header, ...parts]), fds);
+    } catch (err) {
+      this.shutdown(err as Error);
+      return false;
+    }
+    if (this.socket.closed) {
+      this.shutdown(new VfioUserError(Errno.EPIPE, commandName(command), 'the peer went away'));
+      return false;
+    }
+    if (!this.throttled && this.socket.writableLength > this.maxQueuedBytes) {
+      // The peer does not read what we send: stop reading what it asks until it catches up.
+      this.throttled = true;
+      this.socket.pause();
+      this.log.debug(
+        { conn: this.options.name, queued: this.socket.writableLength },
+        'peer is not reading: requests paused',
+      );
+    }
+    return true;
+  }
+
+  private onDrain(): void {
+    if (!this.throttled || this.closed) return;
+    this.throttled = false;
+    this.pump();
+    if (!this.throttled && !this.closed) this.socket.resume();
   }
 
   private allocateId(): number {
@@ -139,12 +197,28 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       for (const fd of fds) safeClose(fd);
       return;
     }
-    for (const ev of this.framer.push(chunk, fds)) {
+    this.inbox.push(...this.framer.push(chunk, fds));
+    this.pump();
+  }
+
+  /** Handles what was received, in order, until done or until the peer has too much unread. */
+  private pump(): void {
+    while (this.inbox.length > 0 && !this.throttled) {
+      const ev = this.inbox.shift()!;
       if (this.closed) {
-        for (const fd of ev.kind === 'message' ? ev.message.fds : ev.fds) safeClose(fd);
+        closeFdsOf(ev);
         continue;
       }
-      this.onFrame(ev);
+      try {
+        this.onFrame(ev);
+      } catch (err) {
+        // A bug in handling one message costs this connection, never the process.
+        this.log.error(
+          { conn: this.options.name, err: (err as Error).message },
+          'connection closed: a message handler threw',
+        );
+        this.shutdown(err as Error);
+      }
     }
   }
 
@@ -196,7 +270,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     this.pending.delete(header.msgId);
     clearTimeout(pending.timer);
-    if (header.flags & HeaderFlag.ERROR) {
+    if (message.excessFds) {
+      for (const fd of message.fds) safeClose(fd);
+      pending.reject(
+        new VfioUserError(Errno.EPROTO, commandName(header.command), 'reply carried more fds than allowed'),
+      );
+    } else if (header.flags & HeaderFlag.ERROR) {
       for (const fd of message.fds) safeClose(fd);
       // libvfio-user clamps a peer's errno to a sane range; so do we.
       const errno = header.error > 0 && header.error <= 4096 ? header.error : Errno.EINVAL;
@@ -215,9 +294,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   }
 
   private shutdown(reason: Error | undefined): void {
-    if (this.closed) return;
+    if (this.closedWith !== null) return;
     this.closedWith = reason;
     this.framer.dispose();
+    for (const ev of this.inbox.splice(0)) closeFdsOf(ev);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(
@@ -229,4 +309,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (reason) this.log.debug({ conn: this.options.name, err: reason.message }, 'connection closed');
     this.emit('close', reason);
   }
+}
+
+function closeFdsOf(ev: FrameEvent): void {
+  for (const fd of ev.kind === 'message' ? ev.message.fds : ev.fds) safeClose(fd);
 }

@@ -17,6 +17,8 @@ export interface Message {
   payload: Buffer;
   /** Received fds; whoever handles the message closes the ones it does not keep (see takeFds). */
   fds: number[];
+  /** Fds that came for this message beyond the framer's bound: closed on arrival; refuse the message. */
+  excessFds?: number;
 }
 
 export type FrameEvent =
@@ -30,16 +32,30 @@ export class MessageFramer {
   private buffered = 0;
   /** Stream offset of the first buffered byte. */
   private base = 0;
-  /** Fds by the stream offset of the last byte of the chunk they came with. */
-  private pendingFds: Array<{ at: number; fds: number[] }> = [];
+  /** Fds by the stream offset of the last byte of the chunk they came with (`excess`: closed on arrival). */
+  private pendingFds: Array<{ at: number; fds: number[]; excess: number }> = [];
+  /** Fds held in pendingFds. */
+  private heldFds = 0;
   private skip = 0;
 
-  constructor(private readonly maxMessageSize: number) {}
+  /**
+   * maxFds bounds the fds held for messages not complete yet: fds beyond it are closed as they arrive
+   * (so a peer cannot make us hold any number of them), and the message they came for says how many.
+   */
+  constructor(
+    private readonly maxMessageSize: number,
+    private readonly maxFds = 16,
+  ) {}
 
   /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
   push(chunk: Buffer, fds: readonly number[]): FrameEvent[] {
     const at = this.base + this.buffered + chunk.length - 1;
-    if (fds.length > 0) this.pendingFds.push({ at, fds: [...fds] });
+    if (fds.length > 0) {
+      const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldFds));
+      for (const fd of fds.slice(keep)) safeClose(fd);
+      this.pendingFds.push({ at, fds: fds.slice(0, keep), excess: fds.length - keep });
+      this.heldFds += keep;
+    }
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
       this.skip -= n;
@@ -71,10 +87,14 @@ export class MessageFramer {
       }
       if (this.buffered < header.size) break;
       const whole = this.consume(header.size);
-      out.push({
-        kind: 'message',
-        message: { header, payload: whole.subarray(HEADER_SIZE), fds: this.takeFdsBefore(this.base) },
-      });
+      const excess = this.excessBefore(this.base);
+      const message: Message = {
+        header,
+        payload: whole.subarray(HEADER_SIZE),
+        fds: this.takeFdsBefore(this.base),
+      };
+      if (excess > 0) message.excessFds = excess;
+      out.push({ kind: 'message', message });
     }
     return out;
   }
@@ -83,6 +103,7 @@ export class MessageFramer {
   dispose(): void {
     for (const p of this.pendingFds) for (const fd of p.fds) safeClose(fd);
     this.pendingFds = [];
+    this.heldFds = 0;
     this.chunks = [];
     this.buffered = 0;
   }
@@ -104,10 +125,22 @@ export class MessageFramer {
     return data;
   }
 
+  private excessBefore(end: number): number {
+    let n = 0;
+    for (const p of this.pendingFds) {
+      if (p.at >= end) break;
+      n += p.excess;
+    }
+    return n;
+  }
+
   private takeFdsBefore(end: number): number[] {
     const taken: number[] = [];
-    while (this.pendingFds.length > 0 && this.pendingFds[0].at < end)
-      taken.push(...this.pendingFds.shift()!.fds);
+    while (this.pendingFds.length > 0 && this.pendingFds[0].at < end) {
+      const { fds } = this.pendingFds.shift()!;
+      this.heldFds -= fds.length;
+      taken.push(...fds);
+    }
     return taken;
   }
 
