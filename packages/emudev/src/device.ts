@@ -182,7 +182,15 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
     const s = this.server?.stats;
     return s
       ? { ...s, commands: { ...s.commands }, errors: { ...s.errors } }
-      : { connections: 0, commands: {}, errors: {}, irqsTriggered: 0, dmaReadBytes: 0, dmaWriteBytes: 0 };
+      : {
+          connections: 0,
+          commands: {},
+          errors: {},
+          irqsTriggered: 0,
+          irqsDropped: 0,
+          dmaReadBytes: 0,
+          dmaWriteBytes: 0,
+        };
   }
 
   memTable(): MemRegion[] {

@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { EventFd, UnixSocket } from '@emu/native';
+import { existsSync, fstatSync, readFileSync } from 'node:fs';
+import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
 import { expect } from 'chai';
 import { Errno, IrqIndex, IrqInfoFlag, IrqSetFlag } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
@@ -129,5 +129,59 @@ describe('IrqTable', () => {
       expect((err as ProtocolError).errno).to.equal(Errno.ENOTSUP);
     }
     expect(existsSync(`/proc/self/fd/${theirs[0]}`)).to.equal(false);
+  });
+
+  it('applies SET_IRQS all or nothing: one fd that is not an eventfd changes no vector', async () => {
+    const before = await give(2);
+    table.set({
+      flags: DATA_EVENTFD | ACTION_TRIGGER,
+      index: IrqIndex.MSIX,
+      start: 0,
+      count: 2,
+      fds: before.theirs,
+    });
+    const { mine, theirs } = await give(2);
+    const memfd = memfdCreate('emu-test-not-an-eventfd', 4096);
+    expect(() =>
+      table.set({
+        flags: DATA_EVENTFD | ACTION_TRIGGER,
+        index: IrqIndex.MSIX,
+        start: 0,
+        count: 3,
+        fds: [...theirs, memfd],
+      }),
+    ).to.throw('must be an eventfd');
+    for (const fd of [...theirs, memfd]) expect(existsSync(`/proc/self/fd/${fd}`)).to.equal(false);
+    // Files opened now reuse the numbers the request's fds had; no interrupt may write into them.
+    const reused = [memfdCreate('emu-test-reuse-a', 4096), memfdCreate('emu-test-reuse-b', 4096)];
+    try {
+      expect(table.trigger(IrqIndex.MSIX, 0)).to.equal(true);
+      expect(table.trigger(IrqIndex.MSIX, 1)).to.equal(true);
+      expect(before.mine.map((e) => e.read())).to.deep.equal([1n, 1n]);
+      expect(mine.map((e) => e.read())).to.deep.equal([null, null]);
+      for (const fd of reused) expect(fstatSync(fd).size).to.equal(4096);
+      expect(readFileSync(`/proc/self/fd/${reused[0]}`).every((b) => b === 0)).to.equal(true);
+    } finally {
+      for (const fd of reused) closeFd(fd);
+    }
+  });
+
+  it('counts and drops an interrupt whose eventfd is full, and delivers once the client reads it', async () => {
+    const { mine, theirs } = await give(1);
+    table.set({
+      flags: DATA_EVENTFD | ACTION_TRIGGER,
+      index: IrqIndex.MSIX,
+      start: 3,
+      count: 1,
+      fds: theirs,
+    });
+    // A client that never reads its eventfd: the counter at its maximum.
+    mine[0].write(0xffff_ffff_ffff_fffen);
+    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(false);
+    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(false);
+    expect(table.dropped).to.equal(2);
+    expect(mine[0].read()).to.equal(0xffff_ffff_ffff_fffen);
+    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(true);
+    expect(mine[0].read()).to.equal(1n);
   });
 });

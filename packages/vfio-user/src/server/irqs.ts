@@ -35,8 +35,17 @@ export interface IrqSetRequest {
 
 export class IrqTable {
   private readonly vectors: Vector[][];
+  /**
+   * Interrupts that could not be delivered: the client's eventfd counter was full (it never reads
+   * it) or the fd failed. Counted and dropped, never thrown: the interrupt would be lost on hardware too.
+   */
+  dropped = 0;
 
-  constructor(readonly counts: IrqCounts) {
+  /** onDropped runs for each interrupt that could not be delivered (see dropped). */
+  constructor(
+    readonly counts: IrqCounts,
+    private readonly onDropped: (index: number, vector: number, err: Error) => void = () => {},
+  ) {
     this.vectors = IRQ_INDEX_NAMES.map((name) =>
       Array.from({ length: counts[name] }, () => ({ masked: false, pending: false })),
     );
@@ -59,14 +68,22 @@ export class IrqTable {
   }
 
   /**
-   * Applies a SET_IRQS request. Consumes `fds` in every case: adopted as eventfds on success, closed on error.
-   * Returns the indexes whose state changed.
+   * Applies a SET_IRQS request, all or nothing. Consumes `fds` in every case: adopted as eventfds on
+   * success, closed on error, and no vector changes unless the whole request is valid.
    */
   set(req: IrqSetRequest): void {
+    const adopted: EventFd[] = [];
     try {
-      this.apply(req);
+      for (const fd of req.fds) adopted.push(adoptEventFd(fd, req.index));
     } catch (err) {
-      for (const fd of req.fds) safeClose(fd);
+      for (const e of adopted) e.close();
+      for (const fd of req.fds.slice(adopted.length)) safeClose(fd);
+      throw err;
+    }
+    try {
+      this.apply(req, adopted);
+    } catch (err) {
+      for (const e of adopted) e.close();
       throw err;
     }
   }
@@ -79,7 +96,13 @@ export class IrqTable {
       v.pending = true;
       return false;
     }
-    v.eventfd.write(1n);
+    try {
+      v.eventfd.write(1n);
+    } catch (err) {
+      this.dropped++;
+      this.onDropped(index, sub, err as Error);
+      return false;
+    }
     return true;
   }
 
@@ -95,8 +118,9 @@ export class IrqTable {
     }
   }
 
-  private apply(req: IrqSetRequest): void {
-    const { flags, index, start, count, fds } = req;
+  /** Checks the whole request, then applies it; `fds` are the request's fds, adopted. */
+  private apply(req: IrqSetRequest, fds: EventFd[]): void {
+    const { flags, index, start, count } = req;
     const data = flags & IrqSetFlag.DATA_MASK;
     const action = flags & IrqSetFlag.ACTION_MASK_ALL;
     const bad = (m: string) =>
@@ -135,7 +159,7 @@ export class IrqTable {
       for (let i = 0; i < count; i++) {
         const v = list[start + i];
         disable(v);
-        if (fds.length > 0) v.eventfd = EventFd.fromFd(fds[i]);
+        if (fds.length > 0) v.eventfd = fds[i];
       }
       return;
     }
@@ -153,6 +177,18 @@ export class IrqTable {
         }
       } else this.trigger(index, sub);
     }
+  }
+}
+
+/** Adopts a client's eventfd; refuses any other kind of fd with EINVAL. */
+function adoptEventFd(fd: number, index: number): EventFd {
+  try {
+    return EventFd.fromFd(fd);
+  } catch (err) {
+    throw new ProtocolError(
+      Errno.EINVAL,
+      `SET_IRQS ${IRQ_INDEX_NAMES[index] ?? index}: ${(err as Error).message}`,
+    );
   }
 }
 
