@@ -93,4 +93,34 @@ describe('bin/emu.js (a child process)', function () {
     expect(run.io.stdout).to.equal('');
     expect(readdirSync(tmp.dir)).to.deep.equal([]);
   });
+
+  it('keeps serving when its stdout and stderr pipes close (emu | head, a dead log collector)', async () => {
+    const g0 = tmp.path('gpio0.sock');
+    const run = emu(['--vdev', `emu_gpio0,path=${g0}`, '--status', '0.2', '--log-level', 'debug']);
+    children.push(run.child);
+    await until(
+      () => run.io.stdout.includes('serving 1 device'),
+      `emu to serve (stderr: ${run.io.stderr})`,
+      10000,
+    );
+    // The readers go away: every later write by emu fails with EPIPE.
+    run.child.stdout!.destroy();
+    run.child.stderr!.destroy();
+    await new Promise((r) => setTimeout(r, 1000));
+    expect(run.child.exitCode, 'emu is still running').to.equal(null);
+    const client = await VfioUserClient.connect(g0, {
+      logger: { debug() {}, info() {}, warn() {}, error() {} },
+    });
+    try {
+      // Connect and disconnect lines, debug logs and status lines all go to the closed pipes.
+      expect((await client.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
+    } finally {
+      client.close();
+    }
+    await new Promise((r) => setTimeout(r, 500));
+    expect(run.child.exitCode, 'emu is still running').to.equal(null);
+    run.child.kill('SIGINT');
+    expect(await run.exit).to.deep.equal({ code: 0, signal: null });
+    expect(readdirSync(tmp.dir), 'socket removed').to.deep.equal([]);
+  });
 });

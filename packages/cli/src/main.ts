@@ -9,6 +9,7 @@ import { DevargsError, describeDriver, formatDriverHelp, VdevBus } from '@emu/vd
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DriverModuleError, registerBuiltinDrivers, registerDriverModules } from './drivers.js';
 import { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
+import { guardOutput } from './output.js';
 import { processSignal } from './signals.js';
 
 export interface Output {
@@ -151,8 +152,13 @@ export function statusLines(devices: EmuDevice[], now = new Date()): string {
 }
 
 export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
-  const stdout = options.stdout ?? process.stdout;
-  const stderr = options.stderr ?? process.stderr;
+  // A closed stdout or stderr (a pipe whose reader exited) must not stop the devices.
+  const stderr = guardOutput(options.stderr ?? process.stderr);
+  const stdout = guardOutput(options.stdout ?? process.stdout, (err) =>
+    stderr.write(
+      `emu: stdout is gone (${(err as NodeJS.ErrnoException).code ?? err.message}): still serving\n`,
+    ),
+  );
   const registry = options.registry ?? defaultRegistry;
   const cwd = options.cwd ?? process.cwd();
   const fail = (code: number, message: string, hint = true) => {
