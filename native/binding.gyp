@@ -11,6 +11,7 @@
       "src/memfd.cc",
       "src/tap.cc",
       "src/guest_memory.cc",
+      "src/guard.cc",
       "src/iavf_rings.cc",
       "src/iavf_offloads.cc",
       "src/doorbell_watcher.cc"

@@ -48,26 +48,44 @@ export interface RecvResult {
 }
 
 export interface MapResult {
-  buffer: ArrayBuffer;
-  address: bigint;
+  /** The mapping (src/mapping.h): pass it back to the mapping* calls and GuestMemoryTable.addMapping. */
   handle: object;
+  address: bigint;
+}
+
+export interface FileInfo {
+  /** S_ISREG: memfds, tmpfs, hugetlbfs and ordinary files. */
+  regular: boolean;
+  size: bigint;
+  /** F_GET_SEALS (0 for files that cannot be sealed). */
+  seals: number;
 }
 
 /** A GuestMemoryTable of the raw binding (src/guest_memory.h, src/iavf_rings.cc). */
 export interface NativeGuestMemoryTable {
   add(iova: bigint, memory: ArrayBuffer | ArrayBufferView, readable: boolean, writable: boolean): void;
+  addMapping(iova: bigint, mapping: object, readable: boolean, writable: boolean): void;
   addIndirect(iova: bigint, size: bigint, readable: boolean, writable: boolean): void;
   remove(iova: bigint): boolean;
   clear(): void;
   list(): Array<{ iova: bigint; size: bigint; direct: boolean; readable: boolean; writable: boolean }>;
   /** 0 ok, 1 miss, 2 indirect, 3 denied. */
   lookup(iova: bigint, length: bigint, write: boolean): number;
+  /** Start of the range holding [iova, iova + length), or null. */
+  find(iova: bigint, length: bigint): bigint | null;
+  overlapping(iova: bigint, size: bigint): { iova: bigint; size: bigint } | null;
+  within(iova: bigint, size: bigint): { starts: bigint[]; straddler: { iova: bigint; size: bigint } | null };
+  setEnabled(enabled: boolean): void;
+  readonly enabled: boolean;
+  readonly count: number;
   txRing(
     ring: bigint,
     ringLen: number,
     head: number,
     tail: number,
     flags: number,
+    maxFrames: number,
+    maxBytes: number,
   ): { head: number; stop: number; counts: number[]; frames: Buffer[]; meta?: number[][] };
   /** status * 65536 + head. */
   rxRing(
@@ -126,7 +144,9 @@ export interface NativeBinding {
   readonly Poller: new (fd: number, callback: (errno: number, events: number) => void) => NativePoller;
   close(fd: number): void;
   dupCloexec(fd: number): number;
-  unixListen(path: string, backlog: number): number;
+  /** Sets O_NONBLOCK; true if it was clear. */
+  setNonblocking(fd: number): boolean;
+  unixListen(path: string, backlog: number, mode: number): number;
   /** New fd, or -errno. */
   unixAccept(fd: number): number;
   unixConnect(path: string): number;
@@ -137,12 +157,23 @@ export interface NativeBinding {
   recvmsg(fd: number): number | RecvResult;
   /** Pending SO_ERROR, 0 if none. */
   socketError(fd: number): number;
+  peerCredentials(fd: number): { pid: number; uid: number; gid: number };
   mmap(fd: number, offset: bigint, length: number, writable: boolean): MapResult;
-  munmap(handle: object, buffer: ArrayBuffer): void;
+  mappingView(handle: object, offset: number, length: number): ArrayBuffer;
+  mappingRead(handle: object, offset: number, length: number): Buffer;
+  mappingWrite(handle: object, offset: number, length: number, data: Uint8Array): void;
+  mappingFaults(handle: object): number;
+  munmap(handle: object): void;
+  guardStats(): { faults: number; lastAddress: bigint; installed: boolean };
   eventfd(initval: number, semaphore: boolean): number;
   eventfdRead(fd: number): bigint | null;
   eventfdWrite(fd: number, value: bigint): void;
-  memfdCreate(name: string, size: bigint): number;
+  memfdCreate(name: string, size: bigint, seal: boolean): number;
+  fileInfo(fd: number): FileInfo;
+  readonly sealShrink: number;
+  readonly sealGrow: number;
+  readonly sealSeal: number;
+  readonly sealWrite: number;
   /** '/dev/net/tun'. */
   readonly tunPath: string;
   /** open(/dev/net/tun) + TUNSETIFF(IFF_TAP | IFF_NO_PI): the fd and the name the kernel gave. */

@@ -77,7 +77,7 @@ describe('EventFd', () => {
         '-c',
         'import os, socket, sys\n' +
           's = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM); s.connect(sys.argv[1])\n' +
-          'socket.send_fds(s, [b"e"], [os.eventfd(0)]); s.recv(1)',
+          'e = os.eventfd(0); socket.send_fds(s, [b"e"], [e, e]); s.recv(1)',
         listener.path,
       ],
       { stdio: 'ignore' },
@@ -90,6 +90,11 @@ describe('EventFd', () => {
     expect(event.read()).to.equal(null);
     event.write(2);
     expect(event.read()).to.equal(2n);
+    // Adopted with nonblocking, the same description (the peer's too) becomes nonblocking.
+    const again = EventFd.fromFd(fds[1], { nonblocking: true });
+    open.push(again);
+    expect(fdFlags(again.fd) & O_NONBLOCK).to.equal(O_NONBLOCK);
+    expect(fdFlags(event.fd) & O_NONBLOCK, 'one open file description').to.equal(O_NONBLOCK);
     socket.close();
     listener.close();
     await exited(child);

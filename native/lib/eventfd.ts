@@ -65,13 +65,21 @@ export class EventFd {
     return new EventFd(callNative(() => binding.eventfd(initval, semaphore)));
   }
 
-  /** Adopts an eventfd (e.g. received over a UnixSocket): takes ownership, keeps its flags. */
-  static fromFd(fd: number): EventFd {
+  /**
+   * Adopts an eventfd (e.g. received over a UnixSocket): takes ownership, keeps its flags unless
+   * `nonblocking` is asked for, which sets O_NONBLOCK on it (shared with the peer that holds it too):
+   * read() and write() never block either way, but only a nonblocking fd closes the window between
+   * their readiness check and the syscall, in which a peer could make a blocking one block.
+   */
+  static fromFd(fd: number, options?: { nonblocking?: boolean }): EventFd {
     validateFd(fd);
+    const { nonblocking = false } = validateOptions<{ nonblocking?: boolean }>(options, 'options');
+    validateBoolean(nonblocking, 'options.nonblocking');
     const target = fdTarget(fd);
     if (target !== null && target !== 'anon_inode:[eventfd]') {
       throw valueError('fd', `must be an eventfd, but fd ${fd} is ${target}`);
     }
+    if (nonblocking) callNative(() => binding.setNonblocking(fd), { target: `fd ${fd}` });
     return new EventFd(fd);
   }
 

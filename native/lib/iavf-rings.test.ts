@@ -184,7 +184,7 @@ describe('GuestMemoryTable', () => {
     expect(t.list()).to.deep.equal([]);
   });
 
-  it('drops a range as soon as its mapping is unmapped (the buffer detaches), without remove()', () => {
+  it('never reaches a range once its mapping is unmapped, even without remove()', () => {
     const fd = memfdCreate('emu-test-table', 0x2000);
     try {
       const m = MappedMemory.map(fd, 0, 0x2000);
@@ -197,7 +197,13 @@ describe('GuestMemoryTable', () => {
       expect(t.list().map((r) => r.iova)).to.deep.equal([0x8000n]);
       // The ring functions prune first too: a ring in the unmapped range is simply not there.
       expect(iavfTxRing(t, { iova: 0x4000n, length: 64 }, 0, 1).stop).to.equal('ring');
-      expect(() => t.add(0x4000n, m)).to.throw(TypeError, /detached|empty/);
+      expect(() => t.add(0x4000n, m)).to.throw(TypeError, /unmapped/);
+      // Nor does a range whose ArrayBuffer was detached.
+      const buffer = new ArrayBuffer(64);
+      t.add(0xc000n, buffer);
+      structuredClone(buffer, { transfer: [buffer] });
+      expect(t.lookup(0xc000n, 4n)).to.equal('miss');
+      expect(t.list().map((r) => r.iova)).to.deep.equal([0x8000n]);
     } finally {
       closeFd(fd);
     }
@@ -287,28 +293,46 @@ describe('iavfTxRing', () => {
     );
     ring.post([noRead, dataQw1(LAST, 64)]);
     ring.post([ram.put(pattern(64, 3)), dataQw1(LAST, 64)]);
-    const r = iavfTxRing(t, ring, 0, ring.ntu, { strict: true });
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
     expect(r.head).to.equal(ring.ntu);
     expect(r.frames.map((f) => f.length)).to.deep.equal([64]);
     expect(r.counts).to.deep.include({ badAddress: 2, badLength: 1, completed: 4 });
     for (const i of [2, 5, 6, 7]) expect(ring.done(i), `descriptor ${i}`).to.equal(true);
   });
 
-  it('without strict, stops at a packet whose buffer is in no range (nothing of it done); strict counts it', () => {
+  it('counts a buffer in no range as a bad address: the packet is dropped and completed', () => {
     const ram = new Ram(1 << 20);
     const t = table(ram);
     const ring = TxRing.make(ram);
     ring.post([ram.put(pattern(64, 1)), dataQw1(LAST, 64)]);
     ring.post([0x5_0000_0000n, dataQw1(LAST, 64)]);
-    let r = iavfTxRing(t, ring, 0, 2);
-    expect(r).to.deep.include({ head: 1, stop: 'miss' });
-    expect(r.frames).to.have.length(1);
-    expect(r.counts.badAddress).to.equal(0);
-    expect(ring.done(1)).to.equal(false);
-    r = iavfTxRing(t, ring, 1, 2, { strict: true });
+    const r = iavfTxRing(t, ring, 0, 2);
     expect(r).to.deep.include({ head: 2, stop: 'caught-up' });
+    expect(r.frames).to.have.length(1);
     expect(r.counts.badAddress).to.equal(1);
     expect(ring.done(1)).to.equal(true);
+  });
+
+  it('ends a pass once it produced maxFrames frames or maxBytes bytes, at a packet boundary, and goes on from there', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const buf = ram.put(pattern(100, 1));
+    for (let i = 0; i < 10; i++) ring.post([buf, dataQw1(ICRC, 50)], [buf, dataQw1(LAST, 50)]);
+    let r = iavfTxRing(t, ring, 0, 20, { maxFrames: 3 });
+    expect(r).to.deep.include({ head: 6, stop: 'budget' });
+    expect(r.frames).to.have.length(3);
+    expect(r.counts.completed).to.equal(3);
+    expect(ring.done(5)).to.equal(true);
+    expect(ring.done(7)).to.equal(false);
+    // 250 bytes: the pass stops before the packet after the one that crossed it.
+    r = iavfTxRing(t, ring, 6, 20, { maxBytes: 250 });
+    expect(r).to.deep.include({ head: 12, stop: 'budget' });
+    expect(r.frames).to.have.length(3);
+    r = iavfTxRing(t, ring, 12, 20, { maxFrames: 100 });
+    expect(r).to.deep.include({ head: 20, stop: 'caught-up' });
+    expect(r.frames).to.have.length(4);
+    expect(() => iavfTxRing(t, ring, 0, 1, { maxFrames: -1 })).to.throw(RangeError);
   });
 
   it('stops at a packet with a buffer in an indirect (fd-less) range, before touching it', () => {
@@ -317,7 +341,7 @@ describe('iavfTxRing', () => {
     t.addIndirect(0x7_0000_0000n, 0x10000n);
     const ring = TxRing.make(ram);
     ring.post([ram.put(pattern(64, 1)), dataQw1(ICRC, 64)], [0x7_0000_0100n, dataQw1(LAST, 64)]);
-    const r = iavfTxRing(t, ring, 0, 2, { strict: true });
+    const r = iavfTxRing(t, ring, 0, 2);
     expect(r).to.deep.include({ head: 0, stop: 'indirect', frames: [] });
     expect(ring.done(1)).to.equal(false);
   });
@@ -420,6 +444,17 @@ describe('iavfTxRing', () => {
     });
     expect(payload.equals(frame.subarray(54))).to.equal(true);
     expect(ring.done(2)).to.equal(true);
+    // Segments count against a pass's budget: a whole packet goes, then the pass ends.
+    for (let i = 0; i < 2; i++) {
+      ring.post(
+        [0n, ctxQw1(true, 3000, 1448)],
+        [ram.put(frame.subarray(0, 54)), dataQw1(cmd, 54, offset)],
+        [ram.put(frame.subarray(54)), dataQw1(cmd | EOP | RS, 3000, offset)],
+      );
+    }
+    const budgeted = iavfTxRing(t, ring, 3, 9, { maxFrames: 2 });
+    expect(budgeted).to.deep.include({ head: 6, stop: 'budget' });
+    expect(budgeted.frames).to.have.length(3);
   });
 
   it('drops TSO it cannot segment (MSS below 64, headers that do not fit, not TCP), counted', () => {
@@ -469,8 +504,8 @@ describe('iavfTxRing', () => {
         ram.setU64(d + 8n, qw1);
       }
       const r = iavfTxRing(t, ring, rnd() % 256, rnd() % 256, {
-        strict: round % 2 === 0,
         offload: round % 3 !== 0,
+        maxFrames: round % 2 === 0 ? 1 + (rnd() % 64) : undefined,
       });
       expect(r.head).to.be.below(256);
       for (const f of r.frames) expect(f.length).to.be.at.most(256 * 1024);
@@ -543,7 +578,7 @@ describe('iavfRxRing', () => {
   it('gives a bad buffer back to the driver: buffers before it filled as usual, DD|EOF|RXE on it, head past it', () => {
     const { ram, t, queue, desc } = rxSetup(64, 1024);
     ram.setU64(queue.iova + 32n, ram.base + (1n << 20n) - 100n); // descriptor 1: runs off the end of RAM
-    const r = iavfRxRing(t, queue, 0, 63, pattern(2500), { strict: true, hash: 7 });
+    const r = iavfRxRing(t, queue, 0, 63, pattern(2500), { hash: 7 });
     expect(r).to.deep.equal({ status: 'bad-buffer', head: 2 });
     expect(desc(0)).to.deep.equal({
       qw0: 7n << 32n,
@@ -556,12 +591,9 @@ describe('iavfRxRing', () => {
       ram.base + (1n << 20n) - 100n,
     );
     expect(desc(2).qw1).to.equal(0n);
-    // Without strict an address in no range asks for a table refresh first; nothing is written.
     ram.setU64(queue.iova + 64n, 0x6_0000_0000n);
-    expect(iavfRxRing(t, queue, 2, 63, pattern(100))).to.deep.equal({ status: 'miss', head: 2 });
-    expect(desc(2).qw1).to.equal(0n);
     t.addIndirect(0x6_0000_0000n, 0x100000n);
-    expect(iavfRxRing(t, queue, 2, 63, pattern(100), { strict: true })).to.deep.equal({
+    expect(iavfRxRing(t, queue, 2, 63, pattern(100))).to.deep.equal({
       status: 'indirect',
       head: 2,
     });

@@ -43,15 +43,15 @@ function access(options: GuestRangeAccess | undefined): { readable: boolean; wri
 
 /**
  * Guest memory for native data paths: IOVA ranges, each either direct (host memory: a MappedMemory of
- * the VMM's fd, or any ArrayBuffer) or indirect (mapped without an fd). Every lookup the ring
- * functions make is bounds-checked in C++: an access must lie wholly inside one range that allows it,
- * never crossing into the next, so a guest's addresses, lengths and indexes can never reach memory
- * outside the table.
+ * the VMM's fd, of any size, or an ArrayBuffer) or indirect (mapped without an fd). Map, unmap and
+ * lookup are O(log n). Every lookup the ring functions make is bounds-checked in C++: an access must
+ * lie wholly inside one range that allows it, never crossing into the next, so a guest's addresses,
+ * lengths and indexes can never reach memory outside the table. While `enabled` is false (no DMA:
+ * Bus Master Enable clear) every lookup misses.
  *
- * The table holds a strong reference to each direct range's ArrayBuffer and drops a range as soon as
- * its buffer is detached (MappedMemory.unmap detaches before it unmaps), so no lookup can ever reach
- * unmapped memory even if the caller forgets remove(). Ranges are added by ArrayBuffer, not by raw
- * host address: an address alone carries no lifetime.
+ * The table holds a reference to each direct range's memory and never reaches it once unmapped
+ * (MappedMemory.unmap) or detached, even if the caller forgets remove(). Ranges are added by object,
+ * not by raw host address: an address alone carries no lifetime.
  */
 export class GuestMemoryTable {
   /** @internal the raw binding, for the ring functions. */
@@ -65,12 +65,16 @@ export class GuestMemoryTable {
   ): void {
     const start = validateUint64(iova, 'iova', U64_MAX);
     const { readable, writable } = access(options);
-    const bytes = memory instanceof MappedMemory ? memory.buffer : memory;
-    if (!(bytes instanceof ArrayBuffer) && !ArrayBuffer.isView(bytes)) {
+    if (memory instanceof MappedMemory) {
+      if (!memory.mapped) throw valueError('memory', 'is unmapped');
+      this.native.addMapping(start, memory.handle, readable, writable);
+      return;
+    }
+    if (!(memory instanceof ArrayBuffer) && !ArrayBuffer.isView(memory)) {
       throw typeError('memory', 'a MappedMemory, an ArrayBuffer or a view of one', memory);
     }
-    if (bytes.byteLength === 0) throw valueError('memory', 'is empty (or detached: unmapped)');
-    this.native.add(start, bytes, readable, writable);
+    if (memory.byteLength === 0) throw valueError('memory', 'is empty (or detached: unmapped)');
+    this.native.add(start, memory, readable, writable);
   }
 
   /** An indirect range: mapped, but reached only by DMA messages (ring functions stop at it). */
@@ -102,6 +106,40 @@ export class GuestMemoryTable {
     const bytes = validateUint64(length, 'length', U64_MAX);
     return LOOKUPS[this.native.lookup(start, bytes, kind === 'write')];
   }
+
+  /** The start of the one range holding [iova, iova + length), whatever its access; undefined if none. */
+  find(iova: bigint, length: bigint | number): bigint | undefined {
+    return this.native.find(iova, BigInt(length)) ?? undefined;
+  }
+
+  /** A range overlapping [iova, iova + size) (size > 0, not wrapping), if any. */
+  overlapping(iova: bigint, size: bigint): { iova: bigint; size: bigint } | undefined {
+    return this.native.overlapping(iova, size) ?? undefined;
+  }
+
+  /**
+   * The starts of the ranges wholly inside [iova, iova + size) (size > 0, not wrapping), and one range
+   * that crosses either end of it, if any.
+   */
+  within(iova: bigint, size: bigint): { starts: bigint[]; straddler?: { iova: bigint; size: bigint } } {
+    const r = this.native.within(iova, size);
+    return r.straddler ? { starts: r.starts, straddler: r.straddler } : { starts: r.starts };
+  }
+
+  /** Whether DMA may happen (false: every lookup misses, as with Bus Master Enable clear). */
+  get enabled(): boolean {
+    return this.native.enabled;
+  }
+
+  set enabled(on: boolean) {
+    validateBoolean(on, 'enabled');
+    this.native.setEnabled(on);
+  }
+
+  /** How many ranges are listed. */
+  get size(): number {
+    return this.native.count;
+  }
 }
 
 /** A descriptor ring in guest memory. */
@@ -117,14 +155,21 @@ export interface IavfRing {
  * - `caught-up`: head reached tail;
  * - `incomplete`: the packet at head has no EOP before the tail yet (head waits at its first
  *   descriptor, as hardware waits for the rest);
- * - `miss`: a buffer lies in no range (head at its packet, nothing of it done): refresh the table and
- *   walk again with `strict`, where such a buffer is a bad address;
  * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
  * - `ring`: the ring is not inside one direct, writable range: nothing was done;
- * - `bad-index`: head or tail is beyond the ring: nothing was done.
+ * - `bad-index`: head or tail is beyond the ring: nothing was done;
+ * - `budget`: the pass produced its `maxFrames` frames or `maxBytes` bytes (head at the next packet):
+ *   call again later, after other work has had its turn.
  */
-export type IavfTxStop = 'caught-up' | 'incomplete' | 'miss' | 'indirect' | 'ring' | 'bad-index';
-const TX_STOPS: readonly IavfTxStop[] = ['caught-up', 'incomplete', 'miss', 'indirect', 'ring', 'bad-index'];
+export type IavfTxStop = 'caught-up' | 'incomplete' | 'indirect' | 'ring' | 'bad-index' | 'budget';
+const TX_STOPS: readonly IavfTxStop[] = [
+  'caught-up',
+  'incomplete',
+  'indirect',
+  'ring',
+  'bad-index',
+  'budget',
+];
 
 export interface IavfTxCounts {
   /** Buffers outside guest memory (or not readable); their packets were dropped. */
@@ -171,9 +216,15 @@ export interface IavfTxResult {
 export interface IavfTxOptions {
   /** Do checksum offloads and TSO in C++ (default true). */
   offload?: boolean;
-  /** A buffer in no range is a bad address (default false: stop with `miss`). */
-  strict?: boolean;
+  /**
+   * The pass starts no packet once it has produced this many frames (TSO segments count one each) or
+   * bytes; one packet adds at most 256 KiB. Default: no bound.
+   */
+  maxFrames?: number;
+  maxBytes?: number;
 }
+
+const U32_MAX = 0xffffffff;
 
 /**
  * Processes an iavf TX ring from head to tail (both must be below ring.length): context descriptors
@@ -189,8 +240,10 @@ export function iavfTxRing(
   tail: number,
   options: IavfTxOptions = {},
 ): IavfTxResult {
-  const flags = (options.offload === false ? 0 : 1) | (options.strict ? 2 : 0);
-  const r = table.native.txRing(ring.iova, ring.length, head, tail, flags);
+  const { offload = true, maxFrames = U32_MAX, maxBytes = U32_MAX } = options;
+  validateInteger(maxFrames, 'options.maxFrames', 0, U32_MAX);
+  validateInteger(maxBytes, 'options.maxBytes', 0, U32_MAX);
+  const r = table.native.txRing(ring.iova, ring.length, head, tail, offload ? 1 : 0, maxFrames, maxBytes);
   const c = r.counts;
   const result: IavfTxResult = {
     head: r.head,
@@ -227,18 +280,10 @@ export function iavfTxRing(
  * - `bad-index`: tail (or head) beyond the ring;
  * - `bad-buffer`: a buffer outside guest memory: its descriptors went back to the driver written back
  *   with DD, and EOF + RXE on the last, so the driver drops the frame (head moved past them);
- * - `ring`: the ring is not inside one direct, writable range; `miss`: a buffer in no range (without
- *   `strict`); `indirect`: a buffer reachable only by DMA messages. Nothing was done for these three.
+ * - `ring`: the ring is not inside one direct, writable range; `indirect`: a buffer reachable only by
+ *   DMA messages. Nothing was done for these two.
  */
-export type IavfRxStatus =
-  | 'ok'
-  | 'no-buffers'
-  | 'too-big'
-  | 'bad-index'
-  | 'bad-buffer'
-  | 'ring'
-  | 'miss'
-  | 'indirect';
+export type IavfRxStatus = 'ok' | 'no-buffers' | 'too-big' | 'bad-index' | 'bad-buffer' | 'ring' | 'indirect';
 const RX_STATUSES: readonly IavfRxStatus[] = [
   'ok',
   'no-buffers',
@@ -246,7 +291,6 @@ const RX_STATUSES: readonly IavfRxStatus[] = [
   'bad-index',
   'bad-buffer',
   'ring',
-  'miss',
   'indirect',
 ];
 
@@ -271,8 +315,6 @@ function rxDescSize(size: unknown, name: string): IavfRxDescSize {
 export interface IavfRxOptions {
   /** RSS hash to write back (qword0 high dword, FLTSTAT = 3); none by default. */
   hash?: number;
-  /** A buffer in no range is a bad buffer (default false: `miss`). */
-  strict?: boolean;
 }
 
 /**
@@ -298,7 +340,7 @@ export function iavfRxRing(
     queue.maxFrame,
     frame,
     options.hash ?? -1,
-    (options.strict ? 2 : 0) | (rxDescSize(queue.descSize, 'queue.descSize') === 16 ? 4 : 0),
+    rxDescSize(queue.descSize, 'queue.descSize') === 16 ? 1 : 0,
   );
   return { status: RX_STATUSES[Math.floor(r / 65536)], head: r % 65536 };
 }

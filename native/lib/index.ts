@@ -10,6 +10,7 @@ export { DoorbellWatcher, type DoorbellWatcherOptions } from './doorbell-watcher
 export { isSystemError, type SystemError } from './errors.js';
 export { EventFd, type EventFdOptions } from './eventfd.js';
 export { closeFd } from './fd.js';
+export { type GuardStats, guardStats } from './guard.js';
 export {
   type GuestLookup,
   GuestMemoryTable,
@@ -30,10 +31,11 @@ export {
   iavfRxRing,
   iavfTxRing,
 } from './iavf-rings.js';
-export { memfdCreate } from './memfd.js';
-export { MappedMemory, type MmapProtection } from './mmap.js';
+export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from './memfd.js';
+export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
+  type PeerCredentials,
   UnixListener,
   type UnixListenerEvents,
   type UnixListenOptions,

@@ -1,7 +1,7 @@
-import { fstatSync, readlinkSync } from 'node:fs';
+import { fstatSync, ftruncateSync, openSync, readlinkSync } from 'node:fs';
 import { expect } from 'chai';
 import { closeFd } from './fd.js';
-import { memfdCreate } from './memfd.js';
+import { fileInfo, memfdCreate, Seal } from './memfd.js';
 import { isCloexec } from './test-helpers.js';
 
 describe('memfdCreate and closeFd', () => {
@@ -17,6 +17,27 @@ describe('memfdCreate and closeFd', () => {
     const fd = memfdCreate('emu-test-big', 5n * 2n ** 30n);
     expect(fstatSync(fd, { bigint: true }).size).to.equal(5n * 2n ** 30n);
     closeFd(fd);
+  });
+
+  it('seals when asked: size fixed for good, no more seals; fileInfo tells', () => {
+    const fd = memfdCreate('emu-test-sealed', 8192, { seal: true });
+    try {
+      expect(() => ftruncateSync(fd, 4096)).to.throw(/EPERM/);
+      expect(() => ftruncateSync(fd, 16384)).to.throw(/EPERM/);
+      expect(fileInfo(fd)).to.deep.equal({
+        regular: true,
+        size: 8192n,
+        seals: Seal.SHRINK | Seal.GROW | Seal.SEAL,
+      });
+    } finally {
+      closeFd(fd);
+    }
+    const open = memfdCreate('emu-test-unsealed', 4096);
+    expect(fileInfo(open)).to.deep.equal({ regular: true, size: 4096n, seals: 0 });
+    closeFd(open);
+    const dir = openSync('/proc', 'r');
+    expect(fileInfo(dir)).to.include({ regular: false, seals: 0 });
+    closeFd(dir);
   });
 
   it('accepts a 249-byte name and rejects a 250-byte one', () => {

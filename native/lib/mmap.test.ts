@@ -131,6 +131,30 @@ describe('MappedMemory', () => {
     closeFd(fd);
   });
 
+  it('maps more than one ArrayBuffer can hold (6 GiB, sparse): windows, copies, all detached at unmap', () => {
+    const size = 6 * 2 ** 30;
+    const fd = memfdCreate('emu-test-mmap-6g', size);
+    try {
+      const mapping = MappedMemory.map(fd, 0, size);
+      expect(mapping.length).to.equal(size);
+      expect(() => mapping.buffer).to.throw(RangeError, 'larger than one ArrayBuffer');
+      const high = 5 * 2 ** 30 + 123;
+      const window = mapping.view(high, 4096);
+      window.set(Buffer.from('past 4 GiB'));
+      expect(pread(fd, 10, high).toString()).to.equal('past 4 GiB');
+      mapping.write(size - 5, Buffer.from('last!'));
+      expect(mapping.read(size - 5, 5).toString()).to.equal('last!');
+      expect(pread(fd, 5, size - 5).toString()).to.equal('last!');
+      expect(() => mapping.read(size - 4, 5)).to.throw(RangeError);
+      expect(() => mapping.view(0, 2 ** 33)).to.throw(RangeError);
+      mapping.unmap();
+      expect(window.byteLength, 'the window is detached').to.equal(0);
+      expect(() => mapping.read(0, 1)).to.throw(/mapping is closed/);
+    } finally {
+      closeFd(fd);
+    }
+  });
+
   it('reports a bad fd as EBADF', () => {
     const fd = memfdCreate('emu-test-closed', PAGE_SIZE);
     closeFd(fd);

@@ -1,7 +1,8 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { binding } from './binding.js';
-import { callNative } from './errors.js';
+import { callNative, closedError } from './errors.js';
 import {
+  typeError,
   validateBoolean,
   validateFd,
   validateInteger,
@@ -22,19 +23,27 @@ export interface MmapProtection {
 }
 
 const MAX_OFFSET = 2n ** 63n - 1n;
+/** Largest mapping: as libvfio-user's largest DMA range on x86-64, 8 TiB (a safe integer either way). */
+export const MAX_MAPPING_LENGTH = 2 ** 43;
 
 /**
- * A shared mapping of an fd (e.g. a guest memory region received from the VMM), as an ArrayBuffer.
- * Unmapped exactly once: by unmap(), or when the ArrayBuffer is garbage-collected.
+ * A shared mapping of an fd (e.g. a guest memory region received from the VMM), of any size up to
+ * 8 TiB: larger than one ArrayBuffer can be (4 GiB on Node 20). JavaScript reaches it through
+ * windows (view: zero-copy, for ranges up to buffer.constants.MAX_LENGTH), copies (read, write), and
+ * `buffer`, the whole mapping as one ArrayBuffer where it fits in one. Native code (GuestMemoryTable)
+ * reaches all of it. Every window is detached by unmap(), so no view can touch unmapped memory.
+ *
+ * Unmapped exactly once: by unmap(), or when this object and every window of it are garbage-collected.
+ * The SIGBUS guard covers it (see guardStats): if the file shrinks under it, the pages past the new end
+ * read zeros instead of killing the process; `faults` counts them.
  */
 export class MappedMemory {
-  readonly #buffer: ArrayBuffer;
   readonly #length: number;
   readonly #address: bigint;
   #handle: object | null;
+  #buffer: ArrayBuffer | undefined;
 
-  private constructor(buffer: ArrayBuffer, length: number, address: bigint, handle: object) {
-    this.#buffer = buffer;
+  private constructor(length: number, address: bigint, handle: object) {
     this.#length = length;
     this.#address = address;
     this.#handle = handle;
@@ -42,13 +51,12 @@ export class MappedMemory {
 
   /**
    * mmap(fd, offset, length). offset need not be page-aligned: the mapping starts at the page below
-   * it and the buffer covers exactly [offset, offset + length). length is at most
-   * buffer.constants.MAX_LENGTH (Node's limit on one ArrayBuffer). The fd may be closed afterwards.
+   * it and covers exactly [offset, offset + length). The fd may be closed afterwards.
    */
   static map(fd: number, offset: number | bigint, length: number, prot?: MmapProtection): MappedMemory {
     validateFd(fd);
     const start = validateUint64(offset, 'offset', MAX_OFFSET);
-    validateInteger(length, 'length', 1, bufferConstants.MAX_LENGTH);
+    validateInteger(length, 'length', 1, MAX_MAPPING_LENGTH);
     const { read = true, write = true } = validateOptions<MmapProtection>(prot, 'prot');
     validateBoolean(read, 'prot.read');
     validateBoolean(write, 'prot.write');
@@ -58,20 +66,33 @@ export class MappedMemory {
         'must be true: an ArrayBuffer over unreadable memory would crash on access',
       );
     const result = callNative(() => binding.mmap(fd, start, length, write), { target: `fd ${fd}` });
-    return new MappedMemory(result.buffer, length, result.address, result.handle);
+    return new MappedMemory(length, result.address, result.handle);
   }
 
-  /** The mapped bytes; detached (byteLength 0) after unmap(). */
+  /**
+   * The whole mapping as one ArrayBuffer, detached (byteLength 0) after unmap(). Throws a RangeError
+   * for a mapping larger than one ArrayBuffer can be: use view(), read() and write() there.
+   */
   get buffer(): ArrayBuffer {
+    if (this.#buffer === undefined) {
+      if (this.#length > bufferConstants.MAX_LENGTH) {
+        throw new RangeError(
+          `mapping of ${this.#length} bytes is larger than one ArrayBuffer (${bufferConstants.MAX_LENGTH}): use view(), read() or write()`,
+        );
+      }
+      this.#buffer = this.#handle
+        ? callNative(() => binding.mappingView(this.#handle!, 0, this.#length))
+        : new ArrayBuffer(0);
+    }
     return this.#buffer;
   }
 
-  /** The length that was mapped (unchanged by unmap(); buffer.byteLength drops to 0). */
+  /** The length that was mapped (unchanged by unmap()). */
   get length(): number {
     return this.#length;
   }
 
-  /** Process address of byte 0 of buffer, for a native data path. */
+  /** Process address of byte 0, for a native data path. */
   get address(): bigint {
     return this.#address;
   }
@@ -80,11 +101,51 @@ export class MappedMemory {
     return this.#handle !== null;
   }
 
-  /** munmap now and detach buffer, so every view sees length 0 rather than freed memory. Idempotent. */
+  /** @internal the native mapping, for GuestMemoryTable.addMapping. */
+  get handle(): object {
+    if (this.#handle === null) throw closedError('mapping', 'mapping');
+    return this.#handle;
+  }
+
+  /** SIGBUS faults the guard caught in this mapping: pages whose file shrank away under it. */
+  get faults(): number {
+    return this.#handle === null ? 0 : binding.mappingFaults(this.#handle);
+  }
+
+  /**
+   * A zero-copy view of [offset, offset + length), detached with the rest at unmap(). length is at
+   * most buffer.constants.MAX_LENGTH.
+   */
+  view(offset: number, length: number): Uint8Array {
+    this.#check(offset, length, bufferConstants.MAX_LENGTH);
+    if (this.#length <= bufferConstants.MAX_LENGTH) return new Uint8Array(this.buffer, offset, length);
+    return new Uint8Array(callNative(() => binding.mappingView(this.#handle!, offset, length)));
+  }
+
+  /** A copy of [offset, offset + length). */
+  read(offset: number, length: number): Buffer {
+    this.#check(offset, length, bufferConstants.MAX_LENGTH);
+    return callNative(() => binding.mappingRead(this.#handle!, offset, length));
+  }
+
+  /** Copies data in at offset. */
+  write(offset: number, data: Uint8Array): void {
+    if (!(data instanceof Uint8Array)) throw typeError('data', 'a Uint8Array', data);
+    this.#check(offset, data.byteLength, Number.MAX_SAFE_INTEGER);
+    callNative(() => binding.mappingWrite(this.#handle!, offset, data.byteLength, data));
+  }
+
+  /** munmap now and detach every window, so every view sees length 0 rather than freed memory. Idempotent. */
   unmap(): void {
     if (this.#handle === null) return;
     const handle = this.#handle;
     this.#handle = null;
-    binding.munmap(handle, this.#buffer);
+    binding.munmap(handle);
+  }
+
+  #check(offset: number, length: number, maxLength: number): void {
+    if (this.#handle === null) throw closedError('mapping', 'mapping');
+    validateInteger(offset, 'offset', 0, this.#length);
+    validateInteger(length, 'length', 0, Math.min(maxLength, this.#length - offset));
   }
 }

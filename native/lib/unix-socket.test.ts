@@ -1,4 +1,4 @@
-import { existsSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { expect } from 'chai';
 import { isSystemError, type SystemError } from './errors.js';
 import {
@@ -110,6 +110,31 @@ describe('UnixListener and UnixSocket', () => {
     expect(Buffer.concat(atB.chunks).equals(expected)).to.equal(true);
     await eventually(() => drains > 0, 'drain');
     expect(drains).to.equal(1);
+  });
+
+  it('creates the socket file mode 0600 by default, whatever the umask, or with the mode asked for', () => {
+    const old = process.umask(0);
+    try {
+      const a = UnixListener.listen(tmp.path('a.sock'));
+      const b = UnixListener.listen(tmp.path('b.sock'), { mode: 0o660 });
+      track(a, b);
+      expect(statSync(a.path).mode & 0o777).to.equal(0o600);
+      expect(statSync(b.path).mode & 0o777).to.equal(0o660);
+    } finally {
+      process.umask(old);
+    }
+    expect(process.umask(), 'the umask is restored').to.equal(old);
+    expect(() => UnixListener.listen(tmp.path('c.sock'), { mode: 0o1777 })).to.throw(RangeError);
+  });
+
+  it("tells who is at the other end (SO_PEERCRED): the connecting process's pid, uid and gid", async () => {
+    const { listener, client, server } = await connectedPair(tmp.path('cred.sock'));
+    track(listener, client, server);
+    const me = { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() };
+    expect(server.peerCredentials()).to.deep.equal(me);
+    expect(client.peerCredentials()).to.deep.equal(me);
+    server.close();
+    expect(() => server.peerCredentials()).to.throw(/closed/);
   });
 
   it('refuses to listen where a socket is live, with EADDRINUSE naming the path', () => {

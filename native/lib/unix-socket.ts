@@ -32,6 +32,18 @@ const NO_FDS: readonly number[] = Object.freeze([]);
 export interface UnixListenOptions {
   /** listen(2) backlog, 1 to 65535 (default 16). */
   backlog?: number;
+  /**
+   * Permission bits of the socket file, from the moment it exists (default 0o600: only this user can
+   * connect). Connecting needs write permission on it.
+   */
+  mode?: number;
+}
+
+/** The process at the other end of a UNIX socket (SO_PEERCRED), as it was when it connected. */
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
 }
 
 export interface UnixSocketEvents {
@@ -159,6 +171,12 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> {
   /** Bytes queued but not yet sent. */
   get writableLength(): number {
     return this.#queuedBytes;
+  }
+
+  /** Who is at the other end (SO_PEERCRED: the process that connected, or made the pair). */
+  peerCredentials(): PeerCredentials {
+    if (this.#fd < 0) throw closedError('getsockopt', 'socket');
+    return callNative(() => binding.peerCredentials(this.#fd), { target: this.#label });
   }
 
   /**
@@ -394,11 +412,12 @@ export class UnixListener extends EventEmitter<UnixListenerEvents> {
    */
   static listen(path: string, options?: UnixListenOptions): UnixListener {
     validateSocketPath(path);
-    const { backlog = 16 } = validateOptions<UnixListenOptions>(options, 'options');
+    const { backlog = 16, mode = 0o600 } = validateOptions<UnixListenOptions>(options, 'options');
     validateInteger(backlog, 'options.backlog', 1, 65535);
+    validateInteger(mode, 'options.mode', 0, 0o777);
     return new UnixListener(
       path,
-      callNative(() => binding.unixListen(path, backlog), { path }),
+      callNative(() => binding.unixListen(path, backlog, mode), { path }),
     );
   }
 

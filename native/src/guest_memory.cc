@@ -1,11 +1,12 @@
 #include "guest_memory.h"
 
-#include <algorithm>
 #include <cstdint>
+#include <iterator>
 #include <utility>
 
 #include "args.h"
 #include "errors.h"
+#include "mapping.h"
 #include "module.h"
 
 namespace emu {
@@ -19,17 +20,34 @@ Napi::Value ThrowRange(Napi::Env env, const char* message) {
 // [iova, iova + size) does not wrap past 2^64 (size > 0).
 inline bool NoWrap(uint64_t iova, uint64_t size) { return size - 1 <= UINT64_MAX - iova; }
 
+// Whether [a, a + as) and [b, b + bs) overlap (both non-empty, neither wrapping).
+inline bool Overlap(uint64_t a, uint64_t as, uint64_t b, uint64_t bs) { return a <= b + (bs - 1) && b <= a + (as - 1); }
+
+Napi::Object RangeObject(Napi::Env env, uint64_t iova, uint64_t size) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("iova", Napi::BigInt::New(env, iova));
+  o.Set("size", Napi::BigInt::New(env, size));
+  return o;
+}
+
 }  // namespace
 
 Napi::Function GuestMemoryTable::Define(Napi::Env env) {
   return DefineClass(env, "GuestMemoryTable",
                      {
                          InstanceMethod<&GuestMemoryTable::Add>("add"),
+                         InstanceMethod<&GuestMemoryTable::AddMapping>("addMapping"),
                          InstanceMethod<&GuestMemoryTable::AddIndirect>("addIndirect"),
                          InstanceMethod<&GuestMemoryTable::Remove>("remove"),
                          InstanceMethod<&GuestMemoryTable::Clear>("clear"),
                          InstanceMethod<&GuestMemoryTable::List>("list"),
                          InstanceMethod<&GuestMemoryTable::Lookup>("lookup"),
+                         InstanceMethod<&GuestMemoryTable::FindRange>("find"),
+                         InstanceMethod<&GuestMemoryTable::Overlapping>("overlapping"),
+                         InstanceMethod<&GuestMemoryTable::Within>("within"),
+                         InstanceMethod<&GuestMemoryTable::SetEnabled>("setEnabled"),
+                         InstanceAccessor<&GuestMemoryTable::GetEnabled>("enabled"),
+                         InstanceAccessor<&GuestMemoryTable::GetCount>("count"),
                          InstanceMethod<&GuestMemoryTable::TxRing>("txRing"),
                          InstanceMethod<&GuestMemoryTable::RxRing>("rxRing"),
                          InstanceMethod<&GuestMemoryTable::GuestPostTx>("guestPostTx"),
@@ -37,39 +55,76 @@ Napi::Function GuestMemoryTable::Define(Napi::Env env) {
                      });
 }
 
-GuestMemoryTable::GuestMemoryTable(const Napi::CallbackInfo& info) : Napi::ObjectWrap<GuestMemoryTable>(info) {}
+GuestMemoryTable::GuestMemoryTable(const Napi::CallbackInfo& info)
+    : Napi::ObjectWrap<GuestMemoryTable>(info), env_(info.Env()) {}
 
-void GuestMemoryTable::Prune() {
-  ranges_.erase(std::remove_if(ranges_.begin(), ranges_.end(),
-                               [](const Range& r) { return r.host != nullptr && r.keep.Value().IsDetached(); }),
-                ranges_.end());
+GuestMemoryTable::~GuestMemoryTable() {
+  for (auto& [iova, r] : ranges_) {
+    if (r.mapping != nullptr) Mapping::Release(env_, r.mapping);
+  }
 }
 
+void GuestMemoryTable::Erase(Ranges::iterator it) {
+  if (it->second.mapping != nullptr) Mapping::Release(env_, it->second.mapping);
+  if (!it->second.keep.IsEmpty()) buffer_ranges_--;
+  ranges_.erase(it);
+}
+
+void GuestMemoryTable::Prune() {
+  if (buffer_ranges_ == 0) return;
+  for (auto it = ranges_.begin(); it != ranges_.end();) {
+    auto next = std::next(it);
+    if (!it->second.keep.IsEmpty() && it->second.keep.Value().IsDetached()) Erase(it);
+    it = next;
+  }
+}
+
+bool GuestMemoryTable::Usable(const Range& r) const { return r.mapping == nullptr || !r.mapping->unmapped; }
+
 GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
-  if (length == 0 || ranges_.empty()) return Hit::kMiss;
+  if (!enabled_ || length == 0 || ranges_.empty()) return Hit::kMiss;
   // The last range starting at or below iova is the only one that can hold it.
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), iova,
-                             [](uint64_t a, const Range& r) { return a < r.iova; });
+  auto it = ranges_.upper_bound(iova);
   if (it == ranges_.begin()) return Hit::kMiss;
-  const Range& r = *(it - 1);
-  const uint64_t offset = iova - r.iova;
-  if (offset >= r.size || length > r.size - offset) return Hit::kMiss;
+  --it;
+  const Range& r = it->second;
+  const uint64_t offset = iova - it->first;
+  if (offset >= r.size || length > r.size - offset || !Usable(r)) return Hit::kMiss;
   if (r.host == nullptr) return Hit::kIndirect;
   if (write ? !r.writable : !r.readable) return Hit::kDenied;
   *out = r.host + offset;
   return Hit::kOk;
 }
 
-bool GuestMemoryTable::Insert(Napi::Env env, Range range) {
-  for (const Range& r : ranges_) {
-    if (range.iova <= r.iova + (r.size - 1) && r.iova <= range.iova + (range.size - 1)) {
+GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::FirstOverlap(uint64_t iova, uint64_t size) const {
+  // Only the range starting at or below iova, and those starting inside [iova, iova + size), can overlap.
+  auto it = ranges_.upper_bound(iova);
+  if (it != ranges_.begin()) {
+    auto before = std::prev(it);
+    if (Overlap(before->first, before->second.size, iova, size)) return before;
+  }
+  if (it != ranges_.end() && Overlap(it->first, it->second.size, iova, size)) return it;
+  return ranges_.end();
+}
+
+void GuestMemoryTable::PruneAll() {
+  Prune();
+  for (auto it = ranges_.begin(); it != ranges_.end();) {
+    auto next = std::next(it);
+    if (!Usable(it->second)) Erase(it);
+    it = next;
+  }
+}
+
+bool GuestMemoryTable::Insert(Napi::Env env, uint64_t iova, Range range) {
+  for (auto it = FirstOverlap(iova, range.size); it != ranges_.end(); it = FirstOverlap(iova, range.size)) {
+    if (Usable(it->second)) {
       ThrowRange(env, "range overlaps one already in the table");
       return false;
     }
+    Erase(ranges_.find(it->first));  // its memory was unmapped without remove(): it is gone
   }
-  auto it = std::upper_bound(ranges_.begin(), ranges_.end(), range.iova,
-                             [](uint64_t a, const Range& r) { return a < r.iova; });
-  ranges_.insert(it, std::move(range));
+  ranges_.emplace(iova, std::move(range));
   return true;
 }
 
@@ -104,7 +159,28 @@ Napi::Value GuestMemoryTable::Add(const Napi::CallbackInfo& info) {
   if (length == 0) return ThrowRange(env, "the buffer is empty");
   if (!NoWrap(iova, length)) return ThrowRange(env, "range wraps past 2^64");
   uint8_t* host = static_cast<uint8_t*>(buffer.Data()) + offset;
-  Insert(env, Range{iova, length, host, readable, writable, Napi::Persistent(buffer)});
+  if (Insert(env, iova, Range{length, host, readable, writable, nullptr, Napi::Persistent(buffer)})) buffer_ranges_++;
+  return env.Undefined();
+}
+
+// addMapping(iova: bigint, handle, readable, writable): guest [iova, iova + the mapping's length).
+Napi::Value GuestMemoryTable::AddMapping(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t iova;
+  bool readable, writable;
+  if (!ArgBigUint64(info, 0, &iova) || !ArgBool(info, 2, &readable) || !ArgBool(info, 3, &writable)) {
+    return env.Undefined();
+  }
+  Mapping* m = MappingOf(info[1]);
+  if (m == nullptr) return env.Undefined();
+  if (m->unmapped) return ThrowRange(env, "the mapping is unmapped");
+  if (!NoWrap(iova, m->length)) return ThrowRange(env, "range wraps past 2^64");
+  // A read-only mapping is private copy-on-write: writes through it would never reach the guest.
+  if (writable && !m->writable) return ThrowRange(env, "a writable range needs a writable mapping");
+  m->Ref();
+  if (!Insert(env, iova, Range{m->length, m->start, readable, writable, m, Napi::Reference<Napi::ArrayBuffer>()})) {
+    Mapping::Release(env, m);
+  }
   return env.Undefined();
 }
 
@@ -119,7 +195,7 @@ Napi::Value GuestMemoryTable::AddIndirect(const Napi::CallbackInfo& info) {
   }
   if (size == 0) return ThrowRange(env, "size must not be 0");
   if (!NoWrap(iova, size)) return ThrowRange(env, "range wraps past 2^64");
-  Insert(env, Range{iova, size, nullptr, readable, writable, Napi::Reference<Napi::ArrayBuffer>()});
+  Insert(env, iova, Range{size, nullptr, readable, writable, nullptr, Napi::Reference<Napi::ArrayBuffer>()});
   return env.Undefined();
 }
 
@@ -128,31 +204,30 @@ Napi::Value GuestMemoryTable::Remove(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t iova;
   if (!ArgBigUint64(info, 0, &iova)) return env.Undefined();
-  auto it = std::find_if(ranges_.begin(), ranges_.end(), [iova](const Range& r) { return r.iova == iova; });
+  auto it = ranges_.find(iova);
   if (it == ranges_.end()) return Napi::Boolean::New(env, false);
-  ranges_.erase(it);
+  Erase(it);
   return Napi::Boolean::New(env, true);
 }
 
 Napi::Value GuestMemoryTable::Clear(const Napi::CallbackInfo& info) {
-  ranges_.clear();
+  while (!ranges_.empty()) Erase(ranges_.begin());
   return info.Env().Undefined();
 }
 
-// list(): [{ iova, size, direct, readable, writable }], after dropping detached ranges.
+// list(): [{ iova, size, direct, readable, writable }] by address, after dropping ranges whose memory
+// is gone.
 Napi::Value GuestMemoryTable::List(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Prune();
+  PruneAll();
   Napi::Array out = Napi::Array::New(env, ranges_.size());
-  for (size_t i = 0; i < ranges_.size(); i++) {
-    const Range& r = ranges_[i];
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("iova", Napi::BigInt::New(env, r.iova));
-    o.Set("size", Napi::BigInt::New(env, r.size));
+  uint32_t i = 0;
+  for (const auto& [iova, r] : ranges_) {
+    Napi::Object o = RangeObject(env, iova, r.size);
     o.Set("direct", Napi::Boolean::New(env, r.host != nullptr));
     o.Set("readable", Napi::Boolean::New(env, r.readable));
     o.Set("writable", Napi::Boolean::New(env, r.writable));
-    out.Set(static_cast<uint32_t>(i), o);
+    out.Set(i++, o);
   }
   return out;
 }
@@ -169,6 +244,77 @@ Napi::Value GuestMemoryTable::Lookup(const Napi::CallbackInfo& info) {
   Prune();
   uint8_t* host = nullptr;
   return Napi::Number::New(env, static_cast<int>(Find(iova, length, write, &host)));
+}
+
+// find(iova: bigint, length: bigint): the IOVA of the one range holding [iova, iova + length), or
+// null. Ignores `enabled` and the access: the table of what is mapped, not a DMA.
+Napi::Value GuestMemoryTable::FindRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t iova, length;
+  if (!ArgBigUint64(info, 0, &iova) || !ArgBigUint64(info, 1, &length)) return env.Undefined();
+  Prune();
+  auto it = ranges_.upper_bound(iova);
+  if (it == ranges_.begin()) return env.Null();
+  --it;
+  const uint64_t offset = iova - it->first;
+  if (offset >= it->second.size || length > it->second.size - offset) return env.Null();
+  return Napi::BigInt::New(env, it->first);
+}
+
+// overlapping(iova: bigint, size: bigint): { iova, size } of a range overlapping [iova, iova + size), or
+// null.
+Napi::Value GuestMemoryTable::Overlapping(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t iova, size;
+  if (!ArgBigUint64(info, 0, &iova) || !ArgBigUint64(info, 1, &size)) return env.Undefined();
+  if (size == 0 || !NoWrap(iova, size)) return ThrowRange(env, "empty or wrapping range");
+  Prune();
+  auto it = FirstOverlap(iova, size);
+  return it == ranges_.end() ? env.Null() : Napi::Value(RangeObject(env, it->first, it->second.size));
+}
+
+// within(iova: bigint, size: bigint): { starts: bigint[], straddler: { iova, size } | null }: the ranges
+// wholly inside [iova, iova + size), and one that crosses either end, if any.
+Napi::Value GuestMemoryTable::Within(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t iova, size;
+  if (!ArgBigUint64(info, 0, &iova) || !ArgBigUint64(info, 1, &size)) return env.Undefined();
+  if (size == 0 || !NoWrap(iova, size)) return ThrowRange(env, "empty or wrapping range");
+  Prune();
+  Napi::Array starts = Napi::Array::New(env);
+  Napi::Value straddler = env.Null();
+  const uint64_t last = iova + (size - 1);
+  auto it = FirstOverlap(iova, size);
+  uint32_t n = 0;
+  for (; it != ranges_.end() && it->first <= last; ++it) {
+    const uint64_t end = it->first + (it->second.size - 1);
+    if (it->first < iova || end > last) {
+      if (straddler.IsNull()) straddler = RangeObject(env, it->first, it->second.size);
+      continue;
+    }
+    starts.Set(n++, Napi::BigInt::New(env, it->first));
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("starts", starts);
+  o.Set("straddler", straddler);
+  return o;
+}
+
+// setEnabled(bool): whether DMA may happen at all (Bus Master Enable; a client present).
+Napi::Value GuestMemoryTable::SetEnabled(const Napi::CallbackInfo& info) {
+  bool enabled;
+  if (!ArgBool(info, 0, &enabled)) return info.Env().Undefined();
+  enabled_ = enabled;
+  return info.Env().Undefined();
+}
+
+Napi::Value GuestMemoryTable::GetEnabled(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), enabled_);
+}
+
+Napi::Value GuestMemoryTable::GetCount(const Napi::CallbackInfo& info) {
+  PruneAll();
+  return Napi::Number::New(info.Env(), static_cast<double>(ranges_.size()));
 }
 
 void InitGuestMemory(Napi::Env env, Napi::Object exports) {

@@ -1,12 +1,15 @@
-// GuestMemoryTable: the guest's DMA ranges as the native data path sees them. A range is either
-// direct (host memory behind an ArrayBuffer the table holds on to) or indirect (mapped by the VMM
-// without an fd: only DMA messages reach it, so native code must hand the work back to TypeScript).
+// GuestMemoryTable: the guest's DMA ranges as native code sees them, by IOVA. A range is direct (host
+// memory: a Mapping of the VMM's fd, or an ArrayBuffer for tests and benchmarks) or indirect (mapped
+// by the VMM without an fd: only DMA messages reach it, so native code hands such work back to
+// TypeScript). vfio-user's DmaTable keeps one table per client, updated at each DMA_MAP and
+// DMA_UNMAP; map, unmap and lookup are O(log n) (a std::map by IOVA), so a guest with a vIOMMU and
+// tens of thousands of mappings costs no more per access than one with two.
 //
 // Every lookup is bounds-checked: [iova, iova + length) must lie wholly inside one range with the
 // access asked for; lookups never cross from one range into the next, and 64-bit wrap-around is
-// refused. A range whose ArrayBuffer was detached (MappedMemory.unmap: munmap follows) is dropped
-// before any lookup, and the table's strong reference keeps a mapping from being garbage-collected
-// while it is listed, so a listed direct range is always mapped.
+// refused. While DMA is disabled (the PCI command register's Bus Master Enable is clear, or the client
+// went away) every lookup misses. A range whose memory was unmapped (Mapping::unmapped, or a detached
+// ArrayBuffer) is never reached, and the table's reference keeps the memory's owner alive while listed.
 //
 // Only the JS thread touches guest memory through a table (every ring operation is synchronous), and
 // a DMA_UNMAP runs on the JS thread too: an unmap can never overlap a walk.
@@ -15,7 +18,9 @@
 #include <napi.h>
 
 #include <cstdint>
-#include <vector>
+#include <map>
+
+#include "mapping.h"
 
 namespace emu {
 
@@ -23,43 +28,62 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable> {
  public:
   enum class Hit {
     kOk,        // *out is the host address of iova
-    kMiss,      // in no range (or crossing ranges)
+    kMiss,      // in no range (or crossing ranges), or DMA disabled
     kIndirect,  // in a range reached only by DMA messages
     kDenied,    // in a direct range without the access asked for
   };
 
   static Napi::Function Define(Napi::Env env);
   explicit GuestMemoryTable(const Napi::CallbackInfo& info);
+  ~GuestMemoryTable() override;
 
-  // Drops ranges whose buffers were detached. Call on the JS thread before a batch of lookups.
+  // Drops ArrayBuffer ranges whose buffers were detached. Call on the JS thread before a batch of
+  // lookups; it costs nothing unless ArrayBuffer ranges are listed.
   void Prune();
+  // Also drops mapping ranges that were unmapped without remove() (O(n): for list and count).
+  void PruneAll();
   Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const;
 
  private:
   struct Range {
-    uint64_t iova;
     uint64_t size;
     uint8_t* host;  // nullptr for an indirect range
     bool readable;
     bool writable;
-    Napi::Reference<Napi::ArrayBuffer> keep;  // empty for an indirect range
+    Mapping* mapping;                          // a mapping's range: one reference held
+    Napi::Reference<Napi::ArrayBuffer> keep;  // an ArrayBuffer's range
   };
+  using Ranges = std::map<uint64_t, Range>;
 
   Napi::Value Add(const Napi::CallbackInfo& info);
+  Napi::Value AddMapping(const Napi::CallbackInfo& info);
   Napi::Value AddIndirect(const Napi::CallbackInfo& info);
   Napi::Value Remove(const Napi::CallbackInfo& info);
   Napi::Value Clear(const Napi::CallbackInfo& info);
   Napi::Value List(const Napi::CallbackInfo& info);
   Napi::Value Lookup(const Napi::CallbackInfo& info);
+  Napi::Value FindRange(const Napi::CallbackInfo& info);
+  Napi::Value Overlapping(const Napi::CallbackInfo& info);
+  Napi::Value Within(const Napi::CallbackInfo& info);
+  Napi::Value SetEnabled(const Napi::CallbackInfo& info);
+  Napi::Value GetEnabled(const Napi::CallbackInfo& info);
+  Napi::Value GetCount(const Napi::CallbackInfo& info);
   // Ring operations (iavf_rings.cc).
   Napi::Value TxRing(const Napi::CallbackInfo& info);
   Napi::Value RxRing(const Napi::CallbackInfo& info);
   Napi::Value GuestPostTx(const Napi::CallbackInfo& info);
   Napi::Value GuestPostRx(const Napi::CallbackInfo& info);
 
-  bool Insert(Napi::Env env, Range range);
+  // The first range overlapping [iova, iova + size), or end().
+  Ranges::const_iterator FirstOverlap(uint64_t iova, uint64_t size) const;
+  bool Insert(Napi::Env env, uint64_t iova, Range range);
+  void Erase(Ranges::iterator it);
+  bool Usable(const Range& r) const;
 
-  std::vector<Range> ranges_;  // sorted by iova, never overlapping
+  Ranges ranges_;
+  size_t buffer_ranges_ = 0;  // ranges backed by an ArrayBuffer (they need Prune)
+  bool enabled_ = true;
+  napi_env env_;
 };
 
 }  // namespace emu

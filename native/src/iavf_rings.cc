@@ -1,6 +1,6 @@
 // The iavf data-path rings in native code, on a GuestMemoryTable (see guest_memory.h):
 //
-//   table.txRing(ring: bigint, ringLen, head, tail, flags) -> TxResult
+//   table.txRing(ring: bigint, ringLen, head, tail, flags, maxFrames, maxBytes) -> TxResult
 //   table.rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame, hash, flags) -> number
 //   table.guestPostTx(ring: bigint, ringLen, next, count, buffer: bigint, length, cmd) -> next
 //   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize, descSize) -> next
@@ -51,19 +51,18 @@ constexpr size_t kMaxTso = 256 * 1024;
 constexpr size_t kMinFrame = 14;
 constexpr uint32_t kMaxRxChunks = 5;
 
-// TX flags.
-constexpr uint32_t kTxOffload = 1;  // do checksums and TSO here (else return packets and their metadata)
-constexpr uint32_t kTxStrict = 2;   // an address in no range is a bad address (else: stop, kMiss)
-constexpr uint32_t kRx16Byte = 4;   // rxRing: the ring holds 16-byte descriptors (RXDID 0)
+// Flags.
+constexpr uint32_t kTxOffload = 1;  // txRing: do checksums and TSO here (else return packets and their metadata)
+constexpr uint32_t kRx16Byte = 1;   // rxRing: the ring holds 16-byte descriptors (RXDID 0)
 
 // TX stop reasons.
 enum TxStop : uint32_t {
   kTxCaughtUp = 0,    // head reached tail
   kTxIncomplete = 1,  // a packet has no EOP before the tail yet: head waits at its first descriptor
-  kTxMiss = 2,        // a buffer is in no range: head at its packet; refresh the table and call again strict
-  kTxIndirect = 3,    // a buffer is reachable only by DMA messages: head at its packet; TypeScript goes on
-  kTxRing = 4,        // the ring is not in one direct, writable range: nothing was done
-  kTxBadIndex = 5,    // head or tail beyond the ring: nothing was done
+  kTxIndirect = 2,    // a buffer is reachable only by DMA messages: head at its packet; TypeScript goes on
+  kTxRing = 3,        // the ring is not in one direct, writable range: nothing was done
+  kTxBadIndex = 4,    // head or tail beyond the ring: nothing was done
+  kTxBudget = 5,      // the pass's frames or bytes are spent: head at the next packet; call again later
 };
 
 // TX counters (TxResult.counts).
@@ -85,8 +84,7 @@ enum RxStatus : uint32_t {
   kRxBadIndex = 3,   // tail (or head) beyond the ring
   kRxBadBuffer = 4,  // a buffer outside guest memory: the frame's descriptors are written back with RXE
   kRxRing = 5,       // the ring is not in one direct, writable range: nothing was done
-  kRxMiss = 6,       // a buffer in no range (flags without strict): nothing was done
-  kRxIndirect = 7,   // a buffer reachable only by DMA messages: nothing was done
+  kRxIndirect = 6,   // a buffer reachable only by DMA messages: nothing was done
 };
 
 constexpr uint64_t kRxDd = 1ull << 0;
@@ -175,7 +173,7 @@ class TxOutput {
       Napi::Buffer<uint8_t> frame = Gather(p);
       if (env_.IsExceptionPending()) return false;
       uint32_t i = frames_.Length();
-      frames_.Set(i, frame);
+      Push(frame);
       // [cmd, MACLEN, IPLEN, L4LEN (bytes), tso, mss, tsoLen]
       Napi::Array m = Napi::Array::New(env_, 7);
       const uint32_t values[7] = {p.cmd,  (p.offset & 0x7f) * 2, ((p.offset >> 7) & 0x7f) * 4, ((p.offset >> 14) & 0xf) * 4,
@@ -205,7 +203,7 @@ class TxOutput {
         Napi::Buffer<uint8_t> seg = Napi::Buffer<uint8_t>::New(env_, len);
         if (env_.IsExceptionPending()) return false;
         iavf::BuildTsoSegment(scratch_.data(), p.total, layers, hdr_len, p.mss, i, seg.Data());
-        frames_.Set(frames_.Length(), seg);
+        Push(seg);
       }
       return !env_.IsExceptionPending();
     }
@@ -216,11 +214,14 @@ class TxOutput {
       if ((p.cmd & kCmdIiptMask) == kCmdIiptIpv4Csum) iavf::FixIpv4Checksum(frame.Data(), p.total, layers);
       if (p.cmd & kCmdL4tMask) iavf::FixL4Checksum(frame.Data(), p.total, layers);
     }
-    frames_.Set(frames_.Length(), frame);
+    Push(frame);
     return !env_.IsExceptionPending();
   }
 
   Napi::Array frames() const { return frames_; }
+  // Frames and bytes handed out so far (TSO segments count one each).
+  uint64_t count() const { return frames_.Length(); }
+  uint64_t bytes() const { return bytes_; }
   Napi::Value meta() const { return offload_ ? env_.Undefined() : Napi::Value(meta_); }
 
  private:
@@ -235,8 +236,14 @@ class TxOutput {
     return out;
   }
 
+  void Push(Napi::Buffer<uint8_t> frame) {
+    bytes_ += frame.Length();
+    frames_.Set(frames_.Length(), frame);
+  }
+
   Napi::Env env_;
   bool offload_;
+  uint64_t bytes_ = 0;
   Napi::Array frames_;
   Napi::Array meta_;
   std::vector<uint8_t> scratch_;
@@ -256,16 +263,19 @@ Napi::Object TxResult(Napi::Env env, uint32_t head, uint32_t stop, const uint32_
 
 }  // namespace
 
-// txRing(ring: bigint, ringLen, head, tail, flags): walks the TX ring from head to tail, packet by
-// packet (context descriptors, then data descriptors up to EOP), gathering each packet's buffers,
-// and writes DTYPE 0xF into qword1 of every descriptor with RS of each packet it finished, sent or
-// dropped. Returns { head, stop, counts, frames, meta }.
+// txRing(ring: bigint, ringLen, head, tail, flags, maxFrames, maxBytes): walks the TX ring from head
+// to tail, packet by packet (context descriptors, then data descriptors up to EOP), gathering each
+// packet's buffers, and writes DTYPE 0xF into qword1 of every descriptor with RS of each packet it
+// finished, sent or dropped. A pass starts no packet once it has produced maxFrames frames or maxBytes
+// bytes (one packet adds at most 256 KiB, as 4096 TSO segments): one doorbell cannot hold the thread
+// for long, whatever the ring holds. Returns { head, stop, counts, frames, meta }.
 Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t ring;
-  uint32_t len, head, tail, flags;
+  uint32_t len, head, tail, flags, max_frames, max_bytes;
   if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &head) ||
-      !ArgU32(info, 3, UINT32_MAX, &tail) || !ArgU32(info, 4, 3, &flags)) {
+      !ArgU32(info, 3, UINT32_MAX, &tail) || !ArgU32(info, 4, kTxOffload, &flags) ||
+      !ArgU32(info, 5, UINT32_MAX, &max_frames) || !ArgU32(info, 6, UINT32_MAX, &max_bytes)) {
     return env.Undefined();
   }
   uint32_t totals[kCountSize] = {};
@@ -275,12 +285,15 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
   if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
     return TxResult(env, head, kTxRing, totals, nullptr);
   }
-  const bool strict = (flags & kTxStrict) != 0;
   TxOutput out(env, (flags & kTxOffload) != 0);
   Packet p;
   uint32_t stop = kTxCaughtUp;
   uint32_t pos = head;
   while (pos != tail && stop == kTxCaughtUp) {
+    if (out.count() >= max_frames || out.bytes() >= max_bytes) {
+      stop = kTxBudget;
+      break;
+    }
     const uint32_t start = pos;
     p.Reset();
     bool ended = false;
@@ -315,14 +328,10 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
             p.parts.push_back({data, size});
             p.total += size;
             break;
-          case Hit::kMiss:
-            if (!strict) stop = kTxMiss;
-            p.counts[kBadAddress]++;
-            p.bad = true;
-            break;
           case Hit::kIndirect:
             stop = kTxIndirect;
             break;
+          case Hit::kMiss:
           case Hit::kDenied:
             p.counts[kBadAddress]++;
             p.bad = true;
@@ -366,7 +375,7 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
 // ceil(length / bufferSize) descriptors, each written back in the legacy format: qwords 2-3 zero (the
 // 32-byte format only), qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1), then qword1
 // (DD, EOF on the last, LENGTH_PBUF) with a release store. Returns status * 65536 + new head.
-// flags: bit 1 strict, bit 2 16-byte descriptors.
+// flags: bit 0 16-byte descriptors.
 Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t ring;
@@ -379,7 +388,7 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   }
   if (!info[6].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
   Napi::TypedArray view = info[6].As<Napi::TypedArray>();
-  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kTxStrict | kRx16Byte, &flags)) {
+  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kRx16Byte, &flags)) {
     return env.Undefined();
   }
   const uint32_t desc_size = (flags & kRx16Byte) != 0 ? kRxDescSize16 : kRxDescSize;
@@ -396,7 +405,6 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Prune();
   uint8_t* base = nullptr;
   if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) return result(kRxRing, head);
-  const bool strict = (flags & kTxStrict) != 0;
 
   uint8_t* desc[kMaxRxChunks];
   uint8_t* dest[kMaxRxChunks];
@@ -408,11 +416,9 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
     switch (Find(pkt, part, true, &dest[i])) {
       case Hit::kOk:
         continue;
-      case Hit::kMiss:
-        if (!strict) return result(kRxMiss, head);
-        break;
       case Hit::kIndirect:
         return result(kRxIndirect, head);
+      case Hit::kMiss:
       case Hit::kDenied:
         break;
     }

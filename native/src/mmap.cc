@@ -1,43 +1,65 @@
-// mmap of an fd (guest memory shared by the VMM) exposed as an external ArrayBuffer.
+// mmap of an fd (guest memory shared by the VMM), of any size, reached from JS through windows and
+// copies (see mapping.h):
 //
-//   mmap(fd, offset: bigint, length, writable): { buffer, address: bigint, handle }
-//   munmap(handle, buffer)
+//   mmap(fd, offset: bigint, length, writable): { handle, address: bigint }
+//   mappingView(handle, offset, length): ArrayBuffer   a window, detached by munmap
+//   mappingRead(handle, offset, length): Buffer        a copy
+//   mappingWrite(handle, offset, data: Uint8Array)
+//   mappingFaults(handle): number                      SIGBUS faults the guard caught in it
+//   munmap(handle)
 //
-// The mapping is released exactly once: by munmap(), or by the ArrayBuffer's finalizer if it is
-// collected first. munmap() also detaches the ArrayBuffer, so views see length 0 instead of
-// touching unmapped memory.
+// Every mapping is covered by the SIGBUS guard (guard.h): a client that shrinks the file under it
+// costs zeros where its pages were, not the process.
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "args.h"
 #include "errors.h"
+#include "guard.h"
+#include "mapping.h"
 #include "module.h"
 
 namespace emu {
+
+Mapping* MappingOf(Napi::Value handle) {
+  if (!handle.IsExternal()) {
+    ThrowTypeError(handle.Env(), "expected a mapping handle");
+    return nullptr;
+  }
+  return handle.As<Napi::External<Mapping>>().Data();
+}
+
 namespace {
 
-// Owned by the ArrayBuffer's finalizer and by the handle TS keeps; whichever is finalized last frees
-// it. Both run on the JS thread that created them, so a plain count suffices (std::shared_ptr would
-// also raise the prebuild's glibc floor to 2.32 for no benefit).
-struct Mapping {
-  void* base;   // page-aligned start handed to munmap
-  size_t size;  // includes the leading bytes below an unaligned offset
-  bool unmapped = false;
-  int owners = 2;
+// The size of the pages behind fd: a hugetlbfs file's huge pages, else the system's.
+size_t FilePageSize(int fd) {
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  struct statfs fs;
+  if (fstatfs(fd, &fs) == 0 && fs.f_type == HUGETLBFS_MAGIC && fs.f_bsize > 0) return static_cast<size_t>(fs.f_bsize);
+  return page;
+}
 
-  void Unmap() {
-    if (!unmapped) {
-      unmapped = true;
-      munmap(base, size);
-    }
+// A live mapping and a range [offset, offset + length) inside it, or nullptr after throwing.
+Mapping* Checked(const Napi::CallbackInfo& info, int64_t* offset, int64_t* length) {
+  Mapping* m = MappingOf(info[0]);
+  if (m == nullptr) return nullptr;
+  if (!ArgInt(info, 1, 0, INT64_C(1) << 53, offset) || !ArgInt(info, 2, 0, INT64_C(1) << 53, length)) return nullptr;
+  if (m->unmapped) {
+    ThrowErrno(info.Env(), EBADF, "mapping");
+    return nullptr;
   }
-  static void Release(Mapping* mapping) {
-    if (--mapping->owners == 0) delete mapping;
+  if (static_cast<uint64_t>(*offset) > m->length || static_cast<uint64_t>(*length) > m->length - *offset) {
+    Napi::RangeError::New(info.Env(), "range outside the mapping").ThrowAsJavaScriptException();
+    return nullptr;
   }
-};
+  return m;
+}
 
 Napi::Value Map(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -45,12 +67,12 @@ Napi::Value Map(const Napi::CallbackInfo& info) {
   uint64_t offset;
   int64_t length;
   bool writable;
-  if (!ArgFd(info, 0, &fd) || !ArgBigUint64(info, 1, &offset) ||
-      !ArgInt(info, 2, 1, INT64_C(1) << 53, &length) || !ArgBool(info, 3, &writable)) {
+  if (!ArgFd(info, 0, &fd) || !ArgBigUint64(info, 1, &offset) || !ArgInt(info, 2, 1, INT64_C(1) << 53, &length) ||
+      !ArgBool(info, 3, &writable)) {
     return env.Undefined();
   }
-  const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  const uint64_t aligned = offset & ~(page - 1);
+  const size_t page_size = FilePageSize(fd);
+  const uint64_t aligned = offset & ~(static_cast<uint64_t>(page_size) - 1);
   const uint64_t delta = offset - aligned;
   if (aligned > static_cast<uint64_t>(INT64_MAX)) return ThrowErrno(env, EOVERFLOW, "mmap");
   const size_t size = static_cast<size_t>(length) + static_cast<size_t>(delta);
@@ -61,51 +83,86 @@ Napi::Value Map(const Napi::CallbackInfo& info) {
   void* base = mmap(nullptr, size, PROT_READ | PROT_WRITE, flags, fd, static_cast<off_t>(aligned));
   if (base == MAP_FAILED) return ThrowErrno(env, errno, "mmap");
 
-  auto* mapping = new Mapping{base, size};
-  uint8_t* start = static_cast<uint8_t*>(base) + delta;
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, start, static_cast<size_t>(length),
-      [](Napi::Env, void*, Mapping* m) {
-        m->Unmap();
-        Mapping::Release(m);
-      },
-      mapping);
-  if (env.IsExceptionPending()) {
-    // Node-API refused the external buffer; no finalizer will run.
-    mapping->Unmap();
-    delete mapping;
-    return env.Undefined();
-  }
+  auto* m = new Mapping();
+  m->base = base;
+  m->size = size;
+  m->start = static_cast<uint8_t*>(base) + delta;
+  m->length = static_cast<size_t>(length);
+  m->writable = writable;
+  m->guard_slot = guard::Register(base, size, page_size);
   Napi::External<Mapping> handle =
-      Napi::External<Mapping>::New(env, mapping, [](Napi::Env, Mapping* m) { Mapping::Release(m); });
+      Napi::External<Mapping>::New(env, m, [](Napi::Env e, Mapping* mapping) { Mapping::Release(e, mapping); });
   if (env.IsExceptionPending()) {
-    Mapping::Release(mapping);  // the buffer's finalizer still owns (and unmaps) it
+    m->Unmap(env);
+    delete m;
     return env.Undefined();
   }
-
   Napi::Object result = Napi::Object::New(env);
-  result.Set("buffer", buffer);
-  result.Set("address", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(start))));
   result.Set("handle", handle);
+  result.Set("address", Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(m->start))));
   return result;
 }
 
-Napi::Value Unmap(const Napi::CallbackInfo& info) {
+Napi::Value View(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[0].IsExternal() || !info[1].IsArrayBuffer()) return ThrowTypeError(env, "expected (handle, ArrayBuffer)");
-  Mapping* mapping = info[0].As<Napi::External<Mapping>>().Data();
-  Napi::ArrayBuffer buffer = info[1].As<Napi::ArrayBuffer>();
-  // Detach before unmapping, so no JS-visible view ever spans unmapped memory.
-  if (!buffer.IsDetached()) buffer.Detach();
-  if (env.IsExceptionPending()) return env.Undefined();
-  mapping->Unmap();
+  int64_t offset, length;
+  Mapping* m = Checked(info, &offset, &length);
+  if (m == nullptr) return env.Undefined();
+  m->Ref();
+  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
+      env, m->start + offset, static_cast<size_t>(length),
+      [](Napi::Env e, void*, Mapping* mapping) { Mapping::Release(e, mapping); }, m);
+  if (env.IsExceptionPending()) {
+    // Refused (e.g. beyond V8's largest ArrayBuffer): no finalizer will run.
+    Mapping::Release(env, m);
+    return env.Undefined();
+  }
+  m->Track(env, buffer);
+  return buffer;
+}
+
+Napi::Value Read(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int64_t offset, length;
+  Mapping* m = Checked(info, &offset, &length);
+  if (m == nullptr) return env.Undefined();
+  return Napi::Buffer<uint8_t>::Copy(env, m->start + offset, static_cast<size_t>(length));
+}
+
+Napi::Value Write(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[3].IsTypedArray()) return ThrowTypeError(env, "expected the data as a Uint8Array");
+  Napi::TypedArray data = info[3].As<Napi::TypedArray>();
+  int64_t offset, length;
+  Mapping* m = Checked(info, &offset, &length);
+  if (m == nullptr) return env.Undefined();
+  if (static_cast<size_t>(length) != data.ByteLength()) return ThrowTypeError(env, "length must be the data's");
+  const uint8_t* bytes = static_cast<const uint8_t*>(data.ArrayBuffer().Data()) + data.ByteOffset();
+  std::memmove(m->start + offset, bytes, static_cast<size_t>(length));
   return env.Undefined();
+}
+
+Napi::Value Faults(const Napi::CallbackInfo& info) {
+  Mapping* m = MappingOf(info[0]);
+  if (m == nullptr) return info.Env().Undefined();
+  return Napi::Number::New(info.Env(), static_cast<double>(guard::Faults(m->guard_slot)));
+}
+
+Napi::Value Unmap(const Napi::CallbackInfo& info) {
+  Mapping* m = MappingOf(info[0]);
+  if (m == nullptr) return info.Env().Undefined();
+  m->Unmap(info.Env());
+  return info.Env().Undefined();
 }
 
 }  // namespace
 
 void InitMmap(Napi::Env env, Napi::Object exports) {
   exports.Set("mmap", Napi::Function::New(env, Map, "mmap"));
+  exports.Set("mappingView", Napi::Function::New(env, View, "mappingView"));
+  exports.Set("mappingRead", Napi::Function::New(env, Read, "mappingRead"));
+  exports.Set("mappingWrite", Napi::Function::New(env, Write, "mappingWrite"));
+  exports.Set("mappingFaults", Napi::Function::New(env, Faults, "mappingFaults"));
   exports.Set("munmap", Napi::Function::New(env, Unmap, "munmap"));
 }
 

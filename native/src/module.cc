@@ -6,6 +6,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "guard.h"
 #include "module.h"
 
 #ifndef EMU_NATIVE_SOURCE_HASH
@@ -33,6 +34,18 @@ Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), dup);
 }
 
+// setNonblocking(fd): sets O_NONBLOCK on the open file description (shared with every holder of the
+// fd, e.g. the peer that sent it); returns whether it was clear.
+Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
+  int flags = fcntl(fd, F_GETFL);
+  if (flags < 0) return ThrowErrno(info.Env(), errno, "fcntl");
+  if (flags & O_NONBLOCK) return Napi::Boolean::New(info.Env(), false);
+  if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return ThrowErrno(info.Env(), errno, "fcntl");
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 }  // namespace
 }  // namespace emu
 
@@ -44,6 +57,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sourceHash", Napi::String::New(env, EMU_NATIVE_SOURCE_HASH));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
+  exports.Set("setNonblocking", Napi::Function::New(env, SetNonblocking, "setNonblocking"));
   InitUnixSocket(env, exports);
   InitPoller(env, exports);
   InitMmap(env, exports);
@@ -52,6 +66,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTap(env, exports);
   InitGuestMemory(env, exports);
   InitDoorbellWatcher(env, exports);
+  guard::Init(env, exports);
   return exports;
 }
 

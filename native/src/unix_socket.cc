@@ -2,6 +2,7 @@
 // Every socket is nonblocking and CLOEXEC. The hot calls (accept, sendmsg, recvmsg) return -errno
 // instead of throwing, since EAGAIN is their normal outcome; setup calls throw.
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -41,23 +42,30 @@ bool MakeAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
 
 int NewSocket() { return socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0); }
 
-// unixListen(path, backlog): fd. Never unlinks an existing path: a stale or live socket file is
+// unixListen(path, backlog, mode): fd. The socket file is created with permission bits `mode` from
+// its first moment (the umask is narrowed around bind, not chmod'ed after: in between, anyone the
+// umask let in could connect). Never unlinks an existing path: a stale or live socket file is
 // reported as EADDRINUSE and the caller decides.
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
-  int64_t backlog;
-  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, 0, INT32_MAX, &backlog)) return env.Undefined();
+  int64_t backlog, mode;
+  if (!ArgString(info, 0, &path) || !ArgInt(info, 1, 0, INT32_MAX, &backlog) || !ArgInt(info, 2, 0, 0777, &mode)) {
+    return env.Undefined();
+  }
   sockaddr_un addr;
   socklen_t len;
   // Failures are reported as "listen", as net.Server does: that is the operation the caller asked for.
   if (!MakeAddress(path, &addr, &len)) return ThrowErrno(env, errno, "listen");
   int fd = NewSocket();
   if (fd < 0) return ThrowErrno(env, errno, "socket");
-  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), len) < 0) {
-    int err = errno;
+  const mode_t previous = umask(static_cast<mode_t>(~mode & 0777));
+  const int bound = bind(fd, reinterpret_cast<sockaddr*>(&addr), len);
+  const int bind_errno = errno;
+  umask(previous);
+  if (bound < 0) {
     close(fd);
-    return ThrowErrno(env, err, "listen");
+    return ThrowErrno(env, bind_errno, "listen");
   }
   if (listen(fd, static_cast<int>(backlog)) < 0) {
     int err = errno;
@@ -205,6 +213,21 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
 }
 
 // socketError(fd): the pending SO_ERROR (0 if none), read when the poller reports an error.
+// peerCredentials(fd): { pid, uid, gid } of the process that connected (SO_PEERCRED).
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd;
+  if (!ArgFd(info, 0, &fd)) return env.Undefined();
+  ucred cred{};
+  socklen_t size = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &size) < 0) return ThrowErrno(env, errno, "getsockopt");
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("pid", Napi::Number::New(env, cred.pid));
+  o.Set("uid", Napi::Number::New(env, cred.uid));
+  o.Set("gid", Napi::Number::New(env, cred.gid));
+  return o;
+}
+
 Napi::Value SocketError(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
@@ -224,6 +247,7 @@ void InitUnixSocket(Napi::Env env, Napi::Object exports) {
   exports.Set("sendmsg", Napi::Function::New(env, Sendmsg, "sendmsg"));
   exports.Set("recvmsg", Napi::Function::New(env, Recvmsg, "recvmsg"));
   exports.Set("socketError", Napi::Function::New(env, SocketError, "socketError"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("maxFds", Napi::Number::New(env, kMaxFds));
   exports.Set("recvBufferSize", Napi::Number::New(env, kRecvBufferSize));
 }

@@ -1,0 +1,79 @@
+import { ftruncateSync, writeSync } from 'node:fs';
+import { expect } from 'chai';
+import { closeFd } from './fd.js';
+import { guardStats } from './guard.js';
+import { GuestMemoryTable, iavfRxRing, iavfTxRing } from './iavf-rings.js';
+import { PAGE_SIZE } from './index.js';
+import { memfdCreate } from './memfd.js';
+import { MappedMemory } from './mmap.js';
+
+/**
+ * A client that shrinks the file it mapped into us (ftruncate of an unsealed memfd). Without the guard,
+ * the first touch past the new end raises SIGBUS and this process, mocha with it, dies.
+ */
+describe('the SIGBUS guard over mapped memory', () => {
+  const size = 16 * PAGE_SIZE;
+  let fd: number;
+  let mapping: MappedMemory;
+
+  beforeEach(() => {
+    fd = memfdCreate('emu-test-guard', size);
+    writeSync(fd, Buffer.alloc(size, 0xab), 0, size, 0);
+    mapping = MappedMemory.map(fd, 0, size);
+  });
+  afterEach(() => {
+    mapping.unmap();
+    closeFd(fd);
+  });
+
+  it('turns a JavaScript touch of a truncated page into zeros and one counted fault', () => {
+    const before = guardStats().faults;
+    const bytes = new Uint8Array(mapping.buffer);
+    expect(bytes[10 * PAGE_SIZE]).to.equal(0xab);
+    ftruncateSync(fd, 8 * PAGE_SIZE);
+    expect(bytes[7 * PAGE_SIZE], 'a page before the new end').to.equal(0xab);
+    expect(bytes[10 * PAGE_SIZE + 5], 'a page past it reads zero').to.equal(0);
+    bytes[10 * PAGE_SIZE + 6] = 7; // and takes a write without a fault
+    expect(bytes[10 * PAGE_SIZE + 6]).to.equal(7);
+    expect(mapping.faults).to.equal(1);
+    expect(guardStats()).to.include({ faults: before + 1, installed: true });
+    expect(guardStats().lastAddress).to.equal(mapping.address + BigInt(10 * PAGE_SIZE + 5));
+    // Every other page past the end faults once when first touched.
+    for (let page = 8; page < 16; page++) void bytes[page * PAGE_SIZE];
+    expect(mapping.faults).to.equal(8);
+  });
+
+  it('covers native code: copies and ring walks into a truncated range read zeros', () => {
+    ftruncateSync(fd, 0);
+    expect(mapping.read(3 * PAGE_SIZE, 16).every((b) => b === 0)).to.equal(true);
+    mapping.write(4 * PAGE_SIZE, Buffer.from('gone'));
+    const table = new GuestMemoryTable();
+    table.add(0x10000n, mapping);
+    // A TX ring in the vanished pages: every descriptor reads as zero (a 0-byte buffer), none kill us.
+    const tx = iavfTxRing(table, { iova: 0x10000n + BigInt(8 * PAGE_SIZE), length: 64 }, 0, 10);
+    expect(tx.frames).to.deep.equal([]);
+    const rx = iavfRxRing(
+      table,
+      { iova: 0x10000n + BigInt(12 * PAGE_SIZE), length: 64, bufferSize: 2048, maxFrame: 2048 },
+      0,
+      10,
+      Buffer.alloc(60, 1),
+    );
+    expect(rx.status).to.equal('bad-buffer'); // pkt_addr 0 is in no range
+    expect(mapping.faults).to.be.at.least(4);
+    table.clear();
+  });
+
+  it('leaves a sealed memfd alone: it cannot shrink, so there is nothing to catch', () => {
+    const sealed = memfdCreate('emu-test-guard-sealed', size, { seal: true });
+    try {
+      expect(() => ftruncateSync(sealed, 0)).to.throw(/EPERM/);
+      const m = MappedMemory.map(sealed, 0, size);
+      new Uint8Array(m.buffer).fill(1);
+      expect(m.faults).to.equal(0);
+      m.unmap();
+    } finally {
+      closeFd(sealed);
+    }
+  });
+});
