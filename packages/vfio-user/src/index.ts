@@ -3,6 +3,8 @@
  * client (VfioUserClient), the message codec, and PCI config-space helpers.
  */
 
+/** The native table a DmaTable keeps its ranges in (DmaTable.native), for native data paths. */
+export type { GuestMemoryTable } from '@emu/native';
 export {
   type ClientOptions,
   type DeviceInfoResult,
@@ -25,14 +27,16 @@ export { ProtocolError, VfioUserError } from './protocol/errors.js';
 export * from './protocol/messages.js';
 export { type Struct, StructRangeError, type StructValue, struct } from './protocol/struct.js';
 export type { DeviceSpec, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
-export { type DmaRegion, DmaTable } from './server/dma-table.js';
+export { type DmaRegion, DmaTable, type DmaTableOptions } from './server/dma-table.js';
 export { type IrqCounts, IrqTable } from './server/irqs.js';
 export {
   type ClientInfo,
+  SERVER_MAX_MSG_FDS,
   SERVER_MINOR,
   type ServerEvents,
   type ServerOptions,
   type ServerStats,
+  type SocketAccess,
   VfioUserServer,
 } from './server/server.js';
 export { Connection, type ConnectionOptions } from './transport/connection.js';

@@ -4,8 +4,9 @@
  * memory it mapped, from the buffers (or fds) given to dmaMap.
  */
 import { EventEmitter } from 'node:events';
-import { type EventFd, MappedMemory, UnixSocket } from '@emu/native';
+import { type EventFd, GuestMemoryTable, MappedMemory, UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
+import { PCI_COMMAND, PCI_COMMAND_MASTER } from '../pci/constants.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
   Command,
@@ -18,6 +19,7 @@ import {
   IRQ_INDEX_NAMES,
   type IrqIndexName,
   IrqSetFlag,
+  PciRegion,
   RegionCap,
   RegionFlag,
   SCM_MAX_FD,
@@ -110,14 +112,17 @@ interface ClientDmaRange {
   size: bigint;
   readable: boolean;
   writable: boolean;
-  memory: Uint8Array;
+  /** The bytes the caller gave, or the client's own mapping of the fd (any size). */
+  memory?: Uint8Array;
   own?: MappedMemory;
 }
 
 export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }> {
   /** Capabilities and version the server answered with. */
   server!: { version: { major: number; minor: number }; capabilities: Capabilities };
-  private readonly ranges: ClientDmaRange[] = [];
+  /** What we mapped, by address; `index` finds ranges in O(log n) (no host memory in it). */
+  private readonly ranges = new Map<bigint, ClientDmaRange>();
+  private readonly index = new GuestMemoryTable();
   private readonly conn: Connection;
   private readonly log: Logger;
   private readonly timeoutMs: number;
@@ -135,7 +140,7 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     });
     this.conn.on('command', (msg) => this.serve(msg));
     this.conn.on('close', (reason) => {
-      for (const r of this.ranges.splice(0)) r.own?.unmap();
+      this.forgetRanges();
       this.emit('close', reason);
     });
   }
@@ -312,6 +317,18 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     return data;
   }
 
+  /**
+   * Sets (or clears) Bus Master Enable in the device's command register, as a guest driver's
+   * pci_set_master() does: a device may only DMA while it is set.
+   */
+  async setBusMaster(enabled = true): Promise<void> {
+    const command = (await this.regionRead(PciRegion.CONFIG, PCI_COMMAND, 2)).readUInt16LE(0);
+    const next = enabled ? command | PCI_COMMAND_MASTER : command & ~PCI_COMMAND_MASTER;
+    const data = Buffer.alloc(2);
+    data.writeUInt16LE(next);
+    await this.regionWrite(PciRegion.CONFIG, PCI_COMMAND, data);
+  }
+
   /** Writes a region; `posted` sends it with NO_REPLY, as QEMU does for BAR writes. */
   async regionWrite(
     region: number,
@@ -347,14 +364,14 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   async dmaMap(opts: DmaMapOptions): Promise<void> {
     const readable = opts.readable ?? true;
     const writable = opts.writable ?? true;
-    let memory = opts.memory;
+    const memory = opts.memory;
     let own: MappedMemory | undefined;
     if (!memory && opts.fd !== undefined) {
       own = MappedMemory.map(opts.fd, opts.fileOffset ?? 0n, Number(opts.size));
-      memory = new Uint8Array(own.buffer);
     }
-    if (!memory) throw new TypeError('dmaMap needs `memory`, an `fd`, or both');
-    if (BigInt(memory.byteLength) < opts.size) throw new RangeError('dmaMap: memory is smaller than size');
+    if (!memory && !own) throw new TypeError('dmaMap needs `memory`, an `fd`, or both');
+    if (memory && BigInt(memory.byteLength) < opts.size)
+      throw new RangeError('dmaMap: memory is smaller than size');
     const flags = (readable ? DmaMapFlag.READ : 0) | (writable ? DmaMapFlag.WRITE : 0);
     const payload = DmaMap.encode({
       argsz: DmaMap.size,
@@ -369,22 +386,38 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       own?.unmap();
       throw err;
     }
-    this.ranges.push({ address: opts.address, size: opts.size, readable, writable, memory, own });
+    this.ranges.set(opts.address, {
+      address: opts.address,
+      size: opts.size,
+      readable,
+      writable,
+      memory,
+      own,
+    });
+    this.index.addIndirect(opts.address, opts.size);
   }
 
   async dmaUnmap(address: bigint, size: bigint): Promise<void> {
     await this.call(Command.DMA_UNMAP, DmaUnmap.encode({ argsz: DmaUnmap.size, address, size }));
     // The server removed every range inside the window (Linux VFIO semantics); so do we.
-    for (let i = this.ranges.length - 1; i >= 0; i--) {
-      const r = this.ranges[i];
-      if (r.address >= address && r.address + r.size <= address + size)
-        this.ranges.splice(i, 1)[0].own?.unmap();
-    }
+    for (const start of this.index.within(address, size).starts) this.forget(start);
   }
 
   async dmaUnmapAll(): Promise<void> {
     await this.call(Command.DMA_UNMAP, DmaUnmap.encode({ argsz: DmaUnmap.size, flags: DmaUnmapFlag.ALL }));
-    for (const r of this.ranges.splice(0)) r.own?.unmap();
+    this.forgetRanges();
+  }
+
+  private forget(address: bigint): void {
+    this.ranges.get(address)?.own?.unmap();
+    this.ranges.delete(address);
+    this.index.remove(address);
+  }
+
+  private forgetRanges(): void {
+    for (const r of this.ranges.values()) r.own?.unmap();
+    this.ranges.clear();
+    this.index.clear();
   }
 
   async reset(): Promise<void> {
@@ -462,8 +495,8 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       if (count > max)
         throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
       const write = header.command === Command.DMA_WRITE;
-      const end = address + BigInt(count);
-      const range = this.ranges.find((r) => address >= r.address && end <= r.address + r.size);
+      const start = this.index.find(address, count);
+      const range = start === undefined ? undefined : this.ranges.get(start);
       if (!range || (write ? !range.writable : !range.readable)) {
         throw new ProtocolError(
           Errno.EFAULT,
@@ -475,10 +508,13 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
         const data = msg.payload.subarray(DmaAccess.size);
         if (data.length !== count)
           throw new ProtocolError(Errno.EINVAL, `DMA_WRITE: ${data.length} bytes for ${count}`);
-        range.memory.set(data, at);
+        if (range.memory) range.memory.set(data, at);
+        else range.own!.write(at, data);
         this.conn.reply(msg, msg.payload.subarray(0, DmaAccess.size));
       } else {
-        const data = Buffer.from(range.memory.subarray(at, at + count));
+        const data = range.memory
+          ? Buffer.from(range.memory.subarray(at, at + count))
+          : range.own!.read(at, count);
         this.conn.reply(msg, [msg.payload.subarray(0, DmaAccess.size), data]);
       }
     } catch (err) {

@@ -94,6 +94,7 @@ export class PciConfigSpace {
   readonly #caps: readonly PlacedCapability[];
   readonly #writeListeners = new Set<PciWriteListener>();
   readonly #flrListeners = new Set<() => void>();
+  readonly #resetListeners = new Set<() => void>();
 
   constructor(options: PciConfigOptions) {
     if (typeof options !== 'object' || options === null) fail('options are required');
@@ -218,6 +219,24 @@ export class PciConfigSpace {
   /** Back to the power-on contents: command, BAR addresses, capability state, everything. */
   reset(): void {
     this.#powerOn.copy(this.#data);
+    for (const listener of [...this.#resetListeners]) listener();
+  }
+
+  /** Called after every reset() (FLR included). Returns an unsubscribe function. */
+  onReset(listener: () => void): () => void {
+    this.#resetListeners.add(listener);
+    return () => this.#resetListeners.delete(listener);
+  }
+
+  /** The command register's Bus Master Enable: whether the function may start DMA. */
+  get busMaster(): boolean {
+    return (this.readU16(PCI_COMMAND) & PCI_COMMAND_MASTER) !== 0;
+  }
+
+  /** Clears Bus Master Enable as the device (no listeners run): no DMA until the guest sets it again. */
+  stopBusMaster(): void {
+    const command = this.readU16(PCI_COMMAND) & ~PCI_COMMAND_MASTER;
+    this.poke(PCI_COMMAND, Uint8Array.of(command & 0xff, command >> 8));
   }
 
   /**

@@ -38,6 +38,12 @@ export interface DeviceSpec {
   irqs?: Partial<IrqCounts>;
   /** DEVICE_RESET (after config space is back at power-on contents). */
   reset?(): void;
+  /**
+   * The client went away (before its DMA mappings are released). Stop every DMA the device does on
+   * its own (rings, queues, mailboxes) until a guest sets it up again: the next client's memory may
+   * sit where this one's rings were. The server clears Bus Master Enable as well.
+   */
+  disconnected?(): void;
 }
 
 export interface ResolvedRegion {

@@ -2,8 +2,14 @@
  * The DMA memory table: what the client mapped (IOVA ranges, with or without an fd), and bounds-checked
  * access to it. Ranges mapped with an fd are mmap'ed and reached directly; the others can only be reached
  * with DMA_READ / DMA_WRITE messages, which the server sends (see server.ts).
+ *
+ * One table, kept in native code (@emu/native's GuestMemoryTable, `native`): map, unmap and lookup are
+ * O(log n) there, and native data paths walk rings in the very same table, so it never needs a rebuild.
+ * This class adds the region records, the checks a DMA_MAP must pass, and the DMA gate: while
+ * `dmaEnabled` is false (the PCI command register's Bus Master Enable is clear) no access reaches guest
+ * memory, from TypeScript or native code.
  */
-import { MappedMemory } from '@emu/native';
+import { fileInfo, GuestMemoryTable, MappedMemory, Seal } from '@emu/native';
 import { Errno } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
 
@@ -17,6 +23,11 @@ export interface DmaRegion {
   readonly fileOffset: bigint;
   /** The mmap of the client's fd; absent for ranges mapped without an fd. */
   readonly memory?: MappedMemory;
+  /**
+   * Whether the client's fd is sealed against shrinking (F_SEAL_SHRINK, as QEMU's memory-backend-memfd
+   * seals by default). Unsealed memory that shrinks anyway is caught by @emu/native's SIGBUS guard.
+   */
+  readonly sealed?: boolean;
 }
 
 export interface DmaMapRequest {
@@ -28,18 +39,46 @@ export interface DmaMapRequest {
   fd?: number;
 }
 
+export interface DmaTableOptions {
+  /** Most ranges at once (max_dma_maps). */
+  maxRegions: number;
+  /** Refuse fds not sealed against shrinking (EPERM), instead of relying on the SIGBUS guard. */
+  requireSealed?: boolean;
+}
+
 const U64_MAX = 0xffffffffffffffffn;
 /** Largest range we mmap in one piece, as libvfio-user (x86-64: 8 TiB). */
 const MAX_DMA_SIZE = 8n << 40n;
 
 export class DmaTable {
-  /** Sorted by address; ranges never overlap. */
-  private readonly list: DmaRegion[] = [];
+  /** The same ranges, for native data paths (ring walks); updated at every add and remove. */
+  readonly native = new GuestMemoryTable();
+  readonly maxRegions: number;
+  private readonly requireSealed: boolean;
+  private readonly byAddress = new Map<bigint, DmaRegion>();
 
-  constructor(readonly maxRegions: number) {}
+  constructor(options: DmaTableOptions | number) {
+    const o = typeof options === 'number' ? { maxRegions: options } : options;
+    this.maxRegions = o.maxRegions;
+    this.requireSealed = o.requireSealed ?? false;
+  }
 
+  /** The ranges, by address. */
   get regions(): readonly DmaRegion[] {
-    return this.list;
+    return this.native.list().map((r) => this.byAddress.get(r.iova)!);
+  }
+
+  get size(): number {
+    return this.byAddress.size;
+  }
+
+  /** Whether the device may reach guest memory at all (Bus Master Enable). */
+  get dmaEnabled(): boolean {
+    return this.native.enabled;
+  }
+
+  set dmaEnabled(on: boolean) {
+    this.native.enabled = on;
   }
 
   /** Adds a range; maps the fd when there is one. The caller keeps (and closes) the fd. */
@@ -51,20 +90,20 @@ export class DmaTable {
     }
     if (size > MAX_DMA_SIZE)
       throw new ProtocolError(Errno.ENOSPC, `DMA_MAP size 0x${hex(size)} is above 8 TiB`);
-    if (this.list.length >= this.maxRegions) {
-      throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${this.list.length} ranges, the limit`);
+    if (this.byAddress.size >= this.maxRegions) {
+      throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${this.byAddress.size} ranges, the limit`);
     }
-    const clash = this.list.find((r) => address < r.address + r.size && r.address < address + size);
+    const clash = this.native.overlapping(address, size);
     if (clash) {
       throw new ProtocolError(
         Errno.EEXIST,
-        `DMA_MAP [0x${hex(address)}, +0x${hex(size)}) overlaps [0x${hex(clash.address)}, +0x${hex(clash.size)})`,
+        `DMA_MAP [0x${hex(address)}, +0x${hex(size)}) overlaps [0x${hex(clash.iova)}, +0x${hex(clash.size)})`,
       );
     }
     let memory: MappedMemory | undefined;
+    let sealed: boolean | undefined;
     if (req.fd !== undefined) {
-      if (size > BigInt(Number.MAX_SAFE_INTEGER))
-        throw new ProtocolError(Errno.ENOSPC, 'DMA_MAP too large to map');
+      sealed = this.checkFile(req.fd, req.fileOffset, size);
       try {
         memory = MappedMemory.map(req.fd, req.fileOffset, Number(size), { read: true, write: req.writable });
       } catch (err) {
@@ -82,10 +121,51 @@ export class DmaTable {
       writable: req.writable,
       fileOffset: req.fileOffset,
       memory,
+      sealed,
     };
-    const at = this.list.findIndex((r) => r.address > address);
-    this.list.splice(at < 0 ? this.list.length : at, 0, region);
+    const access = { readable: req.readable, writable: req.writable };
+    try {
+      if (memory) this.native.add(address, memory, access);
+      else this.native.addIndirect(address, size, access);
+    } catch (err) {
+      memory?.unmap();
+      throw new ProtocolError(Errno.EINVAL, `DMA_MAP: ${(err as Error).message}`);
+    }
+    this.byAddress.set(address, region);
     return region;
+  }
+
+  /**
+   * The client's fd must hold [offset, offset + size): a mapping past the file's end would fault on
+   * first touch. Returns whether it is sealed against shrinking.
+   */
+  private checkFile(fd: number, offset: bigint, size: bigint): boolean {
+    let info: ReturnType<typeof fileInfo>;
+    try {
+      info = fileInfo(fd);
+    } catch (err) {
+      throw new ProtocolError(Errno.EBADF, `DMA_MAP: ${(err as Error).message}`);
+    }
+    if (!info.regular) {
+      throw new ProtocolError(
+        Errno.EINVAL,
+        'DMA_MAP: the fd is not a memory file (a memfd, or a tmpfs, hugetlbfs or regular file)',
+      );
+    }
+    if (offset > info.size || size > info.size - offset) {
+      throw new ProtocolError(
+        Errno.EINVAL,
+        `DMA_MAP: the fd holds 0x${hex(info.size)} bytes; [0x${hex(offset)}, +0x${hex(size)}) goes past its end`,
+      );
+    }
+    const sealed = (info.seals & Seal.SHRINK) !== 0;
+    if (!sealed && this.requireSealed) {
+      throw new ProtocolError(
+        Errno.EPERM,
+        'DMA_MAP: the fd is not sealed against shrinking (F_SEAL_SHRINK), and sealed memory is required',
+      );
+    }
+    return sealed;
   }
 
   /**
@@ -99,50 +179,53 @@ export class DmaTable {
     if (address > U64_MAX - size + 1n) {
       throw new ProtocolError(Errno.EINVAL, `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) wraps around`);
     }
-    const end = address + size;
-    const hits = this.list.filter((r) => r.address < end && address < r.address + r.size);
-    const straddler = hits.find((r) => r.address < address || r.address + r.size > end);
+    const { starts, straddler } = this.native.within(address, size);
     if (straddler) {
       throw new ProtocolError(
         Errno.EINVAL,
-        `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) would split [0x${hex(straddler.address)}, +0x${hex(straddler.size)})`,
+        `DMA_UNMAP [0x${hex(address)}, +0x${hex(size)}) would split [0x${hex(straddler.iova)}, +0x${hex(straddler.size)})`,
       );
     }
-    return hits;
+    return starts.map((start) => this.byAddress.get(start)!);
   }
 
   /** Removes a range and releases its mapping. */
   remove(region: DmaRegion): void {
-    const i = this.list.indexOf(region);
-    if (i >= 0) this.list.splice(i, 1);
+    if (this.byAddress.get(region.address) === region) {
+      this.byAddress.delete(region.address);
+      this.native.remove(region.address);
+    }
     region.memory?.unmap();
   }
 
   clear(): DmaRegion[] {
-    const all = this.list.splice(0, this.list.length);
-    for (const r of all) r.memory?.unmap();
+    const all = this.regions.slice();
+    for (const r of all) this.remove(r);
     return all;
   }
 
   /**
    * Finds the range holding [address, address+length); the access must not cross ranges.
-   * Returns undefined when no single mapped range holds it.
+   * Returns undefined when no single mapped range holds it (whatever the DMA gate says).
    */
   find(address: bigint, length: number): { region: DmaRegion; offset: number } | undefined {
-    const end = address + BigInt(length);
-    for (const r of this.list) {
-      if (address >= r.address && end <= r.address + r.size)
-        return { region: r, offset: Number(address - r.address) };
-      if (r.address > address) break;
-    }
-    return undefined;
+    if (length < 0 || address > U64_MAX - BigInt(length) + 1n) return undefined;
+    const start = this.native.find(address, length);
+    if (start === undefined) return undefined;
+    return { region: this.byAddress.get(start)!, offset: Number(address - start) };
   }
 
   /**
-   * A zero-copy view of mapped guest memory, for ranges that came with an fd. Throws a RangeError naming
-   * the address when the range is not mapped, not mapped with an fd, or lacks the access asked for.
+   * The direct range holding [address, address+length) with the access asked for. Throws a RangeError
+   * naming the address when DMA is disabled, the range is not mapped, not mapped with an fd, or lacks
+   * the access.
    */
-  view(address: bigint, length: number, access: 'read' | 'write' = 'read'): Uint8Array {
+  private direct(address: bigint, length: number, access: 'read' | 'write') {
+    if (!this.dmaEnabled) {
+      throw new RangeError(
+        `DMA ${access} at 0x${hex(address)}: DMA is disabled (Bus Master Enable is clear)`,
+      );
+    }
     const hit = this.find(address, length);
     if (!hit) throw new RangeError(`DMA ${access} [0x${hex(address)}, +${length}) is outside guest memory`);
     const { region, offset } = hit;
@@ -153,7 +236,25 @@ export class DmaTable {
     }
     if (!region.memory)
       throw new RangeError(`DMA ${access} at 0x${hex(address)}: range was mapped without an fd`);
-    return new Uint8Array(region.memory.buffer, offset, length);
+    return { memory: region.memory, offset };
+  }
+
+  /** A zero-copy view of mapped guest memory (ranges that came with an fd); see direct() for errors. */
+  view(address: bigint, length: number, access: 'read' | 'write' = 'read'): Uint8Array {
+    const { memory, offset } = this.direct(address, length, access);
+    return memory.view(offset, length);
+  }
+
+  /** A copy of mapped guest memory (ranges that came with an fd); see direct() for errors. */
+  read(address: bigint, length: number): Buffer {
+    const { memory, offset } = this.direct(address, length, 'read');
+    return memory.read(offset, length);
+  }
+
+  /** Copies into mapped guest memory (ranges that came with an fd); see direct() for errors. */
+  write(address: bigint, data: Uint8Array): void {
+    const { memory, offset } = this.direct(address, data.length, 'write');
+    memory.write(offset, data);
   }
 }
 

@@ -182,6 +182,13 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     await client.dmaMap({ address: 0x100000n, size: BigInt(size), fd, memory: mine });
     closeFd(fd);
     expect(server.dma.regions).to.have.length(1);
+    // No DMA until the guest enables bus mastering, as on a PCI bus.
+    let refused: unknown;
+    await server.dmaRead(0x100042n, 11).catch((err) => {
+      refused = err;
+    });
+    expect(String(refused)).to.contain('Bus Master Enable is clear');
+    await client.setBusMaster();
     expect(server.dma.regions[0].memory).to.not.equal(undefined);
     mine.set(Buffer.from('hello guest'), 0x42);
     expect((await server.dmaRead(0x100042n, 11)).toString()).to.equal('hello guest');
@@ -197,6 +204,7 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     memory.set(Buffer.from('no fd here'), 5);
     await client.dmaMap({ address: 0x4000_0000n, size: BigInt(memory.length), memory });
     expect(server.dma.regions[0].memory).to.equal(undefined);
+    await client.setBusMaster();
     expect((await server.dmaRead(0x4000_0005n, 10)).toString()).to.equal('no fd here');
     const big = Buffer.alloc(memory.length - 16, 0x5a);
     await server.dmaWrite(0x4000_0010n, big);

@@ -5,8 +5,10 @@
  * IRQ eventfds, negotiated capabilities) lives as long as the connection, as the spec asks: a client
  * that goes away leaves no fd or mapping behind, and the next one finds the device as it was.
  */
+
 import { EventEmitter } from 'node:events';
-import { UnixListener, type UnixSocket } from '@emu/native';
+import { chownSync } from 'node:fs';
+import { guardStats, UnixListener, type UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
@@ -35,6 +37,19 @@ export const SERVER_MINOR = 2;
 export const SERVER_MAX_MSG_FDS = 16;
 /** Default time a new connection has to send VERSION. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
+/** How often a connected client's memory is checked for faults the SIGBUS guard caught. */
+const FAULT_CHECK_MS = 1000;
+
+/** Who may own and reach the socket file. */
+export interface SocketAccess {
+  /** Permission bits of the socket file (default 0o600: only this user can connect). */
+  mode?: number;
+  /** Owner and group to give the socket file (chown), e.g. for QEMU running as libvirt-qemu. */
+  uid?: number;
+  gid?: number;
+  /** Only peers running as one of these uids are served (SO_PEERCRED); others are refused and logged. */
+  allowedUids?: readonly number[];
+}
 
 export interface ServerOptions {
   /** Path of the UNIX socket to listen on. */
@@ -58,6 +73,14 @@ export interface ServerOptions {
    * up; default 4 MiB.
    */
   maxQueuedBytes?: number;
+  /**
+   * Refuse DMA_MAP fds that are not sealed against shrinking (F_SEAL_SHRINK; QEMU's
+   * memory-backend-memfd seals by default). Default false: unsealed memory (memory-backend-file,
+   * hugetlbfs) is served, and a truncation under it is caught by @emu/native's SIGBUS guard.
+   */
+  requireSealedMemory?: boolean;
+  /** The socket file's mode and owner, and which peer uids are served. */
+  socket?: SocketAccess;
 }
 
 export interface ClientInfo {
@@ -75,6 +98,10 @@ export interface ServerStats {
   irqsTriggered: number;
   /** Interrupts that could not be delivered (the client's eventfd full or failing): dropped. */
   irqsDropped: number;
+  /** Pages of mapped client memory that vanished under us (the file shrank): read as zeros since. */
+  memoryFaults: number;
+  /** Connections refused for their peer's uid (SocketAccess.allowedUids). */
+  refusedPeers: number;
   dmaReadBytes: number;
   dmaWriteBytes: number;
 }
@@ -101,6 +128,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     errors: {},
     irqsTriggered: 0,
     irqsDropped: 0,
+    memoryFaults: 0,
+    refusedPeers: 0,
     dmaReadBytes: 0,
     dmaWriteBytes: 0,
   };
@@ -111,6 +140,11 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private conn?: Connection;
   private clientInfo?: ClientInfo;
   private handshakeTimer?: NodeJS.Timeout;
+  private faultTimer?: NodeJS.Timeout;
+  /** guardStats().faults when the client's memory was last checked, and faults seen per mapping. */
+  private faultsSeen = 0;
+  private readonly regionFaults = new WeakMap<DmaRegion, number>();
+  private warnedUnsealed = false;
   /** stats.irqsDropped when the current client connected. */
   private dropsAtConnect = 0;
 
@@ -130,6 +164,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.writeMultiple = options.writeMultiple ?? true;
     const resolved = resolveDevice(device);
     this.regions = resolved.regions;
+    this.dma = new DmaTable({
+      maxRegions: options.maxDmaMaps ?? 65535,
+      requireSealed: options.requireSealedMemory,
+    });
+    // The DMA gate follows Bus Master Enable: no DMA, from TypeScript or native code, while it is clear.
+    device.config.onWrite(() => this.updateDmaGate());
+    device.config.onReset(() => this.updateDmaGate());
+    this.updateDmaGate();
     this.irqs = new IrqTable(resolved.irqs, (index, vector, err) => {
       // Logged once per connection: a client that never reads its eventfds would flood the log.
       if (this.stats.irqsDropped++ === this.dropsAtConnect) {
@@ -139,13 +181,31 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         );
       }
     });
-    this.dma = new DmaTable(options.maxDmaMaps ?? 65535);
   }
 
-  /** Starts listening. Throws (EADDRINUSE, EACCES, ENOENT...) with the path in the message. */
+  /**
+   * Starts listening: the socket file is created with SocketAccess.mode (0600 by default) and given
+   * its uid and gid. Throws (EADDRINUSE, EACCES, ENOENT, EPERM...) with the path in the message.
+   */
   listen(): this {
     if (this.listener) throw new Error(`server ${this.path}: already listening`);
-    this.listener = UnixListener.listen(this.path);
+    const access = this.options.socket ?? {};
+    const listener = UnixListener.listen(this.path, { mode: access.mode ?? 0o600 });
+    if (access.uid !== undefined || access.gid !== undefined) {
+      try {
+        chownSync(this.path, access.uid ?? -1, access.gid ?? -1);
+      } catch (err) {
+        listener.close();
+        const e = err as NodeJS.ErrnoException;
+        throw Object.assign(
+          new Error(
+            `cannot give socket ${this.path} to uid ${access.uid ?? '(unchanged)'} gid ${access.gid ?? '(unchanged)'}: ${e.code === 'EPERM' ? 'only root may give a file away (chown)' : e.message}`,
+          ),
+          { code: e.code },
+        );
+      }
+    }
+    this.listener = listener;
     this.listener.on('connection', (socket: UnixSocket) => this.accept(socket));
     this.listener.on('error', (err: Error) =>
       this.log.error({ path: this.path, err: err.message }, 'listener error'),
@@ -197,12 +257,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
    * messages. Rejects with a RangeError when the range is not mapped for reading.
    */
   async dmaRead(address: bigint, length: number): Promise<Buffer> {
-    const hit = this.dma.find(address, length);
-    if (!hit?.region.readable) {
-      throw new RangeError(`DMA read [0x${hex(address)}, +${length}) is outside guest memory`);
-    }
+    const hit = this.dmaTarget(address, length, 'read');
     this.stats.dmaReadBytes += length;
-    if (hit.region.memory) return Buffer.from(this.dma.view(address, length, 'read'));
+    if (hit.region.memory) return this.dma.read(address, length);
     const out = Buffer.alloc(length);
     for (let done = 0; done < length; ) {
       const n = Math.min(length - done, this.xferLimit());
@@ -215,19 +272,59 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
 
   /** Writes guest memory, directly or with DMA_WRITE messages; see dmaRead. */
   async dmaWrite(address: bigint, data: Uint8Array): Promise<void> {
-    const hit = this.dma.find(address, data.length);
-    if (!hit?.region.writable) {
-      throw new RangeError(`DMA write [0x${hex(address)}, +${data.length}) is outside writable guest memory`);
-    }
+    const hit = this.dmaTarget(address, data.length, 'write');
     this.stats.dmaWriteBytes += data.length;
     if (hit.region.memory) {
-      this.dma.view(address, data.length, 'write').set(data);
+      this.dma.write(address, data);
       return;
     }
     for (let done = 0; done < data.length; ) {
       const n = Math.min(data.length - done, this.xferLimit());
       await this.dmaMessage(Command.DMA_WRITE, address + BigInt(done), n, data.subarray(done, done + n));
       done += n;
+    }
+  }
+
+  /** The mapped range a DMA goes to; a RangeError when DMA is off or the range is not mapped so. */
+  private dmaTarget(address: bigint, length: number, access: 'read' | 'write') {
+    if (!this.dma.dmaEnabled) {
+      throw new RangeError(
+        `DMA ${access} at 0x${hex(address)}: DMA is disabled (Bus Master Enable is clear)`,
+      );
+    }
+    const hit = this.dma.find(address, length);
+    if (!hit || !(access === 'read' ? hit.region.readable : hit.region.writable)) {
+      throw new RangeError(
+        `DMA ${access} [0x${hex(address)}, +${length}) is outside ${access === 'read' ? '' : 'writable '}guest memory`,
+      );
+    }
+    return hit;
+  }
+
+  private updateDmaGate(): void {
+    this.dma.dmaEnabled = this.device.config.busMaster;
+  }
+
+  /** Logs pages of the client's memory that vanished under us since the last look (SIGBUS guard). */
+  private checkFaults(): void {
+    const total = guardStats().faults;
+    if (total === this.faultsSeen) return;
+    this.faultsSeen = total;
+    for (const region of this.dma.regions) {
+      const faults = region.memory?.faults ?? 0;
+      const seen = this.regionFaults.get(region) ?? 0;
+      if (faults === seen) continue;
+      this.regionFaults.set(region, faults);
+      this.stats.memoryFaults += faults - seen;
+      this.log.error(
+        {
+          path: this.path,
+          address: `0x${hex(region.address)}`,
+          size: `0x${hex(region.size)}`,
+          faults,
+        },
+        'client memory shrank under its DMA mapping (the file was truncated): those pages read as zeros now',
+      );
     }
   }
 
@@ -261,6 +358,24 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   }
 
   private accept(socket: UnixSocket): void {
+    const allowed = this.options.socket?.allowedUids;
+    if (allowed) {
+      let peer: { pid: number; uid: number } | undefined;
+      try {
+        peer = socket.peerCredentials();
+      } catch {
+        peer = undefined;
+      }
+      if (!peer || !allowed.includes(peer.uid)) {
+        this.stats.refusedPeers++;
+        this.log.warn(
+          { path: this.path, uid: peer?.uid, pid: peer?.pid, allowed },
+          'client refused: its uid is not allowed on this socket',
+        );
+        socket.close();
+        return;
+      }
+    }
     if (this.conn) {
       // One client at a time, as the spec has it; a second one is turned away at once.
       this.log.warn({ path: this.path }, 'second client refused: a client is already connected');
@@ -291,13 +406,29 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       );
       conn.close();
     }, timeoutMs);
+    this.faultsSeen = guardStats().faults;
+    this.faultTimer = setInterval(() => this.checkFaults(), FAULT_CHECK_MS);
+    this.faultTimer.unref();
+    this.warnedUnsealed = false;
     this.log.info({ path: this.path }, 'client connected');
   }
 
   private onDisconnect(conn: Connection, reason: Error | undefined): void {
     if (this.conn !== conn) return;
     clearTimeout(this.handshakeTimer);
-    for (const r of [...this.dma.regions]) {
+    clearInterval(this.faultTimer);
+    this.checkFaults();
+    // No DMA from here until a guest sets the device up again: the next client's memory may sit at the
+    // IOVAs this one's rings and buffers were programmed at. The device stops its own DMA, and Bus
+    // Master Enable is cleared, so nothing lands before the next guest enables bus mastering.
+    try {
+      this.device.disconnected?.();
+    } catch (err) {
+      this.log.error({ path: this.path, err: (err as Error).message }, 'device disconnect handler failed');
+    }
+    this.device.config.stopBusMaster();
+    this.updateDmaGate();
+    for (const r of this.dma.regions) {
       this.emit('dma-unmap', r);
       this.dma.remove(r);
     }
@@ -420,6 +551,13 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         this.emit('reset');
       },
       dmaMapped: (region) => {
+        if (region.memory && !region.sealed && !this.warnedUnsealed) {
+          this.warnedUnsealed = true;
+          this.log.info(
+            { path: this.path, address: `0x${hex(region.address)}` },
+            'client memory is not sealed against shrinking (F_SEAL_SHRINK): a truncation under it is caught and logged',
+          );
+        }
         this.log.debug(
           {
             path: this.path,

@@ -1,0 +1,150 @@
+import { ftruncateSync, writeSync } from 'node:fs';
+import { closeFd, EventFd, guardStats, memfdCreate } from '@emu/native';
+import { expect } from 'chai';
+import { VfioUserClient } from '../client/client.js';
+import { Command, Errno, HeaderFlag } from '../protocol/constants.js';
+import { DmaMap } from '../protocol/messages.js';
+import { RawPeer } from './raw-peer.fixture.js';
+import { VfioUserServer } from './server.js';
+import { makeTestDevice, type TestDevice } from './test-device.fixture.js';
+import { captureLogger, tempDir, until } from './test-env.fixture.js';
+
+const GIB = 1n << 30n;
+const dmaMap = (address: bigint, size: bigint, offset = 0n) =>
+  DmaMap.encode({ argsz: 32, flags: 3, offset, address, size });
+
+/** Memory a client hands over, and what it may do to it afterwards. */
+describe('VfioUserServer and the memory a client maps', () => {
+  let dir: ReturnType<typeof tempDir>;
+  let dev: TestDevice;
+  let server: VfioUserServer;
+  let log: ReturnType<typeof captureLogger>;
+  const fds: number[] = [];
+
+  const serve = (options: { requireSealedMemory?: boolean } = {}) => {
+    server = new VfioUserServer(dev.spec, { path: dir.path('dev.sock'), logger: log.logger, ...options });
+    server.listen();
+  };
+  const memfd = (size: number | bigint, seal = false) => {
+    const fd = memfdCreate('emu-test-client-memory', size, { seal });
+    fds.push(fd);
+    return fd;
+  };
+
+  beforeEach(() => {
+    dir = tempDir();
+    dev = makeTestDevice();
+    log = captureLogger();
+  });
+
+  afterEach(() => {
+    server.close();
+    dev.dispose();
+    for (const fd of fds.splice(0)) closeFd(fd);
+    dir.cleanup();
+  });
+
+  async function expectMapError(peer: RawPeer, payload: Buffer, fd: number, errno: number, logged: string) {
+    peer.send(7, Command.DMA_MAP, payload, [fd]);
+    const reply = await peer.next();
+    expect(reply.header).to.include({ msgId: 7, flags: HeaderFlag.TYPE_REPLY | HeaderFlag.ERROR });
+    expect(reply.header.error, logged).to.equal(errno);
+    expect(log.lines.map((l) => l.msg).join('\n')).to.contain(logged);
+    expect(server.dma.size).to.equal(0);
+  }
+
+  it('refuses a DMA_MAP past the end of its fd, or of an fd that is not a memory file', async () => {
+    serve();
+    const peer = await RawPeer.negotiated(server.path);
+    const fd = memfd(0x4000);
+    await expectMapError(peer, dmaMap(0n, 0x8000n), fd, Errno.EINVAL, 'goes past its end');
+    await expectMapError(peer, dmaMap(0n, 0x2000n, 0x3000n), fd, Errno.EINVAL, 'goes past its end');
+    const ev = EventFd.create();
+    await expectMapError(peer, dmaMap(0n, 0x1000n), ev.fd, Errno.EINVAL, 'not a memory file');
+    ev.close();
+    // The same fd within its size is fine.
+    peer.send(8, Command.DMA_MAP, dmaMap(0n, 0x4000n), [fd]);
+    expect((await peer.next()).header.flags).to.equal(HeaderFlag.TYPE_REPLY);
+    peer.close();
+  });
+
+  it('refuses unsealed memory when told to, and takes sealed memory', async () => {
+    serve({ requireSealedMemory: true });
+    const peer = await RawPeer.negotiated(server.path);
+    await expectMapError(
+      peer,
+      dmaMap(0n, 0x4000n),
+      memfd(0x4000),
+      Errno.EPERM,
+      'not sealed against shrinking',
+    );
+    peer.send(8, Command.DMA_MAP, dmaMap(0n, 0x4000n), [memfd(0x4000, true)]);
+    expect((await peer.next()).header.flags).to.equal(HeaderFlag.TYPE_REPLY);
+    expect(server.dma.regions[0].sealed).to.equal(true);
+    peer.close();
+  });
+
+  it('survives a client that shrinks mapped memory: the lost pages read zeros, the fault is logged', async () => {
+    serve();
+    const client = await VfioUserClient.connect(server.path);
+    const size = 0x10000;
+    const fd = memfd(size);
+    writeSync(fd, Buffer.alloc(size, 0x5a), 0, size, 0);
+    await client.dmaMap({ address: 0x100000n, size: BigInt(size), fd });
+    await client.setBusMaster();
+    expect(log.lines.map((l) => l.msg).join('\n')).to.contain('not sealed against shrinking');
+    const before = guardStats().faults;
+    ftruncateSync(fd, 0x4000);
+    // Page 8 is past the new end: without the guard, this read would kill the process.
+    expect((await server.dmaRead(0x108000n, 16)).every((b) => b === 0)).to.equal(true);
+    expect((await server.dmaRead(0x100000n, 4)).toString('hex')).to.equal('5a5a5a5a');
+    await server.dmaWrite(0x10c000n, Buffer.from('into the void'));
+    expect(guardStats().faults).to.equal(before + 2);
+    await until(() => server.stats.memoryFaults === 2, 'the fault to be reported', 3000);
+    expect(log.lines.find((l) => l.level === 'error')?.msg).to.contain('client memory shrank');
+    // Still serving.
+    expect((await client.getDeviceInfo()).numRegions).to.equal(9);
+    client.close();
+  });
+
+  it('maps client memory larger than one ArrayBuffer (6 GiB, sparse) and reaches all of it', async () => {
+    serve();
+    const client = await VfioUserClient.connect(server.path);
+    const fd = memfd(6n * GIB);
+    await client.dmaMap({ address: 0x1_0000_0000n, size: 6n * GIB, fd });
+    await client.setBusMaster();
+    const high = 0x1_0000_0000n + 5n * GIB + 0x123n;
+    await server.dmaWrite(high, Buffer.from('far up'));
+    expect((await server.dmaRead(high, 6)).toString()).to.equal('far up');
+    expect(server.dma.view(high, 6).length).to.equal(6);
+    expect(server.dma.native.lookup(high, 6n, 'write')).to.equal('ok');
+    client.close();
+    await until(() => server.dma.size === 0, 'the mapping to go');
+  });
+
+  it('holds the advertised 65535 DMA maps, found and unmapped one by one', async () => {
+    serve();
+    const client = await VfioUserClient.connect(server.path);
+    const memory = new Uint8Array(4096);
+    const count = 65535;
+    const at = (i: number) => 0x10_0000_0000n + BigInt(i) * 0x2000n;
+    // A vIOMMU guest maps page by page; requests in flight in batches, as QEMU's do.
+    for (let i = 0; i < count; i += 256) {
+      const batch = [];
+      for (let j = i; j < Math.min(count, i + 256); j++) {
+        batch.push(client.dmaMap({ address: at(j), size: 0x1000n, memory }));
+      }
+      await Promise.all(batch);
+    }
+    expect(server.dma.size).to.equal(count);
+    expect(server.dma.find(at(40000) + 0x10n, 16)?.region.address).to.equal(at(40000));
+    expect(server.dma.find(at(40000) + 0x1000n, 1), 'the gap after it').to.equal(undefined);
+    for (let i = 0; i < count; i += 256) {
+      const batch = [];
+      for (let j = i; j < Math.min(count, i + 256); j++) batch.push(client.dmaUnmap(at(j), 0x1000n));
+      await Promise.all(batch);
+    }
+    expect(server.dma.size).to.equal(0);
+    client.close();
+  });
+});
