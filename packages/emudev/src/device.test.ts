@@ -6,6 +6,7 @@ import { counterDriver, probed } from './counter.fixture.js';
 import { EmuDevice } from './device.js';
 import { EmudevError } from './errors.js';
 import { quiet, tempDir, u32, until } from './test-env.fixture.js';
+import type { MemRegion } from './types.js';
 
 async function rejectsWith(p: Promise<unknown>, code: string, text: string) {
   const err = await p.then(
@@ -158,6 +159,11 @@ describe('EmuDevice', () => {
       ]);
       const memory = probed.ctx!.memory;
       expect(memory.table()).to.have.length(2);
+      expect(memory.nativeTable?.lookup(0x10010n, 6n)).to.equal('miss');
+      expect(memory.view(0x10010n, 6), 'no DMA before Bus Master Enable').to.equal(undefined);
+      await c.setBusMaster();
+      expect(memory.dmaEnabled).to.equal(true);
+      expect(memory.nativeTable?.lookup(0x10010n, 6n)).to.equal('ok');
       new Uint8Array(ram.buffer).set(Buffer.from('direct'), 0x10);
       plain.set(Buffer.from('message'), 0x20);
       expect((await memory.read(0x10010n, 6)).toString()).to.equal('direct');
@@ -172,6 +178,29 @@ describe('EmuDevice', () => {
       await c.dmaUnmap(0x10000n, 0x2000n);
       expect(memory.view(0x10010n, 6)).to.equal(undefined);
       ram.unmap();
+    });
+
+    it('takes the 65535 maps of a vIOMMU guest, one mem-update each, the table built only when read', async () => {
+      const c = await serve();
+      const seen: Array<'map' | 'unmap'> = [];
+      dev.on('mem-update', (e) => seen.push(e.kind));
+      const memory = new Uint8Array(4096);
+      const at = (i: number) => 0x1_0000_0000n + BigInt(i) * 0x1000n;
+      for (let i = 0; i < 65535; i += 512) {
+        const batch = [];
+        for (let j = i; j < Math.min(65535, i + 512); j++)
+          batch.push(c.dmaMap({ address: at(j), size: 0x1000n, memory }));
+        await Promise.all(batch);
+      }
+      expect(seen.length).to.equal(65535);
+      expect(dev.memTable()).to.have.length(65535);
+      let last: MemRegion[] | undefined;
+      dev.once('mem-update', (e) => {
+        last = e.table;
+      });
+      await c.dmaUnmap(at(100), 0x1000n);
+      expect(last).to.have.length(65534);
+      expect(last!.some((r) => r.iova === at(100))).to.equal(false);
     });
   });
 });

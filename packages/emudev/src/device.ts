@@ -12,6 +12,7 @@ import {
   type Logger,
   PCI_NUM_REGIONS,
   PciRegion,
+  type ServerOptions,
   type ServerStats,
   VfioUserServer,
 } from '@emu/vfio-user';
@@ -35,6 +36,8 @@ export interface DeviceOptions {
   /** The vfio-user socket the device serves on. */
   path: string;
   logger?: Logger;
+  /** Transport settings: the socket's mode, owner and allowed peers, memory policy, limits. */
+  server?: Omit<ServerOptions, 'path' | 'logger'>;
 }
 
 /** Which states each operation may start from. */
@@ -57,7 +60,7 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
   constructor(
     readonly name: string,
     readonly driver: EmudevDriver,
-    options: DeviceOptions,
+    private readonly options: DeviceOptions,
   ) {
     super();
     if (typeof options.path !== 'string' || options.path === '') {
@@ -188,6 +191,8 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
           errors: {},
           irqsTriggered: 0,
           irqsDropped: 0,
+          memoryFaults: 0,
+          refusedPeers: 0,
           dmaReadBytes: 0,
           dmaWriteBytes: 0,
         };
@@ -358,17 +363,42 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
   /** The vfio-user server for a device build, its events turned into the device's. */
   private transport(impl: DeviceImpl): VfioUserServer {
     const server = new VfioUserServer(
-      { config: impl.config, regions: impl.regions, irqs: impl.irqs, reset: () => this.resetDeviceOnly() },
-      { path: this.path, logger: this.log },
+      {
+        config: impl.config,
+        regions: impl.regions,
+        irqs: impl.irqs,
+        reset: () => this.resetDeviceOnly(),
+        disconnected: () => {
+          impl.disconnected?.();
+          this.queueTable.clear();
+        },
+      },
+      { path: this.path, logger: this.log, ...this.options.server },
     );
     server.on('connect', () => this.emit('ready'));
-    server.on('dma-map', (r) =>
-      this.emit('mem-update', { kind: 'map', region: memRegionOf(r), table: this.memTable() }),
-    );
+    // The whole table only when a listener reads it: building it for every map would make a guest's
+    // n maps cost n² (a vIOMMU guest maps tens of thousands).
+    const device = this;
+    server.on('dma-map', (r) => {
+      if (this.listenerCount('mem-update') === 0) return;
+      this.emit('mem-update', {
+        kind: 'map',
+        region: memRegionOf(r),
+        get table() {
+          return device.memTable();
+        },
+      });
+    });
     server.on('dma-unmap', (r) => {
+      if (this.listenerCount('mem-update') === 0) return;
       const region = memRegionOf(r);
-      const table = this.memTable().filter((m) => m.iova !== region.iova);
-      this.emit('mem-update', { kind: 'unmap', region, table });
+      this.emit('mem-update', {
+        kind: 'unmap',
+        region,
+        get table() {
+          return device.memTable().filter((m) => m.iova !== region.iova);
+        },
+      });
     });
     server.on('irqs', (index) => this.emit('irq-update', { index }));
     server.on('reset', () => this.emit('reset', { cause: 'client' }));

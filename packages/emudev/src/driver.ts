@@ -40,6 +40,13 @@ export interface DeviceImpl {
   stop?(): void | Promise<void>;
   /** Back to power-on state. Config space is reset by emudev; this resets the device's own state. */
   reset?(): void;
+  /**
+   * The client went away (its memory is still mapped while this runs). Stop all DMA the device does
+   * on its own (rings, queues, mailboxes) until a guest sets it up again: the next client's memory
+   * may sit where this one's rings were. emudev clears Bus Master Enable as well, so no DMA happens
+   * before the next guest's driver enables bus mastering.
+   */
+  disconnected?(): void;
   /** Release everything; the device is gone after this. */
   close?(): void | Promise<void>;
   /** A one-line summary of the device's state for status displays, e.g. link and traffic of a NIC. */

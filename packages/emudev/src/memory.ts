@@ -2,7 +2,7 @@
  * Guest memory for drivers: the table of what the client mapped, and reads and writes that take the
  * direct path (mmap of the client's fd) when there is one and DMA messages otherwise.
  */
-import type { VfioUserServer } from '@emu/vfio-user';
+import type { GuestMemoryTable, VfioUserServer } from '@emu/vfio-user';
 import { type MemRegion, memRegionOf } from './types.js';
 
 export class GuestMemory {
@@ -16,6 +16,19 @@ export class GuestMemory {
   /** What the client mapped, by address. Empty when no client is connected. */
   table(): MemRegion[] {
     return this.server ? this.server.dma.regions.map(memRegionOf) : [];
+  }
+
+  /**
+   * The same table in native code (@emu/native), for native data paths: ring walks look addresses up
+   * there, bounds-checked, O(log n), and miss while DMA is disabled. Undefined when not serving.
+   */
+  get nativeTable(): GuestMemoryTable | undefined {
+    return this.server?.dma.native;
+  }
+
+  /** Whether the device may DMA now: a client is there and the guest set Bus Master Enable. */
+  get dmaEnabled(): boolean {
+    return this.server?.dma.dmaEnabled ?? false;
   }
 
   /** True when [iova, iova+length) lies in one mapped range allowing `access`. */
@@ -36,13 +49,15 @@ export class GuestMemory {
 
   /**
    * A zero-copy view, or undefined when the range is not reachable directly (not mapped, mapped
-   * without an fd, or without the access). The view goes dead (length 0) when the range is unmapped.
+   * without an fd, or without the access, or DMA disabled). The view goes dead (length 0) when the
+   * range is unmapped.
    */
   view(iova: bigint, length: number, access: 'read' | 'write' = 'read'): Uint8Array | undefined {
-    const hit = this.server?.dma.find(iova, length);
+    if (!this.dmaEnabled) return undefined;
+    const hit = this.server!.dma.find(iova, length);
     if (!hit?.region.memory || !(access === 'read' ? hit.region.readable : hit.region.writable))
       return undefined;
-    return new Uint8Array(hit.region.memory.buffer, hit.offset, length);
+    return hit.region.memory.view(hit.offset, length);
   }
 
   private need(): VfioUserServer {

@@ -1,7 +1,6 @@
 /** The driver registry and the devices allocated from it. */
 import { resolve as resolvePath } from 'node:path';
-import type { Logger } from '@emu/vfio-user';
-import { EmuDevice } from './device.js';
+import { type DeviceOptions, EmuDevice } from './device.js';
 import { DRIVER_NAME, type EmudevDriver } from './driver.js';
 import { EmudevError } from './errors.js';
 
@@ -48,7 +47,7 @@ export class EmudevRegistry {
   }
 
   /** A new device of a registered driver, bound to its socket path; configure() and start() it next. */
-  allocate(name: string, driverName: string, options: { path: string; logger?: Logger }): EmuDevice {
+  allocate(name: string, driverName: string, options: DeviceOptions): EmuDevice {
     if (this.deviceMap.has(name)) throw new EmudevError('EEXIST', `device name ${name} is already in use`);
     const driver = this.driverMap.get(driverName);
     if (!driver) {

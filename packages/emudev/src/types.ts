@@ -88,7 +88,10 @@ export interface DeviceEvents {
   state: [{ from: DeviceState; to: DeviceState }];
   /** A client connected and negotiated: the guest can reach the device. */
   ready: [];
-  /** The guest memory table changed. `kind` says how; `table` is the whole table after the change. */
+  /**
+   * The guest memory table changed. `kind` says how; `table` is the whole table after the change
+   * (built when read: a guest with a vIOMMU maps tens of thousands of ranges).
+   */
   'mem-update': [{ kind: 'map' | 'unmap'; region: MemRegion; table: MemRegion[] }];
   /** A queue was enabled or disabled (or its setup changed). */
   'queue-state': [QueueInfo];
