@@ -1,4 +1,7 @@
+import type { GuestMemory } from '@emu/emudev';
 import { expect } from 'chai';
+import { AdminQueue, MAX_PENDING_REPLIES } from './admin-queue.js';
+import { QLen, Reg } from './constants.js';
 import { Harness } from './testing/harness.js';
 import { AQLEN_ENABLE, AQLEN_ERRORS, IAVF, VIRTCHNL_OP } from './testing/iavf-defs.js';
 import { versionMsg } from './testing/virtchnl-msgs.js';
@@ -66,4 +69,51 @@ describe('SoftIavf admin queue rings against emu_iavf', () => {
       expect(h.dev.queueInfo(0)?.base).to.equal(vf.rings[0].rx);
     });
   }
+});
+
+describe('AdminQueue bounds against a VF that rings and never listens', () => {
+  const log = { lines: [] as string[] };
+  const logger = {
+    debug() {},
+    info() {},
+    warn: (_o: object, m?: string) => log.lines.push(m ?? ''),
+    error: (_o: object, m?: string) => log.lines.push(m ?? ''),
+  };
+
+  it('keeps at most MAX_PENDING_REPLIES replies for a VF that posts no ARQ buffers, dropping and counting the rest', async () => {
+    const memory = { read: async () => Buffer.alloc(32), write: async () => {} };
+    const aq = new AdminQueue({
+      memory: memory as unknown as GuestMemory,
+      log: logger,
+      onMessage: () => {},
+      onPosted: () => {},
+    });
+    for (let i = 0; i < 1000; i++) aq.post(VIRTCHNL_OP.GET_STATS, 0, Buffer.alloc(64));
+    await aq.idle();
+    expect(aq.pendingReplies).to.equal(MAX_PENDING_REPLIES);
+    expect(aq.stats.dropped).to.equal(1000 - MAX_PENDING_REPLIES);
+    expect(log.lines.filter((l) => l.includes('replies beyond this are dropped'))).to.have.length(1);
+  });
+
+  it('runs one pass for doorbells rung while a pass waits, however many', async () => {
+    let reads = 0;
+    const memory = {
+      read: async () => {
+        reads++;
+        throw new RangeError('outside guest memory');
+      },
+      write: async () => {},
+    };
+    const aq = new AdminQueue({
+      memory: memory as unknown as GuestMemory,
+      log: logger,
+      onMessage: () => {},
+      onPosted: () => {},
+    });
+    aq.write(Reg.VF_ATQBAL1, 0x1000);
+    aq.write(Reg.VF_ATQLEN1, (QLen.ENABLE | 32) >>> 0);
+    for (let i = 0; i < 10_000; i++) aq.write(Reg.VF_ATQT1, 1 + (i % 31));
+    await aq.idle();
+    expect(reads, 'descriptor reads (one per pass)').to.be.at.most(2);
+  });
 });

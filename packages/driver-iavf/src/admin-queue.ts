@@ -34,6 +34,13 @@ const REGISTER_FIELDS = new Map<number, { ring: 'atq' | 'arq'; field: keyof Ring
   [Reg.VF_ARQH1, { ring: 'arq', field: 'head' }],
   [Reg.VF_ARQT1, { ring: 'arq', field: 'tail' }],
 ]);
+/**
+ * PF→VF messages that may wait for the VF to post ARQ buffers. A driver waits for each reply (Linux
+ * has one request in flight, DPDK a few); a VF that keeps sending without ever posting buffers gets
+ * its further replies dropped and counted, as a full mailbox would.
+ */
+export const MAX_PENDING_REPLIES = 256;
+
 const base = (r: Ring) => (BigInt(r.bah) << 32n) | BigInt(r.bal);
 const count = (r: Ring) => r.len & QLen.LEN_MASK;
 const enabled = (r: Ring) => (r.len & QLen.ENABLE) !== 0 && count(r) > 0;
@@ -56,6 +63,8 @@ export interface AdminQueueStats {
   backlog: number;
   /** Descriptors or rings the device could not use (bad addresses, lengths, tails). */
   errors: number;
+  /** Replies dropped because MAX_PENDING_REPLIES already waited for ARQ buffers. */
+  dropped: number;
 }
 
 export class AdminQueue {
@@ -63,9 +72,11 @@ export class AdminQueue {
   private arq = emptyRing();
   private outbox: Array<{ vop: number; status: number; payload: Buffer }> = [];
   private chain: Promise<void> = Promise.resolve();
+  /** A pass of each kind queued on the chain and not started yet: a new doorbell needs no other. */
+  private readonly queued = { atq: false, arq: false };
   /** Bumped by reset so that work in flight from before it stops touching the rings. */
   private generation = 0;
-  readonly stats: AdminQueueStats = { received: 0, sent: 0, backlog: 0, errors: 0 };
+  readonly stats: AdminQueueStats = { received: 0, sent: 0, backlog: 0, errors: 0, dropped: 0 };
 
   constructor(private readonly host: AdminQueueHost) {}
 
@@ -84,19 +95,30 @@ export class AdminQueue {
     // Heads and tails are descriptor indexes; base and length registers keep every bit.
     ring[f.field] = f.field === 'head' || f.field === 'tail' ? value & QLen.LEN_MASK : value >>> 0;
     // The doorbells: only a tail write starts work (never the LEN/ENABLE write).
-    if (offset === Reg.VF_ATQT1) this.run(() => this.processAtq());
-    if (offset === Reg.VF_ARQT1) this.run(() => this.deliver());
+    if (offset === Reg.VF_ATQT1) this.run('atq', () => this.processAtq());
+    if (offset === Reg.VF_ARQT1) this.run('arq', () => this.deliver());
   }
 
   /** Queues a PF→VF message; it is written as soon as the VF has a buffer posted. */
   post(vop: number, status: number, payload: Buffer = Buffer.alloc(0)): void {
+    if (this.outbox.length >= MAX_PENDING_REPLIES) {
+      if (this.stats.dropped++ === 0) {
+        this.host.log.warn(
+          { vop, pending: this.outbox.length },
+          'ARQ: the VF posts no buffers; replies beyond this are dropped (counted)',
+        );
+      }
+      return;
+    }
     this.outbox.push({ vop, status, payload });
-    this.run(() => this.deliver());
+    this.run('arq', () => this.deliver());
   }
 
   /** VF reset: both rings disabled and zeroed (ARQLEN.ENABLE reads 0: how the VF sees the reset). */
   reset(): void {
     this.generation++;
+    this.queued.atq = false;
+    this.queued.arq = false;
     this.atq = emptyRing();
     this.arq = emptyRing();
     this.outbox = [];
@@ -111,10 +133,20 @@ export class AdminQueue {
     return this.outbox.length;
   }
 
-  private run(work: () => Promise<void>): void {
+  /**
+   * Queues a pass on the chain, unless one of its kind is queued and not started yet: that one reads
+   * the registers when it runs, so doorbells rung meanwhile cost nothing more (a guest ringing in a
+   * loop cannot grow the chain).
+   */
+  private run(kind: 'atq' | 'arq', work: () => Promise<void>): void {
+    if (this.queued[kind]) return;
+    this.queued[kind] = true;
     const gen = this.generation;
     this.chain = this.chain
-      .then(() => (gen === this.generation ? work() : undefined))
+      .then(() => {
+        this.queued[kind] = false;
+        return gen === this.generation ? work() : undefined;
+      })
       .catch((err) => {
         this.stats.errors++;
         this.host.log.warn({ err: (err as Error).message }, 'admin queue');

@@ -69,8 +69,8 @@ export class IavfDevice implements DeviceImpl {
   private link = { up: true, speedMbps: 0 };
   private queuePairs: number;
   private resetTimers: NodeJS.Timeout[] = [];
-  /** VF resets done, by cause. */
-  readonly resets = { vf: 0, flr: 0 };
+  /** VF resets done, by cause (disconnect: the client went away). */
+  readonly resets = { vf: 0, flr: 0, disconnect: 0 };
 
   constructor(
     private readonly ctx: DeviceContext,
@@ -220,6 +220,18 @@ export class IavfDevice implements DeviceImpl {
   /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */
   reset(): void {
     this.resets.flr++;
+    this.clearVfState(this.maxQueues);
+    this.rstat = VfrState.VFACTIVE;
+  }
+
+  /**
+   * The client went away: queues, admin queue and interrupt state go as in a VF reset, so no ring of
+   * the old guest's is ever walked, or written, in the next client's memory. The next guest's driver
+   * sets everything up again, as after an FLR.
+   */
+  disconnected(): void {
+    this.resets.disconnect++;
+    for (const t of this.resetTimers.splice(0)) clearTimeout(t);
     this.clearVfState(this.maxQueues);
     this.rstat = VfrState.VFACTIVE;
   }

@@ -48,7 +48,11 @@ export const iavfConfig = z.object({
     .string()
     .min(1)
     .optional()
-    .describe('capture everything this NIC sends and receives to a pcap file'),
+    .describe('capture everything this NIC sends and receives to a pcap file (created, mode 0600)'),
+  pcap_overwrite: z
+    .boolean()
+    .default(false)
+    .describe('replace the pcap file if it exists (by default an existing file is an error)'),
 });
 
 let processNetworks: NetworkRegistry | undefined;
@@ -75,6 +79,7 @@ export function createIavfDriver(networks: () => NetworkRegistry = defaultNetwor
           networks().attach({ name: ctx.name, deliver: (frame) => receive(frame) }, config.net, {
             mtu: config.mtu,
             pcap: config.pcap,
+            pcapOverwrite: config.pcap_overwrite,
           }),
       }),
   });

@@ -171,6 +171,8 @@ describe('VF reset, admin queue shutdown, and REQUEST_QUEUES', () => {
     await h.client.reset();
     expect(await vf.rd32(IAVF.VF_ARQLEN1)).to.equal(0);
     expect(await vf.rd32(IAVF.VFGEN_RSTAT)).to.equal(VFR_VFACTIVE);
+    // Config space went back to power-on as well, Bus Master Enable with it: the guest probes again.
+    await vf.probe();
     await vf.init();
     expect((await vf.waitForEvent(VIRTCHNL_EVENT_LINK_CHANGE)).link).to.include({ up: true, speed: 10000 });
     await upAgain(vf);

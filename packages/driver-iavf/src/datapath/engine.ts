@@ -21,12 +21,18 @@
  * per frame, writes qword1 last; a buffer outside guest memory is written back DD|EOF|RXE (dropped) and
  * the ring moves on.
  *
+ * Bounds, as hardware has them: a TX pass produces at most TX_PASS_FRAMES frames (TSO segments count
+ * one each) or TX_PASS_BYTES bytes, then yields to the event loop and goes on in a later turn, so one
+ * guest's doorbell (a ring of 64-byte-MSS TSO packets) cannot stall every other device; frames waiting
+ * for the TypeScript RX path are at most RX_BACKLOG, the rest are dropped and counted. While DMA is
+ * disabled (Bus Master Enable clear, or no client), nothing touches guest memory: TX waits, RX drops.
+ *
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
  */
 import type { GuestMemory } from '@emu/emudev';
 import { iavfRxRing, iavfTxRing } from '@emu/native';
-import type { Logger, RegionSpec } from '@emu/vfio-user';
+import type { GuestMemoryTable, Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
 import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp, tsoValid } from './checksum.js';
@@ -40,7 +46,6 @@ import {
   type TxContext,
   type TxData,
 } from './descriptors.js';
-import { NativeGuestMemory } from './native-memory.js';
 import { rssInput, toeplitz } from './rss.js';
 import { TailPage } from './tail-page.js';
 
@@ -82,6 +87,8 @@ export interface EngineStats {
   tsRx: number;
   /** Wake-ups from the watcher thread (TX tails written to the shared page). */
   sharedDoorbells: number;
+  /** TX passes that spent their budget and went on in a later turn of the event loop. */
+  txYields: number;
 }
 
 /** Linux chains at most 8 buffers per packet (more for TSO), and a frame is at most 16 KiB. */
@@ -92,6 +99,11 @@ const MAX_TSO = 256 * 1024;
 const MAX_RX_BUFFERS = 5;
 /** QTX_TAIL / QRX_TAIL hold 13 bits. */
 const TAIL_MASK = 0x1fff;
+/** What one TX pass may produce before it yields to the event loop (a ring's worth of full frames). */
+export const TX_PASS_FRAMES = 512;
+export const TX_PASS_BYTES = 4 << 20;
+/** Frames that may wait for the TypeScript RX path (fd-less memory); more are dropped, as by a full FIFO. */
+export const RX_BACKLOG = 1024;
 
 const stats = (): QueueStats => ({ packets: 0, bytes: 0, drops: 0, errors: 0 });
 
@@ -137,7 +149,14 @@ export class DataPath {
     rx: { unicast: 0, multicast: 0, broadcast: 0 },
     tx: { unicast: 0, multicast: 0, broadcast: 0 },
   };
-  readonly engineStats: EngineStats = { nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0, sharedDoorbells: 0 };
+  readonly engineStats: EngineStats = {
+    nativeTx: 0,
+    tsTx: 0,
+    nativeRx: 0,
+    tsRx: 0,
+    sharedDoorbells: 0,
+    txYields: 0,
+  };
   private readonly txHead = new Uint32Array(MAX_QUEUE_PAIRS);
   private readonly rxHead = new Uint32Array(MAX_QUEUE_PAIRS);
   /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
@@ -145,16 +164,16 @@ export class DataPath {
   /** The TX tail of each queue's last doorbell. */
   readonly txTail = new Uint32Array(MAX_QUEUE_PAIRS);
   private readonly txBusy = new Array<boolean>(MAX_QUEUE_PAIRS).fill(false);
+  /** A native TX pass that spent its budget, to go on in a later turn. */
+  private readonly txLater = new Array<NodeJS.Immediate | undefined>(MAX_QUEUE_PAIRS).fill(undefined);
   private rxChain: Promise<void> = Promise.resolve();
   /** Frames waiting in rxChain: while there are any, new frames queue behind them (order). */
   private rxQueued = 0;
   private generation = 0;
-  private readonly native?: NativeGuestMemory;
   private readonly tails?: TailPage;
   private readonly mac: number[];
 
   constructor(private readonly host: DataPathHost) {
-    if (host.engine !== 'ts') this.native = new NativeGuestMemory(host.memory);
     if (host.sharedTails) this.tails = TailPage.create(host.log);
     this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
     this.mac = macBytes(host.mac);
@@ -200,6 +219,7 @@ export class DataPath {
   /** Queue (re)configured or enabled: the hardware starts from descriptor 0; tails are kept. */
   resetHeads(): void {
     this.generation++;
+    this.cancelLater();
     this.txHead.fill(0);
     this.rxHead.fill(0);
   }
@@ -220,15 +240,27 @@ export class DataPath {
   /** The device goes: watcher joined, shared page unmapped and closed. Nothing runs after this. */
   close(): void {
     this.generation++;
+    this.cancelLater();
     this.tails?.close();
-    this.native?.table.clear();
   }
 
-  /** Resolves once no TX pass runs and no frame waits for the TypeScript RX path (for tests). */
+  private cancelLater(): void {
+    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+      clearImmediate(this.txLater[q]);
+      this.txLater[q] = undefined;
+    }
+  }
+
+  /** The native table of guest memory, unless the TypeScript engine was asked for. */
+  private get table(): GuestMemoryTable | undefined {
+    return this.host.engine === 'ts' ? undefined : this.host.memory.nativeTable;
+  }
+
+  /** Resolves once no TX pass runs or waits and no frame waits for the TypeScript RX path (for tests). */
   async settled(): Promise<void> {
     for (;;) {
       await this.rxChain;
-      if (this.rxQueued === 0 && !this.txBusy.includes(true)) return;
+      if (this.rxQueued === 0 && !this.txBusy.includes(true) && !this.txLater.some((t) => t)) return;
       await new Promise((resolve) => setImmediate(resolve));
     }
   }
@@ -236,8 +268,11 @@ export class DataPath {
   /** The TX doorbell: process descriptors from the head up to the new tail. */
   txDoorbell(q: number, tail: number): void {
     this.txTail[q] = tail;
-    if (this.txBusy[q]) return; // the running pass picks the new tail up
-    if (this.native) {
+    // A running pass, or one waiting for its next turn, picks the new tail up.
+    if (this.txBusy[q] || this.txLater[q]) return;
+    // No DMA now (Bus Master Enable clear, no client): the descriptors wait, as on hardware.
+    if (!this.host.memory.dmaEnabled) return;
+    if (this.table) {
       // Synchronous: whatever fails in it (the network included) is logged here, never thrown at the
       // doorbell's caller (a REGION_WRITE handler, or the watcher's wake-up).
       try {
@@ -259,7 +294,12 @@ export class DataPath {
 
   /** A frame from the network for this VF. */
   receive(frame: Uint8Array): void {
-    if (this.native && this.rxQueued === 0) {
+    if (!this.host.memory.dmaEnabled) {
+      // Nowhere to write it: the guest has not (re)enabled bus mastering.
+      this.drop(frame);
+      return;
+    }
+    if (this.table && this.rxQueued === 0) {
       try {
         const route = this.route(frame);
         if (!route || this.rxNative(frame, route)) return;
@@ -269,10 +309,20 @@ export class DataPath {
       }
       return;
     }
+    if (this.rxQueued >= RX_BACKLOG) {
+      this.drop(frame);
+      return;
+    }
     this.queueRx(async () => {
       const route = this.route(frame);
       if (route) await this.writeRx(frame, route);
     });
+  }
+
+  /** A frame the device cannot take now: counted on the queue it would have gone to. */
+  private drop(frame: Uint8Array): void {
+    const route = this.route(frame);
+    if (route) this.rx[route.q].drops++;
   }
 
   /** The watcher saw TX tails move in the shared page. */
@@ -317,48 +367,45 @@ export class DataPath {
   }
 
   /**
-   * A TX pass in native code, synchronously. False when the rest must go to the TypeScript path (the
-   * ring or a buffer is reachable only by DMA messages), which goes on from txHead.
+   * A TX pass in native code, synchronously, of at most TX_PASS_FRAMES frames or TX_PASS_BYTES bytes;
+   * the rest goes on in a later turn of the event loop. False when the rest must go to the TypeScript
+   * path (the ring or a buffer is reachable only by DMA messages), which goes on from txHead.
    */
   private txNative(q: number): boolean {
-    const native = this.native!;
+    const table = this.table!;
     const s = this.tx[q];
-    let completed = 0;
-    let synced = false;
-    let handled = true;
     this.engineStats.nativeTx++;
-    for (;;) {
-      const work = this.txWork(q);
-      if (!work) break;
-      const { ring, head, tail } = work;
-      const r = iavfTxRing(native.table, { iova: ring.ring, length: ring.length }, head, tail, {
-        strict: synced,
-      });
-      this.txHead[q] = r.head;
-      const c = r.counts;
-      completed += c.completed;
-      s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
-      s.drops += c.dropped;
-      for (const f of r.frames) {
-        this.count('tx', s, f);
-        this.host.transmit(f);
-      }
-      if (r.stop === 'miss' || r.stop === 'ring') {
-        // Guest memory mapped since the table was built, or not reachable directly at all.
-        if (synced || (r.stop === 'ring' && !native.direct(ring.ring, ring.length * TX_DESC_SIZE))) {
-          handled = false;
-          break;
-        }
-        native.sync();
-        synced = true;
-        continue;
-      }
-      if (r.stop === 'indirect') handled = false;
-      break; // caught up, or a packet waiting for its EOP
+    const work = this.txWork(q);
+    if (!work) return true;
+    const { ring, head, tail } = work;
+    const r = iavfTxRing(table, { iova: ring.ring, length: ring.length }, head, tail, {
+      maxFrames: TX_PASS_FRAMES,
+      maxBytes: TX_PASS_BYTES,
+    });
+    this.txHead[q] = r.head;
+    const c = r.counts;
+    s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
+    s.drops += c.dropped;
+    for (const f of r.frames) {
+      this.count('tx', s, f);
+      this.host.transmit(f);
     }
-    if (completed > 0) this.raiseFor(q, 'tx');
-    if (!handled) this.engineStats.nativeTx--;
-    return handled;
+    if (c.completed > 0) this.raiseFor(q, 'tx');
+    if (r.stop === 'budget') {
+      this.engineStats.txYields++;
+      const gen = this.generation;
+      this.txLater[q] = setImmediate(() => {
+        this.txLater[q] = undefined;
+        if (gen === this.generation) this.txDoorbell(q, this.txTail[q]);
+      });
+      return true;
+    }
+    if (r.stop === 'ring' || r.stop === 'indirect') {
+      // Memory reached only by DMA messages (or not at all: the TypeScript path counts that).
+      this.engineStats.nativeTx--;
+      return false;
+    }
+    return true; // caught up, a packet waiting for its EOP, or a tail beyond the ring (counted above)
   }
 
   /** The TypeScript TX pass, for what native code cannot reach. */
@@ -512,7 +559,6 @@ export class DataPath {
 
   /** The frame into its RX ring in native code; false when it must go to the TypeScript path. */
   private rxNative(frame: Uint8Array, { q, ring, hash }: RxRoute): boolean {
-    const native = this.native!;
     const s = this.rx[q];
     const queue = {
       iova: ring.ring,
@@ -521,43 +567,31 @@ export class DataPath {
       maxFrame: ring.maxFrame,
       descSize: ring.descSize,
     };
-    let synced = false;
-    for (;;) {
-      const r = iavfRxRing(native.table, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
-        hash,
-        strict: synced,
-      });
-      switch (r.status) {
-        case 'ok':
-          this.engineStats.nativeRx++;
-          this.rxHead[q] = r.head;
-          this.count('rx', s, frame);
-          this.raiseFor(q, 'rx');
-          return true;
-        case 'no-buffers':
-        case 'too-big':
-          s.drops++;
-          return true;
-        case 'bad-index':
-          s.errors++;
-          s.drops++;
-          return true;
-        case 'bad-buffer':
-          this.rxHead[q] = r.head;
-          s.errors++;
-          s.drops++;
-          this.raiseFor(q, 'rx');
-          return true;
-        case 'miss':
-        case 'ring':
-          if (synced || (r.status === 'ring' && !native.direct(ring.ring, ring.length * ring.descSize)))
-            return false;
-          native.sync();
-          synced = true;
-          continue;
-        default:
-          return false; // a buffer reachable only by DMA messages
-      }
+    const r = iavfRxRing(this.table!, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, { hash });
+    switch (r.status) {
+      case 'ok':
+        this.engineStats.nativeRx++;
+        this.rxHead[q] = r.head;
+        this.count('rx', s, frame);
+        this.raiseFor(q, 'rx');
+        return true;
+      case 'no-buffers':
+      case 'too-big':
+        s.drops++;
+        return true;
+      case 'bad-index':
+        s.errors++;
+        s.drops++;
+        return true;
+      case 'bad-buffer':
+        this.rxHead[q] = r.head;
+        s.errors++;
+        s.drops++;
+        this.raiseFor(q, 'rx');
+        return true;
+      default:
+        // 'ring' or 'indirect': memory reached only by DMA messages (or not at all).
+        return false;
     }
   }
 

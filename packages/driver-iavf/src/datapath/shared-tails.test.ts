@@ -5,7 +5,8 @@
  * the same bytes; the watcher runs only while TX queues are enabled and stops at reset and close. And
  * which engine runs: native for memfd RAM, TypeScript for fd-less RAM.
  */
-import type { MappedMemory } from '@emu/native';
+import { ftruncateSync } from 'node:fs';
+import { closeFd, fileInfo, type MappedMemory, Seal } from '@emu/native';
 import { PciRegion } from '@emu/vfio-user';
 import { expect } from 'chai';
 import { Reg } from '../constants.js';
@@ -43,6 +44,23 @@ describe('BAR0 tail registers in shared memory', () => {
   afterEach(async () => {
     await h?.close();
     h = undefined;
+  });
+
+  it('hands the client a sealed page: it cannot shrink it under the device (SIGBUS) nor grow or reseal it', async () => {
+    const s = await up();
+    h = s.h;
+    const info = await h.client.getRegionInfo(PciRegion.BAR0);
+    const fd = info.fd!;
+    try {
+      expect(fileInfo(fd).seals).to.equal(Seal.SHRINK | Seal.GROW | Seal.SEAL);
+      expect(() => ftruncateSync(fd, 0)).to.throw(/EPERM/);
+      expect(() => ftruncateSync(fd, 0x10000)).to.throw(/EPERM/);
+    } finally {
+      closeFd(fd);
+    }
+    // Still serving, tails and all.
+    await h.vf.transmit(rawFrame(PEER, VF_MAC, 100, 9));
+    expect(await h.vf.waitTxDone(0)).to.equal(1);
   });
 
   it('a TX tail stored into the mapped page (no message) sends the frames, via the watcher thread', async () => {

@@ -38,11 +38,15 @@ export class TailPage {
     this.rx = new Uint32Array(memory.buffer, Reg.QRX_TAIL1(0), MAX_QUEUE_PAIRS);
   }
 
-  /** A fresh page (all zero), or undefined where memfds cannot be had (the tails then stay trapped). */
+  /**
+   * A fresh page (all zero), or undefined where memfds cannot be had (the tails then stay trapped).
+   * Sealed (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): the VMM we hand it to cannot shrink it under
+   * our mapping and the watcher's.
+   */
   static create(log: Logger): TailPage | undefined {
     let fd: number | undefined;
     try {
-      fd = memfdCreate('emu-iavf-bar0-tails', PAGE_BYTES);
+      fd = memfdCreate('emu-iavf-bar0-tails', PAGE_BYTES, { seal: true });
       return new TailPage(fd, MappedMemory.map(fd, 0, PAGE_BYTES), log);
     } catch (err) {
       if (fd !== undefined) closeFd(fd);

@@ -4,13 +4,21 @@
  * mapping), or must leave it to the TypeScript engine (as fd-less RAM reached by DMA messages).
  */
 import type { MemRegion } from '@emu/emudev';
+import { GuestMemoryTable } from '@emu/native';
 
 export class BufferGuestMemory {
+  /** The native table over the same bytes (direct), or naming them as reached by messages only. */
+  readonly nativeTable = new GuestMemoryTable();
+  readonly dmaEnabled = true;
+
   constructor(
     readonly bytes: Buffer,
     readonly base: bigint,
     private readonly direct: boolean,
-  ) {}
+  ) {
+    if (direct) this.nativeTable.add(base, bytes);
+    else this.nativeTable.addIndirect(base, BigInt(bytes.length));
+  }
 
   private off(iova: bigint, n: number): number {
     if (iova < this.base || iova + BigInt(n) > this.base + BigInt(this.bytes.length) || n < 0)
