@@ -5,7 +5,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
-import { DevargsError, describeDriver, formatDriverHelp, VdevBus } from '@emu/vdev-bus';
+import {
+  DevargsError,
+  describeDriver,
+  formatDriverHelp,
+  formatKeys,
+  SOCKET_KEYS,
+  VdevBus,
+} from '@emu/vdev-bus';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { DriverModuleError, registerBuiltinDrivers, registerDriverModules } from './drivers.js';
 import { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
@@ -102,6 +109,9 @@ function helpText(cmd: Command, registry: EmudevRegistry): string {
     'Devargs: a device name (a driver name followed by a number) and comma-separated key=value items,',
     'e.g. emu_gpio0,path=/tmp/emu/gpio0.sock,lines=8. Every device needs path; the other keys are its',
     "driver's:",
+    '',
+    'Every device also takes these keys, for who may reach its socket:',
+    ...formatKeys(SOCKET_KEYS),
     '',
     'Drivers:',
     drivers.length > 0 ? drivers.join('\n\n') : '  (none registered)',

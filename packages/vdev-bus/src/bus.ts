@@ -13,9 +13,11 @@ import {
   EmudevError,
   type EmudevRegistry,
 } from '@emu/emudev';
+import type { SocketAccess } from '@emu/vfio-user';
 import { type Devargs, DevargsError, parseDevargs } from './devargs.js';
 import { type Logger, stderrWarnings } from './logger.js';
-import { coerceArgs, PATH_KEY } from './schema.js';
+import { BUS_KEYS, coerceArgs, PATH_KEY } from './schema.js';
+import { parseSocketAccess } from './socket-access.js';
 import { prepareSocketPath } from './socket-path.js';
 
 export interface VdevBusOptions {
@@ -38,6 +40,8 @@ export interface DeviceRequest {
   driver: EmudevDriver;
   /** Absolute socket path. */
   path: string;
+  /** Who may reach the socket (mode=, owner=, group=, allow_users=). */
+  socket: SocketAccess;
   /** The driver's config input: the devargs values in the schema's types (defaults applied by zod later). */
   config: Record<string, unknown>;
 }
@@ -83,8 +87,15 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     if (this.deviceMap.has(name) || this.registry.get(name)) {
       throw new DevargsError('EDUPLICATE', `duplicate device name ${name}`, name);
     }
-    const { [PATH_KEY.key]: rawPath, ...rest } = devargs.args;
+    const bus: Record<string, string | undefined> = {};
+    const rest: Record<string, string> = {};
+    for (const [key, value] of Object.entries(devargs.args)) {
+      if (BUS_KEYS.some((k) => k.key === key)) bus[key] = value;
+      else rest[key] = value;
+    }
+    const rawPath = bus[PATH_KEY.key];
     const config = coerceArgs(name, driver, rest);
+    const socket = parseSocketAccess(name, bus);
     if (rawPath === undefined || rawPath === '') {
       throw new DevargsError('EREQUIRED', `${name}: path is required`, name, PATH_KEY.key);
     }
@@ -98,7 +109,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
         'path',
       );
     }
-    return { devargs, name, driver, path, config };
+    return { devargs, name, driver, path, socket, config };
   }
 
   /**
@@ -174,7 +185,11 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
       throw new DevargsError('EDUPLICATE', `duplicate device name ${req.name}`, req.name);
     }
     const path = await prepareSocketPath(req.name, req.path, this.log);
-    const device = this.registry.allocate(req.name, req.driver.name, { path, logger: this.log });
+    const device = this.registry.allocate(req.name, req.driver.name, {
+      path,
+      logger: this.log,
+      server: { socket: req.socket },
+    });
     try {
       await device.configure(req.config);
       await device.start();

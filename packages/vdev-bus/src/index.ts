@@ -3,6 +3,8 @@
  * checked against each driver's typed config schema, and the devices they describe probed, served and
  * removed, at startup or at runtime.
  */
+
+export { type AccountFiles, gidOf, uidOf } from './accounts.js';
 export { type DeviceRequest, VdevBus, type VdevBusEvents, type VdevBusOptions } from './bus.js';
 export {
   type Devargs,
@@ -14,12 +16,16 @@ export {
 } from './devargs.js';
 export type { Logger } from './logger.js';
 export {
+  BUS_KEYS,
   coerceArgs,
   type DriverInfo,
   describeDriver,
   formatDefault,
   formatDriverHelp,
+  formatKeys,
   type KeyInfo,
   PATH_KEY,
+  SOCKET_KEYS,
 } from './schema.js';
+export { parseSocketAccess } from './socket-access.js';
 export { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';

@@ -31,7 +31,7 @@ describe('driver schemas', () => {
         },
         { key: 'ratio', type: 'number', required: false, description: 'a fraction, for show' },
         { key: 'fast', type: 'boolean', required: false, default: false, description: 'go fast' },
-        { key: 'mode', type: 'one of slow|fast', required: false, default: 'slow', description: 'speed' },
+        { key: 'pace', type: 'one of slow|fast', required: false, default: 'slow', description: 'speed' },
         { key: 'mac', type: 'string', required: false, description: 'MAC address' },
         {
           key: 'fail',
@@ -78,7 +78,7 @@ describe('driver schemas', () => {
       );
       const lines = formatDriverHelp(describeDriver(testDriver)).split('\n');
       expect(lines[2]).to.equal('    regs   integer 1..16            default 4       scratch registers');
-      expect(lines[6]).to.equal('    mode   one of slow|fast         default "slow"  speed');
+      expect(lines[6]).to.equal('    pace   one of slow|fast         default "slow"  speed');
       expect(lines[4]).to.equal('    ratio  number                   optional        a fraction, for show');
     });
   });
@@ -105,7 +105,7 @@ describe('driver schemas', () => {
 
     it('numbers (decimal, hex, fractions), booleans, enums and strings', () => {
       const req = bus.validate(
-        'emu_test3,path=/tmp/t.sock,regs=0x10,unit=3,ratio=.5,fast=yes,mode=fast,mac=02:00:00:00:00:01',
+        'emu_test3,path=/tmp/t.sock,regs=0x10,unit=3,ratio=.5,fast=yes,pace=fast,mac=02:00:00:00:00:01',
       );
       expect(req.name).to.equal('emu_test3');
       expect(req.driver).to.equal(testDriver);
@@ -115,7 +115,7 @@ describe('driver schemas', () => {
         unit: 3,
         ratio: 0.5,
         fast: true,
-        mode: 'fast',
+        pace: 'fast',
         mac: '02:00:00:00:00:01',
       });
       for (const [text, value] of [
@@ -153,7 +153,7 @@ describe('driver schemas', () => {
         expect(err.code).to.equal('EKEY');
         expect(err.key).to.equal('colour');
         expect(err.message).to.equal(
-          'emu_test0: unknown key "colour" (keys: path, regs, unit, ratio, fast, mode, mac, fail)',
+          'emu_test0: unknown key "colour" (keys: path, mode, owner, group, allow_users, regs, unit, ratio, fast, pace, mac, fail)',
         );
       });
 
@@ -195,8 +195,8 @@ describe('driver schemas', () => {
       });
 
       it('a value outside an enum', () => {
-        expect(invalid('emu_test0,path=/tmp/t.sock,mode=medium').message).to.equal(
-          'emu_test0: mode=medium: Invalid option: expected one of "slow"|"fast"',
+        expect(invalid('emu_test0,path=/tmp/t.sock,pace=medium').message).to.equal(
+          'emu_test0: pace=medium: Invalid option: expected one of "slow"|"fast"',
         );
       });
 

@@ -21,7 +21,10 @@ export interface DriverInfo {
   name: string;
   type: string;
   description: string;
-  /** `path` first (every device has it), then the driver's keys in schema order. */
+  /**
+   * `path` first (every device has it), then the driver's keys in schema order. The socket keys every
+   * device takes as well (SOCKET_KEYS) are not repeated here.
+   */
   keys: KeyInfo[];
 }
 
@@ -32,6 +35,40 @@ export const PATH_KEY: KeyInfo = {
   required: true,
   description: 'the vfio-user socket to serve on (made absolute); QEMU connects to it',
 };
+
+/** Bus-level keys of the socket's access, which every device has too; drivers must not declare them. */
+export const SOCKET_KEYS: readonly KeyInfo[] = [
+  {
+    key: 'mode',
+    type: 'octal',
+    required: false,
+    default: '0600',
+    description: 'permission bits of the socket file (connecting needs write permission)',
+  },
+  {
+    key: 'owner',
+    type: 'user',
+    required: false,
+    description: 'user (name or uid) to give the socket file to, e.g. libvirt-qemu (needs root)',
+  },
+  {
+    key: 'group',
+    type: 'group',
+    required: false,
+    description: 'group (name or gid) to give the socket file to, e.g. with mode=0660',
+  },
+  {
+    key: 'allow_users',
+    type: 'users',
+    required: false,
+    description:
+      'only these users (names or uids, colon-separated) may connect; others are refused and logged',
+  },
+];
+
+/** Every key the bus itself takes. */
+export const BUS_KEYS: readonly KeyInfo[] = [PATH_KEY, ...SOCKET_KEYS];
+const BUS_KEY_NAMES = new Set(BUS_KEYS.map((k) => k.key));
 
 /** What a devargs string turns into: the base kinds a value can be coerced to. */
 type Kind = 'number' | 'integer' | 'bigint' | 'boolean' | 'string' | 'enum' | 'literal' | 'union' | 'other';
@@ -130,7 +167,7 @@ function shapeOf(driver: EmudevDriver): Record<string, z.ZodType> {
 /** The driver's devargs keys with their type, default and description: what `emu --help` lists. */
 export function describeDriver(driver: EmudevDriver): DriverInfo {
   const keys = Object.entries(shapeOf(driver))
-    .filter(([key]) => key !== PATH_KEY.key)
+    .filter(([key]) => !BUS_KEY_NAMES.has(key))
     .map(([key, schema]): KeyInfo => {
       const { type, required, description, ...rest } = field(schema);
       return { key, type, required, ...('default' in rest ? { default: rest.default } : {}), description };
@@ -145,18 +182,23 @@ export function formatDefault(value: unknown): string {
   return JSON.stringify(value) ?? String(value);
 }
 
-/** Help text for one driver: a heading line, then one line per key. */
-export function formatDriverHelp(info: DriverInfo, indent = '  '): string {
-  const rows = info.keys.map((k) => [
+/** Help lines for keys: one aligned line each (key, type, default, description). */
+export function formatKeys(keys: readonly KeyInfo[], indent = '    '): string[] {
+  const rows = keys.map((k) => [
     k.key,
     k.type,
     k.required ? 'required' : 'default' in k ? `default ${formatDefault(k.default)}` : 'optional',
     k.description ?? '',
   ]);
   const widths = [0, 1, 2].map((i) => Math.max(...rows.map((r) => r[i].length)));
-  const lines = rows.map((r) =>
-    `${indent}${indent}${r.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c)).join('  ')}`.trimEnd(),
+  return rows.map((r) =>
+    `${indent}${r.map((c, i) => (i < 3 ? c.padEnd(widths[i]) : c)).join('  ')}`.trimEnd(),
   );
+}
+
+/** Help text for one driver: a heading line, then one line per key. */
+export function formatDriverHelp(info: DriverInfo, indent = '  '): string {
+  const lines = formatKeys(info.keys, indent + indent);
   return [`${indent}${info.name} (${info.type}): ${info.description}`, ...lines].join('\n');
 }
 
@@ -208,7 +250,7 @@ function coerce(f: FieldInfo, text: string): unknown {
 }
 
 /**
- * Turns a device's devargs (without `path`) into the input of its driver's config schema, and checks
+ * Turns a device's devargs (without the bus's keys) into the input of its driver's config schema, and checks
  * it with the schema. Throws a DevargsError naming the device, the key and the value.
  */
 export function coerceArgs(
@@ -217,12 +259,21 @@ export function coerceArgs(
   args: Record<string, string>,
 ): Record<string, unknown> {
   const shape = shapeOf(driver);
+  const taken = SOCKET_KEYS.find((k) => Object.hasOwn(shape, k.key));
+  if (taken) {
+    throw new DevargsError(
+      'EKEY',
+      `${device}: driver ${driver.name} declares the key "${taken.key}", which the bus keeps for the socket`,
+      device,
+      taken.key,
+    );
+  }
   const fields = new Map(Object.entries(shape).map(([k, s]) => [k, field(s)]));
   const input: Record<string, unknown> = {};
   for (const [key, text] of Object.entries(args)) {
     const f = fields.get(key);
-    if (!f || key === PATH_KEY.key) {
-      const keys = [PATH_KEY.key, ...[...fields.keys()].filter((k) => k !== PATH_KEY.key)].join(', ');
+    if (!f || BUS_KEY_NAMES.has(key)) {
+      const keys = [...BUS_KEY_NAMES, ...[...fields.keys()].filter((k) => !BUS_KEY_NAMES.has(k))].join(', ');
       throw new DevargsError('EKEY', `${device}: unknown key "${key}" (keys: ${keys})`, device, key);
     }
     try {
@@ -232,7 +283,7 @@ export function coerceArgs(
     }
   }
   for (const [key, f] of fields) {
-    if (key !== PATH_KEY.key && f.required && !Object.hasOwn(args, key)) {
+    if (!BUS_KEY_NAMES.has(key) && f.required && !Object.hasOwn(args, key)) {
       throw new DevargsError('EREQUIRED', `${device}: ${key} is required`, device, key);
     }
   }

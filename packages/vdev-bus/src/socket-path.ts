@@ -1,8 +1,9 @@
 /**
  * Is a socket path fit to serve on? Checked before a device is built, so a user learns what is wrong
  * with the path in words rather than from a failed listen(2): a missing or unwritable directory, a
- * file in the way, a server already there. A stale socket file (nobody accepts on it, as a killed
- * server leaves) is removed and logged.
+ * file in the way, a server already there, a directory where someone else could swap the socket for
+ * their own (and so receive the guest's memory when QEMU connects). A stale socket file (nobody
+ * accepts on it, as a killed server leaves) is removed and logged.
  */
 import { constants } from 'node:fs';
 import { access, lstat, stat, unlink } from 'node:fs/promises';
@@ -37,6 +38,8 @@ export async function prepareSocketPath(device: string, path: string, log: Logge
     throw fail('EPATH', `cannot reach directory ${dir}: ${dirStat.message}`);
   }
   if (!dirStat.isDirectory()) throw fail('EPATH', `${dir} is not a directory`);
+  const unsafe = unsafeDirectory(dir, dirStat);
+  if (unsafe) throw fail('EPATH', unsafe);
   try {
     await access(dir, constants.W_OK | constants.X_OK);
   } catch {
@@ -59,6 +62,29 @@ export async function prepareSocketPath(device: string, path: string, log: Logge
   }
   log.warn({ device, path: abs }, 'removed a stale socket file nobody was listening on');
   return abs;
+}
+
+/**
+ * Why a directory is no place for a socket, or undefined if it is fine: whoever may rename or remove
+ * files in it could replace our socket with theirs. That is its owner (so it must be us or root), and
+ * anyone it is writable for, unless the sticky bit limits them to their own files (as in /tmp).
+ */
+function unsafeDirectory(dir: string, st: { uid: number; mode: number }): string | undefined {
+  const me = process.getuid?.() ?? 0;
+  if (st.uid !== me && st.uid !== 0) {
+    return `directory ${dir} belongs to uid ${st.uid}, who could replace the socket: use a directory you own`;
+  }
+  const shared = (st.mode & 0o022) !== 0;
+  const sticky = (st.mode & 0o1000) !== 0;
+  if (shared && !sticky) {
+    const mode = (st.mode & 0o7777).toString(8).padStart(4, '0');
+    return (
+      `directory ${dir} is writable by other users (mode ${mode}) and not sticky: any of them could replace ` +
+      `the socket and receive guest memory; use a directory only you can write (chmod go-w ${dir}) or set ` +
+      `the sticky bit (chmod +t ${dir})`
+    );
+  }
+  return undefined;
 }
 
 /** true if something accepts connections on the socket, false if nobody listens, else the error. */

@@ -18,7 +18,7 @@ export const testDriver = defineDriver({
     unit: z.number().int().min(0).default(0).describe('value of the UNIT register'),
     ratio: z.number().optional().describe('a fraction, for show'),
     fast: z.boolean().default(false).describe('go fast'),
-    mode: z.enum(['slow', 'fast']).default('slow').describe('speed'),
+    pace: z.enum(['slow', 'fast']).default('slow').describe('speed'),
     mac: z
       .string()
       .regex(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'expected a MAC address like 02:00:00:00:00:01')

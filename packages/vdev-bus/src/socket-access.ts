@@ -1,0 +1,40 @@
+/**
+ * The socket keys of devargs (mode=, owner=, group=, allow_users=) as the server's SocketAccess: who
+ * may reach a device's socket. By default only the user running emu can (mode 0600); a QEMU running as
+ * another user (libvirt's libvirt-qemu) needs owner= or group= with mode=0660.
+ */
+import type { SocketAccess } from '@emu/vfio-user';
+import { type AccountFiles, gidOf, SYSTEM_ACCOUNTS, uidOf } from './accounts.js';
+import { DevargsError } from './devargs.js';
+
+export function parseSocketAccess(
+  device: string,
+  args: Readonly<Record<string, string | undefined>>,
+  files: AccountFiles = SYSTEM_ACCOUNTS,
+): SocketAccess {
+  const access: { mode?: number; uid?: number; gid?: number; allowedUids?: number[] } = {};
+  const value = <T>(key: string, parse: (text: string) => T): T | undefined => {
+    const text = args[key];
+    if (text === undefined) return undefined;
+    try {
+      return parse(text);
+    } catch (err) {
+      throw new DevargsError('EVALUE', `${device}: ${key}=${text}: ${(err as Error).message}`, device, key);
+    }
+  };
+  access.mode = value('mode', (text) => {
+    if (!/^0?[0-7]{3}$/.test(text)) throw new Error('expected octal permission bits, e.g. 0600 or 660');
+    return Number.parseInt(text, 8);
+  });
+  access.uid = value('owner', (text) => uidOf(text, files));
+  access.gid = value('group', (text) => gidOf(text, files));
+  access.allowedUids = value('allow_users', (text) => {
+    const users = text.split(':').filter((u) => u !== '');
+    if (users.length === 0) throw new Error('expected users (names or uids), colon-separated');
+    return users.map((u) => uidOf(u, files));
+  });
+  for (const key of Object.keys(access) as Array<keyof typeof access>) {
+    if (access[key] === undefined) delete access[key];
+  }
+  return access;
+}
