@@ -1,4 +1,12 @@
-import { closeSync, readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
+import {
+  closeSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  statSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { expect } from 'chai';
 import { NetworkError } from './errors.js';
 import { LINKTYPE_ETHERNET, PcapWriter, readPcap, withCapture } from './pcap.js';
@@ -120,6 +128,26 @@ describe('PcapWriter', () => {
     expect(errors).to.deep.equal(['EBADF']);
     expect(writer.closed).to.equal(true);
     expect(writer.error?.message).to.include('EBADF');
+  });
+
+  it('creates the file mode 0600, never follows a symbolic link, and replaces a file only when asked', () => {
+    const path = tmp.path('new.pcap');
+    PcapWriter.open(path).close();
+    expect(statSync(path).mode & 0o777).to.equal(0o600);
+    expect(() => PcapWriter.open(path)).to.throw(NetworkError, 'the file exists');
+    writeFileSync(path, 'precious', { mode: 0o644 });
+    expect(readFileSync(path, 'utf8'), 'an existing file is left alone').to.equal('precious');
+    PcapWriter.open(path, { overwrite: true }).close();
+    expect(readFileSync(path).length).to.equal(24);
+    expect(statSync(path).mode & 0o777).to.equal(0o600);
+    // A link planted where the capture goes (at /etc/passwd, say) is refused, overwrite or not.
+    const target = tmp.path('target');
+    writeFileSync(target, 'keep me');
+    symlinkSync(target, tmp.path('link.pcap'));
+    for (const overwrite of [false, true]) {
+      expect(() => PcapWriter.open(tmp.path('link.pcap'), { overwrite })).to.throw(NetworkError);
+    }
+    expect(readFileSync(target, 'utf8')).to.equal('keep me');
   });
 
   it('rejects bad paths and snaplens, and files that are not classic pcap', () => {

@@ -1,7 +1,7 @@
 // Classic libpcap capture files (what tcpdump -w writes; tshark and Wireshark read them):
 // a 24-byte file header, then per packet a 16-byte record header and the bytes.
 // https://www.tcpdump.org/manpages/pcap-savefile.5.html
-import { closeSync, openSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, openSync, writeSync, writevSync } from 'node:fs';
 import { NetworkError } from './errors.js';
 import type { Attachment, Port } from './port.js';
 
@@ -21,6 +21,11 @@ export interface PcapWriterOptions {
   now?: () => bigint;
   /** Called once if writing fails (ENOSPC...): capture stops, the network keeps running. Default: a process warning. */
   onError?: (error: Error) => void;
+  /**
+   * Replace a file already at the path (default false: an existing file is an error, so a capture never
+   * clobbers something by mistake). A symbolic link at the path is refused either way.
+   */
+  overwrite?: boolean;
 }
 
 /** Microseconds since the epoch that never go backwards (hrtime from a wall-clock origin). */
@@ -57,7 +62,11 @@ export class PcapWriter {
     this.#onError = options.onError;
   }
 
-  /** Creates (or truncates) `path` and writes the file header. */
+  /**
+   * Creates `path` (mode 0600: captures hold guest traffic) and writes the file header. An existing
+   * file is EEXIST unless `overwrite`; a symbolic link is refused (O_NOFOLLOW), so nobody can point the
+   * capture at a file of their choosing.
+   */
   static open(path: string, options: PcapWriterOptions = {}): PcapWriter {
     if (typeof path !== 'string' || path.length === 0) {
       throw new NetworkError(
@@ -77,8 +86,28 @@ export class PcapWriter {
     header.writeUInt32LE(0, 12); // sigfigs
     header.writeUInt32LE(snaplen, 16);
     header.writeUInt32LE(LINKTYPE_ETHERNET, 20);
-    const fd = openSync(path, 'w', 0o644);
+    const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_CLOEXEC } = constants as typeof constants & {
+      O_CLOEXEC: number;
+    };
+    const flags = O_WRONLY | O_CREAT | O_NOFOLLOW | (O_CLOEXEC ?? 0) | (options.overwrite ? O_TRUNC : O_EXCL);
+    let fd: number;
     try {
+      fd = openSync(path, flags, 0o600);
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code === 'EEXIST') {
+        throw new NetworkError(
+          'EEXIST',
+          `pcap ${path}: the file exists; remove it, pick another path, or ask to overwrite it`,
+        );
+      }
+      if (code === 'ELOOP') {
+        throw new NetworkError('EINVAL', `pcap ${path}: is a symbolic link; give the capture file itself`);
+      }
+      throw error;
+    }
+    try {
+      if (options.overwrite) fchmodSync(fd, 0o600);
       writeSync(fd, header);
     } catch (error) {
       closeSync(fd);

@@ -78,9 +78,11 @@ export function formatNetSpec(spec: NetSpec): string {
 export interface NicAttachOptions {
   /** The NIC's MTU (default 1500). */
   mtu?: number;
-  /** Capture everything the port sends and receives to this pcap file (created or truncated).
+  /** Capture everything the port sends and receives to this pcap file (created, mode 0600).
    * Several ports may share one file: it stays open until the last of them detaches. */
   pcap?: string;
+  /** Replace an existing file at `pcap` (default: an existing file is an error). */
+  pcapOverwrite?: boolean;
 }
 
 export interface NetworkRegistryOptions extends NetworkOptions {
@@ -169,7 +171,10 @@ export class NetworkRegistry {
    */
   attach(port: Port, net: string | NetSpec = DEFAULT_NETWORK, options: NicAttachOptions = {}): Attachment {
     const spec = typeof net === 'string' ? parseNetSpec(net) : net;
-    const capture = options.pcap === undefined ? null : this.#openCapture(options.pcap, port.name);
+    const capture =
+      options.pcap === undefined
+        ? null
+        : this.#openCapture(options.pcap, port.name, options.pcapOverwrite ?? false);
     let tapLink: TapLink | null = null;
     let inner: Attachment;
     try {
@@ -258,11 +263,11 @@ export class NetworkRegistry {
     return { tap, link, peer };
   }
 
-  #openCapture(path: string, portName: string): Capture {
+  #openCapture(path: string, portName: string, overwrite: boolean): Capture {
     const key = resolve(path);
     let capture = this.#captures.get(key);
     if (capture === undefined) {
-      capture = { writer: PcapWriter.open(key), ports: new Set(), users: 0 };
+      capture = { writer: PcapWriter.open(key, { overwrite }), ports: new Set(), users: 0 };
       this.#captures.set(key, capture);
     }
     capture.users++;
