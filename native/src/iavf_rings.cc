@@ -5,7 +5,7 @@
 //   table.guestPostTx(ring: bigint, ringLen, next, count, buffer: bigint, length, cmd) -> next
 //   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize, descSize) -> next
 //
-// Descriptor formats are Linux's (iavf_type.h; shared/reference/iavf.md §5): 16-byte TX data and
+// Descriptor formats are Linux 6.12's (drivers/net/ethernet/intel/iavf/iavf_type.h): 16-byte TX data and
 // context descriptors; legacy RX descriptors in read and write-back form, 32 bytes (RXDID 1, the
 // default) or 16 bytes (RXDID 0: qwords 0 and 1 only, for a VF that negotiated it). Every guest value
 // (address, length, index) is read once into a local and checked before use; nothing a guest writes
@@ -172,8 +172,8 @@ class TxOutput {
     if (!offload_) {
       Napi::Buffer<uint8_t> frame = Gather(p);
       if (env_.IsExceptionPending()) return false;
-      uint32_t i = frames_.Length();
-      Push(frame);
+      uint32_t i = count_;
+      Push(frame, p.total);
       // [cmd, MACLEN, IPLEN, L4LEN (bytes), tso, mss, tsoLen]
       Napi::Array m = Napi::Array::New(env_, 7);
       const uint32_t values[7] = {p.cmd,  (p.offset & 0x7f) * 2, ((p.offset >> 7) & 0x7f) * 4, ((p.offset >> 14) & 0xf) * 4,
@@ -203,7 +203,7 @@ class TxOutput {
         Napi::Buffer<uint8_t> seg = Napi::Buffer<uint8_t>::New(env_, len);
         if (env_.IsExceptionPending()) return false;
         iavf::BuildTsoSegment(scratch_.data(), p.total, layers, hdr_len, p.mss, i, seg.Data());
-        Push(seg);
+        Push(seg, len);
       }
       return !env_.IsExceptionPending();
     }
@@ -214,13 +214,13 @@ class TxOutput {
       if ((p.cmd & kCmdIiptMask) == kCmdIiptIpv4Csum) iavf::FixIpv4Checksum(frame.Data(), p.total, layers);
       if (p.cmd & kCmdL4tMask) iavf::FixL4Checksum(frame.Data(), p.total, layers);
     }
-    Push(frame);
+    Push(frame, p.total);
     return !env_.IsExceptionPending();
   }
 
   Napi::Array frames() const { return frames_; }
   // Frames and bytes handed out so far (TSO segments count one each).
-  uint64_t count() const { return frames_.Length(); }
+  uint64_t count() const { return count_; }
   uint64_t bytes() const { return bytes_; }
   Napi::Value meta() const { return offload_ ? env_.Undefined() : Napi::Value(meta_); }
 
@@ -236,14 +236,15 @@ class TxOutput {
     return out;
   }
 
-  void Push(Napi::Buffer<uint8_t> frame) {
-    bytes_ += frame.Length();
-    frames_.Set(frames_.Length(), frame);
+  void Push(Napi::Buffer<uint8_t> frame, size_t length) {
+    bytes_ += length;
+    frames_.Set(count_++, frame);
   }
 
   Napi::Env env_;
   bool offload_;
   uint64_t bytes_ = 0;
+  uint32_t count_ = 0;
   Napi::Array frames_;
   Napi::Array meta_;
   std::vector<uint8_t> scratch_;

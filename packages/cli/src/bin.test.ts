@@ -1,28 +1,12 @@
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { GPIO_ID, GpioReg } from '@emu/example-gpio';
 import { VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
-import { exists, packageRoot, tempDir, until } from './test-env.fixture.js';
+import { exists, packageRoot, spawnEmu, tempDir, until } from './test-env.fixture.js';
 
-const BIN = join(packageRoot, 'bin/emu.js');
-
-/** Runs bin/emu.js as a child process (no tsx: the built dist, as `pnpm exec emu` runs it). */
-function emu(args: string[]) {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-  const io = { stdout: '', stderr: '' };
-  child.stdout!.on('data', (d) => {
-    io.stdout += d;
-  });
-  child.stderr!.on('data', (d) => {
-    io.stderr += d;
-  });
-  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
-    child.once('exit', (code, signal) => r({ code, signal })),
-  );
-  return { child, io, exit };
-}
+const emu = spawnEmu;
 
 describe('bin/emu.js (a child process)', function () {
   this.timeout(20000);

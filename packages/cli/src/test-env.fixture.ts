@@ -1,4 +1,5 @@
-/** Helpers the CLI tests share: captured output, a temporary directory, waiting. */
+/** Helpers the CLI tests share: captured output, a temporary directory, waiting, the emu process. */
+import { type ChildProcess, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -38,3 +39,28 @@ export const fixtures = fileURLToPath(new URL('./fixtures/', import.meta.url));
 
 /** The package root (for bin/emu.js). */
 export const packageRoot = fileURLToPath(new URL('../', import.meta.url));
+
+export interface EmuRun {
+  child: ChildProcess;
+  /** Everything it printed so far. */
+  io: { stdout: string; stderr: string };
+  exit: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+}
+
+/** Runs bin/emu.js as a child process (no tsx: the built dist, as `pnpm exec emu` runs it). */
+export function spawnEmu(args: string[]): EmuRun {
+  const child = spawn(process.execPath, [join(packageRoot, 'bin/emu.js'), ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const io = { stdout: '', stderr: '' };
+  child.stdout!.on('data', (d) => {
+    io.stdout += d;
+  });
+  child.stderr!.on('data', (d) => {
+    io.stderr += d;
+  });
+  const exit = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((r) =>
+    child.once('exit', (code, signal) => r({ code, signal })),
+  );
+  return { child, io, exit };
+}

@@ -11,6 +11,7 @@ import { silentLogger } from '@emu/vfio-user';
 import { TX_DESC_SIZE } from '../src/datapath/descriptors.js';
 import { DataPath } from '../src/datapath/engine.js';
 import { type VfConfig, VirtualFunction } from '../src/pf.js';
+import { BufferGuestMemory } from '../src/testing/buffer-memory.js';
 
 const FRAME = 64;
 const RING = 512;
@@ -18,29 +19,8 @@ const BATCH = 256;
 const SECONDS = Number(process.env.EMU_BENCH_SECONDS ?? 2);
 const MIB = 1 << 20;
 
-/** Guest memory as a plain buffer: what a memfd mapping gives the device, without the socket. */
-class LocalMemory {
-  readonly bytes = Buffer.alloc(8 * MIB);
-  async read(iova: bigint, length: number): Promise<Buffer> {
-    const at = Number(iova);
-    if (at + length > this.bytes.length) throw new RangeError('outside');
-    return Buffer.from(this.bytes.subarray(at, at + length));
-  }
-  async write(iova: bigint, data: Uint8Array): Promise<void> {
-    const at = Number(iova);
-    if (at + data.length > this.bytes.length) throw new RangeError('outside');
-    this.bytes.set(data, at);
-  }
-  contains(iova: bigint, length: number): boolean {
-    return Number(iova) + length <= this.bytes.length;
-  }
-  view(iova: bigint, length: number): Uint8Array {
-    return this.bytes.subarray(Number(iova), Number(iova) + length);
-  }
-  table() {
-    return [];
-  }
-}
+/** Guest memory as a plain buffer, reached the TypeScript engine's way (read/write). */
+const localMemory = () => new BufferGuestMemory(Buffer.alloc(8 * MIB), 0n, false);
 
 function configWith(tx: boolean, rx: boolean): VfConfig {
   const vf = new VirtualFunction({
@@ -84,11 +64,12 @@ async function measure(run: () => Promise<number>): Promise<number> {
 }
 
 async function benchTx(): Promise<number> {
-  const memory = new LocalMemory();
+  const memory = localMemory();
   let sent = 0;
   const cfg = configWith(true, false);
   const dp = new DataPath({
     memory: memory as unknown as GuestMemory,
+    engine: 'ts',
     log: silentLogger,
     mac: '02:00:00:00:00:01',
     config: () => cfg,
@@ -117,10 +98,11 @@ async function benchTx(): Promise<number> {
 }
 
 async function benchRx(): Promise<number> {
-  const memory = new LocalMemory();
+  const memory = localMemory();
   const cfg = configWith(false, true);
   const dp = new DataPath({
     memory: memory as unknown as GuestMemory,
+    engine: 'ts',
     log: silentLogger,
     mac: '02:00:00:00:00:01',
     config: () => cfg,
@@ -147,7 +129,7 @@ async function benchRx(): Promise<number> {
 
 /** The reference: the same frames copied out of and into the same memory, nothing else. */
 async function benchReference(): Promise<number> {
-  const memory = new LocalMemory();
+  const memory = localMemory();
   return measure(async () => {
     for (let i = 0; i < BATCH; i++) {
       const f = Buffer.from(memory.bytes.subarray(0x100000 + i * 128, 0x100000 + i * 128 + FRAME));

@@ -1,6 +1,6 @@
 /**
  * Numbers of the Intel Adaptive Virtual Function, by the names of Linux's iavf_register.h,
- * iavf_adminq_cmd.h and include/linux/avf/virtchnl.h (6.12); see shared/reference/iavf.md.
+ * iavf_adminq_cmd.h and include/linux/avf/virtchnl.h (Linux 6.12).
  */
 
 export const IAVF_PCI = {

@@ -1,6 +1,6 @@
 /**
- * The guest driver's own copy of the AVF numbers and virtchnl layouts, written from
- * shared/reference/iavf.md (Linux 6.12 iavf_register.h, iavf_adminq_cmd.h, virtchnl.h) independently of
+ * The guest driver's own copy of the AVF numbers and virtchnl layouts, written from Linux 6.12's
+ * iavf_register.h, iavf_adminq_cmd.h and include/linux/avf/virtchnl.h, independently of
  * the device's constants.ts / virtchnl.ts, so that a mistake on one side shows up as a test failure
  * instead of cancelling out. Names follow Linux.
  */

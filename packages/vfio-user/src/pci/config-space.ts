@@ -228,11 +228,6 @@ export class PciConfigSpace {
     return () => this.#resetListeners.delete(listener);
   }
 
-  /** The command register's Bus Master Enable: whether the function may start DMA. */
-  get busMaster(): boolean {
-    return (this.readU16(PCI_COMMAND) & PCI_COMMAND_MASTER) !== 0;
-  }
-
   /** Clears Bus Master Enable as the device (no listeners run): no DMA until the guest sets it again. */
   stopBusMaster(): void {
     const command = this.readU16(PCI_COMMAND) & ~PCI_COMMAND_MASTER;

@@ -56,6 +56,8 @@ export class DmaTable {
   readonly maxRegions: number;
   private readonly requireSealed: boolean;
   private readonly byAddress = new Map<bigint, DmaRegion>();
+  /** The gate, mirrored here: data paths ask per frame, and this needs no native call. */
+  private gate = true;
 
   constructor(options: DmaTableOptions | number) {
     const o = typeof options === 'number' ? { maxRegions: options } : options;
@@ -74,10 +76,12 @@ export class DmaTable {
 
   /** Whether the device may reach guest memory at all (Bus Master Enable). */
   get dmaEnabled(): boolean {
-    return this.native.enabled;
+    return this.gate;
   }
 
   set dmaEnabled(on: boolean) {
+    if (on === this.gate) return;
+    this.gate = on;
     this.native.enabled = on;
   }
 

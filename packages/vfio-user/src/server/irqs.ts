@@ -180,10 +180,13 @@ export class IrqTable {
   }
 }
 
-/** Adopts a client's eventfd; refuses any other kind of fd with EINVAL. */
+/**
+ * Adopts a client's eventfd, nonblocking (QEMU's are already): a write must never wait for a client
+ * that does not read. Refuses any other kind of fd with EINVAL.
+ */
 function adoptEventFd(fd: number, index: number): EventFd {
   try {
-    return EventFd.fromFd(fd);
+    return EventFd.fromFd(fd, { nonblocking: true });
   } catch (err) {
     throw new ProtocolError(
       Errno.EINVAL,

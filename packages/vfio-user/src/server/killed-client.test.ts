@@ -48,7 +48,7 @@ describe('VfioUserServer when its client process is killed', () => {
     expect(mappingsOf('emu-test-killed')).to.equal(0);
     expect(server.irqs.enabled(2, 3)).to.equal(false);
     // No DMA until the next guest enables bus mastering again.
-    expect(dev.spec.config.busMaster).to.equal(false);
+    expect(dev.spec.config.busMasterEnabled).to.equal(false);
     expect(server.dma.dmaEnabled).to.equal(false);
     await until(() => openFdCount() === baseline, 'every fd to be released');
 

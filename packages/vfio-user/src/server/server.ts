@@ -206,7 +206,15 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       }
     }
     this.listener = listener;
-    this.listener.on('connection', (socket: UnixSocket) => this.accept(socket));
+    this.listener.on('connection', (socket: UnixSocket) => {
+      // Whatever goes wrong with one connection costs that connection, never the listener.
+      try {
+        this.accept(socket);
+      } catch (err) {
+        this.log.error({ path: this.path, err: (err as Error).message }, 'could not take a connection');
+        socket.close();
+      }
+    });
     this.listener.on('error', (err: Error) =>
       this.log.error({ path: this.path, err: err.message }, 'listener error'),
     );
@@ -302,7 +310,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   }
 
   private updateDmaGate(): void {
-    this.dma.dmaEnabled = this.device.config.busMaster;
+    this.dma.dmaEnabled = this.device.config.busMasterEnabled;
   }
 
   /** Logs pages of the client's memory that vanished under us since the last look (SIGBUS guard). */

@@ -1,0 +1,377 @@
+/**
+ * One emu process against everything a client or guest did that once killed, starved or corrupted it
+ * (issue "No client, guest or pipe can kill, starve or corrupt emu"), back to back. After each, a
+ * well-behaved client is served, and the process is the same one: nothing restarted it.
+ */
+import { createHash } from 'node:crypto';
+import { ftruncateSync, readdirSync, readFileSync } from 'node:fs';
+import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
+import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
+import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
+import {
+  Command,
+  DmaMap,
+  Errno,
+  Header,
+  IrqSet,
+  type Message,
+  MessageFramer,
+  PciRegion,
+  RegionAccess,
+  silentLogger,
+  Version,
+  VfioUserClient,
+} from '@emu/vfio-user';
+import { expect } from 'chai';
+import { type EmuRun, spawnEmu, tempDir, until } from './test-env.fixture.js';
+
+const MAC_A = '02:00:00:00:00:0a';
+const MAC_B = '02:00:00:00:00:0b';
+const GIB = 1n << 30n;
+const u32 = (v: number) => {
+  const b = Buffer.alloc(4);
+  b.writeUInt32LE(v >>> 0);
+  return b;
+};
+const digest = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex');
+
+/** A client speaking raw vfio-user: any bytes, any fds, replies parsed. */
+class RawClient {
+  readonly socket: UnixSocket;
+  private readonly framer = new MessageFramer(1 << 26);
+  private readonly inbox: Message[] = [];
+  closed = false;
+
+  constructor(path: string) {
+    this.socket = UnixSocket.connect(path);
+    this.socket.on('data', (chunk: Buffer, fds: number[]) => {
+      for (const ev of this.framer.push(chunk, fds)) if (ev.kind === 'message') this.inbox.push(ev.message);
+    });
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => {
+      this.closed = true;
+    });
+  }
+
+  static async negotiated(path: string): Promise<RawClient> {
+    const c = new RawClient(path);
+    c.send(1, Command.VERSION, Version.encode({ major: 0, minor: 0 }));
+    await c.next();
+    return c;
+  }
+
+  static message(msgId: number, command: number, payload: Buffer = Buffer.alloc(0)): Buffer {
+    return Buffer.concat([Header.encode({ msgId, command, size: 16 + payload.length, flags: 0 }), payload]);
+  }
+
+  send(msgId: number, command: number, payload?: Buffer, fds: number[] = []): void {
+    this.socket.write(RawClient.message(msgId, command, payload), fds);
+  }
+
+  async next(timeoutMs = 5000): Promise<Message> {
+    await until(() => this.inbox.length > 0 || this.closed, 'a reply', timeoutMs);
+    if (this.inbox.length === 0) throw new Error('emu closed the connection');
+    return this.inbox.shift()!;
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+describe('one emu process against hostile clients and guests, back to back', function () {
+  this.timeout(180_000);
+  let tmp: ReturnType<typeof tempDir>;
+  let run: EmuRun;
+  let a: string;
+  let b: string;
+
+  before(async () => {
+    tmp = tempDir();
+    a = tmp.path('a.sock');
+    b = tmp.path('b.sock');
+    run = spawnEmu([
+      '--vdev',
+      `emu_iavf0,path=${a},mac=${MAC_A}`,
+      '--vdev',
+      `emu_iavf1,path=${b},mac=${MAC_B}`,
+      '--status',
+      '1',
+    ]);
+    await until(() => run.io.stdout.includes('serving 2 devices'), `emu to serve (${run.io.stderr})`, 15_000);
+  });
+  after(async () => {
+    if (run.child.exitCode === null) run.child.kill('SIGKILL');
+    tmp.cleanup();
+  });
+
+  const pid = () => run.child.pid!;
+  const alive = () => expect(run.child.exitCode, `emu died: ${run.io.stderr}`).to.equal(null);
+  const rssKib = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid()}/status`, 'utf8'))![1]);
+  const openFds = () => readdirSync(`/proc/${pid()}/fd`).length;
+
+  /** A well-behaved client gets served on the socket (once the one before it is gone). */
+  async function served(path = a): Promise<void> {
+    alive();
+    const deadline = Date.now() + 15_000;
+    for (;;) {
+      try {
+        const client = await VfioUserClient.connect(path, { logger: silentLogger, timeoutMs: 2000 });
+        try {
+          expect((await client.getDeviceInfo()).numRegions).to.equal(9);
+          expect((await client.regionRead(PciRegion.CONFIG, 0, 4)).readUInt32LE(0)).to.equal(0x18898086);
+        } finally {
+          client.close();
+        }
+        alive();
+        return;
+      } catch (err) {
+        // Refused while the previous client's connection is still being torn down: try again.
+        if (Date.now() > deadline) throw err;
+        await sleep(50);
+      }
+    }
+  }
+
+  it('survives every one of them and serves a good client after each', async () => {
+    await served();
+    await served(b);
+
+    // 1. Requests in flight from a client that exits before the replies (QEMU killed mid-access).
+    for (const n of [2, 3, 16]) {
+      const c = new RawClient(a);
+      const reads = Array.from({ length: n }, (_, i) =>
+        RawClient.message(
+          10 + i,
+          Command.REGION_READ,
+          RegionAccess.encode({ offset: 0n, region: 7, count: 4 }),
+        ),
+      );
+      c.socket.write(
+        Buffer.concat([
+          RawClient.message(1, Command.VERSION, Version.encode({ major: 0, minor: 0 })),
+          ...reads,
+        ]),
+      );
+      c.close();
+    }
+    await served();
+
+    // 2. A DMA_MAP past the end of its fd.
+    {
+      const c = await RawClient.negotiated(a);
+      const fd = memfdCreate('emu-hostile-short', 4096);
+      c.send(2, Command.DMA_MAP, DmaMap.encode({ argsz: 32, flags: 3, address: 0n, size: 8192n }), [fd]);
+      expect((await c.next()).header.error).to.equal(Errno.EINVAL);
+      closeFd(fd);
+      c.close();
+    }
+    await served();
+
+    // 3. Memory that shrinks under a mapping the device then reads (its admin queue ring).
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const fd = memfdCreate('emu-hostile-shrinks', 1 << 20);
+      await client.dmaMap({ address: 0x1000_0000n, size: 1n << 20n, fd });
+      await client.setBusMaster();
+      await client.regionWrite(0, Reg.VF_ATQBAL1, u32(0x1000_0000));
+      await client.regionWrite(0, Reg.VF_ATQBAH1, u32(0));
+      await client.regionWrite(0, Reg.VF_ATQLEN1, u32(QLen.ENABLE | 32));
+      ftruncateSync(fd, 0);
+      await client.regionWrite(0, Reg.VF_ATQT1, u32(1));
+      await until(() => run.io.stderr.includes('client memory shrank'), 'the fault to be logged', 5000);
+      closeFd(fd);
+      client.close();
+    }
+    await served();
+
+    // 4. SET_IRQS whose second fd is not an eventfd.
+    {
+      const c = await RawClient.negotiated(a);
+      const ev = EventFd.create();
+      const memfd = memfdCreate('emu-hostile-not-eventfd', 4096);
+      const set = IrqSet.encode({ argsz: 20, flags: 4 | 32, index: 2, start: 0, count: 2 });
+      c.send(3, Command.DEVICE_SET_IRQS, set, [ev.fd, memfd]);
+      expect((await c.next()).header.error).to.equal(Errno.EINVAL);
+      ev.close();
+      closeFd(memfd);
+      c.close();
+    }
+    await served();
+
+    // 5. An interrupt eventfd the client filled and never reads.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const ev = EventFd.create();
+      await client.setIrqEventfds('msix', 0, [ev]);
+      ev.write(0xffff_ffff_ffff_fffen);
+      for (let i = 0; i < 3; i++) {
+        await client.regionWrite(0, Reg.VFINT_DYN_CTL01, u32(DynCtl.INTENA | DynCtl.SWINT_TRIG));
+      }
+      await sleep(50);
+      expect(ev.read()).to.equal(0xffff_ffff_ffff_fffen);
+      ev.close();
+      client.close();
+    }
+    await served();
+
+    // 6. 256 MiB of replies asked for and never read.
+    {
+      const rss = rssKib();
+      const c = await RawClient.negotiated(a);
+      c.socket.pause();
+      const read = RegionAccess.encode({ offset: 0n, region: 0, count: 65536 });
+      for (let i = 0; i < 4096; i++) c.send(100 + i, Command.REGION_READ, read);
+      await sleep(1000);
+      alive();
+      expect(rssKib() - rss, 'KiB emu grew by').to.be.below(64 * 1024);
+      c.close();
+    }
+    await served();
+
+    // 7. 160 fds for one message that never completes in time.
+    {
+      const c = await RawClient.negotiated(a);
+      const ev = EventFd.create();
+      const fds = openFds();
+      const count = 640;
+      c.socket.write(
+        Buffer.concat([
+          Header.encode({ msgId: 9, command: Command.REGION_WRITE, size: 16 + RegionAccess.size + count }),
+          RegionAccess.encode({ offset: 0n, region: 0, count }),
+        ]),
+      );
+      for (let i = 0; i < 10; i++) {
+        c.socket.write(Buffer.alloc(64), Array(16).fill(ev.fd));
+        await sleep(5);
+        expect(openFds() - fds, 'fds emu holds').to.be.at.most(16 + 2);
+      }
+      expect((await c.next()).header.error).to.equal(Errno.EINVAL);
+      ev.close();
+      c.close();
+    }
+    await served();
+
+    // 8. A connection that never sends VERSION holds the slot only until the handshake times out.
+    {
+      const silent = new RawClient(a);
+      await served(b);
+      await served(a);
+      expect(silent.closed).to.equal(true);
+      expect(run.io.stderr).to.contain('sent no VERSION within 10000 ms');
+    }
+
+    // 9. The 65535 DMA maps a vIOMMU guest may make.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const memory = new Uint8Array(4096);
+      for (let i = 0; i < 65535; i += 512) {
+        const batch = [];
+        for (let j = i; j < Math.min(65535, i + 512); j++)
+          batch.push(
+            client.dmaMap({ address: 0x10_0000_0000n + BigInt(j) * 0x1000n, size: 0x1000n, memory }),
+          );
+        await Promise.all(batch);
+      }
+      expect((await client.getDeviceInfo()).numRegions).to.equal(9);
+      client.close();
+    }
+    await served();
+
+    // 10. Guest RAM bigger than one ArrayBuffer: 6 GiB of memfd, with the admin queue near its top.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const fd = memfdCreate('emu-hostile-6g', 6n * GIB);
+      await client.dmaMap({ address: 0x1_0000_0000n, size: 6n * GIB, fd });
+      closeFd(fd);
+      await client.setBusMaster();
+      const ring = 0x1_0000_0000n + 5n * GIB;
+      await client.regionWrite(0, Reg.VF_ATQBAL1, u32(Number(ring & 0xffff_ffffn)));
+      await client.regionWrite(0, Reg.VF_ATQBAH1, u32(Number(ring >> 32n)));
+      await client.regionWrite(0, Reg.VF_ATQLEN1, u32(QLen.ENABLE | 32));
+      await client.regionWrite(0, Reg.VF_ATQT1, u32(1));
+      // The device read (zeros: nothing was written there), answered and moved its head.
+      let head = 0;
+      for (let i = 0; i < 100 && head !== 1; i++) {
+        await sleep(10);
+        head = (await client.regionRead(0, Reg.VF_ATQH1, 4)).readUInt32LE(0);
+      }
+      expect(head, 'ATQH').to.equal(1);
+      client.close();
+    }
+    await served();
+
+    // 11. A guest's ring of 64-byte-MSS TSO packets, while the other NIC is served.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const ram = GuestRam.shared(64);
+      await ram.attach(client);
+      const vf = new SoftIavf(client, ram, { txBufferBytes: 1 << 20 });
+      await vf.bringUp();
+      for (let i = 0; i < 12; i++) {
+        const frame = ipv4TcpFrame({
+          dstMac: MAC_B,
+          srcMac: MAC_A,
+          srcIp: '10.0.0.1',
+          dstIp: '10.0.0.2',
+          sport: 2000 + i,
+          dport: 80,
+          payload: Buffer.alloc(60 * 1024, i),
+        });
+        await vf.transmit(frame, { tso: { mss: 64 }, kick: i === 11 });
+      }
+      await served(b);
+      expect(await vf.waitTxDone(0, 30_000)).to.equal(12);
+      vf.close();
+      client.close();
+      ram.close();
+    }
+    await served();
+
+    // 12. A new client with fresh RAM at the old IOVAs: nothing of the old guest's setup lands in it.
+    {
+      const guest = async (path: string, ram: GuestRam) => {
+        const client = await VfioUserClient.connect(path, { logger: silentLogger });
+        await ram.attach(client);
+        const vf = new SoftIavf(client, ram);
+        await vf.bringUp();
+        return { client, vf };
+      };
+      const ramA = GuestRam.shared(32);
+      const ramB = GuestRam.shared(32);
+      const first = await guest(a, ramA);
+      const other = await guest(b, ramB);
+      first.client.close();
+      await sleep(100);
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const fresh = GuestRam.shared(32);
+      fresh.fill(fresh.base, fresh.size, 0x5a);
+      const before = digest(fresh.bytes);
+      await fresh.attach(client);
+      await client.setBusMaster();
+      for (let i = 0; i < 50; i++) await other.vf.transmit(rawFrame(MAC_A, MAC_B, 200, i));
+      await other.vf.waitTxDone(0);
+      await sleep(50);
+      expect(digest(fresh.bytes), 'the new RAM changed').to.equal(before);
+      const vf = new SoftIavf(client, fresh);
+      await vf.bringUp();
+      await other.vf.transmit(rawFrame(MAC_A, MAC_B, 123, 99));
+      expect((await vf.waitFrames(0, 1))[0].data.length).to.equal(123);
+      for (const v of [vf, first.vf, other.vf]) v.close();
+      client.close();
+      other.client.close();
+      for (const r of [ramA, ramB, fresh]) r.close();
+    }
+    await served();
+    await served(b);
+
+    // 13. Its stdout and stderr readers go away (emu | head, a dead log collector).
+    run.child.stdout!.destroy();
+    run.child.stderr!.destroy();
+    await sleep(1500);
+    await served();
+
+    run.child.kill('SIGINT');
+    expect(await run.exit).to.deep.equal({ code: 0, signal: null });
+  });
+});

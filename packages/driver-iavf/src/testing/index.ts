@@ -1,0 +1,17 @@
+/**
+ * @emu/driver-iavf/testing: a guest for emu_iavf without a VM. SoftIavf drives any vfio-user connection
+ * to an emu_iavf device the way Linux 6.12's iavf does (probe, admin queue, virtchnl, rings, interrupts),
+ * over a GuestRam it maps to the device; for tests and tools outside this package (the emu command's
+ * hostile-client campaign, benchmarks).
+ */
+
+export { ipv4TcpFrame, rawFrame, type TcpSpec } from './frames.js';
+export { DEFAULT_IOVA_BASE, GuestRam, type GuestRamOptions, MIB } from './guest-memory.js';
+export {
+  type BringUpOptions,
+  type RxFrame,
+  SoftIavf,
+  type SoftIavfOptions,
+  sleep,
+  type TransmitOptions,
+} from './soft-iavf.js';
