@@ -6,40 +6,19 @@
 import { expect } from 'chai';
 import { DynCtl, Reg } from './constants.js';
 import { RX_BACKLOG, TX_PASS_FRAMES } from './datapath/engine.js';
+import { failOnEscapes, until } from './testing/escapes.js';
 import { ipv4TcpFrame, rawFrame } from './testing/frames.js';
 import { Harness } from './testing/harness.js';
-import { sleep } from './testing/soft-iavf.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 
-/** Polls `cond` until it holds; throws after timeoutMs. */
-async function until(cond: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${cond}`);
-    await sleep(1);
-  }
-}
 const PEER = '02:00:00:00:00:99';
 
 describe('data path bounds', () => {
   let h: Harness | undefined;
-  const escaped: unknown[] = [];
-  const onError = (err: unknown) => escaped.push(err);
-
-  before(() => {
-    process.on('uncaughtException', onError);
-    process.on('unhandledRejection', onError);
-  });
-  after(() => {
-    process.off('uncaughtException', onError);
-    process.off('unhandledRejection', onError);
-  });
-  afterEach(async () => {
-    await sleep(20);
+  failOnEscapes(async () => {
     await h?.close();
     h = undefined;
-    expect(escaped.splice(0).map(String), 'exceptions that escaped the device').to.deep.equal([]);
   });
 
   it('serves a ring of 64-byte-MSS TSO packets in bounded passes, the event loop turning in between', async () => {

@@ -4,6 +4,7 @@
  * the queue keeps working: a good frame sent after each one arrives intact.
  */
 import { expect } from 'chai';
+import { failOnEscapes, until } from './testing/escapes.js';
 import { ipv4TcpFrame, rawFrame, TCP_ACK } from './testing/frames.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
 import { TX_CMD, TX_CTX } from './testing/iavf-defs.js';
@@ -14,42 +15,13 @@ const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';
 const LAST = TX_CMD.EOP | TX_CMD.RS | TX_CMD.ICRC;
 
-/** Polls `cond` until it holds; throws after timeoutMs. */
-async function until(cond: () => boolean, timeoutMs = 1000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms: ${cond}`);
-    await sleep(1);
-  }
-}
-
 describe('data path against hostile descriptors', () => {
   let h: Harness | undefined;
   let net: TestNetwork;
   let vf: SoftIavf;
-  const escaped: unknown[] = [];
-  const onError = (err: unknown) => escaped.push(err);
-
-  before(() => {
-    process.on('uncaughtException', onError);
-    process.on('unhandledRejection', onError);
-  });
-  after(() => {
-    process.off('uncaughtException', onError);
-    process.off('unhandledRejection', onError);
-  });
-  afterEach(async function () {
-    // Let anything the device left running settle, then check nothing escaped.
-    await sleep(20);
-    const errs = escaped.splice(0);
+  failOnEscapes(async () => {
     await h?.close();
     h = undefined;
-    if (this.currentTest?.state !== 'failed') {
-      expect(
-        errs.map((e) => String((e as Error)?.stack ?? e)),
-        'exceptions that escaped the device',
-      ).to.deep.equal([]);
-    }
   });
 
   /** The guest RAM of the suites below that run once with each kind. */

@@ -6,6 +6,7 @@
 import { createHash } from 'node:crypto';
 import { silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
+import { until } from './testing/escapes.js';
 import { rawFrame } from './testing/frames.js';
 import { GuestRam } from './testing/guest-memory.js';
 import { Harness } from './testing/harness.js';
@@ -32,7 +33,7 @@ describe('a second client after the first went away', () => {
 
     // The first client goes without a word (QEMU killed): rings enabled, buffers posted, tails set.
     h.client.close();
-    await until(() => !h!.dev.info().socket.connected, 'the device to notice');
+    await until(() => !h!.dev.info().socket.connected, 2000);
 
     // The next one maps different RAM at the same IOVAs, filled with a pattern of its own.
     const client = await VfioUserClient.connect(h.dev.path, { logger: silentLogger });
@@ -63,11 +64,3 @@ describe('a second client after the first went away', () => {
     expect(got.data.length).to.equal(128);
   });
 });
-
-async function until(cond: () => boolean, what: string, timeoutMs = 2000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await sleep(2);
-  }
-}

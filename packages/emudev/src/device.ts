@@ -7,6 +7,7 @@ import { EventEmitter } from 'node:events';
 import { resolve as resolvePath } from 'node:path';
 import {
   consoleLogger,
+  emptyServerStats,
   IRQ_INDEX_NAMES,
   type IrqIndexName,
   type Logger,
@@ -183,19 +184,7 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
 
   stats(): ServerStats {
     const s = this.server?.stats;
-    return s
-      ? { ...s, commands: { ...s.commands }, errors: { ...s.errors } }
-      : {
-          connections: 0,
-          commands: {},
-          errors: {},
-          irqsTriggered: 0,
-          irqsDropped: 0,
-          memoryFaults: 0,
-          refusedPeers: 0,
-          dmaReadBytes: 0,
-          dmaWriteBytes: 0,
-        };
+    return s ? { ...s, commands: { ...s.commands }, errors: { ...s.errors } } : emptyServerStats();
   }
 
   memTable(): MemRegion[] {

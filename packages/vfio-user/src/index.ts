@@ -31,6 +31,7 @@ export { type DmaRegion, DmaTable, type DmaTableOptions } from './server/dma-tab
 export { type IrqCounts, IrqTable } from './server/irqs.js';
 export {
   type ClientInfo,
+  emptyServerStats,
   SERVER_MAX_MSG_FDS,
   SERVER_MINOR,
   type ServerEvents,

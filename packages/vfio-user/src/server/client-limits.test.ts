@@ -4,40 +4,17 @@ import { VfioUserClient } from '../client/client.js';
 import { Command, Errno, HeaderFlag } from '../protocol/constants.js';
 import { Header, RegionAccess } from '../protocol/messages.js';
 import { RawPeer } from './raw-peer.fixture.js';
-import { VfioUserServer } from './server.js';
-import { BAR2_SIZE, makeTestDevice, type TestDevice } from './test-device.fixture.js';
-import { captureLogger, openFdCount, tempDir, tick, until } from './test-env.fixture.js';
+import { BAR2_SIZE, serverPerTest } from './test-device.fixture.js';
+import { openFdCount, tick, until } from './test-env.fixture.js';
 
 /** What one client can make the server hold: queued replies, fds, its one client slot. */
 describe('VfioUserServer bounds what one client can make it hold', () => {
-  let dir: ReturnType<typeof tempDir>;
-  let dev: TestDevice;
-  let server: VfioUserServer;
-  let log: ReturnType<typeof captureLogger>;
-
-  const serve = (options: { handshakeTimeoutMs?: number; maxQueuedBytes?: number } = {}) => {
-    server = new VfioUserServer(dev.spec, {
-      path: dir.path('dev.sock'),
-      logger: log.logger,
-      ...options,
-    }).listen();
-  };
-
-  beforeEach(() => {
-    dir = tempDir();
-    dev = makeTestDevice();
-    log = captureLogger();
-  });
-
-  afterEach(() => {
-    server.close();
-    dev.dispose();
-    dir.cleanup();
-  });
+  const t = serverPerTest();
+  const serve = t.serve;
 
   it('stops reading a client that does not read its replies, and serves every request once it does', async () => {
     serve();
-    const peer = await RawPeer.negotiated(server.path);
+    const peer = await RawPeer.negotiated(t.server.path);
     peer.socket.pause();
     const requests = 2000;
     // 2000 reads of 16 KiB: 32 MiB of replies the client does not read.
@@ -48,14 +25,14 @@ describe('VfioUserServer bounds what one client can make it hold', () => {
         RegionAccess.encode({ offset: 0n, region: 2, count: BAR2_SIZE }),
       );
     }
-    await until(() => server.backlog.throttled, 'the server to stop reading');
+    await until(() => t.server.backlog.throttled, 'the server to stop reading');
     await tick(100);
-    const handled = server.stats.commands.REGION_READ;
+    const handled = t.server.stats.commands.REGION_READ;
     expect(handled).to.be.below(requests);
     // The bound (4 MiB) plus the one reply that crossed it.
-    expect(server.backlog.queuedBytes).to.be.at.most((4 << 20) + BAR2_SIZE + 32);
+    expect(t.server.backlog.queuedBytes).to.be.at.most((4 << 20) + BAR2_SIZE + 32);
     await tick(100);
-    expect(server.stats.commands.REGION_READ, 'nothing more is handled while paused').to.equal(handled);
+    expect(t.server.stats.commands.REGION_READ, 'nothing more is handled while paused').to.equal(handled);
 
     peer.socket.resume();
     for (let i = 0; i < requests; i++) {
@@ -63,16 +40,16 @@ describe('VfioUserServer bounds what one client can make it hold', () => {
       expect(reply.header).to.include({ msgId: 100 + i, flags: HeaderFlag.TYPE_REPLY });
       expect(reply.payload.length).to.equal(RegionAccess.size + BAR2_SIZE);
     }
-    expect(server.backlog).to.deep.equal({ queuedBytes: 0, throttled: false });
+    expect(t.server.backlog).to.deep.equal({ queuedBytes: 0, throttled: false });
     peer.close();
   });
 
   it('closes a connection that sends no VERSION in time, and serves the next client', async () => {
     serve({ handshakeTimeoutMs: 200 });
-    const silent = new RawPeer(server.path);
+    const silent = new RawPeer(t.server.path);
     await until(() => silent.closed, 'the silent client to be closed', 3000);
-    expect(log.lines.map((l) => l.msg).join('\n')).to.contain('sent no VERSION within 200 ms');
-    const next = await VfioUserClient.connect(server.path);
+    expect(t.log.lines.map((l) => l.msg).join('\n')).to.contain('sent no VERSION within 200 ms');
+    const next = await VfioUserClient.connect(t.server.path);
     expect((await next.getDeviceInfo()).numRegions).to.equal(9);
     // A client that did negotiate is not timed out.
     await tick(400);
@@ -82,7 +59,7 @@ describe('VfioUserServer bounds what one client can make it hold', () => {
 
   it('holds at most max_msg_fds fds for a message still arriving, and refuses that message', async () => {
     serve();
-    const peer = await RawPeer.negotiated(server.path);
+    const peer = await RawPeer.negotiated(t.server.path);
     const ev = EventFd.create();
     const baseline = openFdCount();
     const data = 64 * 10;
@@ -99,8 +76,8 @@ describe('VfioUserServer bounds what one client can make it hold', () => {
     }
     const reply = await peer.next();
     expect(reply.header).to.include({ msgId: 9, error: Errno.EINVAL });
-    expect(log.lines.map((l) => l.msg).join('\n')).to.contain('160 fds, more than max_msg_fds 16');
-    expect(dev.writes).to.have.length(0);
+    expect(t.log.lines.map((l) => l.msg).join('\n')).to.contain('160 fds, more than max_msg_fds 16');
+    expect(t.dev.writes).to.have.length(0);
     await until(() => openFdCount() === baseline, 'every fd to be closed');
     ev.close();
     peer.close();

@@ -106,6 +106,21 @@ export interface ServerStats {
   dmaWriteBytes: number;
 }
 
+/** The stats of a server that has served nobody yet. */
+export function emptyServerStats(): ServerStats {
+  return {
+    connections: 0,
+    commands: {},
+    errors: {},
+    irqsTriggered: 0,
+    irqsDropped: 0,
+    memoryFaults: 0,
+    refusedPeers: 0,
+    dmaReadBytes: 0,
+    dmaWriteBytes: 0,
+  };
+}
+
 export interface ServerEvents {
   listening: [];
   connect: [ClientInfo];
@@ -122,17 +137,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
   readonly log: Logger;
-  readonly stats: ServerStats = {
-    connections: 0,
-    commands: {},
-    errors: {},
-    irqsTriggered: 0,
-    irqsDropped: 0,
-    memoryFaults: 0,
-    refusedPeers: 0,
-    dmaReadBytes: 0,
-    dmaWriteBytes: 0,
-  };
+  readonly stats: ServerStats = emptyServerStats();
   private readonly regions: ResolvedRegion[];
   private readonly maxDataXferSize: number;
   private readonly writeMultiple: boolean;

@@ -1,4 +1,7 @@
-import { statSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, statSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { UnixSocket } from '@emu/native';
 import { expect } from 'chai';
 import { VfioUserClient } from '../client/client.js';
@@ -47,6 +50,38 @@ describe('VfioUserServer socket access', () => {
       socket: { uid: 65534, gid: 65534 },
     }).listen();
     expect(statSync(server.path)).to.include({ uid: 65534, gid: 65534 });
+  });
+
+  it('says why the socket cannot be given to another user, and leaves none behind', async () => {
+    // Giving a file away takes root. Run as root (CI), the check runs in a child process as nobody.
+    const script = [
+      "import { VfioUserServer } from './src/server/server.ts';",
+      "import { makeTestDevice } from './src/server/test-device.fixture.ts';",
+      'const dev = makeTestDevice();',
+      'try {',
+      '  new VfioUserServer(dev.spec, { path: process.argv[1], socket: { uid: 0, gid: 0 } }).listen();',
+      "  console.log('listening');",
+      '} catch (e) {',
+      "  console.log(e.code + ': ' + e.message);",
+      '}',
+      'dev.dispose();',
+    ].join('\n');
+    const path = dir.path('g.sock');
+    const asRoot = process.getuid!() === 0;
+    if (asRoot) chmodSync(dirname(path), 0o777);
+    const child = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--input-type=module', '-e', script, path],
+      {
+        encoding: 'utf8',
+        cwd: fileURLToPath(new URL('../..', import.meta.url)),
+        ...(asRoot ? { uid: 65534, gid: 65534 } : {}),
+      },
+    );
+    expect(child.stdout.trim() + child.stderr.trim()).to.equal(
+      `EPERM: cannot give socket ${path} to uid 0 gid 0: only root may give a file away (chown)`,
+    );
+    expect(existsSync(path), 'the socket is gone').to.equal(false);
   });
 
   it('refuses peers whose uid is not allowed, logs them, and serves allowed ones', async () => {

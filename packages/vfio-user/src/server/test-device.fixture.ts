@@ -5,7 +5,8 @@
 import { closeFd, MappedMemory, memfdCreate } from '@emu/native';
 import { PciConfigSpace } from '../pci/index.js';
 import type { DeviceSpec } from './device.js';
-import type { VfioUserServer } from './server.js';
+import { type ServerOptions, VfioUserServer } from './server.js';
+import { captureLogger, tempDir } from './test-env.fixture.js';
 
 export const IDS = { vendorId: 0x1af4, deviceId: 0x10f0, classCode: 0xff0000 };
 /** Writing n here raises MSI-X vector n. */
@@ -94,4 +95,37 @@ export function makeTestDevice(): TestDevice {
       closeFd(bar2fd);
     },
   };
+}
+
+/**
+ * Mocha hooks for the common case: per test, a fresh directory, the test device and a captured log;
+ * `serve(options)` starts a VfioUserServer on them (closed after the test).
+ */
+export function serverPerTest() {
+  const t = {
+    dir: undefined as unknown as ReturnType<typeof tempDir>,
+    dev: undefined as unknown as TestDevice,
+    log: undefined as unknown as ReturnType<typeof captureLogger>,
+    server: undefined as unknown as VfioUserServer,
+    serve(options: Omit<ServerOptions, 'path' | 'logger'> = {}): VfioUserServer {
+      t.server = new VfioUserServer(t.dev.spec, {
+        path: t.dir.path('dev.sock'),
+        logger: t.log.logger,
+        ...options,
+      }).listen();
+      return t.server;
+    },
+  };
+  beforeEach(() => {
+    t.dir = tempDir();
+    t.dev = makeTestDevice();
+    t.log = captureLogger();
+  });
+  afterEach(() => {
+    t.server?.close();
+    t.server = undefined as unknown as VfioUserServer;
+    t.dev.dispose();
+    t.dir.cleanup();
+  });
+  return t;
 }
