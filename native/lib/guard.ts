@@ -12,8 +12,9 @@ export interface GuardStats {
 /**
  * The SIGBUS guard over every MappedMemory (src/guard.h): when a client shrinks a file it mapped into
  * us, a touch of a page past its new end would raise SIGBUS and kill the process. The guard makes that
- * page a private zero page instead (the access completes, reads zeros, and its writes go nowhere) and
- * counts it, per mapping (MappedMemory.faults) and here. SIGBUS anywhere else keeps its usual outcome.
+ * page, and the rest of the mapping after it, private zero pages instead (the access completes, reads
+ * zeros, and its writes go nowhere) and counts the fault, per mapping (MappedMemory.faults) and here.
+ * SIGBUS anywhere else keeps its usual outcome.
  */
 export function guardStats(): GuardStats {
   return binding.guardStats();

@@ -69,10 +69,14 @@ bool Repair(uintptr_t address) {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_relaxed) != seq) continue;
       if (address < start || address >= end || page == 0) continue;
-      void* at = reinterpret_cast<void*>(address & ~(page - 1));
-      // A private zero page where the file has no page left: the access completes and reads zeros;
-      // writes go nowhere. munmap of the whole range later removes it with the rest.
-      if (mmap(at, page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED) {
+      // Private zero pages where the file has no pages left, from the faulting page to the end of the
+      // range: a file shrinks from its end, so everything after is gone too, and one mapping (one
+      // VMA) covers it, however many pages are touched later. The access completes and reads zeros;
+      // writes go nowhere. munmap of the whole range later removes them with the rest.
+      const uintptr_t at = address & ~(page - 1);
+      const size_t length = ((end - at) + page - 1) & ~(page - 1);
+      if (mmap(reinterpret_cast<void*>(at), length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
+               -1, 0) == MAP_FAILED) {
         return false;
       }
       s.faults.fetch_add(1, std::memory_order_relaxed);

@@ -1,8 +1,9 @@
 // The SIGBUS guard over guest memory. A client's memory fd can shrink while it is mapped (ftruncate of
 // an unsealed memfd or file): touching a mapped page past the file's new end raises SIGBUS, which would
 // kill the process and every device in it. Mappings registered here are covered instead: the handler
-// replaces the faulting page with a private zero page (so the access, JavaScript or native, on any
-// thread, completes and reads zeros), counts the fault, and returns. Faults anywhere else go to the
+// replaces the faulting page, and the rest of the range after it, with private zero pages (so the
+// access, JavaScript or native, on any thread, completes and reads zeros), counts the fault, and
+// returns. Faults anywhere else go to the
 // handler that was installed before ours (by default: the process dies as it would have).
 //
 // The handler runs in signal context: it reads the registry with atomics only (a seqlock per slot)
