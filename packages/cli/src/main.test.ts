@@ -134,7 +134,7 @@ describe('emu (main, in-process)', () => {
 
     it('an unknown key', async () => {
       expect(await usageError(['--vdev', `emu_gpio0,path=${tmp.path('g.sock')},colour=red`])).to.equal(
-        `emu: emu_gpio0: unknown key "colour" (keys: path, mode, owner, group, allow_users, lines)\n${HINT}`,
+        `emu: emu_gpio0: unknown key "colour" (keys: path, mode, owner, group, allow_users, sealed_memory, lines)\n${HINT}`,
       );
     });
 

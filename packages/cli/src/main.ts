@@ -110,7 +110,7 @@ function helpText(cmd: Command, registry: EmudevRegistry): string {
     'e.g. emu_gpio0,path=/tmp/emu/gpio0.sock,lines=8. Every device needs path; the other keys are its',
     "driver's:",
     '',
-    'Every device also takes these keys, for who may reach its socket:',
+    'Every device also takes these keys, for who may reach its socket and what memory it takes:',
     ...formatKeys(SOCKET_KEYS),
     '',
     'Drivers:',

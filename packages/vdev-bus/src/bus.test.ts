@@ -379,7 +379,7 @@ describe('VdevBus', () => {
         ]),
       );
       expect(err.message).to.equal(
-        'emu_test1: unknown key "colour" (keys: path, mode, owner, group, allow_users, regs, unit, ratio, fast, pace, mac, fail)',
+        'emu_test1: unknown key "colour" (keys: path, mode, owner, group, allow_users, sealed_memory, regs, unit, ratio, fast, pace, mac, fail)',
       );
       expect(added).to.deep.equal([]);
     });

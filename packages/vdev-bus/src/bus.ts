@@ -13,11 +13,10 @@ import {
   EmudevError,
   type EmudevRegistry,
 } from '@emu/emudev';
-import type { SocketAccess } from '@emu/vfio-user';
 import { type Devargs, DevargsError, parseDevargs } from './devargs.js';
 import { type Logger, stderrWarnings } from './logger.js';
 import { BUS_KEYS, coerceArgs, PATH_KEY } from './schema.js';
-import { parseSocketAccess } from './socket-access.js';
+import { parseSocketKeys, type SocketSettings } from './socket-access.js';
 import { prepareSocketPath } from './socket-path.js';
 
 export interface VdevBusOptions {
@@ -40,8 +39,8 @@ export interface DeviceRequest {
   driver: EmudevDriver;
   /** Absolute socket path. */
   path: string;
-  /** Who may reach the socket (mode=, owner=, group=, allow_users=). */
-  socket: SocketAccess;
+  /** Who may reach the socket, and what memory it takes (the socket keys). */
+  server: SocketSettings;
   /** The driver's config input: the devargs values in the schema's types (defaults applied by zod later). */
   config: Record<string, unknown>;
 }
@@ -95,7 +94,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     }
     const rawPath = bus[PATH_KEY.key];
     const config = coerceArgs(name, driver, rest);
-    const socket = parseSocketAccess(name, bus);
+    const server = parseSocketKeys(name, bus);
     if (rawPath === undefined || rawPath === '') {
       throw new DevargsError('EREQUIRED', `${name}: path is required`, name, PATH_KEY.key);
     }
@@ -109,7 +108,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
         'path',
       );
     }
-    return { devargs, name, driver, path, socket, config };
+    return { devargs, name, driver, path, server, config };
   }
 
   /**
@@ -188,7 +187,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     const device = this.registry.allocate(req.name, req.driver.name, {
       path,
       logger: this.log,
-      server: { socket: req.socket },
+      server: req.server,
     });
     try {
       await device.configure(req.config);

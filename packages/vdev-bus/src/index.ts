@@ -25,7 +25,8 @@ export {
   formatKeys,
   type KeyInfo,
   PATH_KEY,
+  parseBoolean,
   SOCKET_KEYS,
 } from './schema.js';
-export { parseSocketAccess } from './socket-access.js';
+export { parseSocketKeys, type SocketSettings } from './socket-access.js';
 export { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';

@@ -153,7 +153,7 @@ describe('driver schemas', () => {
         expect(err.code).to.equal('EKEY');
         expect(err.key).to.equal('colour');
         expect(err.message).to.equal(
-          'emu_test0: unknown key "colour" (keys: path, mode, owner, group, allow_users, regs, unit, ratio, fast, pace, mac, fail)',
+          'emu_test0: unknown key "colour" (keys: path, mode, owner, group, allow_users, sealed_memory, regs, unit, ratio, fast, pace, mac, fail)',
         );
       });
 

@@ -36,7 +36,10 @@ export const PATH_KEY: KeyInfo = {
   description: 'the vfio-user socket to serve on (made absolute); QEMU connects to it',
 };
 
-/** Bus-level keys of the socket's access, which every device has too; drivers must not declare them. */
+/**
+ * Bus-level keys of the socket: who may reach it, and what memory a client may map through it. Every
+ * device has them too; drivers must not declare them.
+ */
 export const SOCKET_KEYS: readonly KeyInfo[] = [
   {
     key: 'mode',
@@ -63,6 +66,14 @@ export const SOCKET_KEYS: readonly KeyInfo[] = [
     required: false,
     description:
       'only these users (names or uids, colon-separated) may connect; others are refused and logged',
+  },
+  {
+    key: 'sealed_memory',
+    type: 'boolean',
+    required: false,
+    default: false,
+    description:
+      "refuse guest memory not sealed against shrinking (QEMU's memory-backend-memfd seals; file backends cannot)",
   },
 ];
 
@@ -206,6 +217,14 @@ const NUMBER = /^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$|^0[xX][0-9a-fA-F]+$|^0
 const TRUE = new Set(['1', 'true', 'yes', 'on']);
 const FALSE = new Set(['0', 'false', 'no', 'off']);
 
+/** A devargs boolean: true/false, yes/no, on/off, 1/0, any case; throws the reason otherwise. */
+export function parseBoolean(text: string): boolean {
+  const t = text.toLowerCase();
+  if (TRUE.has(t)) return true;
+  if (FALSE.has(t)) return false;
+  throw new Error('expected a boolean (true/false, yes/no, on/off, 1/0)');
+}
+
 /** Turns one devargs string into the field's type; throws the reason it cannot. */
 function coerce(f: FieldInfo, text: string): unknown {
   switch (f.kind) {
@@ -219,12 +238,8 @@ function coerce(f: FieldInfo, text: string): unknown {
     case 'bigint':
       if (!/^[+-]?\d+$|^0[xX][0-9a-fA-F]+$/.test(text)) throw new Error('expected an integer');
       return BigInt(text);
-    case 'boolean': {
-      const t = text.toLowerCase();
-      if (TRUE.has(t)) return true;
-      if (FALSE.has(t)) return false;
-      throw new Error('expected a boolean (true/false, yes/no, on/off, 1/0)');
-    }
+    case 'boolean':
+      return parseBoolean(text);
     case 'literal': {
       const hit = (defOf(f.base).values ?? []).find((v) => String(v) === text);
       return hit === undefined ? text : hit;

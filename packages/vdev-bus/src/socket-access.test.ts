@@ -1,6 +1,6 @@
 import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { EmudevRegistry } from '@emu/emudev';
-import { UnixSocket } from '@emu/native';
+import { closeFd, memfdCreate, UnixSocket } from '@emu/native';
 import { VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
 import { z } from 'zod';
@@ -72,8 +72,26 @@ describe('socket access: who may reach a device', () => {
     client.close();
   });
 
+  it('refuses client memory not sealed against shrinking with sealed_memory=on', async () => {
+    const dev = await bus.probe(`emu_test0,path=${tmp.path('s.sock')},sealed_memory=on`);
+    const client = await VfioUserClient.connect(dev.path);
+    const open = memfdCreate('emu-vdev-unsealed', 0x4000);
+    const sealed = memfdCreate('emu-vdev-sealed', 0x4000, { seal: true });
+    try {
+      const err = (await client.dmaMap({ address: 0n, size: 0x4000n, fd: open }).catch((e) => e)) as Error;
+      expect(err.message).to.contain('EPERM');
+      await client.dmaMap({ address: 0x10000n, size: 0x4000n, fd: sealed });
+      expect(dev.memTable().map((r) => r.iova)).to.deep.equal([0x10000n]);
+    } finally {
+      client.close();
+      closeFd(open);
+      closeFd(sealed);
+    }
+  });
+
   it('says what is wrong with a bad mode, an unknown user or group, and builds nothing', async () => {
     const cases: Array<[string, string]> = [
+      ['sealed_memory=maybe', 'sealed_memory=maybe: expected a boolean'],
       ['mode=999', 'mode=999: expected octal permission bits, e.g. 0600 or 660'],
       ['mode=rw', 'mode=rw: expected octal permission bits'],
       [

@@ -1,17 +1,22 @@
 /**
- * The socket keys of devargs (mode=, owner=, group=, allow_users=) as the server's SocketAccess: who
- * may reach a device's socket. By default only the user running emu can (mode 0600); a QEMU running as
- * another user (libvirt's libvirt-qemu) needs owner= or group= with mode=0660.
+ * The socket keys of devargs (mode=, owner=, group=, allow_users=, sealed_memory=) as the server's
+ * options: who may reach a device's socket, and what memory a client may map through it. By default
+ * only the user running emu can connect (mode 0600); a QEMU running as another user (libvirt's
+ * libvirt-qemu) needs owner= or group= with mode=0660.
  */
-import type { SocketAccess } from '@emu/vfio-user';
+import type { ServerOptions, SocketAccess } from '@emu/vfio-user';
 import { type AccountFiles, gidOf, SYSTEM_ACCOUNTS, uidOf } from './accounts.js';
 import { DevargsError } from './devargs.js';
+import { parseBoolean } from './schema.js';
 
-export function parseSocketAccess(
+/** What the socket keys give the device's server. */
+export type SocketSettings = Pick<ServerOptions, 'requireSealedMemory'> & { socket: SocketAccess };
+
+export function parseSocketKeys(
   device: string,
   args: Readonly<Record<string, string | undefined>>,
   files: AccountFiles = SYSTEM_ACCOUNTS,
-): SocketAccess {
+): SocketSettings {
   const access: { mode?: number; uid?: number; gid?: number; allowedUids?: number[] } = {};
   const value = <T>(key: string, parse: (text: string) => T): T | undefined => {
     const text = args[key];
@@ -36,5 +41,6 @@ export function parseSocketAccess(
   for (const key of Object.keys(access) as Array<keyof typeof access>) {
     if (access[key] === undefined) delete access[key];
   }
-  return access;
+  const sealed = value('sealed_memory', parseBoolean);
+  return sealed === undefined ? { socket: access } : { socket: access, requireSealedMemory: sealed };
 }
