@@ -12,9 +12,10 @@ export interface GuardStats {
 /**
  * The SIGBUS guard over every MappedMemory (src/guard.h): when a client shrinks a file it mapped into
  * us, a touch of a page past its new end would raise SIGBUS and kill the process. The guard makes that
- * page, and the rest of the mapping after it, private zero pages instead (the access completes, reads
- * zeros, and its writes go nowhere) and counts the fault, per mapping (MappedMemory.faults) and here.
- * SIGBUS anywhere else keeps its usual outcome.
+ * page a private zero page instead (the access completes, reads zeros, and its writes go nowhere) and
+ * counts the fault, per mapping (MappedMemory.faults) and here. A mapping that faulted is poisoned:
+ * its copies and windows refuse with a RangeError and a GuestMemoryTable no longer reaches it, since
+ * the client broke the memory it handed over. SIGBUS anywhere else keeps its usual outcome.
  */
 export function guardStats(): GuardStats {
   return binding.guardStats();

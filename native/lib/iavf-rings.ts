@@ -158,8 +158,8 @@ export interface IavfRing {
  * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
  * - `ring`: the ring is not inside one direct, writable range: nothing was done;
  * - `bad-index`: head or tail is beyond the ring: nothing was done;
- * - `budget`: the pass produced its `maxFrames` frames or `maxBytes` bytes (head at the next packet):
- *   call again later, after other work has had its turn.
+ * - `budget`: the pass produced `maxFrames` frames or `maxBytes` bytes, so it started no more packets
+ *   (head at the next one): call again later, after other work has had its turn.
  */
 export type IavfTxStop = 'caught-up' | 'incomplete' | 'indirect' | 'ring' | 'bad-index' | 'budget';
 const TX_STOPS: readonly IavfTxStop[] = [
@@ -241,8 +241,8 @@ export function iavfTxRing(
   options: IavfTxOptions = {},
 ): IavfTxResult {
   const { offload = true, maxFrames = U32_MAX, maxBytes = U32_MAX } = options;
-  validateInteger(maxFrames, 'options.maxFrames', 0, U32_MAX);
-  validateInteger(maxBytes, 'options.maxBytes', 0, U32_MAX);
+  validateInteger(maxFrames, 'options.maxFrames', 1, U32_MAX);
+  validateInteger(maxBytes, 'options.maxBytes', 1, U32_MAX);
   const r = table.native.txRing(ring.iova, ring.length, head, tail, offload ? 1 : 0, maxFrames, maxBytes);
   const c = r.counts;
   const result: IavfTxResult = {

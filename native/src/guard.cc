@@ -69,14 +69,13 @@ bool Repair(uintptr_t address) {
       std::atomic_thread_fence(std::memory_order_acquire);
       if (s.seq.load(std::memory_order_relaxed) != seq) continue;
       if (address < start || address >= end || page == 0) continue;
-      // Private zero pages where the file has no pages left, from the faulting page to the end of the
-      // range: a file shrinks from its end, so everything after is gone too, and one mapping (one
-      // VMA) covers it, however many pages are touched later. The access completes and reads zeros;
-      // writes go nowhere. munmap of the whole range later removes them with the rest.
-      const uintptr_t at = address & ~(page - 1);
-      const size_t length = ((end - at) + page - 1) & ~(page - 1);
-      if (mmap(reinterpret_cast<void*>(at), length, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS,
-               -1, 0) == MAP_FAILED) {
+      // A private zero page where the file has no page (truncated away, or a hole the filesystem
+      // could not fill): the access completes and reads zeros; writes go nowhere. Only that page: the
+      // file may be whole after it. The fault poisons the mapping (Poisoned()), so emu stops using it
+      // and few pages ever get here. munmap of the whole range later removes the page with the rest.
+      void* at = reinterpret_cast<void*>(address & ~(page - 1));
+      if (mmap(at, page, PROT_READ | PROT_WRITE, MAP_FIXED | MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0) ==
+          MAP_FAILED) {
         return false;
       }
       s.faults.fetch_add(1, std::memory_order_relaxed);
@@ -100,8 +99,10 @@ void OnSigbus(int sig, siginfo_t* info, void* context) {
     g_previous.sa_handler(sig);
     return;
   }
-  // Default action: restore it and return; the faulting access runs again and takes it.
+  // Default action: restore it. A fault runs its access again and takes it; a sent signal (kill,
+  // tgkill: si_code <= 0) would not come back by itself, so it is raised again.
   signal(SIGBUS, SIG_DFL);
+  if (info == nullptr || info->si_code <= 0) raise(SIGBUS);
 }
 
 bool Install() {
@@ -162,12 +163,12 @@ void Unregister(int id) {
   uv_mutex_unlock(&g_mutex);
 }
 
-uint64_t Faults(int id) {
-  if (id < 0 || !g_ready) return 0;
+const std::atomic<uint64_t>* FaultCounter(int id) {
+  if (id < 0 || !g_ready) return nullptr;
   uv_mutex_lock(&g_mutex);
-  const uint64_t n = SlotOf(id)->faults.load(std::memory_order_relaxed);
+  const std::atomic<uint64_t>* counter = &SlotOf(id)->faults;
   uv_mutex_unlock(&g_mutex);
-  return n;
+  return counter;
 }
 
 void Init(Napi::Env env, Napi::Object exports) {

@@ -79,7 +79,11 @@ void GuestMemoryTable::Prune() {
   }
 }
 
-bool GuestMemoryTable::Usable(const Range& r) const { return r.mapping == nullptr || !r.mapping->unmapped; }
+bool GuestMemoryTable::Gone(const Range& r) const { return r.mapping != nullptr && r.mapping->unmapped; }
+
+bool GuestMemoryTable::Usable(const Range& r) const {
+  return r.mapping == nullptr || (!r.mapping->unmapped && !r.mapping->Poisoned());
+}
 
 GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
   if (!enabled_ || length == 0 || ranges_.empty()) return Hit::kMiss;
@@ -111,14 +115,14 @@ void GuestMemoryTable::PruneAll() {
   Prune();
   for (auto it = ranges_.begin(); it != ranges_.end();) {
     auto next = std::next(it);
-    if (!Usable(it->second)) Erase(it);
+    if (Gone(it->second)) Erase(it);
     it = next;
   }
 }
 
 bool GuestMemoryTable::Insert(Napi::Env env, uint64_t iova, Range range) {
   for (auto it = FirstOverlap(iova, range.size); it != ranges_.end(); it = FirstOverlap(iova, range.size)) {
-    if (Usable(it->second)) {
+    if (!Gone(it->second)) {
       ThrowRange(env, "range overlaps one already in the table");
       return false;
     }
@@ -155,6 +159,7 @@ Napi::Value GuestMemoryTable::Add(const Napi::CallbackInfo& info) {
     return ThrowTypeError(env, "expected an ArrayBuffer or a view of one");
   }
   if (env.IsExceptionPending()) return env.Undefined();
+  Prune();  // a range whose buffer was detached is gone, and may not block this one
   if (buffer.IsDetached()) return ThrowRange(env, "the buffer is detached (unmapped)");
   if (length == 0) return ThrowRange(env, "the buffer is empty");
   if (!NoWrap(iova, length)) return ThrowRange(env, "range wraps past 2^64");

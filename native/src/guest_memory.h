@@ -9,7 +9,8 @@
 // access asked for; lookups never cross from one range into the next, and 64-bit wrap-around is
 // refused. While DMA is disabled (the PCI command register's Bus Master Enable is clear, or the client
 // went away) every lookup misses. A range whose memory was unmapped (Mapping::unmapped, or a detached
-// ArrayBuffer) is never reached, and the table's reference keeps the memory's owner alive while listed.
+// ArrayBuffer) is never reached, nor one whose memory faulted (Mapping::Poisoned: its file shrank); the
+// table's reference keeps the memory's owner alive while listed.
 //
 // Only the JS thread touches guest memory through a table (every ring operation is synchronous), and
 // a DMA_UNMAP runs on the JS thread too: an unmap can never overlap a walk.
@@ -78,6 +79,9 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable> {
   Ranges::const_iterator FirstOverlap(uint64_t iova, uint64_t size) const;
   bool Insert(Napi::Env env, uint64_t iova, Range range);
   void Erase(Ranges::iterator it);
+  // Unmapped without remove(): never reached, dropped by PruneAll.
+  bool Gone(const Range& r) const;
+  // Reachable now: not gone, and its memory not poisoned by a fault (the range stays listed).
   bool Usable(const Range& r) const;
 
   Ranges ranges_;

@@ -279,6 +279,7 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
       !ArgU32(info, 5, UINT32_MAX, &max_frames) || !ArgU32(info, 6, UINT32_MAX, &max_bytes)) {
     return env.Undefined();
   }
+  if (max_frames == 0 || max_bytes == 0) return ThrowTypeError(env, "maxFrames and maxBytes must be at least 1");
   uint32_t totals[kCountSize] = {};
   if (len == 0 || head >= len || tail >= len) return TxResult(env, head, kTxBadIndex, totals, nullptr);
   Prune();

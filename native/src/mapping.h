@@ -26,10 +26,16 @@ struct Mapping {
   bool writable = false;
   bool unmapped = false;
   int guard_slot = -1;
+  const std::atomic<uint64_t>* faults = nullptr;  // the guard's count for this mapping
   int refs = 1;
   std::vector<napi_ref> windows;  // weak references to the ArrayBuffers handed out
 
   void Ref() { refs++; }
+
+  // Faulted once (its file shrank, or had a hole the filesystem could not fill): the client broke the
+  // memory it handed over, and emu stops using it.
+  bool Poisoned() const { return faults != nullptr && faults->load(std::memory_order_relaxed) > 0; }
+  uint64_t FaultCount() const { return faults == nullptr ? 0 : faults->load(std::memory_order_relaxed); }
   // The last owner gone: unmapped now if nobody did (MappedMemory collected without unmap()).
   static void Release(napi_env env, Mapping* m) {
     if (--m->refs > 0) return;
@@ -50,9 +56,11 @@ struct Mapping {
       napi_delete_reference(env, ref);
     }
     windows.clear();
-    munmap(base, size);
+    // Out of the guard first: once unmapped, the addresses may be someone else's.
     guard::Unregister(guard_slot);
     guard_slot = -1;
+    faults = nullptr;
+    munmap(base, size);
   }
 
   // Keeps a weak reference to a window, dropping those already collected now and then.

@@ -54,6 +54,11 @@ Mapping* Checked(const Napi::CallbackInfo& info, int64_t* offset, int64_t* lengt
     ThrowErrno(info.Env(), EBADF, "mapping");
     return nullptr;
   }
+  if (m->Poisoned()) {
+    Napi::RangeError::New(info.Env(), "the mapping's memory vanished under it (its file shrank): no longer used")
+        .ThrowAsJavaScriptException();
+    return nullptr;
+  }
   if (static_cast<uint64_t>(*offset) > m->length || static_cast<uint64_t>(*length) > m->length - *offset) {
     Napi::RangeError::New(info.Env(), "range outside the mapping").ThrowAsJavaScriptException();
     return nullptr;
@@ -90,6 +95,7 @@ Napi::Value Map(const Napi::CallbackInfo& info) {
   m->length = static_cast<size_t>(length);
   m->writable = writable;
   m->guard_slot = guard::Register(base, size, page_size);
+  m->faults = guard::FaultCounter(m->guard_slot);
   Napi::External<Mapping> handle =
       Napi::External<Mapping>::New(env, m, [](Napi::Env e, Mapping* mapping) { Mapping::Release(e, mapping); });
   if (env.IsExceptionPending()) {
@@ -145,7 +151,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 Napi::Value Faults(const Napi::CallbackInfo& info) {
   Mapping* m = MappingOf(info[0]);
   if (m == nullptr) return info.Env().Undefined();
-  return Napi::Number::New(info.Env(), static_cast<double>(guard::Faults(m->guard_slot)));
+  return Napi::Number::New(info.Env(), static_cast<double>(m->FaultCount()));
 }
 
 Napi::Value Unmap(const Napi::CallbackInfo& info) {

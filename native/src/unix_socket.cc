@@ -45,7 +45,8 @@ int NewSocket() { return socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOE
 // unixListen(path, backlog, mode): fd. The socket file is created with permission bits `mode` from
 // its first moment (the umask is narrowed around bind, not chmod'ed after: in between, anyone the
 // umask let in could connect). Never unlinks an existing path: a stale or live socket file is
-// reported as EADDRINUSE and the caller decides.
+// reported as EADDRINUSE and the caller decides. The umask is the process's: a file another thread
+// creates in that moment gets the narrower one, which only ever restricts it.
 Napi::Value Listen(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   std::string path;
@@ -212,7 +213,6 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// socketError(fd): the pending SO_ERROR (0 if none), read when the poller reports an error.
 // peerCredentials(fd): { pid, uid, gid } of the process that connected (SO_PEERCRED).
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -228,6 +228,7 @@ Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// socketError(fd): the pending SO_ERROR (0 if none), read when the poller reports an error.
 Napi::Value SocketError(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();

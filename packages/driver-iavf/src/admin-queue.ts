@@ -144,8 +144,9 @@ export class AdminQueue {
     const gen = this.generation;
     this.chain = this.chain
       .then(() => {
+        if (gen !== this.generation) return undefined; // reset() cleared the flag already
         this.queued[kind] = false;
-        return gen === this.generation ? work() : undefined;
+        return work();
       })
       .catch((err) => {
         this.stats.errors++;

@@ -68,6 +68,8 @@ export class IavfDevice implements DeviceImpl {
   private lastQueues?: VfConfig;
   private link = { up: true, speedMbps: 0 };
   private queuePairs: number;
+  /** Bus Master Enable as the guest last left it (the transport clears it when the client goes). */
+  private busMaster = false;
   private resetTimers: NodeJS.Timeout[] = [];
   /** VF resets done, by cause (disconnect: the client went away). */
   readonly resets = { vf: 0, flr: 0, disconnect: 0 };
@@ -144,6 +146,16 @@ export class IavfDevice implements DeviceImpl {
         ),
     });
     this.network = options.connect?.((frame) => this.dataPath.receive(frame));
+    // Bus Master Enable set again: TX descriptors that waited for it go out. After the write is done,
+    // when the transport has opened its DMA gate (its listener runs after this one).
+    this.config.onWrite(() => {
+      const on = this.config.busMasterEnabled;
+      if (on && !this.busMaster) queueMicrotask(() => this.dataPath.dmaResumed());
+      this.busMaster = on;
+    });
+    this.config.onReset(() => {
+      this.busMaster = this.config.busMasterEnabled;
+    });
     this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);
     this.regions = {
       0: this.dataPath.bar0({
@@ -231,6 +243,7 @@ export class IavfDevice implements DeviceImpl {
    */
   disconnected(): void {
     this.resets.disconnect++;
+    this.busMaster = false;
     for (const t of this.resetTimers.splice(0)) clearTimeout(t);
     this.clearVfState(this.maxQueues);
     this.rstat = VfrState.VFACTIVE;

@@ -63,4 +63,19 @@ describe('a second client after the first went away', () => {
     const [got] = await soft.waitFrames(0, 1);
     expect(got.data.length).to.equal(128);
   });
+
+  it('honours Bus Master Enable: TX descriptors posted while it is clear wait, and go out once it is set', async () => {
+    const { h: harness, net, vf } = await Harness.linked({ mac: VF_MAC });
+    h = harness;
+    await h.client.setBusMaster(false);
+    const frame = rawFrame(PEER, VF_MAC, 100, 5);
+    await vf.transmit(frame);
+    net.inject(rawFrame(VF_MAC, PEER, 100, 6));
+    expect(await net.quietFor(50), 'frames sent without bus mastering').to.equal(0);
+    expect(h.device.dataPath.rx[0].drops, 'the frame from the network').to.equal(1);
+    await h.client.setBusMaster(true);
+    const [sent] = await net.waitSent(1);
+    expect(Buffer.from(sent).equals(frame)).to.equal(true);
+    expect(await vf.waitTxDone(0)).to.equal(1);
+  });
 });

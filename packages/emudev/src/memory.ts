@@ -57,7 +57,11 @@ export class GuestMemory {
     const hit = this.server!.dma.find(iova, length);
     if (!hit?.region.memory || !(access === 'read' ? hit.region.readable : hit.region.writable))
       return undefined;
-    return hit.region.memory.view(hit.offset, length);
+    try {
+      return hit.region.memory.view(hit.offset, length);
+    } catch {
+      return undefined; // memory the client broke (its file shrank): no longer used
+    }
   }
 
   private need(): VfioUserServer {

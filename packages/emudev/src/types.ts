@@ -89,8 +89,9 @@ export interface DeviceEvents {
   /** A client connected and negotiated: the guest can reach the device. */
   ready: [];
   /**
-   * The guest memory table changed. `kind` says how; `table` is the whole table after the change
-   * (built when read: a guest with a vIOMMU maps tens of thousands of ranges).
+   * The guest memory table changed. `kind` says how; `table` is the whole table after the change,
+   * built when read (a guest with a vIOMMU maps tens of thousands of ranges): read it in the listener,
+   * not later.
    */
   'mem-update': [{ kind: 'map' | 'unmap'; region: MemRegion; table: MemRegion[] }];
   /** A queue was enabled or disabled (or its setup changed). */

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import {
   closeSync,
   readdirSync,
@@ -148,6 +149,9 @@ describe('PcapWriter', () => {
       expect(() => PcapWriter.open(tmp.path('link.pcap'), { overwrite })).to.throw(NetworkError);
     }
     expect(readFileSync(target, 'utf8')).to.equal('keep me');
+    // Nor a FIFO planted there, which would block the open until someone read it.
+    execFileSync('mkfifo', [tmp.path('fifo.pcap')]);
+    expect(() => PcapWriter.open(tmp.path('fifo.pcap'), { overwrite: true })).to.throw(NetworkError, 'FIFO');
   });
 
   it('rejects bad paths and snaplens, and files that are not classic pcap', () => {

@@ -1,7 +1,7 @@
 // Classic libpcap capture files (what tcpdump -w writes; tshark and Wireshark read them):
 // a 24-byte file header, then per packet a 16-byte record header and the bytes.
 // https://www.tcpdump.org/manpages/pcap-savefile.5.html
-import { closeSync, constants, fchmodSync, openSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fstatSync, openSync, writeSync, writevSync } from 'node:fs';
 import { NetworkError } from './errors.js';
 import type { Attachment, Port } from './port.js';
 
@@ -86,10 +86,16 @@ export class PcapWriter {
     header.writeUInt32LE(0, 12); // sigfigs
     header.writeUInt32LE(snaplen, 16);
     header.writeUInt32LE(LINKTYPE_ETHERNET, 20);
-    const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_CLOEXEC } = constants as typeof constants & {
-      O_CLOEXEC: number;
-    };
-    const flags = O_WRONLY | O_CREAT | O_NOFOLLOW | (O_CLOEXEC ?? 0) | (options.overwrite ? O_TRUNC : O_EXCL);
+    const { O_WRONLY, O_CREAT, O_EXCL, O_TRUNC, O_NOFOLLOW, O_NONBLOCK, O_CLOEXEC } =
+      constants as typeof constants & { O_CLOEXEC: number };
+    // O_NONBLOCK: a FIFO planted at the path would otherwise hold the open (and emu) until a reader came.
+    const flags =
+      O_WRONLY |
+      O_CREAT |
+      O_NOFOLLOW |
+      O_NONBLOCK |
+      (O_CLOEXEC ?? 0) |
+      (options.overwrite ? O_TRUNC : O_EXCL);
     let fd: number;
     try {
       fd = openSync(path, flags, 0o600);
@@ -104,7 +110,14 @@ export class PcapWriter {
       if (code === 'ELOOP') {
         throw new NetworkError('EINVAL', `pcap ${path}: is a symbolic link; give the capture file itself`);
       }
+      if (code === 'ENXIO') {
+        throw new NetworkError('EINVAL', `pcap ${path}: is a FIFO nobody reads; give a regular file`);
+      }
       throw error;
+    }
+    if (!fstatSync(fd).isFile()) {
+      closeSync(fd);
+      throw new NetworkError('EINVAL', `pcap ${path}: is not a regular file; give a regular file`);
     }
     try {
       if (options.overwrite) fchmodSync(fd, 0o600);

@@ -1,4 +1,4 @@
-import { chmodSync, chownSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, lchownSync, mkdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { EmudevRegistry } from '@emu/emudev';
 import { closeFd, memfdCreate, UnixSocket } from '@emu/native';
 import { VfioUserClient } from '@emu/vfio-user';
@@ -124,6 +124,26 @@ describe('socket access: who may reach a device', () => {
     mkdirSync(tmp.path('sticky'));
     chmodSync(tmp.path('sticky'), 0o1777);
     await bus.probe(`emu_test0,path=${tmp.path('sticky/s.sock')}`);
+  });
+
+  it('refuses a socket directory inside one others could swap, or behind a link another user owns', async function () {
+    mkdirSync(tmp.path('open2'));
+    chmodSync(tmp.path('open2'), 0o777);
+    mkdirSync(tmp.path('open2/mine'), { mode: 0o700 });
+    // Safe itself, but anyone can rename open2/mine away and put their own directory there.
+    const err = await refusal(`emu_test0,path=${tmp.path('open2/mine/s.sock')}`);
+    expect(err.message).to.contain(`directory ${tmp.path('open2')} is writable by other users (mode 0777)`);
+    if (!root) this.skip(); // a link of someone else's needs root to make; CI runs as root
+    mkdirSync(tmp.path('target'), { mode: 0o700 });
+    symlinkSync(tmp.path('target'), tmp.path('link'));
+    lchownSync(tmp.path('link'), 65534, 65534);
+    const linked = await refusal(`emu_test0,path=${tmp.path('link/s.sock')}`);
+    expect(linked.message).to.contain(
+      `${tmp.path('link')} is a symbolic link of uid 65534, who could point it elsewhere`,
+    );
+    // A link of our own to a safe directory is fine.
+    symlinkSync(tmp.path('target'), tmp.path('ours'));
+    await bus.probe(`emu_test0,path=${tmp.path('ours/s.sock')}`);
   });
 
   it('refuses a socket directory that belongs to another user (its owner can replace anything in it)', async function () {

@@ -6,9 +6,9 @@
  * accepts on it, as a killed server leaves) is removed and logged.
  */
 import { constants } from 'node:fs';
-import { access, lstat, stat, unlink } from 'node:fs/promises';
+import { access, lstat, realpath, stat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
-import { dirname, resolve } from 'node:path';
+import { dirname, resolve, sep } from 'node:path';
 import { DevargsError } from './devargs.js';
 import type { Logger } from './logger.js';
 
@@ -38,7 +38,7 @@ export async function prepareSocketPath(device: string, path: string, log: Logge
     throw fail('EPATH', `cannot reach directory ${dir}: ${dirStat.message}`);
   }
   if (!dirStat.isDirectory()) throw fail('EPATH', `${dir} is not a directory`);
-  const unsafe = unsafeDirectory(dir, dirStat);
+  const unsafe = await unsafePath(dir);
   if (unsafe) throw fail('EPATH', unsafe);
   try {
     await access(dir, constants.W_OK | constants.X_OK);
@@ -65,13 +65,38 @@ export async function prepareSocketPath(device: string, path: string, log: Logge
 }
 
 /**
- * Why a directory is no place for a socket, or undefined if it is fine: whoever may rename or remove
- * files in it could replace our socket with theirs. That is its owner (so it must be us or root), and
+ * Why a directory is no place for a socket, or undefined if it is fine: nobody but us and root may be
+ * able to swap the socket, or a directory on the way to it, for their own. So every symbolic link on
+ * the way belongs to us or root (whoever owns one can point it elsewhere), and every directory from /
+ * to the socket's, symbolic links resolved, passes unsafeDirectory.
+ */
+async function unsafePath(dir: string): Promise<string | undefined> {
+  const parts = dir.split(sep).filter((p) => p !== '');
+  for (let i = 1; i <= parts.length; i++) {
+    const at = sep + parts.slice(0, i).join(sep);
+    const st = await lstat(at);
+    if (st.isSymbolicLink() && st.uid !== me() && st.uid !== 0) {
+      return `${at} is a symbolic link of uid ${st.uid}, who could point it elsewhere: use a path without it`;
+    }
+  }
+  const real = await realpath(dir);
+  const chain = real.split(sep).filter((p) => p !== '');
+  for (let i = 0; i <= chain.length; i++) {
+    const at = sep + chain.slice(0, i).join(sep);
+    const why = unsafeDirectory(at, await stat(at));
+    if (why) return why;
+  }
+  return undefined;
+}
+
+const me = () => process.getuid?.() ?? 0;
+
+/**
+ * Why one directory lets others replace what is in it: its owner can (so it must be us or root), and
  * anyone it is writable for, unless the sticky bit limits them to their own files (as in /tmp).
  */
 function unsafeDirectory(dir: string, st: { uid: number; mode: number }): string | undefined {
-  const me = process.getuid?.() ?? 0;
-  if (st.uid !== me && st.uid !== 0) {
+  if (st.uid !== me() && st.uid !== 0) {
     return `directory ${dir} belongs to uid ${st.uid}, who could replace the socket: use a directory you own`;
   }
   const shared = (st.mode & 0o022) !== 0;

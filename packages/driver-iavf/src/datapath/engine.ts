@@ -21,11 +21,12 @@
  * per frame, writes qword1 last; a buffer outside guest memory is written back DD|EOF|RXE (dropped) and
  * the ring moves on.
  *
- * Bounds, as hardware has them: a TX pass produces at most TX_PASS_FRAMES frames (TSO segments count
- * one each) or TX_PASS_BYTES bytes, then yields to the event loop and goes on in a later turn, so one
- * guest's doorbell (a ring of 64-byte-MSS TSO packets) cannot stall every other device; frames waiting
- * for the TypeScript RX path are at most RX_BACKLOG, the rest are dropped and counted. While DMA is
- * disabled (Bus Master Enable clear, or no client), nothing touches guest memory: TX waits, RX drops.
+ * Bounds, as hardware has them: a TX pass starts no new packet once it produced TX_PASS_FRAMES
+ * frames (TSO segments count one each) or TX_PASS_BYTES bytes, then yields to the event loop and goes
+ * on in a later turn, so one guest's doorbell (a ring of 64-byte-MSS TSO packets) cannot stall every
+ * other device; frames waiting for the TypeScript RX path are at most RX_BACKLOG, the rest are
+ * dropped and counted. While DMA is disabled (Bus Master Enable clear, or no client), nothing touches
+ * guest memory: TX waits (dmaResumed goes on with it), RX drops.
  *
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
@@ -170,6 +171,7 @@ export class DataPath {
   /** Frames waiting in rxChain: while there are any, new frames queue behind them (order). */
   private rxQueued = 0;
   private generation = 0;
+  private closed = false;
   private readonly tails?: TailPage;
   private readonly mac: number[];
 
@@ -239,6 +241,7 @@ export class DataPath {
 
   /** The device goes: watcher joined, shared page unmapped and closed. Nothing runs after this. */
   close(): void {
+    this.closed = true;
     this.generation++;
     this.cancelLater();
     this.tails?.close();
@@ -270,8 +273,8 @@ export class DataPath {
     this.txTail[q] = tail;
     // A running pass, or one waiting for its next turn, picks the new tail up.
     if (this.txBusy[q] || this.txLater[q]) return;
-    // No DMA now (Bus Master Enable clear, no client): the descriptors wait, as on hardware.
-    if (!this.host.memory.dmaEnabled) return;
+    // No DMA now (Bus Master Enable clear, no client): the descriptors wait (dmaResumed goes on).
+    if (this.closed || !this.host.memory.dmaEnabled) return;
     if (this.table) {
       // Synchronous: whatever fails in it (the network included) is logged here, never thrown at the
       // doorbell's caller (a REGION_WRITE handler, or the watcher's wake-up).
@@ -284,12 +287,25 @@ export class DataPath {
     }
     this.txBusy[q] = true;
     this.engineStats.tsTx++;
+    const gen = this.generation;
     void this.runTx(q)
       // Guest memory can go away under a pass (the device stopped): log it, never let it escape.
       .catch((err) => this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx'))
       .finally(() => {
         this.txBusy[q] = false;
+        // A pass the queue's reset cut short took the doorbells rung meanwhile with it: look again.
+        if (gen !== this.generation && !this.closed) this.txDoorbell(q, this.txTail[q]);
       });
+  }
+
+  /**
+   * DMA is allowed again (the guest set Bus Master Enable): doorbells rung while it was not left their
+   * descriptors waiting, as on hardware, which now goes on with them.
+   */
+  dmaResumed(): void {
+    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+      if (this.txTail[q] !== this.txHead[q]) this.txDoorbell(q, this.txTail[q]);
+    }
   }
 
   /** A frame from the network for this VF. */

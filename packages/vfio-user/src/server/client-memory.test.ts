@@ -66,7 +66,7 @@ describe('VfioUserServer and the memory a client maps', () => {
     peer.close();
   });
 
-  it('survives a client that shrinks mapped memory: the lost pages read zeros, the fault is logged', async () => {
+  it('survives a client that shrinks mapped memory: the lost page reads zeros, the mapping is used no more, the fault is logged', async () => {
     serve();
     const client = await VfioUserClient.connect(t.server.path);
     const size = 0x10000;
@@ -79,10 +79,11 @@ describe('VfioUserServer and the memory a client maps', () => {
     ftruncateSync(fd, 0x4000);
     // Page 8 is past the new end: without the guard, this read would kill the process.
     expect((await t.server.dmaRead(0x108000n, 16)).every((b) => b === 0)).to.equal(true);
-    expect((await t.server.dmaRead(0x100000n, 4)).toString('hex')).to.equal('5a5a5a5a');
-    // The rest of the mapping went with that page: a write there faults no more.
-    await t.server.dmaWrite(0x10c000n, Buffer.from('into the void'));
     expect(guardStats().faults).to.equal(before + 1);
+    // The client broke that memory: the device uses it no more, not even the pages still there.
+    const refused = await t.server.dmaRead(0x100000n, 4).catch((e) => e as Error);
+    expect(String(refused)).to.contain('vanished');
+    expect(t.server.dma.native.lookup(0x100000n, 4n)).to.equal('miss');
     await until(() => t.server.stats.memoryFaults === 1, 'the fault to be reported', 3000);
     expect(t.log.lines.find((l) => l.level === 'error')?.msg).to.contain('client memory shrank');
     // Still serving.
@@ -105,7 +106,9 @@ describe('VfioUserServer and the memory a client maps', () => {
     await until(() => t.server.dma.size === 0, 'the mapping to go');
   });
 
-  it('holds the advertised 65535 DMA maps, found and unmapped one by one', async () => {
+  it('holds the advertised 65535 DMA maps, found and unmapped one by one', async function () {
+    // 131070 round trips; how fast the table is at that size is the DMA table benchmark's to say.
+    this.timeout(30_000);
     serve();
     const client = await VfioUserClient.connect(t.server.path);
     const memory = new Uint8Array(4096);

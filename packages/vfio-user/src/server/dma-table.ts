@@ -67,7 +67,13 @@ export class DmaTable {
 
   /** The ranges, by address. */
   get regions(): readonly DmaRegion[] {
-    return this.native.list().map((r) => this.byAddress.get(r.iova)!);
+    const listed = this.native.list();
+    if (listed.length !== this.byAddress.size) {
+      // A region's memory was unmapped behind our back (DmaRegion.memory.unmap()): it is gone.
+      const live = new Set(listed.map((r) => r.iova));
+      for (const address of this.byAddress.keys()) if (!live.has(address)) this.byAddress.delete(address);
+    }
+    return listed.map((r) => this.byAddress.get(r.iova)!);
   }
 
   get size(): number {

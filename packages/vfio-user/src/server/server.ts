@@ -7,7 +7,7 @@
  */
 
 import { EventEmitter } from 'node:events';
-import { chownSync } from 'node:fs';
+import { chmodSync, chownSync } from 'node:fs';
 import { guardStats, UnixListener, type UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
@@ -98,7 +98,10 @@ export interface ServerStats {
   irqsTriggered: number;
   /** Interrupts that could not be delivered (the client's eventfd full or failing): dropped. */
   irqsDropped: number;
-  /** Pages of mapped client memory that vanished under us (the file shrank): read as zeros since. */
+  /**
+   * Faults in mapped client memory whose file shrank (or had a hole that could not be filled): each
+   * faulting page reads as zeros, and the device uses that mapping no more.
+   */
   memoryFaults: number;
   /** Connections refused for their peer's uid (SocketAccess.allowedUids). */
   refusedPeers: number;
@@ -195,10 +198,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   listen(): this {
     if (this.listener) throw new Error(`server ${this.path}: already listening`);
     const access = this.options.socket ?? {};
-    const listener = UnixListener.listen(this.path, { mode: access.mode ?? 0o600 });
-    if (access.uid !== undefined || access.gid !== undefined) {
+    const mode = access.mode ?? 0o600;
+    const giveAway = access.uid !== undefined || access.gid !== undefined;
+    // Given away, the socket opens to its mode only once it has its owner: until then it is ours alone.
+    const listener = UnixListener.listen(this.path, { mode: giveAway ? 0o600 : mode });
+    if (giveAway) {
       try {
         chownSync(this.path, access.uid ?? -1, access.gid ?? -1);
+        chmodSync(this.path, mode);
       } catch (err) {
         listener.close();
         const e = err as NodeJS.ErrnoException;
@@ -336,7 +343,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
           size: `0x${hex(region.size)}`,
           faults,
         },
-        'client memory shrank under its DMA mapping (the file was truncated): those pages read as zeros now',
+        'client memory shrank under its DMA mapping (the file was truncated): the device no longer uses it',
       );
     }
   }
