@@ -179,7 +179,7 @@ describe('one emu process against hostile clients and guests, back to back', fun
       await client.regionWrite(0, Reg.VF_ATQLEN1, u32(QLen.ENABLE | 32));
       ftruncateSync(fd, 0);
       await client.regionWrite(0, Reg.VF_ATQT1, u32(1));
-      await until(() => run.io.stderr.includes('client memory shrank'), 'the fault to be logged', 5000);
+      await until(() => run.io.stderr.includes('client memory vanished'), 'the fault to be logged', 5000);
       closeFd(fd);
       client.close();
     }

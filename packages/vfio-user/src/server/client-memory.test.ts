@@ -85,7 +85,7 @@ describe('VfioUserServer and the memory a client maps', () => {
     expect(String(refused)).to.contain('vanished');
     expect(t.server.dma.native.lookup(0x100000n, 4n)).to.equal('miss');
     await until(() => t.server.stats.memoryFaults === 1, 'the fault to be reported', 3000);
-    expect(t.log.lines.find((l) => l.level === 'error')?.msg).to.contain('client memory shrank');
+    expect(t.log.lines.find((l) => l.level === 'error')?.msg).to.contain('client memory vanished');
     // Still serving.
     expect((await client.getDeviceInfo()).numRegions).to.equal(9);
     client.close();

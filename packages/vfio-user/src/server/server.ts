@@ -343,7 +343,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
           size: `0x${hex(region.size)}`,
           faults,
         },
-        'client memory shrank under its DMA mapping (the file was truncated): the device no longer uses it',
+        'client memory vanished under its DMA mapping (its file shrank, or a hole in it could not be filled, e.g. no free huge pages): the device no longer uses it',
       );
     }
   }
