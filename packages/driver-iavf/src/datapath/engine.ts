@@ -227,13 +227,15 @@ export class DataPath {
   }
 
   /**
-   * Power-on: heads and tails (the whole shared page, VFINT_ITRN1 included), watcher stopped. Counters
+   * Power-on: heads and tails (the whole shared page, VFINT_ITRN1 included), watcher released. Counters
    * run on across VF resets, as a PF's per-VSI statistics do, so `emu`'s status and GET_STATS show the
    * device's whole life.
    */
   reset(): void {
     this.resetHeads();
-    this.tails?.unwatch();
+    // Released, not only stopped: a device whose client went keeps nothing of it (the watcher's own
+    // mapping of the page included); the next ENABLE_QUEUES makes a new one.
+    this.tails?.releaseWatcher();
     this.tails?.clear();
     this.rxTail.fill(0);
     this.txTail.fill(0);

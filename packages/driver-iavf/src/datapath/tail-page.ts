@@ -153,6 +153,12 @@ export class TailPage {
     this.watcher?.stop();
   }
 
+  /** Stops the watcher and releases it (its mapping of the page too); watch() makes a new one. */
+  releaseWatcher(): void {
+    this.watcher?.close();
+    this.watcher = undefined;
+  }
+
   get watching(): boolean {
     return this.watcher?.running ?? false;
   }
