@@ -85,15 +85,21 @@ bool GuestMemoryTable::Usable(const Range& r) const {
   return r.mapping == nullptr || (!r.mapping->unmapped && !r.mapping->Poisoned());
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
-  if (!enabled_ || length == 0 || ranges_.empty()) return Hit::kMiss;
+GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::Holding(uint64_t iova, uint64_t length) const {
   // The last range starting at or below iova is the only one that can hold it.
   auto it = ranges_.upper_bound(iova);
-  if (it == ranges_.begin()) return Hit::kMiss;
+  if (it == ranges_.begin()) return ranges_.end();
   --it;
+  const uint64_t offset = iova - it->first;
+  return offset < it->second.size && length <= it->second.size - offset ? it : ranges_.end();
+}
+
+GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
+  if (!enabled_ || length == 0) return Hit::kMiss;
+  auto it = Holding(iova, length);
+  if (it == ranges_.end() || !Usable(it->second)) return Hit::kMiss;
   const Range& r = it->second;
   const uint64_t offset = iova - it->first;
-  if (offset >= r.size || length > r.size - offset || !Usable(r)) return Hit::kMiss;
   if (r.host == nullptr) return Hit::kIndirect;
   if (write ? !r.writable : !r.readable) return Hit::kDenied;
   *out = r.host + offset;
@@ -258,12 +264,8 @@ Napi::Value GuestMemoryTable::FindRange(const Napi::CallbackInfo& info) {
   uint64_t iova, length;
   if (!ArgBigUint64(info, 0, &iova) || !ArgBigUint64(info, 1, &length)) return env.Undefined();
   Prune();
-  auto it = ranges_.upper_bound(iova);
-  if (it == ranges_.begin()) return env.Null();
-  --it;
-  const uint64_t offset = iova - it->first;
-  if (offset >= it->second.size || length > it->second.size - offset) return env.Null();
-  return Napi::BigInt::New(env, it->first);
+  auto it = Holding(iova, length);
+  return it == ranges_.end() ? env.Null() : Napi::Value(Napi::BigInt::New(env, it->first));
 }
 
 // overlapping(iova: bigint, size: bigint): { iova, size } of a range overlapping [iova, iova + size), or

@@ -75,6 +75,8 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable> {
   Napi::Value GuestPostTx(const Napi::CallbackInfo& info);
   Napi::Value GuestPostRx(const Napi::CallbackInfo& info);
 
+  // The one range holding [iova, iova + length) whatever its state and access, or end().
+  Ranges::const_iterator Holding(uint64_t iova, uint64_t length) const;
   // The first range overlapping [iova, iova + size), or end().
   Ranges::const_iterator FirstOverlap(uint64_t iova, uint64_t size) const;
   bool Insert(Napi::Env env, uint64_t iova, Range range);

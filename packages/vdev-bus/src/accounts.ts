@@ -20,7 +20,7 @@ function lookup(file: string, name: string): number | undefined {
   return undefined;
 }
 
-function resolveId(kind: 'user' | 'group', text: string, files: { passwd: string; group: string }): number {
+function resolveId(kind: 'user' | 'group', text: string, files: AccountFiles): number {
   if (/^\d+$/.test(text)) {
     const id = Number(text);
     if (id > 0xfffffffe) throw new Error(`${text} is not a ${kind} id`);

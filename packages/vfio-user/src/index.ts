@@ -32,7 +32,6 @@ export { type IrqCounts, IrqTable } from './server/irqs.js';
 export {
   type ClientInfo,
   emptyServerStats,
-  SERVER_MAX_MSG_FDS,
   SERVER_MINOR,
   type ServerEvents,
   type ServerOptions,

@@ -127,3 +127,5 @@ export const DEFAULT_MAX_DMA_MAPS = 65535;
 export const DEFAULT_PGSIZES = 4096;
 /** Linux refuses more fds per sendmsg (SCM_MAX_FD). */
 export const SCM_MAX_FD = 253;
+/** The max_msg_fds our server advertises: most fds one message to it may carry (QEMU splits SET_IRQS by it). */
+export const SERVER_MAX_MSG_FDS = 16;

@@ -226,11 +226,11 @@ export class DmaTable {
   }
 
   /**
-   * The direct range holding [address, address+length) with the access asked for. Throws a RangeError
-   * naming the address when DMA is disabled, the range is not mapped, not mapped with an fd, or lacks
+   * Where a DMA of [address, address+length) goes: the one range holding it, allowing the access.
+   * Throws a RangeError naming the address when DMA is disabled, the range is not mapped, or it lacks
    * the access.
    */
-  private direct(address: bigint, length: number, access: 'read' | 'write') {
+  target(address: bigint, length: number, access: 'read' | 'write'): { region: DmaRegion; offset: number } {
     if (!this.dmaEnabled) {
       throw new RangeError(
         `DMA ${access} at 0x${hex(address)}: DMA is disabled (Bus Master Enable is clear)`,
@@ -238,12 +238,17 @@ export class DmaTable {
     }
     const hit = this.find(address, length);
     if (!hit) throw new RangeError(`DMA ${access} [0x${hex(address)}, +${length}) is outside guest memory`);
-    const { region, offset } = hit;
-    if (access === 'write' ? !region.writable : !region.readable) {
+    if (access === 'write' ? !hit.region.writable : !hit.region.readable) {
       throw new RangeError(
         `DMA ${access} [0x${hex(address)}, +${length}) hits a range mapped without ${access}`,
       );
     }
+    return hit;
+  }
+
+  /** target(), in a range mapped with an fd (reached directly); a RangeError for one without. */
+  private direct(address: bigint, length: number, access: 'read' | 'write') {
+    const { region, offset } = this.target(address, length, access);
     if (!region.memory)
       throw new RangeError(`DMA ${access} at 0x${hex(address)}: range was mapped without an fd`);
     return { memory: region.memory, offset };

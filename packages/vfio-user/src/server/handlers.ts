@@ -16,6 +16,7 @@ import {
   PCI_NUM_REGIONS,
   RegionCap,
   RegionFlag,
+  SERVER_MAX_MSG_FDS,
 } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
 import {
@@ -305,7 +306,11 @@ export const COMMAND_TABLE: Readonly<Partial<Record<number, CommandSpec>>> = {
     handle: handleGetRegionIoFds,
   },
   [Command.DEVICE_GET_IRQ_INFO]: { minPayload: IrqInfo.size, maxFds: 0, handle: handleGetIrqInfo },
-  [Command.DEVICE_SET_IRQS]: { minPayload: IrqSet.size, maxFds: 16, handle: handleSetIrqs },
+  [Command.DEVICE_SET_IRQS]: {
+    minPayload: IrqSet.size,
+    maxFds: SERVER_MAX_MSG_FDS,
+    handle: handleSetIrqs,
+  },
   [Command.REGION_READ]: { minPayload: RegionAccess.size, maxFds: 0, handle: handleRegionRead },
   [Command.REGION_WRITE]: { minPayload: RegionAccess.size, maxFds: 0, handle: handleRegionWrite },
   [Command.DEVICE_RESET]: { minPayload: 0, maxFds: 0, handle: handleDeviceReset },

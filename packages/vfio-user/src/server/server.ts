@@ -21,6 +21,7 @@ import {
   IRQ_INDEX_NAMES,
   type IrqIndexName,
   PROTOCOL_MAJOR,
+  SERVER_MAX_MSG_FDS,
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { DmaAccess, RegionAccess, Version } from '../protocol/messages.js';
@@ -33,8 +34,6 @@ import { IrqTable } from './irqs.js';
 
 /** The highest minor version we speak. A client gets min(its minor, this). */
 export const SERVER_MINOR = 2;
-/** The max_msg_fds we advertise: most fds one message to us may carry (QEMU splits SET_IRQS by it). */
-export const SERVER_MAX_MSG_FDS = 16;
 /** Default time a new connection has to send VERSION. */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often a connected client's memory is checked for faults the SIGBUS guard caught. */
@@ -277,7 +276,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
    * messages. Rejects with a RangeError when the range is not mapped for reading.
    */
   async dmaRead(address: bigint, length: number): Promise<Buffer> {
-    const hit = this.dmaTarget(address, length, 'read');
+    const hit = this.dma.target(address, length, 'read');
     this.stats.dmaReadBytes += length;
     if (hit.region.memory) return this.dma.read(address, length);
     const out = Buffer.alloc(length);
@@ -292,7 +291,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
 
   /** Writes guest memory, directly or with DMA_WRITE messages; see dmaRead. */
   async dmaWrite(address: bigint, data: Uint8Array): Promise<void> {
-    const hit = this.dmaTarget(address, data.length, 'write');
+    const hit = this.dma.target(address, data.length, 'write');
     this.stats.dmaWriteBytes += data.length;
     if (hit.region.memory) {
       this.dma.write(address, data);
@@ -303,22 +302,6 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       await this.dmaMessage(Command.DMA_WRITE, address + BigInt(done), n, data.subarray(done, done + n));
       done += n;
     }
-  }
-
-  /** The mapped range a DMA goes to; a RangeError when DMA is off or the range is not mapped so. */
-  private dmaTarget(address: bigint, length: number, access: 'read' | 'write') {
-    if (!this.dma.dmaEnabled) {
-      throw new RangeError(
-        `DMA ${access} at 0x${hex(address)}: DMA is disabled (Bus Master Enable is clear)`,
-      );
-    }
-    const hit = this.dma.find(address, length);
-    if (!hit || !(access === 'read' ? hit.region.readable : hit.region.writable)) {
-      throw new RangeError(
-        `DMA ${access} [0x${hex(address)}, +${length}) is outside ${access === 'read' ? '' : 'writable '}guest memory`,
-      );
-    }
-    return hit;
   }
 
   private updateDmaGate(): void {

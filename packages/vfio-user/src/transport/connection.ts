@@ -16,7 +16,7 @@ export interface ConnectionOptions {
   maxMessageSize: number;
   /**
    * Most fds one message may carry (the max_msg_fds we advertise); fds beyond it are closed as they
-   * arrive and their message is refused. Default 16.
+   * arrive and their message is refused. Default SERVER_MAX_MSG_FDS (16).
    */
   maxMessageFds?: number;
   logger: Logger;

@@ -6,7 +6,7 @@
  * message with its fds at once, so a message owns the fds of every chunk whose last byte is inside it.
  */
 import { closeFd } from '@emu/native';
-import { HEADER_SIZE } from '../protocol/constants.js';
+import { HEADER_SIZE, SERVER_MAX_MSG_FDS } from '../protocol/constants.js';
 import { Header } from '../protocol/messages.js';
 import type { StructValue } from '../protocol/struct.js';
 
@@ -44,7 +44,7 @@ export class MessageFramer {
    */
   constructor(
     private readonly maxMessageSize: number,
-    private readonly maxFds = 16,
+    private readonly maxFds = SERVER_MAX_MSG_FDS,
   ) {}
 
   /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
@@ -74,7 +74,7 @@ export class MessageFramer {
       if (header.size < HEADER_SIZE) {
         // The header alone is all we can resynchronise on.
         this.consume(HEADER_SIZE);
-        out.push({ kind: 'undersized', header, fds: this.takeFdsBefore(this.base) });
+        out.push({ kind: 'undersized', header, fds: this.takeFdsBefore(this.base).fds });
         continue;
       }
       if (header.size > this.maxMessageSize) {
@@ -82,17 +82,13 @@ export class MessageFramer {
         const have = Math.min(this.buffered, header.size);
         this.consume(have);
         this.skip = header.size - have;
-        out.push({ kind: 'oversized', header, fds: this.takeFdsBefore(start + header.size) });
+        out.push({ kind: 'oversized', header, fds: this.takeFdsBefore(start + header.size).fds });
         continue;
       }
       if (this.buffered < header.size) break;
       const whole = this.consume(header.size);
-      const excess = this.excessBefore(this.base);
-      const message: Message = {
-        header,
-        payload: whole.subarray(HEADER_SIZE),
-        fds: this.takeFdsBefore(this.base),
-      };
+      const { fds, excess } = this.takeFdsBefore(this.base);
+      const message: Message = { header, payload: whole.subarray(HEADER_SIZE), fds };
       if (excess > 0) message.excessFds = excess;
       out.push({ kind: 'message', message });
     }
@@ -125,27 +121,21 @@ export class MessageFramer {
     return data;
   }
 
-  private excessBefore(end: number): number {
-    let n = 0;
-    for (const p of this.pendingFds) {
-      if (p.at >= end) break;
-      n += p.excess;
-    }
-    return n;
-  }
-
-  private takeFdsBefore(end: number): number[] {
-    const taken: number[] = [];
+  /** The fds of the chunks ending before `end`, and how many more came with them (closed on arrival). */
+  private takeFdsBefore(end: number): { fds: number[]; excess: number } {
+    const fds: number[] = [];
+    let excess = 0;
     while (this.pendingFds.length > 0 && this.pendingFds[0].at < end) {
-      const { fds } = this.pendingFds.shift()!;
-      this.heldFds -= fds.length;
-      taken.push(...fds);
+      const p = this.pendingFds.shift()!;
+      this.heldFds -= p.fds.length;
+      fds.push(...p.fds);
+      excess += p.excess;
     }
-    return taken;
+    return { fds, excess };
   }
 
   private dropFdsBefore(end: number): void {
-    for (const fd of this.takeFdsBefore(end)) safeClose(fd);
+    for (const fd of this.takeFdsBefore(end).fds) safeClose(fd);
   }
 }
 
