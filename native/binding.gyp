@@ -13,6 +13,7 @@
       "src/guest_memory.cc",
       "src/guard.cc",
       "src/iavf_rings.cc",
+      "src/iavf_ring_core.cc",
       "src/iavf_offloads.cc",
       "src/doorbell_watcher.cc"
     ],

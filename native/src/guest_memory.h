@@ -21,18 +21,14 @@
 #include <cstdint>
 #include <map>
 
+#include "dma_space.h"
 #include "mapping.h"
 
 namespace emu {
 
-class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable> {
+class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSpace {
  public:
-  enum class Hit {
-    kOk,        // *out is the host address of iova
-    kMiss,      // in no range (or crossing ranges), or DMA disabled
-    kIndirect,  // in a range reached only by DMA messages
-    kDenied,    // in a direct range without the access asked for
-  };
+  using Hit = emu::Hit;
 
   static Napi::Function Define(Napi::Env env);
   explicit GuestMemoryTable(const Napi::CallbackInfo& info);
@@ -43,7 +39,8 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable> {
   void Prune();
   // Also drops mapping ranges that were unmapped without remove() (O(n): for list and count).
   void PruneAll();
-  Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const;
+  // kIndirect: a range reached only by DMA messages.
+  Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const override;
 
  private:
   struct Range {
