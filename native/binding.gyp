@@ -15,7 +15,11 @@
       "src/iavf_rings.cc",
       "src/iavf_ring_core.cc",
       "src/iavf_offloads.cc",
-      "src/doorbell_watcher.cc"
+      "src/doorbell_watcher.cc",
+      "src/memory_lock.cc",
+      "src/mac_table.cc",
+      "src/iavf_nic.cc",
+      "src/dataplane.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [

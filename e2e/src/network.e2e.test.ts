@@ -120,6 +120,13 @@ describe('emu serving two iavf NICs on one switch to two QEMU guests', function 
     ).to.equal(true);
   });
 
+  it("forwarded between the two NICs on the data plane's worker, not in JavaScript", () => {
+    for (const dev of ['emu_iavf0', 'emu_iavf1']) {
+      const lines = emu.stdout.split('\n').filter((l) => l.includes(`${dev} `));
+      expect(lines[lines.length - 1], lines.join('\n')).to.match(/path data plane$/);
+    }
+  });
+
   it('logs no device error on the way', async () => {
     expect(await emu.stop()).to.equal(0);
     expect(emu.stderr, emu.stderr).to.equal('');

@@ -134,6 +134,70 @@ export interface NativeDoorbellWatcher {
   stats(): { polls: number; notifications: number; running: boolean };
 }
 
+export interface NativeDataPlane {
+  stats(): { running: boolean; nics: number; polls: number; frames: number };
+  close(): void;
+}
+
+export interface NativePortCounters {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  drops: { runt: number; oversize: number; noDestination: number; overrun: number; error: number };
+}
+
+export interface NativeSwitchCounters {
+  learned: number;
+  moved: number;
+  aged: number;
+  tableFull: number;
+  flooded: number;
+  unknownUnicast: number;
+}
+
+export interface NativeSwitch {
+  addPort(mtu: number): number;
+  removePort(id: number): void;
+  forward(from: number, frame: Uint8Array, now: number): number[] | -1;
+  lookup(mac: number, now: number): number;
+  macTable(now: number): Array<[mac: number, port: number, lastSeen: number]>;
+  counters(): NativeSwitchCounters;
+  portCounters(id: number): NativePortCounters;
+  flush(): void;
+  close(): void;
+}
+
+export interface NativeIavfNic {
+  configure(config: object): void;
+  setTable(table: NativeGuestMemoryTable | null): void;
+  attach(sw: NativeSwitch, mtu: number): number;
+  detach(): void;
+  start(): void;
+  stop(): void;
+  kick(): void;
+  resetHeads(): void;
+  receive(frame: Uint8Array): boolean;
+  info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
+  close(): void;
+}
+
+/** src/dataplane.cc's layout of an IavfNic's state (heads, then counters). */
+export interface NativeDataPlaneLayout {
+  queues: number;
+  queueStats: number;
+  txStats: number;
+  rxStats: number;
+  rxKinds: number;
+  txKinds: number;
+  filtered: number;
+  counterCount: number;
+  headsBytes: number;
+  stateBytes: number;
+  eventSlow: number;
+  eventBadTail: number;
+}
+
 export interface NativeBinding {
   readonly pageSize: number;
   readonly sourceHash: string;
@@ -190,6 +254,23 @@ export interface NativeBinding {
     callback: (mask: number) => void,
     options: DoorbellWatcherOptions,
   ) => NativeDoorbellWatcher;
+  readonly DataPlane: new (options: object) => NativeDataPlane;
+  readonly NativeSwitch: new (
+    plane: NativeDataPlane,
+    options: {
+      agingMs: number;
+      maxMacs: number;
+      now: number;
+      onEscape: (ports: number[], frames: Buffer[]) => void;
+    },
+  ) => NativeSwitch;
+  readonly IavfNic: new (
+    plane: NativeDataPlane,
+    tailFd: number,
+    state: ArrayBuffer,
+    onEvents: (rx: number, tx: number, flags: number) => void,
+  ) => NativeIavfNic;
+  readonly dataPlaneLayout: NativeDataPlaneLayout;
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

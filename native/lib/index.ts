@@ -6,6 +6,22 @@ export const PAGE_SIZE: number = binding.pageSize;
 /** Hash of the native sources the loaded .node was built from (see scripts/source-hash.mjs). */
 export const sourceHash: string = binding.sourceHash;
 
+export {
+  DataPlane,
+  type DataPlaneOptions,
+  type DataPlaneStats,
+  IavfNic,
+  type IavfNicConfig,
+  type IavfNicEvents,
+  type IavfNicOptions,
+  type IavfNicQueue,
+  type IavfNicRxQueue,
+  NIC_STATE,
+  SwitchCore,
+  type SwitchCoreCounters,
+  type SwitchCoreOptions,
+  type SwitchPortCounters,
+} from './dataplane.js';
 export { DoorbellWatcher, type DoorbellWatcherOptions } from './doorbell-watcher.js';
 export { isSystemError, type SystemError } from './errors.js';
 export { EventFd, type EventFdOptions } from './eventfd.js';

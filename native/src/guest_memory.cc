@@ -7,6 +7,7 @@
 #include "args.h"
 #include "errors.h"
 #include "mapping.h"
+#include "memory_lock.h"
 #include "module.h"
 
 namespace emu {
@@ -32,8 +33,17 @@ Napi::Object RangeObject(Napi::Env env, uint64_t iova, uint64_t size) {
 
 }  // namespace
 
+Napi::FunctionReference* GuestMemoryTable::constructor_ = nullptr;
+
+GuestMemoryTable* GuestMemoryTable::FromValue(Napi::Value v) {
+  if (constructor_ == nullptr || !v.IsObject() || !v.As<Napi::Object>().InstanceOf(constructor_->Value())) {
+    return nullptr;
+  }
+  return Unwrap(v.As<Napi::Object>());
+}
+
 Napi::Function GuestMemoryTable::Define(Napi::Env env) {
-  return DefineClass(env, "GuestMemoryTable",
+  Napi::Function f = DefineClass(env, "GuestMemoryTable",
                      {
                          InstanceMethod<&GuestMemoryTable::Add>("add"),
                          InstanceMethod<&GuestMemoryTable::AddMapping>("addMapping"),
@@ -53,6 +63,8 @@ Napi::Function GuestMemoryTable::Define(Napi::Env env) {
                          InstanceMethod<&GuestMemoryTable::GuestPostTx>("guestPostTx"),
                          InstanceMethod<&GuestMemoryTable::GuestPostRx>("guestPostRx"),
                      });
+  constructor_ = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
 }
 
 GuestMemoryTable::GuestMemoryTable(const Napi::CallbackInfo& info)
@@ -67,6 +79,7 @@ GuestMemoryTable::~GuestMemoryTable() {
 void GuestMemoryTable::Erase(Ranges::iterator it) {
   if (it->second.mapping != nullptr) Mapping::Release(env_, it->second.mapping);
   if (!it->second.keep.IsEmpty()) buffer_ranges_--;
+  memory_lock::Exclusive quiesce;  // no worker is looking the range up
   ranges_.erase(it);
 }
 
@@ -94,16 +107,26 @@ GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::Holding(uint64_t iova
   return offset < it->second.size && length <= it->second.size - offset ? it : ranges_.end();
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
-  if (!enabled_ || length == 0) return Hit::kMiss;
+GuestMemoryTable::Hit GuestMemoryTable::Resolve(uint64_t iova, uint64_t length, bool write, uint8_t** out,
+                                                bool mappings_only) const {
+  if (!enabled_.load(std::memory_order_acquire) || length == 0) return Hit::kMiss;
   auto it = Holding(iova, length);
   if (it == ranges_.end() || !Usable(it->second)) return Hit::kMiss;
   const Range& r = it->second;
   const uint64_t offset = iova - it->first;
-  if (r.host == nullptr) return Hit::kIndirect;
+  if (r.host == nullptr || (mappings_only && r.mapping == nullptr)) return Hit::kIndirect;
   if (write ? !r.writable : !r.readable) return Hit::kDenied;
   *out = r.host + offset;
   return Hit::kOk;
+}
+
+GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
+  return Resolve(iova, length, write, out, false);
+}
+
+GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_t length, bool write,
+                                                          uint8_t** out) const {
+  return table_->Resolve(iova, length, write, out, true);
 }
 
 GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::FirstOverlap(uint64_t iova, uint64_t size) const {
@@ -134,7 +157,10 @@ bool GuestMemoryTable::Insert(Napi::Env env, uint64_t iova, Range range) {
     }
     Erase(ranges_.find(it->first));  // its memory was unmapped without remove(): it is gone
   }
-  ranges_.emplace(iova, std::move(range));
+  {
+    memory_lock::Exclusive quiesce;
+    ranges_.emplace(iova, std::move(range));
+  }
   return true;
 }
 
@@ -311,12 +337,12 @@ Napi::Value GuestMemoryTable::Within(const Napi::CallbackInfo& info) {
 Napi::Value GuestMemoryTable::SetEnabled(const Napi::CallbackInfo& info) {
   bool enabled;
   if (!ArgBool(info, 0, &enabled)) return info.Env().Undefined();
-  enabled_ = enabled;
+  enabled_.store(enabled, std::memory_order_release);
   return info.Env().Undefined();
 }
 
 Napi::Value GuestMemoryTable::GetEnabled(const Napi::CallbackInfo& info) {
-  return Napi::Boolean::New(info.Env(), enabled_);
+  return Napi::Boolean::New(info.Env(), enabled_.load());
 }
 
 Napi::Value GuestMemoryTable::GetCount(const Napi::CallbackInfo& info) {

@@ -12,13 +12,16 @@
 // ArrayBuffer) is never reached, nor one whose memory faulted (Mapping::Poisoned: its file shrank); the
 // table's reference keeps the memory's owner alive while listed.
 //
-// Only the JS thread touches guest memory through a table (every ring operation is synchronous), and
-// a DMA_UNMAP runs on the JS thread too: an unmap can never overlap a walk.
+// The JS thread changes a table (and runs its own ring operations synchronously); the data plane's
+// workers look ranges up from their threads, through WorkerSpace, inside memory_lock::Shared, and
+// every change to the ranges (and every munmap) is made inside memory_lock::Exclusive: an unmap can
+// never overlap a walk (memory_lock.h).
 #pragma once
 
 #include <napi.h>
 
 #include <cstdint>
+#include <atomic>
 #include <map>
 
 #include "dma_space.h"
@@ -31,6 +34,9 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   using Hit = emu::Hit;
 
   static Napi::Function Define(Napi::Env env);
+  // The table behind a JS object, or nullptr if it is not one.
+  static GuestMemoryTable* FromValue(Napi::Value v);
+  bool Enabled() const { return enabled_.load(std::memory_order_acquire); }
   explicit GuestMemoryTable(const Napi::CallbackInfo& info);
   ~GuestMemoryTable() override;
 
@@ -41,6 +47,19 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   void PruneAll();
   // kIndirect: a range reached only by DMA messages.
   Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const override;
+  // Whether any direct range is an ArrayBuffer (its detachment is seen only on the JS thread).
+  bool HasBufferRanges() const { return buffer_ranges_ > 0; }
+
+  // The table as a worker thread may reach it: mappings only. An ArrayBuffer's range reads as
+  // kIndirect (JS can detach it at any moment, and only the JS thread can tell).
+  class WorkerSpace : public DmaSpace {
+   public:
+    explicit WorkerSpace(const GuestMemoryTable* table) : table_(table) {}
+    Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const override;
+
+   private:
+    const GuestMemoryTable* table_;
+  };
 
  private:
   struct Range {
@@ -72,6 +91,8 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   Napi::Value GuestPostTx(const Napi::CallbackInfo& info);
   Napi::Value GuestPostRx(const Napi::CallbackInfo& info);
 
+  // Find; with mappings_only, an ArrayBuffer's range reads as kIndirect.
+  Hit Resolve(uint64_t iova, uint64_t length, bool write, uint8_t** out, bool mappings_only) const;
   // The one range holding [iova, iova + length) whatever its state and access, or end().
   Ranges::const_iterator Holding(uint64_t iova, uint64_t length) const;
   // The first range overlapping [iova, iova + size), or end().
@@ -83,9 +104,10 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   // Reachable now: not gone, and its memory not poisoned by a fault (the range stays listed).
   bool Usable(const Range& r) const;
 
+  static Napi::FunctionReference* constructor_;
   Ranges ranges_;
   size_t buffer_ranges_ = 0;  // ranges backed by an ArrayBuffer (they need Prune)
-  bool enabled_ = true;
+  std::atomic<bool> enabled_{true};
   napi_env env_;
 };
 

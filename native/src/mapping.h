@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "guard.h"
+#include "memory_lock.h"
 
 namespace emu {
 
@@ -60,6 +61,7 @@ struct Mapping {
     guard::Unregister(guard_slot);
     guard_slot = -1;
     faults = nullptr;
+    memory_lock::Exclusive quiesce;  // no worker is inside a burst on this memory
     munmap(base, size);
   }
 

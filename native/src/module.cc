@@ -66,6 +66,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTap(env, exports);
   InitGuestMemory(env, exports);
   InitDoorbellWatcher(env, exports);
+  InitDataPlane(env, exports);
   guard::Init(env, exports);
   return exports;
 }

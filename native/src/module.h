@@ -13,5 +13,6 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitGuestMemory(Napi::Env env, Napi::Object exports);
 void InitDoorbellWatcher(Napi::Env env, Napi::Object exports);
+void InitDataPlane(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -3,6 +3,7 @@
  * admin queue to the PF logic and to the misc interrupt.
  */
 import type { DeviceContext, DeviceImpl } from '@emu/emudev';
+import type { NativePort } from '@emu/network';
 import { PciConfigSpace } from '@emu/vfio-user';
 import { z } from 'zod';
 import { AdminQueue } from './admin-queue.js';
@@ -36,8 +37,11 @@ export interface IavfOptions {
   speed: number;
   /** Largest MTU the VF may set. */
   mtu: number;
-  /** Joins the device's port to its network; called once, when the device is built. */
-  connect?(receive: (frame: Uint8Array) => void): NetworkLink;
+  /**
+   * Joins the device's port to its network; called once, when the device is built. `native` is the
+   * VF's twin in the data plane, for a network that can attach it (a switch).
+   */
+  connect?(receive: (frame: Uint8Array) => void, native?: NativePort): NetworkLink;
 }
 
 /** How long a VF reset stays in progress before it completes, as a PF takes a while to rebuild. */
@@ -115,7 +119,14 @@ export class IavfDevice implements DeviceImpl {
     this.aq = new AdminQueue({
       memory: ctx.memory,
       log: ctx.log,
-      onMessage: (vop, data) => this.vf.handle(vop, data),
+      onMessage: (vop, data) => {
+        try {
+          return this.vf.handle(vop, data);
+        } finally {
+          // Filters, RSS and queues live in the data plane too.
+          this.dataPath.configChanged();
+        }
+      },
       onPosted: () => this.raiseCause(Icr0.ADMINQ),
     });
     this.vf = new VirtualFunction({
@@ -145,7 +156,7 @@ export class IavfDevice implements DeviceImpl {
           Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength),
         ),
     });
-    this.network = options.connect?.((frame) => this.dataPath.receive(frame));
+    this.network = options.connect?.((frame) => this.dataPath.receive(frame), this.dataPath.nativePort);
     // Bus Master Enable set again: TX descriptors that waited for it go out. After the write is done,
     // when the transport has opened its DMA gate (its listener runs after this one).
     this.config.onWrite(() => {
@@ -213,7 +224,11 @@ export class IavfDevice implements DeviceImpl {
     };
   }
 
-  /** `link up 10000Mb/s  rx 12 pkts (q0 7, q1 5)  tx 9 pkts  drops 0`, for `emu`'s status line. */
+  /**
+   * `link up 10000Mb/s  rx 12 pkts (q0 7, q1 5)  tx 9 pkts  drops 0  errors 0  path data plane`, for
+   * `emu`'s status line; `path` says who forwards the NIC's frames: the data plane's worker, or
+   * JavaScript (no switch took its twin, or its memory is out of the worker's reach).
+   */
   status(): string {
     const queues = this.vf.config.numQueuePairs;
     const per = (list: typeof this.dataPath.rx) => list.slice(0, queues);
@@ -226,7 +241,7 @@ export class IavfDevice implements DeviceImpl {
     const errors = sum(this.dataPath.rx, 'errors') + sum(this.dataPath.tx, 'errors');
     const link =
       this.vf.phase !== 'active' ? 'not up' : this.link.up ? `up ${this.link.speedMbps}Mb/s` : 'down';
-    return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}  errors ${errors}`;
+    return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}  errors ${errors}  path ${this.dataPath.plane.native ? 'data plane' : 'javascript'}`;
   }
 
   /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */

@@ -75,8 +75,8 @@ export function createIavfDriver(networks: () => NetworkRegistry = defaultNetwor
         queues: config.queues,
         speed: config.speed,
         mtu: config.mtu,
-        connect: (receive) =>
-          networks().attach({ name: ctx.name, deliver: (frame) => receive(frame) }, config.net, {
+        connect: (receive, native) =>
+          networks().attach({ name: ctx.name, deliver: (frame) => receive(frame), native }, config.net, {
             mtu: config.mtu,
             pcap: config.pcap,
             pcapOverwrite: config.pcap_overwrite,

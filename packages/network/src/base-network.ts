@@ -70,6 +70,7 @@ export abstract class BaseNetwork implements Network {
     this.checkAttach(port);
     const member: Member = { port, mtu, counters: new PortCounters(), attached: true, warned: false };
     this.members.set(port, member);
+    this.onAttach(member);
     return {
       send: (frame: Buffer) => this.#ingress(member, frame),
       detach: () => this.#detach(member),
@@ -98,6 +99,9 @@ export abstract class BaseNetwork implements Network {
   /** Throws if `port` may not join (e.g. a full point-to-point link). */
   protected checkAttach(_port: Port): void {}
 
+  /** Called once a member has joined. */
+  protected onAttach(_member: Member): void {}
+
   /** Called once a member has left (after it stops receiving). */
   protected onDetach(_member: Member): void {}
 
@@ -121,6 +125,24 @@ export abstract class BaseNetwork implements Network {
     to.counters.txFrames++;
     to.counters.txBytes += frame.length;
     return true;
+  }
+
+  /**
+   * Hands `to` a frame that came from outside any send() (e.g. from the data plane's worker), with
+   * the same serialisation: what the port sends from inside deliver() is forwarded after it.
+   */
+  protected deliverOutside(to: Member, frame: Buffer): void {
+    if (this.#forwarding) {
+      this.deliverTo(to, frame);
+      return;
+    }
+    this.#forwarding = true;
+    try {
+      this.deliverTo(to, frame);
+      this.#drain();
+    } finally {
+      this.#forwarding = false;
+    }
   }
 
   #ingress(from: Member, input: Uint8Array): void {

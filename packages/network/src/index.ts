@@ -28,6 +28,7 @@ export {
   type AttachOptions,
   DROP_REASONS,
   type DropReason,
+  type NativePort,
   type Network,
   type NetworkStats,
   type Port,

@@ -5,6 +5,19 @@
 // little (the pcap writer until the end of the tick, a re-entrant send until the current one is
 // done). So never modify a Buffer after send(), nor one given to deliver(); copy to keep changing it.
 
+import type { IavfNic } from '@emu/native';
+
+/**
+ * A NIC's twin in the native data plane (@emu/native's IavfNic): a switch on the same plane attaches it
+ * there, so frames between such NICs never reach JavaScript. A port wrapped by something that must see
+ * every frame (a pcap capture) does not offer it.
+ */
+export interface NativePort {
+  readonly nic: IavfNic;
+  /** The network attached the twin (true), or detached it (false). */
+  attached?(native: boolean): void;
+}
+
 /** Something that plugs into a network: the network hands it frames. */
 export interface Port {
   /** For stats, the MAC table and errors, e.g. 'emu_iavf0' or 'tap:tap0'. */
@@ -15,6 +28,8 @@ export interface Port {
    * throw is caught and counted as an 'error' drop: it never reaches the sender.
    */
   deliver(frame: Buffer): void;
+  /** Its native twin, if it has one (only switches use it). */
+  readonly native?: NativePort;
 }
 
 /** A port's plug in a network, returned by attach(). */

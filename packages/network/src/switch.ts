@@ -1,9 +1,16 @@
 // A built-in L2 learning switch: MAC learning with aging and moves, unicast to the learned port,
 // flooding of broadcast, multicast and unknown unicast, never back out of the ingress port.
+//
+// The MAC table and the forwarding decisions live in the native data plane (@emu/native's SwitchCore),
+// one table for every port: a NIC that offers a native twin (Port.native) is attached there, and frames
+// between such NICs go from TX ring to RX ring on the plane's worker thread without JavaScript. Frames
+// from JavaScript ports are forwarded through the same core; frames the worker has for JavaScript
+// ports come back through its bounded escape queue (docs/architecture.md, "The data plane").
+import { DataPlane, SwitchCore } from '@emu/native';
 import { BaseNetwork, type Member, type NetworkOptions } from './base-network.js';
 import { NetworkError } from './errors.js';
-import { formatMac, isGroupDestination, isGroupSource, macAt, parseMac } from './ethernet.js';
-import type { NetworkStats } from './port.js';
+import { formatMac, macAt, parseMac } from './ethernet.js';
+import { DROP_REASONS, type NetworkStats, type PortStatsRow } from './port.js';
 
 export const DEFAULT_AGING_MS = 300_000;
 export const DEFAULT_MAX_MACS = 8192;
@@ -13,8 +20,11 @@ export interface L2SwitchOptions extends NetworkOptions {
   agingMs?: number;
   /** MAC table capacity (default 8192): past it, new MACs are not learned and their frames flood. */
   maxMacs?: number;
-  /** Milliseconds from any fixed origin (default performance.now()); tests pass a fake clock. */
+  /** Milliseconds from any fixed origin (default performance.now()); tests pass a fake clock. The
+   * worker's clock for frames between native NICs starts at its value when the switch is made. */
   now?: () => number;
+  /** The data plane whose worker forwards between native NICs (default the process's). */
+  plane?: DataPlane;
 }
 
 export interface MacTableEntry {
@@ -46,11 +56,6 @@ export interface SwitchStats extends NetworkStats {
   agingSeconds: number;
 }
 
-interface Entry {
-  member: Member;
-  lastSeen: number;
-}
-
 const SWITCH_NAME = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$/;
 
 /** Whether `name` can name a switch: 1-64 of letters, digits, '_', '.', '-' (not starting with '.' or '-'). */
@@ -63,15 +68,11 @@ export class L2Switch extends BaseNetwork {
   readonly agingMs: number;
   readonly maxMacs: number;
   readonly #now: () => number;
-  readonly #table = new Map<number, Entry>();
-  readonly #counters: SwitchCounters = {
-    learned: 0,
-    moved: 0,
-    aged: 0,
-    tableFull: 0,
-    flooded: 0,
-    unknownUnicast: 0,
-  };
+  readonly #core: SwitchCore;
+  readonly #ids = new Map<Member, number>();
+  readonly #byId = new Map<number, Member>();
+  /** Members attached in the data plane (NICs with a native twin). */
+  readonly #native = new Set<Member>();
 
   constructor(name = 'default', options: L2SwitchOptions = {}) {
     if (typeof name !== 'string' || !isValidSwitchName(name)) {
@@ -95,113 +96,124 @@ export class L2Switch extends BaseNetwork {
     this.agingMs = agingMs;
     this.maxMacs = maxMacs;
     this.#now = now;
+    // The core's callback must not keep the switch alive by itself.
+    const self = new WeakRef(this);
+    this.#core = new SwitchCore(options.plane ?? DataPlane.shared(), {
+      agingMs,
+      maxMacs,
+      now: now(),
+      onEscape: (ports, frames) => {
+        const sw = self.deref();
+        if (sw) sw.#escaped(ports, frames);
+      },
+    });
   }
 
   /** The port a MAC was learned on (and not aged out), or undefined. */
   lookup(mac: string): string | undefined {
-    const key = macAt(parseMac(mac), 0);
-    const entry = this.#fresh(key, this.#now());
-    return entry?.member.port.name;
+    const id = this.#core.lookup(macAt(parseMac(mac), 0), this.#now());
+    return id === undefined ? undefined : this.#byId.get(id)?.port.name;
   }
 
   /** The learned MACs, oldest first in learning order. Expired entries are removed first. */
   macTable(): MacTableEntry[] {
     const now = this.#now();
-    this.#sweep(now);
-    return [...this.#table].map(([mac, entry]) => ({
+    return this.#core.macTable(now).map(({ mac, port, lastSeen }) => ({
       mac: formatMac(mac),
-      port: entry.member.port.name,
-      ageSeconds: Math.max(0, Math.floor((now - entry.lastSeen) / 1000)),
+      port: this.#byId.get(port)?.port.name ?? '?',
+      ageSeconds: Math.max(0, Math.floor((now - lastSeen) / 1000)),
     }));
   }
 
   /** Forgets every learned MAC (frames flood until they are learned again). */
   flush(): void {
-    this.#table.clear();
+    this.#core.flush();
+  }
+
+  /** Whether a port was attached in the data plane (its frames to other such ports skip JavaScript). */
+  isNative(portName: string): boolean {
+    for (const m of this.#native) if (m.port.name === portName) return true;
+    return false;
   }
 
   override stats(): SwitchStats {
+    const { learned, moved, aged, tableFull, flooded, unknownUnicast } = this.#core.counters();
     return {
       name: this.name,
       kind: this.kind,
       ports: this.portRows(),
       macTable: this.macTable(),
-      counters: { ...this.#counters },
+      counters: { learned, moved, aged, tableFull, flooded, unknownUnicast },
       agingSeconds: this.agingMs / 1000,
     };
   }
 
+  /** Rows as the base network counts them, plus what the core counted itself on native ports. */
+  protected override portRows(): PortStatsRow[] {
+    return super.portRows().map((row) => {
+      const member = [...this.#native].find((m) => m.port.name === row.port);
+      const id = member && this.#ids.get(member);
+      if (id === undefined) return row;
+      const c = this.#core.portCounters(id);
+      const drops = { ...row.drops };
+      for (const reason of DROP_REASONS) drops[reason] += c.drops[reason];
+      return {
+        ...row,
+        rxFrames: row.rxFrames + c.rxFrames,
+        rxBytes: row.rxBytes + c.rxBytes,
+        txFrames: row.txFrames + c.txFrames,
+        txBytes: row.txBytes + c.txBytes,
+        drops,
+      };
+    });
+  }
+
+  protected override onAttach(member: Member): void {
+    const native = member.port.native;
+    let id: number;
+    if (native && native.nic.plane === this.#core.plane) {
+      id = native.nic.attach(this.#core, member.mtu);
+      this.#native.add(member);
+    } else {
+      id = this.#core.addPort(member.mtu);
+    }
+    this.#ids.set(member, id);
+    this.#byId.set(id, member);
+    if (this.#native.has(member)) native?.attached?.(true);
+  }
+
   protected override onDetach(member: Member): void {
-    for (const [mac, entry] of this.#table) if (entry.member === member) this.#table.delete(mac);
+    const id = this.#ids.get(member);
+    if (id === undefined) return;
+    this.#ids.delete(member);
+    this.#byId.delete(id);
+    if (this.#native.delete(member)) {
+      member.port.native?.nic.detach();
+      member.port.native?.attached?.(false);
+    } else {
+      this.#core.removePort(id);
+    }
   }
 
   protected override forward(from: Member, frame: Buffer): void {
-    const now = this.#now();
-    if (!isGroupSource(frame)) this.#learn(macAt(frame, 6), from, now);
-    if (isGroupDestination(frame)) {
-      this.#flood(from, frame);
-      return;
-    }
-    const entry = this.#fresh(macAt(frame, 0), now);
-    if (entry === undefined) {
-      this.#counters.unknownUnicast++;
-      this.#flood(from, frame);
-    } else if (entry.member === from) {
-      // The destination is on the segment the frame came from: a switch filters it.
+    const id = this.#ids.get(from);
+    if (id === undefined) return;
+    const to = this.#core.forward(id, frame, this.#now());
+    if (to === 'noDestination') {
       from.counters.drops.noDestination++;
-    } else {
-      this.deliverTo(entry.member, frame);
-    }
-  }
-
-  #learn(mac: number, from: Member, now: number): void {
-    const entry = this.#table.get(mac);
-    if (entry !== undefined) {
-      if (entry.member !== from) {
-        entry.member = from;
-        this.#counters.moved++;
-      }
-      entry.lastSeen = now;
       return;
     }
-    if (this.#table.size >= this.maxMacs) {
-      this.#sweep(now);
-      if (this.#table.size >= this.maxMacs) {
-        this.#counters.tableFull++;
-        return;
-      }
-    }
-    this.#table.set(mac, { member: from, lastSeen: now });
-    this.#counters.learned++;
-  }
-
-  /** The entry for `mac` unless it has aged out (then it is removed). */
-  #fresh(mac: number, now: number): Entry | undefined {
-    const entry = this.#table.get(mac);
-    if (entry === undefined) return undefined;
-    if (now - entry.lastSeen < this.agingMs) return entry;
-    this.#table.delete(mac);
-    this.#counters.aged++;
-    return undefined;
-  }
-
-  #sweep(now: number): void {
-    for (const [mac, entry] of this.#table) {
-      if (now - entry.lastSeen >= this.agingMs) {
-        this.#table.delete(mac);
-        this.#counters.aged++;
-      }
+    for (const port of to) {
+      const member = this.#byId.get(port);
+      if (member) this.deliverTo(member, frame);
     }
   }
 
-  #flood(from: Member, frame: Buffer): void {
-    this.#counters.flooded++;
-    let targets = 0;
-    for (const member of this.members.values()) {
-      if (member === from || !member.attached) continue;
-      targets++;
-      this.deliverTo(member, frame);
+  /** Frames the worker had for JavaScript ports (or for NICs that went to their JavaScript path). */
+  #escaped(ports: number[], frames: Buffer[]): void {
+    for (let i = 0; i < ports.length; i++) {
+      const member = this.#byId.get(ports[i]);
+      if (member) this.deliverOutside(member, frames[i]);
     }
-    if (targets === 0) from.counters.drops.noDestination++;
   }
 }

@@ -30,9 +30,28 @@
  *
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
+ *
+ * The data plane: with a shared page, the VF also has a twin in @emu/native's data plane (IavfNic,
+ * offered to the network as `nativePort`). When a switch attaches the twin, the plane's worker thread
+ * owns the NIC's forwarding: it reads the TX tails from the page, walks the rings, forwards through the
+ * switch's native MAC table and writes the RX rings of the NICs there, with the VF's filters and RSS,
+ * all in C++ (iavf_ring_core, iavf_nic); this class configures it (nativeConfig, after every virtchnl
+ * change), raises the interrupts its events name, and reads the counters and heads it keeps in the
+ * shared state buffer. When the worker meets memory it cannot reach (fd-less RAM: only DMA messages
+ * reach it), the NIC comes back here, to the engines above, from the heads where it stopped, until its
+ * queues are next reset.
  */
 import type { GuestMemory } from '@emu/emudev';
-import { iavfRxRing, iavfTxRing } from '@emu/native';
+import {
+  DataPlane,
+  IavfNic,
+  type IavfNicConfig,
+  type IavfNicEvents,
+  iavfRxRing,
+  iavfTxRing,
+  NIC_STATE,
+} from '@emu/native';
+import type { NativePort } from '@emu/network';
 import type { GuestMemoryTable, Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
@@ -76,6 +95,8 @@ export interface DataPathHost {
   engine?: 'auto' | 'ts';
   /** Offer the tail registers as a shared, mmap-able page watched by a native thread (see bar0()). */
   sharedTails?: boolean;
+  /** The data plane the VF's twin joins (default the process's); needs sharedTails and engine 'auto'. */
+  plane?: DataPlane;
 }
 
 /** Which engine did what: for tests, benchmarks and status. */
@@ -90,6 +111,9 @@ export interface EngineStats {
   sharedDoorbells: number;
   /** TX passes that spent their budget and went on in a later turn of the event loop. */
   txYields: number;
+  /** Events from the data plane's worker (interrupt causes), and times the NIC came back from it. */
+  planeEvents: number;
+  planeFallbacks: number;
 }
 
 /** Linux chains at most 8 buffers per packet (more for TSO), and a frame is at most 16 KiB. */
@@ -106,7 +130,33 @@ export const TX_PASS_BYTES = 4 << 20;
 /** Frames that may wait for the TypeScript RX path (fd-less memory); more are dropped, as by a full FIFO. */
 export const RX_BACKLOG = 1024;
 
-const stats = (): QueueStats => ({ packets: 0, bytes: 0, drops: 0, errors: 0 });
+/**
+ * Counters kept in the state the data plane's worker shares (NIC_STATE's layout): a plain object whose
+ * own enumerable accessors read and write `c[at + i]` for the i-th name.
+ */
+function sharedCounters<K extends string>(
+  c: Float64Array,
+  at: number,
+  names: readonly K[],
+): Record<K, number> {
+  const o = {} as Record<K, number>;
+  for (const [i, name] of names.entries()) {
+    Object.defineProperty(o, name, {
+      enumerable: true,
+      get: () => c[at + i],
+      set: (v: number) => {
+        c[at + i] = v;
+      },
+    });
+  }
+  return o;
+}
+const QUEUE_STATS = ['packets', 'bytes', 'drops', 'errors'] as const;
+const KINDS = ['unicast', 'multicast', 'broadcast'] as const;
+
+function macNumber(mac: string): number {
+  return Number.parseInt(mac.replaceAll(':', ''), 16);
+}
 
 /** One TX packet as the TypeScript path read it. */
 interface TxPacket {
@@ -141,14 +191,19 @@ function macString(frame: Uint8Array): string {
 }
 
 export class DataPath {
-  readonly tx = Array.from({ length: MAX_QUEUE_PAIRS }, stats);
-  readonly rx = Array.from({ length: MAX_QUEUE_PAIRS }, stats);
-  /** Frames the filters turned away. */
-  filtered = 0;
+  /** Heads and counters, shared with the data plane's worker (NIC_STATE's layout). */
+  private readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
+  private readonly counters = new Float64Array(this.state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
+  readonly tx: QueueStats[] = Array.from({ length: MAX_QUEUE_PAIRS }, (_, q) =>
+    sharedCounters(this.counters, NIC_STATE.txStats + q * NIC_STATE.queueStats, QUEUE_STATS),
+  );
+  readonly rx: QueueStats[] = Array.from({ length: MAX_QUEUE_PAIRS }, (_, q) =>
+    sharedCounters(this.counters, NIC_STATE.rxStats + q * NIC_STATE.queueStats, QUEUE_STATS),
+  );
   /** Packets by destination kind, as virtchnl_eth_stats splits them. */
   readonly kinds = {
-    rx: { unicast: 0, multicast: 0, broadcast: 0 },
-    tx: { unicast: 0, multicast: 0, broadcast: 0 },
+    rx: sharedCounters(this.counters, NIC_STATE.rxKinds, KINDS),
+    tx: sharedCounters(this.counters, NIC_STATE.txKinds, KINDS),
   };
   readonly engineStats: EngineStats = {
     nativeTx: 0,
@@ -157,9 +212,11 @@ export class DataPath {
     tsRx: 0,
     sharedDoorbells: 0,
     txYields: 0,
+    planeEvents: 0,
+    planeFallbacks: 0,
   };
-  private readonly txHead = new Uint32Array(MAX_QUEUE_PAIRS);
-  private readonly rxHead = new Uint32Array(MAX_QUEUE_PAIRS);
+  private readonly txHead = new Uint32Array(this.state, 0, MAX_QUEUE_PAIRS);
+  private readonly rxHead = new Uint32Array(this.state, MAX_QUEUE_PAIRS * 4, MAX_QUEUE_PAIRS);
   /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
   readonly rxTail: Uint32Array;
   /** The TX tail of each queue's last doorbell. */
@@ -174,11 +231,117 @@ export class DataPath {
   private closed = false;
   private readonly tails?: TailPage;
   private readonly mac: number[];
+  /** The VF's twin in the data plane, and what the network offers it (undefined without a shared page). */
+  private readonly nic?: IavfNic;
+  readonly nativePort?: NativePort;
+  /** A switch attached the twin; and whether the worker runs it now (not fallen back to this class). */
+  private planeAttached = false;
+  private planeNative = true;
+  private warnedBadTail = false;
 
   constructor(private readonly host: DataPathHost) {
     if (host.sharedTails) this.tails = TailPage.create(host.log);
     this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
     this.mac = macBytes(host.mac);
+    if (this.tails && host.engine !== 'ts') {
+      try {
+        const nic = new IavfNic(host.plane ?? DataPlane.shared(), {
+          tailFd: this.tails.fd,
+          state: this.state,
+          onEvents: (e) => this.planeEvent(e),
+        });
+        this.nic = nic;
+        this.nativePort = { nic, attached: (on) => this.planeAttach(on) };
+      } catch (err) {
+        host.log.warn({ err: (err as Error).message }, 'no data plane twin: frames go through JavaScript');
+      }
+    }
+  }
+
+  /** Frames the filters turned away. */
+  get filtered(): number {
+    return this.counters[NIC_STATE.filtered];
+  }
+  set filtered(v: number) {
+    this.counters[NIC_STATE.filtered] = v;
+  }
+
+  /** Whether the data plane's worker forwards this NIC now. */
+  get plane(): { attached: boolean; native: boolean; started: boolean; bursts: number } {
+    const info = this.nic?.info();
+    return {
+      attached: this.planeAttached,
+      native: this.planeOwns,
+      started: info?.started ?? false,
+      bursts: info?.bursts ?? 0,
+    };
+  }
+
+  /** The worker, not this class, runs the NIC's rings. */
+  private get planeOwns(): boolean {
+    return this.planeAttached && this.planeNative && !this.closed;
+  }
+
+  /** A switch attached (or detached) the twin. */
+  private planeAttach(on: boolean): void {
+    this.planeAttached = on;
+    if (!on) this.nic?.stop();
+    this.configured(this.host.config());
+  }
+
+  /**
+   * The VF's configuration changed (any virtchnl message may have changed filters, RSS or queues): the
+   * twin gets it. Cheap: a plain copy under the plane's lock.
+   */
+  configChanged(): void {
+    if (!this.nic || this.closed) return;
+    this.nic.setTable(this.table);
+    this.nic.configure(this.nativeConfig(this.host.config()));
+  }
+
+  private nativeConfig(cfg: VfConfig): IavfNicConfig {
+    return {
+      mac: Uint8Array.from(this.mac),
+      macs: [...cfg.macs].map(macNumber),
+      promisc: cfg.promisc & 0x3,
+      rssKey: cfg.rssKey,
+      rssLut: cfg.rssLut,
+      numQueuePairs: cfg.numQueuePairs,
+      tx: cfg.tx.map((t) => t && { ring: t.ring, length: t.length }),
+      rx: cfg.rx.map(
+        (r) =>
+          r && {
+            ring: r.ring,
+            length: r.length,
+            bufferSize: r.bufferSize,
+            maxFrame: r.maxFrame,
+            descSize: r.descSize,
+          },
+      ),
+      txEnabled: cfg.txEnabled,
+      rxEnabled: cfg.rxEnabled,
+    };
+  }
+
+  /** The worker's news: interrupt causes, and whether the NIC came back to this class. */
+  private planeEvent(e: IavfNicEvents): void {
+    if (this.closed) return;
+    this.engineStats.planeEvents++;
+    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+      if (e.rx & (1 << q)) this.raiseFor(q, 'rx');
+      if (e.tx & (1 << q)) this.raiseFor(q, 'tx');
+    }
+    if (e.badTail && !this.warnedBadTail) {
+      this.warnedBadTail = true;
+      this.host.log.warn({}, 'a TX tail beyond its ring (counted as errors; logged once)');
+    }
+    if (e.slow && this.planeNative) {
+      // Memory the worker cannot reach: this class goes on from the heads where it stopped.
+      this.planeNative = false;
+      this.engineStats.planeFallbacks++;
+      this.configured(this.host.config());
+      this.dmaResumed();
+    }
   }
 
   /**
@@ -207,6 +370,14 @@ export class DataPath {
    * is stopped, and joined, when none is (DISABLE_QUEUES, VF reset).
    */
   configured(cfg: VfConfig): void {
+    this.configChanged();
+    if (this.planeOwns) {
+      // The worker reads the tails itself.
+      this.tails?.unwatch();
+      if (cfg.txEnabled === 0) this.nic?.stop();
+      else this.nic?.start();
+      return;
+    }
     if (!this.tails) return;
     if (cfg.txEnabled === 0) {
       this.tails.unwatch();
@@ -222,8 +393,14 @@ export class DataPath {
   resetHeads(): void {
     this.generation++;
     this.cancelLater();
-    this.txHead.fill(0);
-    this.rxHead.fill(0);
+    if (this.nic) {
+      // Under the plane's lock (the worker may be inside a burst); it runs the NIC again.
+      this.nic.resetHeads();
+      this.planeNative = true;
+    } else {
+      this.txHead.fill(0);
+      this.rxHead.fill(0);
+    }
   }
 
   /**
@@ -232,6 +409,7 @@ export class DataPath {
    * device's whole life.
    */
   reset(): void {
+    this.nic?.stop();
     this.resetHeads();
     // Released, not only stopped: a device whose client went keeps nothing of it (the watcher's own
     // mapping of the page included); the next ENABLE_QUEUES makes a new one.
@@ -239,6 +417,7 @@ export class DataPath {
     this.tails?.clear();
     this.rxTail.fill(0);
     this.txTail.fill(0);
+    this.configChanged();
   }
 
   /** The device goes: watcher joined, shared page unmapped and closed. Nothing runs after this. */
@@ -246,6 +425,7 @@ export class DataPath {
     this.closed = true;
     this.generation++;
     this.cancelLater();
+    this.nic?.close();
     this.tails?.close();
   }
 
@@ -273,6 +453,11 @@ export class DataPath {
   /** The TX doorbell: process descriptors from the head up to the new tail. */
   txDoorbell(q: number, tail: number): void {
     this.txTail[q] = tail;
+    if (this.planeOwns) {
+      // The tail is in the shared page already: the worker looks now rather than at its next poll.
+      this.nic?.kick();
+      return;
+    }
     // A running pass, or one waiting for its next turn, picks the new tail up.
     if (this.txBusy[q] || this.txLater[q]) return;
     // No DMA now (Bus Master Enable clear, no client): the descriptors wait (dmaResumed goes on).
@@ -305,6 +490,10 @@ export class DataPath {
    * descriptors waiting, as on hardware, which now goes on with them.
    */
   dmaResumed(): void {
+    if (this.planeOwns) {
+      this.nic?.kick();
+      return;
+    }
     for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
       if (this.txTail[q] !== this.txHead[q]) this.txDoorbell(q, this.txTail[q]);
     }
@@ -312,6 +501,8 @@ export class DataPath {
 
   /** A frame from the network for this VF. */
   receive(frame: Uint8Array): void {
+    // A frame that waited for JavaScript (escaped) while the worker ran the NIC, or runs it again.
+    if (this.planeOwns && this.nic?.receive(frame)) return;
     if (!this.host.memory.dmaEnabled) {
       // Nowhere to write it: the guest has not (re)enabled bus mastering.
       this.drop(frame);

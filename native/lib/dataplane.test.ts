@@ -1,0 +1,319 @@
+// The data plane (src/dataplane.cc) without any device around it: the test plays two guests, each
+// with memfd RAM and a tail page, and checks what the worker does with their rings.
+import { expect } from 'chai';
+import {
+  DataPlane,
+  IavfNic,
+  type IavfNicConfig,
+  type IavfNicEvents,
+  NIC_STATE,
+  SwitchCore,
+} from './dataplane.js';
+import { closeFd } from './fd.js';
+import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx } from './iavf-rings.js';
+import { memfdCreate } from './memfd.js';
+import { MappedMemory } from './mmap.js';
+
+const IOVA = 0x1_0000_0000n;
+const RAM = 1 << 20;
+const RING = 64;
+const TX_RING = 0x0000;
+const RX_RING = 0x1000;
+const TX_BUF = 0x10000;
+const BUF = 2048;
+/** RX buffers live in a mapping of their own (a second DMA_MAP), so a test can unmap them alone. */
+const BUF_IOVA = 0x2_0000_0000n;
+const BUF_BYTES = RING * BUF;
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(what: string, check: () => boolean, ms = 2000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(1);
+  }
+}
+
+function frame(dst: number[], src: number[], length: number, seed: number): Buffer {
+  const f = Buffer.alloc(length);
+  Buffer.from(dst).copy(f, 0);
+  Buffer.from(src).copy(f, 6);
+  f.writeUInt16BE(0x88b5, 12);
+  for (let i = 14; i < length; i++) f[i] = (i * 7 + seed) & 0xff;
+  return f;
+}
+
+/** One guest: RAM, the device's table of it, its own table (to post descriptors), a tail page, a NIC. */
+class Guest {
+  readonly ramFd = memfdCreate('dataplane-test-ram', RAM);
+  readonly ram = MappedMemory.map(this.ramFd, 0, RAM);
+  readonly bytes = new Uint8Array(this.ram.buffer);
+  readonly bufFd = memfdCreate('dataplane-test-rx-buffers', BUF_BYTES);
+  readonly bufs = MappedMemory.map(this.bufFd, 0, BUF_BYTES);
+  readonly bufBytes = new Uint8Array(this.bufs.buffer);
+  /** What the device sees. */
+  readonly table = new GuestMemoryTable();
+  /** The guest's own view, to post descriptors through. */
+  readonly own = new GuestMemoryTable();
+  readonly tailFd = memfdCreate('dataplane-test-tails', 0x3000);
+  readonly tailMap = MappedMemory.map(this.tailFd, 0, 0x3000);
+  readonly tails = new Uint32Array(this.tailMap.buffer);
+  readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
+  readonly counters = new Float64Array(this.state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
+  readonly events: IavfNicEvents[] = [];
+  readonly nic: IavfNic;
+  txNext = 0;
+  rxNext = 0;
+  rxSeen = 0;
+
+  constructor(
+    plane: DataPlane,
+    readonly mac: number[],
+  ) {
+    this.table.add(IOVA, this.ram);
+    this.table.add(BUF_IOVA, this.bufs);
+    this.own.add(IOVA, this.ram);
+    this.nic = new IavfNic(plane, {
+      tailFd: this.tailFd,
+      state: this.state,
+      onEvents: (e) => this.events.push(e),
+    });
+    this.nic.setTable(this.table);
+    this.nic.configure(this.config());
+  }
+
+  config(over: Partial<IavfNicConfig> = {}): IavfNicConfig {
+    return {
+      mac: Uint8Array.from(this.mac),
+      macs: [],
+      promisc: 0,
+      rssKey: new Uint8Array(52),
+      rssLut: new Uint8Array(64),
+      numQueuePairs: 1,
+      tx: [{ ring: IOVA + BigInt(TX_RING), length: RING }],
+      rx: [{ ring: IOVA + BigInt(RX_RING), length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 }],
+      txEnabled: 1,
+      rxEnabled: 1,
+      ...over,
+    };
+  }
+
+  /** Posts `count` RX buffers and bumps QRX_TAIL1(0). */
+  postRx(count = RING - 1): void {
+    this.rxNext = iavfGuestPostRx(
+      this.own,
+      { iova: IOVA + BigInt(RX_RING), length: RING },
+      this.rxNext,
+      count,
+      BUF_IOVA,
+      BUF,
+    );
+    Atomics.store(this.tails, 0x2000 / 4, this.rxNext);
+  }
+
+  /** Sends `f` `count` times (one buffer each) and bumps QTX_TAIL1(0). */
+  send(f: Buffer, count = 1): void {
+    this.bytes.set(f, TX_BUF);
+    this.txNext = iavfGuestPostTx(
+      this.own,
+      { iova: IOVA + BigInt(TX_RING), length: RING },
+      this.txNext,
+      count,
+      IOVA + BigInt(TX_BUF),
+      f.length,
+    );
+    Atomics.store(this.tails, 0, this.txNext);
+  }
+
+  /** The frames written back done (DD) since the last call, in ring order. */
+  received(): Buffer[] {
+    const out: Buffer[] = [];
+    const view = new DataView(this.ram.buffer);
+    for (;;) {
+      const qw1 = view.getBigUint64(RX_RING + this.rxSeen * 32 + 8, true);
+      if (!(qw1 & 1n)) return out;
+      const length = Number((qw1 >> 38n) & 0x3fffn);
+      out.push(Buffer.from(this.bufBytes.subarray(this.rxSeen * BUF, this.rxSeen * BUF + length)));
+      view.setBigUint64(RX_RING + this.rxSeen * 32 + 8, 0n, true);
+      this.rxSeen = (this.rxSeen + 1) % RING;
+    }
+  }
+
+  rx(stat: number): number {
+    return this.counters[NIC_STATE.rxStats + stat];
+  }
+
+  tx(stat: number): number {
+    return this.counters[NIC_STATE.txStats + stat];
+  }
+
+  close(): void {
+    this.nic.close();
+    this.table.clear();
+    this.own.clear();
+    this.ram.unmap();
+    this.bufs.unmap();
+    this.tailMap.unmap();
+    closeFd(this.ramFd);
+    closeFd(this.bufFd);
+    closeFd(this.tailFd);
+  }
+}
+
+const MAC_A = [2, 0, 0, 0, 0xa, 0xa];
+const MAC_B = [2, 0, 0, 0, 0xa, 0xb];
+const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
+
+describe('data plane: NICs forwarding on a native worker', () => {
+  let plane: DataPlane;
+  let guests: Guest[] = [];
+  const escaped: Array<{ port: number; frame: Buffer }> = [];
+  let sw: SwitchCore;
+
+  beforeEach(() => {
+    plane = new DataPlane({ maxSleepUs: 200 });
+    escaped.length = 0;
+    sw = new SwitchCore(plane, {
+      agingMs: 300_000,
+      maxMacs: 64,
+      now: performance.now(),
+      onEscape: (ports, frames) => {
+        for (let i = 0; i < ports.length; i++) escaped.push({ port: ports[i], frame: frames[i] });
+      },
+    });
+  });
+
+  afterEach(() => {
+    for (const g of guests) g.close();
+    guests = [];
+    sw.close();
+    plane.close();
+  });
+
+  function pair(): [Guest, Guest, number, number] {
+    const a = new Guest(plane, MAC_A);
+    const b = new Guest(plane, MAC_B);
+    guests = [a, b];
+    const pa = a.nic.attach(sw, 1500);
+    const pb = b.nic.attach(sw, 1500);
+    a.postRx();
+    b.postRx();
+    a.nic.start();
+    b.nic.start();
+    return [a, b, pa, pb];
+  }
+
+  it("writes A's frames into B's RX ring, in order, counts them and reports the queues to interrupt", async () => {
+    const [a, b, pa, pb] = pair();
+    const sent: Buffer[] = [];
+    for (let i = 0; i < 40; i++) {
+      const f = frame(MAC_B, MAC_A, 60 + i * 30, i);
+      sent.push(f);
+      a.send(f);
+      await until(`frame ${i} at B`, () => b.rx(0) === i + 1);
+    }
+    const got = b.received();
+    expect(got.map((f) => f.toString('hex'))).to.deep.equal(sent.map((f) => f.toString('hex')));
+    const bytes = sent.reduce((n, f) => n + f.length, 0);
+    expect([a.tx(0), a.tx(1), a.tx(2), a.tx(3)]).to.deep.equal([40, bytes, 0, 0]);
+    expect([b.rx(0), b.rx(1), b.rx(2), b.rx(3)]).to.deep.equal([40, bytes, 0, 0]);
+    // Heads in the state buffer: TX head of A and RX head of B moved by 40.
+    expect(new Uint32Array(a.state, 0, 1)[0]).to.equal(40);
+    expect(new Uint32Array(b.state, 16 * 4, 1)[0]).to.equal(40);
+    await until('events', () => a.events.some((e) => e.tx & 1) && b.events.some((e) => e.rx & 1));
+    expect(sw.lookup(0x02000000_0a0a, performance.now())).to.equal(pa);
+    expect(sw.portCounters(pa)).to.include({ rxFrames: 40, rxBytes: bytes });
+    expect(sw.portCounters(pb)).to.include({ txFrames: 40, txBytes: bytes });
+    expect(plane.stats()).to.include({ running: true, nics: 2 });
+    expect(escaped).to.deep.equal([]);
+  });
+
+  it('floods a broadcast to every other port, escaping it to the JavaScript one; JavaScript frames reach NICs inside forward()', async () => {
+    const [a, b, pa] = pair();
+    const js = sw.addPort(1500);
+    const bcast = frame(BCAST, MAC_A, 100, 1);
+    a.send(bcast);
+    await until('broadcast at B and at the JavaScript port', () => b.rx(0) === 1 && escaped.length === 1);
+    expect(escaped[0].port).to.equal(js);
+    expect(escaped[0].frame.equals(bcast)).to.equal(true);
+    expect(sw.counters().flooded).to.equal(1);
+    // From the JavaScript port to A, whom the switch learned: written into A's ring during the call.
+    const toA = frame(MAC_A, [2, 0, 0, 0, 0xa, 0x99], 80, 2);
+    expect(sw.forward(js, toA, performance.now())).to.deep.equal([]);
+    expect(a.rx(0)).to.equal(1);
+    expect(a.received()[0].equals(toA)).to.equal(true);
+    // To a MAC nobody has: flooded; the NICs' filters turn it away, and the JavaScript port is not
+    // sent back its own frame.
+    expect(
+      sw.forward(js, frame([2, 0, 0, 0, 0xa, 0x77], [2, 0, 0, 0, 0xa, 0x99], 80, 3), performance.now()),
+    ).to.deep.equal([]);
+    expect(a.counters[NIC_STATE.filtered] + b.counters[NIC_STATE.filtered]).to.equal(2);
+    expect(pa).to.not.equal(js);
+  });
+
+  it('hands a NIC back to JavaScript (slow) when its rings are in memory the worker cannot reach', async () => {
+    const [a, b] = pair();
+    // An ArrayBuffer range: only the JS thread can tell when it goes, so the worker never touches one.
+    a.table.clear();
+    a.table.add(IOVA, new ArrayBuffer(RAM));
+    a.send(frame(MAC_B, MAC_A, 60, 1));
+    a.nic.kick();
+    await until('the slow event', () => a.events.some((e) => e.slow));
+    expect(a.nic.info()).to.include({ native: false });
+    expect(b.rx(0)).to.equal(0);
+    // Until its queues are reset: then the worker runs it again.
+    a.nic.resetHeads();
+    expect(a.nic.info()).to.include({ native: true });
+  });
+
+  it('counts a TX tail beyond the ring once per tail value, and never walks it', async () => {
+    const [a] = pair();
+    Atomics.store(a.tails, 0, 100);
+    await until('the bad tail', () => a.events.some((e) => e.badTail));
+    await sleep(20);
+    expect(a.tx(3)).to.equal(1);
+  });
+
+  it('DMA_UNMAP under full traffic: the worker is quiesced, and never writes into memory once it left the table', async function () {
+    this.timeout(20_000);
+    const [a, b] = pair();
+    const f = frame(MAC_B, MAC_A, 1500, 7);
+    let stop = false;
+    // The guests keep the rings full: A sends bursts, B keeps posting buffers.
+    const load = (async () => {
+      while (!stop) {
+        a.send(f, 32);
+        b.received();
+        b.postRx(32);
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    let lost = 0;
+    for (let round = 0; round < 300; round++) {
+      // B's RX buffers leave the table: from here on the worker may not write them, whatever A sends.
+      expect(b.table.remove(BUF_IOVA)).to.equal(true);
+      const before = Buffer.from(b.bufBytes);
+      const errors = b.rx(3);
+      await sleep(round % 10 === 0 ? 2 : 0);
+      expect(
+        Buffer.from(b.bufBytes).equals(before),
+        `round ${round}: RX buffers written after the unmap`,
+      ).to.equal(true);
+      lost += b.rx(3) - errors;
+      b.table.add(BUF_IOVA, b.bufs);
+      await new Promise((r) => setImmediate(r));
+    }
+    const received = b.rx(0);
+    await until('traffic after the last map', () => b.rx(0) > received + 1000, 5000);
+    stop = true;
+    await load;
+    // Frames that met the unmapped buffers were dropped as bad buffers (counted), and B stayed native.
+    expect(lost).to.be.greaterThan(0);
+    expect(b.nic.info()).to.include({ native: true });
+    // And A's memory unmapped outright while its twin is still listed: gone, never touched.
+    a.ram.unmap();
+    await sleep(20);
+    expect(plane.stats().running).to.equal(true);
+  });
+});

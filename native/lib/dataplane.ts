@@ -1,0 +1,276 @@
+// The data plane (src/dataplane.cc): iavf NICs forwarding to each other through an emu switch on a
+// native worker thread, with no JavaScript per frame. This module is its typed boundary; the policy
+// around it (which NIC runs there, interrupts, logs) is driver-iavf's and network's.
+import {
+  binding,
+  type NativeDataPlane,
+  type NativeDataPlaneLayout,
+  type NativeIavfNic,
+  type NativePortCounters,
+  type NativeSwitch,
+  type NativeSwitchCounters,
+} from './binding.js';
+import { callNative, closedError } from './errors.js';
+import type { GuestMemoryTable } from './iavf-rings.js';
+import { validateFd, validateFunction, validateInteger, validateOptions } from './validate.js';
+
+/** Where an IavfNic's heads and counters live in its state buffer (one definition: src/dataplane.cc). */
+export const NIC_STATE: Readonly<NativeDataPlaneLayout> = Object.freeze({ ...binding.dataPlaneLayout });
+
+export interface DataPlaneOptions {
+  /** Frames a worker takes from one TX queue before it turns to the next (default 32). */
+  burst?: number;
+  /** Polling, as DoorbellWatcher's: 20 us after work, doubling after busyPolls quiet polls, up to
+   * warmSleepUs for warmMs, then maxSleepUs (defaults 20, 8, 250, 100, 1000). */
+  minSleepUs?: number;
+  busyPolls?: number;
+  warmSleepUs?: number;
+  warmMs?: number;
+  maxSleepUs?: number;
+}
+
+export interface DataPlaneStats {
+  /** Whether the worker thread runs (it does while any NIC is started). */
+  running: boolean;
+  nics: number;
+  polls: number;
+  /** Frames the worker took from TX rings. */
+  frames: number;
+}
+
+let processPlane: DataPlane | undefined;
+
+/** A worker thread and the NICs and switches it serves. */
+export class DataPlane {
+  /** @internal */
+  readonly native: NativeDataPlane;
+
+  constructor(options: DataPlaneOptions = {}) {
+    const o = validateOptions<DataPlaneOptions>(options, 'options');
+    if (o.burst !== undefined) validateInteger(o.burst, 'options.burst', 1, 1024);
+    this.native = new binding.DataPlane({ ...o });
+  }
+
+  /** The process's plane, made on first use. */
+  static shared(): DataPlane {
+    processPlane ??= new DataPlane();
+    return processPlane;
+  }
+
+  stats(): DataPlaneStats {
+    return this.native.stats();
+  }
+
+  /** Stops the worker (NICs started later start it again). */
+  close(): void {
+    this.native.close();
+  }
+}
+
+export type { NativePortCounters as SwitchPortCounters, NativeSwitchCounters as SwitchCoreCounters };
+
+export interface SwitchCoreOptions {
+  agingMs: number;
+  maxMacs: number;
+  /** The caller's clock now (milliseconds): the worker's clock for this switch starts there. */
+  now: number;
+  /** Frames a worker could not deliver itself (to JavaScript ports), in order, on the JS thread. */
+  onEscape(ports: number[], frames: Buffer[]): void;
+}
+
+/**
+ * A switch's MAC table and forwarding decisions, shared by JavaScript ports (forward()) and native
+ * NICs (attached with IavfNic.attach): one table per switch. network's L2Switch is built on it.
+ */
+export class SwitchCore {
+  #native: NativeSwitch | null;
+
+  constructor(
+    readonly plane: DataPlane,
+    options: SwitchCoreOptions,
+  ) {
+    validateFunction(options.onEscape, 'options.onEscape');
+    this.#native = new binding.NativeSwitch(plane.native, { ...options });
+  }
+
+  /** @internal */
+  get native(): NativeSwitch {
+    if (!this.#native) throw closedError('switch', 'the switch');
+    return this.#native;
+  }
+
+  /** A JavaScript port; returns its id. */
+  addPort(mtu: number): number {
+    return this.native.addPort(mtu);
+  }
+
+  removePort(id: number): void {
+    this.native.removePort(id);
+  }
+
+  /** A frame a JavaScript port sent: native NICs get it now; returns the ports JavaScript delivers it
+   * to, or 'noDestination'. */
+  forward(from: number, frame: Uint8Array, now: number): number[] | 'noDestination' {
+    const to = this.native.forward(from, frame, now);
+    return to === -1 ? 'noDestination' : to;
+  }
+
+  /** The port `mac` (as macAt gives it) was learned on, unless aged out; undefined if none. */
+  lookup(mac: number, now: number): number | undefined {
+    const port = this.native.lookup(mac, now);
+    return port < 0 ? undefined : port;
+  }
+
+  /** The learned MACs, oldest learned first (aged entries removed first). */
+  macTable(now: number): Array<{ mac: number; port: number; lastSeen: number }> {
+    return this.native.macTable(now).map(([mac, port, lastSeen]) => ({ mac, port, lastSeen }));
+  }
+
+  counters(): NativeSwitchCounters {
+    return this.native.counters();
+  }
+
+  /** What the switch counted itself on a NIC's port (the frames it forwarded without JavaScript). */
+  portCounters(id: number): NativePortCounters {
+    return this.native.portCounters(id);
+  }
+
+  flush(): void {
+    this.native.flush();
+  }
+
+  close(): void {
+    this.#native?.close();
+    this.#native = null;
+  }
+}
+
+export interface IavfNicQueue {
+  ring: bigint;
+  length: number;
+}
+
+export interface IavfNicRxQueue extends IavfNicQueue {
+  bufferSize: number;
+  maxFrame: number;
+  descSize: 16 | 32;
+}
+
+/** What the VF configured, as the data plane needs it. */
+export interface IavfNicConfig {
+  mac: Uint8Array;
+  /** The filter list, as macAt numbers. */
+  macs: number[];
+  /** Bit 0 unicast, bit 1 multicast promiscuous. */
+  promisc: number;
+  rssKey: Uint8Array;
+  rssLut: Uint8Array;
+  numQueuePairs: number;
+  tx: Array<IavfNicQueue | undefined>;
+  rx: Array<IavfNicRxQueue | undefined>;
+  txEnabled: number;
+  rxEnabled: number;
+}
+
+export interface IavfNicEvents {
+  /** Queues with frames written (bit q: RX queue q) or descriptors completed (TX). */
+  rx: number;
+  tx: number;
+  /** The NIC met memory the worker cannot reach: JavaScript runs it from the current heads on. */
+  slow: boolean;
+  /** A TX tail beyond its ring was seen (counted as an error). */
+  badTail: boolean;
+}
+
+export interface IavfNicOptions {
+  /** The memfd of the NIC's BAR0 tail page (QTX_TAIL1 at 0, QRX_TAIL1 at 0x2000); mapped read-only. */
+  tailFd: number;
+  /** NIC_STATE.stateBytes: heads and counters, shared with the worker. */
+  state: ArrayBuffer;
+  onEvents(events: IavfNicEvents): void;
+}
+
+/** An iavf NIC in the data plane: its rings walked by the worker once attached and started. */
+export class IavfNic {
+  #native: NativeIavfNic | null;
+
+  constructor(
+    readonly plane: DataPlane,
+    options: IavfNicOptions,
+  ) {
+    const o = validateOptions<IavfNicOptions>(options, 'options');
+    validateFd(o.tailFd, 'options.tailFd');
+    validateFunction(o.onEvents, 'options.onEvents');
+    const { eventSlow, eventBadTail } = NIC_STATE;
+    this.#native = callNative(
+      () =>
+        new binding.IavfNic(plane.native, o.tailFd, o.state, (rx, tx, flags) =>
+          o.onEvents({ rx, tx, slow: (flags & eventSlow) !== 0, badTail: (flags & eventBadTail) !== 0 }),
+        ),
+    );
+  }
+
+  get #n(): NativeIavfNic {
+    if (!this.#native) throw closedError('nic', 'the NIC');
+    return this.#native;
+  }
+
+  configure(config: IavfNicConfig): void {
+    this.#n.configure(config);
+  }
+
+  /** The guest memory its rings and buffers are in (none: the worker leaves it alone). */
+  setTable(table: GuestMemoryTable | undefined): void {
+    this.#n.setTable(table?.native ?? null);
+  }
+
+  /** Becomes a port of `sw` (same plane); returns the port id. */
+  attach(sw: SwitchCore, mtu: number): number {
+    return this.#n.attach(sw.native, mtu);
+  }
+
+  detach(): void {
+    this.#native?.detach();
+  }
+
+  /** The worker walks the NIC's TX rings (while attached); stop() returns once it no longer does. */
+  start(): void {
+    this.#n.start();
+  }
+
+  stop(): void {
+    this.#native?.stop();
+  }
+
+  /** A TX tail was written by message: the worker looks now. */
+  kick(): void {
+    this.#native?.kick();
+  }
+
+  /** Every head to 0, and the worker runs the NIC again. */
+  resetHeads(): void {
+    this.#n.resetHeads();
+  }
+
+  /** A frame for the NIC from JavaScript, written natively; false: the NIC runs in JavaScript now. */
+  receive(frame: Uint8Array): boolean {
+    return this.#n.receive(frame);
+  }
+
+  /** Whether the worker runs it (native), is polling it (started), its switch port. */
+  info(): { native: boolean; started: boolean; port: number; bursts: number } {
+    const i = this.#native?.info() ?? {};
+    return {
+      native: i.native ?? false,
+      started: i.started ?? false,
+      port: i.port ?? -1,
+      bursts: i.bursts ?? 0,
+    };
+  }
+
+  /** Leaves the worker and the switch, unmaps the tail page; idempotent. */
+  close(): void {
+    this.#native?.close();
+    this.#native = null;
+  }
+}

@@ -1,0 +1,1197 @@
+// The data plane: iavf NICs forwarding to each other through an emu switch on a native worker
+// thread, with no JavaScript per frame (lib/dataplane.ts is the typed side; docs/architecture.md).
+//
+//   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
+//   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[]) })
+//   new IavfNic(plane, tailFd, state: ArrayBuffer, onEvents(rx, tx, flags)); nic.setTable(table | null)
+//
+// Who owns what:
+// - The worker walks the TX rings of every started NIC that is natively attached to a switch, reading
+//   the TX tails from the NIC's shared tail page (its own read-only mapping), a burst (`burst` frames)
+//   per queue at a time; each frame goes through the switch: learned, then written straight into the
+//   RX ring of the destination NIC (filters, RSS and the ring rules of iavf_nic.h and
+//   iavf_ring_core.h), or handed to JavaScript through the switch's bounded escape queue when the
+//   destination is a JavaScript port (a test, a pcap-captured NIC) or a NIC that went to its
+//   TypeScript path. It sleeps adaptively when idle, as the DoorbellWatcher does.
+// - Frames from JavaScript ports reach the same switch through forward(): native NICs get them
+//   inside the call, and the JavaScript ports to deliver to come back.
+// - JavaScript keeps the control plane: it configures each NIC (configure(), from virtchnl), raises
+//   the interrupts the NIC's events name (onEvents: RX and TX queues with work done, and kSlow when the
+//   NIC met memory its worker cannot reach, after which JavaScript runs it), and reads counters and
+//   heads from `state` without a call.
+//
+// Locking: one mutex per plane guards every switch, NIC and the escape queues; the worker holds it for
+// one NIC's burst at a time, together with memory_lock::Shared (the quiesce point with DMA_UNMAP, see
+// memory_lock.h). JavaScript calls take the mutex too and never run JavaScript while holding it.
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "args.h"
+#include "errors.h"
+#include "guest_memory.h"
+#include "iavf_nic.h"
+#include "iavf_ring_core.h"
+#include "js_callback.h"
+#include "mac_table.h"
+#include "memory_lock.h"
+#include "module.h"
+
+namespace emu {
+namespace {
+
+using namespace iavf;
+
+// The tail page's layout (BAR0 offsets of QTX_TAIL1 and QRX_TAIL1), and its size.
+constexpr size_t kTxTails = 0x0000;
+constexpr size_t kRxTails = 0x2000;
+constexpr size_t kTailPageBytes = 0x3000;
+constexpr uint32_t kTailMask = 0x1fff;
+
+// `state`: heads (uint32 TX[16], RX[16]), then the counters (double, iavf_nic.h).
+constexpr size_t kHeadsBytes = 2 * kQueues * 4;
+constexpr size_t kStateBytes = kHeadsBytes + kCounterCount * 8;
+
+// Event flags for onEvents.
+constexpr uint32_t kEventSlow = 1;      // the NIC met memory its worker cannot reach: JavaScript runs it now
+constexpr uint32_t kEventBadTail = 2;   // a TX tail beyond its ring (counted as an error)
+
+// A switch port's counters, seen from the switch (PortStats in packages/network): rx is what the
+// switch received from the port.
+enum PortStat : uint32_t {
+  kPortRxFrames,
+  kPortRxBytes,
+  kPortTxFrames,
+  kPortTxBytes,
+  kDropRunt,
+  kDropOversize,
+  kDropNoDestination,
+  kDropOverrun,
+  kDropError,
+  kPortStats,
+};
+
+// What may wait for JavaScript in one switch's escape queue.
+constexpr size_t kMaxEscapes = 1024;
+constexpr size_t kMaxEscapeBytes = 4 << 20;
+
+struct NicCore;
+class IavfNic;
+
+struct SwitchCore {
+  struct Port {
+    bool attached = false;
+    uint32_t mtu = 1500;
+    NicCore* nic = nullptr;  // a native NIC; nullptr for a JavaScript port
+    double counters[kPortStats] = {};
+  };
+  struct Escape {
+    int to;
+    std::vector<uint8_t> frame;
+  };
+
+  SwitchCore(double aging_ms, uint32_t max_macs) : table(aging_ms, max_macs) {}
+
+  MacTable table;
+  std::vector<Port> ports;  // by id; ids are never reused
+  std::deque<Escape> escapes;
+  size_t escape_bytes = 0;
+  uv_async_t* async = nullptr;  // the JS object's; nullptr once it closed
+  // The worker's clock for the MAC table: JavaScript's `now` at creation, advanced by uv_hrtime.
+  double origin_ms = 0;
+  uint64_t origin_ns = 0;
+
+  double Now() const { return origin_ms + static_cast<double>(uv_hrtime() - origin_ns) / 1e6; }
+  void Wake() {
+    if (async != nullptr) uv_async_send(async);
+  }
+};
+
+struct NicCore {
+  NicConfig cfg;
+  const GuestMemoryTable* table = nullptr;
+  const uint32_t* tails = nullptr;  // the tail page, read-only
+  void* tail_map = nullptr;
+  uint32_t* heads = nullptr;  // in `state`: TX[16], RX[16]
+  double* counters = nullptr;
+  std::shared_ptr<SwitchCore> sw;
+  int port = -1;
+  bool native = true;    // false: JavaScript runs it (its memory was out of the worker's reach)
+  bool started = false;  // in the worker's list
+  uint32_t seen_tail[kQueues];
+  bool more[kQueues] = {};  // the last pass spent its burst: go on without a new tail
+  std::atomic<uint32_t> rx_events{0};
+  std::atomic<uint32_t> tx_events{0};
+  std::atomic<uint32_t> flags{0};
+  double bursts = 0;
+  IavfNic* owner = nullptr;  // the JS object, for its events
+
+  NicCore() { std::fill(std::begin(seen_tail), std::end(seen_tail), UINT32_MAX); }
+  uint32_t TxHead(uint32_t q) const { return heads[q]; }
+  uint32_t& RxHead(uint32_t q) { return heads[kQueues + q]; }
+  uint32_t Tail(size_t area, uint32_t q) const {
+    return __atomic_load_n(&tails[(area + 4 * q) / 4], __ATOMIC_ACQUIRE) & kTailMask;
+  }
+  bool Attached() const { return sw != nullptr && port >= 0; }
+};
+
+struct PlaneCore {
+  uv_mutex_t mutex;
+  uv_cond_t cond;
+  std::vector<NicCore*> nics;  // started NICs
+  uv_thread_t thread{};
+  bool running = false;
+  bool stop = false;
+  uint32_t burst = 32;
+  // Polling, as DoorbellWatcher's (same defaults).
+  int64_t min_sleep_us = 20;
+  int64_t busy_polls = 8;
+  int64_t warm_sleep_us = 250;
+  int64_t warm_ms = 100;
+  int64_t max_sleep_us = 1000;
+  double polls = 0;
+  double frames = 0;
+
+  PlaneCore() {
+    uv_mutex_init(&mutex);
+    uv_cond_init(&cond);
+  }
+  ~PlaneCore() {
+    uv_cond_destroy(&cond);
+    uv_mutex_destroy(&mutex);
+  }
+};
+
+class Lock {
+ public:
+  explicit Lock(PlaneCore* p) : p_(p) { uv_mutex_lock(&p_->mutex); }
+  ~Lock() { uv_mutex_unlock(&p_->mutex); }
+
+ private:
+  PlaneCore* p_;
+};
+
+size_t MaxFrameLength(uint32_t mtu, const uint8_t* frame, size_t length) {
+  if (length >= 18) {
+    const uint16_t type = static_cast<uint16_t>((frame[12] << 8) | frame[13]);
+    if (type == 0x8100 || type == 0x88a8) return mtu + 18;
+  }
+  return mtu + 14;
+}
+
+// Forwarding inside one switch, with the plane's mutex held. js_out: the JavaScript ports to deliver
+// to, for a frame JavaScript sent; nullptr for a frame from a worker (they are escaped instead).
+class Forwarder {
+ public:
+  Forwarder(SwitchCore* sw, std::vector<int>* js_out) : sw_(sw), js_out_(js_out) {}
+
+  // Returns false when the frame had nowhere to go (noDestination: counted here for a native source).
+  bool Forward(int from, const uint8_t* frame, size_t length, double now) {
+    MacTable& t = sw_->table;
+    if (!(frame[6] & 1)) t.Learn(MacAt(frame + 6), from, now);
+    if (frame[0] & 1) return Flood(from, frame, length);
+    const int to = t.Lookup(MacAt(frame), now);
+    if (to < 0) {
+      t.counters.unknown_unicast++;
+      return Flood(from, frame, length);
+    }
+    if (to == from) return NoDestination(from);
+    DeliverTo(to, frame, length);
+    return true;
+  }
+
+ private:
+  bool Flood(int from, const uint8_t* frame, size_t length) {
+    sw_->table.counters.flooded++;
+    int targets = 0;
+    for (size_t id = 0; id < sw_->ports.size(); id++) {
+      if (static_cast<int>(id) == from || !sw_->ports[id].attached) continue;
+      targets++;
+      DeliverTo(static_cast<int>(id), frame, length);
+    }
+    return targets > 0 || NoDestination(from);
+  }
+
+  bool NoDestination(int from) {
+    if (sw_->ports[from].nic != nullptr && js_out_ == nullptr) sw_->ports[from].counters[kDropNoDestination]++;
+    return false;
+  }
+
+  void DeliverTo(int to, const uint8_t* frame, size_t length);
+
+  SwitchCore* sw_;
+  std::vector<int>* js_out_;
+};
+
+// Hands a frame to JavaScript through the switch's escape queue (bounded: past it, counted overrun).
+void EscapeFrame(SwitchCore* sw, int to, const uint8_t* frame, size_t length) {
+  if (sw->escapes.size() >= kMaxEscapes || sw->escape_bytes + length > kMaxEscapeBytes) {
+    sw->ports[to].counters[kDropOverrun]++;
+    return;
+  }
+  sw->escapes.push_back({to, std::vector<uint8_t>(frame, frame + length)});
+  sw->escape_bytes += length;
+  sw->Wake();
+}
+
+// A frame for a native NIC, into its RX ring. False: the NIC cannot take it natively (its memory is
+// out of reach): it went to JavaScript, and the NIC with it.
+bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
+  double* c = nic->counters;
+  const RxRoute route = Route(nic->cfg, frame, length, c);
+  if (!route.ok) return true;
+  const uint32_t q = route.q;
+  if (nic->table == nullptr || !nic->table->Enabled()) {
+    // Nowhere to write it: the guest has not (re)enabled bus mastering.
+    Stat(c, false, q, kDrops)++;
+    return true;
+  }
+  const GuestMemoryTable::WorkerSpace space(nic->table);
+  const RxResult r = RxWrite(space, nic->cfg.rx[q], nic->RxHead(q), nic->Tail(kRxTails, q), frame, length, route.hash);
+  switch (r.status) {
+    case kRxOk:
+      nic->RxHead(q) = r.head;
+      CountPacket(c, false, q, frame, length);
+      nic->rx_events.fetch_or(1u << q, std::memory_order_relaxed);
+      return true;
+    case kRxNoBuffers:
+    case kRxTooBig:
+      Stat(c, false, q, kDrops)++;
+      return true;
+    case kRxBadIndex:
+      Stat(c, false, q, kErrors)++;
+      Stat(c, false, q, kDrops)++;
+      return true;
+    case kRxBadBuffer:
+      nic->RxHead(q) = r.head;
+      Stat(c, false, q, kErrors)++;
+      Stat(c, false, q, kDrops)++;
+      nic->rx_events.fetch_or(1u << q, std::memory_order_relaxed);
+      return true;
+    default:  // kRxRing, kRxIndirect
+      nic->native = false;
+      nic->flags.fetch_or(kEventSlow, std::memory_order_relaxed);
+      if (nic->sw) nic->sw->Wake();
+      return false;
+  }
+}
+
+void Forwarder::DeliverTo(int to, const uint8_t* frame, size_t length) {
+  SwitchCore::Port& port = sw_->ports[to];
+  NicCore* nic = port.nic;
+  if (nic != nullptr && nic->native) {
+    if (length > MaxFrameLength(port.mtu, frame, length)) {
+      port.counters[kDropOversize]++;
+      return;
+    }
+    if (Receive(nic, frame, length)) {
+      port.counters[kPortTxFrames]++;
+      port.counters[kPortTxBytes] += static_cast<double>(length);
+      sw_->Wake();
+      return;
+    }
+  }
+  if (js_out_ != nullptr) {
+    js_out_->push_back(to);
+  } else {
+    EscapeFrame(sw_, to, frame, length);
+  }
+}
+
+// A worker's TX frames: counted on their queue and forwarded through the NIC's switch.
+class ForwardSink : public TxSink {
+ public:
+  ForwardSink(NicCore* nic, uint32_t q, double now) : nic_(nic), q_(q), now_(now) {}
+
+  bool Packet(const TxPacket& p, uint32_t* counts) override {
+    return builder_.Build(
+        p, counts,
+        [&](size_t length) {
+          scratch_.resize(length);
+          return scratch_.data();
+        },
+        [&](uint8_t* frame, size_t length) {
+          frames++;
+          bytes += length;
+          CountPacket(nic_->counters, true, q_, frame, length);
+          Ingress(frame, length);
+          return true;
+        });
+  }
+
+ private:
+  // The switch side of the NIC's port: length checks, counters, then forwarding.
+  void Ingress(const uint8_t* frame, size_t length) {
+    SwitchCore* sw = nic_->sw.get();
+    SwitchCore::Port& port = sw->ports[nic_->port];
+    if (length < kMinFrame) {
+      port.counters[kDropRunt]++;
+      return;
+    }
+    if (length > MaxFrameLength(port.mtu, frame, length)) {
+      port.counters[kDropOversize]++;
+      return;
+    }
+    port.counters[kPortRxFrames]++;
+    port.counters[kPortRxBytes] += static_cast<double>(length);
+    Forwarder(sw, nullptr).Forward(nic_->port, frame, length, now_);
+  }
+
+  NicCore* nic_;
+  uint32_t q_;
+  double now_;
+  FrameBuilder builder_;
+  std::vector<uint8_t> scratch_;
+};
+
+// One burst per TX queue of one NIC; returns the frames it produced.
+uint64_t PollNic(NicCore* nic, uint32_t burst) {
+  if (!nic->native || !nic->Attached() || nic->table == nullptr || !nic->table->Enabled()) return 0;
+  uint64_t produced = 0;
+  const double now = nic->sw->Now();
+  for (uint32_t q = 0; q < kQueues; q++) {
+    if (!(nic->cfg.tx_enabled & (1u << q)) || nic->cfg.tx_len[q] == 0) continue;
+    const uint32_t tail = nic->Tail(kTxTails, q);
+    if (tail == nic->seen_tail[q] && !nic->more[q]) continue;
+    nic->seen_tail[q] = tail;
+    nic->more[q] = false;
+    const uint32_t len = nic->cfg.tx_len[q];
+    double* c = nic->counters;
+    if (tail >= len) {
+      Stat(c, true, q, kErrors)++;
+      nic->flags.fetch_or(kEventBadTail, std::memory_order_relaxed);
+      nic->sw->Wake();
+      continue;
+    }
+    if (tail == nic->TxHead(q)) continue;
+    const GuestMemoryTable::WorkerSpace space(nic->table);
+    ForwardSink sink(nic, q, now);
+    const TxPass pass = TxWalk(space, nic->cfg.tx_ring[q], len, nic->TxHead(q), tail, burst, UINT32_MAX, sink);
+    nic->heads[q] = pass.head;
+    Stat(c, true, q, kErrors) += pass.counts[kBadAddress] + pass.counts[kBadLength] + pass.counts[kNoEop] +
+                                 pass.counts[kBadTso];
+    Stat(c, true, q, kDrops) += pass.counts[kDropped];
+    produced += sink.frames;
+    nic->bursts++;
+    if (pass.counts[kCompleted] > 0) {
+      nic->tx_events.fetch_or(1u << q, std::memory_order_relaxed);
+      nic->sw->Wake();
+    }
+    if (pass.stop == kTxBudget) nic->more[q] = true;
+    if (pass.stop == kTxRing || pass.stop == kTxIndirect) {
+      nic->native = false;
+      nic->flags.fetch_or(kEventSlow, std::memory_order_relaxed);
+      nic->sw->Wake();
+      return produced;
+    }
+  }
+  return produced;
+}
+
+void WorkerLoop(void* arg) {
+  auto* p = static_cast<PlaneCore*>(arg);
+  // Sleeps of a few microseconds need a timer slack below the default 50 us.
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  prctl(PR_SET_NAME, "emu-dataplane", 0, 0, 0);
+  const uint64_t min_ns = static_cast<uint64_t>(p->min_sleep_us) * 1000;
+  const uint64_t max_ns = static_cast<uint64_t>(p->max_sleep_us) * 1000;
+  const uint64_t warm_cap_ns = std::min(std::max(static_cast<uint64_t>(p->warm_sleep_us) * 1000, min_ns), max_ns);
+  const uint64_t warm_ns = static_cast<uint64_t>(p->warm_ms) * 1000000;
+  uint64_t sleep_ns = min_ns;
+  uint64_t last_work = uv_hrtime();
+  int64_t quiet = 0;
+  uv_mutex_lock(&p->mutex);
+  while (!p->stop) {
+    uint64_t produced = 0;
+    // One NIC's burst at a time under the mutex, released in between so JavaScript gets in.
+    for (size_t i = 0; i < p->nics.size() && !p->stop; i++) {
+      {
+        memory_lock::Shared quiesce;
+        produced += PollNic(p->nics[i], p->burst);
+      }
+      uv_mutex_unlock(&p->mutex);
+      uv_mutex_lock(&p->mutex);
+    }
+    p->polls++;
+    p->frames += static_cast<double>(produced);
+    if (produced > 0) {
+      quiet = 0;
+      sleep_ns = min_ns;
+      last_work = uv_hrtime();
+      continue;  // busy: go on at once
+    }
+    if (++quiet > p->busy_polls) {
+      const uint64_t cap = uv_hrtime() - last_work < warm_ns ? warm_cap_ns : max_ns;
+      sleep_ns = std::min(sleep_ns * 2, cap);
+    }
+    if (!p->stop) uv_cond_timedwait(&p->cond, &p->mutex, sleep_ns);
+  }
+  uv_mutex_unlock(&p->mutex);
+}
+
+// Leaves the worker's list (the plane's mutex held); true when the list became empty.
+bool Unlist(PlaneCore* p, NicCore* nic) {
+  if (!nic->started) return false;
+  nic->started = false;
+  p->nics.erase(std::remove(p->nics.begin(), p->nics.end(), nic), p->nics.end());
+  return p->nics.empty();
+}
+
+void StopWorker(PlaneCore* p) {
+  uv_mutex_lock(&p->mutex);
+  if (!p->running) {
+    uv_mutex_unlock(&p->mutex);
+    return;
+  }
+  p->stop = true;
+  uv_cond_signal(&p->cond);
+  uv_mutex_unlock(&p->mutex);
+  uv_thread_join(&p->thread);
+  uv_mutex_lock(&p->mutex);
+  p->running = false;
+  p->stop = false;
+  uv_mutex_unlock(&p->mutex);
+}
+
+bool ReadOption(Napi::Object o, const char* key, int64_t min, int64_t max, int64_t* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) return true;
+  if (!v.IsNumber()) return false;
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max))) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+class DataPlane : public Napi::ObjectWrap<DataPlane> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Define(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "DataPlane",
+                                   {
+                                       InstanceMethod<&DataPlane::Stats>("stats"),
+                                       InstanceMethod<&DataPlane::Close>("close"),
+                                   });
+    constructor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  explicit DataPlane(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DataPlane>(info) {
+    Napi::Env env = info.Env();
+    core_ = std::make_shared<PlaneCore>();
+    if (info[0].IsObject()) {
+      Napi::Object o = info[0].As<Napi::Object>();
+      int64_t burst = core_->burst;
+      PlaneCore& c = *core_;
+      if (!ReadOption(o, "burst", 1, 1024, &burst) || !ReadOption(o, "minSleepUs", 1, 1000000, &c.min_sleep_us) ||
+          !ReadOption(o, "maxSleepUs", 1, 1000000, &c.max_sleep_us) ||
+          !ReadOption(o, "busyPolls", 0, 1000000, &c.busy_polls) ||
+          !ReadOption(o, "warmSleepUs", 1, 1000000, &c.warm_sleep_us) ||
+          !ReadOption(o, "warmMs", 0, 1000000, &c.warm_ms) || c.max_sleep_us < c.min_sleep_us) {
+        ThrowTypeError(env, "bad data plane options");
+        return;
+      }
+      c.burst = static_cast<uint32_t>(burst);
+    }
+    env_ = env;
+    napi_add_env_cleanup_hook(env, CleanupHook, this);
+    hook_ = true;
+  }
+
+  ~DataPlane() override {
+    if (hook_) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
+    StopWorker(core_.get());
+  }
+
+  const std::shared_ptr<PlaneCore>& core() const { return core_; }
+
+  // A NIC joins the worker's list; the worker starts with the first.
+  static void List(const std::shared_ptr<PlaneCore>& p, NicCore* nic, Napi::Env env) {
+    uv_mutex_lock(&p->mutex);
+    if (!nic->started) {
+      nic->started = true;
+      p->nics.push_back(nic);
+    }
+    uv_cond_signal(&p->cond);
+    const bool start = !p->running;
+    if (start) p->running = true;
+    uv_mutex_unlock(&p->mutex);
+    if (start) {
+      const int r = uv_thread_create(&p->thread, WorkerLoop, p.get());
+      if (r < 0) {
+        uv_mutex_lock(&p->mutex);
+        p->running = false;
+        Unlist(p.get(), nic);
+        uv_mutex_unlock(&p->mutex);
+        ThrowErrno(env, -r, "uv_thread_create");
+      }
+    }
+  }
+
+  // Leaves the list; the worker stops with the last.
+  static void Unlisted(const std::shared_ptr<PlaneCore>& p, NicCore* nic) {
+    uv_mutex_lock(&p->mutex);
+    const bool empty = Unlist(p.get(), nic);
+    uv_mutex_unlock(&p->mutex);
+    if (empty) StopWorker(p.get());
+  }
+
+ private:
+  static void CleanupHook(void* arg) {
+    auto* self = static_cast<DataPlane*>(arg);
+    self->hook_ = false;
+    StopWorker(self->core_.get());
+  }
+
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Lock lock(core_.get());
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("running", Napi::Boolean::New(env, core_->running));
+    o.Set("nics", Napi::Number::New(env, static_cast<double>(core_->nics.size())));
+    o.Set("polls", Napi::Number::New(env, core_->polls));
+    o.Set("frames", Napi::Number::New(env, core_->frames));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    StopWorker(core_.get());
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<PlaneCore> core_;
+  napi_env env_ = nullptr;
+  bool hook_ = false;
+};
+
+Napi::FunctionReference* DataPlane::constructor = nullptr;
+
+DataPlane* PlaneOf(Napi::Value v) {
+  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(DataPlane::constructor->Value())) return nullptr;
+  return DataPlane::Unwrap(v.As<Napi::Object>());
+}
+
+class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Define(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "NativeSwitch",
+                                   {
+                                       InstanceMethod<&NativeSwitch::AddPort>("addPort"),
+                                       InstanceMethod<&NativeSwitch::RemovePort>("removePort"),
+                                       InstanceMethod<&NativeSwitch::Forward>("forward"),
+                                       InstanceMethod<&NativeSwitch::Lookup>("lookup"),
+                                       InstanceMethod<&NativeSwitch::MacRows>("macTable"),
+                                       InstanceMethod<&NativeSwitch::Counters>("counters"),
+                                       InstanceMethod<&NativeSwitch::PortCounters>("portCounters"),
+                                       InstanceMethod<&NativeSwitch::Flush>("flush"),
+                                       InstanceMethod<&NativeSwitch::Close>("close"),
+                                   });
+    constructor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  explicit NativeSwitch(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeSwitch>(info) {
+    Napi::Env env = info.Env();
+    DataPlane* plane = PlaneOf(info[0]);
+    if (plane == nullptr || !info[1].IsObject()) {
+      ThrowTypeError(env, "expected (plane, { agingMs, maxMacs, now, onEscape })");
+      return;
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    Napi::Value aging = o.Get("agingMs");
+    Napi::Value max = o.Get("maxMacs");
+    Napi::Value now = o.Get("now");
+    Napi::Value on_escape = o.Get("onEscape");
+    if (!aging.IsNumber() || !max.IsNumber() || !now.IsNumber() || !on_escape.IsFunction()) {
+      ThrowTypeError(env, "expected (plane, { agingMs, maxMacs, now, onEscape })");
+      return;
+    }
+    const double max_macs = max.As<Napi::Number>().DoubleValue();
+    if (!(aging.As<Napi::Number>().DoubleValue() > 0) || !(max_macs >= 1 && max_macs <= 1e9)) {
+      ThrowTypeError(env, "agingMs must be > 0 and maxMacs >= 1");
+      return;
+    }
+    plane_ = plane->core();
+    plane_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    core_ = std::make_shared<SwitchCore>(aging.As<Napi::Number>().DoubleValue(), static_cast<uint32_t>(max_macs));
+    core_->origin_ms = now.As<Napi::Number>().DoubleValue();
+    core_->origin_ns = uv_hrtime();
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      Napi::Error::New(env, "no libuv loop").ThrowAsJavaScriptException();
+      return;
+    }
+    auto* async = new uv_async_t;
+    const int r = uv_async_init(loop, async, OnAsync);
+    if (r < 0) {
+      delete async;
+      ThrowErrno(env, -r, "uv_async_init");
+      return;
+    }
+    async->data = this;
+    // Never keeps the process alive on its own: the devices' sockets do that.
+    uv_unref(reinterpret_cast<uv_handle_t*>(async));
+    core_->async = async;
+    on_escape_.Set(env, on_escape.As<Napi::Function>(), "EmuNativeSwitch", info.This().As<Napi::Object>());
+  }
+
+  ~NativeSwitch() override { Shut(); }
+
+  const std::shared_ptr<SwitchCore>& core() const { return core_; }
+  const std::shared_ptr<PlaneCore>& plane() const { return plane_; }
+
+ private:
+  static void OnAsync(uv_async_t* handle);
+
+  void Shut() {
+    if (!core_) return;
+    {
+      Lock lock(plane_.get());
+      if (core_->async == nullptr) return;
+      core_->async->data = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(core_->async), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+      core_->async = nullptr;
+      core_->escapes.clear();
+      core_->escape_bytes = 0;
+    }
+    on_escape_.Drop();
+  }
+
+  bool PortArg(const Napi::CallbackInfo& info, size_t i, int* out) {
+    int64_t id;
+    if (!ArgInt(info, i, 0, INT32_MAX, &id)) return false;
+    if (static_cast<size_t>(id) >= core_->ports.size()) {
+      ThrowTypeError(info.Env(), "no such port");
+      return false;
+    }
+    *out = static_cast<int>(id);
+    return true;
+  }
+
+  // addPort(mtu) -> id: a JavaScript port.
+  Napi::Value AddPort(const Napi::CallbackInfo& info) {
+    int64_t mtu;
+    if (!ArgInt(info, 0, 68, 65535, &mtu)) return info.Env().Undefined();
+    Lock lock(plane_.get());
+    core_->ports.push_back({});
+    core_->ports.back().attached = true;
+    core_->ports.back().mtu = static_cast<uint32_t>(mtu);
+    return Napi::Number::New(info.Env(), static_cast<double>(core_->ports.size() - 1));
+  }
+
+  // removePort(id): the port leaves; its MACs are forgotten (a NIC leaves through its own detach()).
+  Napi::Value RemovePort(const Napi::CallbackInfo& info) {
+    int id;
+    if (!PortArg(info, 0, &id)) return info.Env().Undefined();
+    Lock lock(plane_.get());
+    if (core_->ports[id].nic != nullptr) return ThrowTypeError(info.Env(), "a NIC's port leaves with nic.detach()");
+    core_->ports[id].attached = false;
+    core_->table.Forget(id);
+    return info.Env().Undefined();
+  }
+
+  // forward(from, frame, now) -> number[] | -1: a frame a JavaScript port sent (its checks done and
+  // counted by the caller). Native NICs get it here; returns the ports JavaScript must deliver it to,
+  // or -1 when it has nowhere to go (noDestination).
+  Napi::Value Forward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int from;
+    if (!PortArg(info, 0, &from)) return env.Undefined();
+    if (!info[1].IsTypedArray() || !info[2].IsNumber()) return ThrowTypeError(env, "expected (from, frame, now)");
+    Napi::TypedArray view = info[1].As<Napi::TypedArray>();
+    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    const size_t length = view.ByteLength();
+    if (length < kMinFrame) return ThrowTypeError(env, "a frame has at least 14 bytes");
+    const double now = info[2].As<Napi::Number>().DoubleValue();
+    std::vector<int> to;
+    bool delivered;
+    {
+      Lock lock(plane_.get());
+      if (!core_->ports[from].attached) return Napi::Array::New(env);
+      delivered = Forwarder(core_.get(), &to).Forward(from, frame, length, now);
+    }
+    if (!delivered) return Napi::Number::New(env, -1);
+    Napi::Array out = Napi::Array::New(env, to.size());
+    for (size_t i = 0; i < to.size(); i++) out.Set(static_cast<uint32_t>(i), Napi::Number::New(env, to[i]));
+    return out;
+  }
+
+  // lookup(mac: number, now) -> port id or -1.
+  Napi::Value Lookup(const Napi::CallbackInfo& info) {
+    if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowTypeError(info.Env(), "expected (mac, now)");
+    const uint64_t mac = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
+    Lock lock(plane_.get());
+    return Napi::Number::New(info.Env(), core_->table.Lookup(mac, info[1].As<Napi::Number>().DoubleValue()));
+  }
+
+  // macTable(now) -> [mac, port, lastSeen][], oldest learned first.
+  Napi::Value MacRows(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!info[0].IsNumber()) return ThrowTypeError(env, "expected (now)");
+    std::vector<MacTable::Row> rows;
+    {
+      Lock lock(plane_.get());
+      rows = core_->table.List(info[0].As<Napi::Number>().DoubleValue());
+    }
+    Napi::Array out = Napi::Array::New(env, rows.size());
+    for (size_t i = 0; i < rows.size(); i++) {
+      Napi::Array row = Napi::Array::New(env, 3);
+      row.Set(0u, Napi::Number::New(env, static_cast<double>(rows[i].mac)));
+      row.Set(1u, Napi::Number::New(env, rows[i].port));
+      row.Set(2u, Napi::Number::New(env, rows[i].last_seen));
+      out.Set(static_cast<uint32_t>(i), row);
+    }
+    return out;
+  }
+
+  Napi::Value Counters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    MacCounters c;
+    {
+      Lock lock(plane_.get());
+      c = core_->table.counters;
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("learned", c.learned);
+    o.Set("moved", c.moved);
+    o.Set("aged", c.aged);
+    o.Set("tableFull", c.table_full);
+    o.Set("flooded", c.flooded);
+    o.Set("unknownUnicast", c.unknown_unicast);
+    return o;
+  }
+
+  // portCounters(id) -> what the switch counted itself for a NIC's port (frames it forwarded natively).
+  Napi::Value PortCounters(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int id;
+    if (!PortArg(info, 0, &id)) return env.Undefined();
+    double c[kPortStats];
+    {
+      Lock lock(plane_.get());
+      std::memcpy(c, core_->ports[id].counters, sizeof(c));
+    }
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("rxFrames", c[kPortRxFrames]);
+    o.Set("rxBytes", c[kPortRxBytes]);
+    o.Set("txFrames", c[kPortTxFrames]);
+    o.Set("txBytes", c[kPortTxBytes]);
+    Napi::Object drops = Napi::Object::New(env);
+    drops.Set("runt", c[kDropRunt]);
+    drops.Set("oversize", c[kDropOversize]);
+    drops.Set("noDestination", c[kDropNoDestination]);
+    drops.Set("overrun", c[kDropOverrun]);
+    drops.Set("error", c[kDropError]);
+    o.Set("drops", drops);
+    return o;
+  }
+
+  Napi::Value Flush(const Napi::CallbackInfo& info) {
+    Lock lock(plane_.get());
+    core_->table.Flush();
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shut();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<PlaneCore> plane_;
+  Napi::ObjectReference plane_ref_;
+  std::shared_ptr<SwitchCore> core_;
+  JsCallback on_escape_;
+};
+
+Napi::FunctionReference* NativeSwitch::constructor = nullptr;
+
+class IavfNic : public Napi::ObjectWrap<IavfNic> {
+ public:
+  static Napi::FunctionReference* constructor;
+
+  static Napi::Function Define(Napi::Env env) {
+    Napi::Function f = DefineClass(env, "IavfNic",
+                                   {
+                                       InstanceMethod<&IavfNic::Configure>("configure"),
+                                       InstanceMethod<&IavfNic::SetTable>("setTable"),
+                                       InstanceMethod<&IavfNic::Attach>("attach"),
+                                       InstanceMethod<&IavfNic::Detach>("detach"),
+                                       InstanceMethod<&IavfNic::Start>("start"),
+                                       InstanceMethod<&IavfNic::Stop>("stop"),
+                                       InstanceMethod<&IavfNic::Kick>("kick"),
+                                       InstanceMethod<&IavfNic::ResetHeads>("resetHeads"),
+                                       InstanceMethod<&IavfNic::Receive>("receive"),
+                                       InstanceMethod<&IavfNic::Info>("info"),
+                                       InstanceMethod<&IavfNic::Close>("close"),
+                                   });
+    constructor = new Napi::FunctionReference(Napi::Persistent(f));
+    return f;
+  }
+
+  explicit IavfNic(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IavfNic>(info) {
+    Napi::Env env = info.Env();
+    DataPlane* plane = PlaneOf(info[0]);
+    int fd;
+    if (plane == nullptr) {
+      ThrowTypeError(env, "expected (plane, tailFd, state, onEvents)");
+      return;
+    }
+    if (!ArgFd(info, 1, &fd)) return;
+    if (!info[2].IsArrayBuffer() || info[2].As<Napi::ArrayBuffer>().ByteLength() < kStateBytes ||
+        !info[3].IsFunction()) {
+      ThrowTypeError(env, "expected (plane, tailFd, state: ArrayBuffer, onEvents)");
+      return;
+    }
+    void* map = mmap(nullptr, kTailPageBytes, PROT_READ, MAP_SHARED, fd, 0);
+    if (map == MAP_FAILED) {
+      ThrowErrno(env, errno, "mmap");
+      return;
+    }
+    plane_ = plane->core();
+    plane_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    Napi::ArrayBuffer state = info[2].As<Napi::ArrayBuffer>();
+    state_ref_ = Napi::Persistent(state);
+    nic_ = std::make_unique<NicCore>();
+    nic_->owner = this;
+    nic_->tail_map = map;
+    nic_->tails = static_cast<const uint32_t*>(map);
+    nic_->heads = static_cast<uint32_t*>(state.Data());
+    nic_->counters = reinterpret_cast<double*>(static_cast<uint8_t*>(state.Data()) + kHeadsBytes);
+    on_events_.Set(env, info[3].As<Napi::Function>(), "EmuIavfNic", info.This().As<Napi::Object>());
+  }
+
+  ~IavfNic() override { Shut(); }
+
+  // The switch's async callback: this NIC's events since the last.
+  void DeliverEvents(Napi::Env env) {
+    if (!nic_) return;
+    const uint32_t rx = nic_->rx_events.exchange(0, std::memory_order_acq_rel);
+    const uint32_t tx = nic_->tx_events.exchange(0, std::memory_order_acq_rel);
+    const uint32_t flags = nic_->flags.exchange(0, std::memory_order_acq_rel);
+    if ((rx | tx | flags) == 0) return;
+    Napi::HandleScope scope(env);
+    on_events_.Call(env, Value(), {Napi::Number::New(env, rx), Napi::Number::New(env, tx), Napi::Number::New(env, flags)});
+  }
+
+ private:
+  void Shut() {
+    if (!nic_) return;
+    DataPlane::Unlisted(plane_, nic_.get());
+    DetachLocked();
+    {
+      memory_lock::Exclusive quiesce;
+      munmap(nic_->tail_map, kTailPageBytes);
+    }
+    nic_.reset();
+    on_events_.Drop();
+  }
+
+  void DetachLocked() {
+    std::shared_ptr<SwitchCore> sw;
+    int port;
+    {
+      Lock lock(plane_.get());
+      if (!nic_->Attached()) return;
+      sw = nic_->sw;
+      port = nic_->port;
+      sw->ports[port].attached = false;
+      sw->ports[port].nic = nullptr;
+      sw->table.Forget(port);
+      nic_->sw.reset();
+      nic_->port = -1;
+    }
+    (void)port;
+    switch_ref_.Reset();
+  }
+
+  bool Alive(Napi::Env env) {
+    if (nic_) return true;
+    ThrowErrno(env, EBADF, "IavfNic");
+    return false;
+  }
+
+  // configure({ mac, macs, promisc, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled, rxEnabled }).
+  Napi::Value Configure(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    if (!info[0].IsObject()) return ThrowTypeError(env, "expected a configuration object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    NicConfig cfg;
+    auto bytes = [&](const char* key, uint8_t* out, size_t n) {
+      Napi::Value v = o.Get(key);
+      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().ByteLength() != n) return false;
+      Napi::TypedArray a = v.As<Napi::TypedArray>();
+      std::memcpy(out, static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), n);
+      return true;
+    };
+    auto u32 = [&](const char* key, uint32_t max, uint32_t* out) {
+      Napi::Value v = o.Get(key);
+      if (!v.IsNumber()) return false;
+      const double d = v.As<Napi::Number>().DoubleValue();
+      if (!(d >= 0 && d <= max)) return false;
+      *out = static_cast<uint32_t>(d);
+      return true;
+    };
+    if (!bytes("mac", cfg.mac, 6) || !bytes("rssKey", cfg.rss_key, kRssKeySize) ||
+        !bytes("rssLut", cfg.rss_lut, kRssLutSize) || !u32("promisc", 3, &cfg.promisc) ||
+        !u32("numQueuePairs", kQueues, &cfg.num_queue_pairs) || !u32("txEnabled", 0xffff, &cfg.tx_enabled) ||
+        !u32("rxEnabled", 0xffff, &cfg.rx_enabled)) {
+      return ThrowTypeError(env, "bad NIC configuration");
+    }
+    Napi::Value macs = o.Get("macs");
+    Napi::Value tx = o.Get("tx");
+    Napi::Value rx = o.Get("rx");
+    if (!macs.IsArray() || !tx.IsArray() || !rx.IsArray()) return ThrowTypeError(env, "bad NIC configuration");
+    Napi::Array m = macs.As<Napi::Array>();
+    for (uint32_t i = 0; i < m.Length(); i++) {
+      Napi::Value v = m.Get(i);
+      if (!v.IsNumber()) return ThrowTypeError(env, "macs are numbers");
+      cfg.macs.push_back(static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue()));
+    }
+    std::sort(cfg.macs.begin(), cfg.macs.end());
+    auto queue = [&](Napi::Array list, uint32_t q, bool is_rx) {
+      Napi::Value v = list.Get(q);
+      if (v.IsUndefined() || v.IsNull()) return true;
+      if (!v.IsObject()) return false;
+      Napi::Object e = v.As<Napi::Object>();
+      Napi::Value ring = e.Get("ring");
+      Napi::Value length = e.Get("length");
+      if (!ring.IsBigInt() || !length.IsNumber()) return false;
+      bool lossless;
+      const uint64_t at = ring.As<Napi::BigInt>().Uint64Value(&lossless);
+      const double len = length.As<Napi::Number>().DoubleValue();
+      if (!lossless || !(len >= 1 && len <= kMaxRingLen)) return false;
+      if (!is_rx) {
+        cfg.tx_ring[q] = at;
+        cfg.tx_len[q] = static_cast<uint32_t>(len);
+        return true;
+      }
+      Napi::Value bs = e.Get("bufferSize");
+      Napi::Value mf = e.Get("maxFrame");
+      Napi::Value ds = e.Get("descSize");
+      if (!bs.IsNumber() || !mf.IsNumber() || !ds.IsNumber()) return false;
+      const uint32_t desc = ds.As<Napi::Number>().Uint32Value();
+      if (desc != kRxDescSize && desc != kRxDescSize16) return false;
+      cfg.rx[q] = {at, static_cast<uint32_t>(len), bs.As<Napi::Number>().Uint32Value(), mf.As<Napi::Number>().Uint32Value(),
+                   desc};
+      return true;
+    };
+    Napi::Array txs = tx.As<Napi::Array>();
+    Napi::Array rxs = rx.As<Napi::Array>();
+    for (uint32_t q = 0; q < kQueues; q++) {
+      if ((q < txs.Length() && !queue(txs, q, false)) || (q < rxs.Length() && !queue(rxs, q, true))) {
+        return ThrowTypeError(env, "bad queue configuration");
+      }
+    }
+    Lock lock(plane_.get());
+    nic_->cfg = std::move(cfg);
+    return env.Undefined();
+  }
+
+  // setTable(table | null): the guest memory the NIC's rings and buffers are in (the device's DMA
+  // table, there once it is served).
+  Napi::Value SetTable(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    GuestMemoryTable* t = nullptr;
+    if (!info[0].IsNull()) {
+      t = GuestMemoryTable::FromValue(info[0]);
+      if (t == nullptr) return ThrowTypeError(env, "expected a GuestMemoryTable or null");
+    }
+    {
+      Lock lock(plane_.get());
+      nic_->table = t;
+    }
+    if (t == nullptr) {
+      table_ref_.Reset();
+    } else {
+      table_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    }
+    return env.Undefined();
+  }
+
+  // attach(sw: NativeSwitch, mtu) -> port id: the NIC becomes a port of the switch.
+  Napi::Value Attach(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    int64_t mtu;
+    if (!info[0].IsObject() || !info[0].As<Napi::Object>().InstanceOf(NativeSwitch::constructor->Value())) {
+      return ThrowTypeError(env, "expected a NativeSwitch");
+    }
+    if (!ArgInt(info, 1, 68, 65535, &mtu)) return env.Undefined();
+    NativeSwitch* sw = NativeSwitch::Unwrap(info[0].As<Napi::Object>());
+    if (sw->plane() != plane_) return ThrowTypeError(env, "the switch belongs to another data plane");
+    if (nic_->Attached()) return ThrowTypeError(env, "the NIC is attached already");
+    int id;
+    {
+      Lock lock(plane_.get());
+      SwitchCore* core = sw->core().get();
+      core->ports.push_back({});
+      SwitchCore::Port& port = core->ports.back();
+      port.attached = true;
+      port.mtu = static_cast<uint32_t>(mtu);
+      port.nic = nic_.get();
+      id = static_cast<int>(core->ports.size() - 1);
+      nic_->sw = sw->core();
+      nic_->port = id;
+    }
+    switch_ref_ = Napi::Persistent(info[0].As<Napi::Object>());
+    return Napi::Number::New(env, id);
+  }
+
+  Napi::Value Detach(const Napi::CallbackInfo& info) {
+    if (nic_) DetachLocked();
+    return info.Env().Undefined();
+  }
+
+  // start(): the worker walks this NIC's TX rings; stop(): it no longer does (returns once it is out).
+  Napi::Value Start(const Napi::CallbackInfo& info) {
+    if (!Alive(info.Env())) return info.Env().Undefined();
+    DataPlane::List(plane_, nic_.get(), info.Env());
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Stop(const Napi::CallbackInfo& info) {
+    if (nic_) DataPlane::Unlisted(plane_, nic_.get());
+    return info.Env().Undefined();
+  }
+
+  // kick(): a TX tail was written by message: the worker looks now, not at its next poll.
+  Napi::Value Kick(const Napi::CallbackInfo& info) {
+    uv_mutex_lock(&plane_->mutex);
+    uv_cond_signal(&plane_->cond);
+    uv_mutex_unlock(&plane_->mutex);
+    return info.Env().Undefined();
+  }
+
+  // resetHeads(): queues (re)configured or the VF reset: every head to descriptor 0, and the worker
+  // runs the NIC again (native) until its memory proves out of reach.
+  Napi::Value ResetHeads(const Napi::CallbackInfo& info) {
+    if (!Alive(info.Env())) return info.Env().Undefined();
+    Lock lock(plane_.get());
+    std::fill(nic_->heads, nic_->heads + 2 * kQueues, 0u);
+    std::fill(std::begin(nic_->seen_tail), std::end(nic_->seen_tail), UINT32_MAX);
+    std::fill(std::begin(nic_->more), std::end(nic_->more), false);
+    nic_->native = true;
+    return info.Env().Undefined();
+  }
+
+  // receive(frame) -> bool: a frame for this NIC from JavaScript, written natively; false when the NIC
+  // runs in JavaScript (the caller takes the TypeScript path).
+  Napi::Value Receive(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    if (!info[0].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
+    Napi::TypedArray view = info[0].As<Napi::TypedArray>();
+    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    bool done = false;
+    {
+      Lock lock(plane_.get());
+      if (nic_->native) done = emu::Receive(nic_.get(), frame, view.ByteLength());
+    }
+    return Napi::Boolean::New(env, done);
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    if (!nic_) return o;
+    Lock lock(plane_.get());
+    o.Set("native", Napi::Boolean::New(env, nic_->native));
+    o.Set("started", Napi::Boolean::New(env, nic_->started));
+    o.Set("port", Napi::Number::New(env, nic_->port));
+    o.Set("bursts", Napi::Number::New(env, nic_->bursts));
+    return o;
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shut();
+    table_ref_.Reset();
+    state_ref_.Reset();
+    return info.Env().Undefined();
+  }
+
+  std::shared_ptr<PlaneCore> plane_;
+  Napi::ObjectReference plane_ref_;
+  Napi::ObjectReference table_ref_;
+  Napi::Reference<Napi::ArrayBuffer> state_ref_;
+  Napi::ObjectReference switch_ref_;
+  std::unique_ptr<NicCore> nic_;
+  JsCallback on_events_;
+
+  friend class NativeSwitch;
+};
+
+Napi::FunctionReference* IavfNic::constructor = nullptr;
+
+void NativeSwitch::OnAsync(uv_async_t* handle) {
+  auto* self = static_cast<NativeSwitch*>(handle->data);
+  if (self == nullptr) return;
+  Napi::Env env = self->Env();
+  Napi::HandleScope scope(env);
+  std::deque<SwitchCore::Escape> escapes;
+  {
+    Lock lock(self->plane_.get());
+    escapes.swap(self->core_->escapes);
+    self->core_->escape_bytes = 0;
+  }
+  if (!escapes.empty() && !self->on_escape_.Empty()) {
+    Napi::Array ports = Napi::Array::New(env, escapes.size());
+    Napi::Array frames = Napi::Array::New(env, escapes.size());
+    uint32_t i = 0;
+    for (auto& e : escapes) {
+      ports.Set(i, Napi::Number::New(env, e.to));
+      frames.Set(i, Napi::Buffer<uint8_t>::Copy(env, e.frame.data(), e.frame.size()));
+      i++;
+    }
+    self->on_escape_.Call(env, self->Value(), {ports, frames});
+  }
+  // Looked up again for each port: a callback may have detached or closed a NIC (or the switch).
+  for (size_t port = 0;; port++) {
+    if (handle->data == nullptr) return;
+    IavfNic* nic = nullptr;
+    {
+      Lock lock(self->plane_.get());
+      if (port >= self->core_->ports.size()) break;
+      NicCore* core = self->core_->ports[port].nic;
+      if (core != nullptr) nic = core->owner;
+    }
+    if (nic != nullptr) nic->DeliverEvents(env);
+  }
+}
+
+}  // namespace
+
+void InitDataPlane(Napi::Env env, Napi::Object exports) {
+  // The layout of an IavfNic's `state`, for lib/dataplane.ts: one definition, here.
+  Napi::Object layout = Napi::Object::New(env);
+  layout.Set("queues", kQueues);
+  layout.Set("queueStats", static_cast<uint32_t>(kQueueStats));
+  layout.Set("txStats", kTxStats);
+  layout.Set("rxStats", kRxStats);
+  layout.Set("rxKinds", kRxKinds);
+  layout.Set("txKinds", kTxKinds);
+  layout.Set("filtered", kFiltered);
+  layout.Set("counterCount", kCounterCount);
+  layout.Set("headsBytes", static_cast<double>(kHeadsBytes));
+  layout.Set("stateBytes", static_cast<double>(kStateBytes));
+  layout.Set("eventSlow", kEventSlow);
+  layout.Set("eventBadTail", kEventBadTail);
+  exports.Set("dataPlaneLayout", layout);
+  exports.Set("DataPlane", DataPlane::Define(env));
+  exports.Set("NativeSwitch", NativeSwitch::Define(env));
+  exports.Set("IavfNic", IavfNic::Define(env));
+}
+
+}  // namespace emu

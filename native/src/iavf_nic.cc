@@ -1,0 +1,114 @@
+#include "iavf_nic.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "mac_table.h"
+
+namespace emu {
+namespace iavf {
+
+bool NicConfig::RssKeySet() const {
+  for (uint8_t b : rss_key) {
+    if (b != 0) return true;
+  }
+  return false;
+}
+
+namespace {
+
+bool Broadcast(const uint8_t* f) { return (f[0] & f[1] & f[2] & f[3] & f[4] & f[5]) == 0xff; }
+
+bool Listed(const NicConfig& cfg, const uint8_t* frame) {
+  return !cfg.macs.empty() && std::binary_search(cfg.macs.begin(), cfg.macs.end(), MacAt(frame));
+}
+
+// Copies frame[from, to) clamped to the frame, as a subarray would; returns the bytes copied.
+size_t CopyClamped(const uint8_t* frame, size_t length, size_t from, size_t to, uint8_t* out) {
+  if (from >= length) return 0;
+  const size_t end = std::min(to, length);
+  std::memcpy(out, frame + from, end - from);
+  return end - from;
+}
+
+}  // namespace
+
+void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length) {
+  Stat(counters, tx, q, kPackets)++;
+  Stat(counters, tx, q, kBytes) += static_cast<double>(length);
+  const uint32_t kinds = tx ? kTxKinds : kRxKinds;
+  if (!(frame[0] & 1)) {
+    counters[kinds]++;
+  } else if (Broadcast(frame)) {
+    counters[kinds + 2]++;
+  } else {
+    counters[kinds + 1]++;
+  }
+}
+
+bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
+  if (length < kMinFrame) return false;
+  if (cfg.promisc & 0x1) return true;
+  if (frame[0] & 1) {
+    if (Broadcast(frame)) return true;
+    return (cfg.promisc & 0x2) != 0 || Listed(cfg, frame);
+  }
+  if (std::memcmp(frame, cfg.mac, 6) == 0) return true;
+  return Listed(cfg, frame);
+}
+
+uint32_t Toeplitz(const uint8_t* key, size_t key_length, const uint8_t* input, size_t length) {
+  uint32_t hash = 0;
+  uint32_t window = (static_cast<uint32_t>(key[0]) << 24) | (static_cast<uint32_t>(key[1]) << 16) |
+                    (static_cast<uint32_t>(key[2]) << 8) | key[3];
+  size_t next = 4;
+  for (size_t i = 0; i < length; i++, next++) {
+    for (int bit = 7; bit >= 0; bit--) {
+      if (input[i] & (1u << bit)) hash ^= window;
+      const uint32_t in = next < key_length ? (key[next] >> bit) & 1u : 0u;
+      window = (window << 1) | in;
+    }
+  }
+  return hash;
+}
+
+size_t RssInput(const uint8_t* frame, size_t length, uint8_t* out) {
+  Layers layers;
+  if (!ParseLayers(frame, length, &layers)) return 0;
+  size_t n = layers.ipv4 ? CopyClamped(frame, length, layers.l3 + 12, layers.l3 + 20, out)
+                         : CopyClamped(frame, length, layers.l3 + 8, layers.l3 + 40, out);
+  if ((layers.proto == 6 || layers.proto == 17) && length >= layers.l4 + 4) {
+    std::memcpy(out + n, frame + layers.l4, 4);
+    n += 4;
+  }
+  return n;
+}
+
+RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double* counters) {
+  if (!Accepts(cfg, frame, length)) {
+    counters[kFiltered]++;
+    return {false, 0, -1};
+  }
+  uint32_t q = 0;
+  int64_t hash = -1;
+  const uint32_t enabled = cfg.rx_enabled;
+  // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
+  // the queue only when more than one is enabled.
+  if (cfg.RssKeySet()) {
+    uint8_t input[40];
+    const size_t n = RssInput(frame, length, input);
+    if (n > 0) {
+      const uint32_t h = Toeplitz(cfg.rss_key, kRssKeySize, input, n);
+      hash = h;
+      if (enabled & (enabled - 1)) q = cfg.rss_lut[h % kRssLutSize] % std::max(1u, cfg.num_queue_pairs);
+    }
+  }
+  if (q >= kQueues || cfg.rx[q].len == 0 || !(enabled & (1u << q))) {
+    if (q < kQueues) Stat(counters, false, q, kDrops)++;
+    return {false, q, -1};
+  }
+  return {true, q, hash};
+}
+
+}  // namespace iavf
+}  // namespace emu

@@ -1,0 +1,76 @@
+// An iavf NIC's receive rules and counters in plain C++ (no Node-API): the VF's MAC filters and
+// promiscuous modes, RSS (Toeplitz over addresses and ports, the VF's key and LUT), the queue a frame
+// goes to, and the per-queue counters JavaScript reads without a call (lib/dataplane.ts has the same
+// layout). The TX and RX ring walks themselves are iavf_ring_core.h's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "iavf_ring_core.h"
+
+namespace emu {
+namespace iavf {
+
+constexpr uint32_t kQueues = 16;
+constexpr uint32_t kRssKeySize = 52;
+constexpr uint32_t kRssLutSize = 64;
+
+// Counters, as doubles (exact to 2^53), in one array: per queue packets, bytes, drops (no buffers,
+// queue disabled, bad descriptors) and errors (descriptors the guest got wrong); packets by kind;
+// frames the filters turned away.
+enum QueueStat : uint32_t { kPackets = 0, kBytes = 1, kDrops = 2, kErrors = 3, kQueueStats = 4 };
+constexpr uint32_t kTxStats = 0;
+constexpr uint32_t kRxStats = kQueues * kQueueStats;
+constexpr uint32_t kRxKinds = 2 * kQueues * kQueueStats;  // unicast, multicast, broadcast
+constexpr uint32_t kTxKinds = kRxKinds + 3;
+constexpr uint32_t kFiltered = kTxKinds + 3;
+constexpr uint32_t kCounterCount = kFiltered + 1;
+
+inline double& Stat(double* counters, bool tx, uint32_t q, QueueStat s) {
+  return counters[(tx ? kTxStats : kRxStats) + q * kQueueStats + s];
+}
+
+// What the VF configured through virtchnl, as the data path needs it.
+struct NicConfig {
+  uint8_t mac[6] = {};
+  std::vector<uint64_t> macs;  // the filter list (MacAt form), sorted
+  uint32_t promisc = 0;        // bit 0 unicast, bit 1 multicast (FLAG_VF_*_PROMISC)
+  uint8_t rss_key[kRssKeySize] = {};
+  uint8_t rss_lut[kRssLutSize] = {};
+  uint32_t num_queue_pairs = 1;
+  uint64_t tx_ring[kQueues] = {};
+  uint32_t tx_len[kQueues] = {};  // 0: not configured
+  RxQueue rx[kQueues] = {};       // len 0: not configured
+  uint32_t tx_enabled = 0;
+  uint32_t rx_enabled = 0;
+
+  bool RssKeySet() const;
+};
+
+// Counts one packet of a queue and its kind (unicast, multicast, broadcast).
+void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length);
+
+// Whether the VF's filters take the frame (own MAC, listed MACs, broadcast, promiscuous modes).
+bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length);
+
+// The Toeplitz hash of input under key (a 32-bit window of the key, one bit per input bit).
+uint32_t Toeplitz(const uint8_t* key, size_t key_length, const uint8_t* input, size_t length);
+
+// The RSS input of a frame into out (at least 36 bytes): IPv4 or IPv6 addresses, then the ports for
+// TCP and UDP. Returns its length; 0 for a frame that is not IP.
+size_t RssInput(const uint8_t* frame, size_t length, uint8_t* out);
+
+struct RxRoute {
+  bool ok;       // false: filtered, or its queue is not there (counted)
+  uint32_t q;
+  int64_t hash;  // -1: none
+};
+
+// The filters and RSS: the queue a frame goes to. A filtered frame counts kFiltered; one whose queue
+// is unconfigured or disabled counts a drop on it.
+RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double* counters);
+
+}  // namespace iavf
+}  // namespace emu
