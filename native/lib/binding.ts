@@ -117,6 +117,8 @@ export interface NativeGuestMemoryTable {
     bufferSize: number,
     descSize: number,
   ): number;
+  guestReapTx(ring: bigint, ringLen: number, next: number, max: number): number;
+  guestReapRx(ring: bigint, ringLen: number, next: number, max: number, descSize: number): number;
 }
 
 export interface DoorbellWatcherOptions {
@@ -178,6 +180,7 @@ export interface NativeIavfNic {
   kick(): void;
   resetHeads(): void;
   receive(frame: Uint8Array): boolean;
+  takeEvents(): number;
   info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
   close(): void;
 }
@@ -193,6 +196,7 @@ export interface NativeDataPlaneLayout {
   filtered: number;
   counterCount: number;
   headsBytes: number;
+  wakeOffset: number;
   stateBytes: number;
   eventSlow: number;
   eventBadTail: number;

@@ -61,6 +61,8 @@ class Guest {
   readonly tails = new Uint32Array(this.tailMap.buffer);
   readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
   readonly counters = new Float64Array(this.state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
+  /** The queues whose vector JavaScript would have armed: all, unless a test says otherwise. */
+  readonly wake = new Uint32Array(this.state, NIC_STATE.wakeOffset, 1);
   readonly events: IavfNicEvents[] = [];
   readonly nic: IavfNic;
   txNext = 0;
@@ -71,6 +73,7 @@ class Guest {
     plane: DataPlane,
     readonly mac: number[],
   ) {
+    this.wake[0] = 0xffffffff;
     this.table.add(IOVA, this.ram);
     this.table.add(BUF_IOVA, this.bufs);
     this.own.add(IOVA, this.ram);
@@ -227,6 +230,19 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(sw.portCounters(pb)).to.include({ txFrames: 40, txBytes: bytes });
     expect(plane.stats()).to.include({ running: true, nics: 2 });
     expect(escaped).to.deep.equal([]);
+  });
+
+  it('wakes JavaScript only for queues whose vector is armed (the wake mask); the rest wait for takeEvents()', async () => {
+    const [a, b] = pair();
+    b.wake[0] = 0; // B's guest polls (NAPI): nothing armed
+    a.wake[0] = 1 << 16; // A's TX queue 0 interrupts
+    a.send(frame(MAC_B, MAC_A, 60, 1));
+    await until('the frame at B', () => b.rx(0) === 1);
+    await until("A's TX event", () => a.events.some((e) => e.tx === 1));
+    await sleep(20);
+    expect(b.events).to.deep.equal([]);
+    expect(b.nic.takeEvents()).to.deep.equal({ rx: 1, tx: 0 });
+    expect(b.nic.takeEvents()).to.deep.equal({ rx: 0, tx: 0 });
   });
 
   it('floods a broadcast to every other port, escaping it to the JavaScript one; JavaScript frames reach NICs inside forward()', async () => {

@@ -185,7 +185,11 @@ export interface IavfNicEvents {
 export interface IavfNicOptions {
   /** The memfd of the NIC's BAR0 tail page (QTX_TAIL1 at 0, QRX_TAIL1 at 0x2000); mapped read-only. */
   tailFd: number;
-  /** NIC_STATE.stateBytes: heads and counters, shared with the worker. */
+  /**
+   * NIC_STATE.stateBytes: heads, counters and the wake mask (uint32 at NIC_STATE.wakeOffset: bit q for
+   * RX queue q, 16 + q for TX queue q; the queues whose vector is armed). Events on other queues wait
+   * for takeEvents().
+   */
   state: ArrayBuffer;
   onEvents(events: IavfNicEvents): void;
 }
@@ -255,6 +259,12 @@ export class IavfNic {
   /** A frame for the NIC from JavaScript, written natively; false: the NIC runs in JavaScript now. */
   receive(frame: Uint8Array): boolean {
     return this.#n.receive(frame);
+  }
+
+  /** The queues with work done since the last events (bit q), taken now: a re-armed vector's causes. */
+  takeEvents(): { rx: number; tx: number } {
+    const v = this.#native?.takeEvents() ?? 0;
+    return { rx: v % 65536, tx: Math.floor(v / 65536) };
   }
 
   /** Whether the worker runs it (native), is polling it (started), its switch port. */

@@ -1,6 +1,14 @@
 import { expect } from 'chai';
 import { closeFd } from './fd.js';
-import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx, iavfRxRing, iavfTxRing } from './iavf-rings.js';
+import {
+  GuestMemoryTable,
+  iavfGuestPostRx,
+  iavfGuestPostTx,
+  iavfGuestReapRx,
+  iavfGuestReapTx,
+  iavfRxRing,
+  iavfTxRing,
+} from './iavf-rings.js';
 import { memfdCreate } from './memfd.js';
 import { MappedMemory } from './mmap.js';
 import { pattern } from './test-helpers.js';
@@ -513,6 +521,22 @@ describe('iavfTxRing', () => {
   });
 });
 
+describe("the guest's TX clean (iavfGuestReapTx)", () => {
+  it('counts descriptors the device wrote back done, from next_to_clean, up to max', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = { iova: ram.alloc(64 * 16, 4096), length: 64 };
+    const buffer = ram.put(pattern(60, 1));
+    const next = iavfGuestPostTx(t, ring, 60, 8, buffer, 60); // wraps: 60..63, 0..3
+    expect(iavfGuestReapTx(t, ring, 60, 8)).to.equal(0);
+    expect(iavfTxRing(t, ring, 60, 2).frames).to.have.length(6);
+    expect(iavfGuestReapTx(t, ring, 60, 63)).to.equal(6);
+    expect(iavfGuestReapTx(t, ring, 60, 4)).to.equal(4);
+    expect(iavfTxRing(t, ring, 2, next).frames).to.have.length(2);
+    expect(iavfGuestReapTx(t, ring, 2, 63)).to.equal(2);
+  });
+});
+
 describe('iavfRxRing', () => {
   const RX_DD = 1n;
   const RX_EOF = 2n;
@@ -548,6 +572,17 @@ describe('iavfRxRing', () => {
       qw2: 0n,
       qw3: 0n,
     });
+  });
+
+  it("the guest's clean (iavfGuestReapRx) counts written-back descriptors from next_to_clean and clears them", () => {
+    const { t, queue, tail, desc } = rxSetup();
+    for (let i = 0; i < 3; i++) iavfRxRing(t, queue, i, tail, pattern(100, i));
+    expect(iavfGuestReapRx(t, queue, 0, 10)).to.equal(3);
+    expect([0, 1, 2].map((i) => desc(i).qw1)).to.deep.equal([0n, 0n, 0n]);
+    expect(iavfGuestReapRx(t, queue, 0, 10)).to.equal(0);
+    iavfRxRing(t, queue, 3, tail, pattern(100, 3));
+    expect(iavfGuestReapRx(t, queue, 3, 0)).to.equal(0);
+    expect(iavfGuestReapRx(t, queue, 3, 1)).to.equal(1);
   });
 
   it('splits a frame over buffers (DD on each, EOF on the last), and wraps around the ring', () => {

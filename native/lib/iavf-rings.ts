@@ -380,3 +380,27 @@ export function iavfGuestPostRx(
   const descSize = rxDescSize(ring.descSize, 'ring.descSize');
   return table.native.guestPostRx(ring.iova, ring.length, next, count, buffers, bufferSize, descSize);
 }
+
+/**
+ * The guest's TX clean (iavf_clean_tx_irq): how many descriptors from `next` on, at most `max`, the
+ * device has written back done (DTYPE 0xF). The caller moves next_to_clean by it.
+ */
+export function iavfGuestReapTx(table: GuestMemoryTable, ring: IavfRing, next: number, max: number): number {
+  validateInteger(max, 'max', 0, ring.length - 1);
+  return table.native.guestReapTx(ring.iova, ring.length, next, max);
+}
+
+/**
+ * The guest's RX clean: how many descriptors from `next` on, at most `max`, the device has written back
+ * (DD), their qword1 cleared. The caller moves next_to_clean by it.
+ */
+export function iavfGuestReapRx(
+  table: GuestMemoryTable,
+  ring: IavfRing & { descSize?: IavfRxDescSize },
+  next: number,
+  max: number,
+): number {
+  validateInteger(max, 'max', 0, ring.length - 1);
+  const descSize = rxDescSize(ring.descSize, 'ring.descSize');
+  return table.native.guestReapRx(ring.iova, ring.length, next, max, descSize);
+}

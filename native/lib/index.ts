@@ -44,6 +44,8 @@ export {
   type IavfTxStop,
   iavfGuestPostRx,
   iavfGuestPostTx,
+  iavfGuestReapRx,
+  iavfGuestReapTx,
   iavfRxRing,
   iavfTxRing,
 } from './iavf-rings.js';

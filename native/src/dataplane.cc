@@ -56,9 +56,13 @@ constexpr size_t kRxTails = 0x2000;
 constexpr size_t kTailPageBytes = 0x3000;
 constexpr uint32_t kTailMask = 0x1fff;
 
-// `state`: heads (uint32 TX[16], RX[16]), then the counters (double, iavf_nic.h).
+// `state`: heads (uint32 TX[16], RX[16]), the counters (double, iavf_nic.h), then the wake mask
+// (uint32: bit q RX queue q, bit 16 + q TX queue q), written by JavaScript: the queues whose
+// interrupt vector is armed. An event on another queue is only recorded (JavaScript takes it with
+// takeEvents() when the guest re-arms): a guest polling its rings (NAPI, DPDK) costs no wake-up.
 constexpr size_t kHeadsBytes = 2 * kQueues * 4;
-constexpr size_t kStateBytes = kHeadsBytes + kCounterCount * 8;
+constexpr size_t kWakeOffset = kHeadsBytes + kCounterCount * 8;
+constexpr size_t kStateBytes = kWakeOffset + 8;
 
 // Event flags for onEvents.
 constexpr uint32_t kEventSlow = 1;      // the NIC met memory its worker cannot reach: JavaScript runs it now
@@ -122,6 +126,7 @@ struct NicCore {
   void* tail_map = nullptr;
   uint32_t* heads = nullptr;  // in `state`: TX[16], RX[16]
   double* counters = nullptr;
+  const uint32_t* wake_mask = nullptr;
   std::shared_ptr<SwitchCore> sw;
   int port = -1;
   bool native = true;    // false: JavaScript runs it (its memory was out of the worker's reach)
@@ -141,6 +146,15 @@ struct NicCore {
     return __atomic_load_n(&tails[(area + 4 * q) / 4], __ATOMIC_ACQUIRE) & kTailMask;
   }
   bool Attached() const { return sw != nullptr && port >= 0; }
+  // Work done on a queue (bit as in the wake mask): recorded, and JavaScript woken if it interrupts.
+  void Notify(uint32_t bit) {
+    if (bit & 0xffff) {
+      rx_events.fetch_or(bit, std::memory_order_relaxed);
+    } else {
+      tx_events.fetch_or(bit >> 16, std::memory_order_relaxed);
+    }
+    if ((__atomic_load_n(wake_mask, __ATOMIC_RELAXED) & bit) != 0 && sw) sw->Wake();
+  }
 };
 
 struct PlaneCore {
@@ -260,7 +274,7 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     case kRxOk:
       nic->RxHead(q) = r.head;
       CountPacket(c, false, q, frame, length);
-      nic->rx_events.fetch_or(1u << q, std::memory_order_relaxed);
+      nic->Notify(1u << q);
       return true;
     case kRxNoBuffers:
     case kRxTooBig:
@@ -274,7 +288,7 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
       nic->RxHead(q) = r.head;
       Stat(c, false, q, kErrors)++;
       Stat(c, false, q, kDrops)++;
-      nic->rx_events.fetch_or(1u << q, std::memory_order_relaxed);
+      nic->Notify(1u << q);
       return true;
     default:  // kRxRing, kRxIndirect
       nic->native = false;
@@ -295,7 +309,6 @@ void Forwarder::DeliverTo(int to, const uint8_t* frame, size_t length) {
     if (Receive(nic, frame, length)) {
       port.counters[kPortTxFrames]++;
       port.counters[kPortTxBytes] += static_cast<double>(length);
-      sw_->Wake();
       return;
     }
   }
@@ -381,10 +394,7 @@ uint64_t PollNic(NicCore* nic, uint32_t burst) {
     Stat(c, true, q, kDrops) += pass.counts[kDropped];
     produced += sink.frames;
     nic->bursts++;
-    if (pass.counts[kCompleted] > 0) {
-      nic->tx_events.fetch_or(1u << q, std::memory_order_relaxed);
-      nic->sw->Wake();
-    }
+    if (pass.counts[kCompleted] > 0) nic->Notify(1u << (16 + q));
     if (pass.stop == kTxBudget) nic->more[q] = true;
     if (pass.stop == kTxRing || pass.stop == kTxIndirect) {
       nic->native = false;
@@ -832,6 +842,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
                                        InstanceMethod<&IavfNic::Kick>("kick"),
                                        InstanceMethod<&IavfNic::ResetHeads>("resetHeads"),
                                        InstanceMethod<&IavfNic::Receive>("receive"),
+                                       InstanceMethod<&IavfNic::TakeEvents>("takeEvents"),
                                        InstanceMethod<&IavfNic::Info>("info"),
                                        InstanceMethod<&IavfNic::Close>("close"),
                                    });
@@ -868,6 +879,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     nic_->tails = static_cast<const uint32_t*>(map);
     nic_->heads = static_cast<uint32_t*>(state.Data());
     nic_->counters = reinterpret_cast<double*>(static_cast<uint8_t*>(state.Data()) + kHeadsBytes);
+    nic_->wake_mask = reinterpret_cast<const uint32_t*>(static_cast<uint8_t*>(state.Data()) + kWakeOffset);
     on_events_.Set(env, info[3].As<Napi::Function>(), "EmuIavfNic", info.This().As<Napi::Object>());
   }
 
@@ -876,8 +888,12 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   // The switch's async callback: this NIC's events since the last.
   void DeliverEvents(Napi::Env env) {
     if (!nic_) return;
-    const uint32_t rx = nic_->rx_events.exchange(0, std::memory_order_acq_rel);
-    const uint32_t tx = nic_->tx_events.exchange(0, std::memory_order_acq_rel);
+    // Only the queues JavaScript listens to: the others' events wait for takeEvents().
+    const uint32_t mask = __atomic_load_n(nic_->wake_mask, __ATOMIC_ACQUIRE);
+    const uint32_t rx_mask = mask & 0xffff;
+    const uint32_t tx_mask = mask >> 16;
+    const uint32_t rx = nic_->rx_events.fetch_and(~rx_mask, std::memory_order_acq_rel) & rx_mask;
+    const uint32_t tx = nic_->tx_events.fetch_and(~tx_mask, std::memory_order_acq_rel) & tx_mask;
     const uint32_t flags = nic_->flags.exchange(0, std::memory_order_acq_rel);
     if ((rx | tx | flags) == 0) return;
     Napi::HandleScope scope(env);
@@ -1103,6 +1119,15 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     return Napi::Boolean::New(env, done);
   }
 
+  // takeEvents() -> rx | tx << 16: the queues with work done since the last events, taken now (the
+  // guest re-armed a vector: what waited for it fires).
+  Napi::Value TakeEvents(const Napi::CallbackInfo& info) {
+    if (!nic_) return Napi::Number::New(info.Env(), 0);
+    const uint32_t rx = nic_->rx_events.exchange(0, std::memory_order_acq_rel);
+    const uint32_t tx = nic_->tx_events.exchange(0, std::memory_order_acq_rel);
+    return Napi::Number::New(info.Env(), static_cast<double>(rx) + static_cast<double>(tx) * 65536.0);
+  }
+
   Napi::Value Info(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
@@ -1185,6 +1210,7 @@ void InitDataPlane(Napi::Env env, Napi::Object exports) {
   layout.Set("filtered", kFiltered);
   layout.Set("counterCount", kCounterCount);
   layout.Set("headsBytes", static_cast<double>(kHeadsBytes));
+  layout.Set("wakeOffset", static_cast<double>(kWakeOffset));
   layout.Set("stateBytes", static_cast<double>(kStateBytes));
   layout.Set("eventSlow", kEventSlow);
   layout.Set("eventBadTail", kEventBadTail);

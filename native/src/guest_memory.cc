@@ -62,6 +62,8 @@ Napi::Function GuestMemoryTable::Define(Napi::Env env) {
                          InstanceMethod<&GuestMemoryTable::RxRing>("rxRing"),
                          InstanceMethod<&GuestMemoryTable::GuestPostTx>("guestPostTx"),
                          InstanceMethod<&GuestMemoryTable::GuestPostRx>("guestPostRx"),
+                         InstanceMethod<&GuestMemoryTable::GuestReapTx>("guestReapTx"),
+                         InstanceMethod<&GuestMemoryTable::GuestReapRx>("guestReapRx"),
                      });
   constructor_ = new Napi::FunctionReference(Napi::Persistent(f));
   return f;

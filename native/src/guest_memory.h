@@ -90,6 +90,8 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   Napi::Value RxRing(const Napi::CallbackInfo& info);
   Napi::Value GuestPostTx(const Napi::CallbackInfo& info);
   Napi::Value GuestPostRx(const Napi::CallbackInfo& info);
+  Napi::Value GuestReapTx(const Napi::CallbackInfo& info);
+  Napi::Value GuestReapRx(const Napi::CallbackInfo& info);
 
   // Find; with mappings_only, an ArrayBuffer's range reads as kIndirect.
   Hit Resolve(uint64_t iova, uint64_t length, bool write, uint8_t** out, bool mappings_only) const;

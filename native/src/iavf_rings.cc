@@ -5,6 +5,8 @@
 //   table.rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame, hash, flags) -> number
 //   table.guestPostTx(ring: bigint, ringLen, next, count, buffer: bigint, length, cmd) -> next
 //   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize, descSize) -> next
+//   table.guestReapTx(ring: bigint, ringLen, next, max) -> count
+//   table.guestReapRx(ring: bigint, ringLen, next, max, descSize) -> count
 //
 // Policy (counters, logs, interrupts, filters, RSS) stays with the caller: these functions report what
 // happened.
@@ -198,6 +200,58 @@ Napi::Value GuestMemoryTable::GuestPostRx(const Napi::CallbackInfo& info) {
     next = next + 1 == len ? 0 : next + 1;
   }
   return Napi::Number::New(env, next);
+}
+
+// guestReapTx(ring, ringLen, next, max): how many descriptors from `next` on (at most max) the device
+// wrote back done (DTYPE 0xF), as iavf_clean_tx_irq counts them; the guest's next_to_clean moves by it.
+Napi::Value GuestMemoryTable::GuestReapTx(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t ring;
+  uint32_t len, next, max;
+  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
+      !ArgU32(info, 3, UINT32_MAX, &max)) {
+    return env.Undefined();
+  }
+  if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
+  Prune();
+  uint8_t* base = nullptr;
+  if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
+    return ThrowErrno(env, EFAULT, "guestReapTx");
+  }
+  uint32_t n = 0;
+  while (n < max && (Load64(base + static_cast<size_t>(next) * kTxDescSize + 8) & 0xf) == 0xf) {
+    n++;
+    next = next + 1 == len ? 0 : next + 1;
+  }
+  return Napi::Number::New(env, n);
+}
+
+// guestReapRx(ring, ringLen, next, max, descSize): how many descriptors from `next` on (at most max) the
+// device wrote back (DD), clearing their qword1 as the guest's refill would; next_to_clean moves by it.
+Napi::Value GuestMemoryTable::GuestReapRx(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  uint64_t ring;
+  uint32_t len, next, max, desc_size;
+  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
+      !ArgU32(info, 3, UINT32_MAX, &max) || !ArgU32(info, 4, kRxDescSize, &desc_size)) {
+    return env.Undefined();
+  }
+  if (desc_size != kRxDescSize && desc_size != kRxDescSize16) return ThrowTypeError(env, "descSize must be 16 or 32");
+  if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
+  Prune();
+  uint8_t* base = nullptr;
+  if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) {
+    return ThrowErrno(env, EFAULT, "guestReapRx");
+  }
+  uint32_t n = 0;
+  while (n < max) {
+    uint8_t* qw1 = base + static_cast<size_t>(next) * desc_size + 8;
+    if ((Load64(qw1) & 1) == 0) break;
+    Store64(qw1, 0);
+    n++;
+    next = next + 1 == len ? 0 : next + 1;
+  }
+  return Napi::Number::New(env, n);
 }
 
 }  // namespace emu

@@ -10,6 +10,7 @@ import { AdminQueue } from './admin-queue.js';
 import { type RegisterFamily, RegisterFile } from './bar0.js';
 import {
   BAR0_SIZE,
+  DynCtl,
   IAVF_PCI,
   Icr0,
   MAX_QUEUE_PAIRS,
@@ -148,6 +149,7 @@ export class IavfDevice implements DeviceImpl {
       mac: options.mac,
       config: () => this.vf.config,
       raise: (v, itr) => this.vectors.raise(v, itr),
+      armed: (v) => (this.vectors.read(v) & DynCtl.INTENA) !== 0,
       // The tail registers in a page the VMM maps into the guest, watched by a native thread.
       sharedTails: true,
       // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
@@ -414,7 +416,11 @@ export class IavfDevice implements DeviceImpl {
         offset: Reg.VFINT_DYN_CTLN1(0),
         count: 64,
         read: (v) => this.vectors.read(v + 1),
-        write: (v, x) => this.vectors.write(v + 1, x),
+        write: (v, x) => {
+          this.vectors.write(v + 1, x);
+          // Re-armed (NAPI done): causes the data plane held for it fire now.
+          this.dataPath.vectorsChanged();
+        },
       },
       {
         name: 'VFINT_ICR01',

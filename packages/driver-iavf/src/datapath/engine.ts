@@ -86,6 +86,8 @@ export interface DataPathHost {
   mac: string;
   /** Raises an MSI-X vector through its DYN_CTLN1 automask. */
   raise(vector: number, itrIndex?: number): void;
+  /** Whether a vector is armed (DYN_CTLN1.INTENA): the data plane wakes JavaScript only for those. */
+  armed?(vector: number): boolean;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
   /**
@@ -216,6 +218,8 @@ export class DataPath {
     planeFallbacks: 0,
   };
   private readonly txHead = new Uint32Array(this.state, 0, MAX_QUEUE_PAIRS);
+  /** The queues whose vector is armed (bit q RX, 16 + q TX): the worker wakes this thread for those only. */
+  private readonly wakeMask = new Uint32Array(this.state, NIC_STATE.wakeOffset, 1);
   private readonly rxHead = new Uint32Array(this.state, MAX_QUEUE_PAIRS * 4, MAX_QUEUE_PAIRS);
   /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
   readonly rxTail: Uint32Array;
@@ -323,14 +327,44 @@ export class DataPath {
     };
   }
 
+  /**
+   * The vectors' arming changed (a DYN_CTL write, an interrupt fired): the worker's wake mask follows,
+   * and the causes it recorded for queues nobody listened to are raised now (they fire if armed).
+   * Mask first, then the causes: a cause recorded in between wakes this thread, none is lost.
+   */
+  vectorsChanged(): void {
+    if (!this.nic || !this.planeOwns) return;
+    this.updateWakeMask();
+    const { rx, tx } = this.nic.takeEvents();
+    if (rx | tx) {
+      this.raiseQueues(rx, tx);
+      this.updateWakeMask();
+    }
+  }
+
+  private updateWakeMask(): void {
+    let mask = 0;
+    const armed = this.host.armed;
+    for (const [vector, map] of this.host.config().irqMap) {
+      if (!armed || armed(vector)) mask |= (map.rx & 0xffff) | ((map.tx & 0xffff) << 16);
+    }
+    Atomics.store(this.wakeMask, 0, mask >>> 0);
+  }
+
+  private raiseQueues(rx: number, tx: number): void {
+    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+      if (rx & (1 << q)) this.raiseFor(q, 'rx');
+      if (tx & (1 << q)) this.raiseFor(q, 'tx');
+    }
+  }
+
   /** The worker's news: interrupt causes, and whether the NIC came back to this class. */
   private planeEvent(e: IavfNicEvents): void {
     if (this.closed) return;
     this.engineStats.planeEvents++;
-    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
-      if (e.rx & (1 << q)) this.raiseFor(q, 'rx');
-      if (e.tx & (1 << q)) this.raiseFor(q, 'tx');
-    }
+    this.raiseQueues(e.rx, e.tx);
+    // An interrupt that fired disarmed its vector (automask).
+    if (e.rx | e.tx) this.updateWakeMask();
     if (e.badTail && !this.warnedBadTail) {
       this.warnedBadTail = true;
       this.host.log.warn({}, 'a TX tail beyond its ring (counted as errors; logged once)');
@@ -373,6 +407,7 @@ export class DataPath {
     this.configChanged();
     if (this.planeOwns) {
       // The worker reads the tails itself.
+      this.updateWakeMask();
       this.tails?.unwatch();
       if (cfg.txEnabled === 0) this.nic?.stop();
       else this.nic?.start();
