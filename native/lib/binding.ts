@@ -275,6 +275,7 @@ export interface NativeBinding {
     onEvents: (rx: number, tx: number, flags: number) => void,
   ) => NativeIavfNic;
   readonly dataPlaneLayout: NativeDataPlaneLayout;
+  iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

@@ -122,6 +122,7 @@ struct SwitchCore {
 struct NicCore {
   NicConfig cfg;
   const GuestMemoryTable* table = nullptr;
+  std::unique_ptr<GuestMemoryTable::WorkerSpace> space;  // the table as the worker reaches it
   const uint32_t* tails = nullptr;  // the tail page, read-only
   void* tail_map = nullptr;
   uint32_t* heads = nullptr;  // in `state`: TX[16], RX[16]
@@ -268,8 +269,7 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     Stat(c, false, q, kDrops)++;
     return true;
   }
-  const GuestMemoryTable::WorkerSpace space(nic->table);
-  const RxResult r = RxWrite(space, nic->cfg.rx[q], nic->RxHead(q), nic->Tail(kRxTails, q), frame, length, route.hash);
+  const RxResult r = RxWrite(*nic->space, nic->cfg.rx[q], nic->RxHead(q), nic->Tail(kRxTails, q), frame, length, route.hash);
   switch (r.status) {
     case kRxOk:
       nic->RxHead(q) = r.head;
@@ -385,9 +385,8 @@ uint64_t PollNic(NicCore* nic, uint32_t burst) {
       continue;
     }
     if (tail == nic->TxHead(q)) continue;
-    const GuestMemoryTable::WorkerSpace space(nic->table);
     ForwardSink sink(nic, q, now);
-    const TxPass pass = TxWalk(space, nic->cfg.tx_ring[q], len, nic->TxHead(q), tail, burst, UINT32_MAX, sink);
+    const TxPass pass = TxWalk(*nic->space, nic->cfg.tx_ring[q], len, nic->TxHead(q), tail, burst, UINT32_MAX, sink);
     nic->heads[q] = pass.head;
     Stat(c, true, q, kErrors) += pass.counts[kBadAddress] + pass.counts[kBadLength] + pass.counts[kNoEop] +
                                  pass.counts[kBadTso];
@@ -976,6 +975,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       cfg.macs.push_back(static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue()));
     }
     std::sort(cfg.macs.begin(), cfg.macs.end());
+    cfg.rss_key_set = cfg.RssKeySet();
     auto queue = [&](Napi::Array list, uint32_t q, bool is_rx) {
       Napi::Value v = list.Get(q);
       if (v.IsUndefined() || v.IsNull()) return true;
@@ -1028,6 +1028,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     {
       Lock lock(plane_.get());
       nic_->table = t;
+      nic_->space = t == nullptr ? nullptr : std::make_unique<GuestMemoryTable::WorkerSpace>(t);
     }
     if (t == nullptr) {
       table_ref_.Reset();

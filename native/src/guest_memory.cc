@@ -83,6 +83,7 @@ void GuestMemoryTable::Erase(Ranges::iterator it) {
   if (!it->second.keep.IsEmpty()) buffer_ranges_--;
   memory_lock::Exclusive quiesce;  // no worker is looking the range up
   ranges_.erase(it);
+  generation_.fetch_add(1, std::memory_order_release);
 }
 
 void GuestMemoryTable::Prune() {
@@ -109,26 +110,43 @@ GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::Holding(uint64_t iova
   return offset < it->second.size && length <= it->second.size - offset ? it : ranges_.end();
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::Resolve(uint64_t iova, uint64_t length, bool write, uint8_t** out,
-                                                bool mappings_only) const {
+GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
   if (!enabled_.load(std::memory_order_acquire) || length == 0) return Hit::kMiss;
   auto it = Holding(iova, length);
   if (it == ranges_.end() || !Usable(it->second)) return Hit::kMiss;
   const Range& r = it->second;
   const uint64_t offset = iova - it->first;
-  if (r.host == nullptr || (mappings_only && r.mapping == nullptr)) return Hit::kIndirect;
+  if (r.host == nullptr) return Hit::kIndirect;
   if (write ? !r.writable : !r.readable) return Hit::kDenied;
   *out = r.host + offset;
   return Hit::kOk;
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
-  return Resolve(iova, length, write, out, false);
-}
-
 GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_t length, bool write,
                                                           uint8_t** out) const {
-  return table_->Resolve(iova, length, write, out, true);
+  if (!table_->enabled_.load(std::memory_order_acquire) || length == 0) return Hit::kMiss;
+  const uint64_t generation = table_->generation_.load(std::memory_order_acquire);
+  if (generation != generation_) {
+    host_ = nullptr;
+    generation_ = generation;
+  }
+  const bool cached = host_ != nullptr && iova >= start_ && iova - start_ < size_ && length <= size_ - (iova - start_) &&
+                      !mapping_->unmapped && !mapping_->Poisoned();
+  if (!cached) {
+    auto it = table_->Holding(iova, length);
+    if (it == table_->ranges_.end() || !table_->Usable(it->second)) return Hit::kMiss;
+    const Range& r = it->second;
+    if (r.host == nullptr || r.mapping == nullptr) return Hit::kIndirect;
+    start_ = it->first;
+    size_ = r.size;
+    host_ = r.host;
+    mapping_ = r.mapping;
+    readable_ = r.readable;
+    writable_ = r.writable;
+  }
+  if (write ? !writable_ : !readable_) return Hit::kDenied;
+  *out = host_ + (iova - start_);
+  return Hit::kOk;
 }
 
 GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::FirstOverlap(uint64_t iova, uint64_t size) const {
@@ -162,6 +180,7 @@ bool GuestMemoryTable::Insert(Napi::Env env, uint64_t iova, Range range) {
   {
     memory_lock::Exclusive quiesce;
     ranges_.emplace(iova, std::move(range));
+    generation_.fetch_add(1, std::memory_order_release);
   }
   return true;
 }

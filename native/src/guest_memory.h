@@ -50,8 +50,11 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   // Whether any direct range is an ArrayBuffer (its detachment is seen only on the JS thread).
   bool HasBufferRanges() const { return buffer_ranges_ > 0; }
 
-  // The table as a worker thread may reach it: mappings only. An ArrayBuffer's range reads as
-  // kIndirect (JS can detach it at any moment, and only the JS thread can tell).
+  // The table as a worker thread may reach it, for one burst (inside memory_lock::Shared, so the
+  // ranges cannot change under it): mappings only, an ArrayBuffer's range reading as kIndirect (JS can
+  // detach it at any moment, and only the JS thread can tell). It remembers the last range it hit:
+  // a burst's descriptors and buffers are mostly in one range of guest RAM. The memory is forgotten
+  // when the table's ranges change (its generation moves), so one may serve a NIC for its lifetime.
   class WorkerSpace : public DmaSpace {
    public:
     explicit WorkerSpace(const GuestMemoryTable* table) : table_(table) {}
@@ -59,6 +62,13 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
 
    private:
     const GuestMemoryTable* table_;
+    mutable uint64_t generation_ = 0;  // the table's, when the range below was looked up
+    mutable uint64_t start_ = 0;
+    mutable uint64_t size_ = 0;
+    mutable uint8_t* host_ = nullptr;
+    mutable const Mapping* mapping_ = nullptr;
+    mutable bool readable_ = false;
+    mutable bool writable_ = false;
   };
 
  private:
@@ -93,8 +103,6 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   Napi::Value GuestReapTx(const Napi::CallbackInfo& info);
   Napi::Value GuestReapRx(const Napi::CallbackInfo& info);
 
-  // Find; with mappings_only, an ArrayBuffer's range reads as kIndirect.
-  Hit Resolve(uint64_t iova, uint64_t length, bool write, uint8_t** out, bool mappings_only) const;
   // The one range holding [iova, iova + length) whatever its state and access, or end().
   Ranges::const_iterator Holding(uint64_t iova, uint64_t length) const;
   // The first range overlapping [iova, iova + size), or end().
@@ -108,6 +116,7 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
 
   static Napi::FunctionReference* constructor_;
   Ranges ranges_;
+  std::atomic<uint64_t> generation_{1};  // moves at every change of ranges_
   size_t buffer_ranges_ = 0;  // ranges backed by an ArrayBuffer (they need Prune)
   std::atomic<bool> enabled_{true};
   napi_env env_;

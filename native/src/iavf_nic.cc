@@ -94,7 +94,7 @@ RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double*
   const uint32_t enabled = cfg.rx_enabled;
   // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
   // the queue only when more than one is enabled.
-  if (cfg.RssKeySet()) {
+  if (cfg.rss_key_set) {
     uint8_t input[40];
     const size_t n = RssInput(frame, length, input);
     if (n > 0) {

@@ -46,6 +46,8 @@ struct NicConfig {
   uint32_t tx_enabled = 0;
   uint32_t rx_enabled = 0;
 
+  bool rss_key_set = false;  // any key byte non-zero (kept by whoever sets rss_key)
+
   bool RssKeySet() const;
 };
 

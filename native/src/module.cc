@@ -67,6 +67,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitGuestMemory(env, exports);
   InitDoorbellWatcher(env, exports);
   InitDataPlane(env, exports);
+  InitGuestDriver(env, exports);
   guard::Init(env, exports);
   return exports;
 }

@@ -14,5 +14,6 @@ void InitTap(Napi::Env env, Napi::Object exports);
 void InitGuestMemory(Napi::Env env, Napi::Object exports);
 void InitDoorbellWatcher(Napi::Env env, Napi::Object exports);
 void InitDataPlane(Napi::Env env, Napi::Object exports);
+void InitGuestDriver(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

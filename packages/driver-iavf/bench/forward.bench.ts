@@ -7,14 +7,14 @@
  *
  * Reference in the same run (dpdk-reference.ts): DPDK's vhost-user ↔ virtio-user testpmd pair, the same
  * frame sizes, the same closed loop; without it (no DPDK, or no hugepages) the figures are printed
- * marked as having none. The issue's target is 1.2× DPDK's Mpps.
+ * marked as having none. The goal is 1.2× DPDK's Mpps.
  */
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DataPlane } from '@emu/native';
 import { EmudevRegistry } from '@emu/emudev';
+import { DataPlane } from '@emu/native';
 import { silentLogger } from '@emu/vfio-user';
 import { iavfDriver } from '../src/driver.js';
 import { dpdkReference } from './dpdk-reference.js';
@@ -35,7 +35,9 @@ async function main(): Promise<void> {
       await dev.start();
       sockets.push(path);
     }
-    console.log(`forwarding between two emu_iavf NICs on one switch, ${SECONDS} s per size, load generator in another process`);
+    console.log(
+      `forwarding between two emu_iavf NICs on one switch, ${SECONDS} s per size, load generator in another process`,
+    );
     for (const size of SIZES) {
       const emu = await runPeer(sockets, size);
       const ref = dpdkReference(size, SECONDS);
@@ -70,7 +72,14 @@ async function runPeer(sockets: string[], size: number): Promise<{ mpps: number 
   // Asynchronously: this process's event loop serves the sockets meanwhile.
   const child = spawn(
     process.execPath,
-    ['--import', 'tsx', join(import.meta.dirname, 'forward-peer.ts'), ...sockets, String(size), String(SECONDS)],
+    [
+      '--import',
+      'tsx',
+      join(import.meta.dirname, 'forward-peer.ts'),
+      ...sockets,
+      String(size),
+      String(SECONDS),
+    ],
     { stdio: ['ignore', 'pipe', 'inherit'] },
   );
   let out = '';

@@ -46,9 +46,9 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     // B is not learned yet: the first frame floods (to B alone); the rest go unicast once A has learned... and
     // B's own frame teaches the switch where B is.
     await b.vf.transmit(rawFrame(A, B, 60, 999));
-    await a.vf.waitFrames(0, 1);
+    await a.vf.waitFrames(0, 1, 10_000);
     for (const f of sent) await a.vf.transmit(f);
-    const got = await b.vf.waitFrames(0, sent.length);
+    const got = await b.vf.waitFrames(0, sent.length, 10_000);
     expect(got.map((g) => Buffer.from(g.data).toString('hex'))).to.deep.equal(
       sent.map((f) => f.toString('hex')),
     );
@@ -84,14 +84,14 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     // A broadcast from A reaches B natively and the JavaScript port through the escape queue.
     const bcast = rawFrame(BROADCAST, A, 100, 1);
     await a.vf.transmit(bcast);
-    const [atB] = await b.vf.waitFrames(0, 1);
+    const [atB] = await b.vf.waitFrames(0, 1, 10_000);
     expect(Buffer.from(atB.data).equals(bcast)).to.equal(true);
-    for (let i = 0; i < 200 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
+    for (let i = 0; i < 2000 && seen.length === 0; i++) await new Promise((r) => setTimeout(r, 5));
     expect(seen.map((f) => f.toString('hex'))).to.deep.equal([bcast.toString('hex')]);
     // A frame from the JavaScript port to A (learned) is written into A's RX ring inside send().
     const toA = rawFrame(A, '02:00:00:00:0d:99', 80, 2);
     js.send(toA);
-    const [atA] = await a.vf.waitFrames(0, 1);
+    const [atA] = await a.vf.waitFrames(0, 1, 10_000);
     expect(Buffer.from(atA.data).equals(toA)).to.equal(true);
     expect(a.device.dataPath.engineStats.tsRx + a.device.dataPath.engineStats.nativeRx).to.equal(0);
     js.detach();
@@ -101,7 +101,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     const { sw, a, b } = await pair('shared');
     hs = [a];
     await b.vf.transmit(rawFrame(A, B, 60, 3));
-    await a.vf.waitFrames(0, 1);
+    await a.vf.waitFrames(0, 1, 10_000);
     expect(sw.lookup(B)).to.equal('b');
     await b.close();
     expect(sw.lookup(B)).to.equal(undefined);
@@ -109,7 +109,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     // A's frame for B floods to nobody: counted, nothing crashes.
     await a.vf.transmit(rawFrame(B, A, 60, 4));
     await a.vf.waitTxDone(0);
-    for (let i = 0; i < 100; i++) {
+    for (let i = 0; i < 1000; i++) {
       const row = sw.stats().ports.find((r) => r.port === 'a');
       if (row?.drops.noDestination === 1) return;
       await new Promise((r) => setTimeout(r, 5));
