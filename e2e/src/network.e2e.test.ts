@@ -125,6 +125,10 @@ describe('emu serving two iavf NICs on one switch to two QEMU guests', function 
       const lines = emu.stdout.split('\n').filter((l) => l.includes(`${dev} `));
       expect(lines[lines.length - 1], lines.join('\n')).to.match(/path data plane$/);
     }
+    // The worker took the 10 MiB (thousands of frames) from the TX rings itself.
+    const plane = emu.stdout.split('\n').filter((l) => l.includes('] data plane '));
+    const frames = Number(/frames: (\d+)$/.exec(plane[plane.length - 1] ?? '')?.[1] ?? 0);
+    expect(frames, plane.join('\n')).to.be.above(5000);
   });
 
   it('logs no device error on the way', async () => {

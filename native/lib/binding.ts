@@ -136,8 +136,15 @@ export interface NativeDoorbellWatcher {
   stats(): { polls: number; notifications: number; running: boolean };
 }
 
+export interface NativeWorkerStats {
+  running: boolean;
+  nics: number;
+  polls: number;
+  frames: number;
+}
+
 export interface NativeDataPlane {
-  stats(): { running: boolean; nics: number; polls: number; frames: number };
+  stats(): NativeWorkerStats & { workers: NativeWorkerStats[] };
   close(): void;
 }
 

@@ -332,4 +332,42 @@ describe('data plane: NICs forwarding on a native worker', () => {
     await sleep(20);
     expect(plane.stats().running).to.equal(true);
   });
+
+  it('spreads switches over workers: each switch is bound to the least loaded one, its NICs run there', async () => {
+    const two = new DataPlane({ workers: 2, maxSleepUs: 200 });
+    const cores = [0, 1].map(
+      () =>
+        new SwitchCore(two, { agingMs: 300_000, maxMacs: 64, now: performance.now(), onEscape: () => {} }),
+    );
+    const mine: Guest[] = [];
+    try {
+      for (const [i, core] of cores.entries()) {
+        for (const mac of [MAC_A, MAC_B]) {
+          const g = new Guest(two, [...mac.slice(0, 4), i, mac[5]]);
+          mine.push(g);
+          g.nic.attach(core, 1500);
+          g.postRx();
+          g.nic.start();
+        }
+      }
+      const stats = two.stats();
+      expect(stats.workers.map((w) => [w.running, w.nics])).to.deep.equal([
+        [true, 2],
+        [true, 2],
+      ]);
+      // Each pair forwards on its own worker.
+      for (const i of [0, 1]) mine[2 * i].send(frame(mine[2 * i + 1].mac, mine[2 * i].mac, 60, i), 8);
+      await until('frames on both switches', () => mine[1].rx(0) === 8 && mine[3].rx(0) === 8);
+      for (const w of two.stats().workers) expect(w.frames).to.equal(8);
+      // A worker whose NICs all stopped stops; the other goes on.
+      mine[0].nic.stop();
+      mine[1].nic.stop();
+      expect(two.stats().workers.map((w) => w.running)).to.deep.equal([false, true]);
+    } finally {
+      for (const g of mine) g.close();
+      for (const c of cores) c.close();
+      two.close();
+    }
+    expect(() => new DataPlane({ workers: 0 })).to.throw(/workers/);
+  });
 });

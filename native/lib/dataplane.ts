@@ -18,6 +18,11 @@ import { validateFd, validateFunction, validateInteger, validateOptions } from '
 export const NIC_STATE: Readonly<NativeDataPlaneLayout> = Object.freeze({ ...binding.dataPlaneLayout });
 
 export interface DataPlaneOptions {
+  /**
+   * Worker threads (1-64, default 1). A switch is bound to the least loaded worker when the first of its
+   * NICs starts; all its NICs run there. More workers spread switches over cores.
+   */
+  workers?: number;
   /** Frames a worker takes from one TX queue before it turns to the next (default 32). */
   burst?: number;
   /** Polling, as DoorbellWatcher's: 20 us after work, doubling after busyPolls quiet polls, up to
@@ -29,13 +34,18 @@ export interface DataPlaneOptions {
   maxSleepUs?: number;
 }
 
-export interface DataPlaneStats {
-  /** Whether the worker thread runs (it does while any NIC is started). */
+export interface WorkerStats {
+  /** Whether the thread runs (it does while any of its NICs is started). */
   running: boolean;
   nics: number;
   polls: number;
-  /** Frames the worker took from TX rings. */
+  /** Frames it took from TX rings. */
   frames: number;
+}
+
+/** The sums over the workers, and each worker's own. */
+export interface DataPlaneStats extends WorkerStats {
+  workers: WorkerStats[];
 }
 
 let processPlane: DataPlane | undefined;
@@ -48,12 +58,16 @@ export class DataPlane {
   constructor(options: DataPlaneOptions = {}) {
     const o = validateOptions<DataPlaneOptions>(options, 'options');
     if (o.burst !== undefined) validateInteger(o.burst, 'options.burst', 1, 1024);
+    if (o.workers !== undefined) validateInteger(o.workers, 'options.workers', 1, 64);
     this.native = new binding.DataPlane({ ...o });
   }
 
-  /** The process's plane, made on first use. */
-  static shared(): DataPlane {
-    processPlane ??= new DataPlane();
+  /**
+   * The process's plane, made on first use; `options` apply only to that first use (the `emu` command
+   * makes it with `--workers` before any device).
+   */
+  static shared(options?: DataPlaneOptions): DataPlane {
+    processPlane ??= new DataPlane(options);
     return processPlane;
   }
 

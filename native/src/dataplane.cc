@@ -20,9 +20,13 @@
 //   NIC met memory its worker cannot reach, after which JavaScript runs it), and reads counters and
 //   heads from `state` without a call.
 //
-// Locking: one mutex per plane guards every switch, NIC and the escape queues; the worker holds it for
+// Threads: `workers` worker threads (default 1); a switch is bound to the least loaded one when the first
+// of its NICs starts, and all its NICs run there, so frames between them stay on one thread.
+//
+// Locking: one mutex per switch guards the switch, its NICs and its escape queue; a worker holds it for
 // one NIC's burst at a time, together with memory_lock::Shared (the quiesce point with DMA_UNMAP, see
-// memory_lock.h). JavaScript calls take the mutex too and never run JavaScript while holding it.
+// memory_lock.h). Each worker's own mutex guards its list of NICs and its sleep. JavaScript calls take
+// the switch's mutex too and never run JavaScript while holding it. Order: worker, switch, memory.
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -88,6 +92,7 @@ constexpr size_t kMaxEscapes = 1024;
 constexpr size_t kMaxEscapeBytes = 4 << 20;
 
 struct NicCore;
+struct Worker;
 class IavfNic;
 
 struct SwitchCore {
@@ -102,8 +107,13 @@ struct SwitchCore {
     std::vector<uint8_t> frame;
   };
 
-  SwitchCore(double aging_ms, uint32_t max_macs) : table(aging_ms, max_macs) {}
+  SwitchCore(double aging_ms, uint32_t max_macs) : table(aging_ms, max_macs) { uv_mutex_init(&mutex); }
+  ~SwitchCore() { uv_mutex_destroy(&mutex); }
 
+  // Guards the switch and the NICs attached to it: a worker holds it for one NIC's burst.
+  uv_mutex_t mutex;
+  // The worker this switch's NICs run on (bound when the first of them starts).
+  Worker* worker = nullptr;
   MacTable table;
   std::vector<Port> ports;  // by id; ids are never reused
   std::deque<Escape> escapes;
@@ -131,7 +141,8 @@ struct NicCore {
   std::shared_ptr<SwitchCore> sw;
   int port = -1;
   bool native = true;    // false: JavaScript runs it (its memory was out of the worker's reach)
-  bool started = false;  // in the worker's list
+  bool started = false;  // in its worker's list
+  Worker* worker = nullptr;
   uint32_t seen_tail[kQueues];
   bool more[kQueues] = {};  // the last pass spent its burst: go on without a new tail
   std::atomic<uint32_t> rx_events{0};
@@ -158,13 +169,34 @@ struct NicCore {
   }
 };
 
-struct PlaneCore {
-  uv_mutex_t mutex;
+struct PlaneCore;
+
+// One worker thread and the NICs it polls.
+struct Worker {
+  PlaneCore* plane = nullptr;
+  uv_mutex_t mutex;  // the list, the sleep
   uv_cond_t cond;
   std::vector<NicCore*> nics;  // started NICs
   uv_thread_t thread{};
   bool running = false;
   bool stop = false;
+  size_t switches = 0;  // bound to it
+  double polls = 0;
+  double frames = 0;
+
+  Worker() {
+    uv_mutex_init(&mutex);
+    uv_cond_init(&cond);
+  }
+  ~Worker() {
+    uv_cond_destroy(&cond);
+    uv_mutex_destroy(&mutex);
+  }
+};
+
+struct PlaneCore {
+  uv_mutex_t mutex;  // binding switches to workers (JS thread only)
+  std::vector<std::unique_ptr<Worker>> workers;
   uint32_t burst = 32;
   // Polling, as DoorbellWatcher's (same defaults).
   int64_t min_sleep_us = 20;
@@ -172,26 +204,20 @@ struct PlaneCore {
   int64_t warm_sleep_us = 250;
   int64_t warm_ms = 100;
   int64_t max_sleep_us = 1000;
-  double polls = 0;
-  double frames = 0;
 
-  PlaneCore() {
-    uv_mutex_init(&mutex);
-    uv_cond_init(&cond);
-  }
-  ~PlaneCore() {
-    uv_cond_destroy(&cond);
-    uv_mutex_destroy(&mutex);
-  }
+  PlaneCore() { uv_mutex_init(&mutex); }
+  ~PlaneCore() { uv_mutex_destroy(&mutex); }
 };
 
 class Lock {
  public:
-  explicit Lock(PlaneCore* p) : p_(p) { uv_mutex_lock(&p_->mutex); }
-  ~Lock() { uv_mutex_unlock(&p_->mutex); }
+  explicit Lock(uv_mutex_t* m) : m_(m) { uv_mutex_lock(m_); }
+  ~Lock() { uv_mutex_unlock(m_); }
+  Lock(const Lock&) = delete;
+  Lock& operator=(const Lock&) = delete;
 
  private:
-  PlaneCore* p_;
+  uv_mutex_t* m_;
 };
 
 size_t MaxFrameLength(uint32_t mtu, const uint8_t* frame, size_t length) {
@@ -406,68 +432,68 @@ uint64_t PollNic(NicCore* nic, uint32_t burst) {
 }
 
 void WorkerLoop(void* arg) {
-  auto* p = static_cast<PlaneCore*>(arg);
+  auto* w = static_cast<Worker*>(arg);
+  const PlaneCore& p = *w->plane;
   // Sleeps of a few microseconds need a timer slack below the default 50 us.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   prctl(PR_SET_NAME, "emu-dataplane", 0, 0, 0);
-  const uint64_t min_ns = static_cast<uint64_t>(p->min_sleep_us) * 1000;
-  const uint64_t max_ns = static_cast<uint64_t>(p->max_sleep_us) * 1000;
-  const uint64_t warm_cap_ns = std::min(std::max(static_cast<uint64_t>(p->warm_sleep_us) * 1000, min_ns), max_ns);
-  const uint64_t warm_ns = static_cast<uint64_t>(p->warm_ms) * 1000000;
+  const uint64_t min_ns = static_cast<uint64_t>(p.min_sleep_us) * 1000;
+  const uint64_t max_ns = static_cast<uint64_t>(p.max_sleep_us) * 1000;
+  const uint64_t warm_cap_ns = std::min(std::max(static_cast<uint64_t>(p.warm_sleep_us) * 1000, min_ns), max_ns);
+  const uint64_t warm_ns = static_cast<uint64_t>(p.warm_ms) * 1000000;
   uint64_t sleep_ns = min_ns;
   uint64_t last_work = uv_hrtime();
   int64_t quiet = 0;
-  uv_mutex_lock(&p->mutex);
-  while (!p->stop) {
+  uv_mutex_lock(&w->mutex);
+  while (!w->stop) {
     uint64_t produced = 0;
-    // One NIC's burst at a time under the mutex, released in between so JavaScript gets in.
-    for (size_t i = 0; i < p->nics.size() && !p->stop; i++) {
+    // One NIC's burst at a time, under its switch's mutex; the worker's own mutex is released in
+    // between so the JS thread can change the list.
+    for (size_t i = 0; i < w->nics.size() && !w->stop; i++) {
+      NicCore* nic = w->nics[i];
       {
+        Lock lock(&nic->sw->mutex);
         memory_lock::Shared quiesce;
-        produced += PollNic(p->nics[i], p->burst);
+        produced += PollNic(nic, p.burst);
       }
-      uv_mutex_unlock(&p->mutex);
-      uv_mutex_lock(&p->mutex);
+      uv_mutex_unlock(&w->mutex);
+      uv_mutex_lock(&w->mutex);
     }
-    p->polls++;
-    p->frames += static_cast<double>(produced);
+    w->polls++;
+    w->frames += static_cast<double>(produced);
     if (produced > 0) {
       quiet = 0;
       sleep_ns = min_ns;
       last_work = uv_hrtime();
       continue;  // busy: go on at once
     }
-    if (++quiet > p->busy_polls) {
+    if (++quiet > p.busy_polls) {
       const uint64_t cap = uv_hrtime() - last_work < warm_ns ? warm_cap_ns : max_ns;
       sleep_ns = std::min(sleep_ns * 2, cap);
     }
-    if (!p->stop) uv_cond_timedwait(&p->cond, &p->mutex, sleep_ns);
+    if (!w->stop) uv_cond_timedwait(&w->cond, &w->mutex, sleep_ns);
   }
-  uv_mutex_unlock(&p->mutex);
+  uv_mutex_unlock(&w->mutex);
 }
 
-// Leaves the worker's list (the plane's mutex held); true when the list became empty.
-bool Unlist(PlaneCore* p, NicCore* nic) {
-  if (!nic->started) return false;
-  nic->started = false;
-  p->nics.erase(std::remove(p->nics.begin(), p->nics.end(), nic), p->nics.end());
-  return p->nics.empty();
-}
-
-void StopWorker(PlaneCore* p) {
-  uv_mutex_lock(&p->mutex);
-  if (!p->running) {
-    uv_mutex_unlock(&p->mutex);
+void StopWorker(Worker* w) {
+  uv_mutex_lock(&w->mutex);
+  if (!w->running) {
+    uv_mutex_unlock(&w->mutex);
     return;
   }
-  p->stop = true;
-  uv_cond_signal(&p->cond);
-  uv_mutex_unlock(&p->mutex);
-  uv_thread_join(&p->thread);
-  uv_mutex_lock(&p->mutex);
-  p->running = false;
-  p->stop = false;
-  uv_mutex_unlock(&p->mutex);
+  w->stop = true;
+  uv_cond_signal(&w->cond);
+  uv_mutex_unlock(&w->mutex);
+  uv_thread_join(&w->thread);
+  uv_mutex_lock(&w->mutex);
+  w->running = false;
+  w->stop = false;
+  uv_mutex_unlock(&w->mutex);
+}
+
+void StopWorkers(PlaneCore* p) {
+  for (auto& w : p->workers) StopWorker(w.get());
 }
 
 bool ReadOption(Napi::Object o, const char* key, int64_t min, int64_t max, int64_t* out) {
@@ -500,8 +526,9 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     if (info[0].IsObject()) {
       Napi::Object o = info[0].As<Napi::Object>();
       int64_t burst = core_->burst;
+      int64_t workers = 1;
       PlaneCore& c = *core_;
-      if (!ReadOption(o, "burst", 1, 1024, &burst) || !ReadOption(o, "minSleepUs", 1, 1000000, &c.min_sleep_us) ||
+      if (!ReadOption(o, "burst", 1, 1024, &burst) || !ReadOption(o, "workers", 1, 64, &workers) || !ReadOption(o, "minSleepUs", 1, 1000000, &c.min_sleep_us) ||
           !ReadOption(o, "maxSleepUs", 1, 1000000, &c.max_sleep_us) ||
           !ReadOption(o, "busyPolls", 0, 1000000, &c.busy_polls) ||
           !ReadOption(o, "warmSleepUs", 1, 1000000, &c.warm_sleep_us) ||
@@ -510,6 +537,13 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
         return;
       }
       c.burst = static_cast<uint32_t>(burst);
+      core_->workers.resize(static_cast<size_t>(workers));
+    } else {
+      core_->workers.resize(1);
+    }
+    for (auto& w : core_->workers) {
+      w = std::make_unique<Worker>();
+      w->plane = core_.get();
     }
     env_ = env;
     napi_add_env_cleanup_hook(env, CleanupHook, this);
@@ -518,62 +552,112 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
 
   ~DataPlane() override {
     if (hook_) napi_remove_env_cleanup_hook(env_, CleanupHook, this);
-    StopWorker(core_.get());
+    StopWorkers(core_.get());
   }
 
   const std::shared_ptr<PlaneCore>& core() const { return core_; }
 
-  // A NIC joins the worker's list; the worker starts with the first.
+  // An attached NIC joins the list of its switch's worker (a switch is bound to the least loaded worker
+  // when the first of its NICs starts, so frames between NICs of one switch stay on one thread); the
+  // worker starts with its first NIC.
   static void List(const std::shared_ptr<PlaneCore>& p, NicCore* nic, Napi::Env env) {
-    uv_mutex_lock(&p->mutex);
-    if (!nic->started) {
-      nic->started = true;
-      p->nics.push_back(nic);
-    }
-    uv_cond_signal(&p->cond);
-    const bool start = !p->running;
-    if (start) p->running = true;
-    uv_mutex_unlock(&p->mutex);
-    if (start) {
-      const int r = uv_thread_create(&p->thread, WorkerLoop, p.get());
-      if (r < 0) {
-        uv_mutex_lock(&p->mutex);
-        p->running = false;
-        Unlist(p.get(), nic);
-        uv_mutex_unlock(&p->mutex);
-        ThrowErrno(env, -r, "uv_thread_create");
+    if (nic->started || !nic->Attached()) return;
+    Worker* w;
+    {
+      Lock bind(&p->mutex);
+      SwitchCore* sw = nic->sw.get();
+      if (sw->worker == nullptr) {
+        Worker* least = p->workers.front().get();
+        for (auto& x : p->workers) {
+          if (x->switches < least->switches) least = x.get();
+        }
+        sw->worker = least;
+        least->switches++;
       }
+      w = sw->worker;
+    }
+    bool start;
+    {
+      Lock lock(&w->mutex);
+      nic->started = true;
+      nic->worker = w;
+      w->nics.push_back(nic);
+      uv_cond_signal(&w->cond);
+      start = !w->running;
+      if (start) w->running = true;
+    }
+    if (!start) return;
+    const int r = uv_thread_create(&w->thread, WorkerLoop, w);
+    if (r < 0) {
+      {
+        Lock lock(&w->mutex);
+        w->running = false;
+      }
+      Unlisted(p, nic);
+      ThrowErrno(env, -r, "uv_thread_create");
     }
   }
 
-  // Leaves the list; the worker stops with the last.
-  static void Unlisted(const std::shared_ptr<PlaneCore>& p, NicCore* nic) {
-    uv_mutex_lock(&p->mutex);
-    const bool empty = Unlist(p.get(), nic);
-    uv_mutex_unlock(&p->mutex);
-    if (empty) StopWorker(p.get());
+  // Leaves its worker's list (returning once the worker is out of its burst); the worker stops with
+  // its last NIC.
+  static void Unlisted(const std::shared_ptr<PlaneCore>&, NicCore* nic) {
+    Worker* w = nic->worker;
+    if (w == nullptr) return;
+    bool empty;
+    {
+      Lock lock(&w->mutex);
+      nic->started = false;
+      nic->worker = nullptr;
+      w->nics.erase(std::remove(w->nics.begin(), w->nics.end(), nic), w->nics.end());
+      empty = w->nics.empty();
+    }
+    if (empty) StopWorker(w);
+  }
+
+  // A switch goes: its worker has one fewer to balance.
+  static void Unbind(const std::shared_ptr<PlaneCore>& p, SwitchCore* sw) {
+    Lock bind(&p->mutex);
+    if (sw->worker != nullptr) sw->worker->switches--;
+    sw->worker = nullptr;
   }
 
  private:
   static void CleanupHook(void* arg) {
     auto* self = static_cast<DataPlane*>(arg);
     self->hook_ = false;
-    StopWorker(self->core_.get());
+    StopWorkers(self->core_.get());
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Lock lock(core_.get());
+    bool running = false;
+    double nics = 0, polls = 0, frames = 0;
+    Napi::Array per = Napi::Array::New(env, core_->workers.size());
+    for (size_t i = 0; i < core_->workers.size(); i++) {
+      Worker* w = core_->workers[i].get();
+      Lock lock(&w->mutex);
+      running = running || w->running;
+      nics += static_cast<double>(w->nics.size());
+      polls += w->polls;
+      frames += w->frames;
+      Napi::Object o = Napi::Object::New(env);
+      o.Set("running", Napi::Boolean::New(env, w->running));
+      o.Set("nics", Napi::Number::New(env, static_cast<double>(w->nics.size())));
+      o.Set("polls", Napi::Number::New(env, w->polls));
+      o.Set("frames", Napi::Number::New(env, w->frames));
+      per.Set(static_cast<uint32_t>(i), o);
+    }
     Napi::Object o = Napi::Object::New(env);
-    o.Set("running", Napi::Boolean::New(env, core_->running));
-    o.Set("nics", Napi::Number::New(env, static_cast<double>(core_->nics.size())));
-    o.Set("polls", Napi::Number::New(env, core_->polls));
-    o.Set("frames", Napi::Number::New(env, core_->frames));
+    o.Set("running", Napi::Boolean::New(env, running));
+    o.Set("nics", Napi::Number::New(env, nics));
+    o.Set("polls", Napi::Number::New(env, polls));
+    o.Set("frames", Napi::Number::New(env, frames));
+    o.Set("workers", per);
     return o;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    StopWorker(core_.get());
+    StopWorkers(core_.get());
     return info.Env().Undefined();
   }
 
@@ -666,7 +750,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   void Shut() {
     if (!core_) return;
     {
-      Lock lock(plane_.get());
+      Lock lock(&core_->mutex);
       if (core_->async == nullptr) return;
       core_->async->data = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(core_->async), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
@@ -675,6 +759,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
       core_->escape_bytes = 0;
     }
     on_escape_.Drop();
+    DataPlane::Unbind(plane_, core_.get());
   }
 
   bool PortArg(const Napi::CallbackInfo& info, size_t i, int* out) {
@@ -692,7 +777,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     int64_t mtu;
     if (!ArgInt(info, 0, 68, 65535, &mtu)) return info.Env().Undefined();
-    Lock lock(plane_.get());
+    Lock lock(&core_->mutex);
     core_->ports.push_back({});
     core_->ports.back().attached = true;
     core_->ports.back().mtu = static_cast<uint32_t>(mtu);
@@ -703,7 +788,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     int id;
     if (!PortArg(info, 0, &id)) return info.Env().Undefined();
-    Lock lock(plane_.get());
+    Lock lock(&core_->mutex);
     if (core_->ports[id].nic != nullptr) return ThrowTypeError(info.Env(), "a NIC's port leaves with nic.detach()");
     core_->ports[id].attached = false;
     core_->table.Forget(id);
@@ -726,7 +811,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     std::vector<int> to;
     bool delivered;
     {
-      Lock lock(plane_.get());
+      Lock lock(&core_->mutex);
       if (!core_->ports[from].attached) return Napi::Array::New(env);
       delivered = Forwarder(core_.get(), &to).Forward(from, frame, length, now);
     }
@@ -740,7 +825,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value Lookup(const Napi::CallbackInfo& info) {
     if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowTypeError(info.Env(), "expected (mac, now)");
     const uint64_t mac = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
-    Lock lock(plane_.get());
+    Lock lock(&core_->mutex);
     return Napi::Number::New(info.Env(), core_->table.Lookup(mac, info[1].As<Napi::Number>().DoubleValue()));
   }
 
@@ -750,7 +835,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!info[0].IsNumber()) return ThrowTypeError(env, "expected (now)");
     std::vector<MacTable::Row> rows;
     {
-      Lock lock(plane_.get());
+      Lock lock(&core_->mutex);
       rows = core_->table.List(info[0].As<Napi::Number>().DoubleValue());
     }
     Napi::Array out = Napi::Array::New(env, rows.size());
@@ -768,7 +853,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     Napi::Env env = info.Env();
     MacCounters c;
     {
-      Lock lock(plane_.get());
+      Lock lock(&core_->mutex);
       c = core_->table.counters;
     }
     Napi::Object o = Napi::Object::New(env);
@@ -788,7 +873,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!PortArg(info, 0, &id)) return env.Undefined();
     double c[kPortStats];
     {
-      Lock lock(plane_.get());
+      Lock lock(&core_->mutex);
       std::memcpy(c, core_->ports[id].counters, sizeof(c));
     }
     Napi::Object o = Napi::Object::New(env);
@@ -807,7 +892,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   }
 
   Napi::Value Flush(const Napi::CallbackInfo& info) {
-    Lock lock(plane_.get());
+    Lock lock(&core_->mutex);
     core_->table.Flush();
     return info.Env().Undefined();
   }
@@ -850,6 +935,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   }
 
   explicit IavfNic(const Napi::CallbackInfo& info) : Napi::ObjectWrap<IavfNic>(info) {
+    uv_mutex_init(&own_mutex_);
     Napi::Env env = info.Env();
     DataPlane* plane = PlaneOf(info[0]);
     int fd;
@@ -882,7 +968,10 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     on_events_.Set(env, info[3].As<Napi::Function>(), "EmuIavfNic", info.This().As<Napi::Object>());
   }
 
-  ~IavfNic() override { Shut(); }
+  ~IavfNic() override {
+    Shut();
+    uv_mutex_destroy(&own_mutex_);
+  }
 
   // The switch's async callback: this NIC's events since the last.
   void DeliverEvents(Napi::Env env) {
@@ -913,12 +1002,11 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   }
 
   void DetachLocked() {
-    std::shared_ptr<SwitchCore> sw;
+    if (!nic_->Attached()) return;
+    std::shared_ptr<SwitchCore> sw = nic_->sw;
     int port;
     {
-      Lock lock(plane_.get());
-      if (!nic_->Attached()) return;
-      sw = nic_->sw;
+      Lock lock(&sw->mutex);
       port = nic_->port;
       sw->ports[port].attached = false;
       sw->ports[port].nic = nullptr;
@@ -929,6 +1017,10 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     (void)port;
     switch_ref_.Reset();
   }
+
+  // What guards the NIC's state: its switch's mutex once attached (the worker holds it for a burst);
+  // before that no worker sees it, and its own mutex serves.
+  uv_mutex_t* NicMutex() { return nic_ && nic_->sw ? &nic_->sw->mutex : &own_mutex_; }
 
   bool Alive(Napi::Env env) {
     if (nic_) return true;
@@ -1010,7 +1102,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
         return ThrowTypeError(env, "bad queue configuration");
       }
     }
-    Lock lock(plane_.get());
+    Lock lock(NicMutex());
     nic_->cfg = std::move(cfg);
     return env.Undefined();
   }
@@ -1026,7 +1118,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       if (t == nullptr) return ThrowTypeError(env, "expected a GuestMemoryTable or null");
     }
     {
-      Lock lock(plane_.get());
+      Lock lock(NicMutex());
       nic_->table = t;
       nic_->space = t == nullptr ? nullptr : std::make_unique<GuestMemoryTable::WorkerSpace>(t);
     }
@@ -1052,7 +1144,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (nic_->Attached()) return ThrowTypeError(env, "the NIC is attached already");
     int id;
     {
-      Lock lock(plane_.get());
+      Lock lock(&sw->core()->mutex);
       SwitchCore* core = sw->core().get();
       core->ports.push_back({});
       SwitchCore::Port& port = core->ports.back();
@@ -1068,7 +1160,10 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   }
 
   Napi::Value Detach(const Napi::CallbackInfo& info) {
-    if (nic_) DetachLocked();
+    if (nic_) {
+      DataPlane::Unlisted(plane_, nic_.get());  // out of the worker first: it polls only attached NICs
+      DetachLocked();
+    }
     return info.Env().Undefined();
   }
 
@@ -1086,9 +1181,11 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
 
   // kick(): a TX tail was written by message: the worker looks now, not at its next poll.
   Napi::Value Kick(const Napi::CallbackInfo& info) {
-    uv_mutex_lock(&plane_->mutex);
-    uv_cond_signal(&plane_->cond);
-    uv_mutex_unlock(&plane_->mutex);
+    Worker* w = nic_ ? nic_->worker : nullptr;
+    if (w != nullptr) {
+      Lock lock(&w->mutex);
+      uv_cond_signal(&w->cond);
+    }
     return info.Env().Undefined();
   }
 
@@ -1096,7 +1193,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   // runs the NIC again (native) until its memory proves out of reach.
   Napi::Value ResetHeads(const Napi::CallbackInfo& info) {
     if (!Alive(info.Env())) return info.Env().Undefined();
-    Lock lock(plane_.get());
+    Lock lock(NicMutex());
     std::fill(nic_->heads, nic_->heads + 2 * kQueues, 0u);
     std::fill(std::begin(nic_->seen_tail), std::end(nic_->seen_tail), UINT32_MAX);
     std::fill(std::begin(nic_->more), std::end(nic_->more), false);
@@ -1114,7 +1211,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
     bool done = false;
     {
-      Lock lock(plane_.get());
+      Lock lock(NicMutex());
       if (nic_->native) done = emu::Receive(nic_.get(), frame, view.ByteLength());
     }
     return Napi::Boolean::New(env, done);
@@ -1133,7 +1230,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     if (!nic_) return o;
-    Lock lock(plane_.get());
+    Lock lock(NicMutex());
     o.Set("native", Napi::Boolean::New(env, nic_->native));
     o.Set("started", Napi::Boolean::New(env, nic_->started));
     o.Set("port", Napi::Number::New(env, nic_->port));
@@ -1154,6 +1251,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   Napi::Reference<Napi::ArrayBuffer> state_ref_;
   Napi::ObjectReference switch_ref_;
   std::unique_ptr<NicCore> nic_;
+  uv_mutex_t own_mutex_;
   JsCallback on_events_;
 
   friend class NativeSwitch;
@@ -1168,7 +1266,7 @@ void NativeSwitch::OnAsync(uv_async_t* handle) {
   Napi::HandleScope scope(env);
   std::deque<SwitchCore::Escape> escapes;
   {
-    Lock lock(self->plane_.get());
+    Lock lock(&self->core_->mutex);
     escapes.swap(self->core_->escapes);
     self->core_->escape_bytes = 0;
   }
@@ -1188,7 +1286,7 @@ void NativeSwitch::OnAsync(uv_async_t* handle) {
     if (handle->data == nullptr) return;
     IavfNic* nic = nullptr;
     {
-      Lock lock(self->plane_.get());
+      Lock lock(&self->core_->mutex);
       if (port >= self->core_->ports.size()) break;
       NicCore* core = self->core_->ports[port].nic;
       if (core != nullptr) nic = core->owner;

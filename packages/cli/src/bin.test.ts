@@ -61,6 +61,28 @@ describe('bin/emu.js (a child process)', function () {
     }
   });
 
+  it('--workers sets the data plane threads, which the status line shows', async () => {
+    const run = emu([
+      '--workers',
+      '2',
+      '--vdev',
+      `emu_iavf0,path=${tmp.path('a.sock')}`,
+      '--vdev',
+      `emu_iavf1,path=${tmp.path('b.sock')}`,
+      '--status',
+      '0.1',
+    ]);
+    children.push(run.child);
+    // No guest has started a queue yet: two workers, none running.
+    await until(
+      () => /\] data plane {2}workers: 0 running of 2 {2}nics: 0 {2}frames: 0\n/.test(run.io.stdout),
+      `the data plane's status line (stdout: ${run.io.stdout}, stderr: ${run.io.stderr})`,
+      10000,
+    );
+    run.child.kill('SIGINT');
+    expect((await run.exit).code).to.equal(0);
+  });
+
   it('exits 2 with the message on bad devargs, leaving no socket', async () => {
     const run = emu([
       '--vdev',

@@ -82,6 +82,7 @@ describe('emu (main, in-process)', () => {
         '--driver <module>',
         '--log-level <level>',
         '--status <seconds>',
+        '--workers <count>',
       ]) {
         expect(help).to.contain(option);
       }
@@ -203,6 +204,12 @@ describe('emu (main, in-process)', () => {
       expect(await usageError(['--status', 'often', '--vdev', 'x'])).to.match(
         /^error: option '--status <seconds>' argument 'often' is invalid\. expected seconds from 0 to 86400/,
       );
+      for (const bad of ['0', '65', '1.5', 'two']) {
+        err.text = '';
+        expect(await usageError(['--workers', bad, '--vdev', 'x'])).to.match(
+          /^error: option '--workers <count>' argument '.*' is invalid\. expected a count from 1 to 64/,
+        );
+      }
     });
 
     it('a --driver module that cannot be loaded', async () => {
@@ -350,6 +357,8 @@ describe('emu (main, in-process)', () => {
       await client.regionRead(0, GpioReg.LINES, 4);
       const line = /\[\d\d:\d\d:\d\d\] emu_gpio0 {2}connected: yes {2}commands: (\d+) {2}irqs: 0\n/;
       await until(() => line.test(out.text), 'a status line with the client');
+      // And one for the data plane (a GPIO has no NIC on it).
+      expect(out.text).to.match(/\] data plane {2}workers: 0 running of 1 {2}nics: 0 {2}frames: 0\n/);
       // VERSION, then the GET_INFO/REGION commands the client sent and the two reads, at least.
       expect(Number(line.exec(out.text)![1])).to.be.at.least(3);
       stop.abort();

@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
+import { DataPlane } from '@emu/native';
 import {
   DevargsError,
   describeDriver,
@@ -45,6 +46,7 @@ interface Parsed {
   driver?: string[];
   logLevel: LogLevel;
   status: number;
+  workers: number;
   help?: boolean;
   version?: boolean;
 }
@@ -90,6 +92,19 @@ function program(out: Output, err: Output): Command {
           if (v.trim() === '' || !(n >= 0 && n <= 86400)) {
             throw new InvalidArgumentError('expected seconds from 0 to 86400');
           }
+          return n;
+        }),
+    )
+    .addOption(
+      new Option(
+        '--workers <count>',
+        'data plane threads forwarding between the NICs of a switch (each switch runs on one), 1-64',
+      )
+        .default(1)
+        .argParser((v) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < 1 || n > 64)
+            throw new InvalidArgumentError('expected a count from 1 to 64');
           return n;
         }),
     )
@@ -148,17 +163,22 @@ function deviceLines(devices: EmuDevice[]): string {
  * One line per device: whether a client is connected, commands it handled, IRQs it raised, and the
  * driver's own summary (a NIC's link and traffic).
  */
-export function statusLines(devices: EmuDevice[], now = new Date()): string {
+export function statusLines(devices: EmuDevice[], now = new Date(), plane = DataPlane.shared()): string {
   const time = now.toTimeString().slice(0, 8);
-  return devices
-    .map((d) => {
-      const stats = d.stats();
-      const commands = Object.values(stats.commands).reduce((a, b) => a + b, 0);
-      const connected = d.info().socket.connected ? 'yes' : 'no';
-      const own = d.status();
-      return `[${time}] ${d.name}  connected: ${connected}  commands: ${commands}  irqs: ${stats.irqsTriggered}${own ? `  ${own}` : ''}\n`;
-    })
-    .join('');
+  const p = plane.stats();
+  const running = p.workers.filter((w) => w.running).length;
+  const planeLine = `[${time}] data plane  workers: ${running} running of ${p.workers.length}  nics: ${p.nics}  frames: ${p.frames}\n`;
+  return (
+    devices
+      .map((d) => {
+        const stats = d.stats();
+        const commands = Object.values(stats.commands).reduce((a, b) => a + b, 0);
+        const connected = d.info().socket.connected ? 'yes' : 'no';
+        const own = d.status();
+        return `[${time}] ${d.name}  connected: ${connected}  commands: ${commands}  irqs: ${stats.irqsTriggered}${own ? `  ${own}` : ''}\n`;
+      })
+      .join('') + planeLine
+  );
 }
 
 export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
@@ -211,6 +231,15 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     const s = processSignal();
     signal = s.signal;
     disposeSignal = s.dispose;
+  }
+  // The process's data plane, with its threads, before any device: the switches are made on it.
+  const plane = DataPlane.shared({ workers: opts.workers });
+  if (plane.stats().workers.length !== opts.workers) {
+    return fail(
+      EXIT_FAILURE,
+      `the data plane of this process has ${plane.stats().workers.length} workers already`,
+      false,
+    );
   }
   const logger = streamLogger(opts.logLevel, stderr);
   const bus = new VdevBus(registry, { logger });
