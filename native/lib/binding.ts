@@ -21,9 +21,9 @@ function locate(): string {
   }
 }
 
-/** The .node file in use: build/Release when a local build exists (node-gyp-build prefers it), else
- * the committed prebuild. */
-export const bindingPath: string = locate();
+/** The .node file in use: EMU_NATIVE_BINDING when set (a sanitizer build, scripts/test-sanitizers.sh),
+ * else build/Release when a local build exists (node-gyp-build prefers it), else the committed prebuild. */
+export const bindingPath: string = process.env.EMU_NATIVE_BINDING || locate();
 
 /** Native errors carry the raw errno (positive) and the syscall; lib/errors.ts builds the rest. */
 export interface NativeError extends Error {

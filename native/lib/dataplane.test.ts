@@ -24,6 +24,8 @@ const BUF = 2048;
 /** RX buffers live in a mapping of their own (a second DMA_MAP), so a test can unmap them alone. */
 const BUF_IOVA = 0x2_0000_0000n;
 const BUF_BYTES = RING * BUF;
+/** With `rxRingInBuffers`, the RX ring sits in that mapping too, after the buffers. */
+const RX_RING_IN_BUFS = BUF_IOVA + BigInt(BUF_BYTES);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -49,9 +51,9 @@ class Guest {
   readonly ramFd = memfdCreate('dataplane-test-ram', RAM);
   readonly ram = MappedMemory.map(this.ramFd, 0, RAM);
   readonly bytes = new Uint8Array(this.ram.buffer);
-  readonly bufFd = memfdCreate('dataplane-test-rx-buffers', BUF_BYTES);
-  readonly bufs = MappedMemory.map(this.bufFd, 0, BUF_BYTES);
-  readonly bufBytes = new Uint8Array(this.bufs.buffer);
+  readonly bufFd = memfdCreate('dataplane-test-rx-buffers', BUF_BYTES + 0x1000);
+  bufs = MappedMemory.map(this.bufFd, 0, BUF_BYTES + 0x1000);
+  bufBytes = new Uint8Array(this.bufs.buffer);
   /** What the device sees. */
   readonly table = new GuestMemoryTable();
   /** The guest's own view, to post descriptors through. */
@@ -72,11 +74,13 @@ class Guest {
   constructor(
     plane: DataPlane,
     readonly mac: number[],
+    readonly rxRingInBuffers = false,
   ) {
     this.wake[0] = 0xffffffff;
     this.table.add(IOVA, this.ram);
     this.table.add(BUF_IOVA, this.bufs);
     this.own.add(IOVA, this.ram);
+    this.own.add(BUF_IOVA, this.bufs);
     this.nic = new IavfNic(plane, {
       tailFd: this.tailFd,
       state: this.state,
@@ -95,18 +99,31 @@ class Guest {
       rssLut: new Uint8Array(64),
       numQueuePairs: 1,
       tx: [{ ring: IOVA + BigInt(TX_RING), length: RING }],
-      rx: [{ ring: IOVA + BigInt(RX_RING), length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 }],
+      rx: [{ ring: this.rxRing, length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 }],
       txEnabled: 1,
       rxEnabled: 1,
       ...over,
     };
   }
 
+  get rxRing(): bigint {
+    return this.rxRingInBuffers ? RX_RING_IN_BUFS : IOVA + BigInt(RX_RING);
+  }
+
+  /** Maps the RX buffers (and ring) again, after a test unmapped them. */
+  remapBuffers(): void {
+    this.own.remove(BUF_IOVA);
+    this.bufs = MappedMemory.map(this.bufFd, 0, BUF_BYTES + 0x1000);
+    this.bufBytes = new Uint8Array(this.bufs.buffer);
+    this.own.add(BUF_IOVA, this.bufs);
+    this.table.add(BUF_IOVA, this.bufs);
+  }
+
   /** Posts `count` RX buffers and bumps QRX_TAIL1(0). */
   postRx(count = RING - 1): void {
     this.rxNext = iavfGuestPostRx(
       this.own,
-      { iova: IOVA + BigInt(RX_RING), length: RING },
+      { iova: this.rxRing, length: RING },
       this.rxNext,
       count,
       BUF_IOVA,
@@ -132,13 +149,14 @@ class Guest {
   /** The frames written back done (DD) since the last call, in ring order. */
   received(): Buffer[] {
     const out: Buffer[] = [];
-    const view = new DataView(this.ram.buffer);
+    const view = this.rxRingInBuffers ? new DataView(this.bufs.buffer) : new DataView(this.ram.buffer);
+    const ring = this.rxRingInBuffers ? BUF_BYTES : RX_RING;
     for (;;) {
-      const qw1 = view.getBigUint64(RX_RING + this.rxSeen * 32 + 8, true);
+      const qw1 = view.getBigUint64(ring + this.rxSeen * 32 + 8, true);
       if (!(qw1 & 1n)) return out;
       const length = Number((qw1 >> 38n) & 0x3fffn);
       out.push(Buffer.from(this.bufBytes.subarray(this.rxSeen * BUF, this.rxSeen * BUF + length)));
-      view.setBigUint64(RX_RING + this.rxSeen * 32 + 8, 0n, true);
+      view.setBigUint64(ring + this.rxSeen * 32 + 8, 0n, true);
       this.rxSeen = (this.rxSeen + 1) % RING;
     }
   }
@@ -194,9 +212,9 @@ describe('data plane: NICs forwarding on a native worker', () => {
     plane.close();
   });
 
-  function pair(): [Guest, Guest, number, number] {
+  function pair(bRingInBuffers = false): [Guest, Guest, number, number] {
     const a = new Guest(plane, MAC_A);
-    const b = new Guest(plane, MAC_B);
+    const b = new Guest(plane, MAC_B, bRingInBuffers);
     guests = [a, b];
     const pa = a.nic.attach(sw, 1500);
     const pb = b.nic.attach(sw, 1500);
@@ -278,7 +296,10 @@ describe('data plane: NICs forwarding on a native worker', () => {
     await until('the slow event', () => a.events.some((e) => e.slow));
     expect(a.nic.info()).to.include({ native: false });
     expect(b.rx(0)).to.equal(0);
-    // Until its queues are reset: then the worker runs it again.
+    // Until its queues are reset (its memory reachable again): then the worker runs it again.
+    a.table.clear();
+    a.table.add(IOVA, a.ram);
+    a.table.add(BUF_IOVA, a.bufs);
     a.nic.resetHeads();
     expect(a.nic.info()).to.include({ native: true });
   });
@@ -331,6 +352,37 @@ describe('data plane: NICs forwarding on a native worker', () => {
     a.ram.unmap();
     await sleep(20);
     expect(plane.stats().running).to.equal(true);
+  });
+
+  it('munmap under full traffic: a mapping unmapped while still in the table is never touched again', async function () {
+    this.timeout(30_000);
+    // B's RX ring and buffers in one mapping: the worker's lookups keep hitting it, burst after burst.
+    const [a, b] = pair(true);
+    const f = frame(MAC_B, MAC_A, 1500, 9);
+    let stop = false;
+    const load = (async () => {
+      while (!stop) {
+        a.send(f, 32);
+        if (b.bufs.mapped) {
+          b.received();
+          b.postRx(32);
+        }
+        await new Promise((r) => setImmediate(r));
+      }
+    })();
+    for (let round = 0; round < 500; round++) {
+      // The mapping goes first (as when its owner drops it), the table learns later: munmap must wait
+      // for the worker's burst, and no burst may reach it after. A write after the munmap is a SIGSEGV.
+      b.bufs.unmap();
+      await sleep(1); // A keeps sending meanwhile: B's frames find its ring gone
+      b.table.remove(BUF_IOVA);
+      b.remapBuffers();
+      await new Promise((r) => setImmediate(r));
+    }
+    stop = true;
+    await load;
+    // B's ring was out of reach at times: the worker handed B to JavaScript rather than touch it.
+    expect(a.tx(0)).to.be.greaterThan(1000);
   });
 
   it('spreads switches over workers: each switch is bound to the least loaded one, its NICs run there', async () => {

@@ -1,0 +1,25 @@
+#!/bin/bash
+# The native data-path tests against an AddressSanitizer + UndefinedBehaviorSanitizer build of the module:
+# the ring walks on random descriptors, and the data plane's worker under DMA_UNMAP and munmap with full
+# traffic (lib/dataplane.test.ts). The build goes to a temporary folder (the committed prebuild and any
+# build/ are left alone) and is loaded through EMU_NATIVE_BINDING; ASan's runtime is preloaded into node.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+work=$(mktemp -d /tmp/emu-native-asan.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r binding.gyp src scripts package.json "$work/"
+ln -s "$PWD/node_modules" "$work/node_modules"
+# Node's own headers, offline (as scripts/prebuild.mjs does).
+prefix=$(dirname "$(dirname "$(command -v node)")")
+[ -f "$prefix/include/node/common.gypi" ] && export npm_config_nodedir="$prefix"
+echo "sanitizers: building with -fsanitize=address,undefined in $work"
+(cd "$work" && CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g" \
+  LDFLAGS="-fsanitize=address,undefined" ./node_modules/.bin/node-gyp rebuild >"$work/build.log" 2>&1) \
+  || { tail -20 "$work/build.log"; exit 1; }
+export EMU_NATIVE_BINDING="$work/build/Release/emu_native.node"
+export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)"
+# Node's own allocations at exit are not ours to report; any error in ours stops the run.
+export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
+export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+mocha --no-config --node-option import=tsx --timeout 60000 \
+  lib/iavf-rings.test.ts lib/dataplane.test.ts
