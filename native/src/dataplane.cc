@@ -145,6 +145,9 @@ struct NicCore {
   Worker* worker = nullptr;
   uint32_t seen_tail[kQueues];
   bool more[kQueues] = {};  // the last pass spent its burst: go on without a new tail
+  // QRX_TAIL1 as last read from the page: the guest only moves it forward (more buffers), so an old
+  // value is a safe under-estimate; it is read again only when it leaves too few buffers.
+  uint32_t rx_tail[kQueues] = {};
   std::atomic<uint32_t> rx_events{0};
   std::atomic<uint32_t> tx_events{0};
   std::atomic<uint32_t> flags{0};
@@ -160,11 +163,12 @@ struct NicCore {
   bool Attached() const { return sw != nullptr && port >= 0; }
   // Work done on a queue (bit as in the wake mask): recorded, and JavaScript woken if it interrupts.
   void Notify(uint32_t bit) {
-    if (bit & 0xffff) {
-      rx_events.fetch_or(bit, std::memory_order_relaxed);
-    } else {
-      tx_events.fetch_or(bit >> 16, std::memory_order_relaxed);
-    }
+    // A locked read-modify-write only when the bit is not set yet: it usually is (JavaScript takes the
+    // events once per wake-up, or not at all while the guest polls), and the frame rate must not pay
+    // an atomic on a line the JS thread shares.
+    std::atomic<uint32_t>& events = (bit & 0xffff) ? rx_events : tx_events;
+    const uint32_t b = (bit & 0xffff) ? bit : bit >> 16;
+    if ((events.load(std::memory_order_relaxed) & b) != b) events.fetch_or(b, std::memory_order_relaxed);
     if ((__atomic_load_n(wake_mask, __ATOMIC_RELAXED) & bit) != 0 && sw) sw->Wake();
   }
 };
@@ -230,16 +234,35 @@ size_t MaxFrameLength(uint32_t mtu, const uint8_t* frame, size_t length) {
 
 // Forwarding inside one switch, with the plane's mutex held. js_out: the JavaScript ports to deliver
 // to, for a frame JavaScript sent; nullptr for a frame from a worker (they are escaped instead).
+// A burst's last source learned and destination looked up: the frames of one burst mostly share them,
+// and within a burst (one `now`, one source port) the table would answer the same.
+struct BurstMemo {
+  bool valid = false;
+  uint64_t src = 0;
+  uint64_t dst = 0;
+  int to = -1;
+};
+
 class Forwarder {
  public:
-  Forwarder(SwitchCore* sw, std::vector<int>* js_out) : sw_(sw), js_out_(js_out) {}
+  Forwarder(SwitchCore* sw, std::vector<int>* js_out, BurstMemo* memo = nullptr)
+      : sw_(sw), js_out_(js_out), memo_(memo) {}
 
   // Returns false when the frame had nowhere to go (noDestination: counted here for a native source).
   bool Forward(int from, const uint8_t* frame, size_t length, double now) {
     MacTable& t = sw_->table;
-    if (!(frame[6] & 1)) t.Learn(MacAt(frame + 6), from, now);
+    const uint64_t src = MacAt(frame + 6);
+    const bool seen = memo_ != nullptr && memo_->valid && memo_->src == src;
+    if (!(frame[6] & 1) && !seen) t.Learn(src, from, now);
     if (frame[0] & 1) return Flood(from, frame, length);
-    const int to = t.Lookup(MacAt(frame), now);
+    const uint64_t dst = MacAt(frame);
+    int to;
+    if (seen && memo_->dst == dst) {
+      to = memo_->to;
+    } else {
+      to = t.Lookup(dst, now);
+      if (memo_ != nullptr) *memo_ = {!(frame[6] & 1), src, dst, to};
+    }
     if (to < 0) {
       t.counters.unknown_unicast++;
       return Flood(from, frame, length);
@@ -270,6 +293,7 @@ class Forwarder {
 
   SwitchCore* sw_;
   std::vector<int>* js_out_;
+  BurstMemo* memo_;
 };
 
 // Hands a frame to JavaScript through the switch's escape queue (bounded: past it, counted overrun).
@@ -295,7 +319,16 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     Stat(c, false, q, kDrops)++;
     return true;
   }
-  const RxResult r = RxWrite(*nic->space, nic->cfg.rx[q], nic->RxHead(q), nic->Tail(kRxTails, q), frame, length, route.hash);
+  const RxQueue& ring = nic->cfg.rx[q];
+  uint32_t tail = nic->rx_tail[q];
+  // Enough buffers for a frame of `length` by the cached tail? (Frames of one buffer: no division.)
+  const size_t chunks = length <= ring.buffer_size || ring.buffer_size == 0 ? 1 : (length + ring.buffer_size - 1) / ring.buffer_size;
+  const uint32_t head = nic->RxHead(q);
+  if (tail >= ring.len || (tail >= head ? tail - head : tail + ring.len - head) < chunks) {
+    tail = nic->Tail(kRxTails, q);
+    nic->rx_tail[q] = tail;
+  }
+  const RxResult r = RxWrite(*nic->space, ring, nic->RxHead(q), tail, frame, length, route.hash);
   switch (r.status) {
     case kRxOk:
       nic->RxHead(q) = r.head;
@@ -381,7 +414,7 @@ class ForwardSink : public TxSink {
     }
     port.counters[kPortRxFrames]++;
     port.counters[kPortRxBytes] += static_cast<double>(length);
-    Forwarder(sw, nullptr).Forward(nic_->port, frame, length, now_);
+    Forwarder(sw, nullptr, &memo_).Forward(nic_->port, frame, length, now_);
   }
 
   NicCore* nic_;
@@ -389,6 +422,7 @@ class ForwardSink : public TxSink {
   double now_;
   FrameBuilder builder_;
   std::vector<uint8_t> scratch_;
+  BurstMemo memo_;
 };
 
 // One burst per TX queue of one NIC; returns the frames it produced.
@@ -1197,6 +1231,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     std::fill(nic_->heads, nic_->heads + 2 * kQueues, 0u);
     std::fill(std::begin(nic_->seen_tail), std::end(nic_->seen_tail), UINT32_MAX);
     std::fill(std::begin(nic_->more), std::end(nic_->more), false);
+    std::fill(std::begin(nic_->rx_tail), std::end(nic_->rx_tail), 0u);
     nic_->native = true;
     return info.Env().Undefined();
   }
