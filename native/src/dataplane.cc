@@ -1101,7 +1101,9 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       cfg.macs.push_back(static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue()));
     }
     std::sort(cfg.macs.begin(), cfg.macs.end());
-    cfg.rss_key_set = cfg.RssKeySet();
+    // The Toeplitz table is rebuilt only for a new key (it takes a moment; virtchnl messages come often).
+    const bool same_key = std::memcmp(cfg.rss_key, nic_->cfg.rss_key, kRssKeySize) == 0;
+    if (!same_key) cfg.PrepareRss();
     auto queue = [&](Napi::Array list, uint32_t q, bool is_rx) {
       Napi::Value v = list.Get(q);
       if (v.IsUndefined() || v.IsNull()) return true;
@@ -1137,6 +1139,10 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       }
     }
     Lock lock(NicMutex());
+    if (same_key) {
+      cfg.rss_key_set = nic_->cfg.rss_key_set;
+      cfg.rss_table.swap(nic_->cfg.rss_table);
+    }
     nic_->cfg = std::move(cfg);
     return env.Undefined();
   }

@@ -57,18 +57,34 @@ bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
   return Listed(cfg, frame);
 }
 
-uint32_t Toeplitz(const uint8_t* key, size_t key_length, const uint8_t* input, size_t length) {
-  uint32_t hash = 0;
-  uint32_t window = (static_cast<uint32_t>(key[0]) << 24) | (static_cast<uint32_t>(key[1]) << 16) |
-                    (static_cast<uint32_t>(key[2]) << 8) | key[3];
-  size_t next = 4;
-  for (size_t i = 0; i < length; i++, next++) {
-    for (int bit = 7; bit >= 0; bit--) {
-      if (input[i] & (1u << bit)) hash ^= window;
-      const uint32_t in = next < key_length ? (key[next] >> bit) & 1u : 0u;
-      window = (window << 1) | in;
+void NicConfig::PrepareRss() {
+  rss_key_set = RssKeySet();
+  rss_table.assign(rss_key_set ? kRssMaxInput * 256 : 0, 0);
+  if (!rss_key_set) return;
+  // window(k): the key's bits k .. k + 31, big-endian (bits past the key are 0).
+  auto bit = [&](size_t k) -> uint32_t { return k / 8 < kRssKeySize ? (rss_key[k / 8] >> (7 - k % 8)) & 1u : 0u; };
+  auto window = [&](size_t k) {
+    uint32_t w = 0;
+    for (size_t j = 0; j < 32; j++) w = (w << 1) | bit(k + j);
+    return w;
+  };
+  for (size_t i = 0; i < kRssMaxInput; i++) {
+    uint32_t per_bit[8];
+    for (size_t j = 0; j < 8; j++) per_bit[j] = window(8 * i + j);  // bit 7 - j of input byte i
+    for (uint32_t b = 0; b < 256; b++) {
+      uint32_t h = 0;
+      for (size_t j = 0; j < 8; j++) {
+        if (b & (0x80u >> j)) h ^= per_bit[j];
+      }
+      rss_table[i * 256 + b] = h;
     }
   }
+}
+
+uint32_t Toeplitz(const NicConfig& cfg, const uint8_t* input, size_t length) {
+  uint32_t hash = 0;
+  const uint32_t* table = cfg.rss_table.data();
+  for (size_t i = 0; i < length && i < kRssMaxInput; i++) hash ^= table[i * 256 + input[i]];
   return hash;
 }
 
@@ -95,10 +111,10 @@ RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double*
   // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
   // the queue only when more than one is enabled.
   if (cfg.rss_key_set) {
-    uint8_t input[40];
+    uint8_t input[kRssMaxInput];
     const size_t n = RssInput(frame, length, input);
     if (n > 0) {
-      const uint32_t h = Toeplitz(cfg.rss_key, kRssKeySize, input, n);
+      const uint32_t h = Toeplitz(cfg, input, n);
       hash = h;
       if (enabled & (enabled - 1)) q = cfg.rss_lut[h % kRssLutSize] % std::max(1u, cfg.num_queue_pairs);
     }

@@ -4,7 +4,7 @@
  * (DMA_MAP with its fd), brings the VF up the way Linux 6.12 does (SoftIavf: admin queue, virtchnl,
  * one queue pair), maps BAR0's tail page (the sparse mmap areas) and then, like testpmd's io forwarding,
  * bounces frames between the two NICs in a closed loop: every frame a NIC received goes out of it
- * again, towards the other. The loop itself runs in C++ (@emu/native's iavfGuestForward: descriptors
+ * again, towards the other. The frames are IPv4/UDP, as testpmd's txonly ones. The loop itself runs in C++ (@emu/native's iavfGuestForward: descriptors
  * posted and cleaned, tails written straight into the mapped page), as testpmd's does, so the figure is
  * the device's, not this process's. It prints one JSON line: { frames, seconds } — frames the device
  * moved, both directions.
@@ -13,7 +13,7 @@
  */
 import { GuestMemoryTable, iavfGuestForward } from '@emu/native';
 import { silentLogger, VfioUserClient } from '@emu/vfio-user';
-import { ethFrame } from '../src/testing/frames.js';
+import { ipv4UdpFrame } from '../src/testing/frames.js';
 import { GuestRam } from '../src/testing/guest-memory.js';
 import { SoftIavf } from '../src/testing/soft-iavf.js';
 
@@ -83,7 +83,16 @@ async function main(): Promise<void> {
     [a, b],
     [b, a],
   ] as const) {
-    const f = ethFrame(peer.vf.mac, s.vf.mac, 0x88b5, Buffer.alloc(bytes - 14, 0x5a));
+    // IPv4/UDP, as testpmd's txonly packets are (the reference's frames): the NIC parses them for RSS.
+    const f = ipv4UdpFrame({
+      dstMac: peer.vf.mac,
+      srcMac: s.vf.mac,
+      srcIp: '198.18.0.1',
+      dstIp: '198.18.0.2',
+      sport: 9,
+      dport: 9,
+      payload: Buffer.alloc(bytes - 14 - 20 - 8, 0x5a),
+    });
     s.frame = s.vf.scratch(f);
   }
   const sides = [a, b].map((s) => ({

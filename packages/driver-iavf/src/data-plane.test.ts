@@ -7,8 +7,9 @@
 import { L2Switch } from '@emu/network';
 import { expect } from 'chai';
 import type { IavfOptions } from './device.js';
-import { rawFrame } from './testing/frames.js';
+import { ipv4TcpFrame, ipv4UdpFrame, rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions } from './testing/harness.js';
+import { MS_IPV4_VECTORS, MS_RSS_KEY } from './testing/rss-vectors.js';
 
 const A = '02:00:00:00:0d:0a';
 const B = '02:00:00:00:0d:0b';
@@ -22,10 +23,10 @@ function onSwitch(sw: L2Switch, name: string): { connect: NonNullable<IavfOption
   };
 }
 
-async function pair(ram: HarnessOptions['ram']) {
+async function pair(ram: HarnessOptions['ram'], queues = 1) {
   const sw = new L2Switch(`plane-${switches++}`);
   const a = await Harness.start({ mac: A }, { ram, network: onSwitch(sw, 'a') });
-  const b = await Harness.start({ mac: B }, { ram, network: onSwitch(sw, 'b') });
+  const b = await Harness.start({ mac: B, queues }, { ram, network: onSwitch(sw, 'b') });
   await a.vf.bringUp();
   await b.vf.bringUp();
   return { sw, a, b };
@@ -74,6 +75,36 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     expect(sw.lookup(B)).to.equal('b');
     // B's RX interrupts came through the worker's events.
     expect(pb.engineStats.planeEvents).to.be.greaterThan(0);
+  });
+
+  it("RSS on the worker: the verification suite's hashes in B's descriptors, each flow on the queue its LUT entry names", async () => {
+    const { a, b } = await pair('shared', 4);
+    hs = [a, b];
+    await b.vf.setRssKey(Buffer.concat([MS_RSS_KEY, Buffer.alloc(12)]));
+    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
+      const spec = {
+        dstMac: B,
+        srcMac: A,
+        srcIp: t.src,
+        dstIp: t.dst,
+        sport: t.sport,
+        dport: t.dport,
+        payload: Buffer.from([i]),
+      };
+      await a.vf.transmit(ipv4TcpFrame(spec));
+      await a.vf.transmit(ipv4UdpFrame(spec));
+    }
+    const frames = await b.vf.waitAnyFrames(2 * MS_IPV4_VECTORS.length, 10_000);
+    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
+      const mine = frames.filter((f) => f.data[f.data.length - 1] === i);
+      expect(
+        mine.map((f) => f.hash),
+        `${t.src}:${t.sport} → ${t.dst}:${t.dport}`,
+      ).to.deep.equal([t.tcp, t.tcp]);
+      const q = b.vf.rssLut![t.tcp & 63];
+      expect(mine.map((f) => f.queue)).to.deep.equal([q, q]);
+    }
+    expect(b.device.dataPath.engineStats).to.include({ nativeRx: 0, tsRx: 0 });
   });
 
   it('hands frames for JavaScript ports to them through the escape queue, and takes theirs natively', async () => {
