@@ -163,6 +163,8 @@ export interface NativeSwitchCounters {
   tableFull: number;
   flooded: number;
   unknownUnicast: number;
+  /** Capture copies the escape queue had no room for. */
+  captureDrops: number;
 }
 
 export interface NativeSwitch {
@@ -174,6 +176,7 @@ export interface NativeSwitch {
   counters(): NativeSwitchCounters;
   portCounters(id: number): NativePortCounters;
   flush(): void;
+  setMirror(id: number, on: boolean): void;
   close(): void;
 }
 
@@ -272,7 +275,7 @@ export interface NativeBinding {
       agingMs: number;
       maxMacs: number;
       now: number;
-      onEscape: (ports: number[], frames: Buffer[]) => void;
+      onEscape: (ports: number[], frames: Buffer[], copies: boolean[]) => void;
     },
   ) => NativeSwitch;
   readonly IavfNic: new (

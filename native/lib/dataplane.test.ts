@@ -189,7 +189,7 @@ const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 describe('data plane: NICs forwarding on a native worker', () => {
   let plane: DataPlane;
   let guests: Guest[] = [];
-  const escaped: Array<{ port: number; frame: Buffer }> = [];
+  const escaped: Array<{ port: number; frame: Buffer; copy?: boolean }> = [];
   let sw: SwitchCore;
 
   beforeEach(() => {
@@ -199,8 +199,14 @@ describe('data plane: NICs forwarding on a native worker', () => {
       agingMs: 300_000,
       maxMacs: 64,
       now: performance.now(),
-      onEscape: (ports, frames) => {
-        for (let i = 0; i < ports.length; i++) escaped.push({ port: ports[i], frame: frames[i] });
+      onEscape: (ports, frames, copies) => {
+        for (let i = 0; i < ports.length; i++) {
+          escaped.push(
+            copies[i]
+              ? { port: ports[i], frame: frames[i], copy: true }
+              : { port: ports[i], frame: frames[i] },
+          );
+        }
       },
     });
   });
@@ -284,6 +290,23 @@ describe('data plane: NICs forwarding on a native worker', () => {
     ).to.deep.equal([]);
     expect(a.counters[NIC_STATE.filtered] + b.counters[NIC_STATE.filtered]).to.equal(2);
     expect(pa).to.not.equal(js);
+  });
+
+  it("mirrors a port's native frames to JavaScript for a capture: what it sends and what it gets", async () => {
+    const [a, b, pa] = pair();
+    sw.setMirror(pa, true);
+    const out = frame(MAC_B, MAC_A, 70, 1);
+    a.send(out);
+    await until('the copy of what A sent', () => escaped.length === 1);
+    expect(escaped[0]).to.deep.include({ port: pa, copy: true });
+    expect(escaped[0].frame.equals(out)).to.equal(true);
+    const back = frame(MAC_A, MAC_B, 80, 2);
+    b.send(back);
+    await until('the copy of what A got', () => escaped.length === 2);
+    expect(escaped[1]).to.deep.include({ port: pa, copy: true });
+    expect(escaped[1].frame.equals(back)).to.equal(true);
+    expect(b.rx(0) + a.rx(0)).to.equal(2);
+    expect(sw.counters().captureDrops).to.equal(0);
   });
 
   it('hands a NIC back to JavaScript (slow) when its rings are in memory the worker cannot reach', async () => {

@@ -88,8 +88,11 @@ export interface SwitchCoreOptions {
   maxMacs: number;
   /** The caller's clock now (milliseconds): the worker's clock for this switch starts there. */
   now: number;
-  /** Frames a worker could not deliver itself (to JavaScript ports), in order, on the JS thread. */
-  onEscape(ports: number[], frames: Buffer[]): void;
+  /**
+   * Frames a worker could not deliver itself (to JavaScript ports), in order, on the JS thread; with
+   * copies[i], frames[i] is a capture's copy of a frame port ports[i] sent or got (see setMirror).
+   */
+  onEscape(ports: number[], frames: Buffer[], copies: boolean[]): void;
 }
 
 /**
@@ -151,6 +154,11 @@ export class SwitchCore {
 
   flush(): void {
     this.native.flush();
+  }
+
+  /** Copies of every frame a native port sends or gets go to onEscape (a pcap capture keeps its NIC native). */
+  setMirror(id: number, on: boolean): void {
+    this.native.setMirror(id, on);
   }
 
   close(): void {

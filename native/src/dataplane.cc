@@ -2,7 +2,7 @@
 // thread, with no JavaScript per frame (lib/dataplane.ts is the typed side; docs/architecture.md).
 //
 //   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
-//   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[]) })
+//   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[], copies: boolean[]) })
 //   new IavfNic(plane, tailFd, state: ArrayBuffer, onEvents(rx, tx, flags)); nic.setTable(table | null)
 //
 // Who owns what:
@@ -98,12 +98,14 @@ class IavfNic;
 struct SwitchCore {
   struct Port {
     bool attached = false;
+    bool mirror = false;  // every frame it sends or gets natively goes to JavaScript too (a capture)
     uint32_t mtu = 1500;
     NicCore* nic = nullptr;  // a native NIC; nullptr for a JavaScript port
     double counters[kPortStats] = {};
   };
   struct Escape {
     int to;
+    bool copy;  // a capture's copy of a frame port `to` sent or got, not one to deliver
     std::vector<uint8_t> frame;
   };
 
@@ -116,6 +118,7 @@ struct SwitchCore {
   Worker* worker = nullptr;
   MacTable table;
   std::vector<Port> ports;  // by id; ids are never reused
+  double capture_drops = 0;  // capture copies the escape queue had no room for
   std::deque<Escape> escapes;
   size_t escape_bytes = 0;
   uv_async_t* async = nullptr;  // the JS object's; nullptr once it closed
@@ -296,13 +299,18 @@ class Forwarder {
   BurstMemo* memo_;
 };
 
-// Hands a frame to JavaScript through the switch's escape queue (bounded: past it, counted overrun).
-void EscapeFrame(SwitchCore* sw, int to, const uint8_t* frame, size_t length) {
+// Hands a frame to JavaScript through the switch's escape queue (bounded: past it, a frame to deliver
+// is counted overrun on its port, a capture's copy in capture_drops).
+void EscapeFrame(SwitchCore* sw, int to, const uint8_t* frame, size_t length, bool copy = false) {
   if (sw->escapes.size() >= kMaxEscapes || sw->escape_bytes + length > kMaxEscapeBytes) {
-    sw->ports[to].counters[kDropOverrun]++;
+    if (copy) {
+      sw->capture_drops++;
+    } else {
+      sw->ports[to].counters[kDropOverrun]++;
+    }
     return;
   }
-  sw->escapes.push_back({to, std::vector<uint8_t>(frame, frame + length)});
+  sw->escapes.push_back({to, copy, std::vector<uint8_t>(frame, frame + length)});
   sw->escape_bytes += length;
   sw->Wake();
 }
@@ -368,6 +376,7 @@ void Forwarder::DeliverTo(int to, const uint8_t* frame, size_t length) {
     if (Receive(nic, frame, length)) {
       port.counters[kPortTxFrames]++;
       port.counters[kPortTxBytes] += static_cast<double>(length);
+      if (port.mirror) EscapeFrame(sw_, to, frame, length, true);
       return;
     }
   }
@@ -412,6 +421,7 @@ class ForwardSink : public TxSink {
       port.counters[kDropOversize]++;
       return;
     }
+    if (port.mirror) EscapeFrame(sw, nic_->port, frame, length, true);
     port.counters[kPortRxFrames]++;
     port.counters[kPortRxBytes] += static_cast<double>(length);
     Forwarder(sw, nullptr, &memo_).Forward(nic_->port, frame, length, now_);
@@ -722,6 +732,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
                                        InstanceMethod<&NativeSwitch::Counters>("counters"),
                                        InstanceMethod<&NativeSwitch::PortCounters>("portCounters"),
                                        InstanceMethod<&NativeSwitch::Flush>("flush"),
+                                       InstanceMethod<&NativeSwitch::SetMirror>("setMirror"),
                                        InstanceMethod<&NativeSwitch::Close>("close"),
                                    });
     constructor = new Napi::FunctionReference(Napi::Persistent(f));
@@ -886,9 +897,11 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     MacCounters c;
+    double capture_drops;
     {
       Lock lock(&core_->mutex);
       c = core_->table.counters;
+      capture_drops = core_->capture_drops;
     }
     Napi::Object o = Napi::Object::New(env);
     o.Set("learned", c.learned);
@@ -897,6 +910,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     o.Set("tableFull", c.table_full);
     o.Set("flooded", c.flooded);
     o.Set("unknownUnicast", c.unknown_unicast);
+    o.Set("captureDrops", capture_drops);
     return o;
   }
 
@@ -923,6 +937,16 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     drops.Set("error", c[kDropError]);
     o.Set("drops", drops);
     return o;
+  }
+
+  // setMirror(id, on): copies of every frame a port sends or gets natively go to onEscape (a capture).
+  Napi::Value SetMirror(const Napi::CallbackInfo& info) {
+    int id;
+    bool on;
+    if (!PortArg(info, 0, &id) || !ArgBool(info, 1, &on)) return info.Env().Undefined();
+    Lock lock(&core_->mutex);
+    core_->ports[id].mirror = on;
+    return info.Env().Undefined();
   }
 
   Napi::Value Flush(const Napi::CallbackInfo& info) {
@@ -1314,13 +1338,15 @@ void NativeSwitch::OnAsync(uv_async_t* handle) {
   if (!escapes.empty() && !self->on_escape_.Empty()) {
     Napi::Array ports = Napi::Array::New(env, escapes.size());
     Napi::Array frames = Napi::Array::New(env, escapes.size());
+    Napi::Array copies = Napi::Array::New(env, escapes.size());
     uint32_t i = 0;
     for (auto& e : escapes) {
       ports.Set(i, Napi::Number::New(env, e.to));
       frames.Set(i, Napi::Buffer<uint8_t>::Copy(env, e.frame.data(), e.frame.size()));
+      copies.Set(i, Napi::Boolean::New(env, e.copy));
       i++;
     }
-    self->on_escape_.Call(env, self->Value(), {ports, frames});
+    self->on_escape_.Call(env, self->Value(), {ports, frames, copies});
   }
   // Looked up again for each port: a callback may have detached or closed a NIC (or the switch).
   for (size_t port = 0;; port++) {

@@ -4,7 +4,10 @@
  * ring to B's RX ring on the plane's worker thread without JavaScript per frame; with fd-less RAM the
  * worker cannot reach the rings, and each NIC falls back to the TypeScript path, still delivering.
  */
-import { L2Switch } from '@emu/network';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { L2Switch, PcapWriter, readPcap, withCapture } from '@emu/network';
 import { expect } from 'chai';
 import type { IavfOptions } from './device.js';
 import { ipv4TcpFrame, ipv4UdpFrame, rawFrame } from './testing/frames.js';
@@ -126,6 +129,42 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     expect(Buffer.from(atA.data).equals(toA)).to.equal(true);
     expect(a.device.dataPath.engineStats.tsRx + a.device.dataPath.engineStats.nativeRx).to.equal(0);
     js.detach();
+  });
+
+  it('a pcap capture of a NIC keeps it native: the frames the worker forwarded are copied to the file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'emu-plane-pcap-'));
+    const writer = PcapWriter.open(join(dir, 'a.pcap'));
+    try {
+      const sw = new L2Switch(`plane-${switches++}`);
+      const captured: NonNullable<IavfOptions['connect']> = (receive, native) =>
+        withCapture({ name: 'a', deliver: (frame) => receive(frame), native }, writer, (p) => sw.attach(p));
+      const a = await Harness.start({ mac: A }, { ram: 'shared', network: { connect: captured } });
+      const b = await Harness.start({ mac: B }, { ram: 'shared', network: onSwitch(sw, 'b') });
+      hs = [a, b];
+      await a.vf.bringUp();
+      await b.vf.bringUp();
+      expect(sw.isNative('a'), 'the captured NIC is attached natively').to.equal(true);
+      const out = Array.from({ length: 10 }, (_, i) => rawFrame(B, A, 60 + i, i));
+      const back = Array.from({ length: 10 }, (_, i) => rawFrame(A, B, 100 + i, 50 + i));
+      for (const f of out) await a.vf.transmit(f);
+      await b.vf.waitFrames(0, out.length, 10_000);
+      for (const f of back) await b.vf.transmit(f);
+      await a.vf.waitFrames(0, back.length, 10_000);
+      expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0 });
+      // The copies come through the escape queue, then the writer's end-of-tick flush.
+      const want = [...out, ...back].map((f) => f.toString('hex')).sort();
+      for (let i = 0; i < 1000; i++) {
+        const records = readPcap(readFileSync(writer.path)).records;
+        if (records.length >= want.length) break;
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      const got = readPcap(readFileSync(writer.path)).records.map((r) => Buffer.from(r.data).toString('hex'));
+      expect(got.sort()).to.deep.equal(want);
+      expect(sw.stats().counters.captureDrops).to.equal(0);
+    } finally {
+      writer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a closed device leaves the switch: its MACs are forgotten and nothing more reaches it', async () => {

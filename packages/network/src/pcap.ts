@@ -229,18 +229,27 @@ export class PcapWriter {
  * Captures everything `port` sends and receives into `writer`: attaches a stand-in for `port` with
  * `connect` (e.g. `(p) => sw.attach(p, { mtu })`) and returns that attachment, wrapped so sends are
  * recorded too. Frames the port sends are recorded as offered, even ones the network then drops
- * as malformed. The writer stays open after detach (close it yourself).
+ * as malformed. A port's native twin stays native: the switch copies the frames it forwards without
+ * JavaScript to the writer (NativePort.capture). The writer stays open after detach (close it yourself).
  */
 export function withCapture(port: Port, writer: PcapWriter, connect: (port: Port) => Attachment): Attachment {
+  const twin = port.native;
+  let attached = true;
   const recorder: Port = {
     name: port.name,
     deliver: (frame) => {
       writer.write(frame);
       port.deliver(frame);
     },
+    native: twin && {
+      nic: twin.nic,
+      attached: (on) => twin.attached?.(on),
+      capture: (frame) => {
+        if (attached) writer.write(frame);
+      },
+    },
   };
   const inner = connect(recorder);
-  let attached = true;
   return {
     send: (frame) => {
       if (attached && frame instanceof Uint8Array) writer.write(frame);

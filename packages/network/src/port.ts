@@ -9,13 +9,19 @@ import type { IavfNic } from '@emu/native';
 
 /**
  * A NIC's twin in the native data plane (@emu/native's IavfNic): a switch on the same plane attaches it
- * there, so frames between such NICs never reach JavaScript. A port wrapped by something that must see
- * every frame (a pcap capture) does not offer it.
+ * there, so frames between such NICs never reach JavaScript, and copies them to `capture` when a pcap
+ * capture wants them.
  */
 export interface NativePort {
   readonly nic: IavfNic;
   /** The network attached the twin (true), or detached it (false). */
   attached?(native: boolean): void;
+  /**
+   * A capture of the port (withCapture): a copy of each frame the twin sent or got natively, on the JS
+   * thread, some time after (through the data plane's bounded escape queue; past it, counted in the
+   * switch's `captureDrops`).
+   */
+  capture?(frame: Buffer): void;
 }
 
 /** Something that plugs into a network: the network hands it frames. */

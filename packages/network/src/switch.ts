@@ -47,6 +47,8 @@ export interface SwitchCounters {
   flooded: number;
   /** Of those, unicast to an unknown (or aged-out) MAC. */
   unknownUnicast: number;
+  /** Capture copies of native ports' frames dropped for want of room on their way to JavaScript. */
+  captureDrops: number;
 }
 
 export interface SwitchStats extends NetworkStats {
@@ -102,9 +104,9 @@ export class L2Switch extends BaseNetwork {
       agingMs,
       maxMacs,
       now: now(),
-      onEscape: (ports, frames) => {
+      onEscape: (ports, frames, copies) => {
         const sw = self.deref();
-        if (sw) sw.#escaped(ports, frames);
+        if (sw) sw.#escaped(ports, frames, copies);
       },
     });
   }
@@ -137,13 +139,13 @@ export class L2Switch extends BaseNetwork {
   }
 
   override stats(): SwitchStats {
-    const { learned, moved, aged, tableFull, flooded, unknownUnicast } = this.#core.counters();
+    const { learned, moved, aged, tableFull, flooded, unknownUnicast, captureDrops } = this.#core.counters();
     return {
       name: this.name,
       kind: this.kind,
       ports: this.portRows(),
       macTable: this.macTable(),
-      counters: { learned, moved, aged, tableFull, flooded, unknownUnicast },
+      counters: { learned, moved, aged, tableFull, flooded, unknownUnicast, captureDrops },
       agingSeconds: this.agingMs / 1000,
     };
   }
@@ -179,7 +181,10 @@ export class L2Switch extends BaseNetwork {
     }
     this.#ids.set(member, id);
     this.#byId.set(id, member);
-    if (this.#native.has(member)) native?.attached?.(true);
+    if (this.#native.has(member)) {
+      if (native?.capture) this.#core.setMirror(id, true);
+      native?.attached?.(true);
+    }
   }
 
   protected override onDetach(member: Member): void {
@@ -209,11 +214,16 @@ export class L2Switch extends BaseNetwork {
     }
   }
 
-  /** Frames the worker had for JavaScript ports (or for NICs that went to their JavaScript path). */
-  #escaped(ports: number[], frames: Buffer[]): void {
+  /**
+   * Frames the worker had for JavaScript ports (or for NICs that went to their JavaScript path), and
+   * capture copies of native ports' frames.
+   */
+  #escaped(ports: number[], frames: Buffer[], copies: boolean[]): void {
     for (let i = 0; i < ports.length; i++) {
       const member = this.#byId.get(ports[i]);
-      if (member) this.deliverOutside(member, frames[i]);
+      if (!member) continue;
+      if (copies[i]) member.port.native?.capture?.(frames[i]);
+      else this.deliverOutside(member, frames[i]);
     }
   }
 }
