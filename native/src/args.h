@@ -7,6 +7,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "errors.h"
@@ -72,6 +73,33 @@ inline bool ArgString(const Napi::CallbackInfo& info, size_t i, std::string* out
   }
   ThrowTypeError(info.Env(), "expected a string");
   return false;
+}
+
+// Fields of an options object. They do not throw: the caller reports one error for the whole object.
+inline bool FieldU32(Napi::Object o, const char* key, uint32_t max, uint32_t* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) return false;
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= max) || std::floor(d) != d) return false;
+  *out = static_cast<uint32_t>(d);
+  return true;
+}
+
+inline bool FieldBigUint64(Napi::Object o, const char* key, uint64_t* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBigInt()) return false;
+  bool lossless = false;
+  *out = v.As<Napi::BigInt>().Uint64Value(&lossless);
+  return lossless;
+}
+
+// Exactly n bytes from a typed array.
+inline bool FieldBytes(Napi::Object o, const char* key, uint8_t* out, size_t n) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().ByteLength() != n) return false;
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  std::memcpy(out, static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), n);
+  return true;
 }
 
 }  // namespace emu

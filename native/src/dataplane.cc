@@ -48,6 +48,7 @@
 #include "mac_table.h"
 #include "memory_lock.h"
 #include "module.h"
+#include "wake_up.h"
 
 namespace emu {
 namespace {
@@ -765,21 +766,8 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     core_ = std::make_shared<SwitchCore>(aging.As<Napi::Number>().DoubleValue(), static_cast<uint32_t>(max_macs));
     core_->origin_ms = now.As<Napi::Number>().DoubleValue();
     core_->origin_ns = uv_hrtime();
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-      Napi::Error::New(env, "no libuv loop").ThrowAsJavaScriptException();
-      return;
-    }
-    auto* async = new uv_async_t;
-    const int r = uv_async_init(loop, async, OnAsync);
-    if (r < 0) {
-      delete async;
-      ThrowErrno(env, -r, "uv_async_init");
-      return;
-    }
-    async->data = this;
-    // Never keeps the process alive on its own: the devices' sockets do that.
-    uv_unref(reinterpret_cast<uv_handle_t*>(async));
+    uv_async_t* async = OpenWakeUp(env, OnAsync, this);
+    if (async == nullptr) return;
     core_->async = async;
     on_escape_.Set(env, on_escape.As<Napi::Function>(), "EmuNativeSwitch", info.This().As<Napi::Object>());
   }
@@ -797,8 +785,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     {
       Lock lock(&core_->mutex);
       if (core_->async == nullptr) return;
-      core_->async->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(core_->async), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+      CloseWakeUp(core_->async);
       core_->async = nullptr;
       core_->escapes.clear();
       core_->escape_bytes = 0;
@@ -1093,25 +1080,10 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!info[0].IsObject()) return ThrowTypeError(env, "expected a configuration object");
     Napi::Object o = info[0].As<Napi::Object>();
     NicConfig cfg;
-    auto bytes = [&](const char* key, uint8_t* out, size_t n) {
-      Napi::Value v = o.Get(key);
-      if (!v.IsTypedArray() || v.As<Napi::TypedArray>().ByteLength() != n) return false;
-      Napi::TypedArray a = v.As<Napi::TypedArray>();
-      std::memcpy(out, static_cast<uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset(), n);
-      return true;
-    };
-    auto u32 = [&](const char* key, uint32_t max, uint32_t* out) {
-      Napi::Value v = o.Get(key);
-      if (!v.IsNumber()) return false;
-      const double d = v.As<Napi::Number>().DoubleValue();
-      if (!(d >= 0 && d <= max)) return false;
-      *out = static_cast<uint32_t>(d);
-      return true;
-    };
-    if (!bytes("mac", cfg.mac, 6) || !bytes("rssKey", cfg.rss_key, kRssKeySize) ||
-        !bytes("rssLut", cfg.rss_lut, kRssLutSize) || !u32("promisc", 3, &cfg.promisc) ||
-        !u32("numQueuePairs", kQueues, &cfg.num_queue_pairs) || !u32("txEnabled", 0xffff, &cfg.tx_enabled) ||
-        !u32("rxEnabled", 0xffff, &cfg.rx_enabled)) {
+    if (!FieldBytes(o, "mac", cfg.mac, 6) || !FieldBytes(o, "rssKey", cfg.rss_key, kRssKeySize) ||
+        !FieldBytes(o, "rssLut", cfg.rss_lut, kRssLutSize) || !FieldU32(o, "promisc", 3, &cfg.promisc) ||
+        !FieldU32(o, "numQueuePairs", kQueues, &cfg.num_queue_pairs) ||
+        !FieldU32(o, "txEnabled", 0xffff, &cfg.tx_enabled) || !FieldU32(o, "rxEnabled", 0xffff, &cfg.rx_enabled)) {
       return ThrowTypeError(env, "bad NIC configuration");
     }
     Napi::Value macs = o.Get("macs");
@@ -1133,26 +1105,20 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       if (v.IsUndefined() || v.IsNull()) return true;
       if (!v.IsObject()) return false;
       Napi::Object e = v.As<Napi::Object>();
-      Napi::Value ring = e.Get("ring");
-      Napi::Value length = e.Get("length");
-      if (!ring.IsBigInt() || !length.IsNumber()) return false;
-      bool lossless;
-      const uint64_t at = ring.As<Napi::BigInt>().Uint64Value(&lossless);
-      const double len = length.As<Napi::Number>().DoubleValue();
-      if (!lossless || !(len >= 1 && len <= kMaxRingLen)) return false;
+      uint64_t at;
+      uint32_t len;
+      if (!FieldBigUint64(e, "ring", &at) || !FieldU32(e, "length", kMaxRingLen, &len) || len == 0) return false;
       if (!is_rx) {
         cfg.tx_ring[q] = at;
-        cfg.tx_len[q] = static_cast<uint32_t>(len);
+        cfg.tx_len[q] = len;
         return true;
       }
-      Napi::Value bs = e.Get("bufferSize");
-      Napi::Value mf = e.Get("maxFrame");
-      Napi::Value ds = e.Get("descSize");
-      if (!bs.IsNumber() || !mf.IsNumber() || !ds.IsNumber()) return false;
-      const uint32_t desc = ds.As<Napi::Number>().Uint32Value();
-      if (desc != kRxDescSize && desc != kRxDescSize16) return false;
-      cfg.rx[q] = {at, static_cast<uint32_t>(len), bs.As<Napi::Number>().Uint32Value(), mf.As<Napi::Number>().Uint32Value(),
-                   desc};
+      uint32_t buffer_size, max_frame, desc;
+      if (!FieldU32(e, "bufferSize", UINT32_MAX, &buffer_size) || !FieldU32(e, "maxFrame", UINT32_MAX, &max_frame) ||
+          !FieldU32(e, "descSize", kRxDescSize, &desc) || (desc != kRxDescSize && desc != kRxDescSize16)) {
+        return false;
+      }
+      cfg.rx[q] = {at, len, buffer_size, max_frame, desc};
       return true;
     };
     Napi::Array txs = tx.As<Napi::Array>();
@@ -1163,10 +1129,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       }
     }
     Lock lock(NicMutex());
-    if (same_key) {
-      cfg.rss_key_set = nic_->cfg.rss_key_set;
-      cfg.rss_table.swap(nic_->cfg.rss_table);
-    }
+    if (same_key) cfg.rss_table.swap(nic_->cfg.rss_table);
     nic_->cfg = std::move(cfg);
     return env.Undefined();
   }

@@ -32,6 +32,7 @@
 #include "errors.h"
 #include "js_callback.h"
 #include "module.h"
+#include "wake_up.h"
 
 namespace emu {
 namespace {
@@ -97,21 +98,8 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
     words_ = static_cast<uint32_t>(words);
     seen_.assign(words_, 0);
 
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
-      Napi::Error::New(env, "no libuv loop").ThrowAsJavaScriptException();
-      return;
-    }
-    auto* async = new uv_async_t;
-    int r = uv_async_init(loop, async, OnAsync);
-    if (r < 0) {
-      delete async;
-      ThrowErrno(env, -r, "uv_async_init");
-      return;
-    }
-    async->data = this;
-    // Never keeps the process alive on its own: the device's socket does that.
-    uv_unref(reinterpret_cast<uv_handle_t*>(async));
+    uv_async_t* async = OpenWakeUp(env, OnAsync, this);
+    if (async == nullptr) return;
     async_ = async;
     uv_mutex_init(&mutex_);
     uv_cond_init(&cond_);
@@ -188,8 +176,7 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
 
   void Release() {
     if (async_ != nullptr) {
-      async_->data = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(async_), [](uv_handle_t* h) { delete reinterpret_cast<uv_async_t*>(h); });
+      CloseWakeUp(async_);
       async_ = nullptr;
     }
     if (map_ != nullptr) {

@@ -1,19 +1,13 @@
 #include "iavf_nic.h"
 
 #include <algorithm>
+#include <iterator>
 #include <cstring>
 
 #include "mac_table.h"
 
 namespace emu {
 namespace iavf {
-
-bool NicConfig::RssKeySet() const {
-  for (uint8_t b : rss_key) {
-    if (b != 0) return true;
-  }
-  return false;
-}
 
 namespace {
 
@@ -58,9 +52,9 @@ bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
 }
 
 void NicConfig::PrepareRss() {
-  rss_key_set = RssKeySet();
-  rss_table.assign(rss_key_set ? kRssMaxInput * 256 : 0, 0);
-  if (!rss_key_set) return;
+  const bool key_set = std::any_of(std::begin(rss_key), std::end(rss_key), [](uint8_t b) { return b != 0; });
+  rss_table.assign(key_set ? kRssMaxInput * 256 : 0, 0);
+  if (!key_set) return;
   // window(k): the key's bits k .. k + 31, big-endian (bits past the key are 0).
   auto bit = [&](size_t k) -> uint32_t { return k / 8 < kRssKeySize ? (rss_key[k / 8] >> (7 - k % 8)) & 1u : 0u; };
   auto window = [&](size_t k) {
@@ -110,7 +104,7 @@ RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double*
   const uint32_t enabled = cfg.rx_enabled;
   // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
   // the queue only when more than one is enabled.
-  if (cfg.rss_key_set) {
+  if (!cfg.rss_table.empty()) {
     uint8_t input[kRssMaxInput];
     const size_t n = RssInput(frame, length, input);
     if (n > 0) {

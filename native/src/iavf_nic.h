@@ -47,14 +47,13 @@ struct NicConfig {
   uint32_t tx_enabled = 0;
   uint32_t rx_enabled = 0;
 
-  bool rss_key_set = false;  // any key byte non-zero (kept by whoever sets rss_key)
   // The Toeplitz hash by table: rss_table[i * 256 + b] is what input byte i of value b XORs into the
   // hash, so a hash costs one lookup per input byte instead of eight shifts and tests. Built from
-  // rss_key by SetRssKey (40 KiB, for the 36 bytes an IPv6/TCP input has at most).
+  // rss_key by PrepareRss (40 KiB, for the 36 bytes an IPv6/TCP input has at most); empty while the
+  // key is all zero (no RSS: no hash is reported).
   std::vector<uint32_t> rss_table;
 
-  bool RssKeySet() const;
-  // Sets rss_key_set and rss_table from rss_key.
+  // Builds rss_table from rss_key.
   void PrepareRss();
 };
 

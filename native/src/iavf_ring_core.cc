@@ -4,18 +4,11 @@ namespace emu {
 namespace iavf {
 namespace {
 
-constexpr uint64_t kDtypeData = 0x0;
-constexpr uint64_t kDtypeContext = 0x1;
-constexpr uint64_t kDtypeDone = 0xf;
-
-constexpr uint32_t kCmdEop = 0x001;
-constexpr uint32_t kCmdRs = 0x002;
 constexpr uint32_t kCmdIiptMask = 0x060;
 constexpr uint32_t kCmdIiptIpv4Csum = 0x060;
 constexpr uint32_t kCmdL4tMask = 0x300;
 constexpr uint32_t kCtxCmdTso = 0x1;
 
-constexpr uint64_t kRxDd = 1ull << 0;
 constexpr uint64_t kRxEof = 1ull << 1;
 constexpr uint64_t kRxFltstatRss = 3ull << 12;
 constexpr uint64_t kRxErrRxe = 1ull << 19;

@@ -36,6 +36,20 @@ constexpr size_t kMaxTso = 256 * 1024;
 constexpr size_t kMinFrame = 14;
 constexpr uint32_t kMaxRxChunks = 5;
 
+// Descriptor fields (iavf_type.h): TX DTYPE and CMD, the RX write-back's DD bit.
+constexpr uint64_t kDtypeData = 0x0;
+constexpr uint64_t kDtypeContext = 0x1;
+constexpr uint64_t kDtypeDone = 0xf;
+constexpr uint32_t kCmdEop = 0x001;
+constexpr uint32_t kCmdRs = 0x002;
+constexpr uint32_t kCmdIcrc = 0x004;
+constexpr uint64_t kRxDd = 1ull << 0;
+
+// qword1 of a TX data descriptor: DTYPE 0, CMD, BUF_SZ (the guest driver's side, for tests and benches).
+inline uint64_t TxDataQw1(uint32_t cmd, uint32_t size) {
+  return kDtypeData | (static_cast<uint64_t>(cmd) << 4) | (static_cast<uint64_t>(size) << 34);
+}
+
 // TX stop reasons (the numbers cross to TypeScript: lib/iavf-rings.ts).
 enum TxStop : uint32_t {
   kTxCaughtUp = 0,    // head reached tail

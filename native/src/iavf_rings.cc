@@ -28,8 +28,6 @@ namespace {
 
 using namespace iavf;
 
-constexpr uint64_t kDtypeData = 0x0;
-
 // Flags.
 constexpr uint32_t kTxOffload = 1;  // txRing: do checksums and TSO here (else return packets and their metadata)
 constexpr uint32_t kRx16Byte = 1;   // rxRing: the ring holds 16-byte descriptors (RXDID 0)
@@ -168,7 +166,7 @@ Napi::Value GuestMemoryTable::GuestPostTx(const Napi::CallbackInfo& info) {
   if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestPostTx");
   }
-  const uint64_t qw1 = kDtypeData | (static_cast<uint64_t>(cmd) << 4) | (static_cast<uint64_t>(length) << 34);
+  const uint64_t qw1 = TxDataQw1(cmd, length);
   for (uint32_t i = 0; i < count; i++) {
     uint8_t* d = base + static_cast<size_t>(next) * kTxDescSize;
     Store64(d, buffer);
@@ -223,7 +221,7 @@ Napi::Value GuestMemoryTable::GuestReapTx(const Napi::CallbackInfo& info) {
     return ThrowErrno(env, EFAULT, "guestReapTx");
   }
   uint32_t n = 0;
-  while (n < max && (Load64(base + static_cast<size_t>(next) * kTxDescSize + 8) & 0xf) == 0xf) {
+  while (n < max && (Load64(base + static_cast<size_t>(next) * kTxDescSize + 8) & 0xf) == kDtypeDone) {
     n++;
     next = next + 1 == len ? 0 : next + 1;
   }
@@ -250,7 +248,7 @@ Napi::Value GuestMemoryTable::GuestReapRx(const Napi::CallbackInfo& info) {
   uint32_t n = 0;
   while (n < max) {
     uint8_t* qw1 = base + static_cast<size_t>(next) * desc_size + 8;
-    if ((Load64(qw1) & 1) == 0) break;
+    if ((Load64(qw1) & kRxDd) == 0) break;
     Store64(qw1, 0);
     n++;
     next = next + 1 == len ? 0 : next + 1;
@@ -305,30 +303,18 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
     Napi::Object o = v.As<Napi::Object>();
     GuestMemoryTable* table = GuestMemoryTable::FromValue(o.Get("table"));
     if (table == nullptr) return ThrowTypeError(env, "side.table must be a GuestMemoryTable");
-    auto big = [&](const char* key, uint64_t* out) {
-      Napi::Value x = o.Get(key);
-      bool lossless = false;
-      if (!x.IsBigInt()) return false;
-      *out = x.As<Napi::BigInt>().Uint64Value(&lossless);
-      return lossless;
-    };
-    auto u32 = [&](const char* key, uint32_t* out) {
-      Napi::Value x = o.Get(key);
-      if (!x.IsNumber()) return false;
-      *out = x.As<Napi::Number>().Uint32Value();
-      return true;
-    };
     GuestSide& s = sides[i];
-    uint64_t tx, rx, owed = 0;
-    uint32_t owed32 = 0;
-    if (!big("tx", &tx) || !big("rx", &rx) || !u32("ringLen", &s.len) || s.len % kRsEvery != 0 || !big("rxBuffers", &s.rx_buffers) ||
-        !u32("bufferSize", &s.buffer_size) || !big("frame", &s.frame) || !u32("frameLength", &s.frame_length) ||
-        !u32("txNtu", &s.tx_ntu) || !u32("txNtc", &s.tx_ntc) || !u32("inFlight", &s.in_flight) ||
-        !u32("rxNtu", &s.rx_ntu) || !u32("rxNtc", &s.rx_ntc) || !u32("owed", &owed32) || s.len == 0 ||
-        s.len > kMaxRingLen || s.frame_length == 0 || s.frame_length > 0x3fff) {
+    uint64_t tx, rx;
+    uint32_t owed;
+    if (!FieldBigUint64(o, "tx", &tx) || !FieldBigUint64(o, "rx", &rx) || !FieldU32(o, "ringLen", kMaxRingLen, &s.len) ||
+        s.len == 0 || s.len % kRsEvery != 0 || !FieldBigUint64(o, "rxBuffers", &s.rx_buffers) ||
+        !FieldU32(o, "bufferSize", UINT32_MAX, &s.buffer_size) || !FieldBigUint64(o, "frame", &s.frame) ||
+        !FieldU32(o, "frameLength", 0x3fff, &s.frame_length) || s.frame_length == 0 ||
+        !FieldU32(o, "txNtu", s.len - 1, &s.tx_ntu) || !FieldU32(o, "txNtc", s.len - 1, &s.tx_ntc) ||
+        !FieldU32(o, "inFlight", s.len - 1, &s.in_flight) || !FieldU32(o, "rxNtu", s.len - 1, &s.rx_ntu) ||
+        !FieldU32(o, "rxNtc", s.len - 1, &s.rx_ntc) || !FieldU32(o, "owed", UINT32_MAX, &owed)) {
       return ThrowTypeError(env, "bad side");
     }
-    owed = owed32;
     s.owed = owed;
     s.tx_tail = TailWord(o.Get("txTail"));
     s.rx_tail = TailWord(o.Get("rxTail"));
@@ -344,7 +330,7 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
   const uint64_t t0 = uv_hrtime();
   const uint64_t counting_from = t0 + static_cast<uint64_t>(warmup_ms * 1e6);
   const uint64_t end = counting_from + static_cast<uint64_t>(run_ms * 1e6);
-  const uint64_t tx_qw1 = (static_cast<uint64_t>(0x5) << 4);  // EOP | ICRC, DTYPE 0 (data); RS below
+
   uint64_t frames = 0;
   uint64_t started = 0;
   for (uint64_t turn = 0;; turn++) {
@@ -361,7 +347,7 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
       uint32_t got = 0;
       while (got < s.len - 1) {
         uint8_t* qw1 = s.rx + static_cast<size_t>(s.rx_ntc) * kRxDescSize + 8;
-        if ((Load64(qw1) & 1) == 0) break;
+        if ((Load64(qw1) & kRxDd) == 0) break;
         got++;
         s.rx_ntc = s.rx_ntc + 1 == s.len ? 0 : s.rx_ntc + 1;
       }
@@ -380,17 +366,19 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
       // As DPDK's iavf PMD: RS on every 32nd descriptor only, and TX cleaned 32 at a time once that
       // one is done, so the device writes back (and this core reads) one descriptor in 32.
       while (s.in_flight >= kRsEvery &&
-             (Load64(s.tx + static_cast<size_t>((s.tx_ntc + kRsEvery - 1) % s.len) * kTxDescSize + 8) & 0xf) == 0xf) {
+             (Load64(s.tx + static_cast<size_t>((s.tx_ntc + kRsEvery - 1) % s.len) * kTxDescSize + 8) & 0xf) ==
+                 kDtypeDone) {
         s.in_flight -= kRsEvery;
         s.tx_ntc = (s.tx_ntc + kRsEvery) % s.len;
       }
       uint64_t n = std::min<uint64_t>(s.owed, s.len - 1 - s.in_flight);
       if (n > 0) {
-        const uint64_t qw1 = tx_qw1 | (static_cast<uint64_t>(s.frame_length) << 34);
+        const uint64_t qw1 = TxDataQw1(kCmdEop | kCmdIcrc, s.frame_length);
+        const uint64_t qw1_rs = TxDataQw1(kCmdEop | kCmdIcrc | kCmdRs, s.frame_length);
         for (uint64_t i = 0; i < n; i++) {
           uint8_t* d = s.tx + static_cast<size_t>(s.tx_ntu) * kTxDescSize;
           Store64(d, s.frame);
-          StoreRelease64(d + 8, (s.tx_ntu + 1) % kRsEvery == 0 ? qw1 | (static_cast<uint64_t>(0x2) << 4) : qw1);
+          StoreRelease64(d + 8, (s.tx_ntu + 1) % kRsEvery == 0 ? qw1_rs : qw1);
           s.tx_ntu = s.tx_ntu + 1 == s.len ? 0 : s.tx_ntu + 1;
         }
         s.in_flight += static_cast<uint32_t>(n);
