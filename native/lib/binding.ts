@@ -157,13 +157,19 @@ export interface NativePortCounters {
 }
 
 export interface NativeSwitchCounters {
+  /** MACs learned (new entries). */
   learned: number;
+  /** Entries that moved to another port. */
   moved: number;
+  /** Entries removed by aging. */
   aged: number;
+  /** Source MACs not learned because the table was full. */
   tableFull: number;
+  /** Frames flooded: broadcast, multicast and unknown unicast. */
   flooded: number;
+  /** Of those, unicast to an unknown (or aged-out) MAC. */
   unknownUnicast: number;
-  /** Capture copies the escape queue had no room for. */
+  /** Capture copies of native ports' frames dropped for want of room on their way to JavaScript. */
   captureDrops: number;
 }
 

@@ -9,7 +9,6 @@
  * frame sizes, the same closed loop; without it (no DPDK, or no hugepages) the figures are printed
  * marked as having none. The goal is 1.2× DPDK's Mpps.
  */
-import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +17,7 @@ import { DataPlane } from '@emu/native';
 import { silentLogger } from '@emu/vfio-user';
 import { iavfDriver } from '../src/driver.js';
 import { dpdkReference } from './dpdk-reference.js';
+import { forwardPeer } from './processes.js';
 
 const SECONDS = Number(process.env.EMU_BENCH_SECONDS ?? 3);
 const SIZES = [64, 1500];
@@ -39,7 +39,7 @@ async function main(): Promise<void> {
       `forwarding between two emu_iavf NICs on one switch, ${SECONDS} s per size, load generator in another process`,
     );
     for (const size of SIZES) {
-      const emu = await runPeer(sockets, size);
+      const emu = { mpps: await forwardPeer(sockets[0], sockets[1], size, SECONDS) };
       const ref = dpdkReference(size, SECONDS);
       const line = `${String(size).padStart(5)} B  emu ${fmt(emu.mpps)} Mpps ${gbit(emu.mpps, size)}`;
       if (ref.mpps === undefined) {
@@ -65,31 +65,6 @@ function fmt(mpps: number): string {
 function gbit(mpps: number, size: number): string {
   // On the wire: the frame plus FCS, preamble and inter-frame gap (24 bytes).
   return `(${((mpps * 1e6 * (size + 24) * 8) / 1e9).toFixed(2)} Gbit/s)`;
-}
-
-/** The load generator, in its own process; resolves with what it measured. */
-async function runPeer(sockets: string[], size: number): Promise<{ mpps: number }> {
-  // Asynchronously: this process's event loop serves the sockets meanwhile.
-  const child = spawn(
-    process.execPath,
-    [
-      '--import',
-      'tsx',
-      join(import.meta.dirname, 'forward-peer.ts'),
-      ...sockets,
-      String(size),
-      String(SECONDS),
-    ],
-    { stdio: ['ignore', 'pipe', 'inherit'] },
-  );
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
-  if (code !== 0) throw new Error(`load generator exited with ${code}`);
-  const r = JSON.parse(out.trim().split('\n').pop()!) as { frames: number; seconds: number };
-  return { mpps: r.frames / r.seconds / 1e6 };
 }
 
 main().then(

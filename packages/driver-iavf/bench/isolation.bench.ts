@@ -13,9 +13,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { forwardPeer, lastJson, startHost, stop } from './processes.js';
 
 const MS = Number(process.env.BENCH_MS ?? 3000);
-const here = import.meta.dirname;
 // The register client of @emu/vfio-user's own round-trip bench: one client, one place.
 const CLIENT = fileURLToPath(new URL('../../vfio-user/bench/c/rtt-client.c', import.meta.url));
 
@@ -25,27 +25,10 @@ interface Figure {
   p99: number;
 }
 
-function lines(child: ReturnType<typeof spawn>, onLine: (line: string) => void): void {
-  let buf = '';
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-}
-
 function rtt(client: string, socket: string): Promise<Figure> {
-  const child = spawn(client, [socket, String(MS)], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let out = '';
-  child.stdout.on('data', (d) => {
-    out += d;
-  });
-  return new Promise((resolve, reject) =>
-    child.on('exit', (code) =>
-      code === 0 ? resolve(JSON.parse(out) as Figure) : reject(new Error(`rtt-client: ${code}`)),
-    ),
+  return lastJson<Figure>(
+    spawn(client, [socket, String(MS)], { stdio: ['ignore', 'pipe', 'inherit'] }),
+    'rtt-client',
   );
 }
 
@@ -61,38 +44,21 @@ async function main(): Promise<void> {
     rmSync(dir, { recursive: true, force: true });
     return;
   }
-  const host = spawn(process.execPath, ['--import', 'tsx', join(here, 'scale-host.ts'), '1', '3', '1'], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const host = await startHost(1, 3, 1);
   try {
-    const sockets = await new Promise<string[]>((resolve, reject) => {
-      host.on('exit', (code) => reject(new Error(`scale-host exited with ${code}`)));
-      lines(host, (line) => resolve((JSON.parse(line) as { sockets: string[] }).sockets));
-    });
+    const { sockets } = host;
     const idle = await rtt(client, sockets[2]);
-    const flood = spawn(
-      process.execPath,
-      ['--import', 'tsx', join(here, 'forward-peer.ts'), sockets[0], sockets[1], '64', String(MS / 1000 + 3)],
-      { stdio: ['ignore', 'pipe', 'inherit'] },
-    );
-    let out = '';
-    flood.stdout.on('data', (d) => {
-      out += d;
-    });
-    const done = new Promise<number | null>((r) => flood.on('exit', r));
+    const flood = forwardPeer(sockets[0], sockets[1], 64, MS / 1000 + 3);
     // Bring-up and warm-up first: the flood is on when the client starts.
     await new Promise((r) => setTimeout(r, 2500));
     const loaded = await rtt(client, sockets[2]);
-    await done;
-    const moved = JSON.parse(out.trim().split('\n').pop() ?? '{}') as { frames?: number; seconds?: number };
-    const mpps = moved.frames && moved.seconds ? moved.frames / moved.seconds / 1e6 : 0;
+    const mpps = await flood;
     console.log(`register round trips to a third NIC: idle ${show(idle)}`);
     console.log(
       `  while two NICs forward ${mpps.toFixed(2)} Mpps: ${show(loaded)}  p99 ${(loaded.p99 / idle.p99).toFixed(2)}× idle`,
     );
   } finally {
-    host.removeAllListeners('exit');
-    host.kill('SIGTERM');
+    await stop(host.child);
     rmSync(dir, { recursive: true, force: true });
   }
 }

@@ -7,56 +7,11 @@
  *   (forward-peer.ts), with one worker and with two: frames moved per second, both switches together.
  *   On a machine with two cores the two generators and two workers share them: read the figure with that.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { forwardPeer, lines, runScript, startHost, stop } from './processes.js';
 
 const SECONDS = Number(process.env.EMU_BENCH_SECONDS ?? 3);
-const TSX = ['--import', 'tsx'];
-const here = import.meta.dirname;
 const TICKS = 100; // USER_HZ
-
-interface Host {
-  child: ChildProcess;
-  pid: number;
-  sockets: string[];
-}
-
-function lines(child: ChildProcess, onLine: (line: string) => void): void {
-  let buf = '';
-  child.stdout!.on('data', (d) => {
-    buf += d;
-    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
-      onLine(buf.slice(0, i));
-      buf = buf.slice(i + 1);
-    }
-  });
-}
-
-function startHost(workers: number, nics: number, queues: number): Promise<Host> {
-  const child = spawn(
-    process.execPath,
-    [...TSX, join(here, 'scale-host.ts'), String(workers), String(nics), String(queues)],
-    {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  );
-  return new Promise((resolve, reject) => {
-    child.on('exit', (code) => reject(new Error(`scale-host exited with ${code}`)));
-    lines(child, (line) => {
-      const { pid, sockets } = JSON.parse(line) as { pid: number; sockets: string[] };
-      resolve({ child, pid, sockets });
-    });
-  });
-}
-
-async function stop(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  child.removeAllListeners('exit');
-  const gone = new Promise((r) => child.on('exit', r));
-  child.kill('SIGTERM');
-  await gone;
-}
 
 function rssMiB(pid: number): number {
   const kb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -75,9 +30,7 @@ async function idle(): Promise<void> {
   try {
     await sleep(500);
     const before = rssMiB(host.pid);
-    const peer = spawn(process.execPath, [...TSX, join(here, 'scale-peer.ts'), ...host.sockets], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const peer = runScript('scale-peer.ts', host.sockets);
     await new Promise<void>((resolve, reject) => {
       peer.on('exit', (code) => reject(new Error(`scale-peer exited with ${code}`)));
       lines(peer, (line) => line.startsWith('up') && resolve());
@@ -100,31 +53,7 @@ async function idle(): Promise<void> {
 async function forward(workers: number): Promise<number> {
   const host = await startHost(workers, 4, 1);
   try {
-    const runs = [0, 1].map((s) => {
-      const child = spawn(
-        process.execPath,
-        [
-          ...TSX,
-          join(here, 'forward-peer.ts'),
-          host.sockets[2 * s],
-          host.sockets[2 * s + 1],
-          '64',
-          String(SECONDS),
-        ],
-        { stdio: ['ignore', 'pipe', 'inherit'] },
-      );
-      let out = '';
-      child.stdout.on('data', (d) => {
-        out += d;
-      });
-      return new Promise<number>((resolve, reject) =>
-        child.on('exit', (code) => {
-          if (code !== 0) return reject(new Error(`forward-peer exited with ${code}`));
-          const r = JSON.parse(out.trim().split('\n').pop()!) as { frames: number; seconds: number };
-          resolve(r.frames / r.seconds / 1e6);
-        }),
-      );
-    });
+    const runs = [0, 1].map((s) => forwardPeer(host.sockets[2 * s], host.sockets[2 * s + 1], 64, SECONDS));
     return (await Promise.all(runs)).reduce((a, b) => a + b, 0);
   } finally {
     await stop(host.child);

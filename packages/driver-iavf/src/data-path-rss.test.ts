@@ -4,10 +4,10 @@
  * is in the write-back (FLTSTAT 3), and device.dataPath counts each queue's traffic.
  */
 import { expect } from 'chai';
-import { ipv4TcpFrame, ipv4UdpFrame, rawFrame, rssTuple, toeplitzReference } from './testing/frames.js';
+import { ipv4TcpFrame, rawFrame, rssTuple, toeplitzReference } from './testing/frames.js';
 import { Harness } from './testing/harness.js';
 import { RX_WB } from './testing/iavf-defs.js';
-import { MS_IPV4_VECTORS, MS_RSS_KEY } from './testing/rss-vectors.js';
+import { MS_RSS_KEY, msIpv4Frames } from './testing/rss-vectors.js';
 import type { RxFrame } from './testing/soft-iavf.js';
 import type { TestNetwork } from './testing/test-network.js';
 
@@ -102,27 +102,16 @@ describe('data path RSS across 4 queues, and per-queue counters', () => {
   it("writes the verification suite's hashes back when the guest sets Microsoft's key (TCP and UDP alike)", async () => {
     const vf = await up();
     await vf.setRssKey(Buffer.concat([MS_RSS_KEY, Buffer.alloc(12)]));
-    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
-      const spec = {
-        dstMac: VF_MAC,
-        srcMac: PEER,
-        srcIp: t.src,
-        dstIp: t.dst,
-        sport: t.sport,
-        dport: t.dport,
-        payload: Buffer.from([i]),
-      };
-      net.inject(ipv4TcpFrame(spec));
-      net.inject(ipv4UdpFrame(spec));
-    }
-    const frames = await vf.waitAnyFrames(2 * MS_IPV4_VECTORS.length);
-    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
-      const mine = frames.filter((f) => f.data[f.data.length - 1] === i);
+    const vectors = msIpv4Frames(VF_MAC, PEER);
+    for (const v of vectors) for (const f of v.frames) net.inject(f);
+    const frames = await vf.waitAnyFrames(2 * vectors.length);
+    for (const v of vectors) {
+      const mine = frames.filter((f) => f.data[f.data.length - 1] === v.index);
       expect(
         mine.map((f) => f.hash),
-        `${t.src}:${t.sport} → ${t.dst}:${t.dport}`,
-      ).to.deep.equal([t.tcp, t.tcp]);
-      expect(mine.map((f) => f.queue)).to.deep.equal([vf.rssLut![t.tcp & 63], vf.rssLut![t.tcp & 63]]);
+        `vector ${v.index}`,
+      ).to.deep.equal([v.hash, v.hash]);
+      expect(mine.map((f) => f.queue)).to.deep.equal([vf.rssLut![v.hash & 63], vf.rssLut![v.hash & 63]]);
     }
   });
 

@@ -10,9 +10,9 @@ import { join } from 'node:path';
 import { L2Switch, PcapWriter, readPcap, withCapture } from '@emu/network';
 import { expect } from 'chai';
 import type { IavfOptions } from './device.js';
-import { ipv4TcpFrame, ipv4UdpFrame, rawFrame } from './testing/frames.js';
+import { rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions } from './testing/harness.js';
-import { MS_IPV4_VECTORS, MS_RSS_KEY } from './testing/rss-vectors.js';
+import { MS_RSS_KEY, msIpv4Frames } from './testing/rss-vectors.js';
 
 const A = '02:00:00:00:0d:0a';
 const B = '02:00:00:00:0d:0b';
@@ -84,27 +84,16 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     const { a, b } = await pair('shared', 4);
     hs = [a, b];
     await b.vf.setRssKey(Buffer.concat([MS_RSS_KEY, Buffer.alloc(12)]));
-    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
-      const spec = {
-        dstMac: B,
-        srcMac: A,
-        srcIp: t.src,
-        dstIp: t.dst,
-        sport: t.sport,
-        dport: t.dport,
-        payload: Buffer.from([i]),
-      };
-      await a.vf.transmit(ipv4TcpFrame(spec));
-      await a.vf.transmit(ipv4UdpFrame(spec));
-    }
-    const frames = await b.vf.waitAnyFrames(2 * MS_IPV4_VECTORS.length, 10_000);
-    for (const [i, t] of MS_IPV4_VECTORS.entries()) {
-      const mine = frames.filter((f) => f.data[f.data.length - 1] === i);
+    const vectors = msIpv4Frames(B, A);
+    for (const v of vectors) for (const f of v.frames) await a.vf.transmit(f);
+    const frames = await b.vf.waitAnyFrames(2 * vectors.length, 10_000);
+    for (const v of vectors) {
+      const mine = frames.filter((f) => f.data[f.data.length - 1] === v.index);
       expect(
         mine.map((f) => f.hash),
-        `${t.src}:${t.sport} → ${t.dst}:${t.dport}`,
-      ).to.deep.equal([t.tcp, t.tcp]);
-      const q = b.vf.rssLut![t.tcp & 63];
+        `vector ${v.index}`,
+      ).to.deep.equal([v.hash, v.hash]);
+      const q = b.vf.rssLut![v.hash & 63];
       expect(mine.map((f) => f.queue)).to.deep.equal([q, q]);
     }
     expect(b.device.dataPath.engineStats).to.include({ nativeRx: 0, tsRx: 0 });

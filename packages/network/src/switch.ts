@@ -6,7 +6,7 @@
 // between such NICs go from TX ring to RX ring on the plane's worker thread without JavaScript. Frames
 // from JavaScript ports are forwarded through the same core; frames the worker has for JavaScript
 // ports come back through its bounded escape queue (docs/architecture.md, "The data plane").
-import { DataPlane, SwitchCore } from '@emu/native';
+import { DataPlane, SwitchCore, type SwitchCoreCounters } from '@emu/native';
 import { BaseNetwork, type Member, type NetworkOptions } from './base-network.js';
 import { NetworkError } from './errors.js';
 import { formatMac, macAt, parseMac } from './ethernet.js';
@@ -34,22 +34,8 @@ export interface MacTableEntry {
   ageSeconds: number;
 }
 
-export interface SwitchCounters {
-  /** MACs learned (new entries). */
-  learned: number;
-  /** Entries that moved to another port. */
-  moved: number;
-  /** Entries removed by aging. */
-  aged: number;
-  /** Source MACs not learned because the table was full. */
-  tableFull: number;
-  /** Frames flooded: broadcast, multicast and unknown unicast. */
-  flooded: number;
-  /** Of those, unicast to an unknown (or aged-out) MAC. */
-  unknownUnicast: number;
-  /** Capture copies of native ports' frames dropped for want of room on their way to JavaScript. */
-  captureDrops: number;
-}
+/** The switch's counters: its core's (@emu/native's SwitchCore), one definition. */
+export type SwitchCounters = SwitchCoreCounters;
 
 export interface SwitchStats extends NetworkStats {
   kind: 'switch';
@@ -139,13 +125,12 @@ export class L2Switch extends BaseNetwork {
   }
 
   override stats(): SwitchStats {
-    const { learned, moved, aged, tableFull, flooded, unknownUnicast, captureDrops } = this.#core.counters();
     return {
       name: this.name,
       kind: this.kind,
       ports: this.portRows(),
       macTable: this.macTable(),
-      counters: { learned, moved, aged, tableFull, flooded, unknownUnicast, captureDrops },
+      counters: this.#core.counters(),
       agingSeconds: this.agingMs / 1000,
     };
   }

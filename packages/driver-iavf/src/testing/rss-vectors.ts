@@ -6,6 +6,8 @@
  * DPDK's app/test/test_thash.c (v4_tbl / v6_tbl, "From 82599 Datasheet 7.1.2.8.3 RSS Verification
  * Suite"), https://github.com/DPDK/dpdk/blob/main/app/test/test_thash.c.
  */
+import { ipv4TcpFrame, ipv4UdpFrame } from './frames.js';
+
 /** The 40-byte Microsoft RSS test key. */
 export const MS_RSS_KEY = Buffer.from(
   '6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa',
@@ -62,3 +64,25 @@ export const MS_IPV6_VECTORS = [
     tcp: 0x02d1feef,
   },
 ];
+
+/**
+ * The IPv4 vectors as frames from `srcMac` to `dstMac`: for vector i, a TCP and a UDP frame of its flow
+ * (one payload byte, i, to tell them apart), both expected to hash to `tcp` (ports included).
+ */
+export function msIpv4Frames(
+  dstMac: string,
+  srcMac: string,
+): Array<{ index: number; hash: number; frames: Buffer[] }> {
+  return MS_IPV4_VECTORS.map((t, index) => {
+    const spec = {
+      dstMac,
+      srcMac,
+      srcIp: t.src,
+      dstIp: t.dst,
+      sport: t.sport,
+      dport: t.dport,
+      payload: Buffer.from([index]),
+    };
+    return { index, hash: t.tcp, frames: [ipv4TcpFrame(spec), ipv4UdpFrame(spec)] };
+  });
+}

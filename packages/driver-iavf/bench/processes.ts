@@ -1,0 +1,79 @@
+/**
+ * The child processes of the benchmarks, in one place: scripts of this folder run with tsx, programs
+ * that print one JSON line, the device host of scale-host.ts and the load generator of forward-peer.ts.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { join } from 'node:path';
+
+const here = import.meta.dirname;
+
+/** A script of this folder in its own Node process (stdout piped, stderr shown). */
+export function runScript(script: string, args: string[]): ChildProcess {
+  return spawn(process.execPath, ['--import', 'tsx', join(here, script), ...args], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+}
+
+/** Calls onLine for each line the child prints. */
+export function lines(child: ChildProcess, onLine: (line: string) => void): void {
+  let buf = '';
+  child.stdout!.on('data', (d) => {
+    buf += d;
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      onLine(buf.slice(0, i));
+      buf = buf.slice(i + 1);
+    }
+  });
+}
+
+/** The last line the child printed, as JSON, once it exited 0. */
+export function lastJson<T>(child: ChildProcess, what: string): Promise<T> {
+  let last = '';
+  lines(child, (line) => {
+    if (line.trim() !== '') last = line;
+  });
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(last) as T) : reject(new Error(`${what} exited with ${code}`)),
+    ),
+  );
+}
+
+export interface Host {
+  child: ChildProcess;
+  pid: number;
+  sockets: string[];
+}
+
+/** scale-host.ts serving `nics` NICs of `queues` queue pairs, two per switch, on `workers` workers. */
+export function startHost(workers: number, nics: number, queues: number): Promise<Host> {
+  const child = runScript('scale-host.ts', [String(workers), String(nics), String(queues)]);
+  return new Promise((resolve, reject) => {
+    child.on('exit', (code) => reject(new Error(`scale-host exited with ${code}`)));
+    lines(child, (line) => {
+      const { pid, sockets } = JSON.parse(line) as { pid: number; sockets: string[] };
+      resolve({ child, pid, sockets });
+    });
+  });
+}
+
+/** Ends a child with SIGTERM and waits for it. */
+export async function stop(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  child.removeAllListeners('exit');
+  const gone = new Promise((r) => child.on('exit', r));
+  child.kill('SIGTERM');
+  await gone;
+}
+
+/**
+ * forward-peer.ts between the NICs on two sockets, `size`-byte frames for `seconds`: the Mpps it moved.
+ * Asynchronous: the caller's event loop may be serving those sockets meanwhile.
+ */
+export async function forwardPeer(a: string, b: string, size: number, seconds: number): Promise<number> {
+  const r = await lastJson<{ frames: number; seconds: number }>(
+    runScript('forward-peer.ts', [a, b, String(size), String(seconds)]),
+    'forward-peer',
+  );
+  return r.frames / r.seconds / 1e6;
+}
