@@ -19,7 +19,9 @@
       "src/memory_lock.cc",
       "src/mac_table.cc",
       "src/iavf_nic.cc",
-      "src/dataplane.cc"
+      "src/dataplane.cc",
+      "src/trap_framer.cc",
+      "src/trap_channel.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [

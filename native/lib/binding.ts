@@ -136,6 +136,41 @@ export interface NativeDoorbellWatcher {
   stats(): { polls: number; notifications: number; running: boolean };
 }
 
+/** An area TrapChannel answers accesses to from memory (src/trap_channel.cc). */
+export interface NativeTrapArea {
+  region: number;
+  offset: bigint;
+  size: number;
+  fd: number;
+  fileOffset: bigint;
+  readable: boolean;
+  writable: boolean;
+}
+
+export interface NativeTrapChannel {
+  /** 0, or -errno once the socket failed. */
+  write(data: Uint8Array, fds: readonly number[]): number;
+  take(): {
+    chunks: Array<{ data: Buffer; fds: number[] }>;
+    seq: number;
+    end: boolean;
+    errno: number;
+    truncated: boolean;
+    drained: boolean;
+    /** Whether reading goes on (not paused, within its bounds, not at the end). */
+    reading: boolean;
+  };
+  ack(seq: number): void;
+  pause(): void;
+  resume(): void;
+  setAreas(areas: NativeTrapArea[]): void;
+  queuedBytes(): number;
+  stats(): { servedReads: number; servedWrites: number };
+  /** Reads what the socket holds now on the calling thread; whether reading goes on. */
+  settle(): boolean;
+  close(): void;
+}
+
 export interface NativeWorkerStats {
   running: boolean;
   nics: number;
@@ -267,6 +302,22 @@ export interface NativeBinding {
   /** One frame: bytes written, or -errno. */
   writeFrame(fd: number, buf: Uint8Array): number;
   readonly GuestMemoryTable: new () => NativeGuestMemoryTable;
+  readonly TrapChannel: new (
+    fd: number,
+    callback: () => void,
+    options: { maxQueuedBytes?: number },
+  ) => NativeTrapChannel;
+  /** The vfio-user wire facts src/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
+  readonly vfioUserWire: {
+    headerSize: number;
+    regionRead: number;
+    regionWrite: number;
+    typeMask: number;
+    typeCommand: number;
+    typeReply: number;
+    noReply: number;
+    regionAccessSize: number;
+  };
   readonly DoorbellWatcher: new (
     fd: number,
     fileOffset: number,

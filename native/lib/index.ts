@@ -55,6 +55,14 @@ export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from '.
 export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
+  type MessageSocket,
+  type TrapArea,
+  TrapChannel,
+  type TrapChannelOptions,
+  type TrapChannelStats,
+  vfioUserWire,
+} from './trap-channel.js';
+export {
   type PeerCredentials,
   UnixListener,
   type UnixListenerEvents,

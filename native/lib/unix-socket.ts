@@ -16,7 +16,7 @@ import {
   valueError,
 } from './validate.js';
 
-const { EAGAIN, ECONNABORTED, EINTR, EMSGSIZE, EPIPE, EPROTO } = constants.errno;
+const { EAGAIN, EBUSY, ECONNABORTED, EINTR, EMSGSIZE, EPIPE, EPROTO } = constants.errno;
 const READABLE = binding.pollReadable;
 const WRITABLE = binding.pollWritable;
 const MAX_FDS = binding.maxFds;
@@ -87,7 +87,8 @@ function validateSocketPath(path: unknown): asserts path is string {
   }
 }
 
-function validateFds(fds: unknown): asserts fds is readonly number[] {
+/** Fds for one sendmsg: an array of at most 253 (SCM_MAX_FD) valid fds. */
+export function validateFds(fds: unknown): asserts fds is readonly number[] {
   if (!Array.isArray(fds)) throw typeError('fds', 'an array of file descriptors', fds);
   if (fds.length > MAX_FDS) throw rangeError('fds.length', `at most ${MAX_FDS} (SCM_MAX_FD)`, fds.length);
   for (let i = 0; i < fds.length; i++) validateFd(fds[i], `fds[${i}]`);
@@ -239,6 +240,28 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> {
     if (this.#fd < 0) return;
     this.#teardown();
     this.emit('close');
+  }
+
+  /**
+   * Hands the fd over to a new owner (a TrapChannel): this object stops watching it and reports
+   * itself closed, without closing the fd or emitting anything. Throws while writes are queued (they
+   * would be lost) or once closed.
+   */
+  detach(): number {
+    if (this.#fd < 0) throw closedError('detach', 'socket');
+    if (this.#queue.length > 0) {
+      throw createSystemError({
+        errno: EBUSY,
+        syscall: 'detach',
+        target: this.#label,
+        description: 'writes are still queued',
+      });
+    }
+    const fd = this.#fd;
+    this.#fd = -1;
+    this.#events = 0;
+    this.#poller.close();
+    return fd;
   }
 
   /** Closes once the write queue has drained (at once if it is empty). Further writes throw. */

@@ -68,6 +68,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDoorbellWatcher(env, exports);
   InitDataPlane(env, exports);
   InitGuestDriver(env, exports);
+  InitTrapChannel(env, exports);
   guard::Init(env, exports);
   return exports;
 }

@@ -15,5 +15,6 @@ void InitGuestMemory(Napi::Env env, Napi::Object exports);
 void InitDoorbellWatcher(Napi::Env env, Napi::Object exports);
 void InitDataPlane(Napi::Env env, Napi::Object exports);
 void InitGuestDriver(Napi::Env env, Napi::Object exports);
+void InitTrapChannel(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -180,7 +180,9 @@ describe('EmuDevice', () => {
       ram.unmap();
     });
 
-    it('takes the 65535 maps of a vIOMMU guest, one mem-update each, the table built only when read', async () => {
+    it('takes the 65535 maps of a vIOMMU guest, one mem-update each, the table built only when read', async function () {
+      // 65535 round trips: seconds alone, more beside the other packages' suites on two cores.
+      this.timeout(60_000);
       const c = await serve();
       const seen: Array<'map' | 'unmap'> = [];
       dev.on('mem-update', (e) => seen.push(e.kind));

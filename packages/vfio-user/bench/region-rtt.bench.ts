@@ -1,6 +1,8 @@
 /**
- * Register round trips: 4-byte REGION_READs of config space, one outstanding, to a server in another
- * process, as a vCPU's trapped access waits for its reply. The client is C (bench/c/rtt-client.c), so
+ * Register round trips: 4-byte REGION_READs, one outstanding, to a server in another process, as a
+ * vCPU's trapped access waits for its reply. Two registers of emu's: one in config space (answered by
+ * JavaScript, as every trapped register without memory behind it), and one in an mmap-able area of BAR2
+ * (a doorbell page: answered by the native socket thread, docs/architecture.md "Register traps"). The client is C (bench/c/rtt-client.c), so
  * the figure is the server's. Reference in the same run: bench/c/floor-server.c, a C server that does
  * nothing but answer (the floor of any vfio-user server on this machine). Both are compiled by this
  * script with the system's `cc`; without one, nothing is measured and the script says so.
@@ -54,14 +56,23 @@ function hasTaskset(): boolean {
   }
 }
 
-function measure(dir: string, path: string, pin: boolean): Figure {
-  const [command, args] = placed(pin, join(dir, 'rtt-client'), [path, String(MS)]);
+/** Where the client reads: config space (region 7, offset 0), or the test device's BAR2 doorbell page. */
+type Target = 'config' | 'trapped';
+const TARGET_ARGS: Record<Target, string[]> = { config: [], trapped: ['2', '0x1000'] };
+
+function measure(dir: string, path: string, pin: boolean, target: Target): Figure {
+  const [command, args] = placed(pin, join(dir, 'rtt-client'), [path, String(MS), ...TARGET_ARGS[target]]);
   return JSON.parse(execFileSync(command, args, { encoding: 'utf8' })) as Figure;
 }
 
 /** Measures one server (the C floor, or emu's VfioUserServer in a child of this script). */
-async function serverFigure(kind: 'floor' | 'emu', dir: string, pin: boolean): Promise<Figure> {
-  const path = join(dir, `${kind}${pin ? '-pinned' : ''}.sock`);
+async function serverFigure(
+  kind: 'floor' | 'emu',
+  dir: string,
+  pin: boolean,
+  target: Target = 'config',
+): Promise<Figure> {
+  const path = join(dir, `${kind}-${target}${pin ? '-pinned' : ''}.sock`);
   const [command, args] =
     kind === 'floor'
       ? placed(pin, join(dir, 'floor-server'), [path])
@@ -72,7 +83,7 @@ async function serverFigure(kind: 'floor' | 'emu', dir: string, pin: boolean): P
     child.once('exit', (code) => reject(new Error(`${kind} server exited with ${code}`)));
   });
   try {
-    return measure(dir, path, pin);
+    return measure(dir, path, pin, target);
   } finally {
     child.kill();
   }
@@ -89,16 +100,23 @@ if (process.argv[2] === 'serve') {
 } else {
   const dir = mkdtempSync(join(tmpdir(), 'emu-rtt-'));
   try {
-    console.log('REGION_READ round trips, 4 bytes of config space, one outstanding, from a C client');
+    console.log('REGION_READ round trips, 4 bytes, one outstanding, from a C client');
     if (!build(dir)) {
       console.log('  not measured: no C compiler (cc) to build the client and the floor');
     } else {
       for (const pin of hasTaskset() ? [false, true] : [false]) {
         const where = pin ? 'on one CPU' : 'placed by the scheduler';
         const floor = await serverFigure('floor', dir, pin);
-        const got = await serverFigure('emu', dir, pin);
+        const config = await serverFigure('emu', dir, pin, 'config');
+        const trapped = await serverFigure('emu', dir, pin, 'trapped');
+        const ratio = (f: Figure) => `ratio ${(f.rate / floor.rate).toFixed(2)}`;
         console.log(line(`reference: C server that only answers, ${where}`, floor));
-        console.log(`${line(`VfioUserServer, ${where}`, got)}  ratio ${(got.rate / floor.rate).toFixed(2)}`);
+        console.log(
+          `${line(`VfioUserServer, config space (JavaScript), ${where}`, config)}  ${ratio(config)}`,
+        );
+        console.log(
+          `${line(`VfioUserServer, doorbell page (socket thread), ${where}`, trapped)}  ${ratio(trapped)}`,
+        );
       }
     }
   } finally {

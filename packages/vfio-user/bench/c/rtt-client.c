@@ -1,8 +1,9 @@
 /*
- * Register round trips as a vCPU makes them: one 4-byte REGION_READ of config space (region 7) at a
- * time, the next sent when the reply is in, for MS milliseconds after a warm-up. Prints one JSON line:
- * round trips per second and the p50 / p99 latency in microseconds.
- *   rtt-client SOCKET MS
+ * Register round trips as a vCPU makes them: one 4-byte REGION_READ at a time (of config space,
+ * region 7, offset 0, unless REGION and OFFSET say otherwise), the next sent when the reply is in, for
+ * MS milliseconds after a warm-up. Prints one JSON line: round trips per second and the p50 / p99
+ * latency in microseconds.
+ *   rtt-client SOCKET MS [REGION OFFSET]
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,7 +37,7 @@ static int round_trip(int fd, uint16_t id, uint16_t command, const void *payload
 }
 
 int main(int argc, char **argv) {
-  if (argc != 3) return 2;
+  if (argc != 3 && argc != 5) return 2;
   const double ms = atof(argv[2]);
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   struct sockaddr_un addr = {.sun_family = AF_UNIX};
@@ -46,6 +47,10 @@ int main(int argc, char **argv) {
   uint16_t version[2] = {0, 0};
   if (round_trip(fd, 0, VFU_VERSION, version, sizeof(version), reply) < 0) return fprintf(stderr, "VERSION\n"), 1;
   struct vfu_region_access a = {.offset = 0, .region = 7, .count = 4};
+  if (argc == 5) {
+    a.region = (uint32_t)strtoul(argv[3], NULL, 0);
+    a.offset = strtoull(argv[4], NULL, 0);
+  }
   for (int i = 0; i < 2000; i++)
     if (round_trip(fd, 1, VFU_REGION_READ, &a, sizeof(a), reply) < 0) return fprintf(stderr, "REGION_READ\n"), 1;
   size_t cap = 1 << 22, n = 0;

@@ -8,7 +8,7 @@
 
 import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync } from 'node:fs';
-import { guardStats, UnixListener, type UnixSocket } from '@emu/native';
+import { guardStats, TrapChannel, UnixListener, type UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
@@ -104,6 +104,11 @@ export interface ServerStats {
   memoryFaults: number;
   /** Connections refused for their peer's uid (SocketAccess.allowedUids). */
   refusedPeers: number;
+  /**
+   * REGION_READ / REGION_WRITE accesses the native socket thread answered itself, without the JS loop
+   * (counted under `commands` too).
+   */
+  trapped: number;
   dmaReadBytes: number;
   dmaWriteBytes: number;
 }
@@ -118,6 +123,7 @@ export function emptyServerStats(): ServerStats {
     irqsDropped: 0,
     memoryFaults: 0,
     refusedPeers: 0,
+    trapped: 0,
     dmaReadBytes: 0,
     dmaWriteBytes: 0,
   };
@@ -139,12 +145,16 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
   readonly log: Logger;
-  readonly stats: ServerStats = emptyServerStats();
+  private readonly counters: ServerStats = emptyServerStats();
   private readonly regions: ResolvedRegion[];
   private readonly maxDataXferSize: number;
   private readonly writeMultiple: boolean;
   private listener?: UnixListener;
   private conn?: Connection;
+  /** The client's socket, read and written by the native socket thread (it answers trapped accesses). */
+  private channel?: TrapChannel;
+  /** The channel's answered accesses already counted in stats. */
+  private trapsCounted = { reads: 0, writes: 0 };
   private clientInfo?: ClientInfo;
   private handshakeTimer?: NodeJS.Timeout;
   private faultTimer?: NodeJS.Timeout;
@@ -181,7 +191,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.updateDmaGate();
     this.irqs = new IrqTable(resolved.irqs, (index, vector, err) => {
       // Logged once per connection: a client that never reads its eventfds would flood the log.
-      if (this.stats.irqsDropped++ === this.dropsAtConnect) {
+      if (this.counters.irqsDropped++ === this.dropsAtConnect) {
         this.log.warn(
           { path: this.path, irq: IRQ_INDEX_NAMES[index], vector, err: err.message },
           'interrupt dropped: the client does not read its eventfd (further drops are only counted)',
@@ -233,6 +243,12 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     return this;
   }
 
+  /** Counters since the server was made; accesses the socket thread answered are in `commands` too. */
+  get stats(): ServerStats {
+    this.countTraps();
+    return this.counters;
+  }
+
   get listening(): boolean {
     return this.listener !== undefined;
   }
@@ -267,7 +283,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   triggerIrq(index: IrqIndexName | number, vector = 0): boolean {
     const i = typeof index === 'number' ? index : IRQ_INDEX_NAMES.indexOf(index);
     const fired = this.irqs.trigger(i, vector);
-    if (fired) this.stats.irqsTriggered++;
+    if (fired) this.counters.irqsTriggered++;
     return fired;
   }
 
@@ -277,7 +293,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
    */
   async dmaRead(address: bigint, length: number): Promise<Buffer> {
     const hit = this.dma.target(address, length, 'read');
-    this.stats.dmaReadBytes += length;
+    this.counters.dmaReadBytes += length;
     if (hit.region.memory) return this.dma.read(address, length);
     const out = Buffer.alloc(length);
     for (let done = 0; done < length; ) {
@@ -292,7 +308,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   /** Writes guest memory, directly or with DMA_WRITE messages; see dmaRead. */
   async dmaWrite(address: bigint, data: Uint8Array): Promise<void> {
     const hit = this.dma.target(address, data.length, 'write');
-    this.stats.dmaWriteBytes += data.length;
+    this.counters.dmaWriteBytes += data.length;
     if (hit.region.memory) {
       this.dma.write(address, data);
       return;
@@ -318,7 +334,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       const seen = this.regionFaults.get(region) ?? 0;
       if (faults === seen) continue;
       this.regionFaults.set(region, faults);
-      this.stats.memoryFaults += faults - seen;
+      this.counters.memoryFaults += faults - seen;
       this.log.error(
         {
           path: this.path,
@@ -370,7 +386,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         peer = undefined;
       }
       if (!peer || !allowed.includes(peer.uid)) {
-        this.stats.refusedPeers++;
+        this.counters.refusedPeers++;
         this.log.warn(
           { path: this.path, uid: peer?.uid, pid: peer?.pid, allowed },
           'client refused: its uid is not allowed on this socket',
@@ -379,13 +395,19 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         return;
       }
     }
+    // A client that hung up just before this one connected is gone by now, not in the way.
+    if (this.conn) this.channel?.settle();
     if (this.conn) {
       // One client at a time, as the spec has it; a second one is turned away at once.
       this.log.warn({ path: this.path }, 'second client refused: a client is already connected');
       socket.close();
       return;
     }
-    const conn = new Connection(socket, {
+    const channel = TrapChannel.adopt(socket, {
+      label: this.path,
+      maxQueuedBytes: this.options.maxQueuedBytes,
+    });
+    const conn = new Connection(channel, {
       // The biggest valid message is a REGION_WRITE of max_data_xfer_size (or a DMA_READ reply).
       maxMessageSize: HEADER_SIZE + RegionAccess.size + this.maxDataXferSize,
       maxMessageFds: SERVER_MAX_MSG_FDS,
@@ -395,8 +417,10 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       requestTimeoutMs: this.options.requestTimeoutMs,
     });
     this.conn = conn;
-    this.stats.connections++;
-    this.dropsAtConnect = this.stats.irqsDropped;
+    this.channel = channel;
+    this.trapsCounted = { reads: 0, writes: 0 };
+    this.counters.connections++;
+    this.dropsAtConnect = this.counters.irqsDropped;
     const ctx = this.context();
     conn.on('command', (msg) => this.dispatch(conn, ctx, msg));
     conn.on('close', (reason) => this.onDisconnect(conn, reason));
@@ -421,6 +445,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     clearTimeout(this.handshakeTimer);
     clearInterval(this.faultTimer);
     this.checkFaults();
+    this.countTraps();
+    this.channel = undefined;
     // No DMA from here until a guest sets the device up again: the next client's memory may sit at the
     // IOVAs this one's rings and buffers were programmed at. The device stops its own DMA, and Bus
     // Master Enable is cleared, so nothing lands before the next guest enables bus mastering.
@@ -447,7 +473,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const { header } = msg;
     const name = commandName(header.command);
     try {
-      this.stats.commands[name] = (this.stats.commands[name] ?? 0) + 1;
+      this.counters.commands[name] = (this.counters.commands[name] ?? 0) + 1;
       if (msg.excessFds) {
         throw new ProtocolError(
           Errno.EINVAL,
@@ -478,7 +504,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     } catch (err) {
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
       const errName = errnoName(errno);
-      this.stats.errors[errName] = (this.stats.errors[errName] ?? 0) + 1;
+      this.counters.errors[errName] = (this.counters.errors[errName] ?? 0) + 1;
       const level = err instanceof ProtocolError ? 'warn' : 'error';
       this.log[level](
         { path: this.path, msgId: header.msgId, command: name, errno: errName },
@@ -520,7 +546,51 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       connectedAt: new Date(),
     };
     this.log.info({ path: this.path, version: `0.${minor}`, caps }, 'client negotiated');
+    this.trapAreas();
     this.emit('connect', this.clientInfo);
+  }
+
+  /**
+   * From VERSION on, the socket thread answers REGION_READ / REGION_WRITE inside the regions' mmap-able
+   * areas itself, from the same memory the client may map: see docs/architecture.md, "Register traps".
+   */
+  private trapAreas(): void {
+    const areas = this.regions.flatMap((r) => {
+      const mmap = r.spec?.mmap;
+      if (!mmap) return [];
+      const { fd, fileOffset = 0, areas: list = [{ offset: 0, size: r.size }] } = mmap;
+      return list.map((a) => ({
+        region: r.index,
+        offset: a.offset,
+        size: a.size,
+        fd,
+        fileOffset: fileOffset + a.offset,
+        readable: r.readable,
+        writable: r.writable,
+      }));
+    });
+    if (areas.length === 0 || !this.channel) return;
+    try {
+      this.channel.setAreas(areas);
+    } catch (err) {
+      // Served by the region handlers instead, as before VERSION: slower, nothing lost.
+      this.log.warn({ path: this.path, err: (err as Error).message }, 'register traps stay with JavaScript');
+    }
+  }
+
+  /** Folds what the socket thread answered since the last look into the command counts. */
+  private countTraps(): void {
+    const channel = this.channel;
+    if (!channel) return;
+    const { servedReads, servedWrites } = channel.stats();
+    const reads = servedReads - this.trapsCounted.reads;
+    const writes = servedWrites - this.trapsCounted.writes;
+    if (reads === 0 && writes === 0) return;
+    this.trapsCounted = { reads: servedReads, writes: servedWrites };
+    const c = this.counters.commands;
+    if (reads > 0) c.REGION_READ = (c.REGION_READ ?? 0) + reads;
+    if (writes > 0) c.REGION_WRITE = (c.REGION_WRITE ?? 0) + writes;
+    this.counters.trapped += reads + writes;
   }
 
   private context(): ServerContext {

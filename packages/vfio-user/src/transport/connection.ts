@@ -4,7 +4,7 @@
  * command handling on top.
  */
 import { EventEmitter } from 'node:events';
-import type { UnixSocket } from '@emu/native';
+import type { MessageSocket } from '@emu/native';
 import type { Logger } from '../logger.js';
 import { commandName, Errno, HEADER_SIZE, HeaderFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
@@ -66,7 +66,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   readonly log: Logger;
 
   constructor(
-    readonly socket: UnixSocket,
+    readonly socket: MessageSocket,
     private readonly options: ConnectionOptions,
   ) {
     super();
