@@ -2,8 +2,8 @@
  * Register round trips: 4-byte REGION_READs, one outstanding, to a server in another process, as a
  * vCPU's trapped access waits for its reply. Two registers of emu's: one in config space (answered by
  * JavaScript, as every trapped register without memory behind it), and one in an mmap-able area of BAR2
- * (a doorbell page: answered by the native socket thread, docs/architecture.md "Register traps"). The client is C (bench/c/rtt-client.c), so
- * the figure is the server's. Reference in the same run: bench/c/floor-server.c, a C server that does
+ * (a doorbell page: answered by native code, docs/architecture.md "Register traps"). The client is C
+ * (bench/c/rtt-client.c), so the figure is the server's. Reference in the same run: bench/c/floor-server.c, a C server that does
  * nothing but answer (the floor of any vfio-user server on this machine). Both are compiled by this
  * script with the system's `cc`; without one, nothing is measured and the script says so.
  *
