@@ -7,7 +7,7 @@ import { constants } from 'node:os';
 import { binding, type NativePoller, type NativeTrapChannel } from './binding.js';
 import { callNative, closedError, createSystemError, type SystemError } from './errors.js';
 import { closeQuietly } from './fd.js';
-import { type UnixSocket, type UnixSocketEvents, validateFds } from './unix-socket.js';
+import { emitLastEvents, type UnixSocket, type UnixSocketEvents, validateFds } from './unix-socket.js';
 import { typeError, validateFd, validateInteger, validateOptions } from './validate.js';
 
 const { EMSGSIZE } = constants.errno;
@@ -246,24 +246,13 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
   #destroy(error: SystemError | undefined, ended = false): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    try {
-      if (ended) this.emit('end');
-      if (error) this.emit('error', error);
-    } finally {
-      this.emit('close');
-    }
+    emitLastEvents(this, error, ended);
   }
 
   #destroySoon(error: SystemError): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    process.nextTick(() => {
-      try {
-        this.emit('error', error);
-      } finally {
-        this.emit('close');
-      }
-    });
+    process.nextTick(() => emitLastEvents(this, error, false));
   }
 }
 

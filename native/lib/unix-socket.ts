@@ -374,24 +374,30 @@ export class UnixSocket extends EventEmitter<UnixSocketEvents> {
   #destroy(error: SystemError | undefined, ended = false): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    try {
-      if (ended) this.emit('end');
-      if (error) this.emit('error', error);
-    } finally {
-      this.emit('close');
-    }
+    emitLastEvents(this, error, ended);
   }
 
   #destroySoon(error: SystemError): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    process.nextTick(() => {
-      try {
-        this.emit('error', error);
-      } finally {
-        this.emit('close');
-      }
-    });
+    process.nextTick(() => emitLastEvents(this, error, false));
+  }
+}
+
+/**
+ * A closed stream's last events, in order: ['end'], ['error'], then 'close', which is emitted even if a
+ * listener throws. Shared by UnixSocket and TrapChannel.
+ */
+export function emitLastEvents(
+  stream: EventEmitter<UnixSocketEvents>,
+  error: SystemError | undefined,
+  ended: boolean,
+): void {
+  try {
+    if (ended) stream.emit('end');
+    if (error) stream.emit('error', error);
+  } finally {
+    stream.emit('close');
   }
 }
 
