@@ -21,7 +21,10 @@
       "src/iavf_nic.cc",
       "src/dataplane.cc",
       "src/trap_framer.cc",
-      "src/trap_channel.cc"
+      "src/trap_channel.cc",
+      "src/irq_lines.cc",
+      "src/iavf_vectors.cc",
+      "src/iavf_vectors_js.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [

@@ -136,15 +136,57 @@ export interface NativeDoorbellWatcher {
   stats(): { polls: number; notifications: number; running: boolean };
 }
 
-/** An area TrapChannel answers accesses to from memory (src/trap_channel.cc). */
+/** An area TrapChannel answers accesses to, from memory or a register block (src/trap_channel.cc). */
 export interface NativeTrapArea {
   region: number;
   offset: bigint;
   size: number;
-  fd: number;
-  fileOffset: bigint;
   readable: boolean;
   writable: boolean;
+  fd?: number;
+  fileOffset?: bigint;
+  /** A native object that is a RegisterBlock (src/register_block.h): an IavfVectors. */
+  registers?: object;
+}
+
+/** src/irq_lines.h's IrqLines::Result, by name. */
+export interface NativeIrqResults {
+  fired: number;
+  pending: number;
+  none: number;
+  dropped: number;
+}
+
+export interface NativeIrqLines {
+  assign(vector: number, fd: number): void;
+  trigger(vector: number): number;
+  mask(vector: number, on: boolean): number;
+  enabled(vector: number): boolean;
+  clear(): void;
+  counts(): { triggered: number; dropped: number };
+  close(): void;
+}
+
+export interface NativeIavfVectors {
+  setLines(lines: NativeIrqLines | null): void;
+  read(vector: number): number;
+  write(vector: number, value: number): void;
+  readItr(vector: number, index: number): number;
+  writeItr(vector: number, index: number, interval: number): void;
+  raise(vector: number, itrIndex: number): void;
+  reset(): void;
+  advance(ns: number): void;
+  counts(): { fired: number[]; throttled: number[] };
+  close(): void;
+}
+
+/** The BAR0 offsets src/iavf_vectors.h knows. */
+export interface NativeIavfVectorsLayout {
+  itrn1Offset: number;
+  itrn1Stride: number;
+  dynCtln1Offset: number;
+  dynCtln1Count: number;
+  maxVectors: number;
 }
 
 export interface NativeTrapChannel {
@@ -231,7 +273,7 @@ export interface NativeIavfNic {
   kick(): void;
   resetHeads(): void;
   receive(frame: Uint8Array): boolean;
-  takeEvents(): number;
+  setVectors(vectors: NativeIavfVectors | null): void;
   info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
   close(): void;
 }
@@ -247,7 +289,6 @@ export interface NativeDataPlaneLayout {
   filtered: number;
   counterCount: number;
   headsBytes: number;
-  wakeOffset: number;
   stateBytes: number;
   eventSlow: number;
   eventBadTail: number;
@@ -339,9 +380,13 @@ export interface NativeBinding {
     plane: NativeDataPlane,
     tailFd: number,
     state: ArrayBuffer,
-    onEvents: (rx: number, tx: number, flags: number) => void,
+    onEvents: (flags: number) => void,
   ) => NativeIavfNic;
   readonly dataPlaneLayout: NativeDataPlaneLayout;
+  readonly IrqLines: new (count: number) => NativeIrqLines;
+  readonly irqResults: NativeIrqResults;
+  readonly IavfVectors: new (count: number, tailFd: number, manualClock: boolean) => NativeIavfVectors;
+  readonly iavfVectorsLayout: NativeIavfVectorsLayout;
   iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
 }
 

@@ -9,8 +9,11 @@ import {
   NIC_STATE,
   SwitchCore,
 } from './dataplane.js';
-import { closeFd } from './fd.js';
+import { EventFd } from './eventfd.js';
+import { closeFd, dupAll } from './fd.js';
 import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx } from './iavf-rings.js';
+import { IavfVectors } from './iavf-vectors.js';
+import { IrqLines } from './irq-lines.js';
 import { memfdCreate } from './memfd.js';
 import { MappedMemory } from './mmap.js';
 
@@ -26,6 +29,9 @@ const BUF_IOVA = 0x2_0000_0000n;
 const BUF_BYTES = RING * BUF;
 /** With `rxRingInBuffers`, the RX ring sits in that mapping too, after the buffers. */
 const RX_RING_IN_BUFS = BUF_IOVA + BigInt(BUF_BYTES);
+
+/** What iavf_irq_enable_queues writes to VFINT_DYN_CTLN1: INTENA | CLEARPBA | ITR_NONE. */
+const REARM = 0x19;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -63,9 +69,11 @@ class Guest {
   readonly tails = new Uint32Array(this.tailMap.buffer);
   readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
   readonly counters = new Float64Array(this.state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
-  /** The queues whose vector JavaScript would have armed: all, unless a test says otherwise. */
-  readonly wake = new Uint32Array(this.state, NIC_STATE.wakeOffset, 1);
   readonly events: IavfNicEvents[] = [];
+  /** The VF's vectors (0 misc, 1 for queue pair 0), and the eventfd of vector 1 as a VMM would read it. */
+  readonly vectors = new IavfVectors({ count: 2, tailFd: this.tailFd });
+  readonly lines = new IrqLines(2);
+  readonly irq = EventFd.create();
   readonly nic: IavfNic;
   txNext = 0;
   rxNext = 0;
@@ -76,7 +84,9 @@ class Guest {
     readonly mac: number[],
     readonly rxRingInBuffers = false,
   ) {
-    this.wake[0] = 0xffffffff;
+    this.lines.assign(1, dupAll([this.irq.fd])[0]);
+    this.vectors.setLines(this.lines);
+    this.vectors.write(1, REARM);
     this.table.add(IOVA, this.ram);
     this.table.add(BUF_IOVA, this.bufs);
     this.own.add(IOVA, this.ram);
@@ -87,6 +97,7 @@ class Guest {
       onEvents: (e) => this.events.push(e),
     });
     this.nic.setTable(this.table);
+    this.nic.setVectors(this.vectors);
     this.nic.configure(this.config());
   }
 
@@ -102,6 +113,7 @@ class Guest {
       rx: [{ ring: this.rxRing, length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 }],
       txEnabled: 1,
       rxEnabled: 1,
+      irqMap: [{ vector: 1, rx: 1, tx: 1, rxItr: 3, txItr: 3 }],
       ...over,
     };
   }
@@ -169,8 +181,16 @@ class Guest {
     return this.counters[NIC_STATE.txStats + stat];
   }
 
+  /** Interrupts on vector 1 since the last look. */
+  interrupts(): number {
+    return Number(this.irq.read() ?? 0n);
+  }
+
   close(): void {
     this.nic.close();
+    this.vectors.close();
+    this.lines.close();
+    this.irq.close();
     this.table.clear();
     this.own.clear();
     this.ram.unmap();
@@ -231,7 +251,7 @@ describe('data plane: NICs forwarding on a native worker', () => {
     return [a, b, pa, pb];
   }
 
-  it("writes A's frames into B's RX ring, in order, counts them and reports the queues to interrupt", async () => {
+  it("writes A's frames into B's RX ring, in order, counts them and interrupts both guests", async () => {
     const [a, b, pa, pb] = pair();
     const sent: Buffer[] = [];
     for (let i = 0; i < 40; i++) {
@@ -248,7 +268,10 @@ describe('data plane: NICs forwarding on a native worker', () => {
     // Heads in the state buffer: TX head of A and RX head of B moved by 40.
     expect(new Uint32Array(a.state, 0, 1)[0]).to.equal(40);
     expect(new Uint32Array(b.state, 16 * 4, 1)[0]).to.equal(40);
-    await until('events', () => a.events.some((e) => e.tx & 1) && b.events.some((e) => e.rx & 1));
+    // Both vectors were armed: each fired (A for TX completions, B for frames), and automask disarmed it.
+    await until('interrupts', () => a.vectors.counts().fired[1] >= 1 && b.vectors.counts().fired[1] >= 1);
+    expect(a.vectors.read(1) & 1, 'automask').to.equal(0);
+    expect(a.events, 'no JavaScript events for interrupts').to.deep.equal([]);
     expect(sw.lookup(0x02000000_0a0a, performance.now())).to.equal(pa);
     expect(sw.portCounters(pa)).to.include({ rxFrames: 40, rxBytes: bytes });
     expect(sw.portCounters(pb)).to.include({ txFrames: 40, txBytes: bytes });
@@ -256,17 +279,45 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(escaped).to.deep.equal([]);
   });
 
-  it('wakes JavaScript only for queues whose vector is armed (the wake mask); the rest wait for takeEvents()', async () => {
+  it('raises interrupts itself: one per armed vector, a disarmed vector holding its cause until re-armed', async () => {
     const [a, b] = pair();
-    b.wake[0] = 0; // B's guest polls (NAPI): nothing armed
-    a.wake[0] = 1 << 16; // A's TX queue 0 interrupts
-    a.send(frame(MAC_B, MAC_A, 60, 1));
-    await until('the frame at B', () => b.rx(0) === 1);
-    await until("A's TX event", () => a.events.some((e) => e.tx === 1));
+    b.vectors.write(1, 0); // B's guest polls (NAPI): its vector is not armed
+    for (let i = 0; i < 5; i++) a.send(frame(MAC_B, MAC_A, 60, i));
+    await until('the frames at B', () => b.rx(0) === 5);
+    await until("A's TX interrupt", () => a.interrupts() === 1);
     await sleep(20);
-    expect(b.events).to.deep.equal([]);
-    expect(b.nic.takeEvents()).to.deep.equal({ rx: 1, tx: 0 });
-    expect(b.nic.takeEvents()).to.deep.equal({ rx: 0, tx: 0 });
+    expect(a.interrupts(), 'automask: once until re-armed').to.equal(0);
+    expect(b.interrupts()).to.equal(0);
+    b.vectors.write(1, REARM); // NAPI done: the cause that waited fires now
+    expect(b.interrupts()).to.equal(1);
+    a.vectors.write(1, REARM);
+    b.vectors.write(1, REARM);
+    a.send(frame(MAC_B, MAC_A, 60, 9));
+    await until("A's next TX interrupt", () => a.interrupts() === 1);
+    await until("B's next RX interrupt", () => b.interrupts() === 1);
+    expect([a.events, b.events]).to.deep.equal([[], []]);
+  });
+
+  it('raises a queue on the vector its map names, with that map ITR index; none without a map or vectors', async () => {
+    const [a, b] = pair();
+    b.nic.configure(b.config({ irqMap: [] }));
+    a.vectors.writeItr(1, 0, 2500); // 5 ms
+    a.nic.configure(a.config({ irqMap: [{ vector: 1, rx: 1, tx: 1, rxItr: 3, txItr: 0 }] }));
+    a.send(frame(MAC_B, MAC_A, 60, 1));
+    await until("A's first TX interrupt", () => a.interrupts() === 1);
+    a.vectors.write(1, REARM);
+    a.send(frame(MAC_B, MAC_A, 60, 2));
+    await until('the second frame at B', () => b.rx(0) === 2);
+    await until('the throttled cause', () => a.vectors.counts().throttled[1] === 1);
+    expect(a.interrupts(), 'within ITR 0').to.equal(0);
+    await until("A's throttled TX interrupt", () => a.interrupts() === 1, 3000);
+    expect(b.vectors.counts().fired[1], 'B maps no queue').to.equal(0);
+    a.nic.setVectors(null);
+    a.vectors.write(1, REARM);
+    a.send(frame(MAC_B, MAC_A, 60, 3));
+    await until('the third frame at B', () => b.rx(0) === 3);
+    await sleep(20);
+    expect(a.interrupts(), 'no vectors: no interrupt').to.equal(0);
   });
 
   it('floods a broadcast to every other port, escaping it to the JavaScript one; JavaScript frames reach NICs inside forward()', async () => {

@@ -12,6 +12,7 @@ import {
 } from './binding.js';
 import { callNative, closedError } from './errors.js';
 import type { GuestMemoryTable } from './iavf-rings.js';
+import type { IavfVectors } from './iavf-vectors.js';
 import { validateFd, validateFunction, validateInteger, validateOptions } from './validate.js';
 
 /** Where an IavfNic's heads and counters live in its state buffer (one definition: src/dataplane.cc). */
@@ -192,12 +193,12 @@ export interface IavfNicConfig {
   rx: Array<IavfNicRxQueue | undefined>;
   txEnabled: number;
   rxEnabled: number;
+  /** CONFIG_IRQ_MAP: the queues (bit q) each vector interrupts for, and the ITR index of their causes. */
+  irqMap: Array<{ vector: number; rx: number; tx: number; rxItr: number; txItr: number }>;
 }
 
+/** The exceptions a NIC's worker reports (its interrupts it raises itself, through setVectors). */
 export interface IavfNicEvents {
-  /** Queues with frames written (bit q: RX queue q) or descriptors completed (TX). */
-  rx: number;
-  tx: number;
   /** The NIC met memory the worker cannot reach: JavaScript runs it from the current heads on. */
   slow: boolean;
   /** A TX tail beyond its ring was seen (counted as an error). */
@@ -207,11 +208,7 @@ export interface IavfNicEvents {
 export interface IavfNicOptions {
   /** The memfd of the NIC's BAR0 tail page (QTX_TAIL1 at 0, QRX_TAIL1 at 0x2000); mapped read-only. */
   tailFd: number;
-  /**
-   * NIC_STATE.stateBytes: heads, counters and the wake mask (uint32 at NIC_STATE.wakeOffset: bit q for
-   * RX queue q, 16 + q for TX queue q; the queues whose vector is armed). Events on other queues wait
-   * for takeEvents().
-   */
+  /** NIC_STATE.stateBytes: heads and counters. */
   state: ArrayBuffer;
   onEvents(events: IavfNicEvents): void;
 }
@@ -230,8 +227,8 @@ export class IavfNic {
     const { eventSlow, eventBadTail } = NIC_STATE;
     this.#native = callNative(
       () =>
-        new binding.IavfNic(plane.native, o.tailFd, o.state, (rx, tx, flags) =>
-          o.onEvents({ rx, tx, slow: (flags & eventSlow) !== 0, badTail: (flags & eventBadTail) !== 0 }),
+        new binding.IavfNic(plane.native, o.tailFd, o.state, (flags) =>
+          o.onEvents({ slow: (flags & eventSlow) !== 0, badTail: (flags & eventBadTail) !== 0 }),
         ),
     );
   }
@@ -283,10 +280,12 @@ export class IavfNic {
     return this.#n.receive(frame);
   }
 
-  /** The queues with work done since the last events (bit q), taken now: a re-armed vector's causes. */
-  takeEvents(): { rx: number; tx: number } {
-    const v = this.#native?.takeEvents() ?? 0;
-    return { rx: v % 65536, tx: Math.floor(v / 65536) };
+  /**
+   * The VF's interrupt vectors: after each burst, the queues with work done raise theirs by irqMap
+   * (null: none, their interrupts are lost).
+   */
+  setVectors(vectors: IavfVectors | null): void {
+    this.#n.setVectors(vectors ? vectors.native : null);
   }
 
   /** Whether the worker runs it (native), is polling it (started), its switch port. */

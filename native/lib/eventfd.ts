@@ -45,6 +45,19 @@ function fdTarget(fd: number): string | null {
   }
 }
 
+/**
+ * Throws unless fd is an eventfd; with `nonblocking`, sets O_NONBLOCK on it (see EventFd.fromFd). The
+ * fd stays the caller's either way.
+ */
+export function checkEventFd(fd: number, nonblocking: boolean): void {
+  validateFd(fd);
+  const target = fdTarget(fd);
+  if (target !== null && target !== 'anon_inode:[eventfd]') {
+    throw valueError('fd', `must be an eventfd, but fd ${fd} is ${target}`);
+  }
+  if (nonblocking) callNative(() => binding.setNonblocking(fd), { target: `fd ${fd}` });
+}
+
 /** An eventfd: a 64-bit counter for signalling (irqfds, ioeventfds) between processes. */
 export class EventFd {
   #fd: number;
@@ -72,14 +85,9 @@ export class EventFd {
    * their readiness check and the syscall, in which a peer could make a blocking one block.
    */
   static fromFd(fd: number, options?: { nonblocking?: boolean }): EventFd {
-    validateFd(fd);
     const { nonblocking = false } = validateOptions<{ nonblocking?: boolean }>(options, 'options');
     validateBoolean(nonblocking, 'options.nonblocking');
-    const target = fdTarget(fd);
-    if (target !== null && target !== 'anon_inode:[eventfd]') {
-      throw valueError('fd', `must be an eventfd, but fd ${fd} is ${target}`);
-    }
-    if (nonblocking) callNative(() => binding.setNonblocking(fd), { target: `fd ${fd}` });
+    checkEventFd(fd, nonblocking);
     return new EventFd(fd);
   }
 

@@ -24,7 +24,7 @@ export {
 } from './dataplane.js';
 export { DoorbellWatcher, type DoorbellWatcherOptions } from './doorbell-watcher.js';
 export { isSystemError, type SystemError } from './errors.js';
-export { EventFd, type EventFdOptions } from './eventfd.js';
+export { checkEventFd, EventFd, type EventFdOptions } from './eventfd.js';
 export { closeFd } from './fd.js';
 export { type GuardStats, guardStats } from './guard.js';
 export {
@@ -51,11 +51,14 @@ export {
   iavfRxRing,
   iavfTxRing,
 } from './iavf-rings.js';
+export { IAVF_VECTORS_LAYOUT, IavfVectors, type IavfVectorsOptions, ITR_NONE } from './iavf-vectors.js';
+export { IrqLines, type IrqResult } from './irq-lines.js';
 export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from './memfd.js';
 export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
   type MessageSocket,
+  type NativeRegisters,
   type TrapArea,
   TrapChannel,
   type TrapChannelOptions,

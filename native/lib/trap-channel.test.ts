@@ -1,7 +1,10 @@
 import { readlinkSync, readSync, writeSync } from 'node:fs';
 import { expect } from 'chai';
 import { binding } from './binding.js';
-import { closeFd } from './fd.js';
+import { EventFd } from './eventfd.js';
+import { closeFd, dupAll } from './fd.js';
+import { IavfVectors } from './iavf-vectors.js';
+import { IrqLines } from './irq-lines.js';
 import { memfdCreate } from './memfd.js';
 import { eventually, fdDiff, nextEvent, openFds, pattern, random } from './test-helpers.js';
 import { TrapChannel } from './trap-channel.js';
@@ -119,6 +122,39 @@ describe('TrapChannel', () => {
     expect(channel.stats()).to.deep.equal({ servedReads: 1, servedWrites: 2 });
     await new Promise((r) => setTimeout(r, 20));
     expect(data).to.have.length(0);
+  });
+
+  it('applies accesses to a register block (iavf VFINT_DYN_CTLN1) with their effects, while the JS loop is busy', async () => {
+    const vectors = new IavfVectors({ count: 3, manualClock: true });
+    const lines = new IrqLines(3);
+    const irq = EventFd.create();
+    lines.assign(2, dupAll([irq.fd])[0]);
+    vectors.setLines(lines);
+    const dyn = { region: 0, offset: 0x3800, size: 0x100 };
+    channel.setAreas([
+      { ...AREA, fd: memfd, fileOffset: 0, readable: true, writable: true },
+      { ...dyn, registers: vectors, readable: true, writable: true },
+    ]);
+    vectors.raise(2); // a cause while vector 2 is not armed: it waits
+    // The guest re-arms vector 2 (VFINT_DYN_CTLN1(1)): the cause fires, with no JavaScript turn.
+    sendRaw(peer, access(1, WRITE, 0x3804, 4, Buffer.from([0x19, 0, 0, 0]), NO_REPLY));
+    sendRaw(peer, access(2, READ, 0x3800, 4));
+    const reply = spinReceive(peer, 36, 2000);
+    expect(reply.readUInt16LE(0)).to.equal(2);
+    expect(reply.readUInt32LE(32), 'vector 1 untouched').to.equal(0);
+    expect(irq.read(), 'fired on the re-arm').to.equal(1n);
+    expect(vectors.read(2), 'automask cleared INTENA').to.equal(0x18);
+    expect(channel.stats()).to.deep.equal({ servedReads: 1, servedWrites: 1 });
+    // A width the block does not serve goes to JavaScript.
+    sendRaw(peer, access(3, WRITE, 0x3804, 2, Buffer.from([1, 0])));
+    await eventually(() => data.length === 1, 'the 2-byte write passed on');
+    expect(data[0].chunk.readUInt16LE(0)).to.equal(3);
+    expect(() =>
+      channel.setAreas([{ ...dyn, registers: {} as never, readable: true, writable: true }]),
+    ).to.throw(/register block/);
+    vectors.close();
+    lines.close();
+    irq.close();
   });
 
   it('passes on accesses it must not answer: outside areas, odd sizes, misaligned, with fds', async () => {

@@ -29,20 +29,29 @@ export interface MessageSocket extends EventEmitter<UnixSocketEvents> {
 }
 
 /**
- * Memory whose REGION_READ / REGION_WRITE accesses the socket thread answers: bytes [offset, offset
- * + size) of region `region`, backed by [fileOffset, fileOffset + size) of fd (mapped by the channel
- * itself, shared). This is what a device offers the client to mmap (its doorbell page): a store by
- * message lands where the client's own store through the mapping would.
+ * Registers native code serves itself, with their effects (today IavfVectors: VFINT_DYN_CTLN1 re-arms
+ * an interrupt); the object's `native` is a RegisterBlock (src/register_block.h).
  */
-export interface TrapArea {
+export interface NativeRegisters {
+  readonly native: object;
+}
+
+/**
+ * Bytes [offset, offset + size) of region `region` whose REGION_READ / REGION_WRITE accesses the
+ * socket thread answers, from one of two backings:
+ * - memory: [fileOffset, fileOffset + size) of fd (mapped by the channel itself, shared). This is what
+ *   a device offers the client to mmap (its doorbell page), or keeps hot without offering it: a store
+ *   by message lands where the client's own store through a mapping would;
+ * - registers: a native register block, given the access's offset into the area. An access it
+ *   declines (a width it does not serve) goes to JavaScript.
+ */
+export type TrapArea = {
   region: number;
   offset: number;
   size: number;
-  fd: number;
-  fileOffset: number;
   readable: boolean;
   writable: boolean;
-}
+} & ({ fd: number; fileOffset: number; registers?: undefined } | { registers: NativeRegisters });
 
 export interface TrapChannelOptions {
   /**
@@ -125,17 +134,22 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
       validateInteger(a.region, `areas[${i}].region`, 0, 8);
       validateInteger(a.offset, `areas[${i}].offset`, 0, Number.MAX_SAFE_INTEGER);
       validateInteger(a.size, `areas[${i}].size`, 1, 2 ** 30);
-      validateFd(a.fd, `areas[${i}].fd`);
-      validateInteger(a.fileOffset, `areas[${i}].fileOffset`, 0, Number.MAX_SAFE_INTEGER);
-      return {
+      const base = {
         region: a.region,
         offset: BigInt(a.offset),
         size: a.size,
-        fd: a.fd,
-        fileOffset: BigInt(a.fileOffset),
         readable: a.readable === true,
         writable: a.writable === true,
       };
+      if (a.registers !== undefined) {
+        if (typeof a.registers?.native !== 'object' || a.registers.native === null) {
+          throw typeError(`areas[${i}].registers`, 'a native register block', a.registers);
+        }
+        return { ...base, registers: a.registers.native };
+      }
+      validateFd(a.fd, `areas[${i}].fd`);
+      validateInteger(a.fileOffset, `areas[${i}].fileOffset`, 0, Number.MAX_SAFE_INTEGER);
+      return { ...base, fd: a.fd, fileOffset: BigInt(a.fileOffset) };
     });
     callNative(() => this.#native.setAreas(list), { target: this.#label });
   }

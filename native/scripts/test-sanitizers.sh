@@ -2,7 +2,8 @@
 # The native data-path and socket-thread tests against an AddressSanitizer + UndefinedBehaviorSanitizer
 # build of the module: the ring walks on random descriptors, the data plane's worker under DMA_UNMAP and
 # munmap with full traffic (lib/dataplane.test.ts), and the socket thread's trap answering on randomly
-# split streams with fds (lib/trap-channel.test.ts). The build goes to a temporary folder (the committed prebuild and any
+# split streams with fds (lib/trap-channel.test.ts), and the interrupt vectors and lines the worker, the
+# socket thread and the interrupt timer thread share (lib/iavf-vectors.test.ts, lib/irq-lines.test.ts). The build goes to a temporary folder (the committed prebuild and any
 # build/ are left alone) and is loaded through EMU_NATIVE_BINDING; ASan's runtime is preloaded into node.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,4 +24,5 @@ export LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=lib
 export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mocha --no-config --node-option import=tsx --timeout 60000 \
-  lib/iavf-rings.test.ts lib/dataplane.test.ts lib/trap-channel.test.ts
+  lib/iavf-rings.test.ts lib/dataplane.test.ts lib/trap-channel.test.ts lib/iavf-vectors.test.ts \
+  lib/irq-lines.test.ts

@@ -3,7 +3,8 @@
 //
 //   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
 //   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[], copies: boolean[]) })
-//   new IavfNic(plane, tailFd, state: ArrayBuffer, onEvents(rx, tx, flags)); nic.setTable(table | null)
+//   new IavfNic(plane, tailFd, state: ArrayBuffer, onEvents(flags)); nic.setTable(table | null);
+//   nic.setVectors(vectors: IavfVectors | null)
 //
 // Who owns what:
 // - The worker walks the TX rings of every started NIC that is natively attached to a switch, reading
@@ -15,10 +16,12 @@
 //   TypeScript path. It sleeps adaptively when idle, as the DoorbellWatcher does.
 // - Frames from JavaScript ports reach the same switch through forward(): native NICs get them
 //   inside the call, and the JavaScript ports to deliver to come back.
-// - JavaScript keeps the control plane: it configures each NIC (configure(), from virtchnl), raises
-//   the interrupts the NIC's events name (onEvents: RX and TX queues with work done, and kSlow when the
-//   NIC met memory its worker cannot reach, after which JavaScript runs it), and reads counters and
-//   heads from `state` without a call.
+// - Interrupts: after each burst (and each frame from JavaScript) the queues with work done raise
+//   their MSI-X vectors, by the NIC's CONFIG_IRQ_MAP, through the VF's native vectors (iavf_vectors.h:
+//   automask, pending causes, ITR), which signal the client's eventfds: no JavaScript per interrupt.
+// - JavaScript keeps the control plane: it configures each NIC (configure(), from virtchnl), hears of
+//   the exceptions (onEvents: kSlow when the NIC met memory its worker cannot reach, after which
+//   JavaScript runs it; kBadTail), and reads counters and heads from `state` without a call.
 //
 // Threads: `workers` worker threads (default 1); a switch is bound to the least loaded one when the first
 // of its NICs starts, and all its NICs run there, so frames between them stay on one thread.
@@ -26,7 +29,8 @@
 // Locking: one mutex per switch guards the switch, its NICs and its escape queue; a worker holds it for
 // one NIC's burst at a time, together with memory_lock::Shared (the quiesce point with DMA_UNMAP, see
 // memory_lock.h). Each worker's own mutex guards its list of NICs and its sleep. JavaScript calls take
-// the switch's mutex too and never run JavaScript while holding it. Order: worker, switch, memory.
+// the switch's mutex too and never run JavaScript while holding it. Order: worker, switch, memory;
+// a NIC's vectors (and their lines) after the switch.
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <unistd.h>
@@ -42,6 +46,7 @@
 #include "args.h"
 #include "errors.h"
 #include "guest_memory.h"
+#include "iavf_vectors_binding.h"
 #include "iavf_nic.h"
 #include "iavf_ring_core.h"
 #include "js_callback.h"
@@ -61,13 +66,9 @@ constexpr size_t kRxTails = 0x2000;
 constexpr size_t kTailPageBytes = 0x3000;
 constexpr uint32_t kTailMask = 0x1fff;
 
-// `state`: heads (uint32 TX[16], RX[16]), the counters (double, iavf_nic.h), then the wake mask
-// (uint32: bit q RX queue q, bit 16 + q TX queue q), written by JavaScript: the queues whose
-// interrupt vector is armed. An event on another queue is only recorded (JavaScript takes it with
-// takeEvents() when the guest re-arms): a guest polling its rings (NAPI, DPDK) costs no wake-up.
+// `state`: heads (uint32 TX[16], RX[16]), then the counters (double, iavf_nic.h).
 constexpr size_t kHeadsBytes = 2 * kQueues * 4;
-constexpr size_t kWakeOffset = kHeadsBytes + kCounterCount * 8;
-constexpr size_t kStateBytes = kWakeOffset + 8;
+constexpr size_t kStateBytes = kHeadsBytes + kCounterCount * 8;
 
 // Event flags for onEvents.
 constexpr uint32_t kEventSlow = 1;      // the NIC met memory its worker cannot reach: JavaScript runs it now
@@ -123,6 +124,7 @@ struct SwitchCore {
   std::deque<Escape> escapes;
   size_t escape_bytes = 0;
   uv_async_t* async = nullptr;  // the JS object's; nullptr once it closed
+  std::vector<NicCore*> dirty;  // NICs with queue events whose interrupts are not raised yet
   // The worker's clock for the MAC table: JavaScript's `now` at creation, advanced by uv_hrtime.
   double origin_ms = 0;
   uint64_t origin_ns = 0;
@@ -141,7 +143,7 @@ struct NicCore {
   void* tail_map = nullptr;
   uint32_t* heads = nullptr;  // in `state`: TX[16], RX[16]
   double* counters = nullptr;
-  const uint32_t* wake_mask = nullptr;
+  std::shared_ptr<iavf::Vectors> vectors;  // the VF's interrupts (none: they are lost)
   std::shared_ptr<SwitchCore> sw;
   int port = -1;
   bool native = true;    // false: JavaScript runs it (its memory was out of the worker's reach)
@@ -152,8 +154,11 @@ struct NicCore {
   // QRX_TAIL1 as last read from the page: the guest only moves it forward (more buffers), so an old
   // value is a safe under-estimate; it is read again only when it leaves too few buffers.
   uint32_t rx_tail[kQueues] = {};
-  std::atomic<uint32_t> rx_events{0};
-  std::atomic<uint32_t> tx_events{0};
+  // Queues with work done since their interrupts were last raised (bit q), and whether the NIC is on
+  // its switch's dirty list; under the NIC's mutex.
+  uint32_t rx_events = 0;
+  uint32_t tx_events = 0;
+  bool dirty = false;
   std::atomic<uint32_t> flags{0};
   double bursts = 0;
   IavfNic* owner = nullptr;  // the JS object, for its events
@@ -165,17 +170,32 @@ struct NicCore {
     return __atomic_load_n(&tails[(area + 4 * q) / 4], __ATOMIC_ACQUIRE) & kTailMask;
   }
   bool Attached() const { return sw != nullptr && port >= 0; }
-  // Work done on a queue (bit as in the wake mask): recorded, and JavaScript woken if it interrupts.
-  void Notify(uint32_t bit) {
-    // A locked read-modify-write only when the bit is not set yet: it usually is (JavaScript takes the
-    // events once per wake-up, or not at all while the guest polls), and the frame rate must not pay
-    // an atomic on a line the JS thread shares.
-    std::atomic<uint32_t>& events = (bit & 0xffff) ? rx_events : tx_events;
-    const uint32_t b = (bit & 0xffff) ? bit : bit >> 16;
-    if ((events.load(std::memory_order_relaxed) & b) != b) events.fetch_or(b, std::memory_order_relaxed);
-    if ((__atomic_load_n(wake_mask, __ATOMIC_RELAXED) & bit) != 0 && sw) sw->Wake();
+  // Work done on a queue: recorded per frame; its interrupt is raised once, after the burst (Raise).
+  void Notify(bool tx, uint32_t q) {
+    (tx ? tx_events : rx_events) |= 1u << q;
+    if (!dirty && sw) {
+      dirty = true;
+      sw->dirty.push_back(this);
+    }
+  }
+  // The interrupts of the queues with work done, by the VF's CONFIG_IRQ_MAP.
+  void Raise() {
+    const uint32_t rx = rx_events, tx = tx_events;
+    rx_events = tx_events = 0;
+    dirty = false;
+    if (!vectors) return;
+    for (uint32_t q = 0; q < kQueues; q++) {
+      if ((rx & (1u << q)) && cfg.rx_vector[q] != kNoVector) vectors->Raise(cfg.rx_vector[q], cfg.rx_itr[q]);
+      if ((tx & (1u << q)) && cfg.tx_vector[q] != kNoVector) vectors->Raise(cfg.tx_vector[q], cfg.tx_itr[q]);
+    }
   }
 };
+
+// After a burst, with the switch's mutex held: every NIC that got work raises its interrupts.
+void RaiseInterrupts(SwitchCore* sw) {
+  for (size_t i = 0; i < sw->dirty.size(); i++) sw->dirty[i]->Raise();
+  sw->dirty.clear();
+}
 
 struct PlaneCore;
 
@@ -342,7 +362,7 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     case kRxOk:
       nic->RxHead(q) = r.head;
       CountPacket(c, false, q, frame, length);
-      nic->Notify(1u << q);
+      nic->Notify(false, q);
       return true;
     case kRxNoBuffers:
     case kRxTooBig:
@@ -356,7 +376,7 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
       nic->RxHead(q) = r.head;
       Stat(c, false, q, kErrors)++;
       Stat(c, false, q, kDrops)++;
-      nic->Notify(1u << q);
+      nic->Notify(false, q);
       return true;
     default:  // kRxRing, kRxIndirect
       nic->native = false;
@@ -464,7 +484,7 @@ uint64_t PollNic(NicCore* nic, uint32_t burst) {
     Stat(c, true, q, kDrops) += pass.counts[kDropped];
     produced += sink.frames;
     nic->bursts++;
-    if (pass.counts[kCompleted] > 0) nic->Notify(1u << (16 + q));
+    if (pass.counts[kCompleted] > 0) nic->Notify(true, q);
     if (pass.stop == kTxBudget) nic->more[q] = true;
     if (pass.stop == kTxRing || pass.stop == kTxIndirect) {
       nic->native = false;
@@ -500,6 +520,7 @@ void WorkerLoop(void* arg) {
         Lock lock(&nic->sw->mutex);
         memory_lock::Shared quiesce;
         produced += PollNic(nic, p.burst);
+        RaiseInterrupts(nic->sw.get());
       }
       uv_mutex_unlock(&w->mutex);
       uv_mutex_lock(&w->mutex);
@@ -846,6 +867,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
       Lock lock(&core_->mutex);
       if (!core_->ports[from].attached) return Napi::Array::New(env);
       delivered = Forwarder(core_.get(), &to).Forward(from, frame, length, now);
+      RaiseInterrupts(core_.get());
     }
     if (!delivered) return Napi::Number::New(env, -1);
     Napi::Array out = Napi::Array::New(env, to.size());
@@ -971,7 +993,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
                                        InstanceMethod<&IavfNic::Kick>("kick"),
                                        InstanceMethod<&IavfNic::ResetHeads>("resetHeads"),
                                        InstanceMethod<&IavfNic::Receive>("receive"),
-                                       InstanceMethod<&IavfNic::TakeEvents>("takeEvents"),
+                                       InstanceMethod<&IavfNic::SetVectors>("setVectors"),
                                        InstanceMethod<&IavfNic::Info>("info"),
                                        InstanceMethod<&IavfNic::Close>("close"),
                                    });
@@ -1009,7 +1031,6 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     nic_->tails = static_cast<const uint32_t*>(map);
     nic_->heads = static_cast<uint32_t*>(state.Data());
     nic_->counters = reinterpret_cast<double*>(static_cast<uint8_t*>(state.Data()) + kHeadsBytes);
-    nic_->wake_mask = reinterpret_cast<const uint32_t*>(static_cast<uint8_t*>(state.Data()) + kWakeOffset);
     on_events_.Set(env, info[3].As<Napi::Function>(), "EmuIavfNic", info.This().As<Napi::Object>());
   }
 
@@ -1018,19 +1039,13 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     uv_mutex_destroy(&own_mutex_);
   }
 
-  // The switch's async callback: this NIC's events since the last.
+  // The switch's async callback: this NIC's exceptions since the last.
   void DeliverEvents(Napi::Env env) {
     if (!nic_) return;
-    // Only the queues JavaScript listens to: the others' events wait for takeEvents().
-    const uint32_t mask = __atomic_load_n(nic_->wake_mask, __ATOMIC_ACQUIRE);
-    const uint32_t rx_mask = mask & 0xffff;
-    const uint32_t tx_mask = mask >> 16;
-    const uint32_t rx = nic_->rx_events.fetch_and(~rx_mask, std::memory_order_acq_rel) & rx_mask;
-    const uint32_t tx = nic_->tx_events.fetch_and(~tx_mask, std::memory_order_acq_rel) & tx_mask;
     const uint32_t flags = nic_->flags.exchange(0, std::memory_order_acq_rel);
-    if ((rx | tx | flags) == 0) return;
+    if (flags == 0) return;
     Napi::HandleScope scope(env);
-    on_events_.Call(env, Value(), {Napi::Number::New(env, rx), Napi::Number::New(env, tx), Napi::Number::New(env, flags)});
+    on_events_.Call(env, Value(), {Napi::Number::New(env, flags)});
   }
 
  private:
@@ -1056,6 +1071,8 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       sw->ports[port].attached = false;
       sw->ports[port].nic = nullptr;
       sw->table.Forget(port);
+      sw->dirty.erase(std::remove(sw->dirty.begin(), sw->dirty.end(), nic_.get()), sw->dirty.end());
+      nic_->dirty = false;
       nic_->sw.reset();
       nic_->port = -1;
     }
@@ -1073,7 +1090,8 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     return false;
   }
 
-  // configure({ mac, macs, promisc, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled, rxEnabled }).
+  // configure({ mac, macs, promisc, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled, rxEnabled,
+  // irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
   Napi::Value Configure(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -1126,6 +1144,31 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     for (uint32_t q = 0; q < kQueues; q++) {
       if ((q < txs.Length() && !queue(txs, q, false)) || (q < rxs.Length() && !queue(rxs, q, true))) {
         return ThrowTypeError(env, "bad queue configuration");
+      }
+    }
+    Napi::Value irq_map = o.Get("irqMap");
+    if (!irq_map.IsUndefined()) {
+      if (!irq_map.IsArray()) return ThrowTypeError(env, "irqMap is an array");
+      Napi::Array maps = irq_map.As<Napi::Array>();
+      for (uint32_t i = 0; i < maps.Length(); i++) {
+        if (!maps.Get(i).IsObject()) return ThrowTypeError(env, "bad irqMap entry");
+        Napi::Object e = maps.Get(i).As<Napi::Object>();
+        uint32_t vector, rxq, txq, rx_itr, tx_itr;
+        if (!FieldU32(e, "vector", kNoVector - 1, &vector) || !FieldU32(e, "rx", 0xffff, &rxq) ||
+            !FieldU32(e, "tx", 0xffff, &txq) || !FieldU32(e, "rxItr", 3, &rx_itr) || !FieldU32(e, "txItr", 3, &tx_itr)) {
+          return ThrowTypeError(env, "bad irqMap entry");
+        }
+        // A queue in two maps raises the first, as the TypeScript path does.
+        for (uint32_t q = 0; q < kQueues; q++) {
+          if ((rxq & (1u << q)) && cfg.rx_vector[q] == kNoVector) {
+            cfg.rx_vector[q] = static_cast<uint8_t>(vector);
+            cfg.rx_itr[q] = static_cast<uint8_t>(rx_itr);
+          }
+          if ((txq & (1u << q)) && cfg.tx_vector[q] == kNoVector) {
+            cfg.tx_vector[q] = static_cast<uint8_t>(vector);
+            cfg.tx_itr[q] = static_cast<uint8_t>(tx_itr);
+          }
+        }
       }
     }
     Lock lock(NicMutex());
@@ -1241,17 +1284,27 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     {
       Lock lock(NicMutex());
       if (nic_->native) done = emu::Receive(nic_.get(), frame, view.ByteLength());
+      if (nic_->sw) {
+        RaiseInterrupts(nic_->sw.get());
+      } else {
+        nic_->Raise();
+      }
     }
     return Napi::Boolean::New(env, done);
   }
 
-  // takeEvents() -> rx | tx << 16: the queues with work done since the last events, taken now (the
-  // guest re-armed a vector: what waited for it fires).
-  Napi::Value TakeEvents(const Napi::CallbackInfo& info) {
-    if (!nic_) return Napi::Number::New(info.Env(), 0);
-    const uint32_t rx = nic_->rx_events.exchange(0, std::memory_order_acq_rel);
-    const uint32_t tx = nic_->tx_events.exchange(0, std::memory_order_acq_rel);
-    return Napi::Number::New(info.Env(), static_cast<double>(rx) + static_cast<double>(tx) * 65536.0);
+  // setVectors(vectors: IavfVectors | null): the VF's interrupt vectors, which the NIC raises itself.
+  Napi::Value SetVectors(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    std::shared_ptr<iavf::Vectors> v;
+    if (!info[0].IsNull()) {
+      v = IavfVectorsOf(info[0]);
+      if (!v) return ThrowTypeError(env, "expected an open IavfVectors or null");
+    }
+    Lock lock(NicMutex());
+    nic_->vectors = std::move(v);
+    return env.Undefined();
   }
 
   Napi::Value Info(const Napi::CallbackInfo& info) {
@@ -1339,7 +1392,6 @@ void InitDataPlane(Napi::Env env, Napi::Object exports) {
   layout.Set("filtered", kFiltered);
   layout.Set("counterCount", kCounterCount);
   layout.Set("headsBytes", static_cast<double>(kHeadsBytes));
-  layout.Set("wakeOffset", static_cast<double>(kWakeOffset));
   layout.Set("stateBytes", static_cast<double>(kStateBytes));
   layout.Set("eventSlow", kEventSlow);
   layout.Set("eventBadTail", kEventBadTail);

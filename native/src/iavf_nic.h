@@ -4,6 +4,7 @@
 // layout). The TX and RX ring walks themselves are iavf_ring_core.h's.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
@@ -34,7 +35,14 @@ inline double& Stat(double* counters, bool tx, uint32_t q, QueueStat s) {
 }
 
 // What the VF configured through virtchnl, as the data path needs it.
+constexpr uint8_t kNoVector = 0xff;
+
 struct NicConfig {
+  NicConfig() {
+    std::fill(std::begin(rx_vector), std::end(rx_vector), kNoVector);
+    std::fill(std::begin(tx_vector), std::end(tx_vector), kNoVector);
+  }
+
   uint8_t mac[6] = {};
   std::vector<uint64_t> macs;  // the filter list (MacAt form), sorted
   uint32_t promisc = 0;        // bit 0 unicast, bit 1 multicast (FLAG_VF_*_PROMISC)
@@ -46,6 +54,11 @@ struct NicConfig {
   RxQueue rx[kQueues] = {};       // len 0: not configured
   uint32_t tx_enabled = 0;
   uint32_t rx_enabled = 0;
+  // CONFIG_IRQ_MAP: each queue's MSI-X vector (kNoVector: none) and the ITR index its causes use.
+  uint8_t rx_vector[kQueues];
+  uint8_t tx_vector[kQueues];
+  uint8_t rx_itr[kQueues] = {};
+  uint8_t tx_itr[kQueues] = {};
 
   // The Toeplitz hash by table: rss_table[i * 256 + b] is what input byte i of value b XORs into the
   // hash, so a hash costs one lookup per input byte instead of eight shifts and tests. Built from

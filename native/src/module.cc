@@ -69,6 +69,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitDataPlane(env, exports);
   InitGuestDriver(env, exports);
   InitTrapChannel(env, exports);
+  InitIrqLines(env, exports);
+  InitIavfVectors(env, exports);
   guard::Init(env, exports);
   return exports;
 }

@@ -16,5 +16,7 @@ void InitDoorbellWatcher(Napi::Env env, Napi::Object exports);
 void InitDataPlane(Napi::Env env, Napi::Object exports);
 void InitGuestDriver(Napi::Env env, Napi::Object exports);
 void InitTrapChannel(Napi::Env env, Napi::Object exports);
+void InitIrqLines(Napi::Env env, Napi::Object exports);
+void InitIavfVectors(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -3,13 +3,14 @@
 //
 //   new TrapChannel(fd, callback(), { maxQueuedBytes })
 //   write(data, fds) -> 0 | -errno; take() -> { chunks: [{ data, fds }], seq, end, errno, drained, reading };
-//   ack(seq); pause(); resume(); setAreas([{ region, offset, size, fd, fileOffset, readable,
-//   writable }]); queuedBytes(); stats() -> { servedReads, servedWrites }; settle() -> reading; close()
+//   ack(seq); pause(); resume(); setAreas([{ region, offset, size, readable, writable, fd, fileOffset
+//   | registers }]); queuedBytes(); stats() -> { servedReads, servedWrites }; settle() -> reading; close()
 //
 // One socket thread (epoll) serves every channel of the process. For each readable channel it reads,
 // splits the stream with TrapFramer and answers a REGION_READ / REGION_WRITE itself when all of this
 // holds: it lies wholly inside one area given by setAreas (memory the device shares with the client
-// through sparse mmap, mapped here by the channel itself), moves 1, 2, 4 or 8 naturally aligned
+// through sparse mmap, mapped here by the channel itself; or a native RegisterBlock, whose
+// registers have effects, such as iavf's interrupt re-arm), moves 1, 2, 4 or 8 naturally aligned
 // bytes, carries no fds, and nothing earlier is still with JavaScript. "Still with JavaScript" is
 // counted in deliveries: take() hands out everything passed on so far under a sequence number, and
 // JavaScript acks it once it has handled those messages; until then accesses are passed on in order,
@@ -47,6 +48,7 @@
 #include "errors.h"
 #include "js_callback.h"
 #include "module.h"
+#include "register_block.h"
 #include "trap_framer.h"
 #include "vfio_user_wire.h"
 #include "wake_up.h"
@@ -79,6 +81,8 @@ struct Area {
   void* map = nullptr;
   size_t map_size = 0;
   uint8_t* base = nullptr;
+  // Or registers a native object serves (its accesses have effects): no memory then.
+  std::shared_ptr<RegisterBlock> registers;
 };
 
 struct Chunk {
@@ -429,7 +433,6 @@ class Core final : public TrapFramer::Sink {
       }
     }
     if (area == nullptr || (read ? !area->readable : !area->writable)) return false;
-    uint8_t* p = area->base + (offset - area->offset);
     uint8_t reply[wire::kMaxTrapMessage];
     const uint32_t reply_size = static_cast<uint32_t>(read ? base + count : base);
     std::memcpy(reply, m, 4);  // msg_id, command
@@ -438,13 +441,20 @@ class Core final : public TrapFramer::Sink {
     std::memcpy(reply + 8, &reply_flags, 4);
     std::memset(reply + 12, 0, 4);
     std::memcpy(reply + wire::kHeaderSize, m + wire::kHeaderSize, wire::kRegionAccessSize);
-    if (read) {
-      Load(p, reply + base, count);
-      served_reads_.fetch_add(1, std::memory_order_relaxed);
+    if (area->registers) {
+      uint64_t value = 0;
+      if (!read) std::memcpy(&value, m + base, count);  // little-endian, as the wire is
+      if (!(read ? area->registers->Read(offset - area->offset, count, &value)
+                 : area->registers->Write(offset - area->offset, count, value))) {
+        return false;
+      }
+      if (read) std::memcpy(reply + base, &value, count);
+    } else if (read) {
+      Load(area->base + (offset - area->offset), reply + base, count);
     } else {
-      Store(p, m + base, count);
-      served_writes_.fetch_add(1, std::memory_order_relaxed);
+      Store(area->base + (offset - area->offset), m + base, count);
     }
+    (read ? served_reads_ : served_writes_).fetch_add(1, std::memory_order_relaxed);
     if (!(flags & wire::kNoReply)) SendLocked(reply, reply_size, {});
     return true;
   }
@@ -828,7 +838,9 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
     std::vector<Area> areas;
     auto fail = [&](int err, const char* what) {
-      for (Area& a : areas) munmap(a.map, a.map_size);
+      for (Area& a : areas) {
+        if (a.map != nullptr) munmap(a.map, a.map_size);
+      }
       return err == 0 ? ThrowTypeError(env, what) : ThrowErrno(env, err, what);
     };
     for (uint32_t i = 0; i < list.Length(); i++) {
@@ -838,13 +850,22 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
       uint32_t fd = 0, size = 0;
       uint64_t file_offset = 0;
       if (!FieldU32(o, "region", 8, &a.region) || !FieldBigUint64(o, "offset", &a.offset) ||
-          !FieldU32(o, "size", 1u << 30, &size) || size == 0 || !FieldU32(o, "fd", INT32_MAX, &fd) ||
-          !FieldBigUint64(o, "fileOffset", &file_offset)) {
-        return fail(0, "an area needs region, offset (bigint), size, fd and fileOffset (bigint)");
+          !FieldU32(o, "size", 1u << 30, &size) || size == 0) {
+        return fail(0, "an area needs region, offset (bigint) and size");
       }
       a.size = size;
       a.readable = o.Get("readable").ToBoolean();
       a.writable = o.Get("writable").ToBoolean();
+      Napi::Value registers = o.Get("registers");
+      if (!registers.IsUndefined()) {
+        a.registers = RegisterBlockOf(registers);
+        if (!a.registers) return fail(0, "registers must be a native register block");
+        areas.push_back(std::move(a));
+        continue;
+      }
+      if (!FieldU32(o, "fd", INT32_MAX, &fd) || !FieldBigUint64(o, "fileOffset", &file_offset)) {
+        return fail(0, "a memory area needs fd and fileOffset (bigint)");
+      }
       if (file_offset % page != 0) return fail(0, "fileOffset must be page-aligned");
       a.map_size = size;
       void* map = mmap(nullptr, a.map_size, PROT_READ | PROT_WRITE, MAP_SHARED, static_cast<int>(fd),

@@ -1,5 +1,7 @@
+import { IAVF_VECTORS_LAYOUT } from '@emu/native';
 import { expect } from 'chai';
 import { RegisterFile } from './bar0.js';
+import { MAX_QUEUE_PAIRS, Reg } from './constants.js';
 
 function capture() {
   const lines: string[] = [];
@@ -79,5 +81,17 @@ describe('BAR0 register file', () => {
           log,
         ),
     ).to.throw('register B at 0x4 overlaps A');
+  });
+});
+
+describe('BAR0 interrupt registers in native code', () => {
+  it('the native vectors use the offsets of the register map (VFINT_ITRN1 in the tail page, VFINT_DYN_CTLN1)', () => {
+    expect(IAVF_VECTORS_LAYOUT).to.deep.equal({
+      itrn1Offset: Reg.VFINT_ITRN1(0, 0),
+      itrn1Stride: Reg.VFINT_ITRN1(1, 0) - Reg.VFINT_ITRN1(0, 0),
+      dynCtln1Offset: Reg.VFINT_DYN_CTLN1(0),
+      dynCtln1Count: 64, // Linux iavf_register.h: IAVF_VFINT_DYN_CTLN1_MAX_INDEX 63
+      maxVectors: MAX_QUEUE_PAIRS + 1,
+    });
   });
 });

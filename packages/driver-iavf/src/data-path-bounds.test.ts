@@ -94,7 +94,7 @@ describe('data path bounds', () => {
     net.inject(rawFrame(VF_MAC, PEER, 100, 2));
     h.device.vectors.write(1, DynCtl.INTENA | (3 << DynCtl.ITR_INDX_SHIFT));
     // The frames may reach the ring through the data plane's events, a wake-up later: wait for them.
-    await until(() => h!.device.vectors.throttled[1] === 1, 2000);
+    await until(() => h!.device.vectors.counts().throttled[1] === 1, 2000);
     await until(() => h!.dev.stats().irqsDropped >= 2, 2000);
     expect(vf.irqFds[1].read()).to.equal(0xffff_ffff_ffff_fffen);
     // The frames are there, and once the client reads its eventfd, interrupts flow again.

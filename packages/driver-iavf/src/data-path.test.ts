@@ -132,6 +132,26 @@ for (const ram of ['shared', 'plain'] as const) {
       expect(h.stats().interrupts[v]).to.equal(3);
     });
 
+    it('answers VFINT_DYN_CTLN1 re-arms on the socket thread (hot registers), and they still fire held causes', async () => {
+      const s = await up({}, { ram });
+      h = s.h;
+      const v = s.vf.queueVector(0);
+      const trapped = () => s.h.dev.stats().trapped;
+      const before = trapped();
+      for (let i = 0; i < 50; i++) await s.vf.armVector(v);
+      expect(trapped() - before, 'every re-arm answered by native code').to.equal(50);
+      await s.vf.transmit(rawFrame(PEER, VF_MAC, 100));
+      expect(await s.vf.waitIrq(v, 1000)).to.equal(true);
+      s.vf.cleanTx(0);
+      s.net.inject(rawFrame(VF_MAC, PEER, 100));
+      await s.vf.waitFrames(0, 1);
+      expect(s.vf.takeIrqs(v), 'automasked').to.equal(0);
+      const rearm = trapped();
+      await s.vf.armVector(v);
+      expect(await s.vf.waitIrq(v, 1000), 'held cause fired by the native re-arm').to.equal(true);
+      expect(trapped() - rearm).to.equal(1);
+    });
+
     it('with WB_ON_ITR (0x40000018, NAPI polling on) writes descriptors back at once without an interrupt; the re-arm fires the held cause', async () => {
       const s = await up({}, { ram });
       h = s.h;

@@ -3,6 +3,7 @@
  * admin queue to the PF logic and to the misc interrupt.
  */
 import type { DeviceContext, DeviceImpl } from '@emu/emudev';
+import { IAVF_VECTORS_LAYOUT, IavfVectors } from '@emu/native';
 import type { NativePort } from '@emu/network';
 import { PciConfigSpace } from '@emu/vfio-user';
 import { z } from 'zod';
@@ -10,7 +11,6 @@ import { AdminQueue } from './admin-queue.js';
 import { type RegisterFamily, RegisterFile } from './bar0.js';
 import {
   BAR0_SIZE,
-  DynCtl,
   IAVF_PCI,
   Icr0,
   MAX_QUEUE_PAIRS,
@@ -21,7 +21,6 @@ import {
   VfrState,
 } from './constants.js';
 import { DataPath } from './datapath/engine.js';
-import { VectorControl } from './interrupts.js';
 import { type VfConfig, VirtualFunction } from './pf.js';
 
 /** Where the NIC's frames go: a network port the device sends to; the network calls `receive`. */
@@ -45,6 +44,12 @@ export interface IavfOptions {
   connect?(receive: (frame: Uint8Array) => void, native?: NativePort): NetworkLink;
 }
 
+/**
+ * VFINT_DYN_CTLN1 registers in BAR0 (Linux iavf_register.h: IAVF_VFINT_DYN_CTLN1(0..63)), all of them
+ * served by the native vectors (their layout is checked against Reg in bar0.test.ts).
+ */
+const DYN_CTLN1_COUNT = IAVF_VECTORS_LAYOUT.dynCtln1Count;
+
 /** How long a VF reset stays in progress before it completes, as a PF takes a while to rebuild. */
 const RESET_STEP_MS = 5;
 
@@ -56,7 +61,8 @@ export class IavfDevice implements DeviceImpl {
   readonly attributes: DeviceImpl['attributes'];
   readonly registers: RegisterFile;
   readonly aq: AdminQueue;
-  readonly vectors: VectorControl;
+  /** The interrupt vectors (automask, ITR): native, raised by the data plane's worker too. */
+  readonly vectors: IavfVectors;
   readonly vf: VirtualFunction;
   private rstat: number = VfrState.VFACTIVE;
   private icr0 = 0;
@@ -104,19 +110,6 @@ export class IavfDevice implements DeviceImpl {
         { id: 'pcie', flr: true, maxPayload: 256, linkSpeed: 8, linkWidth: 8 },
       ],
     });
-    // ITR intervals: queue vectors' VFINT_ITRN1 lives in the shared tail page when there is one (the
-    // guest writes it there, untrapped), so the throttle reads and writes it there.
-    const ownItr = new Uint16Array((options.queues + 1) * 3);
-    const sharedItr = (v: number, i: number) =>
-      v >= 1 ? this.dataPath?.sharedRegister(Reg.VFINT_ITRN1(i, v - 1)) : undefined;
-    this.vectors = new VectorControl(options.queues + 1, (v) => ctx.irqs.trigger(v), undefined, {
-      get: (v, i) => sharedItr(v, i)?.[0] ?? ownItr[v * 3 + i],
-      set: (v, i, x) => {
-        const word = sharedItr(v, i);
-        if (word) word[0] = x;
-        else ownItr[v * 3 + i] = x;
-      },
-    });
     this.aq = new AdminQueue({
       memory: ctx.memory,
       log: ctx.log,
@@ -149,7 +142,6 @@ export class IavfDevice implements DeviceImpl {
       mac: options.mac,
       config: () => this.vf.config,
       raise: (v, itr) => this.vectors.raise(v, itr),
-      armed: (v) => (this.vectors.read(v) & DynCtl.INTENA) !== 0,
       // The tail registers in a page the VMM maps into the guest, watched by a native thread.
       sharedTails: true,
       // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
@@ -158,6 +150,9 @@ export class IavfDevice implements DeviceImpl {
           Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength),
         ),
     });
+    // Queue vectors' VFINT_ITRN1 live in the shared tail page (the guest writes them there, untrapped).
+    this.vectors = new IavfVectors({ count: options.queues + 1, tailFd: this.dataPath.tailFd });
+    this.dataPath.useVectors(this.vectors);
     this.network = options.connect?.((frame) => this.dataPath.receive(frame), this.dataPath.nativePort);
     // Bus Master Enable set again: TX descriptors that waited for it go out. After the write is done,
     // when the transport has opened its DMA gate (its listener runs after this one).
@@ -171,10 +166,15 @@ export class IavfDevice implements DeviceImpl {
     });
     this.registers = new RegisterFile(BAR0_SIZE, this.registerTable(), ctx.log);
     this.regions = {
-      0: this.dataPath.bar0({
-        read: (o, n) => this.registers.read(o, n),
-        write: (o, d) => this.registers.write(o, d),
-      }),
+      0: {
+        ...this.dataPath.bar0({
+          read: (o, n) => this.registers.read(o, n),
+          write: (o, d) => this.registers.write(o, d),
+        }),
+        // The interrupt re-arm of every NAPI round, applied by the socket thread (the register table's
+        // VFINT_DYN_CTLN1 row does the same for what reaches JavaScript).
+        hot: [{ offset: Reg.VFINT_DYN_CTLN1(0), size: 4 * DYN_CTLN1_COUNT, registers: this.vectors }],
+      },
       // The VMM emulates the MSI-X table; it only reads the PBA through us.
       [MSIX_BAR]: { read: (_o, n) => Buffer.alloc(n), write: () => {} },
     };
@@ -218,7 +218,7 @@ export class IavfDevice implements DeviceImpl {
         get: () => ({
           virtchnl: structuredClone(this.vf.counters),
           adminQueue: { ...this.aq.stats },
-          interrupts: [...this.vectors.fired],
+          interrupts: this.vectors.counts().fired,
           resets: { ...this.resets },
           unknownRegisterAccesses: this.registers.unknownAccesses,
         }),
@@ -266,10 +266,20 @@ export class IavfDevice implements DeviceImpl {
     this.rstat = VfrState.VFACTIVE;
   }
 
+  /** Serving: interrupts go out on the client's MSI-X eventfds, from whichever thread raises them. */
+  start(): void {
+    this.vectors.setLines(this.ctx.irqs.lines() ?? null);
+  }
+
+  stop(): void {
+    this.vectors.setLines(null);
+  }
+
   close(): void {
     for (const t of this.resetTimers.splice(0)) clearTimeout(t);
     this.network?.detach();
     this.dataPath.close();
+    this.vectors.close();
   }
 
   /** virtchnl_eth_stats from the queues' counters. */
@@ -414,13 +424,9 @@ export class IavfDevice implements DeviceImpl {
       {
         name: 'VFINT_DYN_CTLN1',
         offset: Reg.VFINT_DYN_CTLN1(0),
-        count: 64,
+        count: DYN_CTLN1_COUNT,
         read: (v) => this.vectors.read(v + 1),
-        write: (v, x) => {
-          this.vectors.write(v + 1, x);
-          // Re-armed (NAPI done): causes the data plane held for it fire now.
-          this.dataPath.vectorsChanged();
-        },
+        write: (v, x) => this.vectors.write(v + 1, x),
       },
       {
         name: 'VFINT_ICR01',

@@ -11,7 +11,6 @@ export { type RegisterFamily, RegisterFile } from './bar0.js';
 export * from './constants.js';
 export { IavfDevice, type IavfOptions } from './device.js';
 export { createIavfDriver, defaultMac, defaultNetworks, iavfConfig, iavfDriver } from './driver.js';
-export { VectorControl } from './interrupts.js';
 export { type VfConfig, VirtualFunction } from './pf.js';
 
 /** Registers emu_iavf with a registry (the default one unless given), once. */

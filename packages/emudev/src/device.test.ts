@@ -145,6 +145,23 @@ describe('EmuDevice', () => {
       ev.close();
     });
 
+    it("hands a native-interrupt driver the client's lines: what they fire reaches the client's eventfd", async () => {
+      await dev.configure({});
+      const lines = probed.ctx!.irqs.lines()!;
+      await dev.start();
+      client = await VfioUserClient.connect(dev.path);
+      expect(probed.ctx!.irqs.lines(), 'the same lines while serving').to.equal(lines);
+      expect(lines.count).to.equal(2);
+      expect(probed.ctx!.irqs.lines('intx')?.count ?? 0, 'no INTx pin').to.equal(0);
+      const ev = EventFd.create();
+      await client.setIrqEventfds('msix', 1, [ev]);
+      expect(lines.enabled(1)).to.equal(true);
+      expect(lines.trigger(1)).to.equal('fired');
+      expect(ev.read()).to.equal(1n);
+      expect(dev.stats().irqsTriggered, 'counted by the server as its own').to.equal(1);
+      ev.close();
+    });
+
     it('gives the driver guest memory, direct with an fd and by messages without', async () => {
       const c = await serve();
       const fd = memfdCreate('emu-emudev-ram', 0x2000);

@@ -345,6 +345,7 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
         trigger: (vector, index = 'msix') => this.server?.triggerIrq(index, vector) ?? false,
         enabled: (vector, index = 'msix') =>
           this.server?.irqs.enabled(IRQ_INDEX_NAMES.indexOf(index), vector) ?? false,
+        lines: (index = 'msix') => this.server?.irqs.lines(IRQ_INDEX_NAMES.indexOf(index)),
       },
     };
   }

@@ -3,6 +3,7 @@
  * DeviceImpl (config space, region handlers, attributes, hooks), using the DeviceContext it is given
  * for guest memory, interrupts and queue reporting. Drivers never see sockets or fds.
  */
+import type { IrqLines } from '@emu/native';
 import type { IrqCounts, IrqIndexName, Logger, PciConfigSpace, RegionSpec } from '@emu/vfio-user';
 import type { z } from 'zod';
 import type { GuestMemory } from './memory.js';
@@ -60,6 +61,12 @@ export interface DeviceIrqs {
   /** Signals a vector; false if the client has not enabled it (or masked it: it fires at unmask). */
   trigger(vector: number, index?: IrqIndexName): boolean;
   enabled(vector: number, index?: IrqIndexName): boolean;
+  /**
+   * The index's lines themselves, for a device whose interrupt logic runs in native code (threads of
+   * its own): they trigger them as trigger() does, with the client's eventfds and mask bits as the
+   * client set them. The same lines from configure() to close(); undefined before and after.
+   */
+  lines(index?: IrqIndexName): IrqLines | undefined;
 }
 
 /** What a driver gets from emudev to do its work. */

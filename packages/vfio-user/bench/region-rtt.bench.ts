@@ -1,8 +1,9 @@
 /**
  * Register round trips: 4-byte REGION_READs, one outstanding, to a server in another process, as a
- * vCPU's trapped access waits for its reply. Two registers of emu's: one in config space (answered by
- * JavaScript, as every trapped register without memory behind it), and one in an mmap-able area of BAR2
- * (a doorbell page: answered by native code, docs/architecture.md "Register traps"). The client is C
+ * vCPU's trapped access waits for its reply. Three registers of emu's: one in config space (answered by
+ * JavaScript, as every trapped register that is not hot), one in an mmap-able area of BAR2 (a doorbell
+ * page), and one in a native register block on BAR0 (iavf's VFINT_DYN_CTLN1 through @emu/native's
+ * IavfVectors); the last two answered by native code (docs/architecture.md "Register traps"). The client is C
  * (bench/c/rtt-client.c), so the figure is the server's. Reference in the same run: bench/c/floor-server.c, a C server that does
  * nothing but answer (the floor of any vfio-user server on this machine). Both are compiled by this
  * script with the system's `cc`; without one, nothing is measured and the script says so.
@@ -17,6 +18,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { IavfVectors } from '@emu/native';
 import { VfioUserServer } from '../src/server/server.js';
 import { makeTestDevice } from '../src/server/test-device.fixture.js';
 
@@ -56,9 +58,14 @@ function hasTaskset(): boolean {
   }
 }
 
-/** Where the client reads: config space (region 7, offset 0), or the test device's BAR2 doorbell page. */
-type Target = 'config' | 'trapped';
-const TARGET_ARGS: Record<Target, string[]> = { config: [], trapped: ['2', '0x1000'] };
+/** Where the client reads: config space (region 7, offset 0), the BAR2 doorbell page, or BAR0's register block. */
+type Target = 'config' | 'trapped' | 'registers';
+const REGISTERS_AT = 0x100;
+const TARGET_ARGS: Record<Target, string[]> = {
+  config: [],
+  trapped: ['2', '0x1000'],
+  registers: ['0', `0x${REGISTERS_AT.toString(16)}`],
+};
 
 function measure(dir: string, path: string, pin: boolean, target: Target): Figure {
   const [command, args] = placed(pin, join(dir, 'rtt-client'), [path, String(MS), ...TARGET_ARGS[target]]);
@@ -90,10 +97,12 @@ async function serverFigure(
 }
 
 const line = (name: string, r: Figure) =>
-  `  ${name.padEnd(62)} ${Math.round(r.rate).toString().padStart(7)}/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs`;
+  `  ${name.padEnd(72)} ${Math.round(r.rate).toString().padStart(7)}/s  p50 ${r.p50.toFixed(0)} µs  p99 ${r.p99.toFixed(0)} µs`;
 
 if (process.argv[2] === 'serve') {
   const dev = makeTestDevice();
+  const vectors = new IavfVectors({ count: 17 });
+  dev.spec.regions![0]!.hot = [{ offset: REGISTERS_AT, size: 4 * 16, registers: vectors }];
   const quiet = { debug() {}, info() {}, warn() {}, error() {} };
   new VfioUserServer(dev.spec, { path: process.argv[3], logger: quiet }).listen();
   process.stdout.write('ready\n');
@@ -109,6 +118,7 @@ if (process.argv[2] === 'serve') {
         const floor = await serverFigure('floor', dir, pin);
         const config = await serverFigure('emu', dir, pin, 'config');
         const trapped = await serverFigure('emu', dir, pin, 'trapped');
+        const registers = await serverFigure('emu', dir, pin, 'registers');
         const ratio = (f: Figure) => `ratio ${(f.rate / floor.rate).toFixed(2)}`;
         console.log(line(`reference: C server that only answers, ${where}`, floor));
         console.log(
@@ -116,6 +126,9 @@ if (process.argv[2] === 'serve') {
         );
         console.log(
           `${line(`VfioUserServer, doorbell page (socket thread), ${where}`, trapped)}  ${ratio(trapped)}`,
+        );
+        console.log(
+          `${line(`VfioUserServer, DYN_CTLN1 block (socket thread), ${where}`, registers)}  ${ratio(registers)}`,
         );
       }
     }

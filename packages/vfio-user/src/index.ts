@@ -26,7 +26,7 @@ export * from './protocol/constants.js';
 export { ProtocolError, VfioUserError } from './protocol/errors.js';
 export * from './protocol/messages.js';
 export { type Struct, StructRangeError, type StructValue, struct } from './protocol/struct.js';
-export type { DeviceSpec, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
+export type { DeviceSpec, HotArea, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
 export { type DmaRegion, DmaTable, type DmaTableOptions } from './server/dma-table.js';
 export { type IrqCounts, IrqTable } from './server/irqs.js';
 export {

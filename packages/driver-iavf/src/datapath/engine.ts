@@ -35,9 +35,10 @@
  * offered to the network as `nativePort`). When a switch attaches the twin, the plane's worker thread
  * owns the NIC's forwarding: it reads the TX tails from the page, walks the rings, forwards through the
  * switch's native MAC table and writes the RX rings of the NICs there, with the VF's filters and RSS,
- * all in C++ (iavf_ring_core, iavf_nic); this class configures it (nativeConfig, after every virtchnl
- * change), raises the interrupts its events name, and reads the counters and heads it keeps in the
- * shared state buffer. When the worker meets memory it cannot reach (fd-less RAM: only DMA messages
+ * all in C++ (iavf_ring_core, iavf_nic), and raises the queues' interrupts itself through the VF's
+ * native vectors (IavfVectors, given with useVectors: automask and ITR as iavf_vectors.h has them);
+ * this class configures it (nativeConfig, after every virtchnl change) and reads the counters and
+ * heads it keeps in the shared state buffer. When the worker meets memory it cannot reach (fd-less RAM: only DMA messages
  * reach it), the NIC comes back here, to the engines above, from the heads where it stopped, until its
  * queues are next reset.
  */
@@ -47,6 +48,7 @@ import {
   IavfNic,
   type IavfNicConfig,
   type IavfNicEvents,
+  type IavfVectors,
   iavfRxRing,
   iavfTxRing,
   NIC_STATE,
@@ -84,10 +86,8 @@ export interface DataPathHost {
   config(): VfConfig;
   /** MAC address of the VF. */
   mac: string;
-  /** Raises an MSI-X vector through its DYN_CTLN1 automask. */
+  /** Raises an MSI-X vector through its DYN_CTLN1 automask (the TypeScript path's interrupts). */
   raise(vector: number, itrIndex?: number): void;
-  /** Whether a vector is armed (DYN_CTLN1.INTENA): the data plane wakes JavaScript only for those. */
-  armed?(vector: number): boolean;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
   /**
@@ -113,7 +113,8 @@ export interface EngineStats {
   sharedDoorbells: number;
   /** TX passes that spent their budget and went on in a later turn of the event loop. */
   txYields: number;
-  /** Events from the data plane's worker (interrupt causes), and times the NIC came back from it. */
+  /** Events from the data plane's worker (exceptions: a bad tail, memory out of its reach), and times
+   * the NIC came back from it. */
   planeEvents: number;
   planeFallbacks: number;
 }
@@ -218,8 +219,6 @@ export class DataPath {
     planeFallbacks: 0,
   };
   private readonly txHead = new Uint32Array(this.state, 0, MAX_QUEUE_PAIRS);
-  /** The queues whose vector is armed (bit q RX, 16 + q TX): the worker wakes this thread for those only. */
-  private readonly wakeMask = new Uint32Array(this.state, NIC_STATE.wakeOffset, 1);
   private readonly rxHead = new Uint32Array(this.state, MAX_QUEUE_PAIRS * 4, MAX_QUEUE_PAIRS);
   /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
   readonly rxTail: Uint32Array;
@@ -286,6 +285,16 @@ export class DataPath {
     return this.planeAttached && this.planeNative && !this.closed;
   }
 
+  /** The memfd of the tail page (QTX_TAIL1, QRX_TAIL1, VFINT_ITRN1), if there is one. */
+  get tailFd(): number | undefined {
+    return this.tails?.fd;
+  }
+
+  /** The VF's interrupt vectors, which the twin raises itself (without them its interrupts are lost). */
+  useVectors(vectors: IavfVectors): void {
+    this.nic?.setVectors(vectors);
+  }
+
   /** A switch attached (or detached) the twin. */
   private planeAttach(on: boolean): void {
     this.planeAttached = on;
@@ -324,47 +333,14 @@ export class DataPath {
       ),
       txEnabled: cfg.txEnabled,
       rxEnabled: cfg.rxEnabled,
+      irqMap: [...cfg.irqMap].map(([vector, m]) => ({ vector, ...m })),
     };
   }
 
-  /**
-   * The vectors' arming changed (a DYN_CTL write, an interrupt fired): the worker's wake mask follows,
-   * and the causes it recorded for queues nobody listened to are raised now (they fire if armed).
-   * Mask first, then the causes: a cause recorded in between wakes this thread, none is lost.
-   */
-  vectorsChanged(): void {
-    if (!this.nic || !this.planeOwns) return;
-    this.updateWakeMask();
-    const { rx, tx } = this.nic.takeEvents();
-    if (rx | tx) {
-      this.raiseQueues(rx, tx);
-      this.updateWakeMask();
-    }
-  }
-
-  private updateWakeMask(): void {
-    let mask = 0;
-    const armed = this.host.armed;
-    for (const [vector, map] of this.host.config().irqMap) {
-      if (!armed || armed(vector)) mask |= (map.rx & 0xffff) | ((map.tx & 0xffff) << 16);
-    }
-    Atomics.store(this.wakeMask, 0, mask >>> 0);
-  }
-
-  private raiseQueues(rx: number, tx: number): void {
-    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
-      if (rx & (1 << q)) this.raiseFor(q, 'rx');
-      if (tx & (1 << q)) this.raiseFor(q, 'tx');
-    }
-  }
-
-  /** The worker's news: interrupt causes, and whether the NIC came back to this class. */
+  /** The worker's news: a bad tail, or the NIC came back to this class. */
   private planeEvent(e: IavfNicEvents): void {
     if (this.closed) return;
     this.engineStats.planeEvents++;
-    this.raiseQueues(e.rx, e.tx);
-    // An interrupt that fired disarmed its vector (automask).
-    if (e.rx | e.tx) this.updateWakeMask();
     if (e.badTail && !this.warnedBadTail) {
       this.warnedBadTail = true;
       this.host.log.warn({}, 'a TX tail beyond its ring (counted as errors; logged once)');
@@ -389,11 +365,6 @@ export class DataPath {
     return tails.region(registers, (q) => this.txDoorbell(q, tails.tx[q] & TAIL_MASK));
   }
 
-  /** A BAR0 register that lives in the shared page (e.g. VFINT_ITRN1), or undefined if it is trapped. */
-  sharedRegister(offset: number): Uint32Array | undefined {
-    return this.tails?.word(offset);
-  }
-
   /** Whether the tail registers are in a shared page, and whether its watcher thread runs. */
   get sharedTails(): { shared: boolean; watching: boolean } {
     return { shared: this.tails !== undefined, watching: this.tails?.watching ?? false };
@@ -407,7 +378,6 @@ export class DataPath {
     this.configChanged();
     if (this.planeOwns) {
       // The worker reads the tails itself.
-      this.updateWakeMask();
       this.tails?.unwatch();
       if (cfg.txEnabled === 0) this.nic?.stop();
       else this.nic?.start();

@@ -55,16 +55,6 @@ export class TailPage {
     }
   }
 
-  /**
-   * A 32-bit register that lives in the page (BAR0 offset inside an area), as a view the device can read
-   * and write; undefined for offsets outside the areas. VFINT_ITRN1 is one: the guest writes it here.
-   */
-  word(offset: number): Uint32Array | undefined {
-    const inside =
-      offset % 4 === 0 && TAIL_AREAS.some((a) => offset >= a.offset && offset + 4 <= a.offset + a.size);
-    return inside ? new Uint32Array(this.bytes.buffer, this.bytes.byteOffset + offset, 1) : undefined;
-  }
-
   /** Whether [offset, offset + length) touches the page's areas at all. */
   private static overlaps(offset: number, length: number): boolean {
     return TAIL_AREAS.some((a) => offset < a.offset + a.size && a.offset < offset + length);

@@ -3,6 +3,7 @@
  * The server validates the description once, at construction.
  */
 
+import type { NativeRegisters } from '@emu/native';
 import type { PciConfigSpace } from '../pci/index.js';
 import { IRQ_INDEX_NAMES, PCI_NUM_REGIONS, PciRegion } from '../protocol/constants.js';
 import type { IrqCounts } from './irqs.js';
@@ -28,7 +29,18 @@ export interface RegionSpec extends RegionHandlers {
    * still go to read/write.
    */
   mmap?: { fd: number; fileOffset?: number; areas?: MmapArea[] };
+  /**
+   * Hot registers outside the mmap-able areas, whose REGION_READ / REGION_WRITE the socket thread
+   * answers itself as it answers the mmap-able areas (docs/architecture.md, "Register traps"): memory
+   * the client is not offered to map (its own fd; an access lands there, and the device reads it when it
+   * likes), or registers native code serves with their effects (e.g. @emu/native's IavfVectors for
+   * iavf's interrupt re-arm). Accesses the socket thread does not take still go to read/write, which
+   * must do what it would.
+   */
+  hot?: HotArea[];
 }
+
+export type HotArea = MmapArea & ({ fd: number; fileOffset?: number } | { registers: NativeRegisters });
 
 export interface DeviceSpec {
   config: PciConfigSpace;
@@ -95,6 +107,24 @@ export function resolveDevice(device: DeviceSpec): { regions: ResolvedRegion[]; 
             `region ${index} mmap area [${a.offset}, +${a.size}) must be page-aligned and inside the region`,
           );
         }
+      }
+    }
+    for (const a of spec.hot ?? []) {
+      if (
+        !Number.isSafeInteger(a.offset) ||
+        !Number.isSafeInteger(a.size) ||
+        a.offset < 0 ||
+        a.size <= 0 ||
+        a.offset + a.size > size
+      ) {
+        throw new TypeError(`region ${index} hot area [${a.offset}, +${a.size}) must be inside the region`);
+      }
+      if ('registers' in a) continue;
+      if (!Number.isInteger(a.fd) || a.fd < 0)
+        throw new TypeError(`region ${index} hot area fd ${a.fd} is invalid`);
+      const fileOffset = a.fileOffset ?? 0;
+      if (!Number.isSafeInteger(fileOffset) || fileOffset < 0 || fileOffset % 4096 !== 0) {
+        throw new TypeError(`region ${index} hot area fileOffset ${fileOffset} must be page-aligned`);
       }
     }
     regions.push({ index, size, readable: !!spec.read, writable: !!spec.write, spec });

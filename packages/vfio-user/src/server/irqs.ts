@@ -1,8 +1,10 @@
 /**
  * Interrupts: per IRQ index (INTx, MSI, MSI-X, ERR, REQ) the eventfds the client handed over with
- * SET_IRQS, the mask bits, and triggering. Follows VFIO's VFIO_DEVICE_SET_IRQS semantics.
+ * SET_IRQS, the mask bits, and triggering. Follows VFIO's VFIO_DEVICE_SET_IRQS semantics. Each index's
+ * vectors are an IrqLines of @emu/native, which a device's native code may trigger too (lines()): the
+ * eventfds, mask bits and pending causes live there, once; this table checks and applies requests.
  */
-import { EventFd } from '@emu/native';
+import { checkEventFd as checkIsEventFd, IrqLines } from '@emu/native';
 import {
   Errno,
   IRQ_INDEX_NAMES,
@@ -16,13 +18,6 @@ import { safeClose } from '../transport/framer.js';
 
 export type IrqCounts = Record<IrqIndexName, number>;
 
-interface Vector {
-  eventfd?: EventFd;
-  masked: boolean;
-  /** A trigger arrived while masked; delivered at unmask. */
-  pending: boolean;
-}
-
 export interface IrqSetRequest {
   flags: number;
   index: number;
@@ -34,25 +29,36 @@ export interface IrqSetRequest {
 }
 
 export class IrqTable {
-  private readonly vectors: Vector[][];
-  /**
-   * Interrupts that could not be delivered: the client's eventfd counter was full (it never reads
-   * it) or the fd failed. Counted and dropped, never thrown: the interrupt would be lost on hardware too.
-   */
-  dropped = 0;
+  private readonly indexes: IrqLines[];
 
-  /** onDropped runs for each interrupt that could not be delivered (see dropped). */
+  /** onDropped runs for each interrupt triggered here that could not be delivered (see dropped). */
   constructor(
     readonly counts: IrqCounts,
-    private readonly onDropped: (index: number, vector: number, err: Error) => void = () => {},
+    private readonly onDropped: (index: number, vector: number) => void = () => {},
   ) {
-    this.vectors = IRQ_INDEX_NAMES.map((name) =>
-      Array.from({ length: counts[name] }, () => ({ masked: false, pending: false })),
-    );
+    this.indexes = IRQ_INDEX_NAMES.map((name) => new IrqLines(counts[name]));
+  }
+
+  /** The lines of an index, for a device's native code to trigger. */
+  lines(index: number): IrqLines | undefined {
+    return this.indexes[index];
+  }
+
+  /**
+   * Interrupts delivered, and those that could not be: the client's eventfd counter was full (it
+   * never reads it). Dropped ones are counted, never thrown: the interrupt would be lost on hardware
+   * too. Either counts every thread's triggers, native ones included.
+   */
+  get triggered(): number {
+    return this.indexes.reduce((n, l) => n + l.counts().triggered, 0);
+  }
+
+  get dropped(): number {
+    return this.indexes.reduce((n, l) => n + l.counts().dropped, 0);
   }
 
   count(index: number): number {
-    return this.vectors[index]?.length ?? 0;
+    return this.indexes[index]?.count ?? 0;
   }
 
   /** GET_IRQ_INFO flags for an index. */
@@ -64,63 +70,41 @@ export class IrqTable {
 
   /** True when vector `sub` of `index` has an eventfd to signal. */
   enabled(index: number, sub: number): boolean {
-    return this.vectors[index]?.[sub]?.eventfd !== undefined;
+    return sub >= 0 && sub < this.count(index) && this.indexes[index].enabled(sub);
   }
 
   /**
-   * Applies a SET_IRQS request, all or nothing. Consumes `fds` in every case: adopted as eventfds on
-   * success, closed on error, and no vector changes unless the whole request is valid.
+   * Applies a SET_IRQS request, all or nothing. Consumes `fds` in every case: the lines own them on
+   * success, they are closed on error, and no vector changes unless the whole request is valid.
    */
   set(req: IrqSetRequest): void {
-    const adopted: EventFd[] = [];
     try {
-      for (const fd of req.fds) adopted.push(adoptEventFd(fd, req.index));
+      this.apply(req);
     } catch (err) {
-      for (const e of adopted) e.close();
-      for (const fd of req.fds.slice(adopted.length)) safeClose(fd);
-      throw err;
-    }
-    try {
-      this.apply(req, adopted);
-    } catch (err) {
-      for (const e of adopted) e.close();
+      for (const fd of req.fds) safeClose(fd);
       throw err;
     }
   }
 
   /** Signals a vector. Returns false when there is no eventfd for it (or it is masked: then it is pending). */
   trigger(index: number, sub: number): boolean {
-    const v = this.vectors[index]?.[sub];
-    if (!v?.eventfd) return false;
-    if (v.masked) {
-      v.pending = true;
-      return false;
-    }
-    try {
-      v.eventfd.write(1n);
-    } catch (err) {
-      this.dropped++;
-      this.onDropped(index, sub, err as Error);
-      return false;
-    }
-    return true;
+    if (sub < 0 || sub >= this.count(index)) return false;
+    return this.delivered(index, sub, this.indexes[index].trigger(sub));
   }
 
   /** Closes every eventfd (client gone); keeps the counts. */
   clear(): void {
-    for (const list of this.vectors) {
-      for (const v of list) {
-        v.eventfd?.close();
-        v.eventfd = undefined;
-        v.masked = false;
-        v.pending = false;
-      }
-    }
+    for (const l of this.indexes) l.clear();
   }
 
-  /** Checks the whole request, then applies it; `fds` are the request's fds, adopted. */
-  private apply(req: IrqSetRequest, fds: EventFd[]): void {
-    const { flags, index, start, count } = req;
+  private delivered(index: number, sub: number, result: string): boolean {
+    if (result === 'dropped') this.onDropped(index, sub);
+    return result === 'fired';
+  }
+
+  /** Checks the whole request, then applies it. */
+  private apply(req: IrqSetRequest): void {
+    const { flags, index, start, count, fds } = req;
     const data = flags & IrqSetFlag.DATA_MASK;
     const action = flags & IrqSetFlag.ACTION_MASK_ALL;
     const bad = (m: string) =>
@@ -129,8 +113,8 @@ export class IrqTable {
       throw bad(`unknown flags 0x${flags.toString(16)}`);
     if (popcount(data) !== 1) throw bad('exactly one DATA_ flag is required');
     if (popcount(action) !== 1) throw bad('exactly one ACTION_ flag is required');
-    if (index >= this.vectors.length) throw bad('no such IRQ index');
-    const list = this.vectors[index];
+    if (index >= this.indexes.length) throw bad('no such IRQ index');
+    const lines = this.indexes[index];
     if ((index === IrqIndex.ERR || index === IrqIndex.REQ) && action !== IrqSetFlag.ACTION_TRIGGER) {
       throw bad('ERR and REQ only take ACTION_TRIGGER');
     }
@@ -139,13 +123,13 @@ export class IrqTable {
     if (count === 0) {
       // count 0 with DATA_NONE|TRIGGER disables the whole index; nothing else means anything.
       if (data === IrqSetFlag.DATA_NONE && action === IrqSetFlag.ACTION_TRIGGER) {
-        for (const v of list) disable(v);
+        for (let v = 0; v < lines.count; v++) lines.assign(v, -1);
         return;
       }
       throw bad('count 0 is only valid with DATA_NONE|ACTION_TRIGGER');
     }
-    if (start >= list.length || count > list.length - start) {
-      throw bad(`vectors [${start}, ${start + count}) outside the ${list.length} the index has`);
+    if (start >= lines.count || count > lines.count - start) {
+      throw bad(`vectors [${start}, ${start + count}) outside the ${lines.count} the index has`);
     }
     if (data === IrqSetFlag.DATA_BOOL && (req.bools?.length ?? 0) !== count) {
       throw bad(`DATA_BOOL needs ${count} bytes, got ${req.bools?.length ?? 0}`);
@@ -156,49 +140,33 @@ export class IrqTable {
       }
       // No fds de-assigns the range (QEMU sends that for vectors it has no eventfd for).
       if (fds.length !== 0 && fds.length !== count) throw bad(`${fds.length} fds for ${count} vectors`);
-      for (let i = 0; i < count; i++) {
-        const v = list[start + i];
-        disable(v);
-        if (fds.length > 0) v.eventfd = fds[i];
-      }
+      // Every fd checked before any vector changes (a refused one leaves them all to set()'s cleanup);
+      // from the first assign on, nothing here throws and the lines own them.
+      for (const fd of fds) checkEventFd(fd, index);
+      for (let i = 0; i < count; i++) lines.assign(start + i, fds.length > 0 ? fds[i] : -1);
       return;
     }
     const selected = (i: number) => data === IrqSetFlag.DATA_NONE || req.bools![i] !== 0;
     for (let i = 0; i < count; i++) {
       if (!selected(i)) continue;
       const sub = start + i;
-      const v = list[sub];
-      if (action === IrqSetFlag.ACTION_MASK) v.masked = true;
-      else if (action === IrqSetFlag.ACTION_UNMASK) {
-        v.masked = false;
-        if (v.pending) {
-          v.pending = false;
-          this.trigger(index, sub);
-        }
-      } else this.trigger(index, sub);
+      if (action === IrqSetFlag.ACTION_MASK) lines.mask(sub, true);
+      else if (action === IrqSetFlag.ACTION_UNMASK) this.delivered(index, sub, lines.mask(sub, false));
+      else this.trigger(index, sub);
     }
   }
 }
 
-/**
- * Adopts a client's eventfd, nonblocking (QEMU's are already): a write must never wait for a client
- * that does not read. Refuses any other kind of fd with EINVAL.
- */
-function adoptEventFd(fd: number, index: number): EventFd {
+/** Refuses any fd but an eventfd with EINVAL. */
+function checkEventFd(fd: number, index: number): void {
   try {
-    return EventFd.fromFd(fd, { nonblocking: true });
+    checkIsEventFd(fd, true);
   } catch (err) {
     throw new ProtocolError(
       Errno.EINVAL,
       `SET_IRQS ${IRQ_INDEX_NAMES[index] ?? index}: ${(err as Error).message}`,
     );
   }
-}
-
-function disable(v: Vector): void {
-  v.eventfd?.close();
-  v.eventfd = undefined;
-  v.pending = false;
 }
 
 function popcount(n: number): number {

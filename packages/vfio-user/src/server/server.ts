@@ -8,7 +8,7 @@
 
 import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync } from 'node:fs';
-import { guardStats, TrapChannel, UnixListener, type UnixSocket } from '@emu/native';
+import { guardStats, type TrapArea, TrapChannel, UnixListener, type UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
@@ -162,8 +162,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private faultsSeen = 0;
   private readonly regionFaults = new WeakMap<DmaRegion, number>();
   private warnedUnsealed = false;
-  /** stats.irqsDropped when the current client connected. */
+  /** stats.irqsDropped when the current client connected, and whether a drop was logged since. */
   private dropsAtConnect = 0;
+  private warnedDrop = false;
 
   constructor(
     readonly device: DeviceSpec,
@@ -189,11 +190,12 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     device.config.onWrite(() => this.updateDmaGate());
     device.config.onReset(() => this.updateDmaGate());
     this.updateDmaGate();
-    this.irqs = new IrqTable(resolved.irqs, (index, vector, err) => {
+    this.irqs = new IrqTable(resolved.irqs, (index, vector) => {
       // Logged once per connection: a client that never reads its eventfds would flood the log.
-      if (this.counters.irqsDropped++ === this.dropsAtConnect) {
+      if (this.irqs.dropped > this.dropsAtConnect && !this.warnedDrop) {
+        this.warnedDrop = true;
         this.log.warn(
-          { path: this.path, irq: IRQ_INDEX_NAMES[index], vector, err: err.message },
+          { path: this.path, irq: IRQ_INDEX_NAMES[index], vector },
           'interrupt dropped: the client does not read its eventfd (further drops are only counted)',
         );
       }
@@ -246,6 +248,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   /** Counters since the server was made; accesses the socket thread answered are in `commands` too. */
   get stats(): ServerStats {
     this.countTraps();
+    // Interrupts are counted where they are sent, by whichever thread sends them.
+    this.counters.irqsTriggered = this.irqs.triggered;
+    this.counters.irqsDropped = this.irqs.dropped;
     return this.counters;
   }
 
@@ -282,9 +287,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
    */
   triggerIrq(index: IrqIndexName | number, vector = 0): boolean {
     const i = typeof index === 'number' ? index : IRQ_INDEX_NAMES.indexOf(index);
-    const fired = this.irqs.trigger(i, vector);
-    if (fired) this.counters.irqsTriggered++;
-    return fired;
+    return this.irqs.trigger(i, vector);
   }
 
   /**
@@ -420,7 +423,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.channel = channel;
     this.trapsCounted = { reads: 0, writes: 0 };
     this.counters.connections++;
-    this.dropsAtConnect = this.counters.irqsDropped;
+    this.dropsAtConnect = this.irqs.dropped;
+    this.warnedDrop = false;
     const ctx = this.context();
     conn.on('command', (msg) => this.dispatch(conn, ctx, msg));
     conn.on('close', (reason) => this.onDisconnect(conn, reason));
@@ -555,19 +559,27 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
    * areas itself, from the same memory the client may map: see docs/architecture.md, "Register traps".
    */
   private trapAreas(): void {
-    const areas = this.regions.flatMap((r) => {
+    const areas = this.regions.flatMap((r): TrapArea[] => {
+      const access = { region: r.index, readable: r.readable, writable: r.writable };
+      const hot = (r.spec?.hot ?? []).map(
+        (a): TrapArea =>
+          'registers' in a
+            ? { ...access, offset: a.offset, size: a.size, registers: a.registers }
+            : { ...access, offset: a.offset, size: a.size, fd: a.fd, fileOffset: a.fileOffset ?? 0 },
+      );
       const mmap = r.spec?.mmap;
-      if (!mmap) return [];
+      if (!mmap) return hot;
       const { fd, fileOffset = 0, areas: list = [{ offset: 0, size: r.size }] } = mmap;
-      return list.map((a) => ({
-        region: r.index,
-        offset: a.offset,
-        size: a.size,
-        fd,
-        fileOffset: fileOffset + a.offset,
-        readable: r.readable,
-        writable: r.writable,
-      }));
+      return [
+        ...hot,
+        ...list.map((a) => ({
+          ...access,
+          offset: a.offset,
+          size: a.size,
+          fd,
+          fileOffset: fileOffset + a.offset,
+        })),
+      ];
     });
     if (areas.length === 0 || !this.channel) return;
     try {
