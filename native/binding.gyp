@@ -5,6 +5,7 @@
       "src/module.cc",
       "src/errors.cc",
       "src/unix_socket.cc",
+      "src/fd_passing.cc",
       "src/poller.cc",
       "src/mmap.cc",
       "src/eventfd.cc",

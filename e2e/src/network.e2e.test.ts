@@ -84,7 +84,10 @@ describe('emu serving two iavf NICs on one switch to two QEMU guests', function 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const explain = () => `A:\n${a.output}\nB:\n${b.output}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+  // A guest that did not finish shows its console's end too (its kernel's messages, where it stopped).
+  const guest = (name: string, g: BootGuestResult) =>
+    `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
+  const explain = () => `${guest('A', a)}\n${guest('B', b)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
 
   it('brings both links up and runs both guest scripts to the end', () => {
     expect(a.exitCode, explain()).to.equal(0);

@@ -273,6 +273,7 @@ export interface NativeIavfNic {
   kick(): void;
   resetHeads(): void;
   receive(frame: Uint8Array): boolean;
+  route(frame: Uint8Array): { queue: number; hash?: number } | null;
   setVectors(vectors: NativeIavfVectors | null): void;
   info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
   close(): void;

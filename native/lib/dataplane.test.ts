@@ -327,6 +327,73 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(a.interrupts(), 'no vectors: no interrupt').to.equal(0);
   });
 
+  it('routes for a TypeScript path without a tail page: filters and RSS counted in the state; never starts or joins a switch', () => {
+    const state = new ArrayBuffer(NIC_STATE.stateBytes);
+    const counters = new Float64Array(state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
+    const nic = new IavfNic(plane, { state, onEvents: () => {} });
+    try {
+      const ring = { ring: IOVA, length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 as const };
+      const base: IavfNicConfig = {
+        mac: Uint8Array.from(MAC_A),
+        macs: [],
+        promisc: 0,
+        rssKey: new Uint8Array(52),
+        rssLut: new Uint8Array(64),
+        numQueuePairs: 2,
+        tx: [],
+        rx: [ring, ring],
+        txEnabled: 0,
+        rxEnabled: 0b11,
+        irqMap: [],
+      };
+      nic.configure(base);
+      expect(nic.route(frame(MAC_A, MAC_B, 60, 1))).to.deep.equal({ queue: 0 });
+      expect(nic.route(frame(BCAST, MAC_B, 60, 1))).to.deep.equal({ queue: 0 });
+      expect(nic.route(frame(MAC_B, MAC_A, 60, 1)), 'not its MAC').to.equal(undefined);
+      expect(nic.route(new Uint8Array(10)), 'a runt').to.equal(undefined);
+      expect(counters[NIC_STATE.filtered]).to.equal(2);
+      // Microsoft's RSS verification key and its IPv4/TCP vector 66.9.149.187:2794 → 161.142.100.80:1766.
+      const key = Buffer.from(
+        '6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa',
+        'hex',
+      );
+      const lut = Uint8Array.from({ length: 64 }, (_, i) => i & 1);
+      nic.configure({ ...base, rssKey: Buffer.concat([key, Buffer.alloc(12)]), rssLut: lut });
+      const tcp = Buffer.alloc(54);
+      Buffer.from(MAC_A).copy(tcp, 0);
+      Buffer.from(MAC_B).copy(tcp, 6);
+      tcp.writeUInt16BE(0x0800, 12);
+      tcp[14] = 0x45;
+      tcp.writeUInt16BE(40, 16);
+      tcp[23] = 6;
+      Buffer.from([66, 9, 149, 187, 161, 142, 100, 80]).copy(tcp, 26);
+      tcp.writeUInt16BE(2794, 34);
+      tcp.writeUInt16BE(1766, 36);
+      tcp[46] = 0x50;
+      const hash = 0x51ccc178;
+      expect(nic.route(tcp)).to.deep.equal({ queue: lut[hash % 64], hash });
+      // A queue that is not enabled: dropped on it.
+      nic.configure({
+        ...base,
+        rssKey: Buffer.concat([key, Buffer.alloc(12)]),
+        rssLut: lut,
+        rxEnabled: 0b01,
+      });
+      expect(nic.route(tcp), 'one queue enabled: RSS does not pick').to.deep.equal({ queue: 0, hash });
+      nic.configure({ ...base, rxEnabled: 0 });
+      expect(nic.route(frame(MAC_A, MAC_B, 60, 1))).to.equal(undefined);
+      expect(counters[NIC_STATE.rxStats + NIC_STATE.queueStats * 0 + 2], 'queue 0 drops').to.equal(1);
+      expect(() => nic.start()).to.throw(TypeError, /without a tail page cannot start/);
+      expect(() => nic.attach(sw, 1500)).to.throw(TypeError, /without a tail page cannot join a switch/);
+      expect(nic.receive(frame(MAC_A, MAC_B, 60, 1)), 'nothing to write into').to.equal(false);
+    } finally {
+      nic.close();
+    }
+    expect(() => nic.route(frame(MAC_A, MAC_B, 60, 1)))
+      .to.throw()
+      .with.property('code', 'EBADF');
+  });
+
   it('floods a broadcast to every other port, escaping it to the JavaScript one; JavaScript frames reach NICs inside forward()', async () => {
     const [a, b, pa] = pair();
     const js = sw.addPort(1500);

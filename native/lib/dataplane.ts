@@ -206,8 +206,11 @@ export interface IavfNicEvents {
 }
 
 export interface IavfNicOptions {
-  /** The memfd of the NIC's BAR0 tail page (QTX_TAIL1 at 0, QRX_TAIL1 at 0x2000); mapped read-only. */
-  tailFd: number;
+  /**
+   * The memfd of the NIC's BAR0 tail page (QTX_TAIL1 at 0, QRX_TAIL1 at 0x2000); mapped read-only.
+   * Without one the NIC only routes (route()): it cannot start or join a switch.
+   */
+  tailFd?: number;
   /** NIC_STATE.stateBytes: heads and counters. */
   state: ArrayBuffer;
   onEvents(events: IavfNicEvents): void;
@@ -222,12 +225,12 @@ export class IavfNic {
     options: IavfNicOptions,
   ) {
     const o = validateOptions<IavfNicOptions>(options, 'options');
-    validateFd(o.tailFd, 'options.tailFd');
+    if (o.tailFd !== undefined) validateFd(o.tailFd, 'options.tailFd');
     validateFunction(o.onEvents, 'options.onEvents');
     const { eventSlow, eventBadTail } = NIC_STATE;
     this.#native = callNative(
       () =>
-        new binding.IavfNic(plane.native, o.tailFd, o.state, (flags) =>
+        new binding.IavfNic(plane.native, o.tailFd ?? -1, o.state, (flags) =>
           o.onEvents({ slow: (flags & eventSlow) !== 0, badTail: (flags & eventBadTail) !== 0 }),
         ),
     );
@@ -278,6 +281,15 @@ export class IavfNic {
   /** A frame for the NIC from JavaScript, written natively; false: the NIC runs in JavaScript now. */
   receive(frame: Uint8Array): boolean {
     return this.#n.receive(frame);
+  }
+
+  /**
+   * The VF's filters and RSS for a frame a TypeScript path received: its queue and RSS hash, or
+   * undefined when the filters refuse it or its queue is not configured and enabled (counted in the
+   * state as the worker counts them: `filtered`, the queue's drops).
+   */
+  route(frame: Uint8Array): { queue: number; hash?: number } | undefined {
+    return this.#n.route(frame) ?? undefined;
   }
 
   /**

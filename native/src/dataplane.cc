@@ -3,8 +3,11 @@
 //
 //   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
 //   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[], copies: boolean[]) })
-//   new IavfNic(plane, tailFd, state: ArrayBuffer, onEvents(flags)); nic.setTable(table | null);
-//   nic.setVectors(vectors: IavfVectors | null)
+//   new IavfNic(plane, tailFd | -1, state: ArrayBuffer, onEvents(flags)); nic.setTable(table | null);
+//   nic.setVectors(vectors: IavfVectors | null); nic.route(frame) -> { queue, hash? } | null
+//
+// A NIC without a tail page (-1) only answers route(): the VF's filters and RSS for a TypeScript
+// path that runs the rings itself; it can neither start nor join a switch.
 //
 // Who owns what:
 // - The worker walks the TX rings of every started NIC that is natively attached to a switch, reading
@@ -993,6 +996,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
                                        InstanceMethod<&IavfNic::Kick>("kick"),
                                        InstanceMethod<&IavfNic::ResetHeads>("resetHeads"),
                                        InstanceMethod<&IavfNic::Receive>("receive"),
+                                       InstanceMethod<&IavfNic::Route>("route"),
                                        InstanceMethod<&IavfNic::SetVectors>("setVectors"),
                                        InstanceMethod<&IavfNic::Info>("info"),
                                        InstanceMethod<&IavfNic::Close>("close"),
@@ -1005,18 +1009,19 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     uv_mutex_init(&own_mutex_);
     Napi::Env env = info.Env();
     DataPlane* plane = PlaneOf(info[0]);
-    int fd;
+    int fd = -1;
     if (plane == nullptr) {
       ThrowTypeError(env, "expected (plane, tailFd, state, onEvents)");
       return;
     }
-    if (!ArgFd(info, 1, &fd)) return;
+    const bool no_page = info[1].IsNumber() && info[1].As<Napi::Number>().Int64Value() == -1;
+    if (!no_page && !ArgFd(info, 1, &fd)) return;
     if (!info[2].IsArrayBuffer() || info[2].As<Napi::ArrayBuffer>().ByteLength() < kStateBytes ||
         !info[3].IsFunction()) {
       ThrowTypeError(env, "expected (plane, tailFd, state: ArrayBuffer, onEvents)");
       return;
     }
-    void* map = mmap(nullptr, kTailPageBytes, PROT_READ, MAP_SHARED, fd, 0);
+    void* map = no_page ? nullptr : mmap(nullptr, kTailPageBytes, PROT_READ, MAP_SHARED, fd, 0);
     if (map == MAP_FAILED) {
       ThrowErrno(env, errno, "mmap");
       return;
@@ -1053,7 +1058,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!nic_) return;
     DataPlane::Unlisted(plane_, nic_.get());
     DetachLocked();
-    {
+    if (nic_->tail_map != nullptr) {
       memory_lock::Exclusive quiesce;
       munmap(nic_->tail_map, kTailPageBytes);
     }
@@ -1211,6 +1216,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!ArgInt(info, 1, 68, 65535, &mtu)) return env.Undefined();
     NativeSwitch* sw = NativeSwitch::Unwrap(info[0].As<Napi::Object>());
     if (sw->plane() != plane_) return ThrowTypeError(env, "the switch belongs to another data plane");
+    if (nic_->tails == nullptr) return ThrowTypeError(env, "a NIC without a tail page cannot join a switch");
     if (nic_->Attached()) return ThrowTypeError(env, "the NIC is attached already");
     int id;
     {
@@ -1240,6 +1246,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   // start(): the worker walks this NIC's TX rings; stop(): it no longer does (returns once it is out).
   Napi::Value Start(const Napi::CallbackInfo& info) {
     if (!Alive(info.Env())) return info.Env().Undefined();
+    if (nic_->tails == nullptr) return ThrowTypeError(info.Env(), "a NIC without a tail page cannot start");
     DataPlane::List(plane_, nic_.get(), info.Env());
     return info.Env().Undefined();
   }
@@ -1283,7 +1290,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     bool done = false;
     {
       Lock lock(NicMutex());
-      if (nic_->native) done = emu::Receive(nic_.get(), frame, view.ByteLength());
+      if (nic_->native && nic_->tails != nullptr) done = emu::Receive(nic_.get(), frame, view.ByteLength());
       if (nic_->sw) {
         RaiseInterrupts(nic_->sw.get());
       } else {
@@ -1291,6 +1298,27 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       }
     }
     return Napi::Boolean::New(env, done);
+  }
+
+  // route(frame): the VF's filters and RSS for a frame its TypeScript path receives (the same rules
+  // as the worker's, counted in the same state): { queue, hash? }, or null when filtered or its queue
+  // is not there.
+  Napi::Value Route(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    if (!info[0].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
+    Napi::TypedArray view = info[0].As<Napi::TypedArray>();
+    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    iavf::RxRoute route;
+    {
+      Lock lock(NicMutex());
+      route = iavf::Route(nic_->cfg, frame, view.ByteLength(), nic_->counters);
+    }
+    if (!route.ok) return env.Null();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("queue", Napi::Number::New(env, route.q));
+    if (route.hash >= 0) out.Set("hash", Napi::Number::New(env, static_cast<double>(route.hash)));
+    return out;
   }
 
   // setVectors(vectors: IavfVectors | null): the VF's interrupt vectors, which the NIC raises itself.

@@ -46,6 +46,7 @@
 
 #include "args.h"
 #include "errors.h"
+#include "fd_passing.h"
 #include "js_callback.h"
 #include "module.h"
 #include "register_block.h"
@@ -60,8 +61,6 @@ constexpr size_t kReadSize = 64 * 1024;
 constexpr int kReadsPerWake = 16;
 // Accesses the socket thread answers for one channel before it looks at the others.
 constexpr int kTrapsPerWake = 256;
-constexpr size_t kMaxFds = 253;
-constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * kMaxFds);
 // Bytes passed on and not yet taken by JavaScript above which the thread stops reading.
 constexpr size_t kMaxPassedOn = 8 << 20;
 // A run of passed-on bytes is cut into chunks of at most this size.
@@ -338,20 +337,11 @@ class Core final : public TrapFramer::Sink {
   void ReadLocked(size_t limit = 0, bool notify = true) {
     // Per thread: the socket thread reads, and the JS thread in Settle().
     thread_local std::vector<uint8_t> buffer(kReadSize);
-    alignas(cmsghdr) thread_local char control[kControlSize];
     bool passed = false;
     const int reads = limit == 0 ? kReadsPerWake : 1;
     for (int i = 0; i < reads && ReadingLocked(); i++) {
-      iovec iov{buffer.data(), limit == 0 ? buffer.size() : limit};
-      msghdr msg{};
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof(control);
-      ssize_t n;
-      do {
-        n = recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-      } while (n < 0 && errno == EINTR);
+      Received r = ReceiveWithFds(fd_, buffer.data(), limit == 0 ? buffer.size() : limit);
+      const ssize_t n = r.bytes;
       if (n < 0) {
         if (errno != EAGAIN && errno != EWOULDBLOCK) {
           errno_ = errno;
@@ -359,17 +349,8 @@ class Core final : public TrapFramer::Sink {
         }
         break;
       }
-      std::vector<int> fds;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c != nullptr; c = CMSG_NXTHDR(&msg, c)) {
-        if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-        const size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (size_t k = 0; k < count; k++) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof(int));
-          fds.push_back(fd);
-        }
-      }
-      if (msg.msg_flags & MSG_CTRUNC) {
+      std::vector<int> fds = std::move(r.fds);
+      if (r.truncated) {
         // Fds were lost: the stream can no longer be trusted (as UnixSocket's EMSGCTRUNC).
         CloseAll(fds);
         errno_ = EMSGSIZE;
@@ -516,26 +497,7 @@ class Core final : public TrapFramer::Sink {
   }
 
   ssize_t SendOne(const uint8_t* data, size_t n, const std::vector<int>& fds) {
-    iovec iov{const_cast<uint8_t*>(data), n};
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    alignas(cmsghdr) char control[kControlSize];
-    if (!fds.empty()) {
-      std::memset(control, 0, sizeof(control));
-      msg.msg_control = control;
-      msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-      std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
-    }
-    ssize_t r;
-    do {
-      r = sendmsg(fd_, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-    } while (r < 0 && errno == EINTR);
-    return r;
+    return SendWithFds(fd_, data, n, fds.data(), fds.size());
   }
 
   void FlushLocked() {

@@ -14,14 +14,13 @@
 
 #include "args.h"
 #include "errors.h"
+#include "fd_passing.h"
 #include "module.h"
 
 namespace emu {
 namespace {
 
 constexpr size_t kRecvBufferSize = 64 * 1024;
-constexpr size_t kMaxFds = 253;  // SCM_MAX_FD: the kernel refuses more per sendmsg
-constexpr size_t kControlSize = CMSG_SPACE(sizeof(int) * kMaxFds);
 
 // Fills a sockaddr_un for a filesystem path; false (errno set) if it cannot be represented.
 bool MakeAddress(const std::string& path, sockaddr_un* addr, socklen_t* len) {
@@ -135,33 +134,13 @@ Napi::Value Sendmsg(const Napi::CallbackInfo& info) {
   Napi::Array fdList = info[2].As<Napi::Array>();
   uint32_t fdCount = fdList.Length();
   if (fdCount > kMaxFds) return Napi::Number::New(env, -EINVAL);
-
-  iovec iov{data.Data(), data.ByteLength()};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[kControlSize];
-  if (fdCount > 0) {
-    std::vector<int> fds(fdCount);
-    for (uint32_t i = 0; i < fdCount; i++) {
-      Napi::Value v = fdList.Get(i);
-      if (!v.IsNumber()) return ThrowTypeError(env, "expected an array of fds");
-      fds[i] = v.As<Napi::Number>().Int32Value();
-    }
-    std::memset(control, 0, sizeof(control));
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fdCount);
-    cmsghdr* cmsg = CMSG_FIRSTHDR(&msg);
-    cmsg->cmsg_level = SOL_SOCKET;
-    cmsg->cmsg_type = SCM_RIGHTS;
-    cmsg->cmsg_len = CMSG_LEN(sizeof(int) * fdCount);
-    std::memcpy(CMSG_DATA(cmsg), fds.data(), sizeof(int) * fdCount);
+  std::vector<int> fds(fdCount);
+  for (uint32_t i = 0; i < fdCount; i++) {
+    Napi::Value v = fdList.Get(i);
+    if (!v.IsNumber()) return ThrowTypeError(env, "expected an array of fds");
+    fds[i] = v.As<Napi::Number>().Int32Value();
   }
-  ssize_t n;
-  do {
-    // MSG_NOSIGNAL: a closed peer is an EPIPE result, not a process-killing SIGPIPE.
-    n = sendmsg(fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  } while (n < 0 && errno == EINTR);
+  const ssize_t n = SendWithFds(fd, data.Data(), data.ByteLength(), fds.data(), fds.size());
   return Napi::Number::New(env, n < 0 ? -errno : static_cast<double>(n));
 }
 
@@ -179,32 +158,13 @@ Napi::Value Recvmsg(const Napi::CallbackInfo& info) {
   // One scratch buffer per thread (worker threads may load this addon too); the result is a copy
   // of exactly the bytes read.
   thread_local std::vector<char> scratch(kRecvBufferSize);
-  iovec iov{scratch.data(), scratch.size()};
-  alignas(cmsghdr) char control[kControlSize];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  ssize_t n;
-  do {
-    n = recvmsg(fd, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) return Napi::Number::New(env, -errno);
-
-  Napi::Array fds = Napi::Array::New(env);
-  uint32_t count = 0;
-  for (cmsghdr* cmsg = CMSG_FIRSTHDR(&msg); cmsg != nullptr; cmsg = CMSG_NXTHDR(&msg, cmsg)) {
-    if (cmsg->cmsg_level != SOL_SOCKET || cmsg->cmsg_type != SCM_RIGHTS) continue;
-    size_t received = (cmsg->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    for (size_t i = 0; i < received; i++) {
-      int received_fd;
-      std::memcpy(&received_fd, CMSG_DATA(cmsg) + i * sizeof(int), sizeof(int));
-      fds.Set(count++, Napi::Number::New(env, received_fd));
-    }
-  }
-  bool truncated = (msg.msg_flags & MSG_CTRUNC) != 0;
-  if (n == 0 && count == 0 && !truncated) return Napi::Number::New(env, 0);
+  const Received r = ReceiveWithFds(fd, scratch.data(), scratch.size());
+  if (r.bytes < 0) return Napi::Number::New(env, -errno);
+  const ssize_t n = r.bytes;
+  const bool truncated = r.truncated;
+  if (n == 0 && r.fds.empty() && !truncated) return Napi::Number::New(env, 0);
+  Napi::Array fds = Napi::Array::New(env, r.fds.size());
+  for (uint32_t i = 0; i < r.fds.size(); i++) fds.Set(i, Napi::Number::New(env, r.fds[i]));
 
   Napi::Object result = Napi::Object::New(env);
   result.Set("data", Napi::Buffer<char>::Copy(env, scratch.data(), static_cast<size_t>(n)));

@@ -10,7 +10,8 @@
  *   guest memory;
  * - TypeScript (below), asynchronous, for memory reached only by DMA messages (fd-less RAM), or when
  *   host.engine is 'ts'.
- * Counters, interrupts, filters, RSS and logs stay here either way.
+ * Counters and logs stay here either way; the VF's filters and RSS are the twin's (below), which
+ * this class asks per frame (route), so their rules exist once, in C++ (iavf_nic.h).
  *
  * The rules, for both: TX goes packet by packet, a packet being the context descriptors and data
  * descriptors up to EOP. A packet whose EOP is not before the tail yet waits, whole, for a later tail.
@@ -31,8 +32,8 @@
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
  *
- * The data plane: with a shared page, the VF also has a twin in @emu/native's data plane (IavfNic,
- * offered to the network as `nativePort`). When a switch attaches the twin, the plane's worker thread
+ * The data plane: the VF has a twin in @emu/native's data plane (IavfNic). With a shared page (and
+ * engine 'auto') it is offered to the network as `nativePort`; without, it only routes. When a switch attaches the twin, the plane's worker thread
  * owns the NIC's forwarding: it reads the TX tails from the page, walks the rings, forwards through the
  * switch's native MAC table and writes the RX rings of the NICs there, with the VF's filters and RSS,
  * all in C++ (iavf_ring_core, iavf_nic), and raises the queues' interrupts itself through the VF's
@@ -68,7 +69,6 @@ import {
   type TxContext,
   type TxData,
 } from './descriptors.js';
-import { rssInput, toeplitz } from './rss.js';
 import { TailPage } from './tail-page.js';
 
 export interface QueueStats {
@@ -187,12 +187,6 @@ function macBytes(mac: string): number[] {
   return mac.split(':').map((h) => Number.parseInt(h, 16));
 }
 
-function macString(frame: Uint8Array): string {
-  let s = '';
-  for (let i = 0; i < 6; i++) s += (i ? ':' : '') + frame[i].toString(16).padStart(2, '0');
-  return s;
-}
-
 export class DataPath {
   /** Heads and counters, shared with the data plane's worker (NIC_STATE's layout). */
   private readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
@@ -234,8 +228,11 @@ export class DataPath {
   private closed = false;
   private readonly tails?: TailPage;
   private readonly mac: number[];
-  /** The VF's twin in the data plane, and what the network offers it (undefined without a shared page). */
-  private readonly nic?: IavfNic;
+  /**
+   * The VF's twin in the data plane: the worker's NIC with a shared page, else one that only routes;
+   * what the network is offered of it (undefined without a shared page).
+   */
+  private readonly nic: IavfNic;
   readonly nativePort?: NativePort;
   /** A switch attached the twin; and whether the worker runs it now (not fallen back to this class). */
   private planeAttached = false;
@@ -246,19 +243,19 @@ export class DataPath {
     if (host.sharedTails) this.tails = TailPage.create(host.log);
     this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
     this.mac = macBytes(host.mac);
+    const plane = host.plane ?? DataPlane.shared();
+    const options = { state: this.state, onEvents: (e: IavfNicEvents) => this.planeEvent(e) };
+    let nic: IavfNic | undefined;
     if (this.tails && host.engine !== 'ts') {
       try {
-        const nic = new IavfNic(host.plane ?? DataPlane.shared(), {
-          tailFd: this.tails.fd,
-          state: this.state,
-          onEvents: (e) => this.planeEvent(e),
-        });
-        this.nic = nic;
+        nic = new IavfNic(plane, { ...options, tailFd: this.tails.fd });
         this.nativePort = { nic, attached: (on) => this.planeAttach(on) };
       } catch (err) {
         host.log.warn({ err: (err as Error).message }, 'no data plane twin: frames go through JavaScript');
       }
     }
+    this.nic = nic ?? new IavfNic(plane, options);
+    this.configChanged();
   }
 
   /** Frames the filters turned away. */
@@ -271,7 +268,7 @@ export class DataPath {
 
   /** Whether the data plane's worker forwards this NIC now. */
   get plane(): { attached: boolean; native: boolean; started: boolean; bursts: number } {
-    const info = this.nic?.info();
+    const info = this.nic.info();
     return {
       attached: this.planeAttached,
       native: this.planeOwns,
@@ -292,13 +289,13 @@ export class DataPath {
 
   /** The VF's interrupt vectors, which the twin raises itself (without them its interrupts are lost). */
   useVectors(vectors: IavfVectors): void {
-    this.nic?.setVectors(vectors);
+    this.nic.setVectors(vectors);
   }
 
   /** A switch attached (or detached) the twin. */
   private planeAttach(on: boolean): void {
     this.planeAttached = on;
-    if (!on) this.nic?.stop();
+    if (!on) this.nic.stop();
     this.configured(this.host.config());
   }
 
@@ -307,7 +304,7 @@ export class DataPath {
    * twin gets it. Cheap: a plain copy under the plane's lock.
    */
   configChanged(): void {
-    if (!this.nic || this.closed) return;
+    if (this.closed) return;
     this.nic.setTable(this.table);
     this.nic.configure(this.nativeConfig(this.host.config()));
   }
@@ -379,8 +376,8 @@ export class DataPath {
     if (this.planeOwns) {
       // The worker reads the tails itself.
       this.tails?.unwatch();
-      if (cfg.txEnabled === 0) this.nic?.stop();
-      else this.nic?.start();
+      if (cfg.txEnabled === 0) this.nic.stop();
+      else this.nic.start();
       return;
     }
     if (!this.tails) return;
@@ -398,14 +395,9 @@ export class DataPath {
   resetHeads(): void {
     this.generation++;
     this.cancelLater();
-    if (this.nic) {
-      // Under the plane's lock (the worker may be inside a burst); it runs the NIC again.
-      this.nic.resetHeads();
-      this.planeNative = true;
-    } else {
-      this.txHead.fill(0);
-      this.rxHead.fill(0);
-    }
+    // Under the plane's lock (the worker may be inside a burst); it runs the NIC again.
+    this.nic.resetHeads();
+    this.planeNative = true;
   }
 
   /**
@@ -414,7 +406,7 @@ export class DataPath {
    * device's whole life.
    */
   reset(): void {
-    this.nic?.stop();
+    this.nic.stop();
     this.resetHeads();
     // Released, not only stopped: a device whose client went keeps nothing of it (the watcher's own
     // mapping of the page included); the next ENABLE_QUEUES makes a new one.
@@ -430,7 +422,7 @@ export class DataPath {
     this.closed = true;
     this.generation++;
     this.cancelLater();
-    this.nic?.close();
+    this.nic.close();
     this.tails?.close();
   }
 
@@ -460,7 +452,7 @@ export class DataPath {
     this.txTail[q] = tail;
     if (this.planeOwns) {
       // The tail is in the shared page already: the worker looks now rather than at its next poll.
-      this.nic?.kick();
+      this.nic.kick();
       return;
     }
     // A running pass, or one waiting for its next turn, picks the new tail up.
@@ -496,7 +488,7 @@ export class DataPath {
    */
   dmaResumed(): void {
     if (this.planeOwns) {
-      this.nic?.kick();
+      this.nic.kick();
       return;
     }
     for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
@@ -507,7 +499,7 @@ export class DataPath {
   /** A frame from the network for this VF. */
   receive(frame: Uint8Array): void {
     // A frame that waited for JavaScript (escaped) while the worker ran the NIC, or runs it again.
-    if (this.planeOwns && this.nic?.receive(frame)) return;
+    if (this.planeOwns && this.nic.receive(frame)) return;
     if (!this.host.memory.dmaEnabled) {
       // Nowhere to write it: the guest has not (re)enabled bus mastering.
       this.drop(frame);
@@ -746,29 +738,16 @@ export class DataPath {
       });
   }
 
-  /** Filters and RSS: the queue a frame goes to, or undefined (counted) if none takes it. */
+  /** Filters and RSS (the twin's rules): the queue a frame goes to, or undefined (counted) if none takes it. */
   private route(frame: Uint8Array): RxRoute | undefined {
-    const cfg = this.host.config();
-    if (!this.accepts(frame, cfg)) {
-      this.filtered++;
+    const r = this.nic.route(frame);
+    if (!r) return undefined;
+    const ring = this.host.config().rx[r.queue];
+    if (!ring) {
+      this.rx[r.queue].drops++;
       return undefined;
     }
-    let q = 0;
-    let hash: number | undefined;
-    const enabled = cfg.rxEnabled;
-    // The hash is reported whenever the VF set a key (the stack uses it for flow steering); it picks
-    // the queue only when more than one is enabled.
-    const input = cfg.rssKey.some((b) => b !== 0) ? rssInput(frame) : undefined;
-    if (input) {
-      hash = toeplitz(cfg.rssKey, input);
-      if (enabled & (enabled - 1)) q = cfg.rssLut[hash % cfg.rssLut.length] % cfg.numQueuePairs;
-    }
-    const ring = cfg.rx[q];
-    if (!ring || !(enabled & (1 << q))) {
-      this.rx[q].drops++;
-      return undefined;
-    }
-    return { q, ring, hash };
+    return { q: r.queue, ring, hash: r.hash };
   }
 
   /** The frame into its RX ring in native code; false when it must go to the TypeScript path. */
@@ -882,25 +861,5 @@ export class DataPath {
     if (!(frame[0] & 1)) kinds.unicast++;
     else if ((frame[0] & frame[1] & frame[2] & frame[3] & frame[4] & frame[5]) === 0xff) kinds.broadcast++;
     else kinds.multicast++;
-  }
-
-  private accepts(frame: Uint8Array, cfg: VfConfig): boolean {
-    if (frame.length < 14) return false;
-    if (cfg.promisc & 0x1) return true;
-    if (frame[0] & 1) {
-      if ((frame[0] & frame[1] & frame[2] & frame[3] & frame[4] & frame[5]) === 0xff) return true;
-      return (cfg.promisc & 0x2) !== 0 || (cfg.macs.size > 0 && cfg.macs.has(macString(frame)));
-    }
-    const own = this.mac;
-    if (
-      frame[0] === own[0] &&
-      frame[1] === own[1] &&
-      frame[2] === own[2] &&
-      frame[3] === own[3] &&
-      frame[4] === own[4] &&
-      frame[5] === own[5]
-    )
-      return true;
-    return cfg.macs.size > 0 && cfg.macs.has(macString(frame));
   }
 }

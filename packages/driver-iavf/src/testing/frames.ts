@@ -223,7 +223,7 @@ export function l4ChecksumOk(frame: Uint8Array): boolean {
 /**
  * The Toeplitz hash exactly as the Microsoft pseudocode states it ("for each bit b in input from left
  * to right: if b, result ^= left-most 32 bits of K; shift K left 1 bit"), on the whole key as one
- * BigInt: a second implementation to check the device's rss.ts against.
+ * BigInt: a second implementation to check the device's Toeplitz (the native twin's route) against.
  */
 export function toeplitzReference(key: Uint8Array, input: Uint8Array): number {
   const keyBits = BigInt(key.length * 8);
