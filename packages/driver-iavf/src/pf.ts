@@ -57,7 +57,7 @@ export interface RxQueueConfig extends TxQueueConfig {
   descSize: 16 | 32;
 }
 
-/** What the VF configured: the data path reads it (issue 5), tests and users inspect it. */
+/** What the VF configured: the data path reads it, tests and users inspect it. */
 export interface VfConfig {
   numQueuePairs: number;
   caps: number;
