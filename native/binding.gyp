@@ -16,6 +16,8 @@
       "src/iavf_rings.cc",
       "src/iavf_ring_core.cc",
       "src/iavf_offloads.cc",
+      "src/crc32c.cc",
+      "src/offloads_binding.cc",
       "src/doorbell_watcher.cc",
       "src/memory_lock.cc",
       "src/mac_table.cc",

@@ -389,6 +389,7 @@ export interface NativeBinding {
   readonly IavfVectors: new (count: number, tailFd: number, manualClock: boolean) => NativeIavfVectors;
   readonly iavfVectorsLayout: NativeIavfVectorsLayout;
   iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
+  crc32c(data: Uint8Array, previous: number): number;
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

@@ -11,6 +11,7 @@ import {
 } from './iavf-rings.js';
 import { memfdCreate } from './memfd.js';
 import { MappedMemory } from './mmap.js';
+import { crc32c } from './offloads.js';
 import { pattern } from './test-helpers.js';
 
 const BASE = 0x1_0000_0000n;
@@ -20,6 +21,7 @@ const ICRC = 0x4;
 const IIPT_IPV4_CSUM = 0x60;
 const L4T_TCP = 0x100;
 const L4T_UDP = 0x300;
+const L4T_SCTP = 0x200;
 const LAST = EOP | RS | ICRC;
 
 /** Guest RAM in a Buffer at IOVA `base`, with a bump allocator. */
@@ -392,6 +394,31 @@ describe('iavfTxRing', () => {
     expect(iavfTxRing(t, { iova: 0x8_0000_0000n, length: 64 }, 0, 1).stop).to.equal('ring');
     expect(() => iavfTxRing(t, { iova: ram.base, length: 9000 }, 0, 1)).to.throw(TypeError);
     expect(() => iavfTxRing(t, ring, -1, 1)).to.throw(TypeError);
+  });
+
+  it("inserts SCTP's CRC32c (L4T SCTP): over the SCTP packet with the field zero, its bytes little-endian", () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    // An IPv4/SCTP packet: common header (ports, verification tag, checksum) and one DATA chunk.
+    const sctp = ipv4Frame(17, 40);
+    sctp[23] = 132;
+    sctp.writeUInt32BE(0xdeadbeef, 38); // verification tag
+    sctp.writeUInt32BE(0x11223344, 42); // a stale checksum the device must replace
+    const l4 = 34;
+    ring.post([
+      ram.put(sctp),
+      dataQw1(LAST | IIPT_IPV4_CSUM | L4T_SCTP, sctp.length, 7 | (5 << 7) | (3 << 14)),
+    ]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    const got = r.frames[0];
+    const zeroed = Buffer.from(got.subarray(l4));
+    zeroed.writeUInt32LE(0, 8);
+    expect(got.readUInt32LE(l4 + 8)).to.equal(crc32c(zeroed));
+    expect(got.readUInt32LE(l4 + 8)).to.not.equal(0x44332211);
+    expect(checksumsOk(got).ip, 'the IPv4 header checksum too').to.equal(true);
+    expect(got.subarray(l4, l4 + 8).equals(sctp.subarray(l4, l4 + 8)), 'ports and tag kept').to.equal(true);
+    expect(got.subarray(l4 + 12).equals(sctp.subarray(l4 + 12)), 'chunks kept').to.equal(true);
   });
 
   it('offloads the IPv4 header checksum (IIPT 0x60) and the TCP/UDP checksum (L4T), or leaves the frame alone', () => {

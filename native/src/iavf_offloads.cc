@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "crc32c.h"
+
 namespace emu {
 namespace iavf {
 namespace {
@@ -11,6 +13,7 @@ constexpr uint16_t kEthIpv6 = 0x86dd;
 constexpr uint16_t kEthVlan = 0x8100;
 constexpr uint8_t kTcp = 6;
 constexpr uint8_t kUdp = 17;
+constexpr uint8_t kSctp = 132;
 
 inline uint8_t At(const uint8_t* f, size_t n, size_t i) { return i < n ? f[i] : 0; }
 
@@ -72,6 +75,16 @@ void FixIpv4Checksum(uint8_t* f, size_t n, const Layers& at) {
 }
 
 void FixL4Checksum(uint8_t* f, size_t n, const Layers& at) {
+  if (at.proto == kSctp) {
+    // RFC 4960 6.8: CRC32c over the whole SCTP packet with its checksum field zero, stored in the
+    // byte order Linux's sctp_compute_cksum gives (the CRC's little-endian bytes).
+    constexpr size_t kField = 8;
+    if (n < at.l4 + 12) return;
+    std::memset(f + at.l4 + kField, 0, 4);
+    const uint32_t crc = Crc32c(f + at.l4, n - at.l4);
+    for (int i = 0; i < 4; i++) f[at.l4 + kField + i] = static_cast<uint8_t>(crc >> (8 * i));
+    return;
+  }
   size_t field = at.proto == kTcp ? 16 : at.proto == kUdp ? 6 : 0;
   if (field == 0 || n < at.l4 + field + 2) return;
   size_t l4_length = n - at.l4;

@@ -1,5 +1,5 @@
 // The TX offloads an iavf does in hardware and Linux always turns on: IPv4 header checksum, TCP/UDP
-// checksum, TCP segmentation. Pure byte work on frames the data path already copied out of guest
+// checksum, SCTP CRC32c, TCP segmentation. Pure byte work on frames the data path already copied out of guest
 // memory (no Node-API here); the same algorithms as packages/driver-iavf/src/datapath/checksum.ts,
 // byte for byte, so the two data paths can be compared. Every index is checked against the frame's
 // length: bytes past the end read as 0 and are never written.
@@ -24,7 +24,8 @@ bool ParseLayers(const uint8_t* frame, size_t length, Layers* out);
 // IPv4 header checksum (only for IPv4 layers).
 void FixIpv4Checksum(uint8_t* frame, size_t length, const Layers& at);
 
-// TCP or UDP checksum computed from scratch over the rest of the frame (other protocols untouched).
+// TCP or UDP checksum, or SCTP's CRC32c, computed from scratch over the rest of the frame (other
+// protocols untouched).
 void FixL4Checksum(uint8_t* frame, size_t length, const Layers& at);
 
 // Whether a TSO request can be segmented: a TCP frame whose header length from the descriptor

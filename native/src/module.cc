@@ -71,6 +71,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTrapChannel(env, exports);
   InitIrqLines(env, exports);
   InitIavfVectors(env, exports);
+  InitOffloads(env, exports);
   guard::Init(env, exports);
   return exports;
 }

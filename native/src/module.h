@@ -18,5 +18,6 @@ void InitGuestDriver(Napi::Env env, Napi::Object exports);
 void InitTrapChannel(Napi::Env env, Napi::Object exports);
 void InitIrqLines(Napi::Env env, Napi::Object exports);
 void InitIavfVectors(Napi::Env env, Napi::Object exports);
+void InitOffloads(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

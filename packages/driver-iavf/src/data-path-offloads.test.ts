@@ -1,5 +1,5 @@
 /**
- * TX offloads Linux always turns on (iavf.md §5): IPv4 header and TCP/UDP checksum insertion, and TSO.
+ * TX offloads Linux always turns on: IPv4 header, TCP/UDP checksum and SCTP CRC32c insertion, and TSO.
  * The guest sends what Linux's stack and iavf_tx_enable_csum / iavf_tso hand the NIC; the network side
  * checks the result against frames built, and checksums computed, by testing/frames.ts.
  */
@@ -8,11 +8,13 @@ import {
   ETH_HLEN,
   type FlowSpec,
   ipv4ChecksumOk,
+  ipv4SctpFrame,
   ipv4TcpFrame,
   ipv4UdpFrame,
   l4ChecksumOk,
   parseIpv4,
   pseudoSum,
+  sctpCrcOk,
   TCP_ACK,
   TCP_FIN,
   TCP_PSH,
@@ -103,6 +105,23 @@ for (const ram of ['shared', 'plain'] as const) {
       expect(ipv4ChecksumOk(out), 'IPv4 header checksum').to.equal(true);
       expect(l4ChecksumOk(out), 'UDP checksum').to.equal(true);
       expect(out.toString('hex')).to.equal(expected.toString('hex'));
+    });
+
+    it("IPv4/SCTP (L4T SCTP, as Linux's NETIF_F_SCTP_CRC asks) comes out with its CRC32c computed", async () => {
+      await up();
+      for (const [i, size] of [1, 100, 1001, 1400].entries()) {
+        const expected = ipv4SctpFrame({ ...flow(payload(size, i)), sport: 5000 + i, dport: 9 });
+        // What the stack hands a device with SCTP CRC offload: the checksum field zero.
+        const input = Buffer.from(expected);
+        input.writeUInt32LE(0, ETH_HLEN + 20 + 8);
+        expect(sctpCrcOk(input), 'the input CRC is wrong').to.equal(false);
+        const out = await sendOne(input, { csum: true });
+        expect(sctpCrcOk(out), `SCTP CRC32c, ${size}-byte payload`).to.equal(true);
+        expect(out.toString('hex')).to.equal(expected.toString('hex'));
+      }
+      const qw1 = h!.ram.u64(h!.vf.rings[0].tx + 8n);
+      expect(Number((qw1 >> TX_DESC.CMD_SHIFT) & 0x3ffn) & 0x300, 'L4T SCTP').to.equal(TX_CMD.L4T_SCTP);
+      expect(Number((qw1 >> TX_DESC.OFFSET_SHIFT) & 0x3ffffn)).to.equal(7 | (5 << 7) | (3 << 14));
     });
 
     it('IPv4/TCP with a zeroed TCP checksum (no seed) comes out correct as well', async () => {

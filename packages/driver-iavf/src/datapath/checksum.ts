@@ -1,4 +1,8 @@
-/** Internet checksums and the TX offloads the Linux iavf driver always turns on: IPv4 header, TCP/UDP, TSO. */
+/**
+ * Internet checksums and the TX offloads the Linux iavf driver always turns on: IPv4 header, TCP/UDP,
+ * SCTP (its CRC32c from @emu/native, the one implementation), TSO.
+ */
+import { crc32c } from '@emu/native';
 
 /** One's complement sum of 16-bit big-endian words, folded, not yet inverted. */
 export function sum16(data: Uint8Array, start = 0, end = data.length, initial = 0): number {
@@ -16,6 +20,7 @@ const ETH_P_IPV4 = 0x0800;
 const ETH_P_IPV6 = 0x86dd;
 const IPPROTO_TCP = 6;
 const IPPROTO_UDP = 17;
+const IPPROTO_SCTP = 132;
 
 export interface Layers {
   l3: number;
@@ -59,8 +64,16 @@ export function fixIpv4Checksum(frame: Uint8Array, at: Layers): void {
   frame[at.l3 + 11] = c & 0xff;
 }
 
-/** Computes the TCP or UDP checksum of the frame from scratch. */
+/** Computes the TCP or UDP checksum, or SCTP's CRC32c (RFC 4960 6.8), of the frame from scratch. */
 export function fixL4Checksum(frame: Uint8Array, at: Layers): void {
+  if (at.proto === IPPROTO_SCTP) {
+    if (frame.length < at.l4 + 12) return;
+    frame.fill(0, at.l4 + 8, at.l4 + 12);
+    const crc = crc32c(frame.subarray(at.l4));
+    // The CRC's little-endian bytes, as Linux's sctp_compute_cksum stores it.
+    for (let i = 0; i < 4; i++) frame[at.l4 + 8 + i] = (crc >>> (8 * i)) & 0xff;
+    return;
+  }
   const field = at.proto === IPPROTO_TCP ? 16 : at.proto === IPPROTO_UDP ? 6 : -1;
   if (field < 0 || frame.length < at.l4 + field + 2) return;
   const l4Length = frame.length - at.l4;

@@ -12,6 +12,7 @@ export const ETH_P_IP = 0x0800;
 export const ETH_P_LOCAL = 0x88b5;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
+export const IPPROTO_SCTP = 132;
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
@@ -141,6 +142,53 @@ export function ipv4UdpFrame(spec: FlowSpec): Buffer {
   const sum = onesSum(udp, pseudoSum(ip.subarray(12, 16), ip.subarray(16, 20), IPPROTO_UDP, udp.length));
   udp.writeUInt16BE(~sum & 0xffff || 0xffff, 6);
   return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IP, Buffer.concat([ip, udp]));
+}
+
+/**
+ * CRC32c bit by bit, straight from RFC 4960 appendix B's definition (reflected polynomial 0x82F63B78):
+ * a second implementation to check the device's against.
+ */
+export function crc32cReference(data: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const byte of data) {
+    crc ^= byte;
+    for (let bit = 0; bit < 8; bit++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+/**
+ * An Ethernet/IPv4/SCTP frame: the common header (ports, verification tag, checksum) and one DATA chunk
+ * carrying the payload, with a correct CRC32c (little-endian bytes, as Linux stores it).
+ */
+export function ipv4SctpFrame(spec: FlowSpec, tag = 0x1234abcd): Buffer {
+  const pad = (4 - (spec.payload.length % 4)) % 4;
+  const sctp = Buffer.alloc(12 + 16 + spec.payload.length + pad);
+  sctp.writeUInt16BE(spec.sport, 0);
+  sctp.writeUInt16BE(spec.dport, 2);
+  sctp.writeUInt32BE(tag, 4);
+  sctp[12] = 0; // DATA
+  sctp[13] = 0x03; // B|E: one whole message
+  sctp.writeUInt16BE(16 + spec.payload.length, 14);
+  sctp.writeUInt32BE(1, 16); // TSN
+  sctp.set(spec.payload, 28);
+  sctp.writeUInt32LE(crc32cReference(sctp), 8);
+  return ethFrame(
+    spec.dstMac,
+    spec.srcMac,
+    ETH_P_IP,
+    Buffer.concat([ipv4Header(spec, IPPROTO_SCTP, sctp.length), sctp]),
+  );
+}
+
+/** Whether an Ethernet/IPv4/SCTP frame's CRC32c is right. */
+export function sctpCrcOk(frame: Uint8Array): boolean {
+  const ihl = (frame[ETH_HLEN] & 0xf) * 4;
+  const totalLength = (frame[ETH_HLEN + 2] << 8) | frame[ETH_HLEN + 3];
+  const sctp = Buffer.from(frame.subarray(ETH_HLEN + ihl, ETH_HLEN + totalLength));
+  const got = sctp.readUInt32LE(8);
+  sctp.writeUInt32LE(0, 8);
+  return crc32cReference(sctp) === got;
 }
 
 /** What a test reads back out of an Ethernet/IPv4 TCP or UDP frame. */

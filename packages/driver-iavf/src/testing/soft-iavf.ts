@@ -298,7 +298,7 @@ export function txContextQw1(cmd: number, tsoLen: number, mss: number): bigint {
   );
 }
 
-/** The header lengths iavf_tx_enable_csum derives from the skb (Ethernet, optional 802.1Q, IPv4/IPv6, TCP/UDP). */
+/** The header lengths iavf_tx_enable_csum derives from the skb (Ethernet, optional 802.1Q, IPv4/IPv6, TCP/UDP/SCTP). */
 export function txHeaderLengths(frame: Uint8Array): {
   macLen: number;
   ipLen: number;
@@ -322,7 +322,8 @@ export function txHeaderLengths(frame: Uint8Array): {
     proto = frame[macLen + 6];
   } else throw new Error(`checksum offload of EtherType 0x${type.toString(16)}`);
   const l4 = macLen + ipLen;
-  const l4Len = proto === 6 ? (frame[l4 + 12] >> 4) * 4 : proto === 17 ? 8 : 0;
+  // struct sctphdr is 12 bytes (iavf_tx_enable_csum: sizeof(struct sctphdr) >> 2).
+  const l4Len = proto === 6 ? (frame[l4 + 12] >> 4) * 4 : proto === 17 ? 8 : proto === 132 ? 12 : 0;
   return { macLen, ipLen, l4Len, ipv4: type === 0x0800, proto };
 }
 
@@ -1337,6 +1338,7 @@ export class SoftIavf {
       else cmd |= TX_CMD.IIPT_IPV6;
       if (h.proto === 6) cmd |= TX_CMD.L4T_TCP;
       else if (h.proto === 17) cmd |= TX_CMD.L4T_UDP;
+      else if (h.proto === 132) cmd |= TX_CMD.L4T_SCTP;
       offset =
         ((h.macLen / 2) << TX_OFFSET.MACLEN_SHIFT) |
         ((h.ipLen / 4) << TX_OFFSET.IPLEN_SHIFT) |
