@@ -1,10 +1,10 @@
 // A vfio-user server connection read and written by the native socket thread (src/trap_channel.cc),
 // which answers register accesses in memory-backed areas itself; everything else reaches JavaScript
-// as 'data', as from a UnixSocket: the socket thread reads it and wakes the event loop. This file owns
-// the policy: validation, events, errors, acks.
+// as 'data', as from a UnixSocket. The JS thread watches the socket as well and reads through the same
+// native framer when it wakes first. This file owns the policy: validation, events, errors, acks.
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
-import { binding, type NativeTrapChannel } from './binding.js';
+import { binding, type NativePoller, type NativeTrapChannel } from './binding.js';
 import { callNative, closedError, createSystemError, type SystemError } from './errors.js';
 import { closeQuietly } from './fd.js';
 import { emitLastEvents, type UnixSocket, type UnixSocketEvents, validateFds } from './unix-socket.js';
@@ -12,6 +12,7 @@ import { typeError, validateFd, validateInteger, validateOptions } from './valid
 
 const { EMSGSIZE } = constants.errno;
 const NO_FDS: readonly number[] = Object.freeze([]);
+const READABLE = binding.pollReadable;
 
 /**
  * A connected stream as @emu/vfio-user's Connection drives it: UnixSocket and TrapChannel both are one.
@@ -70,6 +71,9 @@ export interface TrapChannelStats {
 
 export class TrapChannel extends EventEmitter<UnixSocketEvents> implements MessageSocket {
   readonly #native: NativeTrapChannel;
+  /** The JS thread's own watch on the socket: whichever thread wakes first reads (settle()). */
+  readonly #poller: NativePoller;
+  #polling = false;
   readonly #label: string;
   #fd: number;
   #paused = false;
@@ -84,6 +88,13 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
       () => new binding.TrapChannel(fd, () => this.#onWake(), { maxQueuedBytes: options.maxQueuedBytes }),
       { target: this.#label },
     );
+    try {
+      this.#poller = callNative(() => new binding.Poller(fd, () => this.settle()), { target: this.#label });
+    } catch (error) {
+      this.#native.close();
+      throw error;
+    }
+    this.#watch(true);
   }
 
   /** Takes over a connected socket's fd: reading starts at once on the socket thread. */
@@ -154,6 +165,14 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     this.#onWake();
   }
 
+  /** Watches the socket from the JS thread while the channel reads (a level-triggered poll would spin). */
+  #watch(reading: boolean): void {
+    if (this.#fd < 0 || reading === this.#polling) return;
+    this.#polling = reading;
+    if (reading) this.#poller.start(READABLE);
+    else this.#poller.stop();
+  }
+
   stats(): TrapChannelStats {
     return this.#native.stats();
   }
@@ -172,6 +191,7 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     if (this.#fd < 0) return;
     this.#paused = true;
     this.#native.pause();
+    this.#watch(false);
   }
 
   /** Reading goes on; what was handed out before the pause counts as handled from here. */
@@ -180,6 +200,7 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     this.#paused = false;
     this.#native.ack(this.#unacked);
     this.#native.resume();
+    this.#watch(true);
   }
 
   /** Closes the fd now, dropping unsent data and every fd still queued, and emits 'close'. Idempotent. */
@@ -191,6 +212,8 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
 
   #teardown(): void {
     this.#fd = -1;
+    this.#polling = false;
+    this.#poller.close();
     this.#native.close();
   }
 
@@ -215,6 +238,7 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     if (!this.#paused) this.#native.ack(taken.seq);
     if (taken.drained) this.emit('drain');
     if (this.#fd < 0) return;
+    this.#watch(taken.reading && !this.#paused);
     if (taken.errno !== 0) {
       this.#destroy(
         taken.truncated

@@ -16,13 +16,12 @@
 // JavaScript acks it once it has handled those messages; until then accesses are passed on in order,
 // and JavaScript serves them from the same memory. So no reply ever overtakes an earlier message's.
 //
-// The socket thread alone watches the socket. It takes complete trapped accesses one by one (it peeks
-// at each header first) while nothing is with JavaScript; at anything else it reads what the socket
-// holds, frames it and wakes JavaScript (uv_async) for what it passed on. So an access costs one
-// wake-up, of the socket thread, and a message for JavaScript two, as it would through a poll of the
-// JS thread's own that both threads' watches woke for (measured: the JS thread's poll cost every
-// access a second wake-up). The JS thread reads through the same framer under the same mutex only when
-// asked to (settle()), and an access it reads is answered by the same native code.
+// Two threads read, through the same framer under one mutex. The socket thread takes only complete
+// trapped accesses, one by one (it peeks at each header first), and only while nothing is with
+// JavaScript; it leaves every other byte in the socket. The JS thread watches the socket too (a
+// uv_poll in lib/trap-channel.ts) and reads everything (settle()): a message for JavaScript thus costs
+// no hop through another thread, and an access the JS thread happens to read is answered by the same
+// native code. While the event loop is busy, the socket thread answers accesses alone.
 //
 // Writes from JavaScript and the thread's replies share one output queue, in order. Reading stops
 // while JavaScript pauses, while the queue holds more than maxQueuedBytes (a peer that does not read
@@ -279,20 +278,17 @@ class Core final : public TrapFramer::Sink {
 
   bool JsIdleLocked() const { return run_.empty() && chunks_.empty() && acked_ == delivered_; }
 
-  // The socket thread's read: complete trapped accesses each read alone while nothing is with
-  // JavaScript; at anything else (a message for JavaScript, one not complete yet, fds, an access
-  // behind a message JavaScript still handles) it reads what the socket holds and passes it on in
-  // order (ReadLocked), waking JavaScript. The watch is edge-triggered: whatever is left in the
-  // socket (reading stopped by a bound) is looked at again when the watch is re-armed. Errors and the
-  // end of the stream go through ReadLocked too.
+  // The socket thread's read: only complete trapped accesses, each read alone, while nothing is with
+  // JavaScript. Anything else is left in the socket for the JS thread's read (Settle), which its own
+  // poll sees: the socket thread would only add a hop, since an access behind a message for
+  // JavaScript waits for that message anyway. The socket thread's watch is edge-triggered, so what it
+  // leaves does not wake it again; the next arrival does. Errors and the end of the stream go through
+  // ReadLocked, as on the JS thread.
   void TakeTrapsLocked() {
     alignas(8) uint8_t peek[wire::kMaxTrapMessage];
     int i = 0;
     for (; i < kTrapsPerWake && ReadingLocked(); i++) {
-      if (!framer_.AtBoundary() || !JsIdleLocked()) {
-        ReadLocked();
-        return;
-      }
+      if (!framer_.AtBoundary() || !JsIdleLocked()) break;
       iovec iov{peek, sizeof(peek)};
       msghdr msg{};
       msg.msg_iov = &iov;
@@ -311,8 +307,7 @@ class Core final : public TrapFramer::Sink {
       if (n >= static_cast<ssize_t>(wire::kHeaderSize)) std::memcpy(&size, peek + 4, 4);
       if ((msg.msg_flags & MSG_CTRUNC) || n < static_cast<ssize_t>(wire::kHeaderSize) ||
           !TrapFramer::Candidate(peek) || static_cast<size_t>(n) < size) {
-        ReadLocked();
-        return;
+        break;
       }
       ReadLocked(size);
     }
@@ -344,8 +339,7 @@ class Core final : public TrapFramer::Sink {
     thread_local std::vector<uint8_t> buffer(kReadSize);
     bool passed = false;
     const int reads = limit == 0 ? kReadsPerWake : 1;
-    int i = 0;
-    for (; i < reads && ReadingLocked(); i++) {
+    for (int i = 0; i < reads && ReadingLocked(); i++) {
       Received r = ReceiveWithFds(fd_, buffer.data(), limit == 0 ? buffer.size() : limit);
       const ssize_t n = r.bytes;
       if (n < 0) {
@@ -377,8 +371,6 @@ class Core final : public TrapFramer::Sink {
       }
       passed = true;
     }
-    // Stopped by the count with bytes perhaps left: the edge-triggered watch must look again.
-    if (limit == 0 && i == reads) watching_ = ~0u;
     CutLocked(false);
     if (notify && passed && (!chunks_.empty() || failed())) NotifyLocked();
   }
