@@ -93,6 +93,15 @@ inline bool FieldBigUint64(Napi::Object o, const char* key, uint64_t* out) {
   return lossless;
 }
 
+// The bytes a typed array views (no copy); false if v is not one.
+inline bool TypedBytes(Napi::Value v, const uint8_t** data, size_t* length) {
+  if (!v.IsTypedArray()) return false;
+  Napi::TypedArray a = v.As<Napi::TypedArray>();
+  *data = static_cast<const uint8_t*>(a.ArrayBuffer().Data()) + a.ByteOffset();
+  *length = a.ByteLength();
+  return true;
+}
+
 // Exactly n bytes from a typed array.
 inline bool FieldBytes(Napi::Object o, const char* key, uint8_t* out, size_t n) {
   Napi::Value v = o.Get(key);

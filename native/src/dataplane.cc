@@ -858,10 +858,11 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     Napi::Env env = info.Env();
     int from;
     if (!PortArg(info, 0, &from)) return env.Undefined();
-    if (!info[1].IsTypedArray() || !info[2].IsNumber()) return ThrowTypeError(env, "expected (from, frame, now)");
-    Napi::TypedArray view = info[1].As<Napi::TypedArray>();
-    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
-    const size_t length = view.ByteLength();
+    const uint8_t* frame;
+    size_t length;
+    if (!TypedBytes(info[1], &frame, &length) || !info[2].IsNumber()) {
+      return ThrowTypeError(env, "expected (from, frame, now)");
+    }
     if (length < kMinFrame) return ThrowTypeError(env, "a frame has at least 14 bytes");
     const double now = info[2].As<Napi::Number>().DoubleValue();
     std::vector<int> to;
@@ -1284,13 +1285,13 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   Napi::Value Receive(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
-    if (!info[0].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
-    Napi::TypedArray view = info[0].As<Napi::TypedArray>();
-    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    const uint8_t* frame;
+    size_t length;
+    if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     bool done = false;
     {
       Lock lock(NicMutex());
-      if (nic_->native && nic_->tails != nullptr) done = emu::Receive(nic_.get(), frame, view.ByteLength());
+      if (nic_->native && nic_->tails != nullptr) done = emu::Receive(nic_.get(), frame, length);
       if (nic_->sw) {
         RaiseInterrupts(nic_->sw.get());
       } else {
@@ -1306,13 +1307,13 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   Napi::Value Route(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
-    if (!info[0].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
-    Napi::TypedArray view = info[0].As<Napi::TypedArray>();
-    const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
+    const uint8_t* frame;
+    size_t length;
+    if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     iavf::RxRoute route;
     {
       Lock lock(NicMutex());
-      route = iavf::Route(nic_->cfg, frame, view.ByteLength(), nic_->counters);
+      route = iavf::Route(nic_->cfg, frame, length, nic_->counters);
     }
     if (!route.ok) return env.Null();
     Napi::Object out = Napi::Object::New(env);

@@ -162,8 +162,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private faultsSeen = 0;
   private readonly regionFaults = new WeakMap<DmaRegion, number>();
   private warnedUnsealed = false;
-  /** stats.irqsDropped when the current client connected, and whether a drop was logged since. */
-  private dropsAtConnect = 0;
+  /** Whether a dropped interrupt was logged since the current client connected. */
   private warnedDrop = false;
 
   constructor(
@@ -192,7 +191,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.updateDmaGate();
     this.irqs = new IrqTable(resolved.irqs, (index, vector) => {
       // Logged once per connection: a client that never reads its eventfds would flood the log.
-      if (this.irqs.dropped > this.dropsAtConnect && !this.warnedDrop) {
+      if (!this.warnedDrop) {
         this.warnedDrop = true;
         this.log.warn(
           { path: this.path, irq: IRQ_INDEX_NAMES[index], vector },
@@ -423,7 +422,6 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.channel = channel;
     this.trapsCounted = { reads: 0, writes: 0 };
     this.counters.connections++;
-    this.dropsAtConnect = this.irqs.dropped;
     this.warnedDrop = false;
     const ctx = this.context();
     conn.on('command', (msg) => this.dispatch(conn, ctx, msg));
