@@ -12,14 +12,7 @@ import { dirname, join } from 'node:path';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
-
-const up = (addr: string) => `
-modprobe iavf
-t=0; while [ -z "$(ls /sys/class/net | grep eth)" ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
-ip addr add ${addr} dev eth0; ip link set eth0 up
-t=0; while [ "$(cat /sys/class/net/eth0/carrier)" != 1 ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
-echo "carrier=$(cat /sys/class/net/eth0/carrier)"
-`;
+import { up, waitPing } from './guest-scripts.js';
 
 /** Guest A (4 queues): receives the 10 MiB file and eight more flows, then waits for B's "done". */
 const SERVER = `${up('10.0.0.1/24')}
@@ -33,7 +26,7 @@ echo "got $(wc -c < /tmp/got) $(md5sum /tmp/got | cut -d' ' -f1)"
 
 /** Guest B: waits for A, pings it 20 times, sends the file, opens eight flows, says done. */
 const CLIENT = `${up('10.0.0.2/24')}
-t=0; until ping -c 1 -W 1 10.0.0.1 > /dev/null 2>&1 || [ $t -ge 60 ]; do t=$((t+1)); done
+${waitPing('10.0.0.1')}
 ping -c 20 -i 0.2 10.0.0.1 | tail -2
 dd if=/dev/urandom of=/tmp/f bs=1M count=10 2>/dev/null
 echo "sent $(wc -c < /tmp/f) $(md5sum /tmp/f | cut -d' ' -f1)"

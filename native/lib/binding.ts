@@ -390,6 +390,7 @@ export interface NativeBinding {
   readonly iavfVectorsLayout: NativeIavfVectorsLayout;
   iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
   crc32c(data: Uint8Array, previous: number): number;
+  iavfRxOffloadBits(frame: Uint8Array): bigint;
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

@@ -567,6 +567,9 @@ describe("the guest's TX clean (iavfGuestReapTx)", () => {
 describe('iavfRxRing', () => {
   const RX_DD = 1n;
   const RX_EOF = 2n;
+  // PTYPE 1 (L2, not IP: the test pattern's EtherType) on the EOF descriptor; iavfRxOffloadBits's own
+  // rules are driver-iavf's datapath/rx-offloads.test.
+  const EOF_L2 = RX_EOF | (1n << 30n);
 
   function rxSetup(ringLen = 64, bufferSize = 2048) {
     const ram = new Ram(1 << 20);
@@ -591,11 +594,11 @@ describe('iavfRxRing', () => {
     const f = pattern(300, 1);
     expect(iavfRxRing(t, queue, 0, tail, f)).to.deep.equal({ status: 'ok', head: 1 });
     expect(buffer(0, 300).equals(f)).to.equal(true);
-    expect(desc(0)).to.deep.equal({ qw0: 0n, qw1: RX_DD | RX_EOF | (300n << 38n), qw2: 0n, qw3: 0n });
+    expect(desc(0)).to.deep.equal({ qw0: 0n, qw1: RX_DD | EOF_L2 | (300n << 38n), qw2: 0n, qw3: 0n });
     expect(iavfRxRing(t, queue, 1, tail, f, { hash: 0xdeadbeef })).to.deep.equal({ status: 'ok', head: 2 });
     expect(desc(1)).to.deep.equal({
       qw0: 0xdeadbeefn << 32n,
-      qw1: RX_DD | RX_EOF | (3n << 12n) | (300n << 38n),
+      qw1: RX_DD | EOF_L2 | (3n << 12n) | (300n << 38n),
       qw2: 0n,
       qw3: 0n,
     });
@@ -620,7 +623,7 @@ describe('iavfRxRing', () => {
     expect([62, 63, 0].map((i) => desc(i).qw1)).to.deep.equal([
       RX_DD | (1024n << 38n),
       RX_DD | (1024n << 38n),
-      RX_DD | RX_EOF | (452n << 38n),
+      RX_DD | EOF_L2 | (452n << 38n),
     ]);
     expect(Buffer.concat([buffer(62, 1024), buffer(63, 1024), buffer(0, 452)]).equals(f)).to.equal(true);
   });
@@ -677,7 +680,7 @@ describe('iavfRxRing', () => {
     expect([0, 1, 2].map((i) => [qw(i, 0), qw(i, 1)])).to.deep.equal([
       [0x1234n << 32n, RX_DD | (3n << 12n) | (1024n << 38n)],
       [0x1234n << 32n, RX_DD | (3n << 12n) | (1024n << 38n)],
-      [0x1234n << 32n, RX_DD | RX_EOF | (3n << 12n) | (452n << 38n)],
+      [0x1234n << 32n, RX_DD | EOF_L2 | (3n << 12n) | (452n << 38n)],
     ]);
     expect(qw(3, 0), 'the next descriptor keeps its buffer address').to.equal(buffers + 3n * 1024n);
     expect(ram.read(buffers, 2500).equals(f)).to.equal(true);

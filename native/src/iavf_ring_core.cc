@@ -188,6 +188,7 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
   // driver as a dropped packet (qword1 DD|EOF|RXE, nothing else written), so iavf_clean_rx_irq frees
   // what it gathered and the ring moves on instead of waiting on it.
   const uint64_t qw0 = hash >= 0 ? static_cast<uint64_t>(hash) << 32 : 0;
+  const uint64_t offloads = bad < chunks ? 0 : RxOffloadBits(frame, length);
   const size_t good = bad < chunks ? bad : chunks;
   for (size_t i = 0; i < good; i++) {
     const size_t part = i + 1 < chunks ? q.buffer_size : length - i * q.buffer_size;
@@ -201,7 +202,7 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
     }
     Store64(desc[i], qw0);
     uint64_t qw1 = kRxDd | (static_cast<uint64_t>(part) << kRxLengthShift);
-    if (i + 1 == chunks) qw1 |= kRxEof;
+    if (i + 1 == chunks) qw1 |= kRxEof | offloads;  // status and PTYPE: valid on the last descriptor only
     if (hash >= 0) qw1 |= kRxFltstatRss;
     StoreRelease64(desc[i] + 8, qw1);
   }

@@ -207,7 +207,8 @@ struct RxResult {
 // Writes one frame into the RX ring from head (the device owns [head, tail)), split over
 // ceil(length / buffer_size) descriptors, each written back in the legacy format: qwords 2-3 zero (the
 // 32-byte format only), qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1), then qword1
-// (DD, EOF on the last, LENGTH_PBUF) with a release store.
+// (DD, LENGTH_PBUF; on the last, EOF and the frame's PTYPE and checksum status, RxOffloadBits) with a
+// release store.
 RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t tail, const uint8_t* frame,
                  size_t length, int64_t hash);
 

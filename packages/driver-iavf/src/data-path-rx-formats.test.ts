@@ -9,6 +9,7 @@ import { ipv4TcpFrame, rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions } from './testing/harness.js';
 import {
   LINUX_6_12_CAPS,
+  RX_WB,
   VF_CAP,
   VIRTCHNL_OP,
   VIRTCHNL_RXDID,
@@ -78,10 +79,52 @@ for (const ram of ['shared', 'plain'] as const) {
         [3, 452, true],
       ]);
       expect(second.hash, 'RSS hash (FLTSTAT 3)').to.be.a('number');
+      // PTYPE and checksum status on the EOF descriptor alone.
+      expect(second.descriptors.map((d) => [d.ptype, (d.qw1 & RX_WB.L3L4P) !== 0n])).to.deep.equal([
+        [0, false],
+        [0, false],
+        [26, true],
+      ]);
+      expect(second.checksum).to.equal('unnecessary');
       const dp = h.device.dataPath;
       expect(dp.rx[0]).to.include({ packets: 2, errors: 0, drops: 0 });
       if (ram === 'shared') expect(dp.engineStats.nativeRx).to.equal(2);
       else expect(dp.engineStats.tsRx).to.equal(2);
+    });
+
+    it('32-byte write-backs carry the packet type and checksum status: a good TCP frame trusted, a bad one flagged but delivered', async () => {
+      const s = await up(undefined, LINUX_6_12_CAPS, { ram });
+      h = s.h;
+      await s.vf.setRssLut(Buffer.alloc(64));
+      const tcp = (payload: Buffer) =>
+        ipv4TcpFrame({
+          dstMac: VF_MAC,
+          srcMac: PEER,
+          srcIp: '10.0.0.2',
+          dstIp: '10.0.0.1',
+          sport: 1,
+          dport: 2,
+          payload,
+        });
+      const good = tcp(Buffer.alloc(3000, 3)); // three 1024-byte buffers
+      const bad = tcp(Buffer.alloc(100, 4));
+      bad[bad.length - 1] ^= 1;
+      s.net.inject(good);
+      s.net.inject(bad);
+      s.net.inject(rawFrame(VF_MAC, PEER, 80, 5));
+      const got = await s.vf.waitFrames(0, 3);
+      expect(got.map((f) => [f.ptype, f.checksum])).to.deep.equal([
+        [26, 'unnecessary'],
+        [26, 'error'],
+        [1, 'none'],
+      ]);
+      expect(got[0].descriptors.map((d) => d.ptype)).to.deep.equal([0, 0, 26]);
+      expect(got[1].descriptors[0].errors).to.equal(RX_WB.ERROR_L4E);
+      expect(
+        got[1].data.equals(bad),
+        'a bad sum is the stack’s to judge: the frame is delivered as it came',
+      ).to.equal(true);
+      expect(h.device.dataPath.rx[0]).to.include({ packets: 3, errors: 0, drops: 0 });
     });
 
     it('RXDID 0 over a whole ring: 600 frames wrap a 64-entry ring of 16-byte descriptors in order', async () => {

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { L2Switch, PcapWriter, readPcap, withCapture } from '@emu/network';
 import { expect } from 'chai';
 import type { IavfOptions } from './device.js';
-import { rawFrame } from './testing/frames.js';
+import { ETH_HLEN, ipv4TcpFrame, ipv4UdpFrame, l4ChecksumOk, rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions } from './testing/harness.js';
 import { MS_RSS_KEY, msIpv4Frames } from './testing/rss-vectors.js';
 
@@ -98,6 +98,25 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       expect(mine.map((f) => f.queue)).to.deep.equal([q, q]);
     }
     expect(b.device.dataPath.engineStats).to.include({ nativeRx: 0, tsRx: 0 });
+  });
+
+  it('the checksum a TX offload inserted is verified on the way into B: trusted there; a wrong one sent without offload is flagged', async () => {
+    const { a, b } = await pair('shared');
+    hs = [a, b];
+    const spec = { dstMac: B, srcMac: A, srcIp: '10.0.0.1', dstIp: '10.0.0.2', sport: 5, dport: 6 };
+    const offloaded = ipv4TcpFrame({ ...spec, payload: Buffer.alloc(1400, 9) });
+    offloaded.writeUInt16BE(0, ETH_HLEN + 20 + 16); // for the device to fill
+    const wrong = ipv4UdpFrame({ ...spec, payload: Buffer.alloc(300, 8) });
+    wrong.writeUInt16BE(wrong.readUInt16BE(ETH_HLEN + 20 + 6) ^ 0x00ff, ETH_HLEN + 20 + 6);
+    await a.vf.transmit(offloaded, { csum: true });
+    await a.vf.transmit(wrong);
+    const got = await b.vf.waitFrames(0, 2, 10_000);
+    expect(got.map((f) => [f.ptype, f.checksum])).to.deep.equal([
+      [26, 'unnecessary'],
+      [24, 'error'],
+    ]);
+    expect(l4ChecksumOk(got[0].data)).to.equal(true);
+    expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0 });
   });
 
   it('hands frames for JavaScript ports to them through the escape queue, and takes theirs natively', async () => {

@@ -25,11 +25,16 @@ function entries(buf: Buffer) {
 }
 
 describe('initramfs', () => {
-  it('base archive: busybox, applet links, /init, the probe and /dev/console', () => {
+  it('base archive: busybox, applet links, /init, the guest programs and /dev/console', () => {
     const busybox = Buffer.from('\x7fELF fake busybox');
     const probe = Buffer.from('\x7fELF fake probe');
+    const net = Buffer.from('\x7fELF fake emu-net');
     const by = entries(
-      buildBaseInitramfs({ busybox, applets: ['bin/sh', 'usr/bin/awk', 'sbin/insmod', 'linuxrc'], probe }),
+      buildBaseInitramfs({
+        busybox,
+        applets: ['bin/sh', 'usr/bin/awk', 'sbin/insmod', 'linuxrc'],
+        programs: { 'emu-vfio-probe': probe, 'emu-net': net },
+      }),
     );
     expect(by.get('bin/busybox')?.mode).to.equal(S_IFREG | 0o755);
     expect(by.get('bin/busybox')?.data.equals(busybox)).to.equal(true);
@@ -43,6 +48,8 @@ describe('initramfs', () => {
     const con = by.get('dev/console');
     expect([(con?.mode ?? 0) & S_IFMT, con?.rdevMajor, con?.rdevMinor]).to.deep.equal([S_IFCHR, 5, 1]);
     expect(by.get(GUEST_PROBE_PATH.slice(1))?.data.equals(probe)).to.equal(true);
+    expect(by.get('usr/bin/emu-net')?.data.equals(net)).to.equal(true);
+    expect(by.get('usr/bin/emu-net')?.mode).to.equal(S_IFREG | 0o755);
     for (const d of ['proc', 'sys', 'dev', 'tmp', 'emu']) expect(by.has(d), d).to.equal(true);
   });
 

@@ -1,6 +1,6 @@
 /**
  * The guest's initramfs, as up to three concatenated newc archives (the kernel unpacks them in turn):
- *   1. base (cached): busybox, its applet links, /init, emu-vfio-probe, /dev/console;
+ *   1. base (cached): busybox, its applet links, /init, the guest programs (/usr/bin/emu-*), /dev/console;
  *   2. modules (cached per module set): /lib/modules/<release>/… (.ko, decompressed) + a modules.dep;
  *   3. boot (per boot): /emu/boot.env, /emu/script.sh, /emu/modules.load and extra files.
  */
@@ -11,6 +11,8 @@ import { type ResolvedModule, uncompressedPath } from './modules.js';
 export const MARKER = 'EMU_GUEST';
 
 export const GUEST_PROBE_PATH = '/usr/bin/emu-vfio-probe';
+/** Where a guest program (tools/guest/guest/NAME.c) lands in the guest. */
+export const guestProgramPath = (name: string) => `/usr/bin/${name}`;
 
 /**
  * /init (busybox ash). Mounts proc/sys/dev, loads the modules listed in /emu/modules.load (parameters
@@ -71,8 +73,8 @@ export interface BaseInitramfsInput {
   busybox: Uint8Array;
   /** applet paths from `busybox --list-full` (e.g. `usr/bin/awk`); each becomes a symlink */
   applets: readonly string[];
-  /** the static emu-vfio-probe binary, if built */
-  probe?: Uint8Array;
+  /** the static guest programs by name (emu-vfio-probe, emu-net), each put at guestProgramPath(name) */
+  programs?: Record<string, Uint8Array>;
 }
 
 export function buildBaseInitramfs(input: BaseInitramfsInput): Buffer {
@@ -107,7 +109,9 @@ export function buildBaseInitramfs(input: BaseInitramfsInput): Buffer {
   w.file('init', initScript(), 0o755);
   w.file('etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n');
   w.file('etc/group', 'root:x:0:\n');
-  if (input.probe) w.file(GUEST_PROBE_PATH, input.probe, 0o755);
+  for (const [name, binary] of Object.entries(input.programs ?? {})) {
+    w.file(guestProgramPath(name).slice(1), binary, 0o755);
+  }
   return w.toBuffer();
 }
 

@@ -5,9 +5,9 @@
  *   ├── rootfs/                 debootstrap --variant=minbase trixie + qemu-system-x86 (trixie-backports)
  *   │                           + linux-image-amd64 (trixie) + busybox-static; QEMU runs here via chroot
  *   ├── bin/busybox             static busybox (copied from rootfs/usr/bin/busybox)
- *   ├── bin/emu-vfio-probe      guest/emu-vfio-probe.c built with the host's gcc -static
+ *   ├── bin/emu-*               guest/emu-*.c (the guest programs) built with the host's gcc -static
  *   ├── modules/<release>/…     decompressed .ko files (busybox insmod can't read .ko.xz)
- *   ├── initramfs/base-*.cpio   busybox + /init + probe; modules-*.cpio per module set
+ *   ├── initramfs/base-*.cpio   busybox + /init + programs; modules-*.cpio per module set
  *   ├── stamps/*.json           what was built from what; a step reruns when its inputs change
  *   ├── logs/setup.log          output of the slow commands
  *   ├── manifest.json           versions (QEMU, kernel, busybox) and paths
@@ -42,7 +42,9 @@ export const DEFAULT_MIRROR = 'http://deb.debian.org/debian';
 export const DEFAULT_MODULE_SET = ['vfio-pci', 'vfio_iommu_type1'];
 
 const ROOTFS_RECIPE_VERSION = 1;
-const PROBE_CFLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-Wno-unused-parameter'];
+/** manifest.json's layout (2: the guest programs by name). */
+const SCHEMA = 2;
+const PROGRAM_CFLAGS = ['-static', '-O2', '-Wall', '-Wextra', '-Wno-unused-parameter'];
 
 /** Kernel config options recorded in the manifest. */
 const KERNEL_CONFIG_KEYS = [
@@ -65,7 +67,7 @@ const KERNEL_CONFIG_KEYS = [
 ];
 
 export interface GuestManifest {
-  schema: 1;
+  schema: 2;
   cacheDir: string;
   updatedAt: string;
   debian: { suite: 'trixie'; mirror: string; backports: string };
@@ -79,7 +81,8 @@ export interface GuestManifest {
     config: Record<string, string | null>;
   };
   busybox: { package: string; version: string; sha256: string };
-  probe: { sha256: string; sourceSha256: string } | null;
+  /** the guest programs, by name */
+  programs: Record<string, { sha256: string; sourceSha256: string }>;
   /** relative to cacheDir */
   baseInitramfs: string;
   initSha256: string;
@@ -133,31 +136,39 @@ async function readJson<T>(path: string): Promise<T | null> {
   }
 }
 
-function probeSourcePath(): string {
-  return join(packageRoot(), 'guest', 'emu-vfio-probe.c');
+/**
+ * The guest programs: each guest/NAME.c, built static, is /usr/bin/NAME in the guest — emu-vfio-probe
+ * (VFIO from inside the guest) and emu-net (raw frames, SCTP).
+ */
+export const GUEST_PROGRAMS = ['emu-vfio-probe', 'emu-net'] as const;
+
+function programSourcePath(name: string): string {
+  return join(packageRoot(), 'guest', `${name}.c`);
 }
 
-async function probeSourceHash(): Promise<string> {
-  const src = await readFile(probeSourcePath());
-  return sha256(Buffer.concat([src, Buffer.from(PROBE_CFLAGS.join(' '))]));
+async function programSourceHash(name: string): Promise<string> {
+  const src = await readFile(programSourcePath(name));
+  return sha256(Buffer.concat([src, Buffer.from(PROGRAM_CFLAGS.join(' '))]));
 }
 
-function baseInitramfsName(busyboxSha: string, probeSha: string | undefined): string {
-  return `initramfs/base-${sha256(`${busyboxSha}\n${probeSha ?? ''}\n${initScript()}`).slice(0, 16)}.cpio`;
+function baseInitramfsName(busyboxSha: string, programs: Record<string, { sha256: string }>): string {
+  const programShas = GUEST_PROGRAMS.map((n) => `${n}=${programs[n]?.sha256 ?? ''}`).join('\n');
+  return `initramfs/base-${sha256(`${busyboxSha}\n${programShas}\n${initScript()}`).slice(0, 16)}.cpio`;
 }
 
 /** The checks of the fast path: everything present and built from the current inputs. */
 async function isReady(cacheDir: string, mirror: string): Promise<GuestEnvironment | null> {
   const manifest = await readJson<GuestManifest>(join(cacheDir, 'manifest.json'));
-  if (manifest?.schema !== 1) return null;
+  if (manifest?.schema !== SCHEMA) return null;
   const rootfsStamp = await readJson<unknown>(join(cacheDir, 'stamps', 'rootfs.json'));
   if (JSON.stringify(rootfsStamp) !== JSON.stringify(rootfsRecipe(mirror))) return null;
-  const probeStamp = await readJson<{ sourceSha256: string }>(join(cacheDir, 'stamps', 'probe.json'));
-  if (!probeStamp || probeStamp.sourceSha256 !== (await probeSourceHash())) return null;
-  if (manifest.probe?.sourceSha256 !== probeStamp.sourceSha256) return null;
+  for (const name of GUEST_PROGRAMS) {
+    const stamp = await readJson<{ sourceSha256: string }>(join(cacheDir, 'stamps', `${name}.json`));
+    if (!stamp || stamp.sourceSha256 !== (await programSourceHash(name))) return null;
+    if (manifest.programs?.[name]?.sourceSha256 !== stamp.sourceSha256) return null;
+  }
   if (manifest.initSha256 !== sha256(initScript())) return null;
-  if (manifest.baseInitramfs !== baseInitramfsName(manifest.busybox.sha256, manifest.probe?.sha256))
-    return null;
+  if (manifest.baseInitramfs !== baseInitramfsName(manifest.busybox.sha256, manifest.programs)) return null;
   const rootfs = join(cacheDir, 'rootfs');
   const kernelPath = join(rootfs, manifest.kernel.image);
   const baseInitramfsPath = join(cacheDir, manifest.baseInitramfs);
@@ -234,21 +245,26 @@ async function build(
   const busybox = await readFile(busyboxPath);
   const applets = (await capture(busyboxPath, ['--list-full'])).split('\n').filter(Boolean);
 
-  // 3. emu-vfio-probe
-  const probePath = join(cacheDir, 'bin', 'emu-vfio-probe');
-  const probeStampPath = join(cacheDir, 'stamps', 'probe.json');
-  const sourceSha256 = await probeSourceHash();
-  const probeStamp = await readJson<{ sourceSha256: string }>(probeStampPath);
-  if (rebuild || probeStamp?.sourceSha256 !== sourceSha256 || !existsSync(probePath)) {
-    progress('guest: compiling emu-vfio-probe (gcc -static)…');
-    if (!existsSync('/usr/lib/x86_64-linux-gnu/libc.a') || !which('gcc')) {
-      await ensureHostPackages(['gcc', 'libc6-dev'], progress, logFile, true);
+  // 3. the guest programs
+  const programs: Record<string, Uint8Array> = {};
+  const programInfo: GuestManifest['programs'] = {};
+  for (const name of GUEST_PROGRAMS) {
+    const path = join(cacheDir, 'bin', name);
+    const stampPath = join(cacheDir, 'stamps', `${name}.json`);
+    const sourceSha256 = await programSourceHash(name);
+    const stamp = await readJson<{ sourceSha256: string }>(stampPath);
+    if (rebuild || stamp?.sourceSha256 !== sourceSha256 || !existsSync(path)) {
+      progress(`guest: compiling ${name} (gcc -static)…`);
+      if (!existsSync('/usr/lib/x86_64-linux-gnu/libc.a') || !which('gcc')) {
+        await ensureHostPackages(['gcc', 'libc6-dev'], progress, logFile, true);
+      }
+      await run('gcc', [...PROGRAM_CFLAGS, '-o', `${path}.tmp`, programSourcePath(name)], { logFile });
+      await rename(`${path}.tmp`, path);
+      await writeFileAtomic(stampPath, JSON.stringify({ sourceSha256 }));
     }
-    await run('gcc', [...PROBE_CFLAGS, '-o', `${probePath}.tmp`, probeSourcePath()], { logFile });
-    await rename(`${probePath}.tmp`, probePath);
-    await writeFileAtomic(probeStampPath, JSON.stringify({ sourceSha256 }));
+    programs[name] = await readFile(path);
+    programInfo[name] = { sha256: sha256(programs[name]), sourceSha256 };
   }
-  const probe = await readFile(probePath);
 
   // 4. versions and kernel facts
   const kernel = await findKernel(rootfs);
@@ -279,11 +295,10 @@ async function build(
 
   // 6. the base initramfs
   const busyboxSha = sha256(busybox);
-  const probeSha = sha256(probe);
-  const baseName = baseInitramfsName(busyboxSha, probeSha);
+  const baseName = baseInitramfsName(busyboxSha, programInfo);
   if (!existsSync(join(cacheDir, baseName))) {
     progress('guest: building the base initramfs…');
-    await writeFileAtomic(join(cacheDir, baseName), buildBaseInitramfs({ busybox, applets, probe }));
+    await writeFileAtomic(join(cacheDir, baseName), buildBaseInitramfs({ busybox, applets, programs }));
   }
   for (const f of await readdir(join(cacheDir, 'initramfs'))) {
     if (f.startsWith('base-') && `initramfs/${f}` !== baseName)
@@ -291,7 +306,7 @@ async function build(
   }
 
   const manifest: GuestManifest = {
-    schema: 1,
+    schema: SCHEMA,
     cacheDir,
     updatedAt: new Date().toISOString(),
     debian: { suite: 'trixie', mirror, backports: 'trixie-backports' },
@@ -307,7 +322,7 @@ async function build(
       config: Object.fromEntries(KERNEL_CONFIG_KEYS.map((k) => [k, config.get(k) ?? null])),
     },
     busybox: { package: pkgs['busybox-static'] ?? '', version: busyboxVersion, sha256: busyboxSha },
-    probe: { sha256: probeSha, sourceSha256 },
+    programs: programInfo,
     baseInitramfs: baseName,
     initSha256: sha256(initScript()),
   };

@@ -80,16 +80,18 @@ export function markTxDone(desc: Uint8Array): void {
 export const RxStatus = {
   DD: 1n << 0n,
   EOF: 1n << 1n,
-  L3L4P: 1n << 3n,
   FLTSTAT_RSS: 3n << 12n,
   /** Error RXE (bit 0 of the error field): the packet was dropped. */
   RXE: 1n << 19n,
 } as const;
 
-/** RX write-back qword1: status, per-buffer length (bits 51:38). */
-export function rxWriteback(length: number, last: boolean, hashed: boolean): bigint {
+/**
+ * RX write-back qword1: status, per-buffer length (bits 51:38); on the last descriptor EOF and
+ * `offloads`, the frame's PTYPE and checksum status (@emu/native's iavfRxOffloadBits).
+ */
+export function rxWriteback(length: number, last: boolean, hashed: boolean, offloads = 0n): bigint {
   let qw1 = RxStatus.DD | (BigInt(length) << 38n);
-  if (last) qw1 |= RxStatus.EOF;
+  if (last) qw1 |= RxStatus.EOF | offloads;
   if (hashed) qw1 |= RxStatus.FLTSTAT_RSS;
   return qw1;
 }

@@ -50,6 +50,7 @@ import {
   type IavfNicConfig,
   type IavfNicEvents,
   type IavfVectors,
+  iavfRxOffloadBits,
   iavfRxRing,
   iavfTxRing,
   NIC_STATE,
@@ -841,7 +842,10 @@ export class DataPath {
       const last = i === chunks - 1;
       const wb = Buffer.alloc(ring.descSize);
       if (hash !== undefined) wb.writeUInt32LE(hash, 4);
-      wb.writeBigUInt64LE(rxWriteback(part.length, last, hash !== undefined), 8);
+      wb.writeBigUInt64LE(
+        rxWriteback(part.length, last, hash !== undefined, last ? iavfRxOffloadBits(frame) : 0n),
+        8,
+      );
       // Everything but qword1 first (qwords 2-3 exist only in the 32-byte format); qword1 (with DD)
       // last, as the driver polls it.
       if (ring.descSize > 16) await this.host.memory.write(at + 16n, wb.subarray(16)).catch(() => undefined);

@@ -13,6 +13,10 @@ export const ETH_P_LOCAL = 0x88b5;
 export const IPPROTO_TCP = 6;
 export const IPPROTO_UDP = 17;
 export const IPPROTO_SCTP = 132;
+export const IPPROTO_ICMP = 1;
+export const IPPROTO_ICMPV6 = 58;
+export const ETH_P_IPV6 = 0x86dd;
+export const ETH_P_ARP = 0x0806;
 export const TCP_FIN = 0x01;
 export const TCP_SYN = 0x02;
 export const TCP_RST = 0x04;
@@ -25,6 +29,21 @@ export function ipBytes(ip: string): Buffer {
   if (parts.length !== 4 || parts.some((p) => !Number.isInteger(p) || p < 0 || p > 255))
     throw new TypeError(`not an IPv4 address: ${ip}`);
   return Buffer.from(parts);
+}
+
+/** An IPv6 address in any RFC 4291 text form ('fd00::1', '2001:db8:0:0:0:0:0:1'), as 16 bytes. */
+export function ipv6Bytes(ip: string): Buffer {
+  const halves = ip.split('::');
+  const words = (part: string) => (part === '' ? [] : part.split(':').map((w) => Number.parseInt(w, 16)));
+  const head = words(halves[0]);
+  const tail = halves.length > 1 ? words(halves[1]) : [];
+  const zeros = 8 - head.length - tail.length;
+  const all = [...head, ...Array(halves.length > 1 ? zeros : 0).fill(0), ...tail];
+  if (halves.length > 2 || all.length !== 8 || all.some((w) => !Number.isInteger(w) || w < 0 || w > 0xffff))
+    throw new TypeError(`not an IPv6 address: ${ip}`);
+  const out = Buffer.alloc(16);
+  for (const [i, w] of all.entries()) out.writeUInt16BE(w, 2 * i);
+  return out;
 }
 
 /** An Ethernet II frame. */
@@ -142,6 +161,97 @@ export function ipv4UdpFrame(spec: FlowSpec): Buffer {
   const sum = onesSum(udp, pseudoSum(ip.subarray(12, 16), ip.subarray(16, 20), IPPROTO_UDP, udp.length));
   udp.writeUInt16BE(~sum & 0xffff || 0xffff, 6);
   return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IP, Buffer.concat([ip, udp]));
+}
+
+/** An ICMP (or, with v6, ICMPv6) echo request: type, code, checksum 0, identifier, sequence, payload. */
+export function icmpEcho(v6: boolean, id: number, seq: number, payload: Uint8Array): Buffer {
+  const m = Buffer.alloc(8 + payload.length);
+  m[0] = v6 ? 128 : 8;
+  m.writeUInt16BE(id, 4);
+  m.writeUInt16BE(seq, 6);
+  m.set(payload, 8);
+  return m;
+}
+
+/**
+ * An Ethernet/IPv4 frame carrying `l4` as protocol `proto`, the header checksum right. With
+ * `checksumAt`, the L4 checksum field at that offset of `l4` is filled: over the pseudo-header (TCP,
+ * UDP) or, for ICMP, over the message alone.
+ */
+export function ipv4Frame(
+  spec: Omit<FlowSpec, 'sport' | 'dport' | 'payload'>,
+  proto: number,
+  l4: Uint8Array,
+  checksumAt?: number,
+): Buffer {
+  const body = Buffer.from(l4);
+  const ip = ipv4Header({ ...spec, sport: 0, dport: 0, payload: body }, proto, body.length);
+  if (checksumAt !== undefined) {
+    body.writeUInt16BE(0, checksumAt);
+    const seed =
+      proto === IPPROTO_ICMP ? 0 : pseudoSum(ip.subarray(12, 16), ip.subarray(16, 20), proto, body.length);
+    body.writeUInt16BE(~onesSum(body, seed) & 0xffff, checksumAt);
+  }
+  return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IP, Buffer.concat([ip, body]));
+}
+
+/**
+ * An Ethernet/IPv6 frame (RFC 8200): `ext` extension headers (each a whole header whose first byte the
+ * caller set to the next one's type), then `l4` as `proto`. With `checksumAt`, the L4 checksum field at
+ * that offset of `l4` is filled over the IPv6 pseudo-header (RFC 8200 8.1).
+ */
+export function ipv6Frame(
+  spec: { dstMac: string; srcMac: string; srcIp: string; dstIp: string },
+  proto: number,
+  l4: Uint8Array,
+  checksumAt?: number,
+  ext: { type: number; bytes: Uint8Array }[] = [],
+): Buffer {
+  const body = Buffer.from(l4);
+  const src = ipv6Bytes(spec.srcIp);
+  const dst = ipv6Bytes(spec.dstIp);
+  if (checksumAt !== undefined) {
+    const pseudo = Buffer.alloc(40);
+    src.copy(pseudo, 0);
+    dst.copy(pseudo, 16);
+    pseudo.writeUInt32BE(body.length, 32);
+    pseudo[39] = proto;
+    body.writeUInt16BE(0, checksumAt);
+    const c = ~onesSum(body, onesSum(pseudo)) & 0xffff;
+    body.writeUInt16BE(proto === IPPROTO_UDP && c === 0 ? 0xffff : c, checksumAt);
+  }
+  const exts = Buffer.concat(ext.map((e) => e.bytes));
+  const ip = Buffer.alloc(40);
+  ip.writeUInt32BE(0x60000000, 0);
+  ip.writeUInt16BE(exts.length + body.length, 4);
+  ip[6] = ext.length > 0 ? ext[0].type : proto;
+  ip[7] = 64;
+  src.copy(ip, 8);
+  dst.copy(ip, 24);
+  return ethFrame(spec.dstMac, spec.srcMac, ETH_P_IPV6, Buffer.concat([ip, exts, body]));
+}
+
+/** A UDP datagram (header and payload; checksum 0, for ipv4Frame/ipv6Frame to fill at offset 6). */
+export function udpDatagram(sport: number, dport: number, payload: Uint8Array): Buffer {
+  const udp = Buffer.alloc(8 + payload.length);
+  udp.writeUInt16BE(sport, 0);
+  udp.writeUInt16BE(dport, 2);
+  udp.writeUInt16BE(udp.length, 4);
+  udp.set(payload, 8);
+  return udp;
+}
+
+/** A 20-byte-header TCP segment with ACK (checksum 0, for ipv4Frame/ipv6Frame to fill at offset 16). */
+export function tcpSegment(sport: number, dport: number, payload: Uint8Array): Buffer {
+  const tcp = Buffer.alloc(20 + payload.length);
+  tcp.writeUInt16BE(sport, 0);
+  tcp.writeUInt16BE(dport, 2);
+  tcp.writeUInt32BE(1000, 4);
+  tcp[12] = 5 << 4;
+  tcp[13] = TCP_ACK;
+  tcp.writeUInt16BE(0xffff, 14);
+  tcp.set(payload, 20);
+  return tcp;
 }
 
 /**

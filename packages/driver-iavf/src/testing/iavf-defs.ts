@@ -356,7 +356,41 @@ export const RX_WB = {
   ERROR_SHIFT: 19n,
   /** RXE, bit 0 of the error field: the packet was dropped. */
   ERROR_RXE: 1,
+  /** IPE (bit 3 of the error field): bad IPv4 header checksum; L4E (bit 4): bad L4 checksum. */
+  ERROR_IPE: 1 << 3,
+  ERROR_L4E: 1 << 4,
+  /** EIPE (bit 5): bad outer IPv4 header checksum of a tunnel. */
+  ERROR_EIPE: 1 << 5,
+  /** PPRS (bit 7): not checked, for lack of time. */
+  ERROR_PPRS: 1 << 7,
+  IPV6EXADD: 1n << 15n,
   PTYPE_SHIFT: 30n,
   LENGTH_PBUF_SHIFT: 38n,
   LENGTH_PBUF_MASK: 0x3fffn,
 } as const;
+
+/**
+ * What Linux 6.12's libie packet-type table (drivers/net/ethernet/intel/libie/rx.c, the i40e/iavf
+ * hardware numbering) says of the non-tunnelled types: outer IP version and inner protocol. A type not
+ * listed decodes as L2 only (no IP, no checksum).
+ */
+export const LIBIE_PTYPES: Record<
+  number,
+  { ip: 4 | 6; l4: 'udp' | 'tcp' | 'sctp' | 'icmp' | 'none'; frag?: true }
+> = {
+  22: { ip: 4, l4: 'none', frag: true },
+  23: { ip: 4, l4: 'none' },
+  24: { ip: 4, l4: 'udp' },
+  26: { ip: 4, l4: 'tcp' },
+  27: { ip: 4, l4: 'sctp' },
+  28: { ip: 4, l4: 'icmp' },
+  88: { ip: 6, l4: 'none', frag: true },
+  89: { ip: 6, l4: 'none' },
+  90: { ip: 6, l4: 'udp' },
+  92: { ip: 6, l4: 'tcp' },
+  93: { ip: 6, l4: 'sctp' },
+  94: { ip: 6, l4: 'icmp' },
+};
+/** PTYPE 1: Ethernet, payload not parsed; 11: ARP. */
+export const PTYPE_L2 = 1;
+export const PTYPE_ARP = 11;

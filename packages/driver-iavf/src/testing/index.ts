@@ -5,7 +5,7 @@
  * hostile-client campaign, benchmarks).
  */
 
-export { ipv4TcpFrame, rawFrame, type TcpSpec } from './frames.js';
+export { type FlowSpec, ipv4TcpFrame, ipv4UdpFrame, rawFrame, type TcpSpec } from './frames.js';
 export { DEFAULT_IOVA_BASE, GuestRam, type GuestRamOptions, MIB } from './guest-memory.js';
 export {
   type BringUpOptions,

@@ -51,6 +51,7 @@ import {
   ICR0_ADMINQ,
   LIBETH_RX_LL_LEN,
   LIBIE_MAX_RX_FRM_LEN,
+  LIBIE_PTYPES,
   LINUX_6_12_CAPS,
   opName,
   type PfEvent,
@@ -244,6 +245,29 @@ export interface RxFrame {
   descriptors: RxDescriptor[];
   /** The RSS hash, when the write-back says it is valid. */
   hash?: number;
+  /** PTYPE of the EOF descriptor. */
+  ptype: number;
+  /**
+   * What Linux's iavf_rx_checksum makes of the EOF descriptor: `unnecessary` (CHECKSUM_UNNECESSARY, the
+   * stack trusts the device), `none` (the stack checks the sums itself) or `error` (none, and counted in
+   * hw_csum_rx_error).
+   */
+  checksum: RxChecksum;
+}
+
+export type RxChecksum = 'unnecessary' | 'none' | 'error';
+
+/** iavf_rx_checksum (Linux 6.12 iavf_txrx.c) over a write-back, with libie's packet-type table. */
+export function rxChecksumVerdict(d: RxDescriptor): RxChecksum {
+  const pt = LIBIE_PTYPES[d.ptype];
+  // libeth_rx_pt_has_checksum: an inner protocol (UDP, TCP, SCTP, ICMP) is needed.
+  if (!pt || pt.l4 === 'none') return 'none';
+  if ((d.qw1 & RX_WB.L3L4P) === 0n) return 'none';
+  if (pt.ip === 4 && d.errors & (RX_WB.ERROR_IPE | RX_WB.ERROR_EIPE)) return 'error';
+  if (pt.ip === 6 && (d.qw1 & RX_WB.IPV6EXADD) !== 0n) return 'none';
+  if (d.errors & RX_WB.ERROR_L4E) return 'error';
+  if (d.errors & RX_WB.ERROR_PPRS) return 'none';
+  return 'unnecessary';
 }
 
 export interface TransmitOptions {
@@ -1506,6 +1530,8 @@ export class SoftIavf {
         data: Buffer.concat(parts.map((p) => p.data)),
         descriptors: parts.map((p) => p.desc),
         hash: d.fltstat === RX_WB.FLTSTAT_RSS_HASH ? d.hash : undefined,
+        ptype: d.ptype,
+        checksum: rxChecksumVerdict(d),
       });
     }
     if (opts.refill !== false) await this.refillRx(q);

@@ -1,0 +1,24 @@
+/** Shell for the guests' scripts, shared by the e2e suites (busybox sh in the harness's initramfs). */
+
+/**
+ * Loads iavf, waits for eth0, gives it `addr` (and `mtu`), sets it up and waits for carrier; prints
+ * `carrier=0|1`.
+ */
+export const up = (addr: string, opts: { mtu?: number } = {}) => `
+modprobe iavf
+t=0; while [ -z "$(ls /sys/class/net | grep eth)" ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
+ip addr add ${addr} dev eth0;${opts.mtu ? ` ip link set eth0 mtu ${opts.mtu};` : ''} ip link set eth0 up
+t=0; while [ "$(cat /sys/class/net/eth0/carrier)" != 1 ] && [ $t -lt 100 ]; do sleep 0.1; t=$((t+1)); done
+echo "carrier=$(cat /sys/class/net/eth0/carrier)"
+`;
+
+/** Waits (up to 60 s) until `ip` answers a ping. */
+export const waitPing = (ip: string) =>
+  `t=0; until ping -c 1 -W 1 ${ip} > /dev/null 2>&1 || [ $t -ge 60 ]; do t=$((t+1)); done`;
+
+/** Tells the guest at `ip` that a step is done: connects to its `port` until it listens. */
+export const signal = (ip: string, port: number) =>
+  `t=0; until echo x | nc ${ip} ${port} > /dev/null 2>&1 || [ $t -ge 300 ]; do sleep 0.2; t=$((t+1)); done`;
+
+/** Waits for the other guest's signal() on `port`. */
+export const awaitSignal = (port: number) => `nc -l -p ${port} > /dev/null`;
