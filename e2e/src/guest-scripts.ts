@@ -22,3 +22,10 @@ export const signal = (ip: string, port: number) =>
 
 /** Waits for the other guest's signal() on `port`. */
 export const awaitSignal = (port: number) => `nc -l -p ${port} > /dev/null`;
+
+/**
+ * Starts a TCP server on `port` in the background that writes what it receives to `out`; its pid is in
+ * $!. busybox nc ends when its stdin does: the server's is a FIFO held open and never written.
+ */
+export const ncReceive = (port: number, out: string) =>
+  `[ -p /tmp/nc-in ] || { mkfifo /tmp/nc-in; exec 3<>/tmp/nc-in; }; nc -l -p ${port} < /tmp/nc-in > ${out} &`;

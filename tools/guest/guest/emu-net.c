@@ -5,7 +5,8 @@
 //   emu-net sctp-server PORT               accept one SCTP association (one-to-one style, RFC 6458 4),
 //                                         read it to the end, print "sctp got BYTES FNV"
 //   emu-net sctp-client ADDR PORT BYTES    connect to ADDR:PORT over SCTP, send BYTES of a fixed
-//                                         pattern, print "sctp sent BYTES FNV"
+//                                         pattern, shut the association down (all delivered), print
+//                                         "sctp sent BYTES FNV"
 //
 // FNV is the 64-bit FNV-1a hash of the bytes, in hex, so the two sides can be compared. SCTP needs the
 // kernel's sctp module; no libsctp is used (plain sockets with IPPROTO_SCTP).
@@ -142,6 +143,11 @@ static int sctp_client(const char *addr, int port, long long bytes) {
     h = fnv(h, buf, (size_t)w);
     left -= w;
     at += w;
+  }
+  // SHUTDOWN completes once the peer has every byte (RFC 4960 9.2): wait for it, so that the guest may
+  // power off after this returns.
+  if (shutdown(s, SHUT_WR) < 0) return fail("shutdown");
+  while (read(s, buf, sizeof buf) > 0) {
   }
   printf("sctp sent %lld %016llx\n", bytes, (unsigned long long)h);
   close(s);
