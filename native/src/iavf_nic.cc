@@ -27,9 +27,7 @@ size_t CopyClamped(const uint8_t* frame, size_t length, size_t from, size_t to, 
 
 }  // namespace
 
-void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length) {
-  Stat(counters, tx, q, kPackets)++;
-  Stat(counters, tx, q, kBytes) += static_cast<double>(length);
+void CountKind(double* counters, bool tx, const uint8_t* frame) {
   const uint32_t kinds = tx ? kTxKinds : kRxKinds;
   if (!(frame[0] & 1)) {
     counters[kinds]++;
@@ -38,6 +36,12 @@ void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, si
   } else {
     counters[kinds + 1]++;
   }
+}
+
+void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length) {
+  Stat(counters, tx, q, kPackets)++;
+  Stat(counters, tx, q, kBytes) += static_cast<double>(length);
+  if (tx) CountKind(counters, true, frame);
 }
 
 bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
@@ -99,6 +103,7 @@ RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double*
     counters[kFiltered]++;
     return {false, 0, -1};
   }
+  CountKind(counters, false, frame);
   uint32_t q = 0;
   int64_t hash = -1;
   const uint32_t enabled = cfg.rx_enabled;

@@ -70,7 +70,8 @@ struct NicConfig {
   void PrepareRss();
 };
 
-// Counts one packet of a queue and its kind (unicast, multicast, broadcast).
+// Counts one packet of a queue, and for TX its kind (unicast, multicast, broadcast); Route counts the
+// RX kinds.
 void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length);
 
 // Whether the VF's filters take the frame (own MAC, listed MACs, broadcast, promiscuous modes).
@@ -90,8 +91,10 @@ struct RxRoute {
   int64_t hash;  // -1: none
 };
 
-// The filters and RSS: the queue a frame goes to. A filtered frame counts kFiltered; one whose queue
-// is unconfigured or disabled counts a drop on it.
+// The filters and RSS: the queue a frame goes to. A filtered frame counts kFiltered (and nothing
+// else: it never reached the VF); any other counts its RX kind here, delivered or not, as a PF's
+// per-VSI counters do (GLV_UPRC/MPRC/BPRC count the packets of rx_discards too: DPDK's iavf takes
+// rx_discards off their sum), and one whose queue is unconfigured or disabled counts a drop on it.
 RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double* counters);
 
 }  // namespace iavf

@@ -190,3 +190,6 @@ export const LegacyLinkSpeed: Record<number, number> = {
   25000: 0x40,
   40000: 0x10,
 };
+
+/** The Ethernet frame check sequence: the 4 bytes a PF's RX byte counters include per frame. */
+export const ETH_FCS_LEN = 4n;

@@ -99,15 +99,40 @@ describe('data path RX filters', () => {
     expect(h!.device.dataPath.rx[0].packets).to.equal(4);
   });
 
-  it('reports received frames by kind in GET_STATS, and filtered ones as discards', async () => {
+  it('GET_STATS counts as a PF counts a VSI: frames by kind, bytes with their FCS, filtered frames nowhere', async () => {
     const vf = await up();
     expect(await offer(BROADCAST)).to.deep.equal([BROADCAST]);
     expect(await offer(OTHER)).to.deep.equal([]);
     const s = await vf.getStats();
-    // Two sentinels (unicast) and one broadcast arrived; the frame to OTHER was filtered.
+    // Two sentinels (unicast, 64 bytes) and one broadcast (80) arrived; the frame to OTHER was filtered
+    // and reached no counter of the VF's.
     expect(s.rxUnicast).to.equal(2n);
     expect(s.rxBroadcast).to.equal(1n);
     expect(s.rxMulticast).to.equal(0n);
-    expect(s.rxDiscards).to.equal(1n);
+    expect(s.rxDiscards).to.equal(0n);
+    expect(s.rxBytes, 'rx_bytes with 4 FCS bytes per frame, as i40e/ice count them').to.equal(
+      64n + 80n + 64n + 3n * 4n,
+    );
+    expect(h!.device.dataPath.filtered).to.equal(1);
+    // TX bytes are the frames as posted.
+    await vf.transmit(rawFrame(PEER, VF_MAC, 100, 1));
+    await net.waitSent(1);
+    expect((await vf.getStats()).txBytes).to.equal(100n);
+  });
+
+  it('frames dropped for want of RX buffers count in their kind and in rx_discards, so kinds minus discards is what arrived', async () => {
+    ({ h, net } = await Harness.linked({ mac: VF_MAC, queues: 1 }, { soft: { ringLen: 64 } }));
+    const vf = h.vf;
+    // 63 buffers posted (a ring of 64 keeps one free); 70 frames offered without the guest taking any.
+    for (let i = 0; i < 70; i++) net.inject(rawFrame(VF_MAC, PEER, 100, i));
+    const rx = h.device.dataPath.rx[0];
+    for (let t = 0; rx.packets + rx.drops < 70 && t < 500; t++) await new Promise((r) => setTimeout(r, 10));
+    expect([rx.packets, rx.drops]).to.deep.equal([63, 7]);
+    const s = await vf.getStats();
+    expect([s.rxUnicast, s.rxDiscards]).to.deep.equal([70n, 7n]);
+    // DPDK's iavf_dev_stats_get: ipackets = unicast + multicast + broadcast - discards; ibytes = rx_bytes - 4 * ipackets.
+    const ipackets = s.rxUnicast + s.rxMulticast + s.rxBroadcast - s.rxDiscards;
+    expect(ipackets).to.equal(63n);
+    expect(s.rxBytes - 4n * ipackets).to.equal(63n * 100n);
   });
 });

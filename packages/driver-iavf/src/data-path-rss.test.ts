@@ -155,7 +155,9 @@ describe('data path RSS across 4 queues, and per-queue counters', () => {
 
     const s = await vf.getStats();
     expect(s.rxUnicast + s.rxMulticast + s.rxBroadcast, 'RX packets').to.equal(80n);
-    expect(s.rxBytes).to.equal(BigInt(frames.reduce((n, f) => n + f.data.length, 0)));
+    expect(s.rxBytes, 'with each frame’s FCS').to.equal(
+      BigInt(frames.reduce((n, f) => n + f.data.length + 4, 0)),
+    );
     expect(s.txUnicast + s.txMulticast + s.txBroadcast, 'TX packets').to.equal(13n);
     expect(s.txBytes).to.equal(BigInt(txBytes.reduce((a, b) => a + b, 0)));
     expect([s.rxDiscards, s.txDiscards, s.txErrors]).to.deep.equal([0n, 0n, 0n]);

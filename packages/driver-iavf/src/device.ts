@@ -11,6 +11,7 @@ import { AdminQueue } from './admin-queue.js';
 import { type RegisterFamily, RegisterFile } from './bar0.js';
 import {
   BAR0_SIZE,
+  ETH_FCS_LEN,
   IAVF_PCI,
   Icr0,
   MAX_QUEUE_PAIRS,
@@ -282,18 +283,24 @@ export class IavfDevice implements DeviceImpl {
     this.vectors.close();
   }
 
-  /** virtchnl_eth_stats from the queues' counters. */
+  /**
+   * virtchnl_eth_stats from the queues' counters, as an i40e/ice PF reports a VSI's: rx_bytes counts
+   * each delivered frame with its 4-byte FCS (the MAC counts octets on the wire; DPDK's iavf takes 4
+   * per packet off, Linux's shows them as they come), tx_bytes the frames as the VF posted them; the
+   * RX kinds count every frame the filters took, rx_discards those of them dropped (DPDK's iavf
+   * reports ipackets = unicast + multicast + broadcast - discards). Frames the filters turned away
+   * reached no VSI: they are in no counter here (the data path counts them as `filtered`).
+   */
   private ethStats() {
     const sum = (list: typeof this.dataPath.tx, key: 'packets' | 'bytes' | 'drops' | 'errors') =>
       BigInt(list.reduce((n, s) => n + s[key], 0));
     const { rx, tx } = this.dataPath.kinds;
     return {
-      rxBytes: sum(this.dataPath.rx, 'bytes'),
+      rxBytes: sum(this.dataPath.rx, 'bytes') + ETH_FCS_LEN * sum(this.dataPath.rx, 'packets'),
       rxUnicast: BigInt(rx.unicast),
       rxMulticast: BigInt(rx.multicast),
       rxBroadcast: BigInt(rx.broadcast),
-      // Frames the filters turned away count as discards too.
-      rxDiscards: sum(this.dataPath.rx, 'drops') + BigInt(this.dataPath.filtered),
+      rxDiscards: sum(this.dataPath.rx, 'drops'),
       txBytes: sum(this.dataPath.tx, 'bytes'),
       txUnicast: BigInt(tx.unicast),
       txMulticast: BigInt(tx.multicast),

@@ -857,11 +857,15 @@ export class DataPath {
     this.raiseFor(q, 'rx');
   }
 
-  /** One more packet on a queue: its counters and the per-kind totals. */
+  /**
+   * One more packet on a queue: its counters and, for TX, the per-kind totals (the twin's route counts
+   * the RX kinds, of every frame the filters took).
+   */
   private count(dir: 'rx' | 'tx', s: QueueStats, frame: Uint8Array): void {
     s.packets++;
     s.bytes += frame.length;
-    const kinds = this.kinds[dir];
+    if (dir === 'rx') return;
+    const kinds = this.kinds.tx;
     if (!(frame[0] & 1)) kinds.unicast++;
     else if ((frame[0] & frame[1] & frame[2] & frame[3] & frame[4] & frame[5]) === 0xff) kinds.broadcast++;
     else kinds.multicast++;
