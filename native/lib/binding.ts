@@ -274,6 +274,7 @@ export interface NativeIavfNic {
   resetHeads(): void;
   receive(frame: Uint8Array): boolean;
   route(frame: Uint8Array): { queue: number; hash?: number } | null;
+  egress(frame: Uint8Array, queue: number): boolean;
   setVectors(vectors: NativeIavfVectors | null): void;
   info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
   close(): void;
@@ -288,6 +289,7 @@ export interface NativeDataPlaneLayout {
   rxKinds: number;
   txKinds: number;
   filtered: number;
+  spoofed: number;
   counterCount: number;
   headsBytes: number;
   stateBytes: number;

@@ -109,6 +109,7 @@ class Guest {
       mac: Uint8Array.from(this.mac),
       macs: [],
       promisc: 0,
+      spoofCheck: false,
       rssKey: new Uint8Array(52),
       rssLut: new Uint8Array(64),
       numQueuePairs: 1,
@@ -337,6 +338,7 @@ describe('data plane: NICs forwarding on a native worker', () => {
         mac: Uint8Array.from(MAC_A),
         macs: [],
         promisc: 0,
+        spoofCheck: false,
         rssKey: new Uint8Array(52),
         rssLut: new Uint8Array(64),
         numQueuePairs: 2,
@@ -392,6 +394,44 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(() => nic.route(frame(MAC_A, MAC_B, 60, 1)))
       .to.throw()
       .with.property('code', 'EBADF');
+  });
+
+  it('checks what a TypeScript path sends against the spoof check: only the VF’s own sources, counted when dropped', () => {
+    const state = new ArrayBuffer(NIC_STATE.stateBytes);
+    const counters = new Float64Array(state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
+    const nic = new IavfNic(plane, { state, onEvents: () => {} });
+    try {
+      const listed = [0x02, 0, 0, 0, 0, 0x77];
+      const base: IavfNicConfig = {
+        mac: Uint8Array.from(MAC_A),
+        macs: [listed.reduce((n, b) => n * 256 + b, 0)],
+        promisc: 0,
+        spoofCheck: true,
+        rssKey: new Uint8Array(52),
+        rssLut: new Uint8Array(64),
+        numQueuePairs: 2,
+        tx: [],
+        rx: [],
+        txEnabled: 0,
+        rxEnabled: 0,
+        irqMap: [],
+      };
+      nic.configure(base);
+      expect(nic.egress(frame(MAC_B, MAC_A, 60, 1), 0), 'its MAC').to.equal(true);
+      expect(nic.egress(frame(MAC_B, listed, 60, 1), 0), 'a unicast filter it holds').to.equal(true);
+      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 1), 'another NIC’s MAC').to.equal(false);
+      expect(nic.egress(frame(MAC_A, BCAST, 60, 1), 1), 'a broadcast source').to.equal(false);
+      expect(nic.egress(new Uint8Array(10), 0), 'a runt').to.equal(false);
+      expect(counters[NIC_STATE.spoofed]).to.equal(3);
+      const txDrops = (q: number) => counters[NIC_STATE.txStats + NIC_STATE.queueStats * q + 2];
+      expect([txDrops(0), txDrops(1)]).to.deep.equal([1, 2]);
+      nic.configure({ ...base, spoofCheck: false });
+      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 0), 'no spoof check').to.equal(true);
+      expect(counters[NIC_STATE.spoofed]).to.equal(3);
+      expect(() => nic.egress(frame(MAC_A, MAC_B, 60, 1), NIC_STATE.queues)).to.throw(RangeError);
+    } finally {
+      nic.close();
+    }
   });
 
   it('floods a broadcast to every other port, escaping it to the JavaScript one; JavaScript frames reach NICs inside forward()', async () => {

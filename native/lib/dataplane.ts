@@ -186,6 +186,11 @@ export interface IavfNicConfig {
   macs: number[];
   /** Bit 0 unicast, bit 1 multicast promiscuous. */
   promisc: number;
+  /**
+   * The host's spoof check: TX frames go out only with the VF's MAC or one of its unicast filters as
+   * source; others are dropped (a TX drop and `NIC_STATE.spoofed`).
+   */
+  spoofCheck: boolean;
   rssKey: Uint8Array;
   rssLut: Uint8Array;
   numQueuePairs: number;
@@ -290,6 +295,16 @@ export class IavfNic {
    */
   route(frame: Uint8Array): { queue: number; hash?: number } | undefined {
     return this.#n.route(frame) ?? undefined;
+  }
+
+  /**
+   * The host's policy on a frame a TypeScript path sends from TX queue `queue` (the worker's own
+   * check): true when it may go out; a frame the spoof check refuses is counted (the queue's drops,
+   * `spoofed`).
+   */
+  egress(frame: Uint8Array, queue: number): boolean {
+    validateInteger(queue, 'queue', 0, NIC_STATE.queues - 1);
+    return this.#n.egress(frame, queue);
   }
 
   /**

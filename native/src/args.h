@@ -85,6 +85,13 @@ inline bool FieldU32(Napi::Object o, const char* key, uint32_t max, uint32_t* ou
   return true;
 }
 
+inline bool FieldBool(Napi::Object o, const char* key, bool* out) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) return false;
+  *out = v.As<Napi::Boolean>().Value();
+  return true;
+}
+
 inline bool FieldBigUint64(Napi::Object o, const char* key, uint64_t* out) {
   Napi::Value v = o.Get(key);
   if (!v.IsBigInt()) return false;

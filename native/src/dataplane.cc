@@ -426,6 +426,7 @@ class ForwardSink : public TxSink {
         [&](uint8_t* frame, size_t length) {
           frames++;
           bytes += length;
+          if (!SourceAllowed(nic_->cfg, frame, length, q_, nic_->counters)) return true;
           CountPacket(nic_->counters, true, q_, frame, length);
           Ingress(frame, length);
           return true;
@@ -998,6 +999,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
                                        InstanceMethod<&IavfNic::ResetHeads>("resetHeads"),
                                        InstanceMethod<&IavfNic::Receive>("receive"),
                                        InstanceMethod<&IavfNic::Route>("route"),
+                                       InstanceMethod<&IavfNic::Egress>("egress"),
                                        InstanceMethod<&IavfNic::SetVectors>("setVectors"),
                                        InstanceMethod<&IavfNic::Info>("info"),
                                        InstanceMethod<&IavfNic::Close>("close"),
@@ -1096,8 +1098,8 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     return false;
   }
 
-  // configure({ mac, macs, promisc, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled, rxEnabled,
-  // irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
+  // configure({ mac, macs, promisc, spoofCheck, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled,
+  // rxEnabled, irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
   Napi::Value Configure(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -1106,6 +1108,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     NicConfig cfg;
     if (!FieldBytes(o, "mac", cfg.mac, 6) || !FieldBytes(o, "rssKey", cfg.rss_key, kRssKeySize) ||
         !FieldBytes(o, "rssLut", cfg.rss_lut, kRssLutSize) || !FieldU32(o, "promisc", 3, &cfg.promisc) ||
+        !FieldBool(o, "spoofCheck", &cfg.spoof_check) ||
         !FieldU32(o, "numQueuePairs", kQueues, &cfg.num_queue_pairs) ||
         !FieldU32(o, "txEnabled", 0xffff, &cfg.tx_enabled) || !FieldU32(o, "rxEnabled", 0xffff, &cfg.rx_enabled)) {
       return ThrowTypeError(env, "bad NIC configuration");
@@ -1322,6 +1325,21 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     return out;
   }
 
+  // egress(frame, queue): the host's policy on a frame its TypeScript path sends from TX queue `queue`
+  // (the same check as the worker's, counted in the same state): true when it may go out.
+  Napi::Value Egress(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Alive(env)) return env.Undefined();
+    const uint8_t* frame;
+    size_t length;
+    if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
+    int64_t q;
+    if (!ArgInt(info, 1, 0, kQueues - 1, &q)) return env.Undefined();
+    Lock lock(NicMutex());
+    return Napi::Boolean::New(
+        env, iavf::SourceAllowed(nic_->cfg, frame, length, static_cast<uint32_t>(q), nic_->counters));
+  }
+
   // setVectors(vectors: IavfVectors | null): the VF's interrupt vectors, which the NIC raises itself.
   Napi::Value SetVectors(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -1419,6 +1437,7 @@ void InitDataPlane(Napi::Env env, Napi::Object exports) {
   layout.Set("rxKinds", kRxKinds);
   layout.Set("txKinds", kTxKinds);
   layout.Set("filtered", kFiltered);
+  layout.Set("spoofed", kSpoofed);
   layout.Set("counterCount", kCounterCount);
   layout.Set("headsBytes", static_cast<double>(kHeadsBytes));
   layout.Set("stateBytes", static_cast<double>(kStateBytes));

@@ -13,8 +13,8 @@ namespace {
 
 bool Broadcast(const uint8_t* f) { return (f[0] & f[1] & f[2] & f[3] & f[4] & f[5]) == 0xff; }
 
-bool Listed(const NicConfig& cfg, const uint8_t* frame) {
-  return !cfg.macs.empty() && std::binary_search(cfg.macs.begin(), cfg.macs.end(), MacAt(frame));
+bool Listed(const NicConfig& cfg, const uint8_t* mac) {
+  return !cfg.macs.empty() && std::binary_search(cfg.macs.begin(), cfg.macs.end(), MacAt(mac));
 }
 
 // Copies frame[from, to) clamped to the frame, as a subarray would; returns the bytes copied.
@@ -42,6 +42,15 @@ void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, si
   Stat(counters, tx, q, kPackets)++;
   Stat(counters, tx, q, kBytes) += static_cast<double>(length);
   if (tx) CountKind(counters, true, frame);
+}
+
+bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters) {
+  if (!cfg.spoof_check) return true;
+  const uint8_t* src = frame + 6;
+  if (length >= kMinFrame && !(src[0] & 1) && (std::memcmp(src, cfg.mac, 6) == 0 || Listed(cfg, src))) return true;
+  Stat(counters, true, q, kDrops)++;
+  counters[kSpoofed]++;
+  return false;
 }
 
 bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {

@@ -28,7 +28,8 @@ constexpr uint32_t kRxStats = kQueues * kQueueStats;
 constexpr uint32_t kRxKinds = 2 * kQueues * kQueueStats;  // unicast, multicast, broadcast
 constexpr uint32_t kTxKinds = kRxKinds + 3;
 constexpr uint32_t kFiltered = kTxKinds + 3;
-constexpr uint32_t kCounterCount = kFiltered + 1;
+constexpr uint32_t kSpoofed = kFiltered + 1;  // TX frames the spoof check dropped (also TX drops)
+constexpr uint32_t kCounterCount = kSpoofed + 1;
 
 inline double& Stat(double* counters, bool tx, uint32_t q, QueueStat s) {
   return counters[(tx ? kTxStats : kRxStats) + q * kQueueStats + s];
@@ -46,6 +47,7 @@ struct NicConfig {
   uint8_t mac[6] = {};
   std::vector<uint64_t> macs;  // the filter list (MacAt form), sorted
   uint32_t promisc = 0;        // bit 0 unicast, bit 1 multicast (FLAG_VF_*_PROMISC)
+  bool spoof_check = false;    // the host's policy: TX frames only from the VF's own addresses
   uint8_t rss_key[kRssKeySize] = {};
   uint8_t rss_lut[kRssLutSize] = {};
   uint32_t num_queue_pairs = 1;
@@ -73,6 +75,11 @@ struct NicConfig {
 // Counts one packet of a queue, and for TX its kind (unicast, multicast, broadcast); Route counts the
 // RX kinds.
 void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length);
+
+// The spoof check a PF applies to what a VF sends (i40e/ice MAC anti-spoof): with it on, a frame goes
+// out only with a source address the VF owns (its MAC or a unicast filter it added); a dropped one
+// counts a TX drop on queue q and kSpoofed. True when the frame may go.
+bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters);
 
 // Whether the VF's filters take the frame (own MAC, listed MACs, broadcast, promiscuous modes).
 bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length);

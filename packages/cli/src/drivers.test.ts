@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { iavfDriver } from '@emu/driver-iavf';
 import { EmudevRegistry } from '@emu/emudev';
 import { gpioDriver } from '@emu/example-gpio';
+import { coerceArgs } from '@emu/vdev-bus';
 import { expect } from 'chai';
 import { DriverModuleError, driverModuleUrl, loadDriverModule, registerBuiltinDrivers } from './drivers.js';
 import { fixtures, packageRoot } from './test-env.fixture.js';
@@ -44,5 +45,18 @@ describe('driver modules', () => {
     registerBuiltinDrivers(registry);
     registerBuiltinDrivers(registry);
     expect(registry.drivers()).to.deep.equal([iavfDriver, gpioDriver]);
+  });
+
+  it('parses emu_iavf’s per-VF policy devargs: spoofchk on and trust off unless given', () => {
+    const config = (args: Record<string, string>) =>
+      iavfDriver.config.parse(coerceArgs('emu_iavf0', iavfDriver, args));
+    expect(config({})).to.include({ spoofchk: true, trust: false });
+    expect(config({ spoofchk: 'off', trust: 'on' })).to.include({
+      spoofchk: false,
+      trust: true,
+    });
+    expect(() => coerceArgs('emu_iavf0', iavfDriver, { trust: 'maybe' })).to.throw(
+      'emu_iavf0: trust=maybe: expected a boolean (true/false, yes/no, on/off, 1/0)',
+    );
   });
 });

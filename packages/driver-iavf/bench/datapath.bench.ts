@@ -25,6 +25,7 @@ const localMemory = () => new BufferGuestMemory(Buffer.alloc(8 * MIB), 0n, false
 function configWith(tx: boolean, rx: boolean): VfConfig {
   const vf = new VirtualFunction({
     mac: '02:00:00:00:00:01',
+    trusted: false,
     maxMtu: 1500,
     queuePairs: () => 1,
     maxQueuePairs: 1,

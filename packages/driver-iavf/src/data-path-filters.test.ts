@@ -25,8 +25,9 @@ describe('data path RX filters', () => {
     h = undefined;
   });
 
+  /** A VF the host trusts (its extra unicast filters and promiscuous modes are honoured). */
   async function up() {
-    ({ h, net } = await Harness.linked({ mac: VF_MAC, queues: 1 }));
+    ({ h, net } = await Harness.linked({ mac: VF_MAC, queues: 1, trust: true }));
     return h.vf;
   }
 

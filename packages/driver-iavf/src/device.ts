@@ -38,6 +38,10 @@ export interface IavfOptions {
   speed: number;
   /** Largest MTU the VF may set. */
   mtu: number;
+  /** The host's spoof check on the VF's TX source addresses (default on). */
+  spoofCheck?: boolean;
+  /** Whether the host trusts the VF: other unicast addresses, promiscuous mode (default off). */
+  trusted?: boolean;
   /**
    * Joins the device's port to its network; called once, when the device is built. `native` is the
    * VF's twin in the data plane, for a network that can attach it (a switch).
@@ -126,6 +130,7 @@ export class IavfDevice implements DeviceImpl {
     });
     this.vf = new VirtualFunction({
       mac: options.mac,
+      trusted: options.trusted ?? false,
       maxMtu: options.mtu,
       queuePairs: () => this.queuePairs,
       maxQueuePairs: options.queues,
@@ -141,6 +146,7 @@ export class IavfDevice implements DeviceImpl {
       memory: ctx.memory,
       log: ctx.log,
       mac: options.mac,
+      spoofCheck: options.spoofCheck ?? true,
       config: () => this.vf.config,
       raise: (v, itr) => this.vectors.raise(v, itr),
       // The tail registers in a page the VMM maps into the guest, watched by a native thread.
@@ -214,10 +220,13 @@ export class IavfDevice implements DeviceImpl {
         get: () => this.vf.phase,
       },
       stats: {
-        description: 'virtchnl messages and errors by op, admin queue and interrupt counters',
+        description:
+          'virtchnl messages, errors and ignored requests by op, admin queue and interrupt counters, host policy drops',
         schema: z.unknown(),
         get: () => ({
           virtchnl: structuredClone(this.vf.counters),
+          // What the host's policy held back: TX frames with a foreign source MAC, frames no filter took.
+          policy: { spoofed: this.dataPath.spoofed, filtered: this.dataPath.filtered },
           adminQueue: { ...this.aq.stats },
           interrupts: this.vectors.counts().fired,
           resets: { ...this.resets },
@@ -242,9 +251,11 @@ export class IavfDevice implements DeviceImpl {
       .join(', ');
     const drops = sum(this.dataPath.rx, 'drops') + sum(this.dataPath.tx, 'drops') + this.dataPath.filtered;
     const errors = sum(this.dataPath.rx, 'errors') + sum(this.dataPath.tx, 'errors');
+    // Among the drops, those of the spoof check: what an operator looks for when a guest "sends nothing".
+    const spoofed = this.dataPath.spoofed ? ` (spoofed ${this.dataPath.spoofed})` : '';
     const link =
       this.vf.phase !== 'active' ? 'not up' : this.link.up ? `up ${this.link.speedMbps}Mb/s` : 'down';
-    return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}  errors ${errors}  path ${this.dataPath.plane.native ? 'data plane' : 'javascript'}`;
+    return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}${spoofed}  errors ${errors}  path ${this.dataPath.plane.native ? 'data plane' : 'javascript'}`;
   }
 
   /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */

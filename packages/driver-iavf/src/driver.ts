@@ -33,6 +33,14 @@ export const iavfConfig = z.object({
     .describe(`queue pairs, 1-${MAX_QUEUE_PAIRS}`),
   speed: z.coerce.number().int().min(10).max(800_000).default(10_000).describe('link speed in Mbps'),
   mtu: z.coerce.number().int().min(68).max(9000).default(1500).describe('largest MTU the guest may set'),
+  spoofchk: z
+    .boolean()
+    .default(true)
+    .describe('drop what the VF sends with a source MAC that is not its own (as a PF spoof check does)'),
+  trust: z
+    .boolean()
+    .default(false)
+    .describe('trust the VF: let it add other unicast MACs and enable promiscuous mode'),
   net: z
     .string()
     .default('default')
@@ -75,6 +83,8 @@ export function createIavfDriver(networks: () => NetworkRegistry = defaultNetwor
         queues: config.queues,
         speed: config.speed,
         mtu: config.mtu,
+        spoofCheck: config.spoofchk,
+        trusted: config.trust,
         connect: (receive, native) =>
           networks().attach({ name: ctx.name, deliver: (frame) => receive(frame), native }, config.net, {
             mtu: config.mtu,

@@ -77,6 +77,11 @@ export interface VfConfig {
 
 export interface PfHost {
   mac: string;
+  /**
+   * The host's trust in the VF (`ip link set … vf N trust on`): an untrusted VF may not take another
+   * unicast address than the MAC the host gave it, and its promiscuous requests are ignored.
+   */
+  trusted: boolean;
   maxMtu: number;
   /** Queue pairs the VF gets now (devargs `queues`, or fewer after REQUEST_QUEUES). */
   queuePairs(): number;
@@ -140,8 +145,15 @@ export class VirtualFunction {
   /** 'reset' until the first VERSION, 'version' until GET_VF_RESOURCES (again after a VF reset), then 'active'. */
   phase: 'reset' | 'version' | 'active' = 'reset';
   version = { major: 1, minor: 1 };
-  /** Messages handled and refused, by op name. */
-  readonly counters = { messages: {} as Record<string, number>, errors: {} as Record<string, number> };
+  /**
+   * Messages handled and refused, by op name; `ignored`: requests an untrusted VF made that were
+   * answered SUCCESS and not applied, as i40e/ice do (promiscuous mode).
+   */
+  readonly counters = {
+    messages: {} as Record<string, number>,
+    errors: {} as Record<string, number>,
+    ignored: {} as Record<string, number>,
+  };
 
   constructor(private readonly host: PfHost) {
     this.config = freshConfig(host.queuePairs());
@@ -387,9 +399,19 @@ const OPS: Partial<Record<number, OpSpec>> = {
     needsActive: true,
     handle(vf, msg) {
       const macs = new Set(vf.config.macs);
+      const host = vf.hostRef;
       for (const mac of etherAddrs(vf, msg)) {
         if (mac === 'ff:ff:ff:ff:ff:ff' || mac === '00:00:00:00:00:00')
           throw bad(`MAC filter ${mac} is not valid`);
+        // The host set the VF's MAC: an untrusted VF may not take another unicast address (i40e's
+        // i40e_check_vf_permission, ice's ice_can_vf_change_mac; ice answers ADMIN_QUEUE_ERROR, which
+        // Linux's iavf reports as "Failed to add MAC filter" and undoes the change).
+        if (!host.trusted && !(Number.parseInt(mac.slice(0, 2), 16) & 1) && mac !== host.mac) {
+          throw new Refusal(
+            VirtchnlStatus.ERR_ADMIN_QUEUE_ERROR,
+            `untrusted VF may not add unicast address ${mac} (its MAC is ${host.mac}; devargs trust=on allows it)`,
+          );
+        }
         macs.add(mac);
       }
       if (macs.size > MAX_MAC_FILTERS) {
@@ -414,6 +436,20 @@ const OPS: Partial<Record<number, OpSpec>> = {
       const p = PromiscInfo.decode(msg);
       vf.vsi(p.vsiId);
       if (p.flags & ~3) throw bad(`promiscuous flags 0x${p.flags.toString(16)}`);
+      if (p.flags !== 0 && !vf.hostRef.trusted) {
+        // i40e and ice "lie to the VF on purpose": SUCCESS, nothing enabled (an untrusted VF asking is
+        // not a virtchnl error). Logged the first time.
+        const n = (vf.counters.ignored.CONFIG_PROMISCUOUS_MODE ?? 0) + 1;
+        vf.counters.ignored.CONFIG_PROMISCUOUS_MODE = n;
+        if (n === 1) {
+          vf.hostRef.warn(
+            { op: 'CONFIG_PROMISCUOUS_MODE', flags: p.flags },
+            'virtchnl: untrusted VF asked for promiscuous mode; ignored (devargs trust=on allows it)',
+          );
+        }
+        vf.config = { ...vf.config, promisc: 0 };
+        return Buffer.alloc(0);
+      }
       vf.config = { ...vf.config, promisc: p.flags };
       return Buffer.alloc(0);
     },

@@ -91,6 +91,8 @@ export interface DataPathHost {
   raise(vector: number, itrIndex?: number): void;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
+  /** The host's spoof check on what the VF sends (emu_iavf's `spoofchk`; default off here). */
+  spoofCheck?: boolean;
   /**
    * 'auto' (default): native ring code wherever guest memory is mapped directly, TypeScript elsewhere;
    * 'ts': TypeScript always.
@@ -267,6 +269,11 @@ export class DataPath {
     this.counters[NIC_STATE.filtered] = v;
   }
 
+  /** TX frames the spoof check dropped (also counted in their queue's drops). */
+  get spoofed(): number {
+    return this.counters[NIC_STATE.spoofed];
+  }
+
   /** Whether the data plane's worker forwards this NIC now. */
   get plane(): { attached: boolean; native: boolean; started: boolean; bursts: number } {
     const info = this.nic.info();
@@ -315,6 +322,7 @@ export class DataPath {
       mac: Uint8Array.from(this.mac),
       macs: [...cfg.macs].map(macNumber),
       promisc: cfg.promisc & 0x3,
+      spoofCheck: this.host.spoofCheck ?? false,
       rssKey: cfg.rssKey,
       rssLut: cfg.rssLut,
       numQueuePairs: cfg.numQueuePairs,
@@ -594,6 +602,7 @@ export class DataPath {
     s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
     s.drops += c.dropped;
     for (const f of r.frames) {
+      if (!this.nic.egress(f, q)) continue;
       this.count('tx', s, f);
       this.host.transmit(f);
     }
@@ -723,6 +732,7 @@ export class DataPath {
       }
     }
     for (const f of out) {
+      if (!this.nic.egress(f, q)) continue;
       this.count('tx', s, f);
       this.host.transmit(f);
     }

@@ -30,6 +30,7 @@ function twin(key: Uint8Array) {
     mac: Uint8Array.from(MAC.split(':').map((h) => Number.parseInt(h, 16))),
     macs: [],
     promisc: 0,
+    spoofCheck: false,
     rssKey: Buffer.concat([key, Buffer.alloc(52 - key.length)]),
     rssLut: LUT,
     numQueuePairs: 4,

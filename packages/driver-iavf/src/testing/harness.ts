@@ -18,6 +18,9 @@ export interface IavfTestConfig {
   queues?: number;
   speed?: number;
   mtu?: number;
+  /** devargs spoofchk (default true) and trust (default false). */
+  spoofchk?: boolean;
+  trust?: boolean;
 }
 
 export interface HarnessOptions {
@@ -38,7 +41,12 @@ export interface HarnessOptions {
 
 /** What the device reports in its `stats` attribute (the parts the tests read). */
 export interface DeviceStats {
-  virtchnl: { messages: Record<string, number>; errors: Record<string, number> };
+  virtchnl: {
+    messages: Record<string, number>;
+    errors: Record<string, number>;
+    ignored: Record<string, number>;
+  };
+  policy: { spoofed: number; filtered: number };
   adminQueue: { received: number; sent: number; backlog: number; errors: number };
   interrupts: number[];
   resets: { vf: number; flr: number };
@@ -71,6 +79,8 @@ export class Harness {
                 queues: cfg.queues,
                 speed: cfg.speed,
                 mtu: cfg.mtu,
+                spoofCheck: cfg.spoofchk,
+                trusted: cfg.trust,
                 connect: opts.network.connect,
               })
             : await iavfDriver.probe(ctx, cfg);
