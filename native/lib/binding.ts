@@ -98,6 +98,7 @@ export interface NativeGuestMemoryTable {
     frame: Uint8Array,
     hash: number,
     flags: number,
+    l2tag1: number,
   ): number;
   guestPostTx(
     ring: bigint,
@@ -273,8 +274,8 @@ export interface NativeIavfNic {
   kick(): void;
   resetHeads(): void;
   receive(frame: Uint8Array): boolean;
-  route(frame: Uint8Array): { queue: number; hash?: number } | null;
-  egress(frame: Uint8Array, queue: number): boolean;
+  route(frame: Uint8Array): { queue: number; hash?: number; frame?: Uint8Array; l2tag1?: number } | null;
+  egress(frame: Uint8Array, queue: number): Uint8Array | null;
   setVectors(vectors: NativeIavfVectors | null): void;
   info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
   close(): void;

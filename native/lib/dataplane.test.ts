@@ -110,6 +110,9 @@ class Guest {
       macs: [],
       promisc: 0,
       spoofCheck: false,
+      vlans: [],
+      vlanStrip: false,
+      portVlan: 0,
       rssKey: new Uint8Array(52),
       rssLut: new Uint8Array(64),
       numQueuePairs: 1,
@@ -328,26 +331,54 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(a.interrupts(), 'no vectors: no interrupt').to.equal(0);
   });
 
-  it('routes for a TypeScript path without a tail page: filters and RSS counted in the state; never starts or joins a switch', () => {
+  /** A NIC that only routes (no tail page), configured with one RX queue and `extra` (`base`: both). */
+  function routingNic(extra: Partial<IavfNicConfig> = {}) {
     const state = new ArrayBuffer(NIC_STATE.stateBytes);
     const counters = new Float64Array(state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
     const nic = new IavfNic(plane, { state, onEvents: () => {} });
+    const ring = { ring: IOVA, length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 as const };
+    const base: IavfNicConfig = {
+      mac: Uint8Array.from(MAC_A),
+      macs: [],
+      promisc: 0,
+      spoofCheck: false,
+      vlans: [],
+      vlanStrip: false,
+      portVlan: 0,
+      rssKey: new Uint8Array(52),
+      rssLut: new Uint8Array(64),
+      numQueuePairs: 1,
+      tx: [],
+      rx: [ring],
+      txEnabled: 0,
+      rxEnabled: 0b1,
+      irqMap: [],
+    };
+    const config = { ...base, ...extra };
+    nic.configure(config);
+    return {
+      nic,
+      counters,
+      base: config,
+      ring,
+      txDrops: (q: number) => counters[NIC_STATE.txStats + NIC_STATE.queueStats * q + 2],
+    };
+  }
+
+  /** frame() with an 802.1Q tag (TCI tci) after the MAC addresses. */
+  function tagged(dst: number[], src: number[], length: number, tci: number): Buffer {
+    const f = frame(dst, src, length - 4, 1);
+    return Buffer.concat([
+      f.subarray(0, 12),
+      Buffer.from([0x81, 0x00, tci >> 8, tci & 0xff]),
+      f.subarray(12),
+    ]);
+  }
+
+  it('routes for a TypeScript path without a tail page: filters and RSS counted in the state; never starts or joins a switch', () => {
+    const { nic, counters, base: one, ring } = routingNic();
+    const base: IavfNicConfig = { ...one, numQueuePairs: 2, rx: [ring, ring], rxEnabled: 0b11 };
     try {
-      const ring = { ring: IOVA, length: RING, bufferSize: BUF, maxFrame: 9728, descSize: 32 as const };
-      const base: IavfNicConfig = {
-        mac: Uint8Array.from(MAC_A),
-        macs: [],
-        promisc: 0,
-        spoofCheck: false,
-        rssKey: new Uint8Array(52),
-        rssLut: new Uint8Array(64),
-        numQueuePairs: 2,
-        tx: [],
-        rx: [ring, ring],
-        txEnabled: 0,
-        rxEnabled: 0b11,
-        irqMap: [],
-      };
       nic.configure(base);
       expect(nic.route(frame(MAC_A, MAC_B, 60, 1))).to.deep.equal({ queue: 0 });
       expect(nic.route(frame(BCAST, MAC_B, 60, 1))).to.deep.equal({ queue: 0 });
@@ -397,38 +428,73 @@ describe('data plane: NICs forwarding on a native worker', () => {
   });
 
   it('checks what a TypeScript path sends against the spoof check: only the VF’s own sources, counted when dropped', () => {
-    const state = new ArrayBuffer(NIC_STATE.stateBytes);
-    const counters = new Float64Array(state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
-    const nic = new IavfNic(plane, { state, onEvents: () => {} });
+    const listed = [0x02, 0, 0, 0, 0, 0x77];
+    const { nic, counters, base, txDrops } = routingNic({
+      spoofCheck: true,
+      macs: [listed.reduce((n, b) => n * 256 + b, 0)],
+      numQueuePairs: 2,
+    });
     try {
-      const listed = [0x02, 0, 0, 0, 0, 0x77];
-      const base: IavfNicConfig = {
-        mac: Uint8Array.from(MAC_A),
-        macs: [listed.reduce((n, b) => n * 256 + b, 0)],
-        promisc: 0,
-        spoofCheck: true,
-        rssKey: new Uint8Array(52),
-        rssLut: new Uint8Array(64),
-        numQueuePairs: 2,
-        tx: [],
-        rx: [],
-        txEnabled: 0,
-        rxEnabled: 0,
-        irqMap: [],
-      };
-      nic.configure(base);
-      expect(nic.egress(frame(MAC_B, MAC_A, 60, 1), 0), 'its MAC').to.equal(true);
-      expect(nic.egress(frame(MAC_B, listed, 60, 1), 0), 'a unicast filter it holds').to.equal(true);
-      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 1), 'another NIC’s MAC').to.equal(false);
-      expect(nic.egress(frame(MAC_A, BCAST, 60, 1), 1), 'a broadcast source').to.equal(false);
-      expect(nic.egress(new Uint8Array(10), 0), 'a runt').to.equal(false);
+      const own = frame(MAC_B, MAC_A, 60, 1);
+      expect(nic.egress(own, 0), 'its MAC: the frame itself').to.equal(own);
+      expect(nic.egress(frame(MAC_B, listed, 60, 1), 0), 'a unicast filter it holds').to.not.equal(undefined);
+      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 1), 'another NIC’s MAC').to.equal(undefined);
+      expect(nic.egress(frame(MAC_A, BCAST, 60, 1), 1), 'a broadcast source').to.equal(undefined);
+      expect(nic.egress(new Uint8Array(10), 0), 'a runt').to.equal(undefined);
       expect(counters[NIC_STATE.spoofed]).to.equal(3);
-      const txDrops = (q: number) => counters[NIC_STATE.txStats + NIC_STATE.queueStats * q + 2];
       expect([txDrops(0), txDrops(1)]).to.deep.equal([1, 2]);
-      nic.configure({ ...base, spoofCheck: false });
-      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 0), 'no spoof check').to.equal(true);
+      nic.configure({ ...base, spoofCheck: false, numQueuePairs: 2 });
+      expect(nic.egress(frame(MAC_A, MAC_B, 60, 1), 0), 'no spoof check').to.not.equal(undefined);
       expect(counters[NIC_STATE.spoofed]).to.equal(3);
       expect(() => nic.egress(frame(MAC_A, MAC_B, 60, 1), NIC_STATE.queues)).to.throw(RangeError);
+    } finally {
+      nic.close();
+    }
+  });
+
+  it('tags what the VF sends with the port VLAN, and drops what the VF tagged itself', () => {
+    const { nic, counters, txDrops } = routingNic({ portVlan: 300 });
+    try {
+      const plain = frame(MAC_B, MAC_A, 60, 1);
+      expect(Buffer.from(nic.egress(plain, 0)!).toString('hex')).to.equal(
+        tagged(MAC_B, MAC_A, 64, 300).toString('hex'),
+      );
+      expect(nic.egress(tagged(MAC_B, MAC_A, 64, 5), 0), 'tagged by the VF').to.equal(undefined);
+      expect(txDrops(0)).to.equal(1);
+      expect(counters[NIC_STATE.spoofed]).to.equal(0);
+    } finally {
+      nic.close();
+    }
+  });
+
+  it('routes by the VLAN filter (any tag while it is empty), strips tags when asked, and hides the port VLAN', () => {
+    const { nic, counters, base } = routingNic();
+    try {
+      const t100 = tagged(MAC_A, MAC_B, 64, 100);
+      const t200 = tagged(MAC_A, MAC_B, 64, 0x2000 | 200);
+      const plain = frame(MAC_A, MAC_B, 60, 1);
+      expect(nic.route(t200), 'no filter: any tag, left in the frame').to.deep.equal({ queue: 0 });
+      nic.configure({ ...base, vlans: [100, 7] });
+      expect(nic.route(t100)).to.deep.equal({ queue: 0 });
+      expect(nic.route(t200), 'not in the filter').to.equal(undefined);
+      expect(nic.route(plain), 'untagged').to.deep.equal({ queue: 0 });
+      expect(nic.route(tagged(MAC_A, MAC_B, 64, 0x6000)), 'priority tag (VID 0)').to.deep.equal({ queue: 0 });
+      expect(counters[NIC_STATE.filtered]).to.equal(1);
+      nic.configure({ ...base, vlans: [100], vlanStrip: true });
+      const r = nic.route(t100)!;
+      expect(r.l2tag1).to.equal(100);
+      expect(Buffer.from(r.frame!).toString('hex'), 'the frame without its tag').to.equal(
+        plain.toString('hex'),
+      );
+      expect(nic.route(plain), 'nothing to strip').to.deep.equal({ queue: 0 });
+      nic.configure({ ...base, portVlan: 300 });
+      const p = nic.route(tagged(MAC_A, MAC_B, 64, 300))!;
+      expect(p.l2tag1, 'the port VLAN is not reported').to.equal(undefined);
+      expect(Buffer.from(p.frame!).toString('hex')).to.equal(plain.toString('hex'));
+      expect(nic.route(plain), 'untagged: not in the port VLAN').to.equal(undefined);
+      expect(nic.route(t100), 'another VLAN').to.equal(undefined);
+      expect(() => nic.configure({ ...base, portVlan: 4095 })).to.throw(TypeError, /bad NIC configuration/);
+      expect(() => nic.configure({ ...base, vlans: [4096] })).to.throw(TypeError, /vlans are ids/);
     } finally {
       nic.close();
     }

@@ -191,6 +191,18 @@ export interface IavfNicConfig {
    * source; others are dropped (a TX drop and `NIC_STATE.spoofed`).
    */
   spoofCheck: boolean;
+  /**
+   * The VF's VLAN filter (ids 0-4095); empty: every tag passes (i40e's VF filters match any VLAN
+   * until the VF adds one). Untagged frames always pass.
+   */
+  vlans: number[];
+  /** Strip 802.1Q tags from received frames into the descriptor's L2TAG1. */
+  vlanStrip: boolean;
+  /**
+   * The host's port VLAN (1-4094; 0: none): the VF's frames get its tag on the wire, only frames with
+   * it are received, without it, and the VF never sees the tag; a frame the VF tagged itself is dropped.
+   */
+  portVlan: number;
   rssKey: Uint8Array;
   rssLut: Uint8Array;
   numQueuePairs: number;
@@ -289,22 +301,27 @@ export class IavfNic {
   }
 
   /**
-   * The VF's filters and RSS for a frame a TypeScript path received: its queue and RSS hash, or
-   * undefined when the filters refuse it or its queue is not configured and enabled (counted in the
-   * state as the worker counts them: `filtered`, the queue's drops).
+   * The VF's VLAN and MAC filters and RSS for a frame a TypeScript path received: its queue and RSS
+   * hash, or undefined when the filters refuse it or its queue is not configured and enabled (counted
+   * in the state as the worker counts them: `filtered`, the queue's drops). `frame`, when present, is
+   * what to write instead: the frame with its VLAN tag taken out, `l2tag1` the tag for the descriptor
+   * (absent for a port VLAN's, which the VF does not see).
    */
-  route(frame: Uint8Array): { queue: number; hash?: number } | undefined {
+  route(
+    frame: Uint8Array,
+  ): { queue: number; hash?: number; frame?: Uint8Array; l2tag1?: number } | undefined {
     return this.#n.route(frame) ?? undefined;
   }
 
   /**
    * The host's policy on a frame a TypeScript path sends from TX queue `queue` (the worker's own
-   * check): true when it may go out; a frame the spoof check refuses is counted (the queue's drops,
-   * `spoofed`).
+   * rules): the frame to send (the one given, or a copy with the port VLAN's tag), or undefined when it
+   * may not go out: a source the spoof check refuses (counted: the queue's drops, `spoofed`), or, with a
+   * port VLAN, a frame the VF tagged itself (the queue's drops).
    */
-  egress(frame: Uint8Array, queue: number): boolean {
+  egress(frame: Uint8Array, queue: number): Uint8Array | undefined {
     validateInteger(queue, 'queue', 0, NIC_STATE.queues - 1);
-    return this.#n.egress(frame, queue);
+    return this.#n.egress(frame, queue) ?? undefined;
   }
 
   /**

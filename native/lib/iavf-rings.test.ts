@@ -18,6 +18,7 @@ const BASE = 0x1_0000_0000n;
 const EOP = 0x1;
 const RS = 0x2;
 const ICRC = 0x4;
+const IL2TAG1 = 0x8;
 const IIPT_IPV4_CSUM = 0x60;
 const L4T_TCP = 0x100;
 const L4T_UDP = 0x300;
@@ -449,8 +450,52 @@ describe('iavfTxRing', () => {
         tso: false,
         mss: 0,
         tsoLen: 0,
+        l2tag1: 0,
       },
     ]);
+  });
+
+  it('inserts the VLAN tag IL2TAG1 asks for from the EOP descriptor’s L2TAG1, in every TSO segment too', () => {
+    const ram = new Ram(1 << 20);
+    const t = table(ram);
+    const ring = TxRing.make(ram);
+    const tag = (f: Buffer, tci: number) =>
+      Buffer.concat([f.subarray(0, 12), Buffer.from([0x81, 0x00, tci >> 8, tci & 0xff]), f.subarray(12)]);
+    const withTag = (qw1: bigint, tci: number) => qw1 | (BigInt(tci) << 48n);
+    const udp = ipv4Frame(17, 101);
+    const offset = 7 | (5 << 7) | (2 << 14);
+    ring.post([ram.put(udp), withTag(dataQw1(LAST | IL2TAG1, udp.length), 0x2064)]);
+    // L2TAG1 without IL2TAG1: nothing inserted.
+    ring.post([ram.put(udp), withTag(dataQw1(LAST, udp.length), 0x2064)]);
+    // Checksums are computed on the untagged packet, then the tag goes in.
+    ring.post([
+      ram.put(udp),
+      withTag(dataQw1(LAST | IL2TAG1 | IIPT_IPV4_CSUM | L4T_UDP, udp.length, offset), 100),
+    ]);
+    const r = iavfTxRing(t, ring, 0, ring.ntu);
+    expect(r.frames[0].toString('hex')).to.equal(tag(udp, 0x2064).toString('hex'));
+    expect(r.frames[1].equals(udp)).to.equal(true);
+    expect(r.frames[2].subarray(12, 16).toString('hex')).to.equal('81000064');
+    const untagged = Buffer.concat([r.frames[2].subarray(0, 12), r.frames[2].subarray(16)]);
+    expect(checksumsOk(untagged)).to.deep.equal({ ip: true, l4: true });
+
+    const tcp = ipv4Frame(6, 3000, 7);
+    const tso = ICRC | IIPT_IPV4_CSUM | L4T_TCP | IL2TAG1;
+    const tcpOffset = 7 | (5 << 7) | (5 << 14);
+    const start = ring.ntu;
+    ring.post(
+      [0n, ctxQw1(true, 3000, 1448)],
+      [ram.put(tcp), withTag(dataQw1(tso | EOP | RS, tcp.length, tcpOffset), 7)],
+    );
+    const s = iavfTxRing(t, ring, start, ring.ntu);
+    expect(s.frames.map((f) => f.length)).to.deep.equal([58 + 1448, 58 + 1448, 58 + 104]);
+    for (const f of s.frames) {
+      expect(f.subarray(12, 16).toString('hex')).to.equal('81000007');
+      expect(checksumsOk(Buffer.concat([f.subarray(0, 12), f.subarray(16)]))).to.deep.equal({
+        ip: true,
+        l4: true,
+      });
+    }
   });
 
   it('segments TSO: headers replicated, length, id, sequence numbers, flags and checksums per segment', () => {
@@ -613,6 +658,19 @@ describe('iavfRxRing', () => {
     iavfRxRing(t, queue, 3, tail, pattern(100, 3));
     expect(iavfGuestReapRx(t, queue, 3, 0)).to.equal(0);
     expect(iavfGuestReapRx(t, queue, 3, 1)).to.equal(1);
+  });
+
+  it('reports a stripped VLAN tag on the last descriptor: qword0 bits 16-31 and L2TAG1P', () => {
+    const { t, queue, tail, desc } = rxSetup(64, 256);
+    const f = pattern(600, 2);
+    expect(iavfRxRing(t, queue, 0, tail, f, { hash: 0x1234, l2tag1: 0xa064 })).to.deep.equal({
+      status: 'ok',
+      head: 3,
+    });
+    expect(desc(0).qw0, 'not on the first buffers').to.equal(0x1234n << 32n);
+    expect(desc(1).qw1 & 4n).to.equal(0n);
+    expect(desc(2).qw0).to.equal((0x1234n << 32n) | (0xa064n << 16n));
+    expect(desc(2).qw1 & 7n, 'DD, EOF, L2TAG1P').to.equal(7n);
   });
 
   it('splits a frame over buffers (DD on each, EOF on the last), and wraps around the ring', () => {

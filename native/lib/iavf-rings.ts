@@ -198,6 +198,8 @@ export interface IavfTxPacketMeta {
   tso: boolean;
   mss: number;
   tsoLen: number;
+  /** The EOP descriptor's L2TAG1: the VLAN tag IL2TAG1 (in `cmd`) asks to insert. */
+  l2tag1: number;
 }
 
 export interface IavfTxResult {
@@ -207,7 +209,8 @@ export interface IavfTxResult {
   counts: IavfTxCounts;
   /**
    * Frames for the wire, fresh Buffers the caller may keep: with `offload` (default), after IPv4 and
-   * TCP/UDP checksums and TSO segmentation; without, each packet as gathered, with `meta`.
+   * TCP/UDP checksums, TSO segmentation and VLAN tag insertion; without, each packet as gathered, with
+   * `meta`.
    */
   frames: Buffer[];
   meta?: IavfTxPacketMeta[];
@@ -259,7 +262,7 @@ export function iavfTxRing(
     frames: r.frames,
   };
   if (r.meta) {
-    result.meta = r.meta.map(([cmd, macLen, ipLen, l4Len, tso, mss, tsoLen]) => ({
+    result.meta = r.meta.map(([cmd, macLen, ipLen, l4Len, tso, mss, tsoLen, l2tag1]) => ({
       cmd,
       macLen,
       ipLen,
@@ -267,6 +270,7 @@ export function iavfTxRing(
       tso: tso === 1,
       mss,
       tsoLen,
+      l2tag1,
     }));
   }
   return result;
@@ -315,13 +319,16 @@ function rxDescSize(size: unknown, name: string): IavfRxDescSize {
 export interface IavfRxOptions {
   /** RSS hash to write back (qword0 high dword, FLTSTAT = 3); none by default. */
   hash?: number;
+  /** A VLAN tag stripped from the frame, for the last descriptor (qword0 bits 16-31, L2TAG1P). */
+  l2tag1?: number;
 }
 
 /**
  * Writes one frame into an iavf RX ring from head (the device owns [head, tail)), over as many
  * descriptors as bufferSize needs (up to 5), each written back in the legacy format: qwords 2 and 3
- * zero (32-byte descriptors only), qword0 the RSS hash, then qword1 (DD, EOF on the last, LENGTH_PBUF,
- * FLTSTAT) last, with a release store. Returns the status and the new head.
+ * zero (32-byte descriptors only), qword0 the RSS hash (and on the last the stripped VLAN tag), then
+ * qword1 (DD, LENGTH_PBUF, FLTSTAT; on the last EOF, L2TAG1P, PTYPE and checksum status) last, with a
+ * release store. Returns the status and the new head.
  */
 export function iavfRxRing(
   table: GuestMemoryTable,
@@ -341,6 +348,7 @@ export function iavfRxRing(
     frame,
     options.hash ?? -1,
     rxDescSize(queue.descSize, 'queue.descSize') === 16 ? 1 : 0,
+    options.l2tag1 ?? -1,
   );
   return { status: RX_STATUSES[Math.floor(r / 65536)], head: r % 65536 };
 }

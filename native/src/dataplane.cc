@@ -360,7 +360,14 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     tail = nic->Tail(kRxTails, q);
     nic->rx_tail[q] = tail;
   }
-  const RxResult r = RxWrite(*nic->space, ring, nic->RxHead(q), tail, frame, length, route.hash);
+  if (route.strip) {
+    // The tag goes into the descriptor (or, a port VLAN's, nowhere): the guest gets the frame without it.
+    thread_local std::vector<uint8_t> stripped;
+    length = StripVlanTag(frame, length, stripped);
+    frame = stripped.data();
+  }
+  const RxResult r =
+      RxWrite(*nic->space, ring, nic->RxHead(q), tail, frame, length, route.hash, route.report ? route.tci : -1);
   switch (r.status) {
     case kRxOk:
       nic->RxHead(q) = r.head;
@@ -420,13 +427,24 @@ class ForwardSink : public TxSink {
     return builder_.Build(
         p, counts,
         [&](size_t length) {
-          scratch_.resize(length);
-          return scratch_.data();
+          // Room before the frame for the port VLAN's tag.
+          scratch_.resize(kVlanTagLen + length);
+          return scratch_.data() + kVlanTagLen;
         },
         [&](uint8_t* frame, size_t length) {
           frames++;
           bytes += length;
           if (!SourceAllowed(nic_->cfg, frame, length, q_, nic_->counters)) return true;
+          switch (EgressPolicy(nic_->cfg, frame, length, q_, nic_->counters)) {
+            case Egress::kDrop:
+              return true;
+            case Egress::kTagPortVlan:
+              frame -= kVlanTagLen;
+              length = InsertVlanTag(frame, length, nic_->cfg.port_vlan);
+              break;
+            case Egress::kSend:
+              break;
+          }
           CountPacket(nic_->counters, true, q_, frame, length);
           Ingress(frame, length);
           return true;
@@ -1098,8 +1116,8 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     return false;
   }
 
-  // configure({ mac, macs, promisc, spoofCheck, rssKey, rssLut, numQueuePairs, tx, rx, txEnabled,
-  // rxEnabled, irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
+  // configure({ mac, macs, promisc, spoofCheck, vlans, vlanStrip, portVlan, rssKey, rssLut,
+  // numQueuePairs, tx, rx, txEnabled, rxEnabled, irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
   Napi::Value Configure(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -1124,6 +1142,19 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       cfg.macs.push_back(static_cast<uint64_t>(v.As<Napi::Number>().DoubleValue()));
     }
     std::sort(cfg.macs.begin(), cfg.macs.end());
+    Napi::Value vlans = o.Get("vlans");
+    uint32_t port_vlan;
+    if (!vlans.IsArray() || !FieldBool(o, "vlanStrip", &cfg.vlan_strip) || !FieldU32(o, "portVlan", 4094, &port_vlan)) {
+      return ThrowTypeError(env, "bad NIC configuration");
+    }
+    cfg.port_vlan = static_cast<uint16_t>(port_vlan);
+    Napi::Array va = vlans.As<Napi::Array>();
+    for (uint32_t i = 0; i < va.Length(); i++) {
+      Napi::Value v = va.Get(i);
+      if (!v.IsNumber() || v.As<Napi::Number>().Uint32Value() > 4095) return ThrowTypeError(env, "vlans are ids 0-4095");
+      cfg.vlans.push_back(static_cast<uint16_t>(v.As<Napi::Number>().Uint32Value()));
+    }
+    std::sort(cfg.vlans.begin(), cfg.vlans.end());
     // The Toeplitz table is rebuilt only for a new key (it takes a moment; virtchnl messages come often).
     const bool same_key = std::memcmp(cfg.rss_key, nic_->cfg.rss_key, kRssKeySize) == 0;
     if (!same_key) cfg.PrepareRss();
@@ -1305,8 +1336,9 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   }
 
   // route(frame): the VF's filters and RSS for a frame its TypeScript path receives (the same rules
-  // as the worker's, counted in the same state): { queue, hash? }, or null when filtered or its queue
-  // is not there.
+  // as the worker's, counted in the same state): { queue, hash?, frame?, l2tag1? }, or null when
+  // filtered or its queue is not there. `frame`: the frame to write instead, its VLAN tag taken out;
+  // `l2tag1`: the tag for the descriptor.
   Napi::Value Route(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -1322,11 +1354,18 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     Napi::Object out = Napi::Object::New(env);
     out.Set("queue", Napi::Number::New(env, route.q));
     if (route.hash >= 0) out.Set("hash", Napi::Number::New(env, static_cast<double>(route.hash)));
+    if (route.strip) {
+      std::vector<uint8_t> stripped;
+      const size_t n = iavf::StripVlanTag(frame, length, stripped);
+      out.Set("frame", Napi::Buffer<uint8_t>::Copy(env, stripped.data(), n));
+      if (route.report) out.Set("l2tag1", Napi::Number::New(env, route.tci));
+    }
     return out;
   }
 
   // egress(frame, queue): the host's policy on a frame its TypeScript path sends from TX queue `queue`
-  // (the same check as the worker's, counted in the same state): true when it may go out.
+  // (the same rules as the worker's, counted in the same state): the frame to send (the one given, or
+  // a copy with the port VLAN's tag), or null when it may not go out.
   Napi::Value Egress(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
@@ -1335,9 +1374,25 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     int64_t q;
     if (!ArgInt(info, 1, 0, kQueues - 1, &q)) return env.Undefined();
-    Lock lock(NicMutex());
-    return Napi::Boolean::New(
-        env, iavf::SourceAllowed(nic_->cfg, frame, length, static_cast<uint32_t>(q), nic_->counters));
+    const auto queue = static_cast<uint32_t>(q);
+    uint16_t port_vlan = 0;
+    {
+      Lock lock(NicMutex());
+      if (!iavf::SourceAllowed(nic_->cfg, frame, length, queue, nic_->counters)) return env.Null();
+      switch (iavf::EgressPolicy(nic_->cfg, frame, length, queue, nic_->counters)) {
+        case iavf::Egress::kDrop:
+          return env.Null();
+        case iavf::Egress::kSend:
+          return info[0];
+        case iavf::Egress::kTagPortVlan:
+          port_vlan = nic_->cfg.port_vlan;
+          break;
+      }
+    }
+    Napi::Buffer<uint8_t> out = Napi::Buffer<uint8_t>::New(env, length + kVlanTagLen);
+    std::memcpy(out.Data() + kVlanTagLen, frame, length);
+    iavf::InsertVlanTag(out.Data(), length, port_vlan);
+    return out;
   }
 
   // setVectors(vectors: IavfVectors | null): the VF's interrupt vectors, which the NIC raises itself.

@@ -53,8 +53,35 @@ bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, ui
   return false;
 }
 
+Egress EgressPolicy(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters) {
+  if (cfg.port_vlan == 0) return Egress::kSend;
+  if (VlanTci(frame, length) < 0) return Egress::kTagPortVlan;
+  Stat(counters, true, q, kDrops)++;
+  return Egress::kDrop;
+}
+
+size_t StripVlanTag(const uint8_t* frame, size_t length, std::vector<uint8_t>& out) {
+  out.resize(length - kVlanTagLen);
+  std::memcpy(out.data(), frame, 12);
+  std::memcpy(out.data() + 12, frame + 12 + kVlanTagLen, length - 12 - kVlanTagLen);
+  return length - kVlanTagLen;
+}
+
+namespace {
+
+bool VlanAccepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
+  const int32_t tci = VlanTci(frame, length);
+  const uint16_t vid = tci < 0 ? 0 : static_cast<uint16_t>(tci & 0xfff);
+  if (cfg.port_vlan != 0) return tci >= 0 && vid == cfg.port_vlan;
+  if (vid == 0 || cfg.vlans.empty()) return true;
+  return std::binary_search(cfg.vlans.begin(), cfg.vlans.end(), vid);
+}
+
+}  // namespace
+
 bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length) {
   if (length < kMinFrame) return false;
+  if (!VlanAccepts(cfg, frame, length)) return false;
   if (cfg.promisc & 0x1) return true;
   if (frame[0] & 1) {
     if (Broadcast(frame)) return true;
@@ -131,7 +158,14 @@ RxRoute Route(const NicConfig& cfg, const uint8_t* frame, size_t length, double*
     if (q < kQueues) Stat(counters, false, q, kDrops)++;
     return {false, q, -1};
   }
-  return {true, q, hash};
+  RxRoute route{true, q, hash};
+  const int32_t tci = VlanTci(frame, length);
+  if (tci >= 0 && (cfg.port_vlan != 0 || cfg.vlan_strip)) {
+    route.strip = true;
+    route.report = cfg.port_vlan == 0;
+    route.tci = static_cast<uint16_t>(tci);
+  }
+  return route;
 }
 
 }  // namespace iavf

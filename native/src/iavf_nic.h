@@ -48,6 +48,13 @@ struct NicConfig {
   std::vector<uint64_t> macs;  // the filter list (MacAt form), sorted
   uint32_t promisc = 0;        // bit 0 unicast, bit 1 multicast (FLAG_VF_*_PROMISC)
   bool spoof_check = false;    // the host's policy: TX frames only from the VF's own addresses
+  // VLANs (virtchnl ADD_VLAN(_V2)): the VF's VLAN filter, sorted ids; while it is empty every tag
+  // passes, as i40e's VF MAC filters match any VLAN until the VF adds its first one.
+  std::vector<uint16_t> vlans;
+  bool vlan_strip = false;  // 802.1Q tags go from the frame into the RX descriptor (L2TAG1)
+  // The host's port VLAN (devargs vlan, 1-4094; 0: none): the VF sends and receives untagged, the wire
+  // carries the tag, and the VF never sees it.
+  uint16_t port_vlan = 0;
   uint8_t rss_key[kRssKeySize] = {};
   uint8_t rss_lut[kRssLutSize] = {};
   uint32_t num_queue_pairs = 1;
@@ -81,7 +88,13 @@ void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, si
 // counts a TX drop on queue q and kSpoofed. True when the frame may go.
 bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters);
 
-// Whether the VF's filters take the frame (own MAC, listed MACs, broadcast, promiscuous modes).
+// What the host does with a frame the VF sends, after SourceAllowed: with a port VLAN, a frame the VF
+// tagged itself is dropped (counted a TX drop) and any other gets the port's tag.
+enum class Egress { kDrop, kSend, kTagPortVlan };
+Egress EgressPolicy(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters);
+
+// Whether the VF's filters take the frame: its VLAN (the port VLAN's tag, or a tag the VLAN filter
+// lists; untagged frames always), then its MAC (own MAC, listed MACs, broadcast, promiscuous modes).
 bool Accepts(const NicConfig& cfg, const uint8_t* frame, size_t length);
 
 // The Toeplitz hash of input under the VF's key (a 32-bit window of the key, one bit per input bit),
@@ -96,7 +109,15 @@ struct RxRoute {
   bool ok;       // false: filtered, or its queue is not there (counted)
   uint32_t q;
   int64_t hash;  // -1: none
+  // The 802.1Q tag to take out of the frame before it is written (port VLAN, or stripping on), and
+  // whether the descriptor reports it (L2TAG1: stripping; a port VLAN is hidden).
+  bool strip = false;
+  bool report = false;
+  uint16_t tci = 0;
 };
+
+// Copies frame without its 802.1Q tag (bytes 12-15) into out; returns the new length.
+size_t StripVlanTag(const uint8_t* frame, size_t length, std::vector<uint8_t>& out);
 
 // The filters and RSS: the queue a frame goes to. A filtered frame counts kFiltered (and nothing
 // else: it never reached the VF); any other counts its RX kind here, delivered or not, as a PF's

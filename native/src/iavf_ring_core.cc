@@ -10,6 +10,7 @@ constexpr uint32_t kCmdL4tMask = 0x300;
 constexpr uint32_t kCtxCmdTso = 0x1;
 
 constexpr uint64_t kRxEof = 1ull << 1;
+constexpr uint64_t kRxL2tag1p = 1ull << 2;
 constexpr uint64_t kRxFltstatRss = 3ull << 12;
 constexpr uint64_t kRxErrRxe = 1ull << 19;
 constexpr int kRxLengthShift = 38;
@@ -61,6 +62,7 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
     p.total = 0;
     p.tso = false;
     p.mss = p.tso_len = p.cmd = p.offset = 0;
+    p.l2tag1 = 0;
     uint32_t nrs = 0;
     uint32_t buffers = 0;
     uint32_t counts[kCountSize] = {};
@@ -119,6 +121,7 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
       if (cmd & kCmdEop) {
         p.cmd = cmd;
         p.offset = static_cast<uint32_t>((qw1 >> 16) & 0x3ffff);
+        p.l2tag1 = static_cast<uint16_t>(qw1 >> 48);
         ended = true;
         break;
       }
@@ -149,7 +152,7 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
 }
 
 RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t tail, const uint8_t* frame,
-                 size_t length, int64_t hash) {
+                 size_t length, int64_t hash, int32_t l2tag1) {
   const uint32_t len = q.len;
   if (len == 0 || len > kMaxRingLen || tail >= len || head >= len) return {kRxBadIndex, head};
   if (q.buffer_size == 0 || length == 0 || length > q.max_frame) return {kRxTooBig, head};
@@ -200,9 +203,12 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
       Store64(desc[i] + 16, 0);
       Store64(desc[i] + 24, 0);
     }
-    Store64(desc[i], qw0);
+    const bool last = i + 1 == chunks;
+    // The stripped tag, status and PTYPE: valid on the last descriptor only (iavf reads them there).
+    const bool tag = last && l2tag1 >= 0;
+    Store64(desc[i], tag ? qw0 | (static_cast<uint64_t>(l2tag1 & 0xffff) << 16) : qw0);
     uint64_t qw1 = kRxDd | (static_cast<uint64_t>(part) << kRxLengthShift);
-    if (i + 1 == chunks) qw1 |= kRxEof | offloads;  // status and PTYPE: valid on the last descriptor only
+    if (last) qw1 |= kRxEof | offloads | (tag ? kRxL2tag1p : 0);
     if (hash >= 0) qw1 |= kRxFltstatRss;
     StoreRelease64(desc[i] + 8, qw1);
   }

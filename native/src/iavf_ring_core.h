@@ -43,6 +43,9 @@ constexpr uint64_t kDtypeDone = 0xf;
 constexpr uint32_t kCmdEop = 0x001;
 constexpr uint32_t kCmdRs = 0x002;
 constexpr uint32_t kCmdIcrc = 0x004;
+constexpr uint32_t kCmdIl2tag1 = 0x008;  // insert the descriptor's L2TAG1 as an 802.1Q tag
+constexpr uint32_t kVlanTagLen = 4;
+constexpr uint16_t kEthVlanTpid = 0x8100;
 constexpr uint64_t kRxDd = 1ull << 0;
 
 // qword1 of a TX data descriptor: DTYPE 0, CMD, BUF_SZ (the guest driver's side, for tests and benches).
@@ -119,6 +122,7 @@ struct TxPacket {
   uint32_t tso_len = 0;
   uint32_t cmd = 0;     // the EOP descriptor's CMD
   uint32_t offset = 0;  // its OFFSET field: MACLEN (2-byte units), IPLEN and L4LEN (4-byte units)
+  uint16_t l2tag1 = 0;  // its L2TAG1 field: the tag IL2TAG1 inserts
 
   uint32_t MacLen() const { return (offset & 0x7f) * 2; }
   uint32_t IpLen() const { return ((offset >> 7) & 0x7f) * 4; }
@@ -151,15 +155,33 @@ struct TxPass {
 TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, uint32_t tail, uint32_t max_frames,
               uint32_t max_bytes, TxSink& sink);
 
+// Turns the frame at at + 4 (length bytes) into one at `at` with an 802.1Q tag (TCI tci) after its
+// MAC addresses; returns the new length.
+inline size_t InsertVlanTag(uint8_t* at, size_t length, uint16_t tci) {
+  std::memmove(at, at + kVlanTagLen, 12);
+  at[12] = kEthVlanTpid >> 8;
+  at[13] = kEthVlanTpid & 0xff;
+  at[14] = static_cast<uint8_t>(tci >> 8);
+  at[15] = static_cast<uint8_t>(tci);
+  return length + kVlanTagLen;
+}
+
+// The 802.1Q tag of a frame (TPID 0x8100): its TCI, or -1 for an untagged frame.
+inline int32_t VlanTci(const uint8_t* frame, size_t length) {
+  if (length < kMinFrame + kVlanTagLen || frame[12] != 0x81 || frame[13] != 0x00) return -1;
+  return (frame[14] << 8) | frame[15];
+}
+
 // Frames for the wire from a packet, as the offloads it asked for make them: IPv4 header and TCP/UDP
-// checksums, or TSO segments. alloc(length) gives the bytes to build a frame in (nullptr: give up);
-// done(frame, length) takes it (false: give up). Returns false if it gave up; a TSO that cannot be
-// segmented counts kBadTso and produces nothing.
+// checksums, or TSO segments, then the VLAN tag IL2TAG1 asks for (in every segment). alloc(length)
+// gives the bytes to build a frame in (nullptr: give up); done(frame, length) takes it (false: give
+// up). Returns false if it gave up; a TSO that cannot be segmented counts kBadTso and produces nothing.
 class FrameBuilder {
  public:
   template <class Alloc, class Done>
   bool Build(const TxPacket& p, uint32_t* counts, Alloc alloc, Done done) {
     const size_t hdr_len = p.HeaderLength();
+    const size_t tag = (p.cmd & kCmdIl2tag1) ? kVlanTagLen : 0;
     if (p.tso) {
       scratch_.resize(p.total);
       p.Gather(scratch_.data());
@@ -172,18 +194,18 @@ class FrameBuilder {
       const size_t n = TsoSegments(p.total, hdr_len, p.mss);
       for (size_t i = 0; i < n; i++) {
         const size_t len = TsoSegmentLength(p.total, hdr_len, p.mss, i);
-        uint8_t* seg = alloc(len);
+        uint8_t* seg = alloc(len + tag);
         if (seg == nullptr) return false;
-        BuildTsoSegment(scratch_.data(), p.total, layers, hdr_len, p.mss, i, seg);
-        if (!done(seg, len)) return false;
+        BuildTsoSegment(scratch_.data(), p.total, layers, hdr_len, p.mss, i, seg + tag);
+        if (!done(seg, tag ? InsertVlanTag(seg, len, p.l2tag1) : len)) return false;
       }
       return true;
     }
-    uint8_t* frame = alloc(p.total);
+    uint8_t* frame = alloc(p.total + tag);
     if (frame == nullptr) return false;
-    p.Gather(frame);
-    FixChecksums(p, frame);
-    return done(frame, p.total);
+    p.Gather(frame + tag);
+    FixChecksums(p, frame + tag);
+    return done(frame, tag ? InsertVlanTag(frame, p.total, p.l2tag1) : p.total);
   }
 
  private:
@@ -206,11 +228,12 @@ struct RxResult {
 
 // Writes one frame into the RX ring from head (the device owns [head, tail)), split over
 // ceil(length / buffer_size) descriptors, each written back in the legacy format: qwords 2-3 zero (the
-// 32-byte format only), qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1), then qword1
+// 32-byte format only), qword0 the RSS hash (hash >= 0: high dword, FLTSTAT 3 in qword1) and on the
+// last the VLAN tag stripped from the frame (l2tag1 >= 0: bits 16-31, L2TAG1P in qword1), then qword1
 // (DD, LENGTH_PBUF; on the last, EOF and the frame's PTYPE and checksum status, RxOffloadBits) with a
 // release store.
 RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t tail, const uint8_t* frame,
-                 size_t length, int64_t hash);
+                 size_t length, int64_t hash, int32_t l2tag1 = -1);
 
 }  // namespace iavf
 }  // namespace emu

@@ -54,10 +54,10 @@ class TxOutput : public TxSink {
       if (env_.IsExceptionPending()) return false;
       p.Gather(frame.Data());
       Push(frame, p.total);
-      // [cmd, MACLEN, IPLEN, L4LEN (bytes), tso, mss, tsoLen]
-      Napi::Array m = Napi::Array::New(env_, 7);
-      const uint32_t values[7] = {p.cmd, p.MacLen(), p.IpLen(), p.L4Len(), p.tso ? 1u : 0u, p.mss, p.tso_len};
-      for (uint32_t k = 0; k < 7; k++) m.Set(k, Napi::Number::New(env_, values[k]));
+      // [cmd, MACLEN, IPLEN, L4LEN (bytes), tso, mss, tsoLen, l2tag1]
+      Napi::Array m = Napi::Array::New(env_, 8);
+      const uint32_t values[8] = {p.cmd, p.MacLen(), p.IpLen(), p.L4Len(), p.tso ? 1u : 0u, p.mss, p.tso_len, p.l2tag1};
+      for (uint32_t k = 0; k < 8; k++) m.Set(k, Napi::Number::New(env_, values[k]));
       meta_.Set(i, m);
       return !env_.IsExceptionPending();
     }
@@ -123,8 +123,9 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
   return TxResult(env, pass, &out);
 }
 
-// rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame: Uint8Array, hash, flags):
-// RxWrite of one frame (iavf_ring_core.h); hash < 0 for none; flags bit 0: 16-byte descriptors.
+// rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame: Uint8Array, hash, flags,
+// l2tag1?): RxWrite of one frame (iavf_ring_core.h); hash < 0 for none; flags bit 0: 16-byte
+// descriptors; l2tag1: a stripped VLAN tag for the descriptor (-1 or absent: none).
 // Returns status * 65536 + new head.
 Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -138,13 +139,15 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   }
   if (!info[6].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
   Napi::TypedArray view = info[6].As<Napi::TypedArray>();
-  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kRx16Byte, &flags)) {
+  int64_t l2tag1 = -1;
+  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kRx16Byte, &flags) ||
+      (info.Length() > 9 && !info[9].IsUndefined() && !ArgInt(info, 9, -1, 0xffff, &l2tag1))) {
     return env.Undefined();
   }
   const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
   Prune();
   const RxQueue q{ring, len, buffer_size, max_frame, (flags & kRx16Byte) != 0 ? kRxDescSize16 : kRxDescSize};
-  const RxResult r = RxWrite(*this, q, head, tail, frame, view.ByteLength(), hash);
+  const RxResult r = RxWrite(*this, q, head, tail, frame, view.ByteLength(), hash, static_cast<int32_t>(l2tag1));
   return Napi::Number::New(env, r.status * 65536.0 + r.head);
 }
 

@@ -26,6 +26,7 @@ function configWith(tx: boolean, rx: boolean): VfConfig {
   const vf = new VirtualFunction({
     mac: '02:00:00:00:00:01',
     trusted: false,
+    portVlan: 0,
     maxMtu: 1500,
     queuePairs: () => 1,
     maxQueuePairs: 1,

@@ -31,6 +31,8 @@ function config(): VfConfig {
     irqMap: new Map([[1, { rx: 1, tx: 1, rxItr: 0, txItr: 1 }]]),
     macs: new Set(),
     promisc: 0,
+    vlans: new Set(),
+    vlanStrip: false,
     rssKey: Buffer.alloc(52),
     rssLut: Buffer.alloc(64),
     rssHena: 0n,

@@ -154,10 +154,17 @@ export const VfCap = {
 
 /**
  * What we grant, of what the VF asks: L2, RSS through virtchnl, link speed in Mbps, queue requests,
- * and RX descriptor negotiation (RX_FLEX_DESC: the legacy RXDIDs only, see SUPPORTED_RXDIDS).
+ * RX descriptor negotiation (RX_FLEX_DESC: the legacy RXDIDs only, see SUPPORTED_RXDIDS) and VLANs
+ * (v1: filters, stripping into L2TAG1, insertion from L2TAG1; not with a port VLAN).
  */
 export const GRANTABLE_CAPS =
-  VfCap.L2 | VfCap.RSS_PF | VfCap.ADV_LINK_SPEED | VfCap.REQ_QUEUES | VfCap.WB_ON_ITR | VfCap.RX_FLEX_DESC;
+  VfCap.L2 |
+  VfCap.RSS_PF |
+  VfCap.ADV_LINK_SPEED |
+  VfCap.REQ_QUEUES |
+  VfCap.WB_ON_ITR |
+  VfCap.RX_FLEX_DESC |
+  VfCap.VLAN;
 
 /** RX descriptor ids (virtchnl.h VIRTCHNL_RXDID_*): the two legacy formats emu writes. */
 export const RxDid = {

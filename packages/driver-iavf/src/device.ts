@@ -42,6 +42,8 @@ export interface IavfOptions {
   spoofCheck?: boolean;
   /** Whether the host trusts the VF: other unicast addresses, promiscuous mode (default off). */
   trusted?: boolean;
+  /** The host's port VLAN, 1-4094 (default none): tagged on the wire, invisible to the VF. */
+  portVlan?: number;
   /**
    * Joins the device's port to its network; called once, when the device is built. `native` is the
    * VF's twin in the data plane, for a network that can attach it (a switch).
@@ -131,6 +133,7 @@ export class IavfDevice implements DeviceImpl {
     this.vf = new VirtualFunction({
       mac: options.mac,
       trusted: options.trusted ?? false,
+      portVlan: options.portVlan ?? 0,
       maxMtu: options.mtu,
       queuePairs: () => this.queuePairs,
       maxQueuePairs: options.queues,
@@ -147,6 +150,7 @@ export class IavfDevice implements DeviceImpl {
       log: ctx.log,
       mac: options.mac,
       spoofCheck: options.spoofCheck ?? true,
+      portVlan: options.portVlan ?? 0,
       config: () => this.vf.config,
       raise: (v, itr) => this.vectors.raise(v, itr),
       // The tail registers in a page the VMM maps into the guest, watched by a native thread.

@@ -41,6 +41,13 @@ export const iavfConfig = z.object({
     .boolean()
     .default(false)
     .describe('trust the VF: let it add other unicast MACs and enable promiscuous mode'),
+  vlan: z.coerce
+    .number()
+    .int()
+    .min(1)
+    .max(4094)
+    .optional()
+    .describe('port VLAN: the host tags what the VF sends and gives it only this VLAN, untagged'),
   net: z
     .string()
     .default('default')
@@ -85,6 +92,7 @@ export function createIavfDriver(networks: () => NetworkRegistry = defaultNetwor
         mtu: config.mtu,
         spoofCheck: config.spoofchk,
         trusted: config.trust,
+        portVlan: config.vlan,
         connect: (receive, native) =>
           networks().attach({ name: ctx.name, deliver: (frame) => receive(frame), native }, config.net, {
             mtu: config.mtu,

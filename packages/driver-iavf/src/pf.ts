@@ -40,6 +40,7 @@ import {
   VersionInfo,
   VfResourceHeader,
   VfResRequest,
+  VlanFilterListHeader,
   VSI_RESOURCE_SIZE,
   VsiQueueConfigHeader,
   writeMac,
@@ -70,6 +71,10 @@ export interface VfConfig {
   irqMap: Map<number, { rx: number; tx: number; rxItr: number; txItr: number }>;
   macs: Set<string>;
   promisc: number;
+  /** ADD_VLAN(_V2): the VF's VLAN filter (ids); empty, every tag passes. */
+  vlans: Set<number>;
+  /** ENABLE_VLAN_STRIPPING(_V2): 802.1Q tags go into the RX descriptor. */
+  vlanStrip: boolean;
   rssKey: Buffer;
   rssLut: Buffer;
   rssHena: bigint;
@@ -82,6 +87,8 @@ export interface PfHost {
    * unicast address than the MAC the host gave it, and its promiscuous requests are ignored.
    */
   trusted: boolean;
+  /** The host's port VLAN (devargs `vlan`; 0: none): the VF may not change VLANs then. */
+  portVlan: number;
   maxMtu: number;
   /** Queue pairs the VF gets now (devargs `queues`, or fewer after REQUEST_QUEUES). */
   queuePairs(): number;
@@ -121,6 +128,9 @@ interface OpSpec {
 }
 
 const MAX_MAC_FILTERS = 256;
+/** i40e's I40E_VC_MAX_VLAN_PER_VF for an untrusted VF; a trusted one may list every VLAN. */
+const MAX_VLAN_FILTERS = 16;
+const MAX_VLAN_FILTERS_TRUSTED = 4095;
 const MAX_RING = 4096;
 
 function freshConfig(numQueuePairs: number): VfConfig {
@@ -134,6 +144,8 @@ function freshConfig(numQueuePairs: number): VfConfig {
     irqMap: new Map(),
     macs: new Set(),
     promisc: 0,
+    vlans: new Set(),
+    vlanStrip: false,
     rssKey: Buffer.alloc(RSS_KEY_SIZE),
     rssLut: Buffer.alloc(RSS_LUT_SIZE),
     rssHena: 0n,
@@ -266,7 +278,9 @@ const OPS: Partial<Record<number, OpSpec>> = {
     handle(vf, msg) {
       const asked =
         vf.version.minor === 0 || msg.length === 0 ? VfCap.L2 | VfCap.RSS_REG : msg.readUInt32LE(0);
-      const caps = (asked & GRANTABLE_CAPS) | VfCap.L2;
+      // A VF behind a port VLAN does no VLANs of its own (the host's tag is invisible to it).
+      const grantable = vf.hostRef.portVlan ? GRANTABLE_CAPS & ~VfCap.VLAN : GRANTABLE_CAPS;
+      const caps = (asked & grantable) | VfCap.L2;
       vf.config = { ...vf.config, caps };
       vf.phase = 'active';
       const host = vf.hostRef;
@@ -430,6 +444,47 @@ const OPS: Partial<Record<number, OpSpec>> = {
       return Buffer.alloc(0);
     },
   },
+  [VirtchnlOp.ADD_VLAN]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const vlans = new Set(vf.config.vlans);
+      for (const vid of vlanIds(vf, msg)) vlans.add(vid);
+      // i40e_vc_add_vlan_msg: an untrusted VF gets I40E_VC_MAX_VLAN_PER_VF filters.
+      const max = vf.hostRef.trusted ? MAX_VLAN_FILTERS_TRUSTED : MAX_VLAN_FILTERS;
+      if (vlans.size > max) {
+        throw bad(
+          `more than ${max} VLAN filters${vf.hostRef.trusted ? '' : ' for an untrusted VF (devargs trust=on allows more)'}`,
+        );
+      }
+      vf.config = { ...vf.config, vlans };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.DEL_VLAN]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const vlans = new Set(vf.config.vlans);
+      for (const vid of vlanIds(vf, msg)) vlans.delete(vid);
+      vf.config = { ...vf.config, vlans };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.ENABLE_VLAN_STRIPPING]: {
+    needsActive: true,
+    handle(vf) {
+      vlanAllowed(vf);
+      vf.config = { ...vf.config, vlanStrip: true };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.DISABLE_VLAN_STRIPPING]: {
+    needsActive: true,
+    handle(vf) {
+      vlanAllowed(vf);
+      vf.config = { ...vf.config, vlanStrip: false };
+      return Buffer.alloc(0);
+    },
+  },
   [VirtchnlOp.CONFIG_PROMISCUOUS_MODE]: {
     needsActive: true,
     handle(vf, msg) {
@@ -553,6 +608,26 @@ function selectQueues(vf: VirtualFunction, msg: Buffer) {
   vf.queueBits(q.rxQueues, 'rx_queues');
   vf.queueBits(q.txQueues, 'tx_queues');
   return q;
+}
+
+/** VLAN ops need the VLAN capability granted (never with a port VLAN). */
+function vlanAllowed(vf: VirtualFunction): void {
+  if (!(vf.config.caps & VfCap.VLAN)) {
+    throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, 'VLAN ops without the VLAN capability');
+  }
+}
+
+/** The ids of a virtchnl_vlan_filter_list (v1), each 0-4095; VLAN 0 (untagged) is always received. */
+function vlanIds(vf: VirtualFunction, msg: Buffer): number[] {
+  vlanAllowed(vf);
+  const h = VlanFilterListHeader.decode(msg);
+  vf.vsi(h.vsiId);
+  const ids = Array.from({ length: h.numElements }, (_, i) =>
+    msg.readUInt16LE(VlanFilterListHeader.size + i * 2),
+  );
+  const badId = ids.find((v) => v > 4095);
+  if (badId !== undefined) throw bad(`VLAN id ${badId}`);
+  return ids.filter((v) => v !== 0);
 }
 
 function etherAddrs(vf: VirtualFunction, msg: Buffer): string[] {

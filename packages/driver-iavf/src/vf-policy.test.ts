@@ -4,13 +4,13 @@
  * promiscuous mode). Three NICs on one L2Switch: A plays the guest that forges, B the victim, C the
  * neighbour whose traffic to B A would like to take through the switch's MAC learning.
  */
-import { L2Switch } from '@emu/network';
+import type { L2Switch } from '@emu/network';
 import { expect } from 'chai';
-import type { IavfOptions } from './device.js';
 import { rawFrame } from './testing/frames.js';
-import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
+import { Harness, type IavfTestConfig } from './testing/harness.js';
 import { FLAG_VF_UNICAST_PROMISC, VIRTCHNL_STATUS } from './testing/iavf-defs.js';
 import { VirtchnlError } from './testing/soft-iavf.js';
+import { SwitchedNics } from './testing/switched.js';
 import type { TestNetwork } from './testing/test-network.js';
 
 const A = '02:00:00:00:0e:0a';
@@ -21,8 +21,6 @@ const MCAST = '01:00:5e:00:00:01';
 /** VIRTCHNL_ETHER_ADDR_EXTRA: a filter that is not the primary address. */
 const EXTRA = 2;
 
-let switches = 0;
-
 function hex(f: Uint8Array): string {
   return Buffer.from(f).toString('hex');
 }
@@ -31,30 +29,19 @@ for (const ram of ['shared', 'plain'] as const) {
   const path = ram === 'shared' ? 'the worker (memfd RAM)' : 'the TypeScript path (fd-less RAM)';
 
   describe(`per-VF policy: spoof check on ${path}`, () => {
-    let hs: Harness[] = [];
+    let nics: SwitchedNics;
     let sw: L2Switch;
     afterEach(async () => {
-      for (const h of hs) await h.close();
-      hs = [];
+      await nics?.close();
     });
-
-    async function nic(name: string, config: IavfTestConfig): Promise<Harness> {
-      const network: { connect: NonNullable<IavfOptions['connect']> } = {
-        connect: (receive, native) => sw.attach({ name, deliver: (frame) => receive(frame), native }),
-      };
-      const opts: HarnessOptions = { ram, network };
-      const h = await Harness.start(config, opts);
-      hs.push(h);
-      await h.vf.bringUp();
-      return h;
-    }
 
     /** A (with `aConfig`), B and C up on a fresh switch, which has learned B and C where they are. */
     async function three(aConfig: IavfTestConfig = {}) {
-      sw = new L2Switch(`policy-${switches++}`);
-      const a = await nic('a', { mac: A, ...aConfig });
-      const b = await nic('b', { mac: B });
-      const c = await nic('c', { mac: C });
+      nics = new SwitchedNics(ram);
+      sw = nics.sw;
+      const a = await nics.nic('a', { mac: A, ...aConfig });
+      const b = await nics.nic('b', { mac: B });
+      const c = await nics.nic('c', { mac: C });
       await b.vf.transmit(rawFrame(C, B, 60, 1));
       await c.vf.transmit(rawFrame(B, C, 60, 2));
       await c.vf.waitFrames(0, 1, 3000);

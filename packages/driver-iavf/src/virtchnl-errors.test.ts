@@ -24,6 +24,7 @@ import {
   versionMsg,
   vfResourcesRequest,
   vfResRequestMsg,
+  vlanFilterListMsg,
   vsiQueueConfigMsg,
 } from './testing/virtchnl-msgs.js';
 
@@ -105,6 +106,18 @@ const CASES: Case[] = [
   },
   { name: 'DEL_ETH_ADDR one byte long', op: OP.DEL_ETH_ADDR, build: (vf) => grow(primary(vf), 1) },
   {
+    name: 'ADD_VLAN without the trailing id',
+    op: OP.ADD_VLAN,
+    build: (vf) => cut(vlanFilterListMsg(vf.vsiId, [100]), 2),
+  },
+  {
+    name: 'DEL_VLAN one byte long',
+    op: OP.DEL_VLAN,
+    build: (vf) => grow(vlanFilterListMsg(vf.vsiId, [100]), 1),
+  },
+  { name: 'ENABLE_VLAN_STRIPPING of 1 byte', op: OP.ENABLE_VLAN_STRIPPING, build: () => Buffer.alloc(1) },
+  { name: 'DISABLE_VLAN_STRIPPING of 4 bytes', op: OP.DISABLE_VLAN_STRIPPING, build: () => Buffer.alloc(4) },
+  {
     name: 'ENABLE_QUEUES queue_select of 11 bytes',
     op: OP.ENABLE_QUEUES,
     build: (vf) => cut(allQueues(vf), 1),
@@ -162,6 +175,21 @@ const CASES: Case[] = [
     name: 'ADD_ETH_ADDR for another VSI',
     op: OP.ADD_ETH_ADDR,
     build: (vf) => poke16(primary(vf), 0, BAD_VSI),
+  },
+  {
+    name: 'ADD_VLAN for another VSI',
+    op: OP.ADD_VLAN,
+    build: (vf) => poke16(vlanFilterListMsg(vf.vsiId, [100]), 0, BAD_VSI),
+  },
+  { name: 'ADD_VLAN of id 4096', op: OP.ADD_VLAN, build: (vf) => vlanFilterListMsg(vf.vsiId, [5, 4096]) },
+  {
+    name: 'ADD_VLAN of 17 ids from an untrusted VF (i40e allows 16)',
+    op: OP.ADD_VLAN,
+    build: (vf) =>
+      vlanFilterListMsg(
+        vf.vsiId,
+        Array.from({ length: 17 }, (_, i) => i + 1),
+      ),
   },
   {
     name: 'ENABLE_QUEUES for another VSI',
@@ -294,6 +322,16 @@ const CASES: Case[] = [
     name: 'ADD_ETH_ADDR num_elements 0 in a 12-byte message',
     op: OP.ADD_ETH_ADDR,
     build: (vf) => etherAddrListMsg(vf.vsiId, []),
+  },
+  {
+    name: 'ADD_VLAN num_elements 0 in a 6-byte message',
+    op: OP.ADD_VLAN,
+    build: (vf) => vlanFilterListMsg(vf.vsiId, []),
+  },
+  {
+    name: 'DEL_VLAN num_elements 65535',
+    op: OP.DEL_VLAN,
+    build: (vf) => poke16(vlanFilterListMsg(vf.vsiId, [1]), 2, 65535),
   },
   {
     name: 'CONFIG_IRQ_MAP num_vectors 65535',

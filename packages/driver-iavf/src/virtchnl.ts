@@ -68,6 +68,7 @@ export const QueueSelect = struct('virtchnl_queue_select', {
 export const EtherAddrListHeader = struct('virtchnl_ether_addr_list', { vsiId: 'u16', numElements: 'u16' });
 export const ETHER_ADDR_SIZE = 8;
 
+export const VlanFilterListHeader = struct('virtchnl_vlan_filter_list', { vsiId: 'u16', numElements: 'u16' });
 export const PromiscInfo = struct('virtchnl_promisc_info', { vsiId: 'u16', flags: 'u16' });
 export const PromiscFlag = { UNICAST: 0x1, MULTICAST: 0x2 } as const;
 

@@ -33,6 +33,8 @@ export interface TxData {
   ipLen: number;
   l4Len: number;
   size: number;
+  /** L2TAG1 (qword1 [63:48]): the VLAN tag IL2TAG1 inserts. */
+  l2tag1: number;
 }
 
 export interface TxContext {
@@ -58,6 +60,7 @@ export function decodeTx(desc: Uint8Array): TxDescriptor {
       ipLen: ((offset >> 7) & 0x7f) * 4,
       l4Len: ((offset >> 14) & 0xf) * 4,
       size: Number((qw1 >> 34n) & 0x3fffn),
+      l2tag1: Number(qw1 >> 48n),
     };
   }
   if (dtype === TxDtype.CONTEXT) {
@@ -80,6 +83,8 @@ export function markTxDone(desc: Uint8Array): void {
 export const RxStatus = {
   DD: 1n << 0n,
   EOF: 1n << 1n,
+  /** L2TAG1P: qword0 [31:16] holds the VLAN tag stripped from the frame. */
+  L2TAG1P: 1n << 2n,
   FLTSTAT_RSS: 3n << 12n,
   /** Error RXE (bit 0 of the error field): the packet was dropped. */
   RXE: 1n << 19n,
@@ -87,11 +92,18 @@ export const RxStatus = {
 
 /**
  * RX write-back qword1: status, per-buffer length (bits 51:38); on the last descriptor EOF and
- * `offloads`, the frame's PTYPE and checksum status (@emu/native's iavfRxOffloadBits).
+ * `offloads`, the frame's PTYPE and checksum status (@emu/native's iavfRxOffloadBits), and L2TAG1P when
+ * a stripped tag is in its qword0.
  */
-export function rxWriteback(length: number, last: boolean, hashed: boolean, offloads = 0n): bigint {
+export function rxWriteback(
+  length: number,
+  last: boolean,
+  hashed: boolean,
+  offloads = 0n,
+  tagged = false,
+): bigint {
   let qw1 = RxStatus.DD | (BigInt(length) << 38n);
-  if (last) qw1 |= RxStatus.EOF | offloads;
+  if (last) qw1 |= RxStatus.EOF | offloads | (tagged ? RxStatus.L2TAG1P : 0n);
   if (hashed) qw1 |= RxStatus.FLTSTAT_RSS;
   return qw1;
 }
@@ -99,4 +111,14 @@ export function rxWriteback(length: number, last: boolean, hashed: boolean, offl
 /** RX write-back qword1 of a descriptor whose packet was dropped: DD|EOF|RXE, no data. */
 export function rxDropped(): bigint {
   return RxStatus.DD | RxStatus.EOF | RxStatus.RXE;
+}
+
+/** The frame with an 802.1Q tag (TCI `tci`) after its MAC addresses, as IL2TAG1 asks. */
+export function withVlanTag(frame: Uint8Array, tci: number): Buffer {
+  const out = Buffer.alloc(frame.length + 4);
+  out.set(frame.subarray(0, 12), 0);
+  out.writeUInt16BE(0x8100, 12);
+  out.writeUInt16BE(tci & 0xffff, 14);
+  out.set(frame.subarray(12), 16);
+  return out;
 }

@@ -69,6 +69,7 @@ import {
   TxCmd,
   type TxContext,
   type TxData,
+  withVlanTag,
 } from './descriptors.js';
 import { TailPage } from './tail-page.js';
 
@@ -93,6 +94,8 @@ export interface DataPathHost {
   transmit(frame: Uint8Array): void;
   /** The host's spoof check on what the VF sends (emu_iavf's `spoofchk`; default off here). */
   spoofCheck?: boolean;
+  /** The host's port VLAN (emu_iavf's `vlan`; 0 or absent: none). */
+  portVlan?: number;
   /**
    * 'auto' (default): native ring code wherever guest memory is mapped directly, TypeScript elsewhere;
    * 'ts': TypeScript always.
@@ -184,6 +187,10 @@ interface RxRoute {
   q: number;
   ring: RxQueueConfig;
   hash?: number;
+  /** What to write instead of the frame received: it without its VLAN tag (stripped, or the port VLAN's). */
+  frame?: Uint8Array;
+  /** The stripped tag, for the descriptor. */
+  l2tag1?: number;
 }
 
 function macBytes(mac: string): number[] {
@@ -323,6 +330,9 @@ export class DataPath {
       macs: [...cfg.macs].map(macNumber),
       promisc: cfg.promisc & 0x3,
       spoofCheck: this.host.spoofCheck ?? false,
+      vlans: [...cfg.vlans],
+      vlanStrip: cfg.vlanStrip,
+      portVlan: this.host.portVlan ?? 0,
       rssKey: cfg.rssKey,
       rssLut: cfg.rssLut,
       numQueuePairs: cfg.numQueuePairs,
@@ -601,11 +611,7 @@ export class DataPath {
     const c = r.counts;
     s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
     s.drops += c.dropped;
-    for (const f of r.frames) {
-      if (!this.nic.egress(f, q)) continue;
-      this.count('tx', s, f);
-      this.host.transmit(f);
-    }
+    for (const f of r.frames) this.egress(q, s, f);
     if (c.completed > 0) this.raiseFor(q, 'tx');
     if (r.stop === 'budget') {
       this.engineStats.txYields++;
@@ -731,11 +737,15 @@ export class DataPath {
         if (d.cmd & TxCmd.L4T_MASK) fixL4Checksum(frame, layers);
       }
     }
-    for (const f of out) {
-      if (!this.nic.egress(f, q)) continue;
-      this.count('tx', s, f);
-      this.host.transmit(f);
-    }
+    for (const f of out) this.egress(q, s, d.cmd & TxCmd.IL2TAG1 ? withVlanTag(f, d.l2tag1) : f);
+  }
+
+  /** A frame the VF sent, through the host's policy (the twin's rules) to the network. */
+  private egress(q: number, s: QueueStats, frame: Uint8Array): void {
+    const out = this.nic.egress(frame, q);
+    if (!out) return;
+    this.count('tx', s, out);
+    this.host.transmit(out);
   }
 
   private queueRx(job: () => Promise<void>): void {
@@ -758,11 +768,11 @@ export class DataPath {
       this.rx[r.queue].drops++;
       return undefined;
     }
-    return { q: r.queue, ring, hash: r.hash };
+    return { q: r.queue, ring, hash: r.hash, frame: r.frame, l2tag1: r.l2tag1 };
   }
 
   /** The frame into its RX ring in native code; false when it must go to the TypeScript path. */
-  private rxNative(frame: Uint8Array, { q, ring, hash }: RxRoute): boolean {
+  private rxNative(received: Uint8Array, { q, ring, hash, frame = received, l2tag1 }: RxRoute): boolean {
     const s = this.rx[q];
     const queue = {
       iova: ring.ring,
@@ -771,7 +781,10 @@ export class DataPath {
       maxFrame: ring.maxFrame,
       descSize: ring.descSize,
     };
-    const r = iavfRxRing(this.table!, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, { hash });
+    const r = iavfRxRing(this.table!, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
+      hash,
+      l2tag1,
+    });
     switch (r.status) {
       case 'ok':
         this.engineStats.nativeRx++;
@@ -800,7 +813,10 @@ export class DataPath {
   }
 
   /** The frame into its RX ring, the TypeScript way. */
-  private async writeRx(frame: Uint8Array, { q, ring, hash }: RxRoute): Promise<void> {
+  private async writeRx(
+    received: Uint8Array,
+    { q, ring, hash, frame = received, l2tag1 }: RxRoute,
+  ): Promise<void> {
     const gen = this.generation;
     const s = this.rx[q];
     this.engineStats.tsRx++;
@@ -852,8 +868,10 @@ export class DataPath {
       const last = i === chunks - 1;
       const wb = Buffer.alloc(ring.descSize);
       if (hash !== undefined) wb.writeUInt32LE(hash, 4);
+      const tagged = last && l2tag1 !== undefined;
+      if (tagged) wb.writeUInt16LE(l2tag1, 2);
       wb.writeBigUInt64LE(
-        rxWriteback(part.length, last, hash !== undefined, last ? iavfRxOffloadBits(frame) : 0n),
+        rxWriteback(part.length, last, hash !== undefined, last ? iavfRxOffloadBits(frame) : 0n, tagged),
         8,
       );
       // Everything but qword1 first (qwords 2-3 exist only in the 32-byte format); qword1 (with DD)

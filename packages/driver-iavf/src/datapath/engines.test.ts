@@ -54,6 +54,8 @@ function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
     ),
     macs: new Set(),
     promisc: 0,
+    vlans: new Set(),
+    vlanStrip: false,
     rssKey: Buffer.from(Array.from({ length: 52 }, (_, i) => (i * 37 + 11) & 0xff)),
     rssLut: Buffer.from(Array.from({ length: 64 }, (_, i) => i % queues)),
     rssHena: 0n,

@@ -21,6 +21,8 @@ export interface IavfTestConfig {
   /** devargs spoofchk (default true) and trust (default false). */
   spoofchk?: boolean;
   trust?: boolean;
+  /** devargs vlan: the port VLAN. */
+  vlan?: number;
 }
 
 export interface HarnessOptions {
@@ -81,6 +83,7 @@ export class Harness {
                 mtu: cfg.mtu,
                 spoofCheck: cfg.spoofchk,
                 trusted: cfg.trust,
+                portVlan: cfg.vlan,
                 connect: opts.network.connect,
               })
             : await iavfDriver.probe(ctx, cfg);

@@ -197,6 +197,8 @@ export const VIRTCHNL_LEN = {
   QUEUE_SELECT: 12,
   ETHER_ADDR_LIST: (n: number) => 12 + 8 * n,
   ETHER_ADDR: 8,
+  /** virtchnl_vlan_filter_list with n ids: the legacy sizeof (one id) plus n. */
+  VLAN_FILTER_LIST: (n: number) => 6 + 2 * n,
   PROMISC: 4,
   RSS_KEY: (n: number) => 5 + n,
   RSS_LUT: (n: number) => 5 + n,
@@ -350,6 +352,8 @@ export const IAVF_MAX_DATA_PER_TXD_ALIGNED = 12 * 1024;
 export const RX_WB = {
   DD: 1n << 0n,
   EOF: 1n << 1n,
+  /** L2TAG1P: qword0 [31:16] holds a stripped VLAN tag. */
+  L2TAG1P: 1n << 2n,
   L3L4P: 1n << 3n,
   FLTSTAT_SHIFT: 12n,
   FLTSTAT_RSS_HASH: 3,

@@ -88,6 +88,7 @@ import {
   versionMsg,
   vfResourcesRequest,
   vfResRequestMsg,
+  vlanFilterListMsg,
   vsiQueueConfigMsg,
 } from './virtchnl-msgs.js';
 
@@ -236,6 +237,8 @@ export interface RxDescriptor {
   ptype: number;
   /** qword0 [63:32]: the RSS hash when FLTSTAT is 3. */
   hash: number;
+  /** qword0 [31:16] when L2TAG1P (qword1 bit 2) is set: the VLAN tag the device stripped. */
+  l2tag1?: number;
 }
 
 /** A frame the guest took off an RX ring: its buffers joined up to the EOF descriptor. */
@@ -253,6 +256,8 @@ export interface RxFrame {
    * hw_csum_rx_error).
    */
   checksum: RxChecksum;
+  /** The VLAN tag the device stripped into the EOF descriptor (iavf_legacy_rx... L2TAG1P), if any. */
+  vlan?: number;
 }
 
 export type RxChecksum = 'unnecessary' | 'none' | 'error';
@@ -283,6 +288,8 @@ export interface TransmitOptions {
   buffers?: number[];
   /** Write QTX_TAIL after it (default true; false is netdev_xmit_more). */
   kick?: boolean;
+  /** A VLAN tag (TCI) for the device to insert: IL2TAG1 with L2TAG1, as iavf_tx_map sets them. */
+  vlan?: number;
 }
 
 /** Where a packet went on the TX ring. */
@@ -1195,6 +1202,21 @@ export class SoftIavf {
     return this.requestOk(VIRTCHNL_OP.DISABLE_QUEUES, queueSelectMsg(this.vsiId, rx, tx));
   }
 
+  /** iavf_add_vlans with VLAN v1: ADD_VLAN of these ids. */
+  async addVlans(ids: readonly number[]): Promise<ArqMessage> {
+    return this.requestOk(VIRTCHNL_OP.ADD_VLAN, vlanFilterListMsg(this.vsiId, ids));
+  }
+
+  /** iavf_del_vlans with VLAN v1. */
+  async delVlans(ids: readonly number[]): Promise<ArqMessage> {
+    return this.requestOk(VIRTCHNL_OP.DEL_VLAN, vlanFilterListMsg(this.vsiId, ids));
+  }
+
+  /** iavf_enable_vlan_stripping / iavf_disable_vlan_stripping (VLAN v1). */
+  async setVlanStripping(on: boolean): Promise<ArqMessage> {
+    return this.requestOk(on ? VIRTCHNL_OP.ENABLE_VLAN_STRIPPING : VIRTCHNL_OP.DISABLE_VLAN_STRIPPING);
+  }
+
   /** iavf_set_promiscuous. */
   async setPromisc(flags: number): Promise<ArqMessage> {
     return this.requestOk(VIRTCHNL_OP.CONFIG_PROMISCUOUS_MODE, promiscMsg(this.vsiId, flags));
@@ -1409,7 +1431,9 @@ export class SoftIavf {
       this.ram.write(at, data.subarray(off, off + size));
       off += size;
       const last = i === sizes.length - 1 ? TX_CMD.EOP | TX_CMD.RS : 0;
-      descs.push({ qw0: at, qw1: txDataQw1(cmd | last, size, offset) });
+      // iavf_tx_map puts IL2TAG1 and the tag on every data descriptor of the packet.
+      const tag = opts.vlan === undefined ? 0 : TX_CMD.IL2TAG1;
+      descs.push({ qw0: at, qw1: txDataQw1(cmd | last | tag, size, offset, opts.vlan ?? 0) });
     });
     return this.postTx(q, descs, { kick: opts.kick, release: charge.release });
   }
@@ -1501,6 +1525,7 @@ export class SoftIavf {
       errors: Number((qw1 >> RX_WB.ERROR_SHIFT) & 0xffn),
       ptype: Number((qw1 >> RX_WB.PTYPE_SHIFT) & 0xffn),
       hash: Number(qw0 >> 32n),
+      l2tag1: qw1 & RX_WB.L2TAG1P ? Number((qw0 >> 16n) & 0xffffn) : undefined,
     };
   }
 
@@ -1532,6 +1557,7 @@ export class SoftIavf {
         hash: d.fltstat === RX_WB.FLTSTAT_RSS_HASH ? d.hash : undefined,
         ptype: d.ptype,
         checksum: rxChecksumVerdict(d),
+        vlan: d.l2tag1,
       });
     }
     if (opts.refill !== false) await this.refillRx(q);

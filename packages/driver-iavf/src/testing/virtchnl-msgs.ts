@@ -80,6 +80,17 @@ export function etherAddrListMsg(vsiId: number, addrs: readonly EtherAddr[]): Bu
   return b;
 }
 
+/** iavf_add_vlans / iavf_del_vlans (VLAN v1): virtchnl_vlan_filter_list of VLAN ids. */
+export function vlanFilterListMsg(vsiId: number, ids: readonly number[]): Buffer {
+  const b = Buffer.alloc(VIRTCHNL_LEN.VLAN_FILTER_LIST(ids.length));
+  b.writeUInt16LE(vsiId, 0);
+  b.writeUInt16LE(ids.length, 2);
+  ids.forEach((id, i) => {
+    b.writeUInt16LE(id, 4 + 2 * i);
+  });
+  return b;
+}
+
 export interface TxqInfo {
   queueId: number;
   ringLen: number;
