@@ -33,6 +33,7 @@ function config(): VfConfig {
     promisc: 0,
     vlans: new Set(),
     vlanStrip: false,
+    vlanInsert: true,
     rssKey: Buffer.alloc(52),
     rssLut: Buffer.alloc(64),
     rssHena: 0n,

@@ -117,6 +117,27 @@ export const VirtchnlOp = {
   REQUEST_QUEUES: 29,
   GET_SUPPORTED_RXDIDS: 44,
   GET_OFFLOAD_VLAN_V2_CAPS: 51,
+  ADD_VLAN_V2: 52,
+  DEL_VLAN_V2: 53,
+  ENABLE_VLAN_STRIPPING_V2: 54,
+  DISABLE_VLAN_STRIPPING_V2: 55,
+  ENABLE_VLAN_INSERTION_V2: 56,
+  DISABLE_VLAN_INSERTION_V2: 57,
+} as const;
+
+/** enum virtchnl_vlan_support: the bits of every VLAN V2 capability field (virtchnl.h). */
+export const VlanSupport = {
+  ETHERTYPE_8100: 1 << 0,
+  ETHERTYPE_88A8: 1 << 1,
+  ETHERTYPE_9100: 1 << 2,
+  TAG_LOCATION_L2TAG1: 1 << 8,
+  TAG_LOCATION_L2TAG2: 1 << 9,
+  TAG_LOCATION_L2TAG2_2: 1 << 10,
+  PRIO: 1 << 24,
+  FILTER_MASK: 1 << 28,
+  ETHERTYPE_AND: 1 << 29,
+  ETHERTYPE_XOR: 1 << 30,
+  TOGGLE: 2 ** 31,
 } as const;
 
 const OP_NAMES = new Map<number, string>(Object.entries(VirtchnlOp).map(([k, v]) => [v, k]));
@@ -155,7 +176,8 @@ export const VfCap = {
 /**
  * What we grant, of what the VF asks: L2, RSS through virtchnl, link speed in Mbps, queue requests,
  * RX descriptor negotiation (RX_FLEX_DESC: the legacy RXDIDs only, see SUPPORTED_RXDIDS) and VLANs
- * (v1: filters, stripping into L2TAG1, insertion from L2TAG1; not with a port VLAN).
+ * (filters, stripping into L2TAG1, insertion from L2TAG1; not with a port VLAN): V2 to a VF that asks
+ * for it, else v1, never both (as ice: Linux's iavf would use v1 if both were granted).
  */
 export const GRANTABLE_CAPS =
   VfCap.L2 |
@@ -164,7 +186,8 @@ export const GRANTABLE_CAPS =
   VfCap.REQ_QUEUES |
   VfCap.WB_ON_ITR |
   VfCap.RX_FLEX_DESC |
-  VfCap.VLAN;
+  VfCap.VLAN |
+  VfCap.VLAN_V2;
 
 /** RX descriptor ids (virtchnl.h VIRTCHNL_RXDID_*): the two legacy formats emu writes. */
 export const RxDid = {

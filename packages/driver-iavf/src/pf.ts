@@ -15,6 +15,7 @@ import {
   VfCap,
   VirtchnlOp,
   VirtchnlStatus,
+  VlanSupport,
   VSI_ID,
   VSI_TYPE_SRIOV,
   virtchnlOpName,
@@ -40,7 +41,11 @@ import {
   VersionInfo,
   VfResourceHeader,
   VfResRequest,
+  VlanCaps,
   VlanFilterListHeader,
+  VlanFilterListV2Header,
+  VlanFilterV2,
+  VlanSetting,
   VSI_RESOURCE_SIZE,
   VsiQueueConfigHeader,
   writeMac,
@@ -75,6 +80,11 @@ export interface VfConfig {
   vlans: Set<number>;
   /** ENABLE_VLAN_STRIPPING(_V2): 802.1Q tags go into the RX descriptor. */
   vlanStrip: boolean;
+  /**
+   * ENABLE/DISABLE_VLAN_INSERTION_V2, as the VF set it. The device inserts whenever a TX descriptor asks
+   * (IL2TAG1); a VF asks only while insertion is on (Linux ties both to NETIF_F_HW_VLAN_CTAG_TX).
+   */
+  vlanInsert: boolean;
   rssKey: Buffer;
   rssLut: Buffer;
   rssHena: bigint;
@@ -146,6 +156,7 @@ function freshConfig(numQueuePairs: number): VfConfig {
     promisc: 0,
     vlans: new Set(),
     vlanStrip: false,
+    vlanInsert: true,
     rssKey: Buffer.alloc(RSS_KEY_SIZE),
     rssLut: Buffer.alloc(RSS_LUT_SIZE),
     rssHena: 0n,
@@ -166,6 +177,13 @@ export class VirtualFunction {
     errors: {} as Record<string, number>,
     ignored: {} as Record<string, number>,
   };
+
+  /** A request the host's policy answers SUCCESS and does not apply: counted, logged the first time. */
+  ignored(op: string, details: object, why: string): void {
+    const n = (this.counters.ignored[op] ?? 0) + 1;
+    this.counters.ignored[op] = n;
+    if (n === 1) this.host.warn({ op, ...details }, `virtchnl: ${why}`);
+  }
 
   constructor(private readonly host: PfHost) {
     this.config = freshConfig(host.queuePairs());
@@ -278,10 +296,15 @@ const OPS: Partial<Record<number, OpSpec>> = {
     handle(vf, msg) {
       const asked =
         vf.version.minor === 0 || msg.length === 0 ? VfCap.L2 | VfCap.RSS_REG : msg.readUInt32LE(0);
-      // A VF behind a port VLAN does no VLANs of its own (the host's tag is invisible to it).
-      const grantable = vf.hostRef.portVlan ? GRANTABLE_CAPS & ~VfCap.VLAN : GRANTABLE_CAPS;
+      // VLAN V2 to a VF that asks for it, else v1, never both (ice_vc_get_vlan_caps); a VF behind a port
+      // VLAN does no VLANs of its own (the host's tag is invisible to it).
+      let grantable = GRANTABLE_CAPS;
+      if (vf.hostRef.portVlan) grantable &= ~(VfCap.VLAN | VfCap.VLAN_V2);
+      else if (asked & VfCap.VLAN_V2) grantable &= ~VfCap.VLAN;
       const caps = (asked & grantable) | VfCap.L2;
-      vf.config = { ...vf.config, caps };
+      // A v1 VF starts with stripping on (i40e's VF VSI strips by default, ice enables it; Linux's iavf
+      // sends nothing and counts on it); a V2 VF asks for it (ice turns it off at GET_VF_RESOURCES).
+      vf.config = { ...vf.config, caps, vlanStrip: (caps & VfCap.VLAN) !== 0 };
       vf.phase = 'active';
       const host = vf.hostRef;
       // The legacy sizeof: one VSI plus a trailing zeroed one, as i40e sends.
@@ -448,14 +471,18 @@ const OPS: Partial<Record<number, OpSpec>> = {
     needsActive: true,
     handle(vf, msg) {
       const vlans = new Set(vf.config.vlans);
-      for (const vid of vlanIds(vf, msg)) vlans.add(vid);
-      // i40e_vc_add_vlan_msg: an untrusted VF gets I40E_VC_MAX_VLAN_PER_VF filters.
+      const ids = vlanIds(vf, msg);
+      // i40e_vc_add_vlan_msg: an untrusted VF gets I40E_VC_MAX_VLAN_PER_VF filters; past them the PF
+      // answers SUCCESS and adds nothing more (ice does the same at its own limit).
       const max = vf.hostRef.trusted ? MAX_VLAN_FILTERS_TRUSTED : MAX_VLAN_FILTERS;
-      if (vlans.size > max) {
-        throw bad(
-          `more than ${max} VLAN filters${vf.hostRef.trusted ? '' : ' for an untrusted VF (devargs trust=on allows more)'}`,
+      const left = ids.filter((vid) => !vlans.has(vid));
+      for (const vid of left.slice(0, Math.max(0, max - vlans.size))) vlans.add(vid);
+      if (left.length > max - vf.config.vlans.size)
+        vf.ignored(
+          'ADD_VLAN',
+          { max },
+          `untrusted VF asked for more than ${max} VLANs; the rest ignored (devargs trust=on allows more)`,
         );
-      }
       vf.config = { ...vf.config, vlans };
       return Buffer.alloc(0);
     },
@@ -485,6 +512,38 @@ const OPS: Partial<Record<number, OpSpec>> = {
       return Buffer.alloc(0);
     },
   },
+  [VirtchnlOp.GET_OFFLOAD_VLAN_V2_CAPS]: {
+    needsActive: true,
+    handle(vf) {
+      vlanV2Allowed(vf);
+      return VlanCaps.encode(vlanV2Caps(vf.hostRef.trusted));
+    },
+  },
+  [VirtchnlOp.ADD_VLAN_V2]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const vlans = new Set(vf.config.vlans);
+      for (const vid of vlanFiltersV2(vf, msg)) vlans.add(vid);
+      // ice_vc_add_vlan_v2_msg: more than max_filters is refused whole.
+      const max = vlanV2Caps(vf.hostRef.trusted).maxFilters;
+      if (vlans.size > max) throw bad(`more than the ${max} VLAN filters GET_OFFLOAD_VLAN_V2_CAPS offered`);
+      vf.config = { ...vf.config, vlans };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.DEL_VLAN_V2]: {
+    needsActive: true,
+    handle(vf, msg) {
+      const vlans = new Set(vf.config.vlans);
+      for (const vid of vlanFiltersV2(vf, msg)) vlans.delete(vid);
+      vf.config = { ...vf.config, vlans };
+      return Buffer.alloc(0);
+    },
+  },
+  [VirtchnlOp.ENABLE_VLAN_STRIPPING_V2]: vlanSettingOp('strip', true),
+  [VirtchnlOp.DISABLE_VLAN_STRIPPING_V2]: vlanSettingOp('strip', false),
+  [VirtchnlOp.ENABLE_VLAN_INSERTION_V2]: vlanSettingOp('insert', true),
+  [VirtchnlOp.DISABLE_VLAN_INSERTION_V2]: vlanSettingOp('insert', false),
   [VirtchnlOp.CONFIG_PROMISCUOUS_MODE]: {
     needsActive: true,
     handle(vf, msg) {
@@ -493,15 +552,12 @@ const OPS: Partial<Record<number, OpSpec>> = {
       if (p.flags & ~3) throw bad(`promiscuous flags 0x${p.flags.toString(16)}`);
       if (p.flags !== 0 && !vf.hostRef.trusted) {
         // i40e and ice "lie to the VF on purpose": SUCCESS, nothing enabled (an untrusted VF asking is
-        // not a virtchnl error). Logged the first time.
-        const n = (vf.counters.ignored.CONFIG_PROMISCUOUS_MODE ?? 0) + 1;
-        vf.counters.ignored.CONFIG_PROMISCUOUS_MODE = n;
-        if (n === 1) {
-          vf.hostRef.warn(
-            { op: 'CONFIG_PROMISCUOUS_MODE', flags: p.flags },
-            'virtchnl: untrusted VF asked for promiscuous mode; ignored (devargs trust=on allows it)',
-          );
-        }
+        // not a virtchnl error).
+        vf.ignored(
+          'CONFIG_PROMISCUOUS_MODE',
+          { flags: p.flags },
+          'untrusted VF asked for promiscuous mode; ignored (devargs trust=on allows it)',
+        );
         vf.config = { ...vf.config, promisc: 0 };
         return Buffer.alloc(0);
       }
@@ -628,6 +684,82 @@ function vlanIds(vf: VirtualFunction, msg: Buffer): number[] {
   const badId = ids.find((v) => v > 4095);
   if (badId !== undefined) throw bad(`VLAN id ${badId}`);
   return ids.filter((v) => v !== 0);
+}
+
+/** VLAN V2 ops need VLAN_V2 granted (ice's allowlist). */
+function vlanV2Allowed(vf: VirtualFunction): void {
+  if (!(vf.config.caps & VfCap.VLAN_V2)) {
+    throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, 'VLAN V2 ops without the VLAN_V2 capability');
+  }
+}
+
+/**
+ * What emu offers a V2 VF, as ice does in single VLAN mode without a port VLAN: 802.1Q filters, stripping
+ * and insertion on the inner (only) tag, in L2TAG1, on by default and toggled by the VF; as many filters
+ * as the v1 limit (VLAN_N_VID - 1 for a trusted VF).
+ */
+function vlanV2Caps(trusted: boolean) {
+  const { ETHERTYPE_8100, TOGGLE, TAG_LOCATION_L2TAG1 } = VlanSupport;
+  const offload = (ETHERTYPE_8100 | TOGGLE | TAG_LOCATION_L2TAG1) >>> 0;
+  return {
+    filteringOuter: 0,
+    filteringInner: ETHERTYPE_8100,
+    filteringEthertypeInit: ETHERTYPE_8100,
+    maxFilters: trusted ? MAX_VLAN_FILTERS_TRUSTED : MAX_VLAN_FILTERS,
+    strippingOuter: 0,
+    strippingInner: offload,
+    insertionOuter: 0,
+    insertionInner: offload,
+    offloadsEthertypeInit: ETHERTYPE_8100,
+    ethertypeMatch: 0, // VIRTCHNL_ETHERTYPE_STRIPPING_MATCHES_INSERTION
+  };
+}
+
+/**
+ * The VLAN ids of a virtchnl_vlan_filter_list_v2, checked as ice_vc_validate_vlan_filter_list does
+ * against the caps offered: no outer tag, an inner one of TPID 0x8100 without mask or priority; a half
+ * with TCI or TPID 0 means nothing (VLAN 0 is always received).
+ */
+function vlanFiltersV2(vf: VirtualFunction, msg: Buffer): number[] {
+  vlanV2Allowed(vf);
+  const h = VlanFilterListV2Header.decode(msg);
+  vf.vsi(h.vportId);
+  const ids: number[] = [];
+  for (let i = 0; i < h.numElements; i++) {
+    const f = VlanFilterV2.decode(msg, VlanFilterListV2Header.size + i * VlanFilterV2.size);
+    if (f.outerTci !== 0 && f.outerTpid !== 0)
+      throw bad(`filter ${i}: an outer VLAN (only inner ones are offered)`);
+    if (f.innerTci === 0 || f.innerTpid === 0) continue;
+    if (f.innerTpid !== 0x8100)
+      throw bad(`filter ${i}: TPID 0x${f.innerTpid.toString(16)} (0x8100 is offered)`);
+    if (f.innerTciMask !== 0) throw bad(`filter ${i}: a TCI mask (VIRTCHNL_VLAN_FILTER_MASK is not offered)`);
+    if (f.innerTci & 0xe000) throw bad(`filter ${i}: a priority (VIRTCHNL_VLAN_PRIO is not offered)`);
+    ids.push(f.innerTci & 0xfff);
+  }
+  return ids;
+}
+
+/**
+ * ENABLE/DISABLE_VLAN_STRIPPING_V2 and _INSERTION_V2 (ice_vc_valid_vlan_setting_msg): one ethertype, on the
+ * inner tag, among what the caps offer.
+ */
+function vlanSettingOp(what: 'strip' | 'insert', on: boolean): OpSpec {
+  return {
+    needsActive: true,
+    handle(vf, msg) {
+      vlanV2Allowed(vf);
+      const v = VlanSetting.decode(msg);
+      vf.vsi(v.vportId);
+      if (v.outerEthertypeSetting !== 0) throw bad('an outer VLAN setting (only the inner tag is offered)');
+      if (v.innerEthertypeSetting !== VlanSupport.ETHERTYPE_8100) {
+        throw bad(
+          `inner ethertype setting 0x${v.innerEthertypeSetting.toString(16)} (0x8100, bit 0, is offered)`,
+        );
+      }
+      vf.config = what === 'strip' ? { ...vf.config, vlanStrip: on } : { ...vf.config, vlanInsert: on };
+      return Buffer.alloc(0);
+    },
+  };
 }
 
 function etherAddrs(vf: VirtualFunction, msg: Buffer): string[] {

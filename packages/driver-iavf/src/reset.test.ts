@@ -77,6 +77,7 @@ describe('VF reset, admin queue shutdown, and REQUEST_QUEUES', () => {
     // GET_VF_RESOURCES, then upAgain's requests: the GET_STATS from before the reset is not among them.
     expect(onNewRings.map((m) => m.op)).to.deep.equal([
       OP.GET_VF_RESOURCES,
+      OP.GET_OFFLOAD_VLAN_V2_CAPS,
       OP.CONFIG_IRQ_MAP,
       OP.ADD_ETH_ADDR,
       OP.CONFIG_RSS_KEY,

@@ -8,6 +8,8 @@ import {
   AQLEN_OVFL,
   AQLEN_VFE,
   IAVF,
+  LINUX_6_12_CAPS,
+  VF_CAP,
   VIRTCHNL_ETHER_ADDR_PRIMARY,
   VIRTCHNL_OP,
   VIRTCHNL_STATUS,
@@ -25,6 +27,8 @@ import {
   vfResourcesRequest,
   vfResRequestMsg,
   vlanFilterListMsg,
+  vlanFilterListV2Msg,
+  vlanSettingMsg,
   vsiQueueConfigMsg,
 } from './testing/virtchnl-msgs.js';
 
@@ -41,7 +45,12 @@ interface Case {
   op: number;
   build: Build;
   status?: number;
+  /** Capabilities the VF asks for (default Linux 6.12's; V1 for the VLAN v1 ops). */
+  caps?: number;
 }
+
+/** What a VF that knows only VLAN v1 asks for (Linux's set without VLAN_V2), to be granted v1. */
+const V1 = LINUX_6_12_CAPS & ~VF_CAP.VLAN_V2;
 
 const cut = (b: Buffer, n: number) => b.subarray(0, b.length - n);
 const grow = (b: Buffer, n: number) => Buffer.concat([b, Buffer.alloc(n)]);
@@ -107,16 +116,28 @@ const CASES: Case[] = [
   { name: 'DEL_ETH_ADDR one byte long', op: OP.DEL_ETH_ADDR, build: (vf) => grow(primary(vf), 1) },
   {
     name: 'ADD_VLAN without the trailing id',
+    caps: V1,
     op: OP.ADD_VLAN,
     build: (vf) => cut(vlanFilterListMsg(vf.vsiId, [100]), 2),
   },
   {
     name: 'DEL_VLAN one byte long',
+    caps: V1,
     op: OP.DEL_VLAN,
     build: (vf) => grow(vlanFilterListMsg(vf.vsiId, [100]), 1),
   },
-  { name: 'ENABLE_VLAN_STRIPPING of 1 byte', op: OP.ENABLE_VLAN_STRIPPING, build: () => Buffer.alloc(1) },
-  { name: 'DISABLE_VLAN_STRIPPING of 4 bytes', op: OP.DISABLE_VLAN_STRIPPING, build: () => Buffer.alloc(4) },
+  {
+    name: 'ENABLE_VLAN_STRIPPING of 1 byte',
+    caps: V1,
+    op: OP.ENABLE_VLAN_STRIPPING,
+    build: () => Buffer.alloc(1),
+  },
+  {
+    name: 'DISABLE_VLAN_STRIPPING of 4 bytes',
+    caps: V1,
+    op: OP.DISABLE_VLAN_STRIPPING,
+    build: () => Buffer.alloc(4),
+  },
   {
     name: 'ENABLE_QUEUES queue_select of 11 bytes',
     op: OP.ENABLE_QUEUES,
@@ -178,18 +199,15 @@ const CASES: Case[] = [
   },
   {
     name: 'ADD_VLAN for another VSI',
+    caps: V1,
     op: OP.ADD_VLAN,
     build: (vf) => poke16(vlanFilterListMsg(vf.vsiId, [100]), 0, BAD_VSI),
   },
-  { name: 'ADD_VLAN of id 4096', op: OP.ADD_VLAN, build: (vf) => vlanFilterListMsg(vf.vsiId, [5, 4096]) },
   {
-    name: 'ADD_VLAN of 17 ids from an untrusted VF (i40e allows 16)',
+    name: 'ADD_VLAN of id 4096',
+    caps: V1,
     op: OP.ADD_VLAN,
-    build: (vf) =>
-      vlanFilterListMsg(
-        vf.vsiId,
-        Array.from({ length: 17 }, (_, i) => i + 1),
-      ),
+    build: (vf) => vlanFilterListMsg(vf.vsiId, [5, 4096]),
   },
   {
     name: 'ENABLE_QUEUES for another VSI',
@@ -325,11 +343,13 @@ const CASES: Case[] = [
   },
   {
     name: 'ADD_VLAN num_elements 0 in a 6-byte message',
+    caps: V1,
     op: OP.ADD_VLAN,
     build: (vf) => vlanFilterListMsg(vf.vsiId, []),
   },
   {
     name: 'DEL_VLAN num_elements 65535',
+    caps: V1,
     op: OP.DEL_VLAN,
     build: (vf) => poke16(vlanFilterListMsg(vf.vsiId, [1]), 2, 65535),
   },
@@ -359,6 +379,100 @@ const CASES: Case[] = [
     status: ERR_NOT_SUPPORTED,
   },
 
+  // VLAN V2 (granted to Linux's caps): lengths, then what ice_vc_validate_vlan_filter_list refuses.
+  {
+    name: 'GET_OFFLOAD_VLAN_V2_CAPS of 1 byte',
+    op: OP.GET_OFFLOAD_VLAN_V2_CAPS,
+    build: () => Buffer.alloc(1),
+  },
+  {
+    name: 'ADD_VLAN_V2 without its filter (8 bytes)',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => cut(vlanFilterListV2Msg(vf.vsiId, [100]), 32),
+  },
+  {
+    name: 'DEL_VLAN_V2 one byte long',
+    op: OP.DEL_VLAN_V2,
+    build: (vf) => grow(vlanFilterListV2Msg(vf.vsiId, [100]), 1),
+  },
+  {
+    name: 'ADD_VLAN_V2 num_elements 0',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => poke16(vlanFilterListV2Msg(vf.vsiId, [100]), 2, 0),
+  },
+  {
+    name: 'ADD_VLAN_V2 for another VSI',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => poke16(vlanFilterListV2Msg(vf.vsiId, [100]), 0, BAD_VSI),
+  },
+  {
+    name: 'ADD_VLAN_V2 with an outer tag (not offered)',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => vlanFilterListV2Msg(vf.vsiId, [100], 'outer'),
+  },
+  {
+    name: 'ADD_VLAN_V2 of TPID 0x88a8',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => poke16(vlanFilterListV2Msg(vf.vsiId, [100]), 12, 0x88a8),
+  },
+  {
+    name: 'ADD_VLAN_V2 with a TCI mask',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => poke16(vlanFilterListV2Msg(vf.vsiId, [100]), 10, 0xfff),
+  },
+  {
+    name: 'ADD_VLAN_V2 with a priority',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => vlanFilterListV2Msg(vf.vsiId, [0x2000 | 100]),
+  },
+  {
+    name: 'ADD_VLAN_V2 of 17 filters from an untrusted VF (max_filters 16)',
+    op: OP.ADD_VLAN_V2,
+    build: (vf) =>
+      vlanFilterListV2Msg(
+        vf.vsiId,
+        Array.from({ length: 17 }, (_, i) => i + 1),
+      ),
+  },
+  {
+    name: 'ENABLE_VLAN_STRIPPING_V2 of 15 bytes',
+    op: OP.ENABLE_VLAN_STRIPPING_V2,
+    build: (vf) => cut(vlanSettingMsg(vf.vsiId, { inner: 1 }), 1),
+  },
+  {
+    name: 'ENABLE_VLAN_STRIPPING_V2 with no ethertype',
+    op: OP.ENABLE_VLAN_STRIPPING_V2,
+    build: (vf) => vlanSettingMsg(vf.vsiId, {}),
+  },
+  {
+    name: 'DISABLE_VLAN_STRIPPING_V2 of the outer tag (not offered)',
+    op: OP.DISABLE_VLAN_STRIPPING_V2,
+    build: (vf) => vlanSettingMsg(vf.vsiId, { outer: 1 }),
+  },
+  {
+    name: 'ENABLE_VLAN_INSERTION_V2 of 802.1ad (not offered)',
+    op: OP.ENABLE_VLAN_INSERTION_V2,
+    build: (vf) => vlanSettingMsg(vf.vsiId, { inner: 2 }),
+  },
+  {
+    name: 'DISABLE_VLAN_INSERTION_V2 for another VSI',
+    op: OP.DISABLE_VLAN_INSERTION_V2,
+    build: () => vlanSettingMsg(BAD_VSI, { inner: 1 }),
+  },
+  {
+    name: 'ADD_VLAN (v1) from a VF granted V2',
+    op: OP.ADD_VLAN,
+    build: (vf) => vlanFilterListMsg(vf.vsiId, [100]),
+    status: ERR_NOT_SUPPORTED,
+  },
+  {
+    name: 'ADD_VLAN_V2 from a VF granted v1',
+    caps: V1,
+    op: OP.ADD_VLAN_V2,
+    build: (vf) => vlanFilterListV2Msg(vf.vsiId, [100]),
+    status: ERR_NOT_SUPPORTED,
+  },
+
   // Enabling what was never configured.
   { name: 'ENABLE_QUEUES before CONFIG_VSI_QUEUES', op: OP.ENABLE_QUEUES, build: allQueues },
 ];
@@ -371,10 +485,10 @@ describe('virtchnl errors: each refused with a status, counted, and the device s
   });
 
   /** Probe, init and configureAdapter: the VF in __IAVF_DOWN, queues not yet configured. */
-  async function down(): Promise<SoftIavf> {
+  async function down(caps?: number): Promise<SoftIavf> {
     h = await Harness.start({ queues: QUEUES });
     await h.vf.probe();
-    await h.vf.init();
+    await h.vf.init(caps);
     await h.vf.configureAdapter();
     return h.vf;
   }
@@ -392,7 +506,7 @@ describe('virtchnl errors: each refused with a status, counted, and the device s
 
   for (const c of CASES) {
     it(`${c.name} → ${c.status ?? ERR_PARAM}`, async () => {
-      const vf = await down();
+      const vf = await down(c.caps);
       const errors = h!.virtchnlErrors();
       const reply = await vf.request(c.op, await c.build(vf));
       expect(reply.status, 'status in cookie_low').to.equal(c.status ?? ERR_PARAM);

@@ -69,6 +69,48 @@ export const EtherAddrListHeader = struct('virtchnl_ether_addr_list', { vsiId: '
 export const ETHER_ADDR_SIZE = 8;
 
 export const VlanFilterListHeader = struct('virtchnl_vlan_filter_list', { vsiId: 'u16', numElements: 'u16' });
+/**
+ * virtchnl_vlan_caps, the GET_OFFLOAD_VLAN_V2_CAPS reply (40 bytes): the filtering caps, then the offload
+ * caps; `ethertypeMatch` is the u8 ethertype_match with its 3 pad bytes.
+ */
+export const VlanCaps = struct('virtchnl_vlan_caps', {
+  filteringOuter: 'u32',
+  filteringInner: 'u32',
+  filteringEthertypeInit: 'u32',
+  maxFilters: 'u16',
+  filteringPad: 'u16',
+  strippingOuter: 'u32',
+  strippingInner: 'u32',
+  insertionOuter: 'u32',
+  insertionInner: 'u32',
+  offloadsEthertypeInit: 'u32',
+  ethertypeMatch: 'u32',
+});
+export const VlanFilterListV2Header = struct('virtchnl_vlan_filter_list_v2', {
+  vportId: 'u16',
+  numElements: 'u16',
+  pad: 'u32',
+});
+/** virtchnl_vlan_filter (32 bytes): the inner and outer virtchnl_vlan, then padding. */
+export const VlanFilterV2 = struct('virtchnl_vlan_filter', {
+  innerTci: 'u16',
+  innerTciMask: 'u16',
+  innerTpid: 'u16',
+  innerPad: 'u16',
+  outerTci: 'u16',
+  outerTciMask: 'u16',
+  outerTpid: 'u16',
+  outerPad: 'u16',
+  pad0: 'u64',
+  pad1: 'u64',
+});
+export const VlanSetting = struct('virtchnl_vlan_setting', {
+  outerEthertypeSetting: 'u32',
+  innerEthertypeSetting: 'u32',
+  vportId: 'u16',
+  pad0: 'u16',
+  pad1: 'u32',
+});
 export const PromiscInfo = struct('virtchnl_promisc_info', { vsiId: 'u16', flags: 'u16' });
 export const PromiscFlag = { UNICAST: 0x1, MULTICAST: 0x2 } as const;
 
@@ -153,6 +195,17 @@ export function expectedLength(op: number, msg: Buffer): number | undefined {
       const n = u16(2);
       return n <= 0 ? Number.NaN : 6 + 2 * n;
     }
+    case VirtchnlOp.ADD_VLAN_V2:
+    case VirtchnlOp.DEL_VLAN_V2: {
+      // __vss_byelem: the legacy sizeof (one filter) plus the others.
+      const n = u16(2);
+      return n <= 0 ? Number.NaN : VlanFilterListV2Header.size + VlanFilterV2.size * n;
+    }
+    case VirtchnlOp.ENABLE_VLAN_STRIPPING_V2:
+    case VirtchnlOp.DISABLE_VLAN_STRIPPING_V2:
+    case VirtchnlOp.ENABLE_VLAN_INSERTION_V2:
+    case VirtchnlOp.DISABLE_VLAN_INSERTION_V2:
+      return VlanSetting.size;
     case VirtchnlOp.CONFIG_PROMISCUOUS_MODE:
       return PromiscInfo.size;
     case VirtchnlOp.CONFIG_RSS_KEY:

@@ -56,6 +56,7 @@ function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
     promisc: 0,
     vlans: new Set(),
     vlanStrip: false,
+    vlanInsert: true,
     rssKey: Buffer.from(Array.from({ length: 52 }, (_, i) => (i * 37 + 11) & 0xff)),
     rssLut: Buffer.from(Array.from({ length: 64 }, (_, i) => i % queues)),
     rssHena: 0n,

@@ -123,6 +123,13 @@ export const VIRTCHNL_OP = {
   ADD_CLOUD_FILTER: 32,
   DEL_CLOUD_FILTER: 33,
   GET_SUPPORTED_RXDIDS: 44,
+  GET_OFFLOAD_VLAN_V2_CAPS: 51,
+  ADD_VLAN_V2: 52,
+  DEL_VLAN_V2: 53,
+  ENABLE_VLAN_STRIPPING_V2: 54,
+  DISABLE_VLAN_STRIPPING_V2: 55,
+  ENABLE_VLAN_INSERTION_V2: 56,
+  DISABLE_VLAN_INSERTION_V2: 57,
 } as const;
 
 const OP_NAME = new Map<number, string>(Object.entries(VIRTCHNL_OP).map(([k, v]) => [v, k]));
@@ -199,6 +206,10 @@ export const VIRTCHNL_LEN = {
   ETHER_ADDR: 8,
   /** virtchnl_vlan_filter_list with n ids: the legacy sizeof (one id) plus n. */
   VLAN_FILTER_LIST: (n: number) => 6 + 2 * n,
+  /** virtchnl_vlan_filter_list_v2 with n filters of 32 bytes. */
+  VLAN_FILTER_LIST_V2: (n: number) => 8 + 32 * n,
+  VLAN_SETTING: 16,
+  VLAN_CAPS: 40,
   PROMISC: 4,
   RSS_KEY: (n: number) => 5 + n,
   RSS_LUT: (n: number) => 5 + n,
@@ -398,3 +409,10 @@ export const LIBIE_PTYPES: Record<
 /** PTYPE 1: Ethernet, payload not parsed; 11: ARP. */
 export const PTYPE_L2 = 1;
 export const PTYPE_ARP = 11;
+
+/** enum virtchnl_vlan_support bits (virtchnl.h). */
+export const VLAN_SUPPORT = {
+  ETHERTYPE_8100: 0x1,
+  TAG_LOCATION_L2TAG1: 0x100,
+  TOGGLE: 0x80000000,
+} as const;

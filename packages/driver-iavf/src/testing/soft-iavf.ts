@@ -73,6 +73,7 @@ import {
   VIRTCHNL_OP,
   VIRTCHNL_RXDID,
   VIRTCHNL_STATUS,
+  VLAN_SUPPORT,
   type VsiResource,
 } from './iavf-defs.js';
 import {
@@ -80,15 +81,19 @@ import {
   etherAddrListMsg,
   irqMapMsg,
   linuxVectorMaps,
+  parseVlanV2Caps,
   promiscMsg,
   type QueuePairInfo,
   queueSelectMsg,
   rssKeyLutMsg,
   type VectorMapEntry,
+  type VlanV2Caps,
   versionMsg,
   vfResourcesRequest,
   vfResRequestMsg,
   vlanFilterListMsg,
+  vlanFilterListV2Msg,
+  vlanSettingMsg,
   vsiQueueConfigMsg,
 } from './virtchnl-msgs.js';
 
@@ -428,6 +433,8 @@ export class SoftIavf {
   /** Answer of VERSION, GET_VF_RESOURCES, and what follows from them. */
   pfVersion?: { major: number; minor: number };
   vfRes?: VfResource;
+  /** The GET_OFFLOAD_VLAN_V2_CAPS reply, with VLAN V2. */
+  vlanV2Caps?: VlanV2Caps;
   vsiRes?: VsiResource;
   mac = '';
   numActiveQueues = 0;
@@ -1202,19 +1209,60 @@ export class SoftIavf {
     return this.requestOk(VIRTCHNL_OP.DISABLE_QUEUES, queueSelectMsg(this.vsiId, rx, tx));
   }
 
-  /** iavf_add_vlans with VLAN v1: ADD_VLAN of these ids. */
+  /** Whether the PF granted VLAN V2 (which then takes the place of v1). */
+  get vlanV2Granted(): boolean {
+    return ((this.vfRes?.vfCapFlags ?? 0) & VF_CAP.VLAN_V2) !== 0;
+  }
+
+  /** iavf_send_vf_offload_vlan_v2_msg + iavf_get_vf_vlan_v2_caps. */
+  async getOffloadVlanV2Caps(): Promise<VlanV2Caps> {
+    const reply = await this.requestOk(VIRTCHNL_OP.GET_OFFLOAD_VLAN_V2_CAPS);
+    this.vlanV2Caps = parseVlanV2Caps(reply.payload);
+    return this.vlanV2Caps;
+  }
+
+  /** iavf_add_vlans: ADD_VLAN_V2 with VLAN V2 (outer if the caps filter there, else inner), else ADD_VLAN. */
   async addVlans(ids: readonly number[]): Promise<ArqMessage> {
-    return this.requestOk(VIRTCHNL_OP.ADD_VLAN, vlanFilterListMsg(this.vsiId, ids));
+    if (!this.vlanV2Granted) return this.requestOk(VIRTCHNL_OP.ADD_VLAN, vlanFilterListMsg(this.vsiId, ids));
+    return this.requestOk(
+      VIRTCHNL_OP.ADD_VLAN_V2,
+      vlanFilterListV2Msg(this.vsiId, ids, this.vlanFilterWhere()),
+    );
   }
 
-  /** iavf_del_vlans with VLAN v1. */
+  /** iavf_del_vlans. */
   async delVlans(ids: readonly number[]): Promise<ArqMessage> {
-    return this.requestOk(VIRTCHNL_OP.DEL_VLAN, vlanFilterListMsg(this.vsiId, ids));
+    if (!this.vlanV2Granted) return this.requestOk(VIRTCHNL_OP.DEL_VLAN, vlanFilterListMsg(this.vsiId, ids));
+    return this.requestOk(
+      VIRTCHNL_OP.DEL_VLAN_V2,
+      vlanFilterListV2Msg(this.vsiId, ids, this.vlanFilterWhere()),
+    );
   }
 
-  /** iavf_enable_vlan_stripping / iavf_disable_vlan_stripping (VLAN v1). */
+  private vlanFilterWhere(): 'inner' | 'outer' {
+    return this.vlanV2Caps?.filteringOuter ? 'outer' : 'inner';
+  }
+
+  /** Stripping on or off: ENABLE/DISABLE_VLAN_STRIPPING_V2 with V2, else the v1 ops. */
   async setVlanStripping(on: boolean): Promise<ArqMessage> {
-    return this.requestOk(on ? VIRTCHNL_OP.ENABLE_VLAN_STRIPPING : VIRTCHNL_OP.DISABLE_VLAN_STRIPPING);
+    if (!this.vlanV2Granted) {
+      return this.requestOk(on ? VIRTCHNL_OP.ENABLE_VLAN_STRIPPING : VIRTCHNL_OP.DISABLE_VLAN_STRIPPING);
+    }
+    const op = on ? VIRTCHNL_OP.ENABLE_VLAN_STRIPPING_V2 : VIRTCHNL_OP.DISABLE_VLAN_STRIPPING_V2;
+    return this.requestOk(op, this.vlanSetting(this.vlanV2Caps?.strippingOuter ?? 0));
+  }
+
+  /** ENABLE/DISABLE_VLAN_INSERTION_V2 (v1 has no message: the driver just sets IL2TAG1). */
+  async setVlanInsertion(on: boolean): Promise<ArqMessage> {
+    const op = on ? VIRTCHNL_OP.ENABLE_VLAN_INSERTION_V2 : VIRTCHNL_OP.DISABLE_VLAN_INSERTION_V2;
+    return this.requestOk(op, this.vlanSetting(this.vlanV2Caps?.insertionOuter ?? 0));
+  }
+
+  /** iavf_set_vc_offload_ethertype for 802.1Q: outer when the outer caps toggle it, else inner. */
+  private vlanSetting(outerCaps: number): Buffer {
+    const { ETHERTYPE_8100, TOGGLE } = VLAN_SUPPORT;
+    const outer = (outerCaps & ETHERTYPE_8100) !== 0 && (outerCaps & TOGGLE) !== 0;
+    return vlanSettingMsg(this.vsiId, outer ? { outer: ETHERTYPE_8100 } : { inner: ETHERTYPE_8100 });
   }
 
   /** iavf_set_promiscuous. */
@@ -1294,6 +1342,9 @@ export class SoftIavf {
     await this.initAdminQueue();
     this.inbox = [];
     const resources = await this.getVfResources(opts.caps ?? LINUX_6_12_CAPS);
+    // iavf_reset_task asks for the V2 caps again (IAVF_FLAG_AQ_GET_OFFLOAD_VLAN_V2_CAPS), but sends no
+    // stripping or insertion message: those go out at init only.
+    if (this.vlanV2Granted) await this.getOffloadVlanV2Caps();
     if (irqMode) {
       await this.miscIrqEnable();
       this.irqMode = true;
@@ -1704,6 +1755,8 @@ export class SoftIavf {
     const res = await this.getVfResources(caps);
     // DPDK's iavf_init_vf asks which RX descriptor formats there are once RX_FLEX_DESC is granted.
     if (this.rxFlexGranted) await this.getSupportedRxdids();
+    // __IAVF_INIT_EXTENDED_CAPS.
+    if (this.vlanV2Granted) await this.getOffloadVlanV2Caps();
     await this.miscIrqEnable();
     this.irqMode = true;
     return res;
@@ -1717,6 +1770,16 @@ export class SoftIavf {
       await this.setRssKey();
       await this.setRssLut();
     }
+  }
+
+  /**
+   * iavf_init_config_adapter with VLAN V2: the initial offload state (iavf_set_vlan_offload_features with
+   * CTAG_RX and CTAG_TX on), which the watchdog sends after RSS. Not again after a VF reset.
+   */
+  async initVlanOffloads(): Promise<void> {
+    if (!this.vlanV2Granted) return;
+    await this.setVlanStripping(true);
+    await this.setVlanInsertion(true);
   }
 
   /** iavf_open: CONFIG_VSI_QUEUES (after rings and RX tails), ENABLE_QUEUES, then the link-up event. */
@@ -1740,6 +1803,7 @@ export class SoftIavf {
     // Linux drops this one (it is not RUNNING yet); the PF must send it all the same.
     const initialLink = await this.waitForEvent(VIRTCHNL_EVENT_LINK_CHANGE);
     await this.configureAdapter();
+    await this.initVlanOffloads();
     const link = await this.open();
     await this.setPromisc(opts.promisc ?? 0);
     const stats = await this.getStats();

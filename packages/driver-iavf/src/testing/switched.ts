@@ -6,6 +6,7 @@
 import { L2Switch } from '@emu/network';
 import type { IavfOptions } from '../device.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './harness.js';
+import type { BringUpOptions } from './soft-iavf.js';
 
 let switches = 0;
 
@@ -15,14 +16,14 @@ export class SwitchedNics {
 
   constructor(private readonly ram: HarnessOptions['ram']) {}
 
-  /** A device on the switch as port `name`, brought up by its SoftIavf. */
-  async nic(name: string, config: IavfTestConfig): Promise<Harness> {
+  /** A device on the switch as port `name`, brought up by its SoftIavf (with `bringUp`). */
+  async nic(name: string, config: IavfTestConfig, bringUp: BringUpOptions = {}): Promise<Harness> {
     const network: { connect: NonNullable<IavfOptions['connect']> } = {
       connect: (receive, native) => this.sw.attach({ name, deliver: (frame) => receive(frame), native }),
     };
     const h = await Harness.start(config, { ram: this.ram, network });
     this.all.push(h);
-    await h.vf.bringUp();
+    await h.vf.bringUp(bringUp);
     return h;
   }
 

@@ -91,6 +91,65 @@ export function vlanFilterListMsg(vsiId: number, ids: readonly number[]): Buffer
   return b;
 }
 
+/**
+ * iavf_add_vlans / iavf_del_vlans with VLAN V2: one virtchnl_vlan_filter per id, the tag in `inner` or
+ * `outer` as the caps' filtering_support says (TPID 0x8100, no mask).
+ */
+export function vlanFilterListV2Msg(
+  vportId: number,
+  ids: readonly number[],
+  where: 'inner' | 'outer' = 'inner',
+): Buffer {
+  const b = Buffer.alloc(VIRTCHNL_LEN.VLAN_FILTER_LIST_V2(ids.length));
+  b.writeUInt16LE(vportId, 0);
+  b.writeUInt16LE(ids.length, 2);
+  ids.forEach((id, i) => {
+    const at = 8 + 32 * i + (where === 'inner' ? 0 : 8);
+    b.writeUInt16LE(id, at);
+    b.writeUInt16LE(0x8100, at + 4);
+  });
+  return b;
+}
+
+/** virtchnl_vlan_setting: iavf_set_vc_offload_ethertype's one ethertype bit, outer or inner. */
+export function vlanSettingMsg(vportId: number, setting: { outer?: number; inner?: number }): Buffer {
+  const b = Buffer.alloc(VIRTCHNL_LEN.VLAN_SETTING);
+  b.writeUInt32LE((setting.outer ?? 0) >>> 0, 0);
+  b.writeUInt32LE((setting.inner ?? 0) >>> 0, 4);
+  b.writeUInt16LE(vportId, 8);
+  return b;
+}
+
+/** virtchnl_vlan_caps, as iavf_get_vf_vlan_v2_caps keeps it. */
+export interface VlanV2Caps {
+  filteringOuter: number;
+  filteringInner: number;
+  filteringEthertypeInit: number;
+  maxFilters: number;
+  strippingOuter: number;
+  strippingInner: number;
+  insertionOuter: number;
+  insertionInner: number;
+  offloadsEthertypeInit: number;
+  ethertypeMatch: number;
+}
+
+export function parseVlanV2Caps(b: Buffer): VlanV2Caps {
+  if (b.length < VIRTCHNL_LEN.VLAN_CAPS) throw new Error(`virtchnl_vlan_caps of ${b.length} bytes`);
+  return {
+    filteringOuter: b.readUInt32LE(0),
+    filteringInner: b.readUInt32LE(4),
+    filteringEthertypeInit: b.readUInt32LE(8),
+    maxFilters: b.readUInt16LE(12),
+    strippingOuter: b.readUInt32LE(16),
+    strippingInner: b.readUInt32LE(20),
+    insertionOuter: b.readUInt32LE(24),
+    insertionInner: b.readUInt32LE(28),
+    offloadsEthertypeInit: b.readUInt32LE(32),
+    ethertypeMatch: b[36],
+  };
+}
+
 export interface TxqInfo {
   queueId: number;
   ringLen: number;
