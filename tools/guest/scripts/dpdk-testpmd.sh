@@ -3,7 +3,8 @@
 #
 # Proves that DPDK's userspace iavf driver (not the Linux kernel one) initializes emu's emulated
 # iavf VF over vfio-pci in the guest, starts both ports (virtchnl over the admin queue, misc
-# interrupts) and forwards traffic between them through emu's switch (io forwarding, tx_first).
+# interrupts), turns VLAN stripping on (`vlan set strip on`) and forwards traffic between them through
+# emu's switch (io forwarding, tx_first).
 #
 # Usage: sudo tools/guest/scripts/dpdk-testpmd.sh        (root; network for apt on the first run)
 # Env:   EMU_GUEST_CACHE (default /var/cache/emu-guest), FWD_SECONDS (default 15)
@@ -149,9 +150,15 @@ wait_prompt() { n=\$1; t=\$2; while [ "\$(prompts)" -lt "\$n" ] && [ "\$t" -gt 0
   wait_prompt 1 120
   echo "port start all"; wait_prompt 2 60; sleep 3
   echo "set fwd io"; wait_prompt 3 10
+  # VLAN stripping on both ports (ENABLE_VLAN_STRIPPING_V2 at runtime); forwarding must go on.
+  echo "vlan set strip on 0"; wait_prompt 4 10
+  echo "vlan set strip on 1"; wait_prompt 5 10
+  # ethdev keeps the offload only if the PF accepted it ("strip on" in the port info).
+  echo "show port info 0"; wait_prompt 6 10
+  echo "show port info 1"; wait_prompt 7 10
   echo "start tx_first"; sleep $FWD_SECONDS
-  echo "show port stats all"; wait_prompt 5 30
-  echo "stop"; wait_prompt 6 30
+  echo "show port stats all"; wait_prompt 9 30
+  echo "stop"; wait_prompt 10 30
   echo "quit"; t=30; while [ \$t -gt 0 ] && ! grep -q '^Bye' \$LOG; do sleep 1; t=\$((t-1)); done
 } | timeout -s INT 300 /usr/bin/dpdk-testpmd -l 0-1 -n 1 -a 0000:00:02.0 -a 0000:00:03.0 \\
   -d /$PMDS/librte_mempool_ring.so.25 --log-level='pmd.net.iavf.*:debug' \\
@@ -176,7 +183,7 @@ sleep 6 # one more emu status line after the guest is gone
 GLOG=$DIR/guest.log
 problems=()
 [ "$GUEST_RC" = 0 ] || problems+=("guest exit status $GUEST_RC ($(tail -1 "$DIR/guest.err" 2>/dev/null))")
-for pat in "Fail to start port" "No response for cmd" "command mismatch"; do
+for pat in "Fail to start port" "No response for cmd" "command mismatch" "failed diag"; do
   n=$(grep -c "$pat" "$GLOG" || true)
   [ "$n" = 0 ] || problems+=("$n x '$pat'")
 done
@@ -184,6 +191,8 @@ done
 # then a no-op that says "Please stop the ports first").
 grep -q '^Port 0: 02:00:00:00:00:0A' "$GLOG" || problems+=("port 0 never started")
 grep -q '^Port 1: 02:00:00:00:00:0B' "$GLOG" || problems+=("port 1 never started")
+strips=$(grep -c '^ *strip on, ' "$GLOG" || true)
+[ "$strips" = 2 ] || problems+=("VLAN stripping on in $strips of 2 ports' info")
 # The NIC statistics blocks printed by 'show port stats all': port, RX-packets, RX-errors, TX-errors
 stats=$(awk '
   /NIC statistics for port/ { port = $(NF-1); next }
