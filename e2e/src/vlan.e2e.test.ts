@@ -8,7 +8,9 @@
  * - A counts, with a kprobe on skb_vlan_untag (the stack's software untagging of a frame that still
  *   has its tag), that no frame came in tagged: the device stripped them all;
  * - C's NIC is offered the broadcasts too (the switch floods them), but its VLAN filter (200) takes
- *   none: C's eth0 counts none of them, and C cannot reach A across VLANs.
+ *   none: C's eth0 counts none of them, and C cannot reach A across VLANs;
+ * - D sits behind the host's port VLAN 100 (devargs vlan=100): untagged on its eth0, it is in VLAN 100
+ *   all the same, and B pings it over eth0.100.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -22,6 +24,7 @@ import { awaitSignal, signal, up, waitPing } from './guest-scripts.js';
 const MAC_A = '02:00:00:00:00:01';
 const MAC_B = '02:00:00:00:00:02';
 const MAC_C = '02:00:00:00:00:03';
+const MAC_D = '02:00:00:00:00:04';
 const PINGS = 20;
 const BROADCASTS = 100;
 const MODULES = ['iavf', '8021q'];
@@ -57,12 +60,21 @@ echo "untag $(awk '$1 ~ /untag$/ {print $2}' $T/kprobe_profile)"
 const B_SCRIPT = `${withVlan('10.0.0.2/24', 100, '10.1.0.2/24')}
 ${waitPing('10.0.0.1')}
 ${waitPing('10.0.0.3')}
+${waitPing('10.1.0.4')}
 ${signal('10.0.0.3', 5001)}
 ping -c ${PINGS} -i 0.2 10.1.0.1 | tail -2
+ping -c ${PINGS} -i 0.2 10.1.0.4 | sed 's/^/to D: /' | tail -2
 emu-net send eth0 ${BROADCASTS} ${tagged100.toString('hex')}
 ${signal('10.0.0.3', 5002)}
 ${awaitSignal(5003)}
 ${signal('10.0.0.1', 5000)}
+${signal('10.1.0.4', 5004)}
+`;
+
+/** D: untagged on eth0, in VLAN 100 through the port VLAN; it waits for B's pings and signal. */
+const D_SCRIPT = `${up('10.1.0.4/24')}
+${awaitSignal(5004)}
+echo "d tagged devices: $(ls /sys/class/net | grep -c '\\.')"
 `;
 
 const C_SCRIPT = `${withVlan('10.0.0.3/24', 200, '10.1.0.3/24')}
@@ -74,13 +86,14 @@ ping -c 3 -W 1 10.1.0.1 | tail -2
 ${signal('10.0.0.2', 5003)}
 `;
 
-describe('VLANs between three Linux guests', function () {
+describe('VLANs between four Linux guests', function () {
   this.timeout(600_000);
   let dir: string;
   let emu: EmuProcess;
   let a: BootGuestResult;
   let b: BootGuestResult;
   let c: BootGuestResult;
+  let d: BootGuestResult;
 
   before(async function () {
     this.timeout(1_200_000);
@@ -90,11 +103,24 @@ describe('VLANs between three Linux guests', function () {
       '--vdev',
       `emu_iavf${i},path=${join(dir, `${i}.sock`)},mac=${mac},queues=1`,
     ];
-    emu = new EmuProcess([...vdev(0, MAC_A), ...vdev(1, MAC_B), ...vdev(2, MAC_C), '--status', '1']);
-    await emu.waitFor(/serving 3 devices/);
+    emu = new EmuProcess([
+      ...vdev(0, MAC_A),
+      ...vdev(1, MAC_B),
+      ...vdev(2, MAC_C),
+      '--vdev',
+      `emu_iavf3,path=${join(dir, '3.sock')},mac=${MAC_D},queues=1,vlan=100`,
+      '--status',
+      '1',
+    ]);
+    await emu.waitFor(/serving 4 devices/);
     const boot = (i: number, script: string) =>
       bootGuest({ sockets: [join(dir, `${i}.sock`)], modules: MODULES, script, timeoutMs: 400_000 });
-    [a, b, c] = await Promise.all([boot(0, A_SCRIPT), boot(1, B_SCRIPT), boot(2, C_SCRIPT)]);
+    [a, b, c, d] = await Promise.all([
+      boot(0, A_SCRIPT),
+      boot(1, B_SCRIPT),
+      boot(2, C_SCRIPT),
+      boot(3, D_SCRIPT),
+    ]);
   });
 
   after(async () => {
@@ -105,11 +131,11 @@ describe('VLANs between three Linux guests', function () {
   const guest = (name: string, g: BootGuestResult) =>
     `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
   const explain = () =>
-    `${guest('A', a)}\n${guest('B', b)}\n${guest('C', c)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+    `${guest('A', a)}\n${guest('B', b)}\n${guest('C', c)}\n${guest('D', d)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
   const count = (g: BootGuestResult, re: RegExp) => Number(re.exec(g.output)?.[1] ?? Number.NaN);
 
-  it('runs the three guest scripts to the end', () => {
-    for (const g of [a, b, c]) expect(g.exitCode, explain()).to.equal(0);
+  it('runs the four guest scripts to the end', () => {
+    for (const g of [a, b, c, d]) expect(g.exitCode, explain()).to.equal(0);
   });
 
   it('A and B ping each other over VLAN 100 with no loss: the device inserts the tag', () => {
@@ -127,6 +153,13 @@ describe('VLANs between three Linux guests', function () {
     // The signal's TCP connection is a handful of frames; the broadcasts would be BROADCASTS more.
     expect(count(c, /^c rx (\d+)$/m), explain()).to.be.below(BROADCASTS / 4);
     expect(c.output, explain()).to.match(/3 packets transmitted, 0 packets received/);
+  });
+
+  it('D, untagged behind port VLAN 100, answers B’s pings over eth0.100: the host tags and untags for it', () => {
+    expect(b.output, explain()).to.match(
+      new RegExp(`to D: ${PINGS} packets transmitted, ${PINGS} packets received`),
+    );
+    expect(d.output, explain()).to.contain('d tagged devices: 0');
   });
 
   it('logs no device error', async () => {
