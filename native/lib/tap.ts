@@ -10,6 +10,9 @@ import { typeError, validateFunction, validateString, valueError } from './valid
 const { EAGAIN, EINTR } = constants.errno;
 // Not in Node's errno table: what a TAP fd reports once its interface is destroyed.
 const EBADFD = 77;
+/** Reads tried after a poll error before it is reported as such, POLL_ERROR_RETRY_MS apart. */
+const POLL_ERROR_READS = 10;
+const POLL_ERROR_RETRY_MS = 20;
 const READABLE = binding.pollReadable;
 /** IFNAMSIZ - 1: the kernel's limit on interface names. */
 const MAX_NAME_BYTES = 15;
@@ -209,14 +212,7 @@ export class TapDevice {
 
   #onReadable(errno: number): void {
     if (errno !== 0) {
-      // libuv reports EPOLLERR as EBADF and has stopped the handle; a read tells the real error
-      // (EBADFD once the interface is gone).
-      const n = this.#fd < 0 ? -EAGAIN : this.#readRaw(this.#fd);
-      if (n >= 0 || n === -EAGAIN) {
-        this.#fail(this.#error(errno, 'poll'));
-      } else {
-        this.#fail(this.#error(-n, 'read'));
-      }
+      this.#pollFailed(errno, POLL_ERROR_READS);
       return;
     }
     for (let i = 0; i < FRAMES_PER_WAKE; i++) {
@@ -230,6 +226,25 @@ export class TapDevice {
         return;
       }
       onFrame(Buffer.from(scratch!.subarray(0, n)));
+    }
+  }
+
+  /**
+   * libuv reports EPOLLERR as EBADF and has stopped the handle; a read tells the real error (EBADFD once
+   * the interface is gone). The kernel tears a namespace's interfaces down after `ip netns del`
+   * returns, so the read may still find nothing for a moment: it is tried again a few times before the
+   * poll error is reported as it is.
+   */
+  #pollFailed(errno: number, reads: number): void {
+    const n = this.#fd < 0 ? -EAGAIN : this.#readRaw(this.#fd);
+    if (n < 0 && n !== -EAGAIN) {
+      this.#fail(this.#error(-n, 'read'));
+    } else if (reads > 1 && this.#fd >= 0) {
+      setTimeout(() => {
+        if (this.#onError !== null) this.#pollFailed(errno, reads - 1);
+      }, POLL_ERROR_RETRY_MS).unref();
+    } else {
+      this.#fail(this.#error(errno, 'poll'));
     }
   }
 
