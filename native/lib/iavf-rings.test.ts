@@ -742,6 +742,14 @@ describe('iavfRxRing', () => {
     ]);
     expect(qw(3, 0), 'the next descriptor keeps its buffer address').to.equal(buffers + 3n * 1024n);
     expect(ram.read(buffers, 2500).equals(f)).to.equal(true);
+    // A stripped VLAN tag has its place in qword0 of the 16-byte format too.
+    expect(iavfRxRing(t, queue, 3, 63, pattern(100, 4), { l2tag1: 0x0064 })).to.deep.equal({
+      status: 'ok',
+      head: 4,
+    });
+    expect(qw(3, 0)).to.equal(0x64n << 16n);
+    expect(qw(3, 1) & 7n, 'DD, EOF, L2TAG1P').to.equal(7n);
+    expect(qw(4, 0), 'nothing written past the descriptor').to.equal(buffers + 4n * 1024n);
     // The same ring read as 32-byte descriptors runs off the end of RAM.
     expect(iavfRxRing(t, { ...queue, descSize: 32 }, 3, 63, f).status).to.equal('ring');
     expect(() => iavfRxRing(t, { ...queue, descSize: 24 as 16 }, 3, 63, f)).to.throw(
