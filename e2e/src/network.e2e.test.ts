@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
+import { explainRun } from './explain.js';
 import { up, waitPing } from './guest-scripts.js';
 
 /** Guest A (4 queues): receives the 10 MiB file and eight more flows, then waits for B's "done". */
@@ -78,9 +79,7 @@ describe('emu serving two iavf NICs on one switch to two QEMU guests', function 
   });
 
   // A guest that did not finish shows its console's end too (its kernel's messages, where it stopped).
-  const guest = (name: string, g: BootGuestResult) =>
-    `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
-  const explain = () => `${guest('A', a)}\n${guest('B', b)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+  const explain = () => explainRun({ A: a, B: b }, emu);
 
   it('brings both links up and runs both guest scripts to the end', () => {
     expect(a.exitCode, explain()).to.equal(0);

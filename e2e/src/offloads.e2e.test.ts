@@ -21,6 +21,7 @@ import { ipv4TcpFrame, ipv4UdpFrame } from '@emu/driver-iavf/testing';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
+import { explainRun } from './explain.js';
 import { awaitSignal, ncReceive, signal, up } from './guest-scripts.js';
 
 const MAC_A = '02:00:00:00:00:01';
@@ -161,9 +162,7 @@ describe('iavf offloads between two Linux guests', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const guest = (name: string, g: BootGuestResult) =>
-    `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
-  const explain = () => `${guest('A', a)}\n${guest('B', b)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+  const explain = () => explainRun({ A: a, B: b }, emu);
 
   it('runs both guest scripts to the end', () => {
     expect(a.exitCode, explain()).to.equal(0);

@@ -18,6 +18,7 @@ import { rawFrame } from '@emu/driver-iavf/testing';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
+import { explainRun } from './explain.js';
 import { awaitSignal, signal, up, waitPing } from './guest-scripts.js';
 
 const MAC_A = '02:00:00:00:00:01';
@@ -104,9 +105,7 @@ describe('per-VF policy against two Linux guests', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const guest = (name: string, g: BootGuestResult) =>
-    `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
-  const explain = () => `${guest('A', a)}\n${guest('B', b)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+  const explain = () => explainRun({ A: a, B: b }, emu);
 
   it('runs both guest scripts to the end', () => {
     expect(a.exitCode, explain()).to.equal(0);

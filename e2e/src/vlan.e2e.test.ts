@@ -19,6 +19,7 @@ import { rawFrame } from '@emu/driver-iavf/testing';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
+import { explainRun } from './explain.js';
 import { awaitSignal, signal, up, waitPing } from './guest-scripts.js';
 
 const MAC_A = '02:00:00:00:00:01';
@@ -128,10 +129,7 @@ describe('VLANs between four Linux guests', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const guest = (name: string, g: BootGuestResult) =>
-    `${name} (exit ${g.exitCode}):\n${g.output}${g.exitCode === 0 ? '' : `--- ${name}'s console tail ---\n${g.console.slice(-2500)}\n`}`;
-  const explain = () =>
-    `${guest('A', a)}\n${guest('B', b)}\n${guest('C', c)}\n${guest('D', d)}\nemu:\n${emu.stdout.slice(-2000)}${emu.stderr}`;
+  const explain = () => explainRun({ A: a, B: b, C: c, D: d }, emu);
   const count = (g: BootGuestResult, re: RegExp) => Number(re.exec(g.output)?.[1] ?? Number.NaN);
 
   it('runs the four guest scripts to the end', () => {
