@@ -394,6 +394,19 @@ export interface NativeBinding {
   iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
   crc32c(data: Uint8Array, previous: number): number;
   iavfRxOffloadBits(frame: Uint8Array): bigint;
+  iavfTxFrames(
+    packet: Uint8Array,
+    desc: {
+      cmd: number;
+      macLen: number;
+      ipLen: number;
+      l4Len: number;
+      tso: boolean;
+      mss: number;
+      tsoLen: number;
+      l2tag1: number;
+    },
+  ): { frames: Buffer[]; badTso: boolean };
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;

@@ -55,7 +55,7 @@ export { IAVF_VECTORS_LAYOUT, IavfVectors, type IavfVectorsOptions, ITR_NONE } f
 export { IrqLines, type IrqResult } from './irq-lines.js';
 export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from './memfd.js';
 export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
-export { crc32c, iavfRxOffloadBits } from './offloads.js';
+export { crc32c, type IavfTxPacketFields, iavfRxOffloadBits, iavfTxFrames } from './offloads.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
   type MessageSocket,

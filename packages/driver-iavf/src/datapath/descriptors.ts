@@ -112,13 +112,3 @@ export function rxWriteback(
 export function rxDropped(): bigint {
   return RxStatus.DD | RxStatus.EOF | RxStatus.RXE;
 }
-
-/** The frame with an 802.1Q tag (TCI `tci`) after its MAC addresses, as IL2TAG1 asks. */
-export function withVlanTag(frame: Uint8Array, tci: number): Buffer {
-  const out = Buffer.alloc(frame.length + 4);
-  out.set(frame.subarray(0, 12), 0);
-  out.writeUInt16BE(0x8100, 12);
-  out.writeUInt16BE(tci & 0xffff, 14);
-  out.set(frame.subarray(12), 16);
-  return out;
-}

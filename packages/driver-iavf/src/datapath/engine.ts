@@ -52,6 +52,7 @@ import {
   type IavfVectors,
   iavfRxOffloadBits,
   iavfRxRing,
+  iavfTxFrames,
   iavfTxRing,
   NIC_STATE,
 } from '@emu/native';
@@ -59,7 +60,6 @@ import type { NativePort } from '@emu/network';
 import type { GuestMemoryTable, Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
-import { fixIpv4Checksum, fixL4Checksum, parseLayers, segmentTcp, tsoValid } from './checksum.js';
 import {
   decodeTx,
   markTxDone,
@@ -69,7 +69,6 @@ import {
   TxCmd,
   type TxContext,
   type TxData,
-  withVlanTag,
 } from './descriptors.js';
 import { TailPage } from './tail-page.js';
 
@@ -722,22 +721,20 @@ export class DataPath {
       s.drops++;
       return;
     }
-    const layers = parseLayers(frame);
-    const hdrLen = d.macLen + d.ipLen + d.l4Len;
+    // The frames the wire gets (checksums, TSO segments, the VLAN tag): the native TX walk's own rules.
+    const { frames, badTso } = iavfTxFrames(frame, {
+      cmd: d.cmd,
+      macLen: d.macLen,
+      ipLen: d.ipLen,
+      l4Len: d.l4Len,
+      tso: ctx?.tso,
+      mss: ctx?.mss,
+      tsoLen: ctx?.tsoLen,
+      l2tag1: d.l2tag1,
+    });
     // TSO that cannot be segmented cannot be sent whole either.
-    if (ctx?.tso && !tsoValid(frame, layers, hdrLen, ctx.mss)) {
-      s.errors++;
-      return;
-    }
-    let out: Uint8Array[] = [frame];
-    if (layers) {
-      if (ctx?.tso) out = segmentTcp(frame, layers, hdrLen, ctx.mss);
-      else {
-        if ((d.cmd & TxCmd.IIPT_MASK) === TxCmd.IIPT_IPV4_CSUM) fixIpv4Checksum(frame, layers);
-        if (d.cmd & TxCmd.L4T_MASK) fixL4Checksum(frame, layers);
-      }
-    }
-    for (const f of out) this.egress(q, s, d.cmd & TxCmd.IL2TAG1 ? withVlanTag(f, d.l2tag1) : f);
+    if (badTso) s.errors++;
+    for (const f of frames) this.egress(q, s, f);
   }
 
   /** A frame the VF sent, through the host's policy (the twin's rules) to the network. */
