@@ -2,6 +2,7 @@
 // Everything here is internal: lib/*.ts wrap it with validation and SystemErrors.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
+import type { IavfTxPacketMeta } from './iavf-rings.js';
 
 /** The package root: lib/ (run by tsx) and dist/ (built by tsup) are both one level below it. */
 export const packageRoot: string = fileURLToPath(new URL('..', import.meta.url));
@@ -394,19 +395,8 @@ export interface NativeBinding {
   iavfGuestForward(sides: object[], warmupMs: number, runMs: number): { frames: number; seconds: number };
   crc32c(data: Uint8Array, previous: number): number;
   iavfRxOffloadBits(frame: Uint8Array): bigint;
-  iavfTxFrames(
-    packet: Uint8Array,
-    desc: {
-      cmd: number;
-      macLen: number;
-      ipLen: number;
-      l4Len: number;
-      tso: boolean;
-      mss: number;
-      tsoLen: number;
-      l2tag1: number;
-    },
-  ): { frames: Buffer[]; badTso: boolean };
+  /** The fields as the TX walk reports them per packet (IavfTxPacketMeta). */
+  iavfTxFrames(packet: Uint8Array, desc: IavfTxPacketMeta): { frames: Buffer[]; badTso: boolean };
 }
 
 export const binding = requireNative(bindingPath) as NativeBinding;
