@@ -363,7 +363,8 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
   if (route.strip) {
     // The tag goes into the descriptor (or, a port VLAN's, nowhere): the guest gets the frame without it.
     thread_local std::vector<uint8_t> stripped;
-    length = StripVlanTag(frame, length, stripped);
+    stripped.resize(length - kVlanTagLen);
+    length = StripVlanTag(frame, length, stripped.data());
     frame = stripped.data();
   }
   const RxResult r =
@@ -427,14 +428,13 @@ class ForwardSink : public TxSink {
     return builder_.Build(
         p, counts,
         [&](size_t length) {
-          // Room before the frame for the port VLAN's tag.
-          scratch_.resize(kVlanTagLen + length);
-          return scratch_.data() + kVlanTagLen;
+          // Room before the frame for the port VLAN's tag, the frame itself kept 16-byte aligned.
+          scratch_.resize(kHeadroom + length);
+          return scratch_.data() + kHeadroom;
         },
         [&](uint8_t* frame, size_t length) {
           frames++;
           bytes += length;
-          if (!SourceAllowed(nic_->cfg, frame, length, q_, nic_->counters)) return true;
           switch (EgressPolicy(nic_->cfg, frame, length, q_, nic_->counters)) {
             case Egress::kDrop:
               return true;
@@ -469,6 +469,9 @@ class ForwardSink : public TxSink {
     port.counters[kPortRxBytes] += static_cast<double>(length);
     Forwarder(sw, nullptr, &memo_).Forward(nic_->port, frame, length, now_);
   }
+
+  static constexpr size_t kHeadroom = 16;
+  static_assert(kHeadroom >= kVlanTagLen, "the port VLAN's tag goes in front of the frame");
 
   NicCore* nic_;
   uint32_t q_;
@@ -1355,9 +1358,9 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     out.Set("queue", Napi::Number::New(env, route.q));
     if (route.hash >= 0) out.Set("hash", Napi::Number::New(env, static_cast<double>(route.hash)));
     if (route.strip) {
-      std::vector<uint8_t> stripped;
-      const size_t n = iavf::StripVlanTag(frame, length, stripped);
-      out.Set("frame", Napi::Buffer<uint8_t>::Copy(env, stripped.data(), n));
+      Napi::Buffer<uint8_t> stripped = Napi::Buffer<uint8_t>::New(env, length - kVlanTagLen);
+      iavf::StripVlanTag(frame, length, stripped.Data());
+      out.Set("frame", stripped);
       if (route.report) out.Set("l2tag1", Napi::Number::New(env, route.tci));
     }
     return out;
@@ -1378,7 +1381,6 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     uint16_t port_vlan = 0;
     {
       Lock lock(NicMutex());
-      if (!iavf::SourceAllowed(nic_->cfg, frame, length, queue, nic_->counters)) return env.Null();
       switch (iavf::EgressPolicy(nic_->cfg, frame, length, queue, nic_->counters)) {
         case iavf::Egress::kDrop:
           return env.Null();

@@ -44,26 +44,24 @@ void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, si
   if (tx) CountKind(counters, true, frame);
 }
 
-bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters) {
-  if (!cfg.spoof_check) return true;
-  const uint8_t* src = frame + 6;
-  if (length >= kMinFrame && !(src[0] & 1) && (std::memcmp(src, cfg.mac, 6) == 0 || Listed(cfg, src))) return true;
-  Stat(counters, true, q, kDrops)++;
-  counters[kSpoofed]++;
-  return false;
-}
-
 Egress EgressPolicy(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters) {
+  if (cfg.spoof_check) {
+    const uint8_t* src = frame + 6;
+    if (length < kMinFrame || (src[0] & 1) || (std::memcmp(src, cfg.mac, 6) != 0 && !Listed(cfg, src))) {
+      Stat(counters, true, q, kDrops)++;
+      counters[kSpoofed]++;
+      return Egress::kDrop;
+    }
+  }
   if (cfg.port_vlan == 0) return Egress::kSend;
   if (VlanTci(frame, length) < 0) return Egress::kTagPortVlan;
   Stat(counters, true, q, kDrops)++;
   return Egress::kDrop;
 }
 
-size_t StripVlanTag(const uint8_t* frame, size_t length, std::vector<uint8_t>& out) {
-  out.resize(length - kVlanTagLen);
-  std::memcpy(out.data(), frame, 12);
-  std::memcpy(out.data() + 12, frame + 12 + kVlanTagLen, length - 12 - kVlanTagLen);
+size_t StripVlanTag(const uint8_t* frame, size_t length, uint8_t* out) {
+  std::memcpy(out, frame, 12);
+  std::memcpy(out + 12, frame + 12 + kVlanTagLen, length - 12 - kVlanTagLen);
   return length - kVlanTagLen;
 }
 

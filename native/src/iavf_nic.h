@@ -83,13 +83,10 @@ struct NicConfig {
 // RX kinds.
 void CountPacket(double* counters, bool tx, uint32_t q, const uint8_t* frame, size_t length);
 
-// The spoof check a PF applies to what a VF sends (i40e/ice MAC anti-spoof): with it on, a frame goes
-// out only with a source address the VF owns (its MAC or a unicast filter it added); a dropped one
-// counts a TX drop on queue q and kSpoofed. True when the frame may go.
-bool SourceAllowed(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters);
-
-// What the host does with a frame the VF sends, after SourceAllowed: with a port VLAN, a frame the VF
-// tagged itself is dropped (counted a TX drop) and any other gets the port's tag.
+// What the host does with a frame the VF sends from TX queue q, a dropped one counted as a TX drop on q:
+// - the spoof check a PF applies (i40e/ice MAC anti-spoof): with it on, a frame goes out only with a
+//   source address the VF owns (its MAC or a unicast filter it added); a drop also counts kSpoofed;
+// - with a port VLAN, a frame the VF tagged itself is dropped and any other gets the port's tag.
 enum class Egress { kDrop, kSend, kTagPortVlan };
 Egress EgressPolicy(const NicConfig& cfg, const uint8_t* frame, size_t length, uint32_t q, double* counters);
 
@@ -116,8 +113,8 @@ struct RxRoute {
   uint16_t tci = 0;
 };
 
-// Copies frame without its 802.1Q tag (bytes 12-15) into out; returns the new length.
-size_t StripVlanTag(const uint8_t* frame, size_t length, std::vector<uint8_t>& out);
+// Copies frame without its 802.1Q tag (bytes 12-15) into out (length - 4 bytes); returns that length.
+size_t StripVlanTag(const uint8_t* frame, size_t length, uint8_t* out);
 
 // The filters and RSS: the queue a frame goes to. A filtered frame counts kFiltered (and nothing
 // else: it never reached the VF); any other counts its RX kind here, delivered or not, as a PF's

@@ -402,6 +402,47 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
   return r;
 }
 
+// iavfTxFrames(packet, { cmd, macLen, ipLen, l4Len, tso, mss, tsoLen, l2tag1 }): the frames one gathered
+// packet becomes (checksums, TSO segments, the VLAN tag), through the TX walk's own sink: { frames, badTso }.
+Napi::Value TxFrames(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const uint8_t* data;
+  size_t length;
+  if (!TypedBytes(info[0], &data, &length)) return ThrowTypeError(env, "expected the packet as a Uint8Array");
+  if (length > kMaxTso) return ThrowTypeError(env, "packet longer than a TSO may be (256 KiB)");
+  if (!info[1].IsObject()) return ThrowTypeError(env, "expected the descriptor fields");
+  Napi::Object d = info[1].As<Napi::Object>();
+  uint32_t cmd, mac_len, ip_len, l4_len, mss, tso_len, l2tag1;
+  bool tso;
+  if (!FieldU32(d, "cmd", 0x3ff, &cmd) || !FieldU32(d, "macLen", 0x7f * 2, &mac_len) ||
+      !FieldU32(d, "ipLen", 0x7f * 4, &ip_len) || !FieldU32(d, "l4Len", 0xf * 4, &l4_len) ||
+      !FieldBool(d, "tso", &tso) || !FieldU32(d, "mss", 0x3fff, &mss) || !FieldU32(d, "tsoLen", 0x3ffff, &tso_len) ||
+      !FieldU32(d, "l2tag1", 0xffff, &l2tag1)) {
+    return ThrowTypeError(env, "bad TX descriptor fields");
+  }
+  TxPacket p;
+  p.parts[0] = {data, static_cast<uint32_t>(length)};
+  p.nparts = 1;
+  p.total = length;
+  p.tso = tso;
+  p.mss = mss;
+  p.tso_len = tso_len;
+  p.cmd = cmd;
+  p.offset = (mac_len / 2) | ((ip_len / 4) << 7) | ((l4_len / 4) << 14);
+  p.l2tag1 = static_cast<uint16_t>(l2tag1);
+  uint32_t counts[kCountSize] = {};
+  TxOutput out(env, true);
+  if (!out.Packet(p, counts)) return env.Undefined();  // an exception is pending
+  Napi::Object r = Napi::Object::New(env);
+  r.Set("frames", out.list());
+  r.Set("badTso", Napi::Boolean::New(env, counts[kBadTso] > 0));
+  return r;
+}
+
+void InitTxFrames(Napi::Env env, Napi::Object exports) {
+  exports.Set("iavfTxFrames", Napi::Function::New(env, TxFrames, "iavfTxFrames"));
+}
+
 void InitGuestDriver(Napi::Env env, Napi::Object exports) {
   exports.Set("iavfGuestForward", Napi::Function::New(env, GuestForward, "iavfGuestForward"));
 }

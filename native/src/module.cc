@@ -72,6 +72,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIrqLines(env, exports);
   InitIavfVectors(env, exports);
   InitOffloads(env, exports);
+  InitTxFrames(env, exports);
   guard::Init(env, exports);
   return exports;
 }

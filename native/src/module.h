@@ -19,5 +19,6 @@ void InitTrapChannel(Napi::Env env, Napi::Object exports);
 void InitIrqLines(Napi::Env env, Napi::Object exports);
 void InitIavfVectors(Napi::Env env, Napi::Object exports);
 void InitOffloads(Napi::Env env, Napi::Object exports);
+void InitTxFrames(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -475,9 +475,10 @@ const OPS: Partial<Record<number, OpSpec>> = {
       // i40e_vc_add_vlan_msg: an untrusted VF gets I40E_VC_MAX_VLAN_PER_VF filters; past them the PF
       // answers SUCCESS and adds nothing more (ice does the same at its own limit).
       const max = vf.hostRef.trusted ? MAX_VLAN_FILTERS_TRUSTED : MAX_VLAN_FILTERS;
-      const left = ids.filter((vid) => !vlans.has(vid));
-      for (const vid of left.slice(0, Math.max(0, max - vlans.size))) vlans.add(vid);
-      if (left.length > max - vf.config.vlans.size)
+      const fresh = ids.filter((vid) => !vlans.has(vid));
+      const room = Math.max(0, max - vlans.size);
+      for (const vid of fresh.slice(0, room)) vlans.add(vid);
+      if (fresh.length > room)
         vf.ignored(
           'ADD_VLAN',
           { max },
@@ -487,31 +488,9 @@ const OPS: Partial<Record<number, OpSpec>> = {
       return Buffer.alloc(0);
     },
   },
-  [VirtchnlOp.DEL_VLAN]: {
-    needsActive: true,
-    handle(vf, msg) {
-      const vlans = new Set(vf.config.vlans);
-      for (const vid of vlanIds(vf, msg)) vlans.delete(vid);
-      vf.config = { ...vf.config, vlans };
-      return Buffer.alloc(0);
-    },
-  },
-  [VirtchnlOp.ENABLE_VLAN_STRIPPING]: {
-    needsActive: true,
-    handle(vf) {
-      vlanAllowed(vf);
-      vf.config = { ...vf.config, vlanStrip: true };
-      return Buffer.alloc(0);
-    },
-  },
-  [VirtchnlOp.DISABLE_VLAN_STRIPPING]: {
-    needsActive: true,
-    handle(vf) {
-      vlanAllowed(vf);
-      vf.config = { ...vf.config, vlanStrip: false };
-      return Buffer.alloc(0);
-    },
-  },
+  [VirtchnlOp.DEL_VLAN]: delVlansOp(vlanIds),
+  [VirtchnlOp.ENABLE_VLAN_STRIPPING]: vlanStrippingOp(true),
+  [VirtchnlOp.DISABLE_VLAN_STRIPPING]: vlanStrippingOp(false),
   [VirtchnlOp.GET_OFFLOAD_VLAN_V2_CAPS]: {
     needsActive: true,
     handle(vf) {
@@ -531,15 +510,7 @@ const OPS: Partial<Record<number, OpSpec>> = {
       return Buffer.alloc(0);
     },
   },
-  [VirtchnlOp.DEL_VLAN_V2]: {
-    needsActive: true,
-    handle(vf, msg) {
-      const vlans = new Set(vf.config.vlans);
-      for (const vid of vlanFiltersV2(vf, msg)) vlans.delete(vid);
-      vf.config = { ...vf.config, vlans };
-      return Buffer.alloc(0);
-    },
-  },
+  [VirtchnlOp.DEL_VLAN_V2]: delVlansOp(vlanFiltersV2),
   [VirtchnlOp.ENABLE_VLAN_STRIPPING_V2]: vlanSettingOp('strip', true),
   [VirtchnlOp.DISABLE_VLAN_STRIPPING_V2]: vlanSettingOp('strip', false),
   [VirtchnlOp.ENABLE_VLAN_INSERTION_V2]: vlanSettingOp('insert', true),
@@ -668,9 +639,39 @@ function selectQueues(vf: VirtualFunction, msg: Buffer) {
 
 /** VLAN ops need the VLAN capability granted (never with a port VLAN). */
 function vlanAllowed(vf: VirtualFunction): void {
-  if (!(vf.config.caps & VfCap.VLAN)) {
-    throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, 'VLAN ops without the VLAN capability');
+  needCap(vf, VfCap.VLAN, 'VLAN');
+}
+
+/** An op of a capability the VF was not granted: ERR_NOT_SUPPORTED (ice's allowlist). */
+function needCap(vf: VirtualFunction, cap: number, name: string): void {
+  if (!(vf.config.caps & cap)) {
+    throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, `${name} ops without the ${name} capability`);
   }
+}
+
+/** DEL_VLAN and DEL_VLAN_V2: the ids `read` takes out of the message leave the VLAN filter. */
+function delVlansOp(read: (vf: VirtualFunction, msg: Buffer) => number[]): OpSpec {
+  return {
+    needsActive: true,
+    handle(vf, msg) {
+      const vlans = new Set(vf.config.vlans);
+      for (const vid of read(vf, msg)) vlans.delete(vid);
+      vf.config = { ...vf.config, vlans };
+      return Buffer.alloc(0);
+    },
+  };
+}
+
+/** ENABLE/DISABLE_VLAN_STRIPPING (v1, no payload). */
+function vlanStrippingOp(on: boolean): OpSpec {
+  return {
+    needsActive: true,
+    handle(vf) {
+      vlanAllowed(vf);
+      vf.config = { ...vf.config, vlanStrip: on };
+      return Buffer.alloc(0);
+    },
+  };
 }
 
 /** The ids of a virtchnl_vlan_filter_list (v1), each 0-4095; VLAN 0 (untagged) is always received. */
@@ -688,9 +689,7 @@ function vlanIds(vf: VirtualFunction, msg: Buffer): number[] {
 
 /** VLAN V2 ops need VLAN_V2 granted (ice's allowlist). */
 function vlanV2Allowed(vf: VirtualFunction): void {
-  if (!(vf.config.caps & VfCap.VLAN_V2)) {
-    throw new Refusal(VirtchnlStatus.ERR_NOT_SUPPORTED, 'VLAN V2 ops without the VLAN_V2 capability');
-  }
+  needCap(vf, VfCap.VLAN_V2, 'VLAN_V2');
 }
 
 /**
