@@ -1,4 +1,11 @@
 /** @emu/cli: the `emu` command (bin/emu.js is a wrapper around main()). */
+
+export { type ConfigFile, ConfigFileError, checkConfigDevices, readConfigFile } from './config-file.js';
+export { ControlClient, ControlError } from './control/client.js';
+export { type ControlContext, METHODS, type MethodName } from './control/methods.js';
+export { MAX_LINE_BYTES, RpcErrorCode } from './control/protocol.js';
+export { ControlServer, type ControlServerOptions } from './control/server.js';
+export { type CtlIo, ctlMain, DEFAULT_CONTROL_PATH } from './ctl.js';
 export {
   DriverModuleError,
   driverModuleUrl,
@@ -6,7 +13,7 @@ export {
   registerBuiltinDrivers,
   registerDriverModules,
 } from './drivers.js';
-export { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
+export { type LevelLogger, LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
 export {
   EXIT_FAILURE,
   EXIT_OK,
@@ -16,4 +23,13 @@ export {
   type Output,
   statusLines,
 } from './main.js';
+export { Metrics, type MetricsSource, parseListen } from './metrics.js';
 export { type ProcessSignal, processSignal } from './signals.js';
+export {
+  type DataPlaneSnapshot,
+  type DeviceSnapshot,
+  deviceSnapshot,
+  type StatsSnapshot,
+  statsSnapshot,
+} from './snapshot.js';
+export { renderStats, type StatsIo, statsMain } from './stats-view.js';

@@ -5,13 +5,24 @@ export const LOG_LEVELS = ['debug', 'info', 'warn', 'error', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
 const ORDER: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40, silent: 100 };
 
-export function streamLogger(level: LogLevel, stream: { write(text: string): unknown }): Logger {
+/** A Logger whose level can change while it is in use (the control socket's log.setLevel). */
+export interface LevelLogger extends Logger {
+  level: LogLevel;
+}
+
+export function streamLogger(level: LogLevel, stream: { write(text: string): unknown }): LevelLogger {
+  const logger = { level } as LevelLogger;
   const at = (lvl: Exclude<LogLevel, 'silent'>) => (obj: object | string, msg?: string) => {
-    if (ORDER[lvl] < ORDER[level]) return;
+    if (ORDER[lvl] < ORDER[logger.level]) return;
     const text = typeof obj === 'string' ? obj : `${msg ?? ''} ${JSON.stringify(obj, bigintSafe)}`;
     stream.write(`emu ${lvl}: ${text}\n`);
   };
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return Object.assign(logger, {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+  });
 }
 
 function bigintSafe(_key: string, value: unknown) {

@@ -186,7 +186,7 @@ describe('emu (main, in-process)', () => {
 
     it('no --vdev at all', async () => {
       expect(await usageError([])).to.equal(
-        `emu: nothing to serve: give at least one --vdev DEVARGS\n${HINT}`,
+        `emu: nothing to serve: give at least one --vdev DEVARGS (or --control PATH to add them later)\n${HINT}`,
       );
     });
 
@@ -259,6 +259,43 @@ describe('emu (main, in-process)', () => {
   });
 
   describe('serving', () => {
+    it('--config FILE serves what the file says, as the same command line would; errors name the line', async () => {
+      writeFileSync(
+        tmp.path('emu.yaml'),
+        [
+          'status: 0',
+          'control: false',
+          'devices:',
+          '  - name: emu_gpio0',
+          '    path: g0.sock',
+          '    lines: 8',
+          '',
+        ].join('\n'),
+      );
+      const { stop, done } = run(['--config', tmp.path('emu.yaml')]);
+      await until(() => out.text.includes('serving'), 'the devices to serve');
+      expect(out.text).to.equal(
+        `emu_gpio0  emu_gpio  ${tmp.path('g0.sock')}\n` +
+          `  qemu: -device '{"driver":"vfio-user-pci","socket":{"path":"${tmp.path('g0.sock')}","type":"unix"}}'\n` +
+          'serving 1 device; Ctrl-C to stop\n',
+      );
+      const client = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
+      clients.push(client);
+      expect((await client.regionRead(0, GpioReg.LINES, 4)).readUInt32LE(0), 'lines: 8').to.equal(8);
+      stop.abort();
+      expect(await done).to.equal(EXIT_OK);
+
+      out.text = '';
+      writeFileSync(
+        tmp.path('bad.yaml'),
+        ['devices:', '  - name: emu_gpio0', '    path: g0.sock', '    lines: 99', ''].join('\n'),
+      );
+      const code = await run(['--config', tmp.path('bad.yaml')]).done;
+      expect(code).to.equal(EXIT_USAGE);
+      expect(err.text).to.match(new RegExp(`^emu: ${tmp.path('bad.yaml')}:4:12: emu_gpio0: lines=99: `));
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['bad.yaml', 'emu.yaml']);
+    });
+
     it('prints each device with its QEMU argument, serves until aborted, then removes the sockets and exits 0', async () => {
       const g0 = tmp.path('gpio0.sock');
       const g1 = tmp.path('gpio1.sock');
@@ -274,6 +311,7 @@ describe('emu (main, in-process)', () => {
           `  qemu: -device '{"driver":"vfio-user-pci","socket":{"path":"${g0}","type":"unix"}}'\n` +
           `emu_gpio1  emu_gpio  ${g1}\n` +
           `  qemu: -device '{"driver":"vfio-user-pci","socket":{"path":"${g1}","type":"unix"}}'\n` +
+          `control: ${tmp.path('emu.ctl')}  (emu ctl --control ${tmp.path('emu.ctl')} list)\n` +
           'serving 2 devices; Ctrl-C to stop\n',
       );
       expect(err.text).to.equal('');

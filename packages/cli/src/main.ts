@@ -4,6 +4,7 @@
  * the exit code: 0 after a clean stop or --help, 2 for a usage or devargs error, 1 for anything else.
  */
 import { readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
 import { DataPlane } from '@emu/native';
 import {
@@ -11,14 +12,20 @@ import {
   describeDriver,
   formatDriverHelp,
   formatKeys,
+  prepareSocketPath,
   SOCKET_KEYS,
   VdevBus,
 } from '@emu/vdev-bus';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ConfigFileError, checkConfigDevices, readConfigFile } from './config-file.js';
+import { ControlServer } from './control/server.js';
+import { ctlMain } from './ctl.js';
 import { DriverModuleError, registerBuiltinDrivers, registerDriverModules } from './drivers.js';
 import { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
+import { Metrics, parseListen } from './metrics.js';
 import { guardOutput } from './output.js';
 import { processSignal } from './signals.js';
+import { statsMain } from './stats-view.js';
 
 export interface Output {
   write(text: string): unknown;
@@ -47,6 +54,9 @@ interface Parsed {
   logLevel: LogLevel;
   status: number;
   workers: number;
+  /** A path; false for --no-control; undefined: next to the first device's socket. */
+  control?: string | false;
+  metrics?: { host: string; port: number };
   help?: boolean;
   version?: boolean;
 }
@@ -62,7 +72,9 @@ function program(out: Output, err: Output): Command {
       'Serve emulated PCI devices over vfio-user, one UNIX socket per device, until SIGINT or SIGTERM.\n' +
         'QEMU connects with the -device argument printed for each device.',
     )
-    .usage('--vdev DEVARGS [--vdev DEVARGS ...] [options]')
+    .usage(
+      '--vdev DEVARGS [--vdev DEVARGS ...] [options]\n       emu ctl <command>   (emu ctl --help)\n       emu stats [--once]  (emu stats --help)',
+    )
     .helpOption(false)
     .addOption(
       new Option(
@@ -108,6 +120,25 @@ function program(out: Output, err: Output): Command {
           return n;
         }),
     )
+    .addOption(
+      new Option(
+        '--control <path>',
+        'the control socket for `emu ctl` and `emu stats` (default: emu.ctl next to the first device socket)',
+      ),
+    )
+    .addOption(new Option('--no-control', 'serve no control socket'))
+    .addOption(
+      new Option('--metrics <host:port>', 'serve Prometheus metrics at http://HOST:PORT/metrics').argParser(
+        (v) => {
+          try {
+            return parseListen(v);
+          } catch (err) {
+            throw new InvalidArgumentError((err as Error).message);
+          }
+        },
+      ),
+    )
+    .addOption(new Option('--config <file>', 'read options and devices from a YAML file (see the README)'))
     .option('-V, --version', 'print the version')
     .option('-h, --help', 'show this help, with the drivers and their devargs keys')
     .allowExcessArguments(false)
@@ -141,7 +172,8 @@ function helpText(cmd: Command, registry: EmudevRegistry): string {
 
 /** Whether an error is the user's to fix in the arguments (exit 2) rather than a failure (exit 1). */
 function isUsageError(err: unknown): boolean {
-  if (err instanceof DevargsError || err instanceof DriverModuleError) return true;
+  if (err instanceof DevargsError || err instanceof DriverModuleError || err instanceof ConfigFileError)
+    return true;
   return (
     err instanceof EmudevError && ['EINVAL', 'EEXIST', 'EADDRINUSE', 'EACCES', 'ENOENT'].includes(err.code)
   );
@@ -181,6 +213,17 @@ export function statusLines(devices: EmuDevice[], now = new Date(), plane = Data
   );
 }
 
+/** The value of `--config FILE` (or `--config=FILE`) in argv, and argv without it. */
+function takeConfigOption(argv: readonly string[]): { file?: string; rest: string[] } {
+  const rest = [...argv];
+  for (let i = 0; i < rest.length; i++) {
+    if (rest[i] === '--') break;
+    if (rest[i].startsWith('--config=')) return { file: rest.splice(i, 1)[0].slice(9), rest };
+    if (rest[i] === '--config' && i + 1 < rest.length) return { file: rest.splice(i, 2)[1], rest };
+  }
+  return { rest };
+}
+
 export async function main(argv: readonly string[], options: MainOptions = {}): Promise<number> {
   // A closed stdout or stderr (a pipe whose reader exited) must not stop the devices.
   const stderr = guardOutput(options.stderr ?? process.stderr);
@@ -189,8 +232,10 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
       `emu: stdout is gone (${(err as NodeJS.ErrnoException).code ?? err.message}): still serving\n`,
     ),
   );
-  const registry = options.registry ?? defaultRegistry;
   const cwd = options.cwd ?? process.cwd();
+  if (argv[0] === 'ctl') return ctlMain(argv.slice(1), { stdout, stderr, cwd });
+  if (argv[0] === 'stats') return statsMain(argv.slice(1), { stdout, stderr, cwd, signal: options.signal });
+  const registry = options.registry ?? defaultRegistry;
   const fail = (code: number, message: string, hint = true) => {
     stderr.write(
       `emu: ${message}\n${hint ? 'Run "emu --help" for the drivers and their devargs keys.\n' : ''}`,
@@ -198,10 +243,20 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     return code;
   };
 
+  // A config file is the command line written down: its options come first, so the command line's win.
+  const { file: configPath, rest } = takeConfigOption(argv);
+  let config: ReturnType<typeof readConfigFile> | undefined;
+  if (configPath !== undefined) {
+    try {
+      config = readConfigFile(configPath, cwd);
+    } catch (err) {
+      return fail(EXIT_USAGE, (err as Error).message, false);
+    }
+  }
   const cmd = program(stdout, stderr);
   let opts: Parsed;
   try {
-    cmd.parse([...argv], { from: 'user' });
+    cmd.parse([...(config?.argv ?? []), ...rest], { from: 'user' });
     opts = cmd.opts<Parsed>();
   } catch (err) {
     // commander has written its message ("error: unknown option '--x'") already.
@@ -223,7 +278,12 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     return EXIT_OK;
   }
   const vdevs = opts.vdev ?? [];
-  if (vdevs.length === 0) return fail(EXIT_USAGE, 'nothing to serve: give at least one --vdev DEVARGS');
+  if (vdevs.length === 0 && typeof opts.control !== 'string') {
+    return fail(
+      EXIT_USAGE,
+      'nothing to serve: give at least one --vdev DEVARGS (or --control PATH to add them later)',
+    );
+  }
 
   let disposeSignal = () => {};
   let signal = options.signal;
@@ -241,24 +301,80 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
       false,
     );
   }
+  const startedAt = Date.now();
   const logger = streamLogger(opts.logLevel, stderr);
-  const bus = new VdevBus(registry, { logger });
+  const metrics: Metrics | undefined = opts.metrics
+    ? new Metrics({ devices: () => bus.devices(), plane, startedAt })
+    : undefined;
+  const bus: VdevBus = new VdevBus(registry, {
+    logger,
+    onHandled: metrics && ((device, command, seconds) => metrics.observe(device, command, seconds)),
+  });
+  let control: ControlServer | undefined;
   try {
+    try {
+      if (config) checkConfigDevices(config, (text) => bus.validate(text));
+    } catch (err) {
+      return fail(EXIT_USAGE, (err as Error).message, false);
+    }
+    let serving = false;
+    bus.on('add', (d) => {
+      if (serving) stdout.write(`${d.name}: added (${d.driver.name}, ${d.path})\n`);
+      d.on('ready', () => stdout.write(`${d.name}: client connected\n`));
+      d.on('disconnect', ({ reason }) =>
+        stdout.write(`${d.name}: client disconnected${reason ? ` (${reason})` : ''}\n`),
+      );
+    });
+    bus.on('remove', (d) => {
+      metrics?.forget(d.name);
+      if (serving) stdout.write(`${d.name}: removed\n`);
+    });
     let devices: EmuDevice[];
     try {
       devices = await bus.scan(vdevs);
     } catch (err) {
       const usage = isUsageError(err);
-      return fail(usage ? EXIT_USAGE : EXIT_FAILURE, (err as Error).message, usage);
+      const located = config ? config.locate(err) : err;
+      return fail(usage ? EXIT_USAGE : EXIT_FAILURE, (located as Error).message, usage && located === err);
     }
-    for (const d of devices) {
-      d.on('ready', () => stdout.write(`${d.name}: client connected\n`));
-      d.on('disconnect', ({ reason }) =>
-        stdout.write(`${d.name}: client disconnected${reason ? ` (${reason})` : ''}\n`),
-      );
+    // The control socket next to the devices': if it cannot be served, the devices go again.
+    const controlAt = controlSocketPath(opts.control, devices);
+    if (controlAt !== undefined) {
+      try {
+        const path = await prepareSocketPath('--control', controlAt, logger);
+        control = await ControlServer.listen(
+          path,
+          { bus, plane, logger, startedAt, version: VERSION },
+          { logger },
+        );
+      } catch (err) {
+        await bus.removeAll().catch(() => {});
+        const inUse = (err as { code?: string }).code === 'EADDRINUSE';
+        const hint =
+          inUse && opts.control === undefined
+            ? ' (another emu serves there: give this one --control PATH or --no-control)'
+            : '';
+        return fail(isUsageError(err) ? EXIT_USAGE : EXIT_FAILURE, `${(err as Error).message}${hint}`, false);
+      }
     }
-    stdout.write(deviceLines(devices));
+    if (metrics) {
+      try {
+        const at = await metrics.listen(opts.metrics!.host, opts.metrics!.port);
+        const host = at.family === 'IPv6' ? `[${at.address}]` : at.address;
+        stdout.write(`metrics: http://${host}:${at.port}/metrics\n`);
+      } catch (err) {
+        await bus.removeAll().catch(() => {});
+        return fail(
+          EXIT_USAGE,
+          `--metrics ${opts.metrics!.host}:${opts.metrics!.port}: ${(err as Error).message}`,
+          false,
+        );
+      }
+    }
+    if (devices.length > 0) stdout.write(deviceLines(devices));
+    if (control) stdout.write(`control: ${control.path}  (emu ctl --control ${control.path} list)\n`);
     stdout.write(`serving ${devices.length} device${devices.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
+    serving = true;
 
     const statusMs = opts.status * 1000;
     // A terminal gets status lines by default; a pipe only when --status was given.
@@ -269,8 +385,11 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
         : undefined;
     await aborted(signal);
     clearInterval(timer);
+    serving = false;
     const why = typeof signal.reason === 'string' ? signal.reason : 'stop';
     stdout.write(`${why}: removing ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}\n`);
+    // Nobody may add a device while the others go.
+    await control?.close();
     try {
       await bus.removeAll();
     } catch (err) {
@@ -278,8 +397,20 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     }
     return EXIT_OK;
   } finally {
+    await control?.close();
+    await metrics?.close();
     disposeSignal();
   }
+}
+
+/**
+ * Where the control socket goes: --control PATH; nowhere with --no-control; by default emu.ctl in the
+ * directory of the first device's socket (so `emu ctl` finds it at /run/emu/emu.ctl for /run/emu/*.sock).
+ */
+function controlSocketPath(given: string | false | undefined, devices: EmuDevice[]): string | undefined {
+  if (given === false) return undefined;
+  if (typeof given === 'string') return given;
+  return devices.length > 0 ? join(dirname(devices[0].path), 'emu.ctl') : undefined;
 }
 
 function aborted(signal: AbortSignal): Promise<void> {

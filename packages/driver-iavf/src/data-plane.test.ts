@@ -7,7 +7,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { L2Switch, PcapWriter, readPcap, withCapture } from '@emu/network';
+import { L2Switch, NetworkRegistry, PcapWriter, readPcap, withCapture } from '@emu/network';
 import { expect } from 'chai';
 import type { IavfOptions } from './device.js';
 import { ETH_HLEN, ipv4TcpFrame, ipv4UdpFrame, l4ChecksumOk, rawFrame } from './testing/frames.js';
@@ -172,6 +172,65 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       expect(sw.stats().counters.captureDrops).to.equal(0);
     } finally {
       writer.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('the capture attribute starts and stops a pcap capture of a native NIC; counters() reports its queues', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'emu-plane-capture-'));
+    const networks = new NetworkRegistry();
+    const net = `plane-${switches++}`;
+    const via = (name: string): { connect: NonNullable<IavfOptions['connect']> } => ({
+      connect: (receive, native) => networks.attach({ name, deliver: (f) => receive(f), native }, net),
+    });
+    try {
+      const a = await Harness.start({ mac: A }, { ram: 'shared', network: via('a') });
+      const b = await Harness.start({ mac: B }, { ram: 'shared', network: via('b') });
+      hs = [a, b];
+      await a.vf.bringUp();
+      await b.vf.bringUp();
+      const sw = networks.find(net)!;
+      const attr = a.device.attributes!.capture;
+      const path = join(dir, 'a.pcap');
+      const frames = (n: number, tag: number) =>
+        Array.from({ length: n }, (_, i) => rawFrame(B, A, 60 + i, tag + i));
+      const send = async (list: Buffer[]) => {
+        for (const f of list) await a.vf.transmit(f);
+        await b.vf.waitFrames(0, list.length, 10_000);
+      };
+      const during = frames(4, 10);
+      await send(frames(3, 0)); // before: not captured
+      expect(attr.get()).to.equal(null);
+      attr.set!({ path, overwrite: false });
+      expect(attr.get()).to.equal(path);
+      expect(sw.isNative('a'), 'capturing, the NIC stays native').to.equal(true);
+      await send(during);
+      for (let i = 0; i < 1000 && readPcap(readFileSync(path)).records.length < 4; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      attr.set!(null);
+      expect(attr.get()).to.equal(null);
+      await send(frames(5, 20)); // after: not captured
+      await new Promise((r) => setTimeout(r, 50));
+      const got = readPcap(readFileSync(path)).records.map((r) => Buffer.from(r.data).toString('hex'));
+      expect(got).to.deep.equal(during.map((f) => f.toString('hex')));
+      expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0 });
+      // Every queue pair the VF uses (SoftIavf enables all 4), RX and TX; A sent its 12 frames on TX queue 0.
+      const counters = a.device.counters();
+      expect(counters.link).to.deep.equal({ up: true, speedMbps: 10_000 });
+      expect(counters.queues.map((q) => `${q.direction}${q.queue}`)).to.deep.equal(
+        [0, 1, 2, 3].flatMap((q) => [`rx${q}`, `tx${q}`]),
+      );
+      expect(counters.queues[1]).to.deep.equal({
+        queue: 0,
+        direction: 'tx',
+        packets: 12,
+        bytes: [...frames(3, 0), ...during, ...frames(5, 20)].reduce((n, f) => n + f.length, 0),
+        drops: 0,
+        errors: 0,
+      });
+    } finally {
+      networks.close();
       rmSync(dir, { recursive: true, force: true });
     }
   });

@@ -2,7 +2,7 @@
  * The emulated AVF: PCI identity and layout, the BAR0 register table, VF reset, and the wiring of the
  * admin queue to the PF logic and to the misc interrupt.
  */
-import type { DeviceContext, DeviceImpl } from '@emu/emudev';
+import type { DeviceContext, DeviceCounters, DeviceImpl } from '@emu/emudev';
 import { IAVF_VECTORS_LAYOUT, IavfVectors } from '@emu/native';
 import type { NativePort } from '@emu/network';
 import { PciConfigSpace } from '@emu/vfio-user';
@@ -28,6 +28,10 @@ import { type VfConfig, VirtualFunction } from './pf.js';
 export interface NetworkLink {
   send(frame: Buffer): void;
   detach(): void;
+  /** The pcap file capturing the NIC now, if the network can capture (NetworkRegistry's can). */
+  readonly capture?: string | null;
+  startCapture?(path: string, options?: { overwrite?: boolean }): void;
+  stopCapture?(): void;
 }
 
 export interface IavfOptions {
@@ -218,6 +222,20 @@ export class IavfDevice implements DeviceImpl {
           this.vf.sendLinkEvent();
         },
       },
+      capture: {
+        description:
+          'the pcap file capturing what the NIC sends and receives, or null; set {path, overwrite?} to start, null to stop',
+        schema: z.union([
+          z.null(),
+          z.object({ path: z.string().min(1), overwrite: z.boolean().default(false) }).strict(),
+        ]),
+        get: () => this.network?.capture ?? null,
+        set: (to: { path: string; overwrite: boolean } | null) => {
+          if (!this.network?.startCapture) throw new Error(`${ctx.name}: its network cannot capture`);
+          if (to === null) this.network.stopCapture?.();
+          else this.network.startCapture(to.path, { overwrite: to.overwrite });
+        },
+      },
       state: {
         description: "the VF's virtchnl state: reset, version, active",
         schema: z.string(),
@@ -260,6 +278,15 @@ export class IavfDevice implements DeviceImpl {
     const link =
       this.vf.phase !== 'active' ? 'not up' : this.link.up ? `up ${this.link.speedMbps}Mb/s` : 'down';
     return `link ${link}  rx ${sum(this.dataPath.rx, 'packets')} pkts (${rxQueues})  tx ${sum(this.dataPath.tx, 'packets')} pkts  drops ${drops}${spoofed}  errors ${errors}  path ${this.dataPath.plane.native ? 'data plane' : 'javascript'}`;
+  }
+
+  /** The link as the VF is told it, and each queue pair the VF has in use, RX and TX. */
+  counters(): DeviceCounters {
+    const queues = Array.from({ length: this.vf.config.numQueuePairs }, (_, q) => [
+      { queue: q, direction: 'rx' as const, ...this.dataPath.rx[q] },
+      { queue: q, direction: 'tx' as const, ...this.dataPath.tx[q] },
+    ]).flat();
+    return { link: { ...this.link }, queues };
   }
 
   /** FLR, client DEVICE_RESET, or emudev reset(): back to power-on at once, ready (VFACTIVE). */

@@ -33,6 +33,7 @@ export const counterDriver = defineDriver({
     });
     const regs = new Uint32Array(8);
     let step = config.step;
+    let incs = 0;
     return {
       config: pci,
       maxQueues: 1,
@@ -45,6 +46,7 @@ export const counterDriver = defineDriver({
             const v = data.readUInt32LE(0);
             if (offset === 4) {
               regs[0] += step;
+              incs++;
               ctx.irqs.trigger(0);
               return;
             }
@@ -73,6 +75,13 @@ export const counterDriver = defineDriver({
           },
         },
       },
+      // Each INC is one 4-byte "packet" of queue 0, while the queue is enabled.
+      counters: () => ({
+        queues:
+          regs[5] === 1
+            ? [{ queue: 0, direction: 'tx' as const, packets: incs, bytes: 4 * incs, drops: 0, errors: 0 }]
+            : [],
+      }),
       reset: () => regs.fill(0),
       selftest: () => [{ name: 'counter starts at 0', ok: regs[0] === 0, detail: `count ${regs[0]}` }],
     };

@@ -279,6 +279,16 @@ describe('EmuDevice queues, attributes, reset and selftest', () => {
     expect(dev.getAttr('step')).to.equal(7);
   });
 
+  it("reports the driver's traffic counters by queue", () => {
+    expect(dev.counters()).to.deep.equal({ queues: [] });
+    dev.regionWrite(0, 0x14, u32(1));
+    dev.regionWrite(0, 4, u32(1));
+    dev.regionWrite(0, 4, u32(1));
+    expect(dev.counters()).to.deep.equal({
+      queues: [{ queue: 0, direction: 'tx', packets: 2, bytes: 8, drops: 0, errors: 0 }],
+    });
+  });
+
   it('resets config space, driver state and queues, and says why', () => {
     const causes: string[] = [];
     dev.on('reset', (r) => causes.push(r.cause));

@@ -22,6 +22,7 @@ import { EmudevError } from './errors.js';
 import { GuestMemory } from './memory.js';
 import { QueueTable } from './queues.js';
 import {
+  type DeviceCounters,
   type DeviceEvents,
   type DeviceInfo,
   type DeviceState,
@@ -179,6 +180,16 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
       return this.impl?.status?.() ?? '';
     } catch (err) {
       return `status unavailable: ${(err as Error).message}`;
+    }
+  }
+
+  /** The driver's traffic counters; no queues for a driver that keeps none, or one whose counters fail. */
+  counters(): DeviceCounters {
+    try {
+      return this.impl?.counters?.() ?? { queues: [] };
+    } catch (err) {
+      this.log.warn({ device: this.name }, `counters unavailable: ${(err as Error).message}`);
+      return { queues: [] };
     }
   }
 

@@ -8,7 +8,7 @@ import type { IrqCounts, IrqIndexName, Logger, PciConfigSpace, RegionSpec } from
 import type { z } from 'zod';
 import type { GuestMemory } from './memory.js';
 import type { QueueTable } from './queues.js';
-import type { DoorbellInfo, SelftestResult } from './types.js';
+import type { DeviceCounters, DoorbellInfo, SelftestResult } from './types.js';
 
 /** A typed attribute: validated on set, described for users. */
 export interface AttributeSpec<T = unknown> {
@@ -52,6 +52,8 @@ export interface DeviceImpl {
   close?(): void | Promise<void>;
   /** A one-line summary of the device's state for status displays, e.g. link and traffic of a NIC. */
   status?(): string;
+  /** Traffic counters by queue (and a NIC's link), read by `emu stats` and the metrics endpoint. */
+  counters?(): DeviceCounters;
   /** The driver's own checks; emudev adds generic ones (config space, regions). */
   selftest?(): SelftestResult['checks'] | Promise<SelftestResult['checks']>;
 }

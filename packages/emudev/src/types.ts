@@ -73,6 +73,27 @@ export function memRegionOf(r: DmaRegion): MemRegion {
   };
 }
 
+/** One direction of one queue, as counted by the device: what `emu stats` and metrics show. */
+export interface QueueCounters {
+  /** The queue (a NIC's queue pair) number. */
+  queue: number;
+  direction: 'rx' | 'tx';
+  packets: number;
+  bytes: number;
+  /** Work the device dropped: no buffers, queue disabled, host policy. */
+  drops: number;
+  /** What the guest got wrong (bad descriptors, addresses, lengths). */
+  errors: number;
+}
+
+/** A device's traffic counters, for monitoring; every field but `queues` is optional. */
+export interface DeviceCounters {
+  /** A NIC's link as the guest sees it. */
+  link?: { up: boolean; speedMbps: number };
+  /** The queues in use now (a NIC: the pairs the guest enabled), each direction separately. */
+  queues: QueueCounters[];
+}
+
 export interface SelftestResult {
   ok: boolean;
   /** One line per check. */

@@ -13,6 +13,7 @@ export {
 } from './ethernet.js';
 export { Loopback } from './loopback.js';
 export {
+  type CapturedAttachment,
   DEFAULT_SNAPLEN,
   LINKTYPE_ETHERNET,
   type PcapFile,
@@ -44,6 +45,7 @@ export {
   type NetSpec,
   NetworkRegistry,
   type NetworkRegistryOptions,
+  type NicAttachment,
   type NicAttachOptions,
   parseNetSpec,
   type RegistryStats,

@@ -225,34 +225,53 @@ export class PcapWriter {
   }
 }
 
+/** An attachment made by withCapture, whose capture can be changed while the port stays attached. */
+export interface CapturedAttachment extends Attachment {
+  /** Where frames are recorded now; null: nowhere. */
+  readonly writer: PcapWriter | null;
+  /** Records from now on into `writer` (null: stops recording). The old writer is left open. */
+  setWriter(writer: PcapWriter | null): void;
+}
+
 /**
- * Captures everything `port` sends and receives into `writer`: attaches a stand-in for `port` with
- * `connect` (e.g. `(p) => sw.attach(p, { mtu })`) and returns that attachment, wrapped so sends are
- * recorded too. Frames the port sends are recorded as offered, even ones the network then drops
- * as malformed. A port's native twin stays native: the switch copies the frames it forwards without
- * JavaScript to the writer (NativePort.capture). The writer stays open after detach (close it yourself).
+ * Captures everything `port` sends and receives into `writer` (or, while it is null, nothing): attaches
+ * a stand-in for `port` with `connect` (e.g. `(p) => sw.attach(p, { mtu })`) and returns that
+ * attachment, wrapped so sends are recorded too. Frames the port sends are recorded as offered, even
+ * ones the network then drops as malformed. A port's native twin stays native: the switch copies the
+ * frames it forwards without JavaScript to the writer (NativePort.capture), and only while there is
+ * one (NativePort.mirror). Writers stay open after detach (close them yourself).
  */
-export function withCapture(port: Port, writer: PcapWriter, connect: (port: Port) => Attachment): Attachment {
+export function withCapture(
+  port: Port,
+  initial: PcapWriter | null,
+  connect: (port: Port) => Attachment,
+): CapturedAttachment {
   const twin = port.native;
+  let writer = initial;
   let attached = true;
+  let setMirror: ((on: boolean) => void) | null = null;
   const recorder: Port = {
     name: port.name,
     deliver: (frame) => {
-      writer.write(frame);
+      writer?.write(frame);
       port.deliver(frame);
     },
     native: twin && {
       nic: twin.nic,
       attached: (on) => twin.attached?.(on),
       capture: (frame) => {
-        if (attached) writer.write(frame);
+        if (attached) writer?.write(frame);
+      },
+      mirror: (set) => {
+        setMirror = set;
+        set?.(writer !== null);
       },
     },
   };
   const inner = connect(recorder);
   return {
     send: (frame) => {
-      if (attached && frame instanceof Uint8Array) writer.write(frame);
+      if (attached && writer !== null && frame instanceof Uint8Array) writer.write(frame);
       inner.send(frame);
     },
     detach: () => {
@@ -261,6 +280,13 @@ export function withCapture(port: Port, writer: PcapWriter, connect: (port: Port
     },
     get stats() {
       return inner.stats;
+    },
+    get writer() {
+      return writer;
+    },
+    setWriter: (next) => {
+      writer = next;
+      setMirror?.(next !== null);
     },
   };
 }

@@ -22,6 +22,11 @@ export interface NativePort {
    * switch's `captureDrops`).
    */
   capture?(frame: Buffer): void;
+  /**
+   * The switch that attached the twin hands over how to turn its copies to `capture` on and off (at
+   * attach; null at detach), so a capture can start and stop while the NIC stays native.
+   */
+  mirror?(set: ((on: boolean) => void) | null): void;
 }
 
 /** Something that plugs into a network: the network hands it frames. */

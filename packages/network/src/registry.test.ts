@@ -208,6 +208,40 @@ describe('NetworkRegistry', () => {
     ]);
   });
 
+  it('starts and stops a capture while the port stays attached, with clear errors', () => {
+    const registry = new NetworkRegistry();
+    const path = tmp.path('later.pcap');
+    const a = new RecordingPort('a');
+    const b = new RecordingPort('b');
+    const plug = registry.attach(a, 'default');
+    a.attachment = plug;
+    b.attachment = registry.attach(b, 'default');
+    a.send(ethFrame(BROADCAST, A)); // before the capture: not recorded
+    expect(plug.capture).to.equal(null);
+    plug.startCapture(path);
+    expect(plug.capture).to.equal(path);
+    expect(thrown(() => plug.startCapture(tmp.path('other.pcap'))).message).to.equal(
+      `a: already capturing to ${path}; stop that first`,
+    );
+    a.send(ethFrame(B, A)); // a sends
+    b.send(ethFrame(A, B)); // a receives
+    plug.stopCapture();
+    plug.stopCapture(); // idempotent
+    a.send(ethFrame(B, A)); // after: not recorded
+    expect(registry.stats().captures).to.deep.equal([]);
+    expect(
+      readPcap(readFileSync(path)).records.map((r) => r.data.subarray(6, 12).toString('hex')),
+    ).to.deep.equal(['02000000000a', '02000000000b']);
+    // An existing file is refused unless overwriting; nothing is left half-open.
+    expect(() => plug.startCapture(path)).to.throw(/exists/);
+    expect(plug.capture).to.equal(null);
+    plug.startCapture(path, { overwrite: true });
+    expect(readPcap(readFileSync(path)).records).to.have.length(0);
+    plug.detach();
+    expect(registry.stats().captures).to.deep.equal([]);
+    expect(thrown(() => plug.startCapture(path)).code).to.equal('ECLOSED');
+  });
+
   it('cleans up after a failed attach: no capture left open, no half-made link', () => {
     const registry = new NetworkRegistry({
       openTap: () => {

@@ -5,7 +5,12 @@ import { resolve } from 'node:path';
 import type { NetworkOptions } from './base-network.js';
 import { NetworkError } from './errors.js';
 import { Loopback } from './loopback.js';
-import { PcapWriter, type PcapWriter as PcapWriterType, withCapture } from './pcap.js';
+import {
+  type CapturedAttachment,
+  PcapWriter,
+  type PcapWriter as PcapWriterType,
+  withCapture,
+} from './pcap.js';
 import { PointToPoint } from './point-to-point.js';
 import type { Attachment, NetworkStats, Port } from './port.js';
 import { isValidSwitchName, L2Switch, type L2SwitchOptions, type SwitchStats } from './switch.js';
@@ -85,6 +90,20 @@ export interface NicAttachOptions {
   pcapOverwrite?: boolean;
 }
 
+/** A NIC's plug from NetworkRegistry.attach(): a capture can start and stop while it is attached. */
+export interface NicAttachment extends Attachment {
+  /** The pcap file being written (absolute), or null. */
+  readonly capture: string | null;
+  /**
+   * Captures from now on to `path` (created, mode 0600; a file another port captures to is shared).
+   * Throws NetworkError EBUSY while capturing already, ECLOSED after detach, and PcapWriter's errors
+   * (EEXIST without `overwrite`, EACCES…) with the path.
+   */
+  startCapture(path: string, options?: { overwrite?: boolean }): void;
+  /** Stops capturing (the file is closed when no other port writes it). Does nothing if not capturing. */
+  stopCapture(): void;
+}
+
 export interface NetworkRegistryOptions extends NetworkOptions {
   /** Options for the switches the registry creates. */
   switch?: Omit<L2SwitchOptions, keyof NetworkOptions>;
@@ -118,6 +137,8 @@ export interface RegistryStats {
 }
 
 interface Capture {
+  /** Absolute. */
+  path: string;
   writer: PcapWriterType;
   ports: Set<string>;
   users: number;
@@ -169,14 +190,14 @@ export class NetworkRegistry {
    * Throws NetworkError EINVAL for a bad spec, and @emu/native's SystemError if the TAP cannot be
    * opened (EPERM without CAP_NET_ADMIN, EBUSY...).
    */
-  attach(port: Port, net: string | NetSpec = DEFAULT_NETWORK, options: NicAttachOptions = {}): Attachment {
+  attach(port: Port, net: string | NetSpec = DEFAULT_NETWORK, options: NicAttachOptions = {}): NicAttachment {
     const spec = typeof net === 'string' ? parseNetSpec(net) : net;
-    const capture =
+    let capture =
       options.pcap === undefined
         ? null
         : this.#openCapture(options.pcap, port.name, options.pcapOverwrite ?? false);
     let tapLink: TapLink | null = null;
-    let inner: Attachment;
+    let inner: CapturedAttachment;
     try {
       const connect = (p: Port): Attachment => {
         switch (spec.kind) {
@@ -197,15 +218,22 @@ export class NetworkRegistry {
           }
         }
       };
-      inner = capture === null ? connect(port) : withCapture(port, capture.writer, connect);
+      // Always through withCapture, so a capture can start and stop later (startCapture).
+      inner = withCapture(port, capture?.writer ?? null, connect);
     } catch (error) {
-      if (capture !== null) this.#releaseCapture(options.pcap!);
+      if (capture !== null) this.#releaseCapture(capture, port.name);
       throw error;
     }
     const link = tapLink as TapLink | null;
     if (link !== null) this.#taps.add(link);
     let attached = true;
-    const attachment: Attachment = {
+    const stopCapture = () => {
+      if (capture === null) return;
+      inner.setWriter(null);
+      this.#releaseCapture(capture, port.name);
+      capture = null;
+    };
+    const attachment: NicAttachment = {
       send: (frame) => inner.send(frame),
       detach: () => {
         if (!attached) return;
@@ -216,11 +244,26 @@ export class NetworkRegistry {
           link.tap.close();
           this.#taps.delete(link);
         }
-        if (capture !== null) this.#releaseCapture(options.pcap!);
+        stopCapture();
       },
       get stats() {
         return inner.stats;
       },
+      get capture() {
+        return capture?.path ?? null;
+      },
+      startCapture: (path, { overwrite = false } = {}) => {
+        if (!attached) throw new NetworkError('ECLOSED', `${port.name}: detached, nothing to capture`);
+        if (capture !== null) {
+          throw new NetworkError(
+            'EBUSY',
+            `${port.name}: already capturing to ${capture.path}; stop that first`,
+          );
+        }
+        capture = this.#openCapture(path, port.name, overwrite);
+        inner.setWriter(capture.writer);
+      },
+      stopCapture,
     };
     this.#attachments.add(attachment);
     return attachment;
@@ -267,7 +310,7 @@ export class NetworkRegistry {
     const key = resolve(path);
     let capture = this.#captures.get(key);
     if (capture === undefined) {
-      capture = { writer: PcapWriter.open(key, { overwrite }), ports: new Set(), users: 0 };
+      capture = { path: key, writer: PcapWriter.open(key, { overwrite }), ports: new Set(), users: 0 };
       this.#captures.set(key, capture);
     }
     capture.users++;
@@ -275,13 +318,11 @@ export class NetworkRegistry {
     return capture;
   }
 
-  #releaseCapture(path: string): void {
-    const key = resolve(path);
-    const capture = this.#captures.get(key);
-    if (capture === undefined) return;
+  #releaseCapture(capture: Capture, portName: string): void {
+    capture.ports.delete(portName);
     if (--capture.users === 0) {
       capture.writer.close();
-      this.#captures.delete(key);
+      this.#captures.delete(capture.path);
     }
   }
 }

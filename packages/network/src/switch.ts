@@ -167,7 +167,9 @@ export class L2Switch extends BaseNetwork {
     this.#ids.set(member, id);
     this.#byId.set(id, member);
     if (this.#native.has(member)) {
-      if (native?.capture) this.#core.setMirror(id, true);
+      native?.mirror?.((on) => {
+        if (this.#ids.get(member) === id) this.#core.setMirror(id, on);
+      });
       native?.attached?.(true);
     }
   }
@@ -178,6 +180,7 @@ export class L2Switch extends BaseNetwork {
     this.#ids.delete(member);
     this.#byId.delete(id);
     if (this.#native.delete(member)) {
+      member.port.native?.mirror?.(null);
       member.port.native?.nic.detach();
       member.port.native?.attached?.(false);
     } else {

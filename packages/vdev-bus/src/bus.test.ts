@@ -83,6 +83,24 @@ describe('VdevBus', () => {
     await until(() => dev.info().socket.connected, 'the device to see its client');
   });
 
+  it("hands each device's message timings to onHandled, by device name", async () => {
+    const seen: string[] = [];
+    const timed = new VdevBus(registry, {
+      logger: log.logger,
+      onHandled: (device, command, seconds) => {
+        if (seconds >= 0) seen.push(`${device} ${command}`);
+      },
+    });
+    try {
+      await timed.probe(`emu_test3,path=${tmp.path('t3.sock')}`);
+      const client = await connect(tmp.path('t3.sock'));
+      await client.regionRead(0, 0, 4);
+      expect(seen).to.deep.equal(['emu_test3 VERSION', 'emu_test3 REGION_READ']);
+    } finally {
+      await timed.removeAll();
+    }
+  });
+
   it('applies the schema defaults for keys not given', async () => {
     await bus.probe(`emu_test0,path=${tmp.path('t0.sock')}`);
     const client = await connect(tmp.path('t0.sock'));

@@ -22,6 +22,8 @@ import { prepareSocketPath } from './socket-path.js';
 export interface VdevBusOptions {
   /** For the bus and the devices it creates; default: warnings and errors on stderr. */
   logger?: Logger;
+  /** How long each vfio-user message took a device's JavaScript (ServerOptions.onHandled), by device. */
+  onHandled?(device: string, command: string, seconds: number): void;
 }
 
 export interface VdevBusEvents {
@@ -47,6 +49,7 @@ export interface DeviceRequest {
 
 export class VdevBus extends EventEmitter<VdevBusEvents> {
   private readonly log: Logger;
+  private readonly onHandled?: VdevBusOptions['onHandled'];
   private readonly deviceMap = new Map<string, EmuDevice>();
   private tail: Promise<unknown> = Promise.resolve();
 
@@ -56,6 +59,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
   ) {
     super();
     this.log = options.logger ?? stderrWarnings;
+    this.onHandled = options.onHandled;
   }
 
   /** The devices on the bus, in the order they were added. */
@@ -187,7 +191,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     const device = this.registry.allocate(req.name, req.driver.name, {
       path,
       logger: this.log,
-      server: req.server,
+      server: { ...req.server, onHandled: this.onHandled && ((c, s) => this.onHandled!(req.name, c, s)) },
     });
     try {
       await device.configure(req.config);

@@ -117,6 +117,31 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     expect(capPtr).to.be.at.least(0x40);
   });
 
+  it('times each message JavaScript handles for onHandled, and survives an observer that throws', async () => {
+    client.close();
+    server.close();
+    const seen: Array<[string, number]> = [];
+    let throwing = false;
+    server = new VfioUserServer(dev.spec, {
+      path: dir.path('timed.sock'),
+      logger: log.logger,
+      onHandled: (command, seconds) => {
+        seen.push([command, seconds]);
+        if (throwing) throw new Error('observer broke');
+      },
+    }).listen();
+    dev.attach(server);
+    client = await VfioUserClient.connect(server.path);
+    await client.regionRead(0, 0x20, 4);
+    await client.regionRead(0, 0x5000, 4).catch(() => {}); // out of range: an error reply, timed too
+    expect(seen.map(([c]) => c)).to.deep.equal(['VERSION', 'REGION_READ', 'REGION_READ']);
+    for (const [, s] of seen) expect(s).to.be.within(0, 1);
+    throwing = true;
+    expect((await client.regionRead(0, 0x20, 4)).length).to.equal(4);
+    await client.regionRead(0, 0x20, 4);
+    expect(log.lines.filter((e) => e.msg.includes('onHandled failed'))).to.have.length(1);
+  });
+
   it('reads and writes BAR registers, posted or not', async () => {
     await client.regionWrite(0, 0x20, Buffer.from('emu!'));
     expect((await client.regionRead(0, 0x20, 4)).toString()).to.equal('emu!');

@@ -80,6 +80,11 @@ export interface ServerOptions {
   requireSealedMemory?: boolean;
   /** The socket file's mode and owner, and which peer uids are served. */
   socket?: SocketAccess;
+  /**
+   * Called after each message JavaScript handled, with how long handling took (metrics histograms).
+   * The accesses the socket thread answers natively are not timed (they are counted in `trapped`).
+   */
+  onHandled?(command: string, seconds: number): void;
 }
 
 export interface ClientInfo {
@@ -164,6 +169,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private warnedUnsealed = false;
   /** Whether a dropped interrupt was logged since the current client connected. */
   private warnedDrop = false;
+  private readonly onHandled?: ServerOptions['onHandled'];
+  private observerFailed = false;
 
   constructor(
     readonly device: DeviceSpec,
@@ -179,6 +186,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       throw new RangeError(`server: maxDataXferSize ${this.maxDataXferSize} must be an integer >= 4096`);
     }
     this.writeMultiple = options.writeMultiple ?? true;
+    this.onHandled = options.onHandled;
     const resolved = resolveDevice(device);
     this.regions = resolved.regions;
     this.dma = new DmaTable({
@@ -474,6 +482,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private dispatch(conn: Connection, ctx: ServerContext, msg: Message): void {
     const { header } = msg;
     const name = commandName(header.command);
+    const started = this.onHandled ? performance.now() : 0;
     try {
       this.counters.commands[name] = (this.counters.commands[name] ?? 0) + 1;
       if (msg.excessFds) {
@@ -516,6 +525,18 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     } finally {
       // Whatever fds a handler did not take are not needed.
       for (const fd of msg.fds.splice(0)) safeClose(fd);
+      if (this.onHandled) this.observe(name, (performance.now() - started) / 1000);
+    }
+  }
+
+  /** An observer that throws must not cost the client its reply or the process its life. */
+  private observe(command: string, seconds: number): void {
+    try {
+      this.onHandled!(command, seconds);
+    } catch (err) {
+      if (!this.observerFailed)
+        this.log.error({ path: this.path }, `onHandled failed: ${(err as Error).message}`);
+      this.observerFailed = true;
     }
   }
 

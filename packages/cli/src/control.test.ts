@@ -1,0 +1,432 @@
+/**
+ * The control socket and `emu ctl`, case by case, with what a user sees: main() serves in-process, and
+ * `emu ctl` (main(['ctl', …])) or a raw socket talks to it.
+ */
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { EmudevRegistry } from '@emu/emudev';
+import { GPIO_ID, GpioReg } from '@emu/example-gpio';
+import { readPcap } from '@emu/network';
+import { VfioUserClient } from '@emu/vfio-user';
+import { expect } from 'chai';
+import { ControlClient, ControlError } from './control/client.js';
+import { MAX_LINE_BYTES, RpcErrorCode } from './control/protocol.js';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main } from './main.js';
+import { Capture, tempDir, until } from './test-env.fixture.js';
+
+const quietClient = { logger: { debug() {}, info() {}, warn() {}, error() {} } };
+
+describe('the control socket and emu ctl', () => {
+  let registry: EmudevRegistry;
+  let tmp: ReturnType<typeof tempDir>;
+  let out: Capture;
+  let err: Capture;
+  const stops: AbortController[] = [];
+  const clients: Array<{ close(): void }> = [];
+
+  beforeEach(() => {
+    registry = new EmudevRegistry();
+    tmp = tempDir();
+    out = new Capture();
+    err = new Capture();
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const s of stops.splice(0)) s.abort();
+    await until(() => registry.list().length === 0, 'devices removed');
+    tmp.cleanup();
+  });
+
+  /** emu serving, in-process; resolves once it prints "serving". */
+  async function serve(argv: string[]) {
+    const stop = new AbortController();
+    stops.push(stop);
+    const done = main(argv, { stdout: out, stderr: err, registry, signal: stop.signal, cwd: tmp.dir });
+    await Promise.race([
+      until(() => out.text.includes('serving'), 'emu to serve'),
+      done.then((code) => {
+        throw new Error(`emu exited ${code}: ${err.text}`);
+      }),
+    ]);
+    return { stop, done };
+  }
+
+  /** `emu ctl ARGS`: its exit code and what it printed. */
+  async function ctl(...args: string[]) {
+    const o = new Capture();
+    const e = new Capture();
+    const code = await main(['ctl', '--control', tmp.path('emu.ctl'), ...args], {
+      stdout: o,
+      stderr: e,
+      registry,
+      cwd: tmp.dir,
+    });
+    return { code, out: o.text, err: e.text };
+  }
+
+  async function rpc(): Promise<ControlClient> {
+    const c = await ControlClient.connect(tmp.path('emu.ctl'));
+    clients.push(c);
+    return c;
+  }
+
+  /** Sends raw text and collects the reply lines until `n` came (or the server closed). */
+  function raw(text: string, n: number): Promise<{ lines: unknown[]; closed: boolean }> {
+    return new Promise((resolve, reject) => {
+      const s = connect(tmp.path('emu.ctl'));
+      let buf = '';
+      const lines: unknown[] = [];
+      const finish = (closed: boolean) => {
+        s.destroy();
+        resolve({ lines, closed });
+      };
+      s.on('error', reject);
+      s.on('data', (d) => {
+        buf += d;
+        let i = buf.indexOf('\n');
+        while (i >= 0) {
+          lines.push(JSON.parse(buf.slice(0, i)));
+          buf = buf.slice(i + 1);
+          i = buf.indexOf('\n');
+        }
+        if (lines.length >= n) finish(false);
+      });
+      s.on('end', () => finish(true));
+      s.write(text);
+    });
+  }
+
+  it('is on by default next to the first device socket, mode 0600, and says where', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const path = tmp.path('emu.ctl');
+    expect(out.text).to.include(`control: ${path}  (emu ctl --control ${path} list)\n`);
+    const st = statSync(path);
+    expect(st.isSocket()).to.equal(true);
+    expect(st.mode & 0o777).to.equal(0o600);
+    const list = await ctl('list');
+    expect(list).to.deep.equal({
+      code: EXIT_OK,
+      out: `NAME       DRIVER    STATE    CLIENT  LINK  SOCKET\nemu_gpio0  emu_gpio  started  no      -     ${tmp.path('g0.sock')}\n`,
+      err: '',
+    });
+    const json = await ctl('--json', 'list');
+    expect(JSON.parse(json.out)).to.deep.equal([
+      {
+        name: 'emu_gpio0',
+        driver: 'emu_gpio',
+        type: 'gpio',
+        state: 'started',
+        path: tmp.path('g0.sock'),
+        connected: false,
+        status: '',
+      },
+    ]);
+  });
+
+  it('--no-control serves none; --control PATH alone serves no device until one is added', async () => {
+    const first = await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`, '--no-control']);
+    expect(existsSync(tmp.path('emu.ctl'))).to.equal(false);
+    expect(out.text).to.not.include('control:');
+    first.stop.abort();
+    expect(await first.done).to.equal(EXIT_OK);
+
+    out.text = '';
+    await serve(['--control', tmp.path('emu.ctl')]);
+    expect(out.text).to.equal(
+      `control: ${tmp.path('emu.ctl')}  (emu ctl --control ${tmp.path('emu.ctl')} list)\nserving 0 devices; Ctrl-C to stop\n`,
+    );
+    expect(await ctl('list')).to.include({ code: EXIT_OK, out: 'no devices\n' });
+  });
+
+  it('hot-adds and removes devices: relative paths from where emu ctl runs, errors as emu gives them', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const added = await ctl('add', 'emu_gpio1,path=g1.sock,lines=8');
+    expect(added).to.deep.equal({
+      code: EXIT_OK,
+      out: `added emu_gpio1 (emu_gpio, ${tmp.path('g1.sock')})\n`,
+      err: '',
+    });
+    expect(out.text).to.include(`emu_gpio1: added (emu_gpio, ${tmp.path('g1.sock')})\n`);
+    // The new device serves: a vfio-user client reaches it.
+    const client = await VfioUserClient.connect(tmp.path('g1.sock'), quietClient);
+    clients.push(client);
+    expect((await client.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
+    expect((await client.regionRead(0, GpioReg.LINES, 4)).readUInt32LE(0)).to.equal(8);
+
+    expect(await ctl('add', 'emu_gpio1,path=other.sock')).to.deep.equal({
+      code: EXIT_FAILURE,
+      out: '',
+      err: 'emu ctl: duplicate device name emu_gpio1 (EDUPLICATE)\n',
+    });
+    expect((await ctl('add', 'emu_gpio2,path=g2.sock,lines=99')).err).to.equal(
+      'emu ctl: emu_gpio2: lines=99: Too big: expected number to be <=32 (EVALUE)\n',
+    );
+    expect(await ctl('add', 'emu_gpio2')).to.deep.equal({
+      code: EXIT_FAILURE,
+      out: '',
+      err: 'emu ctl: emu_gpio2: path is required (EREQUIRED)\n',
+    });
+
+    expect(await ctl('remove', 'emu_gpio1')).to.deep.equal({
+      code: EXIT_OK,
+      out: 'removed emu_gpio1\n',
+      err: '',
+    });
+    expect(existsSync(tmp.path('g1.sock'))).to.equal(false);
+    expect(out.text).to.include('emu_gpio1: removed\n');
+    expect(await ctl('remove', 'emu_gpio1')).to.deep.equal({
+      code: EXIT_FAILURE,
+      out: '',
+      err: 'emu ctl: no device emu_gpio1 (devices: emu_gpio0) (ENOENT)\n',
+    });
+    // The device that was there all along never noticed.
+    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['emu.ctl', 'g0.sock']);
+  });
+
+  it("sets a NIC's link down and up, and refuses it for a device without a link", async () => {
+    await serve([
+      '--vdev',
+      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-link`,
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+    ]);
+    expect(await ctl('link', 'emu_iavf0', 'down')).to.deep.equal({
+      code: EXIT_OK,
+      out: 'emu_iavf0: link down\n',
+      err: '',
+    });
+    expect((await ctl('list')).out).to.match(/emu_iavf0 +emu_iavf +started +no +down /);
+    expect((await ctl('get', 'emu_iavf0', 'link')).out).to.equal('false\n');
+    await ctl('link', 'emu_iavf0', 'up');
+    expect((await ctl('get', 'emu_iavf0', 'link')).out).to.equal('true\n');
+    expect(await ctl('link', 'emu_gpio0', 'down')).to.deep.equal({
+      code: EXIT_FAILURE,
+      out: '',
+      err: 'emu ctl: emu_gpio0 (driver emu_gpio) has no link to set (ENOTSUP)\n',
+    });
+    expect(await ctl('link', 'emu_iavf0', 'sideways')).to.deep.equal({
+      code: EXIT_USAGE,
+      out: '',
+      err: 'emu ctl: link state must be up or down, not sideways\n',
+    });
+    // Any attribute, through set: checked against its schema.
+    expect(await ctl('set', 'emu_iavf0', 'speed', '25000')).to.deep.equal({
+      code: EXIT_OK,
+      out: 'emu_iavf0: speed = 25000\n',
+      err: '',
+    });
+    expect((await ctl('set', 'emu_iavf0', 'speed', 'fast')).err).to.match(
+      /^emu ctl: emu_iavf0: attribute speed: "fast": .* \(EINVAL\)\n$/,
+    );
+    expect((await ctl('set', 'emu_iavf0', 'mac', '"02:00:00:00:00:01"')).err).to.equal(
+      'emu ctl: emu_iavf0: attribute mac is read-only (EACCES)\n',
+    );
+  });
+
+  it('reads statistics per device and per queue', async () => {
+    await serve([
+      '--vdev',
+      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-stats,queues=2`,
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+    ]);
+    const client = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
+    clients.push(client);
+    for (let i = 0; i < 5; i++) await client.regionRead(0, GpioReg.ID, 4);
+    const stats = await ctl('--json', 'stats', 'emu_gpio0');
+    const snap = JSON.parse(stats.out);
+    expect(snap.devices).to.have.length(1);
+    expect(snap.devices[0]).to.include({ name: 'emu_gpio0', driver: 'emu_gpio', commands: 6, errors: 0 });
+    expect(snap.devices[0].socket).to.deep.equal({ path: tmp.path('g0.sock'), connected: true });
+    expect(snap.dataPlane).to.have.keys(['workers', 'running', 'nics', 'frames']);
+    const text = (await ctl('stats')).out.split('\n');
+    expect(text[0]).to.match(
+      /^DEVICE +LINK +RX PKTS +RX BYTES +TX PKTS +TX BYTES +DROPS +ERRORS +IRQS +CMDS$/,
+    );
+    expect(text[1]).to.match(/^emu_iavf0 +up 10000Mb\/s +0 +0 +0 +0 +0 +0 +0 +0$/);
+    expect(text.slice(2, 4).map((l) => l.trim().split(/ +/)[0])).to.deep.equal(['q0', 'q1']);
+    expect(text[4]).to.match(/^emu_gpio0 +- +0 +0 +0 +0 +0 +0 +0 +6$/);
+    expect(text[5]).to.match(/^data plane: \d+ of 1 workers running, \d+ NICs, \d+ frames$/);
+    expect(await ctl('stats', 'emu_nope0')).to.include({ code: EXIT_FAILURE });
+  });
+
+  it('starts and stops a pcap capture of a NIC, with clear errors', async () => {
+    await serve([
+      '--vdev',
+      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-pcap`,
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+    ]);
+    const pcap = tmp.path('n0.pcap');
+    expect(await ctl('capture', 'start', 'emu_iavf0', 'n0.pcap')).to.deep.equal({
+      code: EXIT_OK,
+      out: `emu_iavf0: capturing to ${pcap}\n`,
+      err: '',
+    });
+    expect(readPcap(readFileSync(pcap)).records).to.deep.equal([]);
+    expect(statSync(pcap).mode & 0o777).to.equal(0o600);
+    expect((await ctl('capture', 'start', 'emu_iavf0', 'other.pcap')).err).to.equal(
+      `emu ctl: emu_iavf0: already capturing to ${pcap}; stop that first (EBUSY)\n`,
+    );
+    expect(await ctl('capture', 'stop', 'emu_iavf0')).to.deep.equal({
+      code: EXIT_OK,
+      out: `emu_iavf0: stopped capturing to ${pcap}\n`,
+      err: '',
+    });
+    expect((await ctl('capture', 'stop', 'emu_iavf0')).err).to.equal(
+      'emu ctl: emu_iavf0 is not capturing (EINVAL)\n',
+    );
+    const again = await ctl('capture', 'start', 'emu_iavf0', 'n0.pcap');
+    expect(again.code).to.equal(EXIT_FAILURE);
+    expect(again.err).to.match(/exists/);
+    expect((await ctl('capture', 'start', 'emu_iavf0', 'n0.pcap', '--overwrite')).code).to.equal(EXIT_OK);
+    expect((await ctl('capture', 'start', 'emu_gpio0', 'g.pcap')).err).to.equal(
+      'emu ctl: emu_gpio0 (driver emu_gpio) has no pcap capture (ENOTSUP)\n',
+    );
+  });
+
+  it('changes the log level of the running emu', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await ctl('add', 'emu_gpio1,path=g1.sock');
+    expect(err.text).to.equal('');
+    expect(await ctl('log-level', 'info')).to.deep.equal({
+      code: EXIT_OK,
+      out: 'log level info (was warn)\n',
+      err: '',
+    });
+    await ctl('remove', 'emu_gpio1');
+    expect(err.text).to.include('emu info: device removed {"device":"emu_gpio1"}');
+    expect((await ctl('log-level', 'loud')).err).to.match(/^emu ctl: log\.setLevel: level: .*debug.*\(?/);
+  });
+
+  it('answers malformed requests with JSON-RPC errors and keeps serving the connection and the devices', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const device = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
+    clients.push(device);
+    const { lines, closed } = await raw(
+      [
+        'not json',
+        '{"jsonrpc":"2.0","id":1}',
+        '{"jsonrpc":"1.0","id":2,"method":"devices.list"}',
+        '{"jsonrpc":"2.0","id":3,"method":"nope"}',
+        '{"jsonrpc":"2.0","id":4,"method":"devices.remove","params":{"device":7}}',
+        '{"jsonrpc":"2.0","id":5,"method":"devices.list","params":{"extra":1}}',
+        '{"jsonrpc":"2.0","method":"log.setLevel","params":{"level":"warn"}}',
+        '{"jsonrpc":"2.0","id":{"x":1},"method":"emu.info"}',
+        '[]',
+        '[{"jsonrpc":"2.0","id":6,"method":"devices.list"},{"jsonrpc":"2.0","id":7,"method":"nope"}]',
+        '{"jsonrpc":"2.0","id":"last","method":"emu.info"}',
+        '',
+      ].join('\n'),
+      10,
+    );
+    expect(closed).to.equal(false);
+    const errorOf = (l: unknown) => (l as { id: unknown; error: { code: number } }).error?.code;
+    expect(lines.map((l) => (l as { id: unknown }).id)).to.deep.equal([
+      null,
+      1,
+      2,
+      3,
+      4,
+      5,
+      null,
+      null,
+      undefined, // the batch's reply is an array
+      'last',
+    ]);
+    expect(lines.slice(0, 8).map(errorOf)).to.deep.equal([
+      RpcErrorCode.PARSE_ERROR,
+      RpcErrorCode.INVALID_REQUEST,
+      RpcErrorCode.INVALID_REQUEST,
+      RpcErrorCode.METHOD_NOT_FOUND,
+      RpcErrorCode.INVALID_PARAMS,
+      RpcErrorCode.INVALID_PARAMS,
+      RpcErrorCode.INVALID_REQUEST,
+      RpcErrorCode.INVALID_REQUEST,
+    ]);
+    const batch = lines[8] as Array<{ id: number; result?: unknown; error?: { code: number } }>;
+    expect(batch.map((r) => [r.id, r.error?.code ?? 'ok'])).to.deep.equal([
+      [6, 'ok'],
+      [7, RpcErrorCode.METHOD_NOT_FOUND],
+    ]);
+    expect((lines[4] as { error: { message: string } }).error.message).to.equal(
+      'devices.remove: device: Invalid input: expected string, received number',
+    );
+    expect((lines[9] as { result: { version: string } }).result.version).to.match(/^\d+\.\d+\.\d+/);
+    // The device was served throughout.
+    expect((await device.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
+  });
+
+  it('bounds what a client can make it hold: a line too long, too many clients', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const long = await raw(`{"jsonrpc":"2.0","id":1,"method":"${'x'.repeat(MAX_LINE_BYTES + 10)}"`, 1);
+    expect(long.lines).to.deep.equal([
+      {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: RpcErrorCode.LIMIT, message: `a request line is longer than ${MAX_LINE_BYTES} bytes` },
+      },
+    ]);
+    const held: ControlClient[] = [];
+    for (let i = 0; i < 16; i++) held.push(await rpc());
+    for (const c of held) await c.call('emu.info');
+    const refused = await raw('', 1);
+    expect(refused.lines).to.deep.equal([
+      {
+        jsonrpc: '2.0',
+        id: null,
+        error: { code: RpcErrorCode.LIMIT, message: 'too many control clients (at most 16)' },
+      },
+    ]);
+    held.pop()!.close();
+    await new Promise((r) => setTimeout(r, 20));
+    const c = await ControlClient.connect(tmp.path('emu.ctl'));
+    clients.push(c);
+    expect(await c.call('emu.info')).to.include({ pid: process.pid });
+    // A client rejects what emu refused with a ControlError carrying the device's code.
+    const e = (await c.call('devices.remove', { device: 'emu_gpio9' }).catch((x) => x)) as ControlError;
+    expect(e).to.be.instanceOf(ControlError);
+    expect(e).to.include({ code: RpcErrorCode.FAILED });
+    expect(e.data).to.deep.equal({ code: 'ENOENT' });
+  });
+
+  it('tells emu ctl users why emu cannot be reached', async () => {
+    expect(await ctl('list')).to.deep.equal({
+      code: EXIT_FAILURE,
+      out: '',
+      err: `emu ctl: no control socket at ${tmp.path('emu.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
+    });
+    // A file nobody listens on (connect(2) says ECONNREFUSED, as for a killed emu's stale socket).
+    writeFileSync(tmp.path('not-a-socket'), '');
+    const o = new Capture();
+    const e = new Capture();
+    const code = await main(['ctl', '--control', tmp.path('not-a-socket'), 'list'], { stdout: o, stderr: e });
+    expect(code).to.equal(EXIT_FAILURE);
+    expect(e.text).to.equal(
+      `emu ctl: nobody listens on ${tmp.path('not-a-socket')}: emu has stopped (the socket file is stale)\n`,
+    );
+    expect((await ctl()).code).to.equal(EXIT_USAGE);
+    expect((await ctl('frobnicate')).code).to.equal(EXIT_USAGE);
+  });
+
+  it('refuses a second emu on the same default control socket, leaving the first alone', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const o = new Capture();
+    const e = new Capture();
+    const second = new EmudevRegistry();
+    const code = await main(['--vdev', `emu_gpio1,path=${tmp.path('g1.sock')}`], {
+      stdout: o,
+      stderr: e,
+      registry: second,
+      signal: new AbortController().signal,
+    });
+    expect(code).to.equal(EXIT_USAGE);
+    expect(e.text).to.equal(
+      `emu: --control: socket path ${tmp.path('emu.ctl')}: already in use by a running server (another emu serves there: give this one --control PATH or --no-control)\n`,
+    );
+    expect(existsSync(tmp.path('g1.sock')), 'its device socket is gone again').to.equal(false);
+    expect(second.list()).to.deep.equal([]);
+    expect((await ctl('list')).out).to.include('emu_gpio0');
+  });
+});

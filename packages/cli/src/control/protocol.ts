@@ -1,0 +1,57 @@
+/**
+ * The control socket's wire format: JSON-RPC 2.0 (https://www.jsonrpc.org/specification), one JSON
+ * text per line (newline-delimited, as SPDK's and QMP's clients read), over a UNIX stream socket.
+ * Shared by the server (control/server.ts) and the client (control/client.ts).
+ */
+
+/** The error codes JSON-RPC 2.0 fixes (section 5.1), and ours from its server-error range. */
+export const RpcErrorCode = {
+  PARSE_ERROR: -32700,
+  INVALID_REQUEST: -32600,
+  METHOD_NOT_FOUND: -32601,
+  INVALID_PARAMS: -32602,
+  INTERNAL_ERROR: -32603,
+  /** The request was fine; what it asked failed (no such device, file exists…). `data.code` says why. */
+  FAILED: -32000,
+  /** Too many clients, or a line too long: the connection is closed after this reply. */
+  LIMIT: -32001,
+} as const;
+
+/** The longest request line the server takes (a devargs string is far shorter). */
+export const MAX_LINE_BYTES = 64 * 1024;
+
+export interface RpcRequest {
+  jsonrpc: '2.0';
+  method: string;
+  params?: Record<string, unknown>;
+  /** Absent: a notification, answered with nothing. */
+  id?: string | number | null;
+}
+
+export interface RpcErrorBody {
+  code: number;
+  message: string;
+  /** For FAILED: `{ code }`, the errno-like code of the error (ENOENT, EEXIST, EINVAL…). */
+  data?: { code?: string };
+}
+
+export type RpcResponse =
+  | { jsonrpc: '2.0'; id: string | number | null; result: unknown }
+  | { jsonrpc: '2.0'; id: string | number | null; error: RpcErrorBody };
+
+/** Splits a byte stream into lines; refuses a line longer than `max` bytes. */
+export class LineSplitter {
+  #pending = '';
+
+  constructor(private readonly max = MAX_LINE_BYTES) {}
+
+  /** The complete lines in `chunk` (and what came before it); throws RangeError past `max`. */
+  push(chunk: string): string[] {
+    const parts = (this.#pending + chunk).split('\n');
+    this.#pending = parts.pop() ?? '';
+    if (Buffer.byteLength(this.#pending) > this.max || parts.some((p) => Buffer.byteLength(p) > this.max)) {
+      throw new RangeError(`a request line is longer than ${this.max} bytes`);
+    }
+    return parts.filter((p) => p.trim() !== '');
+  }
+}

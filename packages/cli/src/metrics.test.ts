@@ -1,0 +1,247 @@
+/** `emu --metrics HOST:PORT`, scraped as Prometheus would, and `emu stats` over the control socket. */
+import { EmudevRegistry } from '@emu/emudev';
+import { GpioReg } from '@emu/example-gpio';
+import { VfioUserClient } from '@emu/vfio-user';
+import { expect } from 'chai';
+import { EXIT_OK, EXIT_USAGE, main } from './main.js';
+import { parseListen } from './metrics.js';
+import type { StatsSnapshot } from './snapshot.js';
+import { renderStats, si } from './stats-view.js';
+import { Capture, tempDir, until } from './test-env.fixture.js';
+
+const quietClient = { logger: { debug() {}, info() {}, warn() {}, error() {} } };
+
+/** The value of one series in Prometheus text, or undefined. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('metrics and emu stats', () => {
+  let registry: EmudevRegistry;
+  let tmp: ReturnType<typeof tempDir>;
+  let out: Capture;
+  let err: Capture;
+  const stops: AbortController[] = [];
+  const clients: VfioUserClient[] = [];
+
+  beforeEach(() => {
+    registry = new EmudevRegistry();
+    tmp = tempDir();
+    out = new Capture();
+    err = new Capture();
+  });
+
+  afterEach(async () => {
+    for (const c of clients.splice(0)) c.close();
+    for (const s of stops.splice(0)) s.abort();
+    await until(() => registry.list().length === 0, 'devices removed');
+    tmp.cleanup();
+  });
+
+  async function serve(argv: string[]) {
+    const stop = new AbortController();
+    stops.push(stop);
+    const done = main(argv, { stdout: out, stderr: err, registry, signal: stop.signal, cwd: tmp.dir });
+    await Promise.race([
+      until(() => out.text.includes('serving'), 'emu to serve'),
+      done.then((code) => {
+        throw new Error(`emu exited ${code}: ${err.text}`);
+      }),
+    ]);
+    return { stop, done };
+  }
+
+  it('parses HOST:PORT, bracketed IPv6 included, and refuses anything else', () => {
+    expect(parseListen('127.0.0.1:9464')).to.deep.equal({ host: '127.0.0.1', port: 9464 });
+    expect(parseListen('[::1]:0')).to.deep.equal({ host: '::1', port: 0 });
+    expect(parseListen('localhost:80')).to.deep.equal({ host: 'localhost', port: 80 });
+    for (const bad of ['9464', ':9464', '1.2.3.4:', '1.2.3.4:65536', '::1:80', 'a:b']) {
+      expect(() => parseListen(bad), bad).to.throw(
+        `expected HOST:PORT, e.g. 127.0.0.1:9464 or [::1]:9464, not ${bad}`,
+      );
+    }
+  });
+
+  it('serves per-device and per-queue counters and message latency histograms in Prometheus text', async () => {
+    await serve([
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      '--vdev',
+      `emu_iavf0,path=${tmp.path('n0.sock')},net=metrics,queues=2`,
+      '--metrics',
+      '127.0.0.1:0',
+    ]);
+    const url = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(out.text)?.[1];
+    expect(url, out.text).to.be.a('string');
+    const client = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
+    clients.push(client);
+    for (let i = 0; i < 7; i++) await client.regionRead(0, GpioReg.ID, 4);
+    await client.regionRead(0, 0x10_0000, 4).catch(() => {}); // past the BAR: an error reply
+
+    const res = await fetch(url!);
+    expect(res.status).to.equal(200);
+    expect(res.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
+    const text = await res.text();
+    expect(text).to.include('# TYPE emu_vfio_user_messages_total counter');
+    expect(sample(text, 'emu_vfio_user_messages_total{device="emu_gpio0"}')).to.equal(9);
+    expect(sample(text, 'emu_vfio_user_errors_total{device="emu_gpio0"}')).to.equal(1);
+    expect(sample(text, 'emu_device_connected{device="emu_gpio0"}')).to.equal(1);
+    expect(sample(text, 'emu_device_connected{device="emu_iavf0"}')).to.equal(0);
+    expect(sample(text, 'emu_device_info{device="emu_iavf0",driver="emu_iavf",type="net"}')).to.equal(1);
+    expect(sample(text, 'emu_link_up{device="emu_iavf0"}')).to.equal(1);
+    expect(sample(text, 'emu_link_speed_mbps{device="emu_iavf0"}')).to.equal(10000);
+    expect(sample(text, 'emu_link_up{device="emu_gpio0"}'), 'a GPIO has no link').to.equal(undefined);
+    for (const q of ['0', '1']) {
+      for (const dir of ['rx', 'tx']) {
+        expect(
+          sample(text, `emu_queue_packets_total{device="emu_iavf0",queue="${q}",direction="${dir}"}`),
+        ).to.equal(0);
+      }
+    }
+    // Every message JavaScript handled is in the histogram: VERSION, 8 REGION_READs.
+    const h = 'emu_vfio_user_message_duration_seconds';
+    expect(sample(text, `${h}_count{device="emu_gpio0",command="REGION_READ"}`)).to.equal(8);
+    expect(sample(text, `${h}_count{device="emu_gpio0",command="VERSION"}`)).to.equal(1);
+    expect(sample(text, `${h}_bucket{le="+Inf",device="emu_gpio0",command="REGION_READ"}`)).to.equal(8);
+    expect(sample(text, `${h}_sum{device="emu_gpio0",command="REGION_READ"}`)).to.be.greaterThan(0);
+    expect(sample(text, 'emu_dataplane_workers')).to.equal(1);
+    expect(text).to.match(/^emu_process_resident_memory_bytes \d+/m);
+
+    // A device hot-removed takes its series with it.
+    const removed = await main(['ctl', '--control', tmp.path('emu.ctl'), 'remove', 'emu_gpio0'], {
+      stdout: new Capture(),
+      stderr: new Capture(),
+    });
+    expect(removed).to.equal(EXIT_OK);
+    const after = await (await fetch(url!)).text();
+    expect(after).to.not.include('device="emu_gpio0"');
+    expect(sample(after, 'emu_device_connected{device="emu_iavf0"}')).to.equal(0);
+    const other = await fetch(url!.replace('/metrics', '/'));
+    expect(other.status).to.equal(404);
+  });
+
+  it('a --metrics address that cannot be bound is a usage error, and nothing is left serving', async () => {
+    const first = await serve([
+      '--vdev',
+      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      '--metrics',
+      '127.0.0.1:0',
+    ]);
+    const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(out.text)![1];
+    const e = new Capture();
+    const second = new EmudevRegistry();
+    const code = await main(
+      ['--vdev', `emu_gpio1,path=${tmp.path('g1.sock')}`, '--no-control', '--metrics', `127.0.0.1:${port}`],
+      { stdout: new Capture(), stderr: e, registry: second, signal: new AbortController().signal },
+    );
+    expect(code).to.equal(EXIT_USAGE);
+    expect(e.text).to.match(new RegExp(`^emu: --metrics 127\\.0\\.0\\.1:${port}: listen EADDRINUSE`));
+    expect(second.list()).to.deep.equal([]);
+    first.stop.abort();
+    expect(await first.done).to.equal(EXIT_OK);
+  });
+
+  it('renders rates between two readings: per device and per queue, pps and bit/s in SI units', () => {
+    expect([0, 999, 1000, 1234, 12_345_678, 9.99e12].map(si)).to.deep.equal([
+      '0',
+      '999',
+      '1.00k',
+      '1.23k',
+      '12.3M',
+      '9.99T',
+    ]);
+    const reading = (time: number, rx: number, tx: number, irqs: number): StatsSnapshot => ({
+      time,
+      uptimeSeconds: time / 1000,
+      devices: [
+        {
+          name: 'emu_iavf0',
+          driver: 'emu_iavf',
+          type: 'net',
+          state: 'started',
+          socket: { path: '/run/emu/a.sock', connected: true },
+          commands: 10,
+          errors: 0,
+          irqs,
+          irqsDropped: 0,
+          trapped: 0,
+          dmaReadBytes: 0,
+          dmaWriteBytes: 0,
+          memoryFaults: 0,
+          link: { up: true, speedMbps: 10000 },
+          queues: [
+            { queue: 0, direction: 'rx', packets: rx, bytes: rx * 1500, drops: 2, errors: 0 },
+            { queue: 0, direction: 'tx', packets: tx, bytes: tx * 64, drops: 0, errors: 1 },
+          ],
+          status: '',
+        },
+      ],
+      dataPlane: { workers: 1, running: 1, nics: 1, frames: tx },
+    });
+    const text = renderStats(
+      reading(62_000, 3000, 500_000, 40),
+      reading(60_000, 1000, 100_000, 20),
+      '/run/emu/emu.ctl',
+    );
+    const lines = text.split('\n');
+    expect(lines[0]).to.match(
+      /^emu stats {2}\/run\/emu\/emu\.ctl {2}\d\d:\d\d:\d\d {2}up 62s {2}rates over 2\.0s$/,
+    );
+    expect(lines.slice(1, 4).map((l) => l.split(/ {2,}/))).to.deep.equal([
+      ['DEVICE', 'LINK', 'CLIENT', 'RX pps', 'RX bit/s', 'TX pps', 'TX bit/s', 'DROPS', 'ERRORS', 'IRQ/s'],
+      ['emu_iavf0', 'up 10000Mb/s', 'yes', '1.00k', '12.0M', '200k', '102M', '2', '1', '10'],
+      ['', 'q0', '1.00k', '12.0M', '200k', '102M', '2', '1'],
+    ]);
+    expect(lines[4]).to.equal('data plane: 1 of 1 workers running, 1 NICs, 200k frames/s');
+  });
+
+  it('emu stats --once reads a running emu twice and prints the view; errors say what to do', async () => {
+    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    const o = new Capture();
+    const e = new Capture();
+    const code = await main(['stats', '--once', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+      stdout: o,
+      stderr: e,
+    });
+    expect(code, e.text).to.equal(EXIT_OK);
+    expect(o.text).to.match(/^emu stats {2}\S+emu\.ctl {2}\d\d:\d\d:\d\d {2}up \d+s {2}rates over 0\.\ds\n/);
+    expect(o.text).to.match(/\nemu_gpio0 +- +no +0 +0 +0 +0 +0 +0 +0\n/);
+    const json = new Capture();
+    await main(['stats', '--once', '--json', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+      stdout: json,
+      stderr: e,
+    });
+    const { before, now } = JSON.parse(json.text) as { before: StatsSnapshot; now: StatsSnapshot };
+    expect(now.time - before.time).to.be.at.least(90);
+    expect(now.devices.map((d) => d.name)).to.deep.equal(['emu_gpio0']);
+
+    // The live view: one reading per interval until stopped.
+    const live = new Capture();
+    const stop = new AbortController();
+    const running = main(['stats', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+      stdout: live,
+      stderr: e,
+      signal: stop.signal,
+    });
+    await until(() => (live.text.match(/^emu stats /gm) ?? []).length >= 2, 'two views');
+    stop.abort();
+    expect(await running).to.equal(EXIT_OK);
+
+    const bad = new Capture();
+    expect(await main(['stats', '--interval', '0'], { stdout: new Capture(), stderr: bad })).to.equal(
+      EXIT_USAGE,
+    );
+    expect(bad.text).to.include('expected seconds from 0.1 to 3600');
+    const gone = new Capture();
+    expect(
+      await main(['stats', '--once', '--control', tmp.path('none.ctl')], {
+        stdout: new Capture(),
+        stderr: gone,
+      }),
+    ).to.equal(1);
+    expect(gone.text).to.equal(
+      `emu stats: no control socket at ${tmp.path('none.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
+    );
+  });
+});

@@ -1,0 +1,88 @@
+/**
+ * One reading of everything an operator watches: every device's transport counters, link and queues,
+ * and the data plane's. Plain JSON (no bigint), so the control socket sends it as is; `emu stats` and
+ * the metrics endpoint are built on it.
+ */
+import type { EmuDevice, QueueCounters } from '@emu/emudev';
+import type { DataPlane } from '@emu/native';
+
+export interface DeviceSnapshot {
+  name: string;
+  driver: string;
+  type: string;
+  state: string;
+  socket: { path: string; connected: boolean };
+  /** vfio-user messages handled (natively answered register accesses included), error replies. */
+  commands: number;
+  errors: number;
+  /** Interrupts raised to the guest, and those its eventfd could not take. */
+  irqs: number;
+  irqsDropped: number;
+  /** Register accesses the native socket thread answered. */
+  trapped: number;
+  dmaReadBytes: number;
+  dmaWriteBytes: number;
+  memoryFaults: number;
+  link?: { up: boolean; speedMbps: number };
+  queues: QueueCounters[];
+  /** The driver's one-line summary. */
+  status: string;
+}
+
+export interface DataPlaneSnapshot {
+  workers: number;
+  running: number;
+  nics: number;
+  /** Frames the workers took from TX rings. */
+  frames: number;
+}
+
+export interface StatsSnapshot {
+  /** When it was read (ms since the epoch), for rates between two readings. */
+  time: number;
+  uptimeSeconds: number;
+  devices: DeviceSnapshot[];
+  dataPlane: DataPlaneSnapshot;
+}
+
+const sum = (record: Record<string, number>) => Object.values(record).reduce((a, b) => a + b, 0);
+
+export function deviceSnapshot(d: EmuDevice): DeviceSnapshot {
+  const stats = d.stats();
+  const info = d.info();
+  const { link, queues } = d.counters();
+  return {
+    name: d.name,
+    driver: d.driver.name,
+    type: d.driver.type,
+    state: d.state,
+    socket: { path: d.path, connected: info.socket.connected },
+    commands: sum(stats.commands),
+    errors: sum(stats.errors),
+    irqs: stats.irqsTriggered,
+    irqsDropped: stats.irqsDropped,
+    trapped: stats.trapped,
+    dmaReadBytes: stats.dmaReadBytes,
+    dmaWriteBytes: stats.dmaWriteBytes,
+    memoryFaults: stats.memoryFaults,
+    ...(link ? { link: { ...link } } : {}),
+    queues: queues.map((q) => ({ ...q })),
+    status: d.status(),
+  };
+}
+
+export function statsSnapshot(devices: EmuDevice[], plane: DataPlane, startedAt: number): StatsSnapshot {
+  const p = plane.stats();
+  const now = Date.now();
+  return {
+    time: now,
+    uptimeSeconds: Math.round((now - startedAt) / 1000),
+    devices: devices.map(deviceSnapshot),
+    dataPlane: {
+      workers: p.workers.length,
+      running: p.workers.filter((w) => w.running).length,
+      nics: p.nics,
+      frames: p.frames,
+    },
+  };
+}

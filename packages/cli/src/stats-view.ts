@@ -1,0 +1,218 @@
+/**
+ * `emu stats`: a live view of a running emu, like top: every device and its queues with packet and bit
+ * rates, drops, errors, interrupts and link, read over the control socket every --interval seconds.
+ * `--once` prints one view (rates over one interval) and exits.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { ControlClient, ControlError } from './control/client.js';
+import { type CtlIo, controlPath, DEFAULT_CONTROL_PATH, queuePairs, unreachable } from './ctl.js';
+import type { DeviceSnapshot, StatsSnapshot } from './snapshot.js';
+import { table } from './table.js';
+
+export interface StatsIo extends CtlIo {
+  /** Ends the live view (default: SIGINT/SIGTERM, as for emu). */
+  signal?: AbortSignal;
+}
+
+/** 1234567 → "1.23M": rates in SI units, three significant digits. */
+export function si(value: number): string {
+  const units = ['', 'k', 'M', 'G', 'T'];
+  let v = value;
+  let i = 0;
+  while (Math.abs(v) >= 1000 && i < units.length - 1) {
+    v /= 1000;
+    i++;
+  }
+  const text = i === 0 ? String(Math.round(v)) : v.toPrecision(3);
+  return `${text}${units[i]}`;
+}
+
+interface Rates {
+  rxPps: number;
+  rxBps: number;
+  txPps: number;
+  txBps: number;
+  drops: number;
+  errors: number;
+}
+
+type Queue = DeviceSnapshot['queues'][0];
+
+function queueRates(now: Queue[], before: Queue[] | undefined, seconds: number): Rates {
+  const total = (list: Queue[] | undefined, dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
+    (list ?? []).filter((q) => q.direction === dir).reduce((n, q) => n + q[k], 0);
+  const rate = (dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
+    before === undefined || seconds <= 0
+      ? 0
+      : Math.max(0, total(now, dir, k) - total(before, dir, k)) / seconds;
+  return {
+    rxPps: rate('rx', 'packets'),
+    rxBps: rate('rx', 'bytes') * 8,
+    txPps: rate('tx', 'packets'),
+    txBps: rate('tx', 'bytes') * 8,
+    drops: now.reduce((n, q) => n + q.drops, 0),
+    errors: now.reduce((n, q) => n + q.errors, 0),
+  };
+}
+
+/** The view of `now`, with rates against `before` (an earlier reading; none: rates 0). */
+export function renderStats(now: StatsSnapshot, before?: StatsSnapshot, path = ''): string {
+  const seconds = before ? (now.time - before.time) / 1000 : 0;
+  const rows: Array<Array<string | number>> = [];
+  for (const d of now.devices) {
+    const prev = before?.devices.find((p) => p.name === d.name);
+    const r = queueRates(d.queues, prev?.queues, seconds);
+    const irqRate = prev && seconds > 0 ? Math.max(0, d.irqs - prev.irqs) / seconds : 0;
+    const link = d.link ? (d.link.up ? `up ${d.link.speedMbps}Mb/s` : 'down') : '-';
+    const client = d.socket.connected ? 'yes' : 'no';
+    rows.push([
+      d.name,
+      link,
+      client,
+      si(r.rxPps),
+      si(r.rxBps),
+      si(r.txPps),
+      si(r.txBps),
+      r.drops,
+      r.errors,
+      si(irqRate),
+    ]);
+    for (const q of queuePairs(d)) {
+      const mine = [q.rx, q.tx].filter((x): x is Queue => x !== undefined);
+      const old = prev?.queues.filter((x) => x.queue === q.queue);
+      const qr = queueRates(mine, old, seconds);
+      rows.push([
+        `  q${q.queue}`,
+        '',
+        '',
+        si(qr.rxPps),
+        si(qr.rxBps),
+        si(qr.txPps),
+        si(qr.txBps),
+        qr.drops,
+        qr.errors,
+        '',
+      ]);
+    }
+  }
+  const p = now.dataPlane;
+  const prevFrames = before?.dataPlane.frames;
+  const fps = prevFrames !== undefined && seconds > 0 ? Math.max(0, p.frames - prevFrames) / seconds : 0;
+  const stamp = new Date(now.time).toTimeString().slice(0, 8);
+  return (
+    `emu stats  ${path}  ${stamp}  up ${now.uptimeSeconds}s${seconds > 0 ? `  rates over ${seconds.toFixed(1)}s` : ''}\n` +
+    (rows.length > 0
+      ? table(
+          [
+            'DEVICE',
+            'LINK',
+            'CLIENT',
+            'RX pps',
+            'RX bit/s',
+            'TX pps',
+            'TX bit/s',
+            'DROPS',
+            'ERRORS',
+            'IRQ/s',
+          ],
+          rows,
+        )
+      : 'no devices\n') +
+    `data plane: ${p.running} of ${p.workers} workers running, ${p.nics} NICs, ${si(fps)} frames/s\n`
+  );
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener(
+      'abort',
+      () => {
+        clearTimeout(t);
+        resolve();
+      },
+      { once: true },
+    );
+  });
+
+export async function statsMain(argv: readonly string[], io: StatsIo): Promise<number> {
+  const cmd = new Command('emu stats')
+    .description('A live view of a running emu: devices, queues, rates, drops, errors, interrupts, link.')
+    .usage('[--control PATH] [--once] [--interval SECONDS]')
+    .addOption(
+      new Option(
+        '--control <path>',
+        `emu's control socket (default: $EMU_CONTROL, else ${DEFAULT_CONTROL_PATH})`,
+      ),
+    )
+    .option('--once', 'print one view (rates over one interval) and exit')
+    .option('--json', 'with --once: print the two readings as JSON')
+    .addOption(
+      new Option('--interval <seconds>', 'seconds between readings, 0.1-3600').default(1).argParser((v) => {
+        const n = Number(v);
+        if (v.trim() === '' || !(n >= 0.1 && n <= 3600))
+          throw new InvalidArgumentError('expected seconds from 0.1 to 3600');
+        return n;
+      }),
+    )
+    .allowExcessArguments(false)
+    .showHelpAfterError('Run "emu stats --help" for usage.')
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => io.stdout.write(s), writeErr: (s) => io.stderr.write(s) });
+  try {
+    cmd.parse([...argv], { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError && err.code === 'commander.helpDisplayed') return 0;
+    return 2;
+  }
+  const opts = cmd.opts<{ control?: string; once?: boolean; json?: boolean; interval: number }>();
+  const path = controlPath(opts.control, io.env);
+  let client: ControlClient;
+  try {
+    client = await ControlClient.connect(path);
+  } catch (err) {
+    io.stderr.write(`emu stats: ${unreachable(path, err)}\n`);
+    return 1;
+  }
+  const read = () => client.call('stats.get') as Promise<StatsSnapshot>;
+  try {
+    let before = await read();
+    if (opts.once) {
+      await sleep(opts.interval * 1000);
+      const now = await read();
+      io.stdout.write(
+        opts.json ? `${JSON.stringify({ before, now }, null, 2)}\n` : renderStats(now, before, path),
+      );
+      return 0;
+    }
+    const signal = io.signal ?? stopSignal();
+    // On a terminal each view replaces the last (cursor home, clear); a pipe gets one view after another.
+    const clear = io.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
+    while (!signal.aborted) {
+      await sleep(opts.interval * 1000, signal);
+      if (signal.aborted) break;
+      const now = await read();
+      io.stdout.write(`${clear}${renderStats(now, before, path)}${clear ? '' : '\n'}`);
+      before = now;
+    }
+    return 0;
+  } catch (err) {
+    const code = err instanceof ControlError && err.data?.code ? ` (${err.data.code})` : '';
+    io.stderr.write(`emu stats: ${(err as Error).message}${code}\n`);
+    return 1;
+  } finally {
+    client.close();
+  }
+}
+
+function stopSignal(): AbortSignal {
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  process.once('SIGINT', stop);
+  process.once('SIGTERM', stop);
+  controller.signal.addEventListener('abort', () => {
+    process.off('SIGINT', stop);
+    process.off('SIGTERM', stop);
+  });
+  return controller.signal;
+}
