@@ -13,8 +13,11 @@ export class EmuProcess {
   stderr = '';
   private exited?: Promise<number | null>;
 
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [EMU_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `netns`: run emu in that network namespace (`ip netns exec` execs it: the child is emu itself). */
+  constructor(args: string[], options: { netns?: string } = {}) {
+    const command = [process.execPath, EMU_BIN, ...args];
+    if (options.netns) command.unshift('ip', 'netns', 'exec', options.netns);
+    this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => {
       this.stdout += d.toString();
     });
