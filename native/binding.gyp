@@ -10,6 +10,7 @@
       "src/mmap.cc",
       "src/eventfd.cc",
       "src/memfd.cc",
+      "src/sd_notify.cc",
       "src/tap.cc",
       "src/guest_memory.cc",
       "src/guard.cc",

@@ -334,6 +334,7 @@ export interface NativeBinding {
   eventfdRead(fd: number): bigint | null;
   eventfdWrite(fd: number, value: bigint): void;
   memfdCreate(name: string, size: bigint, seal: boolean): number;
+  sdNotify(path: string, state: string): void;
   fileInfo(fd: number): FileInfo;
   readonly sealShrink: number;
   readonly sealGrow: number;

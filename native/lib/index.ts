@@ -56,6 +56,7 @@ export { IrqLines, type IrqResult } from './irq-lines.js';
 export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from './memfd.js';
 export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
 export { crc32c, type IavfTxPacketFields, iavfRxOffloadBits, iavfTxFrames } from './offloads.js';
+export { notifySystemd } from './sd-notify.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
   type MessageSocket,

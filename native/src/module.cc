@@ -63,6 +63,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitMmap(env, exports);
   InitEventFd(env, exports);
   InitMemfd(env, exports);
+  InitSdNotify(env, exports);
   InitTap(env, exports);
   InitGuestMemory(env, exports);
   InitDoorbellWatcher(env, exports);

@@ -1,6 +1,8 @@
-import type { ChildProcess } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { createInterface } from 'node:readline';
 import { GPIO_ID, GpioReg } from '@emu/example-gpio';
 import { VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
@@ -25,6 +27,38 @@ describe('bin/emu.js (a child process)', function () {
   afterEach(() => {
     for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     tmp.cleanup();
+  });
+
+  it('tells systemd (Type=notify) it is ready once it serves, what it serves, and that it stops', async () => {
+    // systemd's side of $NOTIFY_SOCKET: @emu/native's stand-in prints each datagram as a JSON line.
+    const nativeRoot = join(dirname(createRequire(import.meta.url).resolve('@emu/native')), '..');
+    const script = join(nativeRoot, 'scripts/notify-receiver.py');
+    const notify = tmp.path('notify');
+    const receiver = spawn('python3', [script, notify], { stdio: ['ignore', 'pipe', 'inherit'] });
+    children.push(receiver);
+    const lines = createInterface({ input: receiver.stdout! })[Symbol.asyncIterator]();
+    const next = async () => (await lines.next()).value as string;
+    expect(await next()).to.equal('ready');
+    const run = emu(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`], {
+      ...process.env,
+      NOTIFY_SOCKET: notify,
+    });
+    children.push(run.child);
+    expect(JSON.parse(await next())).to.equal('READY=1\nSTATUS=serving 1 device');
+    expect(run.io.stdout).to.contain('serving 1 device');
+    const ctl = emu([
+      'ctl',
+      '--control',
+      tmp.path('emu.ctl'),
+      'add',
+      `emu_gpio1,path=${tmp.path('g1.sock')}`,
+    ]);
+    expect((await ctl.exit).code, ctl.io.stderr).to.equal(0);
+    expect(JSON.parse(await next())).to.equal('STATUS=serving 2 devices');
+    run.child.kill('SIGTERM');
+    expect(JSON.parse(await next())).to.equal('STOPPING=1');
+    expect((await run.exit).code).to.equal(0);
+    expect(run.io.stderr).to.equal('');
   });
 
   it('serves two devices, a client reaches one, and SIGINT removes both sockets with exit code 0', async () => {

@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
-import { DataPlane } from '@emu/native';
+import { DataPlane, notifySystemd } from '@emu/native';
 import {
   DevargsError,
   describeDriver,
@@ -375,6 +375,24 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     if (control) stdout.write(`control: ${control.path}  (emu ctl --control ${control.path} list)\n`);
     stdout.write(`serving ${devices.length} device${devices.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
     serving = true;
+    // Under systemd (Type=notify): ready once every device serves, and what it serves.
+    const tellSystemd = (state: string) => {
+      try {
+        notifySystemd(state);
+      } catch (err) {
+        logger.warn(
+          { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET },
+          `cannot notify systemd: ${(err as Error).message}`,
+        );
+      }
+    };
+    const serves = () =>
+      `STATUS=serving ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}`;
+    tellSystemd(`READY=1\n${serves()}`);
+    bus.on('add', () => tellSystemd(serves()));
+    bus.on('remove', () => {
+      if (serving) tellSystemd(serves());
+    });
 
     const statusMs = opts.status * 1000;
     // A terminal gets status lines by default; a pipe only when --status was given.
@@ -386,6 +404,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     await aborted(signal);
     clearInterval(timer);
     serving = false;
+    tellSystemd('STOPPING=1');
     const why = typeof signal.reason === 'string' ? signal.reason : 'stop';
     stdout.write(`${why}: removing ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}\n`);
     // Nobody may add a device while the others go.

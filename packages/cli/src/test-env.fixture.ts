@@ -48,9 +48,10 @@ export interface EmuRun {
 }
 
 /** Runs bin/emu.js as a child process (no tsx: the built dist, as `pnpm exec emu` runs it). */
-export function spawnEmu(args: string[]): EmuRun {
+export function spawnEmu(args: string[], env: NodeJS.ProcessEnv = process.env): EmuRun {
   const child = spawn(process.execPath, [join(packageRoot, 'bin/emu.js'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env,
   });
   const io = { stdout: '', stderr: '' };
   child.stdout!.on('data', (d) => {
