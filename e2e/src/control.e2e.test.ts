@@ -8,10 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up } from '@emu/guest';
 import { expect } from 'chai';
 import { EMU_BIN, EmuProcess } from './emu-process.js';
-import { up } from './guest-scripts.js';
 
 const run = promisify(execFile);
 

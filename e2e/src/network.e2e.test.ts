@@ -9,11 +9,10 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up, waitPing } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
 import { explainRun } from './explain.js';
-import { up, waitPing } from './guest-scripts.js';
 
 /** Guest A (4 queues): receives the 10 MiB file and eight more flows, then waits for B's "done". */
 const SERVER = `${up('10.0.0.1/24')}

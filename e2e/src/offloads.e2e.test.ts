@@ -18,11 +18,18 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ipv4TcpFrame, ipv4UdpFrame } from '@emu/driver-iavf/testing';
-import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
+import {
+  awaitSignal,
+  type BootGuestResult,
+  bootGuest,
+  ensureGuestEnvironment,
+  ncReceive,
+  signal,
+  up,
+} from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
 import { explainRun } from './explain.js';
-import { awaitSignal, ncReceive, signal, up } from './guest-scripts.js';
 
 const MAC_A = '02:00:00:00:00:01';
 const MAC_B = '02:00:00:00:00:02';

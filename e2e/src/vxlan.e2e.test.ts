@@ -9,11 +9,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { type BootGuestResult, bootGuest, ensureGuestEnvironment } from '@emu/guest';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up, waitPing } from '@emu/guest';
 import { expect } from 'chai';
 import { EmuProcess } from './emu-process.js';
 import { explainRun } from './explain.js';
-import { up, waitPing } from './guest-scripts.js';
 
 const ip = (...args: string[]) => execFileSync('ip', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
 

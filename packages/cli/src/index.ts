@@ -32,4 +32,4 @@ export {
   type StatsSnapshot,
   statsSnapshot,
 } from './snapshot.js';
-export { renderStats, type StatsIo, statsMain } from './stats-view.js';
+export { type DeviceRates, deviceRates, renderStats, type StatsIo, si, statsMain } from './stats-view.js';

@@ -55,45 +55,46 @@ function queueRates(now: Queue[], before: Queue[] | undefined, seconds: number):
   };
 }
 
-/** The view of `now`, with rates against `before` (an earlier reading; none: rates 0). */
+/** One device's rates between two readings (totals of its queues), and the same per queue pair. */
+export interface DeviceRates extends Rates {
+  name: string;
+  link: string;
+  connected: boolean;
+  irqsPerSecond: number;
+  queues: Array<Rates & { queue: number }>;
+}
+
+/** Rates of every device of `now` against `before` (an earlier reading; none: rates 0). */
+export function deviceRates(now: StatsSnapshot, before?: StatsSnapshot): DeviceRates[] {
+  const seconds = before ? (now.time - before.time) / 1000 : 0;
+  return now.devices.map((d) => {
+    const prev = before?.devices.find((p) => p.name === d.name);
+    return {
+      name: d.name,
+      link: d.link ? (d.link.up ? `up ${d.link.speedMbps}Mb/s` : 'down') : '-',
+      connected: d.socket.connected,
+      ...queueRates(d.queues, prev?.queues, seconds),
+      irqsPerSecond: prev && seconds > 0 ? Math.max(0, d.irqs - prev.irqs) / seconds : 0,
+      queues: queuePairs(d).map((q) => ({
+        queue: q.queue,
+        ...queueRates(
+          [q.rx, q.tx].filter((x): x is Queue => x !== undefined),
+          prev?.queues.filter((x) => x.queue === q.queue),
+          seconds,
+        ),
+      })),
+    };
+  });
+}
+
+/** The view of `now`, with rates against `before`. */
 export function renderStats(now: StatsSnapshot, before?: StatsSnapshot, path = ''): string {
   const seconds = before ? (now.time - before.time) / 1000 : 0;
   const rows: Array<Array<string | number>> = [];
-  for (const d of now.devices) {
-    const prev = before?.devices.find((p) => p.name === d.name);
-    const r = queueRates(d.queues, prev?.queues, seconds);
-    const irqRate = prev && seconds > 0 ? Math.max(0, d.irqs - prev.irqs) / seconds : 0;
-    const link = d.link ? (d.link.up ? `up ${d.link.speedMbps}Mb/s` : 'down') : '-';
-    const client = d.socket.connected ? 'yes' : 'no';
-    rows.push([
-      d.name,
-      link,
-      client,
-      si(r.rxPps),
-      si(r.rxBps),
-      si(r.txPps),
-      si(r.txBps),
-      r.drops,
-      r.errors,
-      si(irqRate),
-    ]);
-    for (const q of queuePairs(d)) {
-      const mine = [q.rx, q.tx].filter((x): x is Queue => x !== undefined);
-      const old = prev?.queues.filter((x) => x.queue === q.queue);
-      const qr = queueRates(mine, old, seconds);
-      rows.push([
-        `  q${q.queue}`,
-        '',
-        '',
-        si(qr.rxPps),
-        si(qr.rxBps),
-        si(qr.txPps),
-        si(qr.txBps),
-        qr.drops,
-        qr.errors,
-        '',
-      ]);
-    }
+  const cells = (r: Rates) => [si(r.rxPps), si(r.rxBps), si(r.txPps), si(r.txBps), r.drops, r.errors];
+  for (const d of deviceRates(now, before)) {
+    rows.push([d.name, d.link, d.connected ? 'yes' : 'no', ...cells(d), si(d.irqsPerSecond)]);
+    for (const q of d.queues) rows.push([`  q${q.queue}`, '', '', ...cells(q), '']);
   }
   const p = now.dataPlane;
   const prevFrames = before?.dataPlane.frames;

@@ -1,4 +1,4 @@
-/** Shell for the guests' scripts, shared by the e2e suites (busybox sh in the harness's initramfs). */
+/** Shell for guests' scripts (busybox sh in the harness's initramfs): bring up an iavf NIC, wait for a peer, signal between guests. */
 
 /**
  * Loads iavf, waits for eth0, gives it `addr` (and `mtu`), sets it up and waits for carrier; prints
