@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// pnpm fuzz [TARGET...] [--runs N | --time SECONDS] [--seed S] [--list]: every fuzz target (or those
+// named), one after another, each for N inputs or SECONDS (default 30) from seed S (default 1), after
+// replaying its saved crash inputs. Native targets run under libFuzzer with ASan + UBSan
+// (native/scripts/fuzz.sh), JavaScript ones under fast-check (scripts/fuzz/run-js.mts). Exit 1 at the
+// first failure, whose input is saved next to the target (commit it with the fix). docs/reliability.md.
+import { spawnSync } from 'node:child_process';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const TARGETS = {
+  ring: {
+    what: 'native TX walk, frame building (checksums, SCTP CRC32c, TSO, VLAN), RX write-back, on hostile guest memory (libFuzzer, ASan, UBSan)',
+    command: (args) => ['bash', join(root, 'native/scripts/fuzz.sh'), 'ring', ...args],
+  },
+  stream: {
+    what: 'VfioUserServer: message stream and dispatch, fds of every kind; DMA table, fds and client checked after each input (fast-check)',
+    module: 'packages/vfio-user/fuzz/stream.fuzz.ts',
+  },
+  virtchnl: {
+    what: 'VirtualFunction: every virtchnl op, well-formed, mutated and random, in any order and state (fast-check)',
+    module: 'packages/driver-iavf/fuzz/virtchnl.fuzz.ts',
+  },
+};
+
+const argv = process.argv.slice(2);
+if (argv.includes('--list')) {
+  for (const [name, t] of Object.entries(TARGETS)) console.log(`${name.padEnd(10)} ${t.what}`);
+  process.exit(0);
+}
+const names = argv.filter((a, i) => !a.startsWith('--') && !(i > 0 && argv[i - 1].startsWith('--')));
+const options = argv.filter((a) => !names.includes(a));
+for (const n of names) {
+  if (!(n in TARGETS)) {
+    console.error(`fuzz: no target ${n} (targets: ${Object.keys(TARGETS).join(', ')})`);
+    process.exit(2);
+  }
+}
+const summaries = [];
+for (const name of names.length > 0 ? names : Object.keys(TARGETS)) {
+  const t = TARGETS[name];
+  const command = t.command
+    ? t.command(options)
+    : [
+        process.execPath,
+        '--import',
+        'tsx',
+        join(root, 'scripts/fuzz/run-js.mts'),
+        join(root, t.module),
+        name,
+        ...options,
+      ];
+  console.log(`fuzz: ${name}: ${t.what}`);
+  const run = spawnSync(command[0], command.slice(1), {
+    stdio: ['ignore', 'pipe', 'inherit'],
+    encoding: 'utf8',
+    cwd: root,
+  });
+  process.stdout.write(run.stdout ?? '');
+  if (run.status !== 0) process.exit(1);
+  summaries.push(run.stdout.trim().split('\n').pop());
+}
+console.log(`\n${summaries.join('\n')}`);
