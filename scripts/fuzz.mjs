@@ -14,6 +14,10 @@ const TARGETS = {
     what: 'native TX walk, frame building (checksums, SCTP CRC32c, TSO, VLAN), RX write-back, on hostile guest memory (libFuzzer, ASan, UBSan)',
     command: (args) => ['bash', join(root, 'native/scripts/fuzz.sh'), 'ring', ...args],
   },
+  adminq: {
+    what: 'AdminQueue over hostile guest memory: ring registers, descriptors and buffers, replies, resets (fast-check)',
+    module: 'packages/driver-iavf/fuzz/admin-queue.fuzz.ts',
+  },
   stream: {
     what: 'VfioUserServer: message stream and dispatch, fds of every kind; DMA table, fds and client checked after each input (fast-check)',
     module: 'packages/vfio-user/fuzz/stream.fuzz.ts',
