@@ -12,69 +12,38 @@ import { expect } from 'chai';
 import { ControlClient, ControlError } from './control/client.js';
 import { MAX_LINE_BYTES, RpcErrorCode } from './control/protocol.js';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE, main } from './main.js';
-import { Capture, tempDir, until } from './test-env.fixture.js';
+import { emuPerTest } from './serving.fixture.js';
+import { Capture } from './test-env.fixture.js';
 
 const quietClient = { logger: { debug() {}, info() {}, warn() {}, error() {} } };
 
 describe('the control socket and emu ctl', () => {
-  let registry: EmudevRegistry;
-  let tmp: ReturnType<typeof tempDir>;
-  let out: Capture;
-  let err: Capture;
-  const stops: AbortController[] = [];
-  const clients: Array<{ close(): void }> = [];
-
-  beforeEach(() => {
-    registry = new EmudevRegistry();
-    tmp = tempDir();
-    out = new Capture();
-    err = new Capture();
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of stops.splice(0)) s.abort();
-    await until(() => registry.list().length === 0, 'devices removed');
-    tmp.cleanup();
-  });
-
-  /** emu serving, in-process; resolves once it prints "serving". */
-  async function serve(argv: string[]) {
-    const stop = new AbortController();
-    stops.push(stop);
-    const done = main(argv, { stdout: out, stderr: err, registry, signal: stop.signal, cwd: tmp.dir });
-    await Promise.race([
-      until(() => out.text.includes('serving'), 'emu to serve'),
-      done.then((code) => {
-        throw new Error(`emu exited ${code}: ${err.text}`);
-      }),
-    ]);
-    return { stop, done };
-  }
+  const t = emuPerTest();
+  const { serve } = t;
 
   /** `emu ctl ARGS`: its exit code and what it printed. */
   async function ctl(...args: string[]) {
     const o = new Capture();
     const e = new Capture();
-    const code = await main(['ctl', '--control', tmp.path('emu.ctl'), ...args], {
+    const code = await main(['ctl', '--control', t.tmp.path('emu.ctl'), ...args], {
       stdout: o,
       stderr: e,
-      registry,
-      cwd: tmp.dir,
+      registry: t.registry,
+      cwd: t.tmp.dir,
     });
     return { code, out: o.text, err: e.text };
   }
 
   async function rpc(): Promise<ControlClient> {
-    const c = await ControlClient.connect(tmp.path('emu.ctl'));
-    clients.push(c);
+    const c = await ControlClient.connect(t.tmp.path('emu.ctl'));
+    t.clients.push(c);
     return c;
   }
 
   /** Sends raw text and collects the reply lines until `n` came (or the server closed). */
   function raw(text: string, n: number): Promise<{ lines: unknown[]; closed: boolean }> {
     return new Promise((resolve, reject) => {
-      const s = connect(tmp.path('emu.ctl'));
+      const s = connect(t.tmp.path('emu.ctl'));
       let buf = '';
       const lines: unknown[] = [];
       const finish = (closed: boolean) => {
@@ -98,16 +67,16 @@ describe('the control socket and emu ctl', () => {
   }
 
   it('is on by default next to the first device socket, mode 0600, and says where', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
-    const path = tmp.path('emu.ctl');
-    expect(out.text).to.include(`control: ${path}  (emu ctl --control ${path} list)\n`);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
+    const path = t.tmp.path('emu.ctl');
+    expect(t.out.text).to.include(`control: ${path}  (emu ctl --control ${path} list)\n`);
     const st = statSync(path);
     expect(st.isSocket()).to.equal(true);
     expect(st.mode & 0o777).to.equal(0o600);
     const list = await ctl('list');
     expect(list).to.deep.equal({
       code: EXIT_OK,
-      out: `NAME       DRIVER    STATE    CLIENT  LINK  SOCKET\nemu_gpio0  emu_gpio  started  no      -     ${tmp.path('g0.sock')}\n`,
+      out: `NAME       DRIVER    STATE    CLIENT  LINK  SOCKET\nemu_gpio0  emu_gpio  started  no      -     ${t.tmp.path('g0.sock')}\n`,
       err: '',
     });
     const json = await ctl('--json', 'list');
@@ -117,7 +86,7 @@ describe('the control socket and emu ctl', () => {
         driver: 'emu_gpio',
         type: 'gpio',
         state: 'started',
-        path: tmp.path('g0.sock'),
+        path: t.tmp.path('g0.sock'),
         connected: false,
         status: '',
       },
@@ -125,32 +94,32 @@ describe('the control socket and emu ctl', () => {
   });
 
   it('--no-control serves none; --control PATH alone serves no device until one is added', async () => {
-    const first = await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`, '--no-control']);
-    expect(existsSync(tmp.path('emu.ctl'))).to.equal(false);
-    expect(out.text).to.not.include('control:');
+    const first = await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`, '--no-control']);
+    expect(existsSync(t.tmp.path('emu.ctl'))).to.equal(false);
+    expect(t.out.text).to.not.include('control:');
     first.stop.abort();
     expect(await first.done).to.equal(EXIT_OK);
 
-    out.text = '';
-    await serve(['--control', tmp.path('emu.ctl')]);
-    expect(out.text).to.equal(
-      `control: ${tmp.path('emu.ctl')}  (emu ctl --control ${tmp.path('emu.ctl')} list)\nserving 0 devices; Ctrl-C to stop\n`,
+    t.out.text = '';
+    await serve(['--control', t.tmp.path('emu.ctl')]);
+    expect(t.out.text).to.equal(
+      `control: ${t.tmp.path('emu.ctl')}  (emu ctl --control ${t.tmp.path('emu.ctl')} list)\nserving 0 devices; Ctrl-C to stop\n`,
     );
     expect(await ctl('list')).to.include({ code: EXIT_OK, out: 'no devices\n' });
   });
 
   it('hot-adds and removes devices: relative paths from where emu ctl runs, errors as emu gives them', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const added = await ctl('add', 'emu_gpio1,path=g1.sock,lines=8');
     expect(added).to.deep.equal({
       code: EXIT_OK,
-      out: `added emu_gpio1 (emu_gpio, ${tmp.path('g1.sock')})\n`,
+      out: `added emu_gpio1 (emu_gpio, ${t.tmp.path('g1.sock')})\n`,
       err: '',
     });
-    expect(out.text).to.include(`emu_gpio1: added (emu_gpio, ${tmp.path('g1.sock')})\n`);
+    expect(t.out.text).to.include(`emu_gpio1: added (emu_gpio, ${t.tmp.path('g1.sock')})\n`);
     // The new device serves: a vfio-user client reaches it.
-    const client = await VfioUserClient.connect(tmp.path('g1.sock'), quietClient);
-    clients.push(client);
+    const client = await VfioUserClient.connect(t.tmp.path('g1.sock'), quietClient);
+    t.clients.push(client);
     expect((await client.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
     expect((await client.regionRead(0, GpioReg.LINES, 4)).readUInt32LE(0)).to.equal(8);
 
@@ -173,23 +142,23 @@ describe('the control socket and emu ctl', () => {
       out: 'removed emu_gpio1\n',
       err: '',
     });
-    expect(existsSync(tmp.path('g1.sock'))).to.equal(false);
-    expect(out.text).to.include('emu_gpio1: removed\n');
+    expect(existsSync(t.tmp.path('g1.sock'))).to.equal(false);
+    expect(t.out.text).to.include('emu_gpio1: removed\n');
     expect(await ctl('remove', 'emu_gpio1')).to.deep.equal({
       code: EXIT_FAILURE,
       out: '',
-      err: 'emu ctl: no device emu_gpio1 (devices: emu_gpio0) (ENOENT)\n',
+      err: 'emu ctl: no device emu_gpio1 on the bus (devices: emu_gpio0) (ENOENT)\n',
     });
     // The device that was there all along never noticed.
-    expect(readdirSync(tmp.dir).sort()).to.deep.equal(['emu.ctl', 'g0.sock']);
+    expect(readdirSync(t.tmp.dir).sort()).to.deep.equal(['emu.ctl', 'g0.sock']);
   });
 
   it("sets a NIC's link down and up, and refuses it for a device without a link", async () => {
     await serve([
       '--vdev',
-      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-link`,
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-link`,
       '--vdev',
-      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
     ]);
     expect(await ctl('link', 'emu_iavf0', 'down')).to.deep.equal({
       code: EXIT_OK,
@@ -227,18 +196,18 @@ describe('the control socket and emu ctl', () => {
   it('reads statistics per device and per queue', async () => {
     await serve([
       '--vdev',
-      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-stats,queues=2`,
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-stats,queues=2`,
       '--vdev',
-      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
     ]);
-    const client = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
-    clients.push(client);
+    const client = await VfioUserClient.connect(t.tmp.path('g0.sock'), quietClient);
+    t.clients.push(client);
     for (let i = 0; i < 5; i++) await client.regionRead(0, GpioReg.ID, 4);
     const stats = await ctl('--json', 'stats', 'emu_gpio0');
     const snap = JSON.parse(stats.out);
     expect(snap.devices).to.have.length(1);
     expect(snap.devices[0]).to.include({ name: 'emu_gpio0', driver: 'emu_gpio', commands: 6, errors: 0 });
-    expect(snap.devices[0].socket).to.deep.equal({ path: tmp.path('g0.sock'), connected: true });
+    expect(snap.devices[0].socket).to.deep.equal({ path: t.tmp.path('g0.sock'), connected: true });
     expect(snap.dataPlane).to.have.keys(['workers', 'running', 'nics', 'frames']);
     const text = (await ctl('stats')).out.split('\n');
     expect(text[0]).to.match(
@@ -254,11 +223,11 @@ describe('the control socket and emu ctl', () => {
   it('starts and stops a pcap capture of a NIC, with clear errors', async () => {
     await serve([
       '--vdev',
-      `emu_iavf0,path=${tmp.path('n0.sock')},net=ctl-pcap`,
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-pcap`,
       '--vdev',
-      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
     ]);
-    const pcap = tmp.path('n0.pcap');
+    const pcap = t.tmp.path('n0.pcap');
     expect(await ctl('capture', 'start', 'emu_iavf0', 'n0.pcap')).to.deep.equal({
       code: EXIT_OK,
       out: `emu_iavf0: capturing to ${pcap}\n`,
@@ -287,23 +256,23 @@ describe('the control socket and emu ctl', () => {
   });
 
   it('changes the log level of the running emu', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     await ctl('add', 'emu_gpio1,path=g1.sock');
-    expect(err.text).to.equal('');
+    expect(t.err.text).to.equal('');
     expect(await ctl('log-level', 'info')).to.deep.equal({
       code: EXIT_OK,
       out: 'log level info (was warn)\n',
       err: '',
     });
     await ctl('remove', 'emu_gpio1');
-    expect(err.text).to.include('emu info: device removed {"device":"emu_gpio1"}');
+    expect(t.err.text).to.include('emu info: device removed {"device":"emu_gpio1"}');
     expect((await ctl('log-level', 'loud')).err).to.match(/^emu ctl: log\.setLevel: level: .*debug.*\(?/);
   });
 
   it('answers malformed requests with JSON-RPC errors and keeps serving the connection and the devices', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
-    const device = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
-    clients.push(device);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
+    const device = await VfioUserClient.connect(t.tmp.path('g0.sock'), quietClient);
+    t.clients.push(device);
     const { lines, closed } = await raw(
       [
         'not json',
@@ -359,7 +328,7 @@ describe('the control socket and emu ctl', () => {
   });
 
   it('bounds what a client can make it hold: a line too long, too many clients', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const long = await raw(`{"jsonrpc":"2.0","id":1,"method":"${'x'.repeat(MAX_LINE_BYTES + 10)}"`, 1);
     expect(long.lines).to.deep.equal([
       {
@@ -381,8 +350,8 @@ describe('the control socket and emu ctl', () => {
     ]);
     held.pop()!.close();
     await new Promise((r) => setTimeout(r, 20));
-    const c = await ControlClient.connect(tmp.path('emu.ctl'));
-    clients.push(c);
+    const c = await ControlClient.connect(t.tmp.path('emu.ctl'));
+    t.clients.push(c);
     expect(await c.call('emu.info')).to.include({ pid: process.pid });
     // A client rejects what emu refused with a ControlError carrying the device's code.
     const e = (await c.call('devices.remove', { device: 'emu_gpio9' }).catch((x) => x)) as ControlError;
@@ -395,27 +364,30 @@ describe('the control socket and emu ctl', () => {
     expect(await ctl('list')).to.deep.equal({
       code: EXIT_FAILURE,
       out: '',
-      err: `emu ctl: no control socket at ${tmp.path('emu.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
+      err: `emu ctl: no control socket at ${t.tmp.path('emu.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
     });
     // A file nobody listens on (connect(2) says ECONNREFUSED, as for a killed emu's stale socket).
-    writeFileSync(tmp.path('not-a-socket'), '');
+    writeFileSync(t.tmp.path('not-a-socket'), '');
     const o = new Capture();
     const e = new Capture();
-    const code = await main(['ctl', '--control', tmp.path('not-a-socket'), 'list'], { stdout: o, stderr: e });
+    const code = await main(['ctl', '--control', t.tmp.path('not-a-socket'), 'list'], {
+      stdout: o,
+      stderr: e,
+    });
     expect(code).to.equal(EXIT_FAILURE);
     expect(e.text).to.equal(
-      `emu ctl: nobody listens on ${tmp.path('not-a-socket')}: emu has stopped (the socket file is stale)\n`,
+      `emu ctl: nobody listens on ${t.tmp.path('not-a-socket')}: emu has stopped (the socket file is stale)\n`,
     );
     expect((await ctl()).code).to.equal(EXIT_USAGE);
     expect((await ctl('frobnicate')).code).to.equal(EXIT_USAGE);
   });
 
   it('refuses a second emu on the same default control socket, leaving the first alone', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const o = new Capture();
     const e = new Capture();
     const second = new EmudevRegistry();
-    const code = await main(['--vdev', `emu_gpio1,path=${tmp.path('g1.sock')}`], {
+    const code = await main(['--vdev', `emu_gpio1,path=${t.tmp.path('g1.sock')}`], {
       stdout: o,
       stderr: e,
       registry: second,
@@ -423,9 +395,9 @@ describe('the control socket and emu ctl', () => {
     });
     expect(code).to.equal(EXIT_USAGE);
     expect(e.text).to.equal(
-      `emu: --control: socket path ${tmp.path('emu.ctl')}: already in use by a running server (another emu serves there: give this one --control PATH or --no-control)\n`,
+      `emu: --control: socket path ${t.tmp.path('emu.ctl')}: already in use by a running server (another emu serves there: give this one --control PATH or --no-control)\n`,
     );
-    expect(existsSync(tmp.path('g1.sock')), 'its device socket is gone again').to.equal(false);
+    expect(existsSync(t.tmp.path('g1.sock')), 'its device socket is gone again').to.equal(false);
     expect(second.list()).to.deep.equal([]);
     expect((await ctl('list')).out).to.include('emu_gpio0');
   });

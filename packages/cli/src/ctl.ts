@@ -8,7 +8,7 @@ import { formatDevargs, parseDevargs } from '@emu/vdev-bus';
 import { Command, CommanderError, Option } from 'commander';
 import { ControlClient, ControlError } from './control/client.js';
 import type { Output } from './main.js';
-import type { DeviceSnapshot, StatsSnapshot } from './snapshot.js';
+import { type DeviceSnapshot, linkText, queuePairs, queueTotal, type StatsSnapshot } from './snapshot.js';
 import { table } from './table.js';
 
 /** Where `emu ctl` and `emu stats` look without --control: $EMU_CONTROL, else emu's path for /run/emu sockets. */
@@ -34,11 +34,6 @@ interface Request {
 
 const json = (v: unknown) => `${JSON.stringify(v, null, 2)}\n`;
 
-function linkText(link?: { up: boolean; speedMbps: number }): string {
-  if (!link) return '-';
-  return link.up ? `up ${link.speedMbps}Mb/s` : 'down';
-}
-
 function showDevices(list: unknown): string {
   const devices = list as Array<{
     name: string;
@@ -59,37 +54,18 @@ function showDevices(list: unknown): string {
 export function showStats(result: unknown): string {
   const s = result as StatsSnapshot;
   const rows: Array<Array<string | number>> = [];
+  // Counters of some queues: RX packets and bytes, TX packets and bytes, drops, errors.
+  const cells = (queues: DeviceSnapshot['queues']) => [
+    queueTotal(queues, 'packets', 'rx'),
+    queueTotal(queues, 'bytes', 'rx'),
+    queueTotal(queues, 'packets', 'tx'),
+    queueTotal(queues, 'bytes', 'tx'),
+    queueTotal(queues, 'drops'),
+    queueTotal(queues, 'errors'),
+  ];
   for (const d of s.devices) {
-    const total = (dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
-      d.queues.filter((q) => q.direction === dir).reduce((n, q) => n + q[k], 0);
-    const drops = d.queues.reduce((n, q) => n + q.drops, 0);
-    const errors = d.queues.reduce((n, q) => n + q.errors, 0);
-    rows.push([
-      d.name,
-      linkText(d.link),
-      total('rx', 'packets'),
-      total('rx', 'bytes'),
-      total('tx', 'packets'),
-      total('tx', 'bytes'),
-      drops,
-      errors,
-      d.irqs,
-      d.commands,
-    ]);
-    for (const q of queuePairs(d)) {
-      rows.push([
-        `  q${q.queue}`,
-        '',
-        q.rx?.packets ?? 0,
-        q.rx?.bytes ?? 0,
-        q.tx?.packets ?? 0,
-        q.tx?.bytes ?? 0,
-        (q.rx?.drops ?? 0) + (q.tx?.drops ?? 0),
-        (q.rx?.errors ?? 0) + (q.tx?.errors ?? 0),
-        '',
-        '',
-      ]);
-    }
+    rows.push([d.name, linkText(d.link), ...cells(d.queues), d.irqs, d.commands]);
+    for (const p of queuePairs(d.queues)) rows.push([`  q${p.queue}`, '', ...cells(p.queues), '', '']);
   }
   const plane = s.dataPlane;
   return (
@@ -101,19 +77,6 @@ export function showStats(result: unknown): string {
       : 'no devices\n') +
     `data plane: ${plane.running} of ${plane.workers} workers running, ${plane.nics} NICs, ${plane.frames} frames\n`
   );
-}
-
-export function queuePairs(d: DeviceSnapshot) {
-  const pairs = new Map<
-    number,
-    { queue: number; rx?: DeviceSnapshot['queues'][0]; tx?: DeviceSnapshot['queues'][0] }
-  >();
-  for (const q of d.queues) {
-    const p = pairs.get(q.queue) ?? { queue: q.queue };
-    p[q.direction] = q;
-    pairs.set(q.queue, p);
-  }
-  return [...pairs.values()].sort((a, b) => a.queue - b.queue);
 }
 
 /** A value from the command line: JSON if it parses (true, 3, {"path":…}), else the text itself. */
@@ -307,12 +270,17 @@ export async function ctlMain(argv: readonly string[], io: CtlIo): Promise<numbe
     io.stdout.write(opts.json ? json(result) : request.show(result));
     return 0;
   } catch (err) {
-    const code = err instanceof ControlError && err.data?.code ? ` (${err.data.code})` : '';
-    io.stderr.write(`emu ctl: ${(err as Error).message}${code}\n`);
+    io.stderr.write(`emu ctl: ${refusal(err)}\n`);
     return 1;
   } finally {
     client.close();
   }
+}
+
+/** What emu answered to a refused request: its message, and the device's error code when it gave one. */
+export function refusal(err: unknown): string {
+  const code = err instanceof ControlError && err.data?.code ? ` (${err.data.code})` : '';
+  return `${(err as Error).message}${code}`;
 }
 
 /** Why the control socket cannot be reached, in words that say what to do. */

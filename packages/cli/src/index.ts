@@ -29,6 +29,9 @@ export {
   type DataPlaneSnapshot,
   type DeviceSnapshot,
   deviceSnapshot,
+  linkText,
+  queuePairs,
+  queueTotal,
   type StatsSnapshot,
   statsSnapshot,
 } from './snapshot.js';

@@ -318,8 +318,24 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
       return fail(EXIT_USAGE, (err as Error).message, false);
     }
     let serving = false;
+    const count = (n: number) => `${n} device${n === 1 ? '' : 's'}`;
+    // Under systemd (Type=notify): ready once every device serves, then what it serves as that changes.
+    const tellSystemd = (state: string) => {
+      try {
+        notifySystemd(state);
+      } catch (err) {
+        logger.warn(
+          { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET },
+          `cannot notify systemd: ${(err as Error).message}`,
+        );
+      }
+    };
+    const serves = () => `STATUS=serving ${count(bus.devices().length)}`;
     bus.on('add', (d) => {
-      if (serving) stdout.write(`${d.name}: added (${d.driver.name}, ${d.path})\n`);
+      if (serving) {
+        stdout.write(`${d.name}: added (${d.driver.name}, ${d.path})\n`);
+        tellSystemd(serves());
+      }
       d.on('ready', () => stdout.write(`${d.name}: client connected\n`));
       d.on('disconnect', ({ reason }) =>
         stdout.write(`${d.name}: client disconnected${reason ? ` (${reason})` : ''}\n`),
@@ -327,7 +343,10 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     });
     bus.on('remove', (d) => {
       metrics?.forget(d.name);
-      if (serving) stdout.write(`${d.name}: removed\n`);
+      if (serving) {
+        stdout.write(`${d.name}: removed\n`);
+        tellSystemd(serves());
+      }
     });
     let devices: EmuDevice[];
     try {
@@ -373,26 +392,9 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     }
     if (devices.length > 0) stdout.write(deviceLines(devices));
     if (control) stdout.write(`control: ${control.path}  (emu ctl --control ${control.path} list)\n`);
-    stdout.write(`serving ${devices.length} device${devices.length === 1 ? '' : 's'}; Ctrl-C to stop\n`);
+    stdout.write(`serving ${count(devices.length)}; Ctrl-C to stop\n`);
     serving = true;
-    // Under systemd (Type=notify): ready once every device serves, and what it serves.
-    const tellSystemd = (state: string) => {
-      try {
-        notifySystemd(state);
-      } catch (err) {
-        logger.warn(
-          { NOTIFY_SOCKET: process.env.NOTIFY_SOCKET },
-          `cannot notify systemd: ${(err as Error).message}`,
-        );
-      }
-    };
-    const serves = () =>
-      `STATUS=serving ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}`;
     tellSystemd(`READY=1\n${serves()}`);
-    bus.on('add', () => tellSystemd(serves()));
-    bus.on('remove', () => {
-      if (serving) tellSystemd(serves());
-    });
 
     const statusMs = opts.status * 1000;
     // A terminal gets status lines by default; a pipe only when --status was given.
@@ -406,7 +408,7 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     serving = false;
     tellSystemd('STOPPING=1');
     const why = typeof signal.reason === 'string' ? signal.reason : 'stop';
-    stdout.write(`${why}: removing ${bus.devices().length} device${bus.devices().length === 1 ? '' : 's'}\n`);
+    stdout.write(`${why}: removing ${count(bus.devices().length)}\n`);
     // Nobody may add a device while the others go.
     await control?.close();
     try {

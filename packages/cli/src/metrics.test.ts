@@ -5,9 +5,10 @@ import { VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
 import { EXIT_OK, EXIT_USAGE, main } from './main.js';
 import { parseListen } from './metrics.js';
+import { emuPerTest } from './serving.fixture.js';
 import type { StatsSnapshot } from './snapshot.js';
 import { renderStats, si } from './stats-view.js';
-import { Capture, tempDir, until } from './test-env.fixture.js';
+import { Capture, until } from './test-env.fixture.js';
 
 const quietClient = { logger: { debug() {}, info() {}, warn() {}, error() {} } };
 
@@ -18,39 +19,8 @@ function sample(text: string, series: string): number | undefined {
 }
 
 describe('metrics and emu stats', () => {
-  let registry: EmudevRegistry;
-  let tmp: ReturnType<typeof tempDir>;
-  let out: Capture;
-  let err: Capture;
-  const stops: AbortController[] = [];
-  const clients: VfioUserClient[] = [];
-
-  beforeEach(() => {
-    registry = new EmudevRegistry();
-    tmp = tempDir();
-    out = new Capture();
-    err = new Capture();
-  });
-
-  afterEach(async () => {
-    for (const c of clients.splice(0)) c.close();
-    for (const s of stops.splice(0)) s.abort();
-    await until(() => registry.list().length === 0, 'devices removed');
-    tmp.cleanup();
-  });
-
-  async function serve(argv: string[]) {
-    const stop = new AbortController();
-    stops.push(stop);
-    const done = main(argv, { stdout: out, stderr: err, registry, signal: stop.signal, cwd: tmp.dir });
-    await Promise.race([
-      until(() => out.text.includes('serving'), 'emu to serve'),
-      done.then((code) => {
-        throw new Error(`emu exited ${code}: ${err.text}`);
-      }),
-    ]);
-    return { stop, done };
-  }
+  const t = emuPerTest();
+  const { serve } = t;
 
   it('parses HOST:PORT, bracketed IPv6 included, and refuses anything else', () => {
     expect(parseListen('127.0.0.1:9464')).to.deep.equal({ host: '127.0.0.1', port: 9464 });
@@ -66,16 +36,16 @@ describe('metrics and emu stats', () => {
   it('serves per-device and per-queue counters and message latency histograms in Prometheus text', async () => {
     await serve([
       '--vdev',
-      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
       '--vdev',
-      `emu_iavf0,path=${tmp.path('n0.sock')},net=metrics,queues=2`,
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=metrics,queues=2`,
       '--metrics',
       '127.0.0.1:0',
     ]);
-    const url = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(out.text)?.[1];
-    expect(url, out.text).to.be.a('string');
-    const client = await VfioUserClient.connect(tmp.path('g0.sock'), quietClient);
-    clients.push(client);
+    const url = /metrics: (http:\/\/127\.0\.0\.1:\d+\/metrics)\n/.exec(t.out.text)?.[1];
+    expect(url, t.out.text).to.be.a('string');
+    const client = await VfioUserClient.connect(t.tmp.path('g0.sock'), quietClient);
+    t.clients.push(client);
     for (let i = 0; i < 7; i++) await client.regionRead(0, GpioReg.ID, 4);
     await client.regionRead(0, 0x10_0000, 4).catch(() => {}); // past the BAR: an error reply
 
@@ -109,7 +79,7 @@ describe('metrics and emu stats', () => {
     expect(text).to.match(/^emu_process_resident_memory_bytes \d+/m);
 
     // A device hot-removed takes its series with it.
-    const removed = await main(['ctl', '--control', tmp.path('emu.ctl'), 'remove', 'emu_gpio0'], {
+    const removed = await main(['ctl', '--control', t.tmp.path('emu.ctl'), 'remove', 'emu_gpio0'], {
       stdout: new Capture(),
       stderr: new Capture(),
     });
@@ -124,15 +94,15 @@ describe('metrics and emu stats', () => {
   it('a --metrics address that cannot be bound is a usage error, and nothing is left serving', async () => {
     const first = await serve([
       '--vdev',
-      `emu_gpio0,path=${tmp.path('g0.sock')}`,
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
       '--metrics',
       '127.0.0.1:0',
     ]);
-    const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(out.text)![1];
+    const port = /127\.0\.0\.1:(\d+)\/metrics/.exec(t.out.text)![1];
     const e = new Capture();
     const second = new EmudevRegistry();
     const code = await main(
-      ['--vdev', `emu_gpio1,path=${tmp.path('g1.sock')}`, '--no-control', '--metrics', `127.0.0.1:${port}`],
+      ['--vdev', `emu_gpio1,path=${t.tmp.path('g1.sock')}`, '--no-control', '--metrics', `127.0.0.1:${port}`],
       { stdout: new Capture(), stderr: e, registry: second, signal: new AbortController().signal },
     );
     expect(code).to.equal(EXIT_USAGE);
@@ -197,10 +167,10 @@ describe('metrics and emu stats', () => {
   });
 
   it('emu stats --once reads a running emu twice and prints the view; errors say what to do', async () => {
-    await serve(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const o = new Capture();
     const e = new Capture();
-    const code = await main(['stats', '--once', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+    const code = await main(['stats', '--once', '--interval', '0.1', '--control', t.tmp.path('emu.ctl')], {
       stdout: o,
       stderr: e,
     });
@@ -208,7 +178,7 @@ describe('metrics and emu stats', () => {
     expect(o.text).to.match(/^emu stats {2}\S+emu\.ctl {2}\d\d:\d\d:\d\d {2}up \d+s {2}rates over 0\.\ds\n/);
     expect(o.text).to.match(/\nemu_gpio0 +- +no +0 +0 +0 +0 +0 +0 +0\n/);
     const json = new Capture();
-    await main(['stats', '--once', '--json', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+    await main(['stats', '--once', '--json', '--interval', '0.1', '--control', t.tmp.path('emu.ctl')], {
       stdout: json,
       stderr: e,
     });
@@ -219,7 +189,7 @@ describe('metrics and emu stats', () => {
     // The live view: one reading per interval until stopped.
     const live = new Capture();
     const stop = new AbortController();
-    const running = main(['stats', '--interval', '0.1', '--control', tmp.path('emu.ctl')], {
+    const running = main(['stats', '--interval', '0.1', '--control', t.tmp.path('emu.ctl')], {
       stdout: live,
       stderr: e,
       signal: stop.signal,
@@ -235,13 +205,13 @@ describe('metrics and emu stats', () => {
     expect(bad.text).to.include('expected seconds from 0.1 to 3600');
     const gone = new Capture();
     expect(
-      await main(['stats', '--once', '--control', tmp.path('none.ctl')], {
+      await main(['stats', '--once', '--control', t.tmp.path('none.ctl')], {
         stdout: new Capture(),
         stderr: gone,
       }),
     ).to.equal(1);
     expect(gone.text).to.equal(
-      `emu stats: no control socket at ${tmp.path('none.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
+      `emu stats: no control socket at ${t.tmp.path('none.ctl')}: is emu running? (give its path with --control or $EMU_CONTROL)\n`,
     );
   });
 });

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import type { EmuDevice } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { type StatsSnapshot, statsSnapshot } from './snapshot.js';
+import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot } from './snapshot.js';
 
 /** Seconds: from a register read answered at once (~10 µs) to a slow DMA_MAP (~100 ms). */
 const LATENCY_BUCKETS = [5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1];
@@ -36,6 +36,8 @@ export class Metrics {
   /** The commands timed per device, to drop a removed device's series. */
   readonly #timed = new Map<string, Set<string>>();
   #http?: Server;
+  /** The devices read once for the scrape under way (scrape()). */
+  #reading?: StatsSnapshot;
 
   constructor(private readonly source: MetricsSource) {
     collectDefaultMetrics({ register: this.registry, prefix: 'emu_' });
@@ -69,7 +71,7 @@ export class Metrics {
         res.writeHead(404, { 'content-type': 'text/plain' }).end('emu serves metrics at /metrics\n');
         return;
       }
-      this.registry.metrics().then(
+      this.scrape().then(
         (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
         (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
       );
@@ -86,6 +88,16 @@ export class Metrics {
     return http.address() as AddressInfo;
   }
 
+  /** The Prometheus text: the devices read once, for every metric of it. */
+  async scrape(): Promise<string> {
+    this.#reading = statsSnapshot(this.source.devices(), this.source.plane, this.source.startedAt);
+    try {
+      return await this.registry.metrics();
+    } finally {
+      this.#reading = undefined;
+    }
+  }
+
   async close(): Promise<void> {
     const http = this.#http;
     this.#http = undefined;
@@ -96,17 +108,9 @@ export class Metrics {
 
   /** The metrics read from one snapshot per scrape. */
   #define(): void {
-    let snapshot: StatsSnapshot | undefined;
-    let at = -1;
-    // Every collect() of one scrape runs in the same tick: read the devices once for all of them.
-    const read = () => {
-      const tick = performance.now();
-      if (!snapshot || tick - at > 5) {
-        snapshot = statsSnapshot(this.source.devices(), this.source.plane, this.source.startedAt);
-        at = tick;
-      }
-      return snapshot;
-    };
+    // The reading scrape() took for every collect() of it; one of its own for a registry read otherwise.
+    const read = () =>
+      this.#reading ?? statsSnapshot(this.source.devices(), this.source.plane, this.source.startedAt);
     const registers = [this.registry];
     type DeviceField =
       | 'commands'
@@ -167,36 +171,28 @@ export class Metrics {
         for (const d of read().devices) this.set({ device: d.name, driver: d.driver, type: d.type }, 1);
       },
     });
-    new Gauge({
-      name: 'emu_device_connected',
-      help: 'whether a vfio-user client (QEMU) is connected',
-      labelNames: ['device'],
-      registers,
-      collect() {
-        this.reset();
-        for (const d of read().devices) this.set({ device: d.name }, d.socket.connected ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'emu_link_up',
-      help: "a NIC's link as the guest is told it",
-      labelNames: ['device'],
-      registers,
-      collect() {
-        this.reset();
-        for (const d of read().devices) if (d.link) this.set({ device: d.name }, d.link.up ? 1 : 0);
-      },
-    });
-    new Gauge({
-      name: 'emu_link_speed_mbps',
-      help: "a NIC's link speed",
-      labelNames: ['device'],
-      registers,
-      collect() {
-        this.reset();
-        for (const d of read().devices) if (d.link) this.set({ device: d.name }, d.link.speedMbps);
-      },
-    });
+    // A value per device; undefined: the device has none (a GPIO has no link).
+    const deviceGauge = (name: string, help: string, value: (d: DeviceSnapshot) => number | undefined) =>
+      new Gauge({
+        name,
+        help,
+        labelNames: ['device'],
+        registers,
+        collect() {
+          this.reset();
+          for (const d of read().devices) {
+            const v = value(d);
+            if (v !== undefined) this.set({ device: d.name }, v);
+          }
+        },
+      });
+    deviceGauge('emu_device_connected', 'whether a vfio-user client (QEMU) is connected', (d) =>
+      d.socket.connected ? 1 : 0,
+    );
+    deviceGauge('emu_link_up', "a NIC's link as the guest is told it", (d) =>
+      d.link ? (d.link.up ? 1 : 0) : undefined,
+    );
+    deviceGauge('emu_link_speed_mbps', "a NIC's link speed", (d) => d.link?.speedMbps);
 
     const queueCounter = (name: string, help: string, field: 'packets' | 'bytes' | 'drops' | 'errors') =>
       new Counter({

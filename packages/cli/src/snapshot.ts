@@ -86,3 +86,31 @@ export function statsSnapshot(devices: EmuDevice[], plane: DataPlane, startedAt:
     },
   };
 }
+
+type Counter = 'packets' | 'bytes' | 'drops' | 'errors';
+
+/** One counter summed over queues: of one direction, or of both. */
+export function queueTotal(
+  queues: readonly QueueCounters[],
+  counter: Counter,
+  direction?: 'rx' | 'tx',
+): number {
+  let n = 0;
+  for (const q of queues) if (direction === undefined || q.direction === direction) n += q[counter];
+  return n;
+}
+
+/** A device's queues by queue number, each pair's RX and TX entries together. */
+export function queuePairs(
+  queues: readonly QueueCounters[],
+): Array<{ queue: number; queues: QueueCounters[] }> {
+  const pairs = new Map<number, QueueCounters[]>();
+  for (const q of queues) pairs.set(q.queue, [...(pairs.get(q.queue) ?? []), q]);
+  return [...pairs.entries()].sort((a, b) => a[0] - b[0]).map(([queue, list]) => ({ queue, queues: list }));
+}
+
+/** A NIC's link as `emu ctl` and `emu stats` show it; `-` for a device without one. */
+export function linkText(link?: { up: boolean; speedMbps: number }): string {
+  if (!link) return '-';
+  return link.up ? `up ${link.speedMbps}Mb/s` : 'down';
+}

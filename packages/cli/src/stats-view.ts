@@ -4,9 +4,10 @@
  * `--once` prints one view (rates over one interval) and exits.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { ControlClient, ControlError } from './control/client.js';
-import { type CtlIo, controlPath, DEFAULT_CONTROL_PATH, queuePairs, unreachable } from './ctl.js';
-import type { DeviceSnapshot, StatsSnapshot } from './snapshot.js';
+import { ControlClient } from './control/client.js';
+import { type CtlIo, controlPath, DEFAULT_CONTROL_PATH, refusal, unreachable } from './ctl.js';
+import { processSignal } from './signals.js';
+import { type DeviceSnapshot, linkText, queuePairs, queueTotal, type StatsSnapshot } from './snapshot.js';
 import { table } from './table.js';
 
 export interface StatsIo extends CtlIo {
@@ -39,19 +40,17 @@ interface Rates {
 type Queue = DeviceSnapshot['queues'][0];
 
 function queueRates(now: Queue[], before: Queue[] | undefined, seconds: number): Rates {
-  const total = (list: Queue[] | undefined, dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
-    (list ?? []).filter((q) => q.direction === dir).reduce((n, q) => n + q[k], 0);
   const rate = (dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
     before === undefined || seconds <= 0
       ? 0
-      : Math.max(0, total(now, dir, k) - total(before, dir, k)) / seconds;
+      : Math.max(0, queueTotal(now, k, dir) - queueTotal(before, k, dir)) / seconds;
   return {
     rxPps: rate('rx', 'packets'),
     rxBps: rate('rx', 'bytes') * 8,
     txPps: rate('tx', 'packets'),
     txBps: rate('tx', 'bytes') * 8,
-    drops: now.reduce((n, q) => n + q.drops, 0),
-    errors: now.reduce((n, q) => n + q.errors, 0),
+    drops: queueTotal(now, 'drops'),
+    errors: queueTotal(now, 'errors'),
   };
 }
 
@@ -71,15 +70,15 @@ export function deviceRates(now: StatsSnapshot, before?: StatsSnapshot): DeviceR
     const prev = before?.devices.find((p) => p.name === d.name);
     return {
       name: d.name,
-      link: d.link ? (d.link.up ? `up ${d.link.speedMbps}Mb/s` : 'down') : '-',
+      link: linkText(d.link),
       connected: d.socket.connected,
       ...queueRates(d.queues, prev?.queues, seconds),
       irqsPerSecond: prev && seconds > 0 ? Math.max(0, d.irqs - prev.irqs) / seconds : 0,
-      queues: queuePairs(d).map((q) => ({
-        queue: q.queue,
+      queues: queuePairs(d.queues).map((p) => ({
+        queue: p.queue,
         ...queueRates(
-          [q.rx, q.tx].filter((x): x is Queue => x !== undefined),
-          prev?.queues.filter((x) => x.queue === q.queue),
+          p.queues,
+          prev?.queues.filter((x) => x.queue === p.queue),
           seconds,
         ),
       })),
@@ -176,6 +175,8 @@ export async function statsMain(argv: readonly string[], io: StatsIo): Promise<n
     return 1;
   }
   const read = () => client.call('stats.get') as Promise<StatsSnapshot>;
+  // The live view ends at SIGINT or SIGTERM (a second one exits at once), unless the caller ends it.
+  const stop = opts.once || io.signal ? undefined : processSignal();
   try {
     let before = await read();
     if (opts.once) {
@@ -186,7 +187,7 @@ export async function statsMain(argv: readonly string[], io: StatsIo): Promise<n
       );
       return 0;
     }
-    const signal = io.signal ?? stopSignal();
+    const signal = io.signal ?? stop!.signal;
     // On a terminal each view replaces the last (cursor home, clear); a pipe gets one view after another.
     const clear = io.stdout.isTTY ? '\x1b[H\x1b[2J' : '';
     while (!signal.aborted) {
@@ -198,22 +199,10 @@ export async function statsMain(argv: readonly string[], io: StatsIo): Promise<n
     }
     return 0;
   } catch (err) {
-    const code = err instanceof ControlError && err.data?.code ? ` (${err.data.code})` : '';
-    io.stderr.write(`emu stats: ${(err as Error).message}${code}\n`);
+    io.stderr.write(`emu stats: ${refusal(err)}\n`);
     return 1;
   } finally {
+    stop?.dispose();
     client.close();
   }
-}
-
-function stopSignal(): AbortSignal {
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  process.once('SIGINT', stop);
-  process.once('SIGTERM', stop);
-  controller.signal.addEventListener('abort', () => {
-    process.off('SIGINT', stop);
-    process.off('SIGTERM', stop);
-  });
-  return controller.signal;
 }

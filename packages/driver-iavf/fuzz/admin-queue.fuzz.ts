@@ -152,7 +152,6 @@ function initSteps(): Step[] {
 }
 
 export const target: FuzzTarget<Input> = {
-  description: 'AdminQueue over hostile guest memory: registers, descriptors, replies, resets',
   arbitrary: fc.record({ init: fc.boolean(), steps: fc.array(step, { maxLength: 40 }) }),
   async check(input) {
     const steps = input.init ? [...initSteps(), ...input.steps] : input.steps;

@@ -185,7 +185,6 @@ interface Input {
 }
 
 export const target: FuzzTarget<Input> = {
-  description: 'VirtualFunction: every virtchnl op, well-formed, mutated and random, in any order',
   arbitrary: fc.record({
     trusted: fc.boolean(),
     portVlan: fc.constantFrom(0, 0, 100),

@@ -71,6 +71,14 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     return this.deviceMap.get(name);
   }
 
+  /** The device called `name`; EmudevError ENOENT naming the devices there are if there is none. */
+  require(name: string): EmuDevice {
+    const device = this.deviceMap.get(name);
+    if (device) return device;
+    const names = [...this.deviceMap.keys()];
+    throw new EmudevError('ENOENT', `no device ${name} on the bus (devices: ${names.join(', ') || 'none'})`);
+  }
+
   /**
    * Checks devargs without side effects: syntax, driver, name, keys, values, path. Throws a
    * DevargsError with the message a user should see.
@@ -212,14 +220,7 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
   }
 
   private async removeOne(name: string): Promise<void> {
-    const device = this.deviceMap.get(name);
-    if (!device) {
-      const names = [...this.deviceMap.keys()];
-      throw new EmudevError(
-        'ENOENT',
-        `no device ${name} on the bus (devices: ${names.join(', ') || 'none'})`,
-      );
-    }
+    const device = this.require(name);
     try {
       if (this.registry.get(name) === device) await this.registry.release(name);
       else await device.close();

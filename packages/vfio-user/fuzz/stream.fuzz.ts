@@ -188,8 +188,6 @@ function checkTable(): void {
 }
 
 export const target: FuzzTarget<Input> = {
-  description:
-    'VfioUserServer: message stream and dispatch, with fds of every kind; DMA table and fds checked',
   arbitrary: fc.record({
     negotiate: fc.boolean(),
     items: fc.array(

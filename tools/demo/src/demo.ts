@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { ControlClient, deviceRates, renderStats, type StatsSnapshot, si } from '@emu/cli';
+import { ControlClient, deviceRates, queueTotal, renderStats, type StatsSnapshot, si } from '@emu/cli';
 import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up, waitPing } from '@emu/guest';
 
 export interface DemoOptions {
@@ -162,10 +162,9 @@ export async function runDemo(options: DemoOptions): Promise<DemoResult> {
       `  TCP B → A:    ${sent ? `${sent.bytes} bytes sent, ${got ? `${got.bytes} received` : 'nothing received'}, md5 ${got?.md5 === sent.md5 ? 'matches' : 'DIFFERS'}` : 'not sent'}`,
     );
     for (const d of last.devices) {
-      const sum = (dir: 'rx' | 'tx', k: 'packets' | 'bytes') =>
-        d.queues.filter((q) => q.direction === dir).reduce((n, q) => n + q[k], 0);
+      const sum = (k: 'packets' | 'bytes', dir: 'rx' | 'tx') => queueTotal(d.queues, k, dir);
       say(
-        `  ${d.name}:    rx ${sum('rx', 'packets')} pkts ${sum('rx', 'bytes')} B, tx ${sum('tx', 'packets')} pkts ${sum('tx', 'bytes')} B, irqs ${d.irqs}; ${d.status.replace(/.*(path .*)$/, '$1')}`,
+        `  ${d.name}:    rx ${sum('packets', 'rx')} pkts ${sum('bytes', 'rx')} B, tx ${sum('packets', 'tx')} pkts ${sum('bytes', 'tx')} B, irqs ${d.irqs}; ${d.status.replace(/.*(path .*)$/, '$1')}`,
       );
     }
     say(

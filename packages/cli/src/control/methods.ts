@@ -37,15 +37,7 @@ const absolutePath = z
   .min(1)
   .refine(isAbsolute, 'must be an absolute path (emu ctl makes relative ones absolute)');
 
-function device(ctx: ControlContext, name: string): EmuDevice {
-  const d = ctx.bus.get(name);
-  if (d) return d;
-  const names = ctx.bus.devices().map((x) => x.name);
-  throw new EmudevError(
-    'ENOENT',
-    `no device ${name} (${names.length > 0 ? `devices: ${names.join(', ')}` : 'no devices'})`,
-  );
-}
+const device = (ctx: ControlContext, name: string): EmuDevice => ctx.bus.require(name);
 
 /** A device's attribute, or an error that says the driver has none by that name. */
 function needAttribute(d: EmuDevice, attribute: string, what: string): void {
@@ -102,7 +94,6 @@ export const METHODS = {
     description: 'remove a device: its client is dropped and its socket deleted (hot-remove)',
     params: z.object({ device: deviceName }).strict(),
     handle: async (ctx, { device: name }) => {
-      device(ctx, name);
       await ctx.bus.remove(name);
       return { removed: name };
     },
