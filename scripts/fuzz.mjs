@@ -22,6 +22,10 @@ const TARGETS = {
     what: 'VfioUserServer: message stream and dispatch, fds of every kind; DMA table, fds and client checked after each input (fast-check)',
     module: 'packages/vfio-user/fuzz/stream.fuzz.ts',
   },
+  engines: {
+    what: 'differential: random rings, tails and frames through the native and the TypeScript ring engines, frames, guest memory, counters and interrupts compared (fast-check)',
+    module: 'packages/driver-iavf/fuzz/engines.fuzz.ts',
+  },
   virtchnl: {
     what: 'VirtualFunction: every virtchnl op, well-formed, mutated and random, in any order and state (fast-check)',
     module: 'packages/driver-iavf/fuzz/virtchnl.fuzz.ts',

@@ -45,3 +45,20 @@ export class EmuProcess {
     return this.exited!;
   }
 }
+
+/**
+ * emu serving two emu_iavf NICs on one switch, logging at info: emu_iavf0 on `dir`/a.sock
+ * (02:00:00:00:00:01) and emu_iavf1 on `dir`/b.sock (02:00:00:00:00:02); resolves once it serves both.
+ */
+export async function emuWithTwoNics(dir: string): Promise<EmuProcess> {
+  const emu = new EmuProcess([
+    '--vdev',
+    `emu_iavf0,path=${join(dir, 'a.sock')},mac=02:00:00:00:00:01`,
+    '--vdev',
+    `emu_iavf1,path=${join(dir, 'b.sock')},mac=02:00:00:00:00:02`,
+    '--log-level',
+    'info',
+  ]);
+  await emu.waitFor(/serving 2 devices/);
+  return emu;
+}

@@ -99,6 +99,24 @@ describe('EmuDevice', () => {
       await bad.close();
     });
 
+    it('rate-limits what its driver and transport log: a guest repeating a mistake cannot flood the log', async () => {
+      const lines: string[] = [];
+      const record = (obj: object | string, msg?: string) => lines.push(typeof obj === 'string' ? obj : msg!);
+      const logger = { debug: record, info: record, warn: record, error: record };
+      const limited = new EmuDevice('emu_counter1', counterDriver, { path: dir.path('l.sock'), logger });
+      for (let i = 0; i < 1000; i++) limited.log.warn({ i }, 'bad doorbell');
+      expect(lines).to.deep.equal(Array(10).fill('bad doorbell'));
+      const unlimited = new EmuDevice('emu_counter2', counterDriver, {
+        path: dir.path('u.sock'),
+        logger,
+        logRateLimit: false,
+      });
+      for (let i = 0; i < 1000; i++) unlimited.log.warn({ i }, 'bad doorbell');
+      expect(lines).to.have.length(1010);
+      await limited.close();
+      await unlimited.close();
+    });
+
     it('tells its info, doorbells and the QEMU argument', async () => {
       await dev.configure({ vectors: 4 });
       const info = dev.info();

@@ -11,8 +11,10 @@ import {
   IRQ_INDEX_NAMES,
   type IrqIndexName,
   type Logger,
+  type LogRateLimit,
   PCI_NUM_REGIONS,
   PciRegion,
+  rateLimitedLogger,
   type ServerOptions,
   type ServerStats,
   VfioUserServer,
@@ -38,6 +40,11 @@ export interface DeviceOptions {
   /** The vfio-user socket the device serves on. */
   path: string;
   logger?: Logger;
+  /**
+   * What a guest or client can make the device log: per kind of message and per level, per interval
+   * (vfio-user's rateLimitedLogger; default DEFAULT_LOG_RATE_LIMIT, Linux's 10 per 5 s). false: no limit.
+   */
+  logRateLimit?: LogRateLimit | false;
   /** Transport settings: the socket's mode, owner and allowed peers, memory policy, limits. */
   server?: Omit<ServerOptions, 'path' | 'logger'>;
 }
@@ -69,7 +76,8 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
       throw new EmudevError('EINVAL', `${name}: a socket path is required`);
     }
     this.path = resolvePath(options.path);
-    this.log = options.logger ?? consoleLogger('warn', name);
+    const log = options.logger ?? consoleLogger('warn', name);
+    this.log = options.logRateLimit === false ? log : rateLimitedLogger(log, options.logRateLimit);
     this.queueTable = new QueueTable((q) => this.emit('queue-state', q));
   }
 

@@ -14,7 +14,15 @@ export {
   type RegionWrite,
   VfioUserClient,
 } from './client/client.js';
-export { consoleLogger, type Logger, type LogLevel, silentLogger } from './logger.js';
+export {
+  consoleLogger,
+  DEFAULT_LOG_RATE_LIMIT,
+  type Logger,
+  type LogLevel,
+  type LogRateLimit,
+  rateLimitedLogger,
+  silentLogger,
+} from './logger.js';
 export * from './pci/index.js';
 export {
   type Capabilities,

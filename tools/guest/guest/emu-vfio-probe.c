@@ -395,6 +395,159 @@ static void dma_map(struct ctx *c, uint64_t iova, uint64_t size) {
   printf("dma-map iova=0x%" PRIx64 " size=0x%" PRIx64 "\n", iova, size);
 }
 
+/*
+ * garbage SECONDS SEED: a hostile iavf driver, for the fault campaigns. For SECONDS it writes garbage
+ * to the device at full speed, from a seeded xorshift: register writes (tails, interrupt control, the
+ * admin-queue registers, anything in BAR0), BAR0 reads, random bytes and plausible-looking descriptors
+ * in a 1 MiB DMA buffer it maps (rings and buffers live there), and admin-queue sends whose descriptors
+ * point into that buffer with random virtchnl opcodes and payloads. Offsets are the iavf VF's BAR0
+ * (Linux drivers/net/ethernet/intel/iavf/iavf_register.h). Errors of single accesses are counted, not
+ * fatal: the point is to keep going.
+ */
+#define GARBAGE_IOVA 0x100000ULL
+#define GARBAGE_SIZE 0x100000ULL
+#define GARBAGE_AQ 0x0      /* ATQ ring, 64 descriptors, in the DMA buffer */
+#define GARBAGE_ARQ 0x1000  /* ARQ ring */
+#define GARBAGE_BUF 0x80000 /* AQ message buffers */
+
+static uint64_t xs_state;
+static uint64_t xs(void) {
+  xs_state ^= xs_state << 13;
+  xs_state ^= xs_state >> 7;
+  xs_state ^= xs_state << 17;
+  return xs_state;
+}
+
+struct garbage_counts {
+  uint64_t writes, reads, errors, dma_bytes, aq_sends;
+};
+
+static void garbage_reg(struct ctx *c, uint64_t off, uint32_t v, int write, struct garbage_counts *n) {
+  struct vfio_region_info *r = &c->regions[VFIO_PCI_BAR0_REGION_INDEX];
+  if (off + 4 > r->size) return;
+  ssize_t got = write ? pwrite(c->device, &v, 4, (off_t)(r->offset + off))
+                      : pread(c->device, &v, 4, (off_t)(r->offset + off));
+  if (got != 4) n->errors++;
+  if (write) n->writes++;
+  else n->reads++;
+}
+
+/* A value a confused driver might write: random, small, or an address near the DMA buffer. */
+static uint32_t garbage_value(void) {
+  switch (xs() % 4) {
+  case 0: return (uint32_t)xs();
+  case 1: return (uint32_t)(xs() % 1024);
+  case 2: return (uint32_t)(GARBAGE_IOVA + xs() % (GARBAGE_SIZE + 0x2000));
+  default: return (uint32_t)(xs() % 2 ? 0x80000000u | (xs() % 1024) : 0);
+  }
+}
+
+/* iavf registers a driver writes: the hot ones and the admin queue's. */
+static uint64_t garbage_register(void) {
+  static const uint32_t fixed[] = {0x4800, 0x5000, 0x5c00, 0x6000, 0x6400, 0x6800, 0x6c00, 0x7000,
+                                   0x7400, 0x7800, 0x7c00, 0x8000, 0x8400, 0x8800};
+  unsigned q = xs() % 16;
+  switch (xs() % 8) {
+  case 0: return 0x0000 + 4 * q;                     /* QTX_TAIL1 */
+  case 1: return 0x2000 + 4 * q;                     /* QRX_TAIL1 */
+  case 2: return 0x3800 + 4 * q;                     /* VFINT_DYN_CTLN1 */
+  case 3: return 0x2800 + 64 * (xs() % 3) + 4 * q;   /* VFINT_ITRN1 */
+  case 4: return 0xc400 + 4 * (xs() % 2);            /* VFQF_HENA */
+  case 5: return 0xcc00 + 4 * (xs() % 13);           /* VFQF_HKEY */
+  default: return fixed[xs() % (sizeof fixed / sizeof fixed[0])];
+  }
+}
+
+static void garbage_dma(struct dma_map *m, struct garbage_counts *n) {
+  uint64_t at = xs() % (GARBAGE_SIZE - 64);
+  at &= ~15ULL;
+  for (unsigned i = 0; i < 64; i += 8) {
+    uint64_t v;
+    switch (xs() % 3) {
+    case 0: v = xs(); break;
+    case 1: v = GARBAGE_IOVA + xs() % (GARBAGE_SIZE + 0x10000); break; /* a buffer address, maybe past the end */
+    default: v = (xs() % 0x4000) << 34 | (xs() & 0xffff); break;       /* lengths and flags in qword1 */
+    }
+    memcpy(m->va + at + i, &v, 8);
+  }
+  n->dma_bytes += 64;
+}
+
+/* One admin-queue send: a SEND_MSG_TO_PF (mostly) descriptor at the tail, a random message, the tail moved. */
+static void garbage_aq(struct ctx *c, struct dma_map *m, struct garbage_counts *n, unsigned *tail) {
+  uint8_t *d = m->va + GARBAGE_AQ + 32 * *tail;
+  uint64_t buf = GARBAGE_IOVA + GARBAGE_BUF + (xs() % 64) * 4096;
+  uint16_t flags = (uint16_t)(xs() % 4 ? 0x1000 | 0x0400 : xs()); /* BUF|RD, or anything */
+  uint16_t opcode = (uint16_t)(xs() % 8 ? 0x0801 : xs());
+  uint16_t len = (uint16_t)(xs() % 4 ? xs() % 512 : xs());
+  uint32_t vop = (uint32_t)(xs() % 8 ? xs() % 72 : xs());
+  memset(d, 0, 32);
+  memcpy(d + 0, &flags, 2);
+  memcpy(d + 2, &opcode, 2);
+  memcpy(d + 4, &len, 2);
+  memcpy(d + 8, &vop, 4);
+  uint32_t hi = (uint32_t)(buf >> 32), lo = (uint32_t)buf;
+  if (xs() % 8 == 0) lo = (uint32_t)xs();
+  memcpy(d + 24, &hi, 4);
+  memcpy(d + 28, &lo, 4);
+  for (unsigned i = 0; i < 512; i += 8) {
+    uint64_t v = xs() % 2 ? xs() : GARBAGE_IOVA + xs() % GARBAGE_SIZE;
+    memcpy(m->va + (buf - GARBAGE_IOVA) + i, &v, 8);
+  }
+  *tail = (*tail + 1) % 64;
+  garbage_reg(c, 0x8400, *tail, 1, n); /* VF_ATQT1 */
+  n->aq_sends++;
+}
+
+/* The admin queues where a driver puts them: in the DMA buffer, 64 entries each, enabled. */
+static void garbage_aq_setup(struct ctx *c, struct garbage_counts *n) {
+  uint64_t atq = GARBAGE_IOVA + GARBAGE_AQ, arq = GARBAGE_IOVA + GARBAGE_ARQ;
+  garbage_reg(c, 0x7800, (uint32_t)(atq >> 32), 1, n); /* VF_ATQBAH1 */
+  garbage_reg(c, 0x7c00, (uint32_t)atq, 1, n);         /* VF_ATQBAL1 */
+  garbage_reg(c, 0x6800, 0x80000000u | 64, 1, n);      /* VF_ATQLEN1: enable, 64 */
+  garbage_reg(c, 0x6000, (uint32_t)(arq >> 32), 1, n); /* VF_ARQBAH1 */
+  garbage_reg(c, 0x6c00, (uint32_t)arq, 1, n);         /* VF_ARQBAL1 */
+  garbage_reg(c, 0x8000, 0x80000000u | 64, 1, n);      /* VF_ARQLEN1 */
+  garbage_reg(c, 0x7000, 63, 1, n);                    /* VF_ARQT1 */
+}
+
+static double now_s(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (double)t.tv_sec + t.tv_nsec / 1e9;
+}
+
+static void do_garbage(struct ctx *c, unsigned seconds, uint64_t seed) {
+  if (c->info.num_regions <= VFIO_PCI_BAR0_REGION_INDEX || !c->regions[0].size) fail("no BAR0");
+  xs_state = seed * 0x9e3779b97f4a7c15ULL + 1;
+  if (!c->ndma) dma_map(c, GARBAGE_IOVA, GARBAGE_SIZE);
+  struct dma_map *m = dma_find(c, GARBAGE_IOVA, GARBAGE_SIZE);
+  for (uint64_t i = 0; i < GARBAGE_SIZE; i += 8) {
+    uint64_t v = xs();
+    memcpy(m->va + i, &v, 8);
+  }
+  struct garbage_counts n = {0};
+  unsigned tail = 0;
+  garbage_aq_setup(c, &n);
+  double end = now_s() + seconds;
+  for (uint64_t i = 0;; i++) {
+    if ((i & 63) == 0 && now_s() >= end) break;
+    unsigned what = xs() % 100;
+    if (what < 35) garbage_reg(c, garbage_register(), garbage_value(), 1, &n);
+    else if (what < 45) garbage_reg(c, (xs() % c->regions[0].size) & ~3ULL, (uint32_t)xs(), 1, &n);
+    else if (what < 50) garbage_reg(c, (xs() % c->regions[0].size) & ~3ULL, 0, 0, &n);
+    else if (what < 75) garbage_dma(m, &n);
+    else if (what < 98) garbage_aq(c, m, &n, &tail);
+    else {
+      garbage_aq_setup(c, &n);
+      tail = 0;
+    }
+  }
+  printf("garbage seconds=%u seed=%" PRIu64 " writes=%" PRIu64 " reads=%" PRIu64 " errors=%" PRIu64
+         " dma_bytes=%" PRIu64 " aq_sends=%" PRIu64 "\n",
+         seconds, seed, n.writes, n.reads, n.errors, n.dma_bytes, n.aq_sends);
+}
+
 static void usage(void) {
   fputs("usage:\n"
         "  emu-vfio-probe bind BDF\n"
@@ -409,6 +562,7 @@ static void usage(void) {
         "      info | read REGION OFF WIDTH | write REGION OFF WIDTH VALUE | sleep MS\n"
         "      irq-on TYPE VECTOR | irq-wait TYPE TIMEOUT_MS | irq-off TYPE      TYPE: intx, msi, msix\n"
         "      dma-map IOVA SIZE | dma-read IOVA WIDTH | dma-write IOVA WIDTH VALUE | dma-dump IOVA LEN\n"
+        "      garbage SECONDS SEED: a hostile iavf driver writing garbage at full speed (see do_garbage)\n"
         "exit status: 0 ok, 1 error, 2 interrupt timeout\n",
         stderr);
   exit(1);
@@ -479,6 +633,10 @@ static int run_op(struct ctx *c, int argc, char **argv) {
       memcpy(&v, m->va + (iova - m->iova), w);
     }
     printf("%s iova=0x%" PRIx64 " width=%u value=0x%" PRIx64 "\n", op, iova, w, v);
+  } else if (!strcmp(op, "garbage")) {
+    NEED(2);
+    enable_command(c, 1);
+    do_garbage(c, (unsigned)parse_u64(argv[1], "seconds"), parse_u64(argv[2], "seed"));
   } else if (!strcmp(op, "dma-dump")) {
     NEED(2);
     uint64_t iova = parse_u64(argv[1], "iova"), len = parse_u64(argv[2], "len");

@@ -36,6 +36,9 @@ export interface BootGuestOptions {
   memoryMiB?: number;
   /** guest RAM in a shared memfd (default true); false gives plain RAM, so DMA maps carry no fd */
   sharedMemory?: boolean;
+  /** let the guest reboot: QEMU resets the machine (every device gets its reset) and boots the same
+   *  kernel and initramfs, so the script runs again. Default false: a reboot ends QEMU (-no-reboot). */
+  reboot?: boolean;
   /** guest CPUs, default 1 */
   cpus?: number;
   /** default 120000; QEMU is killed when it passes */
@@ -212,7 +215,7 @@ export async function bootGuest(opts: BootGuestOptions): Promise<BootGuestResult
     'none',
     '-serial',
     'stdio',
-    '-no-reboot',
+    ...(opts.reboot ? [] : ['-no-reboot']),
     '-kernel',
     env.manifest.kernel.image,
     '-initrd',

@@ -23,7 +23,7 @@ export {
   type ResolvedModule,
   resolveModules,
 } from './modules.js';
-export { awaitSignal, ncReceive, signal, up, waitPing } from './scripts.js';
+export { awaitSignal, ncReceive, pingForever, signal, up, waitPing } from './scripts.js';
 export {
   DEFAULT_CACHE_DIR,
   ensureGuestEnvironment,

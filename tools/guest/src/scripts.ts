@@ -16,6 +16,15 @@ echo "carrier=$(cat /sys/class/net/eth0/carrier)"
 export const waitPing = (ip: string) =>
   `t=0; until ping -c 1 -W 1 ${ip} > /dev/null 2>&1 || [ $t -ge 60 ]; do t=$((t+1)); done`;
 
+/**
+ * Pings `ip` once every `pauseS` seconds for good, one console line per ping: `<tag>: pong` or
+ * `<tag>: lost` (a neighbour's proof that its NIC kept working).
+ */
+export const pingForever = (tag: string, ip: string, pauseS: number) => `while true; do
+  if ping -c 1 -W 1 ${ip} > /dev/null 2>&1; then echo "${tag}: pong"; else echo "${tag}: lost"; fi
+  sleep ${pauseS}
+done`;
+
 /** Tells the guest at `ip` that a step is done: connects to its `port` until it listens. */
 export const signal = (ip: string, port: number) =>
   `t=0; until echo x | nc ${ip} ${port} > /dev/null 2>&1 || [ $t -ge 300 ]; do sleep 0.2; t=$((t+1)); done`;

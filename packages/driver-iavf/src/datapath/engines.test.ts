@@ -1,175 +1,35 @@
 /**
- * The two ring engines side by side: the same guest memory, descriptors, tails and frames through the
- * native engine (@emu/native, C++) and through the TypeScript one, and everything compared afterwards:
- * the frames on the wire, every byte of guest memory (descriptor write-backs, RX buffers), the
- * counters and the interrupts. Good traffic, offloads and TSO, hostile descriptors, and random rings.
+ * The two ring engines side by side (testing/engine-pair.ts): good traffic, offloads and TSO, hostile
+ * descriptors, and random rings, each compared afterwards in full.
  */
 import type { GuestMemory } from '@emu/emudev';
 import { silentLogger } from '@emu/vfio-user';
 import { expect } from 'chai';
-import type { VfConfig } from '../pf.js';
 import { BufferGuestMemory } from '../testing/buffer-memory.js';
+import {
+  BASE,
+  config,
+  ctxQw1,
+  dataQw1,
+  EOP,
+  txFlow as flow,
+  ICRC,
+  IIPT_IPV4_CSUM,
+  IIPT_IPV6,
+  L4T_TCP,
+  L4T_UDP,
+  LAST,
+  OFFSET_V4_TCP,
+  Pair,
+  PEER,
+  RAM,
+  RING_LEN,
+  RS,
+  SCRATCH,
+  VF_MAC,
+} from '../testing/engine-pair.js';
 import { ipv4TcpFrame, ipv4UdpFrame, rawFrame, TCP_ACK, TCP_FIN, TCP_PSH } from '../testing/frames.js';
 import { DataPath } from './engine.js';
-
-const BASE = 0x1_0000_0000n;
-const RAM = 1 << 21;
-const VF_MAC = '02:00:00:00:00:0a';
-const PEER = '02:00:00:00:00:99';
-const EOP = 0x1;
-const RS = 0x2;
-const ICRC = 0x4;
-const IIPT_IPV4_CSUM = 0x60;
-const IIPT_IPV6 = 0x20;
-const L4T_TCP = 0x100;
-const L4T_UDP = 0x300;
-const LAST = EOP | RS | ICRC;
-const TX_RING = BASE;
-const RX_RING = BASE + 0x10000n;
-const RX_BUFS = BASE + 0x20000n;
-const SCRATCH = BASE + 0x100000n;
-const RING_LEN = 256;
-
-function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
-  const all = (1 << queues) - 1;
-  return {
-    numQueuePairs: queues,
-    caps: 0,
-    tx: Array.from({ length: queues }, (_, q) => ({
-      ring: TX_RING + BigInt(q * RING_LEN * 16),
-      length: RING_LEN,
-    })),
-    rx: Array.from({ length: queues }, (_, q) => ({
-      ring: RX_RING + BigInt(q * RING_LEN * 32),
-      length: RING_LEN,
-      bufferSize: 2048,
-      maxFrame: 9728,
-      crcStrip: true,
-      descSize: rxDescSize,
-    })),
-    txEnabled: all,
-    rxEnabled: all,
-    irqMap: new Map(
-      Array.from({ length: queues }, (_, q) => [q + 1, { rx: 1 << q, tx: 1 << q, rxItr: 0, txItr: 1 }]),
-    ),
-    macs: new Set(),
-    promisc: 0,
-    vlans: new Set(),
-    vlanStrip: false,
-    vlanInsert: true,
-    rssKey: Buffer.from(Array.from({ length: 52 }, (_, i) => (i * 37 + 11) & 0xff)),
-    rssLut: Buffer.from(Array.from({ length: 64 }, (_, i) => i % queues)),
-    rssHena: 0n,
-  };
-}
-
-interface Side {
-  name: 'native' | 'ts';
-  memory: BufferGuestMemory;
-  dp: DataPath;
-  sent: string[];
-  raised: number[];
-}
-
-function side(name: 'native' | 'ts', ram: Buffer, cfg: VfConfig): Side {
-  const memory = new BufferGuestMemory(ram, BASE, name === 'native');
-  const s: Side = { name, memory, sent: [], raised: [], dp: undefined as never };
-  s.dp = new DataPath({
-    memory: memory as unknown as GuestMemory,
-    log: silentLogger,
-    config: () => cfg,
-    mac: VF_MAC,
-    raise: (v) => s.raised.push(v),
-    transmit: (f) => s.sent.push(Buffer.from(f).toString('hex')),
-    engine: name === 'native' ? 'auto' : 'ts',
-  });
-  return s;
-}
-
-/** The same scenario on both engines; returns both sides for comparison. */
-class Pair {
-  readonly ram = Buffer.alloc(RAM);
-  private scratchAt = 0;
-  readonly cfg: VfConfig;
-  sides: [Side, Side] | undefined;
-  constructor(queues = 1, rxDescSize: 16 | 32 = 32) {
-    this.cfg = config(queues, rxDescSize);
-  }
-  /** Where the guest writes: the RAM to be forked, or both engines' copies once started. */
-  private targets(): Buffer[] {
-    return this.sides ? this.sides.map((s) => s.memory.bytes) : [this.ram];
-  }
-  put(data: Uint8Array): bigint {
-    const at = SCRATCH + BigInt(this.scratchAt);
-    for (const b of this.targets()) b.set(data, Number(at - BASE));
-    this.scratchAt = Math.ceil((this.scratchAt + data.length) / 64) * 64;
-    return at;
-  }
-  txDesc(q: number, i: number, qw0: bigint, qw1: bigint): void {
-    const o = Number(this.cfg.tx[q]!.ring - BASE) + (i % RING_LEN) * 16;
-    for (const b of this.targets()) {
-      b.writeBigUInt64LE(qw0, o);
-      b.writeBigUInt64LE(qw1, o + 8);
-    }
-  }
-  postRx(q: number, count: number): void {
-    const ring = this.cfg.rx[q]!;
-    for (let i = 0; i < count; i++) {
-      const o = Number(ring.ring - BASE) + i * ring.descSize;
-      this.ram.writeBigUInt64LE(RX_BUFS + BigInt((q * RING_LEN + i) * 2048), o);
-      this.ram.writeBigUInt64LE(0n, o + 8);
-    }
-  }
-  /** Forks the memory prepared so far into the two engines. */
-  start(): [Side, Side] {
-    this.sides = [
-      side('native', Buffer.from(this.ram), this.cfg),
-      side('ts', Buffer.from(this.ram), this.cfg),
-    ];
-    return this.sides;
-  }
-  async step(fn: (s: Side) => void): Promise<void> {
-    for (const s of this.sides!) {
-      fn(s);
-      await s.dp.settled();
-    }
-  }
-  compare(): void {
-    const [n, t] = this.sides!;
-    expect(n.sent, 'frames on the wire').to.deep.equal(t.sent);
-    expect(n.dp.tx, 'TX counters').to.deep.equal(t.dp.tx);
-    expect(n.dp.rx, 'RX counters').to.deep.equal(t.dp.rx);
-    expect(n.dp.filtered, 'filtered').to.equal(t.dp.filtered);
-    expect(n.raised, 'interrupts').to.deep.equal(t.raised);
-    if (!n.memory.bytes.equals(t.memory.bytes)) {
-      let i = 0;
-      while (n.memory.bytes[i] === t.memory.bytes[i]) i++;
-      expect.fail(
-        `guest memory differs first at IOVA 0x${(BASE + BigInt(i)).toString(16)}: native ${n.memory.bytes[i]}, ts ${t.memory.bytes[i]}`,
-      );
-    }
-    // Both really ran their own engine.
-    expect(n.dp.engineStats.tsTx + n.dp.engineStats.tsRx, 'native side fell back').to.equal(0);
-    expect(t.dp.engineStats.nativeTx + t.dp.engineStats.nativeRx, 'ts side went native').to.equal(0);
-  }
-}
-
-const dataQw1 = (cmd: number, size: number, offset = 0) =>
-  (BigInt(cmd) << 4n) | (BigInt(offset) << 16n) | (BigInt(size) << 34n);
-const ctxQw1 = (tso: boolean, tsoLen: number, mss: number) =>
-  1n | (BigInt(tso ? 1 : 0) << 4n) | (BigInt(tsoLen) << 30n) | (BigInt(mss) << 50n);
-const OFFSET_V4_TCP = 7 | (5 << 7) | (5 << 14);
-
-const flow = (payload: number, seed: number, extra: object = {}) => ({
-  dstMac: PEER,
-  srcMac: VF_MAC,
-  srcIp: '10.0.0.2',
-  dstIp: '10.0.0.9',
-  sport: 40000 + seed,
-  dport: 5201,
-  payload: Buffer.from(Array.from({ length: payload }, (_, i) => (i * 7 + seed) & 0xff)),
-  ...extra,
-});
 
 /** An Ethernet/IPv6/TCP frame (checksum left 0: the offload fills it). */
 function ipv6TcpFrame(payload: number, seed: number, flags = TCP_ACK): Buffer {

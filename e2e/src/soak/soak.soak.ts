@@ -1,0 +1,199 @@
+/**
+ * The soak (`pnpm soak`, not in CI): emu serves two emu_iavf NICs (2 queue pairs each) on one switch,
+ * and two Linux guests move TCP without pause through them, two flows at once, for EMU_SOAK_MINUTES
+ * (30). Every minute emu's RSS, open fds and threads and every queue's counters (read over the control
+ * socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land in EMU_SOAK_OUT
+ * (docs/soak). It passes when traffic moved in every minute, RSS grew less than 2 % from the end of the
+ * warm-up (EMU_SOAK_WARMUP minutes, 5) to the end, the fds stayed flat after it, and emu logged no error.
+ * Needs root.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ControlClient, type StatsSnapshot } from '@emu/cli';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up, waitPing } from '@emu/guest';
+import { expect } from 'chai';
+import { EmuProcess } from '../emu-process.js';
+import { sleep, until } from '../wait.js';
+import { plotSoak } from './plot.js';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const MINUTES = Number(process.env.EMU_SOAK_MINUTES ?? 30);
+const WARMUP = Number(process.env.EMU_SOAK_WARMUP ?? 5);
+const INTERVAL_MS = Number(process.env.EMU_SOAK_INTERVAL_MS ?? 60_000);
+const OUT = resolve(process.env.EMU_SOAK_OUT ?? join(ROOT, 'docs/soak'));
+const PORTS = [5000, 5001];
+
+/** Guest A: TCP sinks that never end (busybox nc ends with its stdin: a FIFO held open). */
+const A = `${up('10.0.0.1/24')}
+mkfifo /tmp/in; exec 3<>/tmp/in
+for p in ${PORTS.join(' ')}; do (while true; do nc -l -p $p < /tmp/in > /dev/null; done) & done
+echo "A up"
+wait
+`;
+
+/** Guest B: one sender per port, 64 MiB a connection, one connection after another. */
+const B = `${up('10.0.0.2/24')}
+${waitPing('10.0.0.1')}
+for p in ${PORTS.join(' ')}; do
+  (while true; do dd if=/dev/zero bs=64k count=1024 2> /dev/null | nc 10.0.0.1 $p; sleep 0.2; done) &
+done
+echo "B sending"
+wait
+`;
+
+interface Sample {
+  minute: number;
+  rssKiB: number;
+  fds: number;
+  threads: number;
+  stats: StatsSnapshot;
+}
+
+function proc(pid: number) {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  return {
+    rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)![1]),
+    threads: Number(/Threads:\s+(\d+)/.exec(status)![1]),
+    fds: readdirSync(`/proc/${pid}/fd`).length,
+  };
+}
+
+/** The CSV: one row per sample; every queue's packets, bytes, drops and errors as columns. */
+function csv(samples: Sample[]): string {
+  const queueColumns = samples[0]!.stats.devices.flatMap((d) =>
+    d.queues.flatMap((q) =>
+      (['packets', 'bytes', 'drops', 'errors'] as const).map((c) => ({
+        name: `${d.name}_${q.direction}${q.queue}_${c}`,
+        get: (s: Sample) =>
+          s.stats.devices
+            .find((x) => x.name === d.name)
+            ?.queues.find((y) => y.queue === q.queue && y.direction === q.direction)?.[c],
+      })),
+    ),
+  );
+  const header = ['minute', 'rss_kib', 'fds', 'threads', ...queueColumns.map((c) => c.name)];
+  const rows = samples.map((s) => [
+    s.minute,
+    s.rssKiB,
+    s.fds,
+    s.threads,
+    ...queueColumns.map((c) => c.get(s) ?? ''),
+  ]);
+  return `${[header, ...rows].map((r) => r.join(',')).join('\n')}\n`;
+}
+
+/** A column's total over the devices' TX (or RX) queues. */
+const total = (s: Sample, direction: 'rx' | 'tx', counter: 'bytes' | 'packets') =>
+  s.stats.devices.reduce(
+    (n, d) => n + d.queues.filter((q) => q.direction === direction).reduce((m, q) => m + q[counter], 0),
+    0,
+  );
+
+describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, function () {
+  const budget = MINUTES * INTERVAL_MS + 900_000;
+  this.timeout(budget);
+  let dir: string;
+  let emu: EmuProcess;
+  let client: ControlClient;
+  const stop = new AbortController();
+  const lines: string[] = [];
+  let guests: Promise<BootGuestResult[]>;
+  const samples: Sample[] = [];
+
+  before(async function () {
+    this.timeout(budget);
+    execFileSync('bash', [join(ROOT, 'scripts/ensure-command.sh'), 'gnuplot', 'gnuplot-nox'], {
+      stdio: 'inherit',
+    });
+    await ensureGuestEnvironment();
+    dir = mkdtempSync(join(tmpdir(), 'emu-soak-'));
+    emu = new EmuProcess([
+      '--vdev',
+      `emu_iavf0,path=${join(dir, 'a.sock')},mac=02:00:00:00:00:01,queues=2`,
+      '--vdev',
+      `emu_iavf1,path=${join(dir, 'b.sock')},mac=02:00:00:00:00:02,queues=2`,
+      '--control',
+      join(dir, 'emu.ctl'),
+      '--status',
+      '0',
+    ]);
+    await emu.waitFor(/serving 2 devices/);
+    client = await ControlClient.connect(join(dir, 'emu.ctl'));
+    const boot = (socket: string, script: string) =>
+      bootGuest({
+        sockets: [join(dir, socket)],
+        modules: ['iavf'],
+        script,
+        timeoutMs: budget,
+        signal: stop.signal,
+        onConsole: (l) => lines.push(l),
+      });
+    guests = Promise.all([boot('a.sock', A), boot('b.sock', B)]);
+    await until(() => lines.includes('B sending'), 'guest B to start sending', 300_000);
+    const started = Date.now();
+    for (let minute = 0; minute <= MINUTES; minute++) {
+      await sleep(Math.max(0, started + minute * INTERVAL_MS - Date.now()));
+      const stats = (await client.call('stats.get')) as StatsSnapshot;
+      samples.push({ minute, ...proc(emu.child.pid!), stats });
+      mkdirSync(OUT, { recursive: true });
+      writeFileSync(join(OUT, 'soak.csv'), csv(samples));
+    }
+    plotSoak(join(OUT, 'soak.csv'), join(OUT, 'soak.png'), {
+      warmup: WARMUP,
+      intervalSeconds: INTERVAL_MS / 1000,
+    });
+  });
+
+  after(async () => {
+    stop.abort();
+    await guests?.catch(() => undefined);
+    client?.close();
+    await emu?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const explain = () =>
+    `${samples.map((s) => `${s.minute}: rss ${s.rssKiB} KiB, fds ${s.fds}, threads ${s.threads}`).join('\n')}\nguests:\n${lines.slice(-20).join('\n')}\nemu:\n${emu.stderr.slice(-3000)}`;
+
+  it('moves traffic in every minute, through both NICs', () => {
+    expect(samples.length, explain()).to.equal(MINUTES + 1);
+    for (let i = 1; i < samples.length; i++) {
+      expect(total(samples[i]!, 'tx', 'bytes'), `minute ${i}\n${explain()}`).to.be.above(
+        total(samples[i - 1]!, 'tx', 'bytes'),
+      );
+      expect(total(samples[i]!, 'rx', 'bytes'), `minute ${i}\n${explain()}`).to.be.above(
+        total(samples[i - 1]!, 'rx', 'bytes'),
+      );
+    }
+  });
+
+  it('grows its RSS by less than 2 % after the warm-up', () => {
+    const at = samples.find((s) => s.minute === WARMUP)!;
+    const end = samples[samples.length - 1]!;
+    const growth = end.rssKiB / at.rssKiB - 1;
+    console.log(
+      `      RSS ${at.rssKiB} KiB at minute ${WARMUP}, ${end.rssKiB} KiB at minute ${end.minute}: ${(growth * 100).toFixed(2)} %`,
+    );
+    expect(growth, explain()).to.be.below(0.02);
+  });
+
+  it('keeps its fds and threads flat after the warm-up', () => {
+    const after = samples.filter((s) => s.minute >= WARMUP);
+    expect(new Set(after.map((s) => s.fds)).size, explain()).to.equal(1);
+    expect(new Set(after.map((s) => s.threads)).size, explain()).to.equal(1);
+  });
+
+  it('logs no error and exits cleanly', async () => {
+    expect(
+      emu.stderr.split('\n').filter((l) => l.startsWith('emu error')),
+      explain(),
+    ).to.deep.equal([]);
+    client.close();
+    stop.abort();
+    await guests;
+    expect(await emu.stop()).to.equal(0);
+  });
+});
