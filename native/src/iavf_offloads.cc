@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #include "crc32c.h"
 
 namespace emu {
@@ -29,9 +33,27 @@ inline uint16_t Be16(const uint8_t* f, size_t i) { return static_cast<uint16_t>(
 // One's complement sum (RFC 1071) of [p, p + len) as 16-bit big-endian words, an odd last byte as the
 // high byte of a word, not folded. Loads little-endian words eight bytes at a time: the sum of
 // byte-swapped words is the byte-swapped sum (RFC 1071 2(B)), swapped back by the caller after folding.
+// With SSE2, 32 bytes at a time: each 32-bit word widened into its own 64-bit lane, four lane pairs
+// summed apart (GCC's -O2 does not vectorize the plain loop: it ran at a third of this speed over a
+// 1500-byte frame, a third of the data plane's time when it checks RX checksums).
 uint64_t OnesSumSwapped(const uint8_t* p, size_t len) {
   uint64_t acc = 0;
   size_t i = 0;
+#if defined(__SSE2__)
+  const __m128i zero = _mm_setzero_si128();
+  __m128i a = zero, b = zero, c = zero, d = zero;
+  for (; i + 32 <= len; i += 32) {
+    const __m128i w = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i));
+    const __m128i x = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p + i + 16));
+    a = _mm_add_epi64(a, _mm_unpacklo_epi32(w, zero));
+    b = _mm_add_epi64(b, _mm_unpackhi_epi32(w, zero));
+    c = _mm_add_epi64(c, _mm_unpacklo_epi32(x, zero));
+    d = _mm_add_epi64(d, _mm_unpackhi_epi32(x, zero));
+  }
+  uint64_t lanes[2];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(lanes), _mm_add_epi64(_mm_add_epi64(a, b), _mm_add_epi64(c, d)));
+  acc = lanes[0] + lanes[1];
+#endif
   for (; i + 8 <= len; i += 8) {
     uint64_t w;
     std::memcpy(&w, p + i, 8);

@@ -35,10 +35,13 @@ cleanup() {
 trap cleanup EXIT
 
 eal="--no-pci -m 256 --single-file-segments --huge-dir $dir/huge"
+# testpmd sizes its mbuf pool for every port it could have (about 600 MiB, beyond -m, which only
+# preallocates): 16384 mbufs are plenty for 1024-descriptor rings and keep both sides in 256 MiB.
+mbufs="--total-num-mbufs=16384"
 # The vhost side forwards whatever it receives back out (io mode), pinned to CPU 0.
 sleep $((SECONDS_ + 20)) | dpdk-testpmd --lcores '0@0,1@0' $eal --file-prefix=emuref-vh$$ \
   --vdev "net_vhost0,iface=$dir/vhost.sock,queues=1" -- \
-  --nb-cores=1 --txd=1024 --rxd=1024 --forward-mode=io --auto-start >"$dir/vhost.log" 2>&1 &
+  --nb-cores=1 --txd=1024 --rxd=1024 $mbufs --forward-mode=io --auto-start >"$dir/vhost.log" 2>&1 &
 vhost=$!
 for _ in $(seq 100); do [ -S "$dir/vhost.sock" ] && break; sleep 0.1; done
 [ -S "$dir/vhost.sock" ] || fail "the vhost-user testpmd did not start: $(tail -3 "$dir/vhost.log")"
@@ -56,6 +59,6 @@ for _ in $(seq 100); do [ -S "$dir/vhost.sock" ] && break; sleep 0.1; done
   echo "quit"
 } | dpdk-testpmd --lcores '0@1,1@1' $eal --file-prefix=emuref-vu$$ \
   --vdev "net_virtio_user0,path=$dir/vhost.sock,queues=1" -- \
-  -i --nb-cores=1 --txd=1024 --rxd=1024 --txpkts="$FRAME" >"$dir/virtio.log" 2>&1
+  -i --nb-cores=1 --txd=1024 --rxd=1024 $mbufs --txpkts="$FRAME" >"$dir/virtio.log" 2>&1
 grep -q "Rx-pps" "$dir/virtio.log" || fail "the virtio-user testpmd printed no stats: $(tail -3 "$dir/virtio.log")"
 grep -E "Rx-pps|Tx-pps" "$dir/virtio.log" | tail -2

@@ -17,7 +17,7 @@ import { DataPlane } from '@emu/native';
 import { silentLogger } from '@emu/vfio-user';
 import { iavfDriver } from '../src/driver.js';
 import { dpdkReference } from './dpdk-reference.js';
-import { forwardPeer } from './processes.js';
+import { forwardPeer, runBench } from './processes.js';
 
 const SECONDS = Number(process.env.EMU_BENCH_SECONDS ?? 3);
 const SIZES = [64, 1500];
@@ -67,10 +67,4 @@ function gbit(mpps: number, size: number): string {
   return `(${((mpps * 1e6 * (size + 24) * 8) / 1e9).toFixed(2)} Gbit/s)`;
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

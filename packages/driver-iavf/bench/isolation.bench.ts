@@ -8,16 +8,13 @@
  * idle one. On a 2-CPU machine the generator, the worker, emu's JS thread and the client share two
  * cores: read the figure with that.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { forwardPeer, lastJson, startHost, stop } from './processes.js';
+import { buildRttPrograms, forwardPeer, lastJson, runBench, startHost, stop } from './processes.js';
 
 const MS = Number(process.env.BENCH_MS ?? 3000);
-// The register client of @emu/vfio-user's own round-trip bench: one client, one place.
-const CLIENT = fileURLToPath(new URL('../../vfio-user/bench/c/rtt-client.c', import.meta.url));
 
 interface Figure {
   rate: number;
@@ -37,9 +34,7 @@ const show = (f: Figure) => `${Math.round(f.rate)}/s, p50 ${f.p50.toFixed(1)} µ
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'emu-isolation-bench-'));
   const client = join(dir, 'rtt-client');
-  try {
-    execFileSync('cc', ['-O2', '-o', client, CLIENT], { stdio: 'pipe' });
-  } catch {
+  if (!buildRttPrograms(dir, ['rtt-client'])) {
     console.log('isolation: no C compiler (cc): nothing measured');
     rmSync(dir, { recursive: true, force: true });
     return;
@@ -63,10 +58,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);

@@ -2,7 +2,7 @@
  * The child processes of the benchmarks, in one place: scripts of this folder run with tsx, programs
  * that print one JSON line, the device host of scale-host.ts and the load generator of forward-peer.ts.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { join } from 'node:path';
 
 const here = import.meta.dirname;
@@ -76,4 +76,28 @@ export async function forwardPeer(a: string, b: string, size: number, seconds: n
     'forward-peer',
   );
   return r.frames / r.seconds / 1e6;
+}
+
+/** Runs a benchmark's main(): exit 0 when it is done (children and handles left are not waited for), 1 on an error. */
+export function runBench(main: () => Promise<void>): void {
+  main().then(
+    () => process.exit(0),
+    (err) => {
+      console.error(err);
+      process.exit(1);
+    },
+  );
+}
+
+/** @emu/vfio-user's round-trip bench C programs (rtt-client, floor-server), built into `dir` with `cc`; false without one. */
+export function buildRttPrograms(dir: string, names: string[]): boolean {
+  const sources = join(here, '../../vfio-user/bench/c');
+  try {
+    for (const name of names) {
+      execFileSync('cc', ['-O2', '-o', join(dir, name), join(sources, `${name}.c`)], { stdio: 'pipe' });
+    }
+    return true;
+  } catch {
+    return false;
+  }
 }

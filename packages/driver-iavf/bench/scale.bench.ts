@@ -8,7 +8,7 @@
  *   On a machine with two cores the two generators and two workers share them: read the figure with that.
  */
 import { readFileSync } from 'node:fs';
-import { forwardPeer, lines, runScript, startHost, stop } from './processes.js';
+import { forwardPeer, lines, runBench, runScript, startHost, stop } from './processes.js';
 
 const SECONDS = Number(process.env.EMU_BENCH_SECONDS ?? 3);
 const TICKS = 100; // USER_HZ
@@ -69,10 +69,4 @@ async function main(): Promise<void> {
   );
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err);
-    process.exit(1);
-  },
-);
+runBench(main);
