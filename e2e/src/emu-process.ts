@@ -13,9 +13,12 @@ export class EmuProcess {
   stderr = '';
   private exited?: Promise<number | null>;
 
-  /** `netns`: run emu in that network namespace (`ip netns exec` execs it: the child is emu itself). */
-  constructor(args: string[], options: { netns?: string } = {}) {
-    const command = [process.execPath, EMU_BIN, ...args];
+  /**
+   * `netns`: run emu in that network namespace (`ip netns exec` execs it: the child is emu itself).
+   * `nodeOptions`: flags for node itself, before emu's script.
+   */
+  constructor(args: string[], options: { netns?: string; nodeOptions?: string[] } = {}) {
+    const command = [process.execPath, ...(options.nodeOptions ?? []), EMU_BIN, ...args];
     if (options.netns) command.unshift('ip', 'netns', 'exec', options.netns);
     this.child = spawn(command[0], command.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout!.on('data', (d: Buffer) => {

@@ -1,7 +1,8 @@
 /**
  * The soak's plot, drawn by gnuplot from its CSV (so a committed CSV can be drawn again):
  * `node --import tsx e2e/src/soak/plot.ts docs/soak/soak.csv docs/soak/soak.png [WARMUP] [INTERVAL_S]`.
- * RSS and open fds on top, the guests' TX rate over each interval below.
+ * RSS, the JavaScript heap in use (CSVs that have it) and open fds on top, the guests' TX rate over each
+ * interval below.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +28,8 @@ export function plotSoak(csvPath: string, pngPath: string, options: PlotOptions)
   const data = rows.map((r, k) => {
     const mbps =
       k === 0 ? 'NaN' : (((sum(r) - sum(rows[k - 1]!)) * 8) / options.intervalSeconds / 1e6).toFixed(2);
-    return `${r[col('minute')]} ${(Number(r[col('rss_kib')]) / 1024).toFixed(2)} ${r[col('fds')]} ${mbps}`;
+    const mib = (name: string) => (col(name) < 0 ? 'NaN' : (Number(r[col(name)]) / 1024).toFixed(2));
+    return `${r[col('minute')]} ${mib('rss_kib')} ${r[col('fds')]} ${mbps} ${mib('heap_used_kib')}`;
   });
   const maxFds = Math.max(...rows.map((r) => Number(r[col('fds')])));
   const minutes = rows[rows.length - 1]![col('minute')];
@@ -42,14 +44,14 @@ set multiplot layout 2,1 title "emu soak: two guests moving TCP through two emu_
 set xlabel 'minute'
 set grid
 set key bottom right
-set ylabel 'RSS (MiB)'
+set ylabel 'MiB'
 set y2label 'open fds'
 set ytics nomirror
 set y2tics
 set yrange [0:*]
 set y2range [0:${maxFds * 2}]
 set arrow from ${options.warmup}, graph 0 to ${options.warmup}, graph 1 nohead dashtype 2
-plot '${dataFile}' using 1:2 with linespoints title 'RSS', '' using 1:3 axes x1y2 with steps linewidth 2 title 'open fds'
+plot '${dataFile}' using 1:2 with linespoints title 'RSS', '' using 1:5 with linespoints title 'JavaScript heap in use', '' using 1:3 axes x1y2 with steps linewidth 2 title 'open fds'
 unset arrow
 set ylabel 'Mbit/s (guest TX, both NICs)'
 unset y2label

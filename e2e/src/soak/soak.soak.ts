@@ -1,10 +1,12 @@
 /**
  * The soak (`pnpm soak`, not in CI): emu serves two emu_iavf NICs (2 queue pairs each) on one switch,
  * and two Linux guests move TCP without pause through them, two flows at once, for EMU_SOAK_MINUTES
- * (30). Every minute emu's RSS, open fds and threads and every queue's counters (read over the control
- * socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land in EMU_SOAK_OUT
+ * (30). Every minute emu's RSS, JavaScript heap (emu.info), open fds and threads and every queue's
+ * counters (read over the control socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land in EMU_SOAK_OUT
  * (docs/soak). It passes when traffic moved in every minute, RSS grew less than 2 % from the end of the
- * warm-up (EMU_SOAK_WARMUP minutes, 5) to the end, the fds stayed flat after it, and emu logged no error.
+ * warm-up (EMU_SOAK_WARMUP minutes, 5) to the end, the fds stayed flat after it, emu logged no error,
+ * and after a full garbage collection at the end (a heap snapshot, SIGUSR2) the JavaScript heap and the
+ * memory outside it held by JS objects are no larger than at the end of the warm-up.
  * Needs root.
  */
 import { execFileSync } from 'node:child_process';
@@ -47,6 +49,10 @@ wait
 interface Sample {
   minute: number;
   rssKiB: number;
+  /** the JavaScript heap in use and reserved, and memory outside it that JS objects hold (emu.info) */
+  heapUsedKiB: number;
+  heapTotalKiB: number;
+  externalKiB: number;
   fds: number;
   threads: number;
   stats: StatsSnapshot;
@@ -74,10 +80,22 @@ function csv(samples: Sample[]): string {
       })),
     ),
   );
-  const header = ['minute', 'rss_kib', 'fds', 'threads', ...queueColumns.map((c) => c.name)];
+  const header = [
+    'minute',
+    'rss_kib',
+    'heap_used_kib',
+    'heap_total_kib',
+    'external_kib',
+    'fds',
+    'threads',
+    ...queueColumns.map((c) => c.name),
+  ];
   const rows = samples.map((s) => [
     s.minute,
     s.rssKiB,
+    s.heapUsedKiB,
+    s.heapTotalKiB,
+    s.externalKiB,
     s.fds,
     s.threads,
     ...queueColumns.map((c) => c.get(s) ?? ''),
@@ -102,6 +120,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   const lines: string[] = [];
   let guests: Promise<BootGuestResult[]>;
   const samples: Sample[] = [];
+  let afterGc: Sample;
 
   before(async function () {
     this.timeout(budget);
@@ -110,16 +129,19 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
     });
     await ensureGuestEnvironment();
     dir = mkdtempSync(join(tmpdir(), 'emu-soak-'));
-    emu = new EmuProcess([
-      '--vdev',
-      `emu_iavf0,path=${join(dir, 'a.sock')},mac=02:00:00:00:00:01,queues=2`,
-      '--vdev',
-      `emu_iavf1,path=${join(dir, 'b.sock')},mac=02:00:00:00:00:02,queues=2`,
-      '--control',
-      join(dir, 'emu.ctl'),
-      '--status',
-      '0',
-    ]);
+    emu = new EmuProcess(
+      [
+        '--vdev',
+        `emu_iavf0,path=${join(dir, 'a.sock')},mac=02:00:00:00:00:01,queues=2`,
+        '--vdev',
+        `emu_iavf1,path=${join(dir, 'b.sock')},mac=02:00:00:00:00:02,queues=2`,
+        '--control',
+        join(dir, 'emu.ctl'),
+        '--status',
+        '0',
+      ],
+      { nodeOptions: ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${dir}`] },
+    );
     await emu.waitFor(/serving 2 devices/);
     client = await ControlClient.connect(join(dir, 'emu.ctl'));
     const boot = (socket: string, script: string) =>
@@ -133,11 +155,23 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
       });
     guests = Promise.all([boot('a.sock', A), boot('b.sock', B)]);
     await until(() => lines.includes('B sending'), 'guest B to start sending', 300_000);
+    const sample = async (minute: number): Promise<Sample> => {
+      const stats = (await client.call('stats.get')) as StatsSnapshot;
+      const { memory } = (await client.call('emu.info')) as { memory: Record<string, number> };
+      const kib = (bytes: number) => Math.round(bytes / 1024);
+      return {
+        minute,
+        ...proc(emu.child.pid!),
+        heapUsedKiB: kib(memory.heapUsed!),
+        heapTotalKiB: kib(memory.heapTotal!),
+        externalKiB: kib(memory.external!),
+        stats,
+      };
+    };
     const started = Date.now();
     for (let minute = 0; minute <= MINUTES; minute++) {
       await sleep(Math.max(0, started + minute * INTERVAL_MS - Date.now()));
-      const stats = (await client.call('stats.get')) as StatsSnapshot;
-      samples.push({ minute, ...proc(emu.child.pid!), stats });
+      samples.push(await sample(minute));
       mkdirSync(OUT, { recursive: true });
       writeFileSync(join(OUT, 'soak.csv'), csv(samples));
     }
@@ -145,6 +179,14 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
       warmup: WARMUP,
       intervalSeconds: INTERVAL_MS / 1000,
     });
+    // A heap snapshot starts with a full garbage collection: what memory is left after it is held.
+    // The snapshot blocks emu's JS thread until written, so the emu.info after it sees the collection.
+    process.kill(emu.child.pid!, 'SIGUSR2');
+    await until(() => readdirSync(dir).some((f) => f.endsWith('.heapsnapshot')), 'the heap snapshot', 30_000);
+    afterGc = await sample(MINUTES);
+    console.log(
+      `      after a full GC: RSS ${afterGc.rssKiB} KiB, heap ${afterGc.heapUsedKiB}/${afterGc.heapTotalKiB} KiB, external ${afterGc.externalKiB} KiB`,
+    );
   });
 
   after(async () => {
@@ -156,7 +198,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   });
 
   const explain = () =>
-    `${samples.map((s) => `${s.minute}: rss ${s.rssKiB} KiB, fds ${s.fds}, threads ${s.threads}`).join('\n')}\nguests:\n${lines.slice(-20).join('\n')}\nemu:\n${emu.stderr.slice(-3000)}`;
+    `${samples.map((s) => `${s.minute}: rss ${s.rssKiB} KiB, heap ${s.heapUsedKiB}/${s.heapTotalKiB} KiB, external ${s.externalKiB} KiB, fds ${s.fds}, threads ${s.threads}`).join('\n')}\nafter a full GC: ${JSON.stringify({ ...afterGc, stats: undefined })}\nguests:\n${lines.slice(-20).join('\n')}\nemu:\n${emu.stderr.slice(-3000)}`;
 
   it('moves traffic in every minute, through both NICs', () => {
     expect(samples.length, explain()).to.equal(MINUTES + 1);
@@ -178,6 +220,14 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
       `      RSS ${at.rssKiB} KiB at minute ${WARMUP}, ${end.rssKiB} KiB at minute ${end.minute}: ${(growth * 100).toFixed(2)} %`,
     );
     expect(growth, explain()).to.be.below(0.02);
+  });
+
+  it('holds no more JavaScript heap or external memory after a full GC than at the end of the warm-up', () => {
+    const at = samples.find((s) => s.minute === WARMUP)!;
+    // 10 % or 1 MiB, whichever is larger: the heap's own churn at one moment.
+    const within = (now: number, then: number) => now <= Math.max(then * 1.1, then + 1024);
+    expect(within(afterGc.heapUsedKiB, at.heapUsedKiB), explain()).to.equal(true);
+    expect(within(afterGc.externalKiB, at.externalKiB), explain()).to.equal(true);
   });
 
   it('keeps its fds and threads flat after the warm-up', () => {

@@ -352,7 +352,12 @@ describe('the control socket and emu ctl', () => {
     await new Promise((r) => setTimeout(r, 20));
     const c = await ControlClient.connect(t.tmp.path('emu.ctl'));
     t.clients.push(c);
-    expect(await c.call('emu.info')).to.include({ pid: process.pid });
+    const info = (await c.call('emu.info')) as { pid: number; memory: Record<string, number> };
+    expect(info.pid).to.equal(process.pid);
+    // The process's memory as Node counts it: the heap inside what it reserved, inside the RSS.
+    expect(info.memory.heapUsed).to.be.above(0).and.at.most(info.memory.heapTotal);
+    expect(info.memory.heapTotal).to.be.below(info.memory.rss);
+    expect(info.memory.external).to.be.a('number');
     // A client rejects what emu refused with a ControlError carrying the device's code.
     const e = (await c.call('devices.remove', { device: 'emu_gpio9' }).catch((x) => x)) as ControlError;
     expect(e).to.be.instanceOf(ControlError);

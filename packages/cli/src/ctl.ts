@@ -203,7 +203,7 @@ function commands(cwd: string, pick: (r: Request) => void): Command {
     );
   cmd
     .command('info')
-    .description("emu's version, pid, uptime")
+    .description("emu's version, pid, uptime, memory (bytes: RSS, JavaScript heap, external)")
     .action(() => ask('emu.info', {}, json));
   cmd
     .command('methods')
