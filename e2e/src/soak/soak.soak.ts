@@ -1,7 +1,7 @@
 /**
  * The soak (`pnpm soak`, not in CI): emu serves two emu_iavf NICs (2 queue pairs each) on one switch,
  * and two Linux guests move TCP without pause through them, two flows at once, for EMU_SOAK_MINUTES
- * (30). Every minute emu's RSS, JavaScript heap (emu.info), open fds and threads and every queue's
+ * (30). Every minute emu's RSS (with its private, file and shared parts), JavaScript heap (emu.info), open fds and threads and every queue's
  * counters (read over the control socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land in EMU_SOAK_OUT
  * (docs/soak). It passes when traffic moved in every minute, RSS grew less than 2 % from the end of the
  * warm-up (EMU_SOAK_WARMUP minutes, 5) to the end, the fds stayed flat after it, emu logged no error,
@@ -49,6 +49,9 @@ wait
 interface Sample {
   minute: number;
   rssKiB: number;
+  rssAnonKiB: number;
+  rssFileKiB: number;
+  rssShmemKiB: number;
   /** the JavaScript heap in use and reserved, and memory outside it that JS objects hold (emu.info) */
   heapUsedKiB: number;
   heapTotalKiB: number;
@@ -60,8 +63,13 @@ interface Sample {
 
 function proc(pid: number) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]);
   return {
-    rssKiB: Number(/VmRSS:\s+(\d+)/.exec(status)![1]),
+    rssKiB: kib('VmRSS'),
+    // RSS by kind: private memory, files (code) and shared memory (the guests' memfd RAM emu touched).
+    rssAnonKiB: kib('RssAnon'),
+    rssFileKiB: kib('RssFile'),
+    rssShmemKiB: kib('RssShmem'),
     threads: Number(/Threads:\s+(\d+)/.exec(status)![1]),
     fds: readdirSync(`/proc/${pid}/fd`).length,
   };
@@ -83,6 +91,9 @@ function csv(samples: Sample[]): string {
   const header = [
     'minute',
     'rss_kib',
+    'rss_anon_kib',
+    'rss_file_kib',
+    'rss_shmem_kib',
     'heap_used_kib',
     'heap_total_kib',
     'external_kib',
@@ -93,6 +104,9 @@ function csv(samples: Sample[]): string {
   const rows = samples.map((s) => [
     s.minute,
     s.rssKiB,
+    s.rssAnonKiB,
+    s.rssFileKiB,
+    s.rssShmemKiB,
     s.heapUsedKiB,
     s.heapTotalKiB,
     s.externalKiB,
