@@ -12,15 +12,17 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { buildRttPrograms, forwardPeer, lastJson, runBench, startHost, stop } from './processes.js';
+import {
+  buildRttPrograms,
+  type RttFigure as Figure,
+  forwardPeer,
+  lastJson,
+  runBench,
+  startHost,
+  stop,
+} from './processes.js';
 
 const MS = Number(process.env.BENCH_MS ?? 3000);
-
-interface Figure {
-  rate: number;
-  p50: number;
-  p99: number;
-}
 
 function rtt(client: string, socket: string): Promise<Figure> {
   return lastJson<Figure>(

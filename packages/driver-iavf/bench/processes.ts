@@ -89,6 +89,13 @@ export function runBench(main: () => Promise<void>): void {
   );
 }
 
+/** What rtt-client prints: round trips per second and their p50 / p99 in µs. */
+export interface RttFigure {
+  rate: number;
+  p50: number;
+  p99: number;
+}
+
 /** @emu/vfio-user's round-trip bench C programs (rtt-client, floor-server), built into `dir` with `cc`; false without one. */
 export function buildRttPrograms(dir: string, names: string[]): boolean {
   const sources = join(here, '../../vfio-user/bench/c');

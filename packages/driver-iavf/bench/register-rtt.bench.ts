@@ -14,15 +14,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Reg } from '../src/constants.js';
-import { buildRttPrograms, runBench, startHost, stop } from './processes.js';
+import { buildRttPrograms, type RttFigure as Figure, runBench, startHost, stop } from './processes.js';
 
 const MS = Number(process.env.BENCH_MS ?? 2000);
-
-interface Figure {
-  rate: number;
-  p50: number;
-  p99: number;
-}
 
 /** REGION_READ targets: [region, offset] for rtt-client (config space is region 7). */
 const TARGETS = {
