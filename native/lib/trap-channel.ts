@@ -22,6 +22,7 @@ export interface MessageSocket extends EventEmitter<UnixSocketEvents> {
   readonly closed: boolean;
   /** Bytes queued but not yet sent. */
   readonly writableLength: number;
+  /** Sends `data` or copies what it cannot send yet: the caller may reuse `data` once this returns. */
   write(data: Uint8Array, fds?: readonly number[]): void;
   pause(): void;
   resume(): void;
