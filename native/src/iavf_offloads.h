@@ -1,9 +1,9 @@
 // The offloads an iavf does in hardware. TX, which Linux always turns on: IPv4 header checksum,
 // TCP/UDP checksum, SCTP CRC32c, TCP segmentation. RX: the packet type and checksum status of the
-// write-back. Pure byte work on frames the data path already copied out of guest
-// memory (no Node-API here); the same algorithms as packages/driver-iavf/src/datapath/checksum.ts,
-// byte for byte, so the two data paths can be compared. Every index is checked against the frame's
-// length: bytes past the end read as 0 and are never written.
+// write-back. Pure byte work on frames the data path already copied out of guest memory (no
+// Node-API here), and the one implementation of these rules: the worker calls it, the TypeScript path
+// reaches it through the iavfTxFrames and iavfRxOffloadBits bindings. Every index is checked against
+// the frame's length: bytes past the end read as 0 and are never written.
 #pragma once
 
 #include <cstddef>
