@@ -1,12 +1,15 @@
 /**
  * The soak (`pnpm soak`, not in CI): emu serves two emu_iavf NICs (2 queue pairs each) on one switch,
  * and two Linux guests move TCP without pause through them, two flows at once, for EMU_SOAK_MINUTES
- * (30). Every minute emu's RSS (with its private, file and shared parts), JavaScript heap (emu.info), open fds and threads and every queue's
- * counters (read over the control socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land in EMU_SOAK_OUT
- * (docs/soak). It passes when traffic moved in every minute, RSS grew less than 2 % from the end of the
- * warm-up (EMU_SOAK_WARMUP minutes, 5) to the end, the fds stayed flat after it, emu logged no error,
- * and after a full garbage collection at the end (a heap snapshot, SIGUSR2) the JavaScript heap and the
- * memory outside it held by JS objects are no larger than at the end of the warm-up.
+ * (30). Every minute emu's RSS (its private, file and shared parts, and how much of it is the guests'
+ * RAM), JavaScript heap (emu.info), open fds, memfd mappings and threads and every queue's counters (read
+ * over the control socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land
+ * in EMU_SOAK_OUT (docs/soak). It passes when traffic moved in every minute, emu's own memory (RSS
+ * without the guests' RAM) grew less than 2 % from the end of the warm-up (EMU_SOAK_WARMUP minutes, 5)
+ * to the end along the least-squares line through every sample in between (trend.ts), the guests' RAM in RSS stayed within their size, fds, mappings and threads stayed flat
+ * after the warm-up, emu logged no error, and after a full garbage collection at the end (a heap
+ * snapshot, SIGUSR2) the JavaScript heap and the memory outside it held by JS objects are no larger
+ * than at the end of the warm-up.
  * Needs root.
  */
 import { execFileSync } from 'node:child_process';
@@ -20,6 +23,7 @@ import { expect } from 'chai';
 import { EmuProcess } from '../emu-process.js';
 import { sleep, until } from '../wait.js';
 import { plotSoak } from './plot.js';
+import { trendGrowth } from './trend.js';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const MINUTES = Number(process.env.EMU_SOAK_MINUTES ?? 30);
@@ -27,6 +31,7 @@ const WARMUP = Number(process.env.EMU_SOAK_WARMUP ?? 5);
 const INTERVAL_MS = Number(process.env.EMU_SOAK_INTERVAL_MS ?? 60_000);
 const OUT = resolve(process.env.EMU_SOAK_OUT ?? join(ROOT, 'docs/soak'));
 const PORTS = [5000, 5001];
+const GUEST_RAM_MIB = 512;
 
 /** Guest A: TCP sinks that never end (busybox nc ends with its stdin: a FIFO held open). */
 const A = `${up('10.0.0.1/24')}
@@ -52,6 +57,10 @@ interface Sample {
   rssAnonKiB: number;
   rssFileKiB: number;
   rssShmemKiB: number;
+  /** the part of RSS that is the guests' RAM emu has touched (mappings of the clients' memfds) */
+  guestRamKiB: number;
+  /** memfd mappings: the guests' RAM regions and emu's own pages (BAR0 doorbells) */
+  memfdMappings: number;
   /** the JavaScript heap in use and reserved, and memory outside it that JS objects hold (emu.info) */
   heapUsedKiB: number;
   heapTotalKiB: number;
@@ -61,10 +70,34 @@ interface Sample {
   stats: StatsSnapshot;
 }
 
+/**
+ * The guests' RAM in emu's RSS: the resident pages of the memfd mappings emu did not create (emu names
+ * its own `emu-…`). A page counts once emu has read or written it and stays counted while mapped, so this
+ * part grows as the guests' kernels hand out buffers across their RAM, up to the RAM's size.
+ */
+function clientMemory(pid: number) {
+  let mapping = '';
+  let guestRamKiB = 0;
+  let memfdMappings = 0;
+  for (const line of readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \d+\s*(.*)$/.exec(line);
+    if (head) {
+      mapping = head[1]!;
+      if (mapping.startsWith('/memfd:')) memfdMappings++;
+      continue;
+    }
+    const rss = /^Rss:\s+(\d+) kB/.exec(line);
+    if (rss && mapping.startsWith('/memfd:') && !mapping.startsWith('/memfd:emu-'))
+      guestRamKiB += Number(rss[1]);
+  }
+  return { guestRamKiB, memfdMappings };
+}
+
 function proc(pid: number) {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kib = (field: string) => Number(new RegExp(`${field}:\\s+(\\d+)`).exec(status)![1]);
   return {
+    ...clientMemory(pid),
     rssKiB: kib('VmRSS'),
     // RSS by kind: private memory, files (code) and shared memory (the guests' memfd RAM emu touched).
     rssAnonKiB: kib('RssAnon'),
@@ -88,32 +121,23 @@ function csv(samples: Sample[]): string {
       })),
     ),
   );
-  const header = [
-    'minute',
-    'rss_kib',
-    'rss_anon_kib',
-    'rss_file_kib',
-    'rss_shmem_kib',
-    'heap_used_kib',
-    'heap_total_kib',
-    'external_kib',
-    'fds',
-    'threads',
-    ...queueColumns.map((c) => c.name),
+  const columns: [string, (s: Sample) => number | undefined][] = [
+    ['minute', (s) => s.minute],
+    ['rss_kib', (s) => s.rssKiB],
+    ['rss_anon_kib', (s) => s.rssAnonKiB],
+    ['rss_file_kib', (s) => s.rssFileKiB],
+    ['rss_shmem_kib', (s) => s.rssShmemKiB],
+    ['guest_ram_kib', (s) => s.guestRamKiB],
+    ['memfd_mappings', (s) => s.memfdMappings],
+    ['heap_used_kib', (s) => s.heapUsedKiB],
+    ['heap_total_kib', (s) => s.heapTotalKiB],
+    ['external_kib', (s) => s.externalKiB],
+    ['fds', (s) => s.fds],
+    ['threads', (s) => s.threads],
+    ...queueColumns.map((c): [string, (s: Sample) => number | undefined] => [c.name, c.get]),
   ];
-  const rows = samples.map((s) => [
-    s.minute,
-    s.rssKiB,
-    s.rssAnonKiB,
-    s.rssFileKiB,
-    s.rssShmemKiB,
-    s.heapUsedKiB,
-    s.heapTotalKiB,
-    s.externalKiB,
-    s.fds,
-    s.threads,
-    ...queueColumns.map((c) => c.get(s) ?? ''),
-  ]);
+  const header = columns.map(([name]) => name);
+  const rows = samples.map((s) => columns.map(([, get]) => get(s) ?? ''));
   return `${[header, ...rows].map((r) => r.join(',')).join('\n')}\n`;
 }
 
@@ -162,6 +186,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
       bootGuest({
         sockets: [join(dir, socket)],
         modules: ['iavf'],
+        memoryMiB: GUEST_RAM_MIB,
         script,
         timeoutMs: budget,
         signal: stop.signal,
@@ -212,7 +237,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   });
 
   const explain = () =>
-    `${samples.map((s) => `${s.minute}: rss ${s.rssKiB} KiB, heap ${s.heapUsedKiB}/${s.heapTotalKiB} KiB, external ${s.externalKiB} KiB, fds ${s.fds}, threads ${s.threads}`).join('\n')}\nafter a full GC: ${JSON.stringify({ ...afterGc, stats: undefined })}\nguests:\n${lines.slice(-20).join('\n')}\nemu:\n${emu.stderr.slice(-3000)}`;
+    `${samples.map((s) => `${s.minute}: rss ${s.rssKiB} KiB (guests' RAM ${s.guestRamKiB} KiB), heap ${s.heapUsedKiB}/${s.heapTotalKiB} KiB, external ${s.externalKiB} KiB, fds ${s.fds}, threads ${s.threads}`).join('\n')}\nafter a full GC: ${JSON.stringify({ ...afterGc, stats: undefined })}\nguests:\n${lines.slice(-20).join('\n')}\nemu:\n${emu.stderr.slice(-3000)}`;
 
   it('moves traffic in every minute, through both NICs', () => {
     expect(samples.length, explain()).to.equal(MINUTES + 1);
@@ -226,14 +251,29 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
     }
   });
 
-  it('grows its RSS by less than 2 % after the warm-up', () => {
-    const at = samples.find((s) => s.minute === WARMUP)!;
-    const end = samples[samples.length - 1]!;
-    const growth = end.rssKiB / at.rssKiB - 1;
+  // emu's own memory is its RSS without the guests' RAM: those pages are the guests' (QEMU's RSS counts
+  // them too), bounded by the RAM's size and given back when the client goes; a leak of emu's would be
+  // private memory, code or mappings of its own.
+  const own = (s: Sample) => s.rssKiB - s.guestRamKiB;
+
+  it("grows its own memory (RSS without the guests' RAM) by less than 2 % after the warm-up", () => {
+    const after = samples.filter((s) => s.minute >= WARMUP);
+    const growth = trendGrowth(after.map((s) => ({ x: s.minute, y: own(s) })));
+    const at = after[0]!;
+    const end = after[after.length - 1]!;
+    const pct = (a: number, b: number) => `${((b / a - 1) * 100).toFixed(2)} %`;
     console.log(
-      `      RSS ${at.rssKiB} KiB at minute ${WARMUP}, ${end.rssKiB} KiB at minute ${end.minute}: ${(growth * 100).toFixed(2)} %`,
+      `      own memory along its trend from minute ${WARMUP} to ${end.minute}: ${(growth * 100).toFixed(2)} %` +
+        ` (samples ${own(at)} → ${own(end)} KiB, ${pct(own(at), own(end))}; RSS ${at.rssKiB} → ${end.rssKiB} KiB,` +
+        ` ${pct(at.rssKiB, end.rssKiB)}; the guests' RAM in it ${at.guestRamKiB} → ${end.guestRamKiB} KiB)`,
     );
     expect(growth, explain()).to.be.below(0.02);
+  });
+
+  it("holds no more of the guests' RAM than they have, in as many mappings as after the warm-up", () => {
+    const after = samples.filter((s) => s.minute >= WARMUP);
+    for (const s of after) expect(s.guestRamKiB, explain()).to.be.at.most(2 * GUEST_RAM_MIB * 1024);
+    expect(new Set(after.map((s) => s.memfdMappings)).size, explain()).to.equal(1);
   });
 
   it('holds no more JavaScript heap or external memory after a full GC than at the end of the warm-up', () => {
