@@ -6,10 +6,11 @@
  * over the control socket) go into a CSV; at the end gnuplot draws them into a PNG (plot.ts). Both land
  * in EMU_SOAK_OUT (docs/soak). It passes when traffic moved in every minute, emu's own memory (RSS
  * without the guests' RAM) grew less than 2 % from the end of the warm-up (EMU_SOAK_WARMUP minutes, 5)
- * to the end along the least-squares line through every sample in between (trend.ts), the guests' RAM in RSS stayed within their size, fds, mappings and threads stayed flat
- * after the warm-up, emu logged no error, and after a full garbage collection at the end (a heap
- * snapshot, SIGUSR2) the JavaScript heap and the memory outside it held by JS objects are no larger
- * than at the end of the warm-up.
+ * to the end along the least-squares line through every sample in between (trend.ts), the guests'
+ * RAM in RSS stayed within their size, fds, mappings and threads stayed flat after the warm-up, emu
+ * logged no error, and after a full garbage collection at the end (a heap snapshot, SIGUSR2) the
+ * JavaScript heap and the memory outside it held by JS objects are no larger than at the end of the
+ * warm-up.
  * Needs root.
  */
 import { execFileSync } from 'node:child_process';
@@ -108,20 +109,25 @@ function proc(pid: number) {
   };
 }
 
+/** A CSV column: its name and its value in a sample. */
+type Column = [string, (s: Sample) => number | undefined];
+
 /** The CSV: one row per sample; every queue's packets, bytes, drops and errors as columns. */
 function csv(samples: Sample[]): string {
   const queueColumns = samples[0]!.stats.devices.flatMap((d) =>
     d.queues.flatMap((q) =>
-      (['packets', 'bytes', 'drops', 'errors'] as const).map((c) => ({
-        name: `${d.name}_${q.direction}${q.queue}_${c}`,
-        get: (s: Sample) =>
-          s.stats.devices
-            .find((x) => x.name === d.name)
-            ?.queues.find((y) => y.queue === q.queue && y.direction === q.direction)?.[c],
-      })),
+      (['packets', 'bytes', 'drops', 'errors'] as const).map(
+        (c): Column => [
+          `${d.name}_${q.direction}${q.queue}_${c}`,
+          (s) =>
+            s.stats.devices
+              .find((x) => x.name === d.name)
+              ?.queues.find((y) => y.queue === q.queue && y.direction === q.direction)?.[c],
+        ],
+      ),
     ),
   );
-  const columns: [string, (s: Sample) => number | undefined][] = [
+  const columns: Column[] = [
     ['minute', (s) => s.minute],
     ['rss_kib', (s) => s.rssKiB],
     ['rss_anon_kib', (s) => s.rssAnonKiB],
@@ -134,7 +140,7 @@ function csv(samples: Sample[]): string {
     ['external_kib', (s) => s.externalKiB],
     ['fds', (s) => s.fds],
     ['threads', (s) => s.threads],
-    ...queueColumns.map((c): [string, (s: Sample) => number | undefined] => [c.name, c.get]),
+    ...queueColumns,
   ];
   const header = columns.map(([name]) => name);
   const rows = samples.map((s) => columns.map(([, get]) => get(s) ?? ''));
@@ -255,9 +261,11 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   // them too), bounded by the RAM's size and given back when the client goes; a leak of emu's would be
   // private memory, code or mappings of its own.
   const own = (s: Sample) => s.rssKiB - s.guestRamKiB;
+  /** The samples from the warm-up's end on: what the bars are about. */
+  const settled = () => samples.filter((s) => s.minute >= WARMUP);
 
   it("grows its own memory (RSS without the guests' RAM) by less than 2 % after the warm-up", () => {
-    const after = samples.filter((s) => s.minute >= WARMUP);
+    const after = settled();
     const growth = trendGrowth(after.map((s) => ({ x: s.minute, y: own(s) })));
     const at = after[0]!;
     const end = after[after.length - 1]!;
@@ -271,7 +279,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   });
 
   it("holds no more of the guests' RAM than they have, in as many mappings as after the warm-up", () => {
-    const after = samples.filter((s) => s.minute >= WARMUP);
+    const after = settled();
     for (const s of after) expect(s.guestRamKiB, explain()).to.be.at.most(2 * GUEST_RAM_MIB * 1024);
     expect(new Set(after.map((s) => s.memfdMappings)).size, explain()).to.equal(1);
   });
@@ -285,7 +293,7 @@ describe(`soak: two guests moving TCP through emu for ${MINUTES} minutes`, funct
   });
 
   it('keeps its fds and threads flat after the warm-up', () => {
-    const after = samples.filter((s) => s.minute >= WARMUP);
+    const after = settled();
     expect(new Set(after.map((s) => s.fds)).size, explain()).to.equal(1);
     expect(new Set(after.map((s) => s.threads)).size, explain()).to.equal(1);
   });

@@ -1,8 +1,7 @@
 /**
- * How much a series grew, read from its least-squares line rather than from two of its samples: a
- * sample of RSS carries the JavaScript young generation's fill at that moment (about 1 MiB up or
- * down, minute to minute), which is as large as the soak's 2 % bar, so a bar on two samples passes
- * or fails on where they fell. The line through every sample keeps what persists.
+ * How much a series grew, read from its least-squares line rather than from two of its samples: one
+ * sample of emu's memory moves by about as much as the soak's 2 % bar from one minute to the next, so a
+ * bar on two samples passes or fails on where they fell (docs/reliability.md, "The soak").
  */
 export interface Point {
   x: number;
