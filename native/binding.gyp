@@ -27,15 +27,21 @@
       "src/trap_framer.cc",
       "src/trap_channel.cc",
       "src/irq_lines.cc",
+      "src/irq_writer.cc",
+      "src/thread_interrupt.cc",
+      "src/fault_injection.cc",
       "src/iavf_vectors.cc",
       "src/iavf_vectors_js.cc"
     ],
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": [
       "NAPI_VERSION=8",
-      "NAPI_DISABLE_CPP_EXCEPTIONS",
+      "NAPI_CPP_EXCEPTIONS",
+      "NODE_ADDON_API_CPP_EXCEPTIONS_ALL",
       "EMU_NATIVE_SOURCE_HASH=\"<!(node scripts/source-hash.mjs)\""
     ],
-    "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra"]
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions"],
+    "cflags_cc": ["-std=c++17", "-O2", "-Wall", "-Wextra", "-fexceptions"]
   }]
 }

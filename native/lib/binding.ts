@@ -159,6 +159,19 @@ export interface NativeIrqResults {
   dropped: number;
 }
 
+/** src/irq_writer.h's event bits, by name. */
+export interface NativeIrqWriterEvents {
+  dropped: number;
+}
+
+export interface NativeIrqWriter {
+  start(): void;
+  stop(): void;
+  idle(): boolean;
+  busyNs(): number;
+  close(): void;
+}
+
 export interface NativeIrqLines {
   assign(vector: number, fd: number): void;
   trigger(vector: number): number;
@@ -278,7 +291,7 @@ export interface NativeIavfNic {
   route(frame: Uint8Array): { queue: number; hash?: number; frame?: Uint8Array; l2tag1?: number } | null;
   egress(frame: Uint8Array, queue: number): Uint8Array | null;
   setVectors(vectors: NativeIavfVectors | null): void;
-  info(): { native?: boolean; started?: boolean; port?: number; bursts?: number };
+  info(): { native?: boolean; started?: boolean; port?: number; bursts?: number; largestTurn?: number };
   close(): void;
 }
 
@@ -297,9 +310,12 @@ export interface NativeDataPlaneLayout {
   stateBytes: number;
   eventSlow: number;
   eventBadTail: number;
+  eventFault: number;
 }
 
 export interface NativeBinding {
+  /** Test-only (src/fault_injection.h). */
+  injectFault(point: string): void;
   readonly pageSize: number;
   readonly sourceHash: string;
   readonly maxFds: number;
@@ -310,7 +326,7 @@ export interface NativeBinding {
   close(fd: number): void;
   dupCloexec(fd: number): number;
   /** Sets O_NONBLOCK; true if it was clear. */
-  setNonblocking(fd: number): boolean;
+  setNonblocking(fd: number, on?: boolean): boolean;
   unixListen(path: string, backlog: number, mode: number): number;
   /** New fd, or -errno. */
   unixAccept(fd: number): number;
@@ -389,7 +405,9 @@ export interface NativeBinding {
     onEvents: (flags: number) => void,
   ) => NativeIavfNic;
   readonly dataPlaneLayout: NativeDataPlaneLayout;
-  readonly IrqLines: new (count: number) => NativeIrqLines;
+  readonly IrqWriter: new (name: string, onEvents?: (flags: number) => void) => NativeIrqWriter;
+  readonly irqWriterEvents: NativeIrqWriterEvents;
+  readonly IrqLines: new (count: number, writer: NativeIrqWriter) => NativeIrqLines;
   readonly irqResults: NativeIrqResults;
   readonly IavfVectors: new (count: number, tailFd: number, manualClock: boolean) => NativeIavfVectors;
   readonly iavfVectorsLayout: NativeIavfVectorsLayout;

@@ -212,6 +212,15 @@ export interface IavfNicConfig {
   rxEnabled: number;
   /** CONFIG_IRQ_MAP: the queues (bit q) each vector interrupts for, and the ITR index of their causes. */
   irqMap: Array<{ vector: number; rx: number; tx: number; rxItr: number; txItr: number }>;
+  /**
+   * TX and RX queues (bit q) that start again from descriptor 0 with this configuration (reconfigured,
+   * or enabled again), in the same step: the other queues' heads are untouched, and no burst walks a
+   * new ring from an old head.
+   */
+  resetTx?: number;
+  resetRx?: number;
+  /** The worker takes the NIC back from JavaScript (nothing of it runs there any more). */
+  resume?: boolean;
 }
 
 /** The exceptions a NIC's worker reports (its interrupts it raises itself, through setVectors). */
@@ -220,6 +229,8 @@ export interface IavfNicEvents {
   slow: boolean;
   /** A TX tail beyond its ring was seen (counted as an error). */
   badTail: boolean;
+  /** The worker's burst failed (an allocation: the process is short of memory); `slow` comes with it. */
+  fault: boolean;
 }
 
 export interface IavfNicOptions {
@@ -244,11 +255,15 @@ export class IavfNic {
     const o = validateOptions<IavfNicOptions>(options, 'options');
     if (o.tailFd !== undefined) validateFd(o.tailFd, 'options.tailFd');
     validateFunction(o.onEvents, 'options.onEvents');
-    const { eventSlow, eventBadTail } = NIC_STATE;
+    const { eventSlow, eventBadTail, eventFault } = NIC_STATE;
     this.#native = callNative(
       () =>
         new binding.IavfNic(plane.native, o.tailFd ?? -1, o.state, (flags) =>
-          o.onEvents({ slow: (flags & eventSlow) !== 0, badTail: (flags & eventBadTail) !== 0 }),
+          o.onEvents({
+            slow: (flags & eventSlow) !== 0,
+            badTail: (flags & eventBadTail) !== 0,
+            fault: (flags & eventFault) !== 0,
+          }),
         ),
     );
   }
@@ -290,7 +305,7 @@ export class IavfNic {
     this.#native?.kick();
   }
 
-  /** Every head to 0, and the worker runs the NIC again. */
+  /** Every head to 0, and the worker runs the NIC again (a VF reset; one queue's is configure()'s). */
   resetHeads(): void {
     this.#n.resetHeads();
   }
@@ -332,14 +347,19 @@ export class IavfNic {
     this.#n.setVectors(vectors ? vectors.native : null);
   }
 
-  /** Whether the worker runs it (native), is polling it (started), its switch port. */
-  info(): { native: boolean; started: boolean; port: number; bursts: number } {
+  /**
+   * Whether the worker runs it (native), is polling it (started), its switch port, its queues' bursts,
+   * and the most frames (TSO segments counted) one turn of it produced: a turn, which holds its switch
+   * and the memory lock, stops at the plane's burst, one packet past it at most.
+   */
+  info(): { native: boolean; started: boolean; port: number; bursts: number; largestTurn: number } {
     const i = this.#native?.info() ?? {};
     return {
       native: i.native ?? false,
       started: i.started ?? false,
       port: i.port ?? -1,
       bursts: i.bursts ?? 0,
+      largestTurn: i.largestTurn ?? 0,
     };
   }
 

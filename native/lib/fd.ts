@@ -31,3 +31,12 @@ export function dupAll(fds: readonly number[]): number[] {
   }
   return dups;
 }
+
+/**
+ * Sets or clears O_NONBLOCK on fd's open file, which every holder of it shares (a peer that sent the
+ * fd included). Returns whether it changed.
+ */
+export function setNonblocking(fd: number, on = true): boolean {
+  validateFd(fd);
+  return callNative(() => binding.setNonblocking(fd, on), { target: `fd ${fd}` });
+}

@@ -25,7 +25,7 @@ export {
 export { DoorbellWatcher, type DoorbellWatcherOptions } from './doorbell-watcher.js';
 export { isSystemError, type SystemError } from './errors.js';
 export { checkEventFd, EventFd, type EventFdOptions } from './eventfd.js';
-export { closeFd } from './fd.js';
+export { closeFd, setNonblocking } from './fd.js';
 export { type GuardStats, guardStats } from './guard.js';
 export {
   type GuestLookup,
@@ -52,7 +52,7 @@ export {
   iavfTxRing,
 } from './iavf-rings.js';
 export { IAVF_VECTORS_LAYOUT, IavfVectors, type IavfVectorsOptions, ITR_NONE } from './iavf-vectors.js';
-export { IrqLines, type IrqResult } from './irq-lines.js';
+export { IrqLines, type IrqResult, IrqWriter, type IrqWriterOptions } from './irq-lines.js';
 export { type FileInfo, fileInfo, type MemfdOptions, memfdCreate, Seal } from './memfd.js';
 export { MAX_MAPPING_LENGTH, MappedMemory, type MmapProtection } from './mmap.js';
 export { crc32c, type IavfTxPacketFields, iavfRxOffloadBits, iavfTxFrames } from './offloads.js';

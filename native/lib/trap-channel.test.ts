@@ -2,6 +2,7 @@ import { readlinkSync, readSync, writeSync } from 'node:fs';
 import { expect } from 'chai';
 import { binding } from './binding.js';
 import { EventFd } from './eventfd.js';
+import { injectFault } from './fault-injection.js';
 import { closeFd, dupAll } from './fd.js';
 import { IavfVectors } from './iavf-vectors.js';
 import { IrqLines } from './irq-lines.js';
@@ -90,6 +91,27 @@ describe('TrapChannel', () => {
     for (const d of data) for (const fd of d.fds) closeFd(fd);
   });
 
+  it("contains an exception in a connection's read: that connection fails (ENOMEM), the others are served", async () => {
+    // A second channel, the one whose read throws.
+    const [a, b] = UnixSocket.pair();
+    const client = a.detach();
+    const doomed = TrapChannel.adopt(b, { label: 'doomed' });
+    const errors: string[] = [];
+    doomed.on('error', (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message));
+    doomed.on('data', (_c, fds) => {
+      for (const fd of fds) closeFd(fd);
+    });
+    const closed = nextEvent(doomed, 'close');
+    injectFault('connectionRead');
+    sendRaw(client, access(1, READ, 0x2010, 4));
+    await closed;
+    expect(errors).to.deep.equal(['ENOMEM']);
+    closeFd(client);
+    // This test's own channel is still answered on the socket thread.
+    sendRaw(peer, access(7, READ, 0x2010, 4));
+    expect(spinReceive(peer, 36, 2000).length).to.equal(36);
+  });
+
   it('answers a REGION_READ inside an area while the JS loop is busy', () => {
     sendRaw(peer, access(7, READ, 0x2010, 4));
     const reply = spinReceive(peer, 36, 2000);
@@ -142,6 +164,7 @@ describe('TrapChannel', () => {
     const reply = spinReceive(peer, 36, 2000);
     expect(reply.readUInt16LE(0)).to.equal(2);
     expect(reply.readUInt32LE(32), 'vector 1 untouched').to.equal(0);
+    await lines.settled();
     expect(irq.read(), 'fired on the re-arm').to.equal(1n);
     expect(vectors.read(2), 'automask cleared INTENA').to.equal(0x18);
     expect(channel.stats()).to.deep.equal({ servedReads: 1, servedWrites: 1 });
@@ -155,6 +178,15 @@ describe('TrapChannel', () => {
     vectors.close();
     lines.close();
     irq.close();
+  });
+
+  it('passes on an access wider than a small area, never reading past it', async () => {
+    // An area of 4 bytes and an 8-byte read at its start: size - count must not wrap around.
+    channel.setAreas([{ ...AREA, size: 4, fd: memfd, fileOffset: 0, readable: true, writable: true }]);
+    sendRaw(peer, access(5, READ, 0x2000, 8));
+    await eventually(() => data.length === 1, 'the read passed on to JavaScript');
+    expect(data[0].chunk.readUInt16LE(0)).to.equal(5);
+    expect(channel.stats()).to.deep.equal({ servedReads: 0, servedWrites: 0 });
   });
 
   it('passes on accesses it must not answer: outside areas, odd sizes, misaligned, with fds', async () => {

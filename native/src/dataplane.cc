@@ -46,8 +46,10 @@
 #include <memory>
 #include <vector>
 
+#include "contain.h"
 #include "args.h"
 #include "errors.h"
+#include "fault_injection.h"
 #include "guest_memory.h"
 #include "iavf_vectors_binding.h"
 #include "iavf_nic.h"
@@ -56,6 +58,7 @@
 #include "mac_table.h"
 #include "memory_lock.h"
 #include "module.h"
+#include "uv_lock.h"
 #include "wake_up.h"
 
 namespace emu {
@@ -76,6 +79,7 @@ constexpr size_t kStateBytes = kHeadsBytes + kCounterCount * 8;
 // Event flags for onEvents.
 constexpr uint32_t kEventSlow = 1;      // the NIC met memory its worker cannot reach: JavaScript runs it now
 constexpr uint32_t kEventBadTail = 2;   // a TX tail beyond its ring (counted as an error)
+constexpr uint32_t kEventFault = 4;     // the worker's burst threw (contain.h): JavaScript runs it now (with kEventSlow)
 
 // A switch port's counters, seen from the switch (PortStats in packages/network): rx is what the
 // switch received from the port.
@@ -164,6 +168,8 @@ struct NicCore {
   bool dirty = false;
   std::atomic<uint32_t> flags{0};
   double bursts = 0;
+  double largest_turn = 0;   // the most frames one turn produced (the bound PollNic keeps)
+  uint32_t first_queue = 0;  // where the next turn starts
   IavfNic* owner = nullptr;  // the JS object, for its events
 
   NicCore() { std::fill(std::begin(seen_tail), std::end(seen_tail), UINT32_MAX); }
@@ -238,17 +244,6 @@ struct PlaneCore {
 
   PlaneCore() { uv_mutex_init(&mutex); }
   ~PlaneCore() { uv_mutex_destroy(&mutex); }
-};
-
-class Lock {
- public:
-  explicit Lock(uv_mutex_t* m) : m_(m) { uv_mutex_lock(m_); }
-  ~Lock() { uv_mutex_unlock(m_); }
-  Lock(const Lock&) = delete;
-  Lock& operator=(const Lock&) = delete;
-
- private:
-  uv_mutex_t* m_;
 };
 
 size_t MaxFrameLength(uint32_t mtu, const uint8_t* frame, size_t length) {
@@ -481,12 +476,18 @@ class ForwardSink : public TxSink {
   BurstMemo memo_;
 };
 
-// One burst per TX queue of one NIC; returns the frames it produced.
+// One NIC's turn: at most `burst` frames, TSO segments counted, over all its TX queues (a packet is
+// never cut, so a turn ends at most one packet past it), starting one queue further at each turn so
+// that no queue waits behind the others; returns the frames it produced. A turn holds the switch's
+// mutex and the memory lock, which every other NIC of the switch and every DMA_MAP wait for.
 uint64_t PollNic(NicCore* nic, uint32_t burst) {
   if (!nic->native || !nic->Attached() || nic->table == nullptr || !nic->table->Enabled()) return 0;
   uint64_t produced = 0;
   const double now = nic->sw->Now();
-  for (uint32_t q = 0; q < kQueues; q++) {
+  const uint32_t first = nic->first_queue;
+  nic->first_queue = (first + 1) % kQueues;
+  for (uint32_t i = 0; i < kQueues && produced < burst; i++) {
+    const uint32_t q = (first + i) % kQueues;
     if (!(nic->cfg.tx_enabled & (1u << q)) || nic->cfg.tx_len[q] == 0) continue;
     const uint32_t tail = nic->Tail(kTxTails, q);
     if (tail == nic->seen_tail[q] && !nic->more[q]) continue;
@@ -502,12 +503,14 @@ uint64_t PollNic(NicCore* nic, uint32_t burst) {
     }
     if (tail == nic->TxHead(q)) continue;
     ForwardSink sink(nic, q, now);
-    const TxPass pass = TxWalk(*nic->space, nic->cfg.tx_ring[q], len, nic->TxHead(q), tail, burst, UINT32_MAX, sink);
+    const auto left = static_cast<uint32_t>(burst - produced);
+    const TxPass pass = TxWalk(*nic->space, nic->cfg.tx_ring[q], len, nic->TxHead(q), tail, left, UINT32_MAX, sink);
     nic->heads[q] = pass.head;
     Stat(c, true, q, kErrors) += pass.counts[kBadAddress] + pass.counts[kBadLength] + pass.counts[kNoEop] +
                                  pass.counts[kBadTso];
     Stat(c, true, q, kDrops) += pass.counts[kDropped];
     produced += sink.frames;
+    nic->largest_turn = std::max(nic->largest_turn, static_cast<double>(produced));
     nic->bursts++;
     if (pass.counts[kCompleted] > 0) nic->Notify(true, q);
     if (pass.stop == kTxBudget) nic->more[q] = true;
@@ -542,9 +545,19 @@ void WorkerLoop(void* arg) {
     for (size_t i = 0; i < w->nics.size() && !w->stop; i++) {
       NicCore* nic = w->nics[i];
       {
-        Lock lock(&nic->sw->mutex);
+        UvLock lock(&nic->sw->mutex);
         memory_lock::Shared quiesce;
-        produced += PollNic(nic, p.burst);
+        const bool ok = Contained("data plane burst", [&] {
+          fault::Maybe(fault::kWorkerBurst);
+          produced += PollNic(nic, p.burst);
+        });
+        if (!ok) {
+          // The burst stopped part way (an allocation failed): JavaScript goes on from the heads the
+          // shared state holds, as for memory the worker cannot reach; the other NICs are untouched.
+          nic->native = false;
+          nic->flags.fetch_or(kEventSlow | kEventFault, std::memory_order_relaxed);
+          nic->sw->Wake();
+        }
         RaiseInterrupts(nic->sw.get());
       }
       uv_mutex_unlock(&w->mutex);
@@ -655,7 +668,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     if (nic->started || !nic->Attached()) return;
     Worker* w;
     {
-      Lock bind(&p->mutex);
+      UvLock bind(&p->mutex);
       SwitchCore* sw = nic->sw.get();
       if (sw->worker == nullptr) {
         Worker* least = p->workers.front().get();
@@ -669,7 +682,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     }
     bool start;
     {
-      Lock lock(&w->mutex);
+      UvLock lock(&w->mutex);
       nic->started = true;
       nic->worker = w;
       w->nics.push_back(nic);
@@ -681,7 +694,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     const int r = uv_thread_create(&w->thread, WorkerLoop, w);
     if (r < 0) {
       {
-        Lock lock(&w->mutex);
+        UvLock lock(&w->mutex);
         w->running = false;
       }
       Unlisted(p, nic);
@@ -696,7 +709,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     if (w == nullptr) return;
     bool empty;
     {
-      Lock lock(&w->mutex);
+      UvLock lock(&w->mutex);
       nic->started = false;
       nic->worker = nullptr;
       w->nics.erase(std::remove(w->nics.begin(), w->nics.end(), nic), w->nics.end());
@@ -707,7 +720,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
 
   // A switch goes: its worker has one fewer to balance.
   static void Unbind(const std::shared_ptr<PlaneCore>& p, SwitchCore* sw) {
-    Lock bind(&p->mutex);
+    UvLock bind(&p->mutex);
     if (sw->worker != nullptr) sw->worker->switches--;
     sw->worker = nullptr;
   }
@@ -726,7 +739,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     Napi::Array per = Napi::Array::New(env, core_->workers.size());
     for (size_t i = 0; i < core_->workers.size(); i++) {
       Worker* w = core_->workers[i].get();
-      Lock lock(&w->mutex);
+      UvLock lock(&w->mutex);
       running = running || w->running;
       nics += static_cast<double>(w->nics.size());
       polls += w->polls;
@@ -824,12 +837,16 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   const std::shared_ptr<PlaneCore>& plane() const { return plane_; }
 
  private:
-  static void OnAsync(uv_async_t* handle);
+  // A libuv callback: nothing may throw out of it (contain.h).
+  static void OnAsync(uv_async_t* handle) {
+    Contained("switch callback", [&] { Deliver(handle); });
+  }
+  static void Deliver(uv_async_t* handle);
 
   void Shut() {
     if (!core_) return;
     {
-      Lock lock(&core_->mutex);
+      UvLock lock(&core_->mutex);
       if (core_->async == nullptr) return;
       CloseWakeUp(core_->async);
       core_->async = nullptr;
@@ -855,7 +872,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     int64_t mtu;
     if (!ArgInt(info, 0, 68, 65535, &mtu)) return info.Env().Undefined();
-    Lock lock(&core_->mutex);
+    UvLock lock(&core_->mutex);
     core_->ports.push_back({});
     core_->ports.back().attached = true;
     core_->ports.back().mtu = static_cast<uint32_t>(mtu);
@@ -866,7 +883,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     int id;
     if (!PortArg(info, 0, &id)) return info.Env().Undefined();
-    Lock lock(&core_->mutex);
+    UvLock lock(&core_->mutex);
     if (core_->ports[id].nic != nullptr) return ThrowTypeError(info.Env(), "a NIC's port leaves with nic.detach()");
     core_->ports[id].attached = false;
     core_->table.Forget(id);
@@ -890,7 +907,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     std::vector<int> to;
     bool delivered;
     {
-      Lock lock(&core_->mutex);
+      UvLock lock(&core_->mutex);
       if (!core_->ports[from].attached) return Napi::Array::New(env);
       delivered = Forwarder(core_.get(), &to).Forward(from, frame, length, now);
       RaiseInterrupts(core_.get());
@@ -905,7 +922,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value Lookup(const Napi::CallbackInfo& info) {
     if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowTypeError(info.Env(), "expected (mac, now)");
     const uint64_t mac = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
-    Lock lock(&core_->mutex);
+    UvLock lock(&core_->mutex);
     return Napi::Number::New(info.Env(), core_->table.Lookup(mac, info[1].As<Napi::Number>().DoubleValue()));
   }
 
@@ -915,7 +932,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!info[0].IsNumber()) return ThrowTypeError(env, "expected (now)");
     std::vector<MacTable::Row> rows;
     {
-      Lock lock(&core_->mutex);
+      UvLock lock(&core_->mutex);
       rows = core_->table.List(info[0].As<Napi::Number>().DoubleValue());
     }
     Napi::Array out = Napi::Array::New(env, rows.size());
@@ -934,7 +951,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     MacCounters c;
     double capture_drops;
     {
-      Lock lock(&core_->mutex);
+      UvLock lock(&core_->mutex);
       c = core_->table.counters;
       capture_drops = core_->capture_drops;
     }
@@ -956,7 +973,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!PortArg(info, 0, &id)) return env.Undefined();
     double c[kPortStats];
     {
-      Lock lock(&core_->mutex);
+      UvLock lock(&core_->mutex);
       std::memcpy(c, core_->ports[id].counters, sizeof(c));
     }
     Napi::Object o = Napi::Object::New(env);
@@ -979,13 +996,13 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     int id;
     bool on;
     if (!PortArg(info, 0, &id) || !ArgBool(info, 1, &on)) return info.Env().Undefined();
-    Lock lock(&core_->mutex);
+    UvLock lock(&core_->mutex);
     core_->ports[id].mirror = on;
     return info.Env().Undefined();
   }
 
   Napi::Value Flush(const Napi::CallbackInfo& info) {
-    Lock lock(&core_->mutex);
+    UvLock lock(&core_->mutex);
     core_->table.Flush();
     return info.Env().Undefined();
   }
@@ -1095,7 +1112,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     std::shared_ptr<SwitchCore> sw = nic_->sw;
     int port;
     {
-      Lock lock(&sw->mutex);
+      UvLock lock(&sw->mutex);
       port = nic_->port;
       sw->ports[port].attached = false;
       sw->ports[port].nic = nullptr;
@@ -1120,10 +1137,12 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   }
 
   // configure({ mac, macs, promisc, spoofCheck, vlans, vlanStrip, portVlan, rssKey, rssLut,
-  // numQueuePairs, tx, rx, txEnabled, rxEnabled, irqMap: [{ vector, rx, tx, rxItr, txItr }] }).
+  // numQueuePairs, tx, rx, txEnabled, rxEnabled, irqMap: [{ vector, rx, tx, rxItr, txItr }],
+  // resetTx?, resetRx?, resume? }).
   Napi::Value Configure(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Alive(env)) return env.Undefined();
+    fault::Maybe(fault::kNapiCall);
     if (!info[0].IsObject()) return ThrowTypeError(env, "expected a configuration object");
     Napi::Object o = info[0].As<Napi::Object>();
     NicConfig cfg;
@@ -1214,10 +1233,38 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
         }
       }
     }
-    Lock lock(NicMutex());
+    // Queues that start again from descriptor 0 with this configuration (reconfigured, or enabled
+    // again), and whether the worker takes the NIC back from JavaScript: in the same step as the
+    // configuration, so no burst ever walks a new ring from an old head or an old ring from 0.
+    uint32_t reset_tx = 0, reset_rx = 0;
+    bool resume = false;
+    if ((!o.Get("resetTx").IsUndefined() && !FieldU32(o, "resetTx", 0xffff, &reset_tx)) ||
+        (!o.Get("resetRx").IsUndefined() && !FieldU32(o, "resetRx", 0xffff, &reset_rx)) ||
+        (!o.Get("resume").IsUndefined() && !FieldBool(o, "resume", &resume))) {
+      return ThrowTypeError(env, "bad queue resets");
+    }
+    UvLock lock(NicMutex());
     if (same_key) cfg.rss_table.swap(nic_->cfg.rss_table);
     nic_->cfg = std::move(cfg);
+    ResetQueuesLocked(reset_tx, reset_rx);
+    if (resume) nic_->native = true;
     return env.Undefined();
+  }
+
+  // Heads of the queues in the masks back to descriptor 0, and what the worker remembers of them;
+  // the other queues are untouched. Under the NIC's mutex.
+  void ResetQueuesLocked(uint32_t tx, uint32_t rx) {
+    for (uint32_t q = 0; q < kQueues; q++) {
+      if (tx & (1u << q)) {
+        nic_->heads[q] = 0;
+        nic_->seen_tail[q] = UINT32_MAX;
+        nic_->more[q] = false;
+      }
+      if (rx & (1u << q)) {
+        nic_->RxHead(q) = 0;
+        nic_->rx_tail[q] = 0;
+      }
+    }
   }
 
   // setTable(table | null): the guest memory the NIC's rings and buffers are in (the device's DMA
@@ -1231,7 +1278,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       if (t == nullptr) return ThrowTypeError(env, "expected a GuestMemoryTable or null");
     }
     {
-      Lock lock(NicMutex());
+      UvLock lock(NicMutex());
       nic_->table = t;
       nic_->space = t == nullptr ? nullptr : std::make_unique<GuestMemoryTable::WorkerSpace>(t);
     }
@@ -1258,7 +1305,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (nic_->Attached()) return ThrowTypeError(env, "the NIC is attached already");
     int id;
     {
-      Lock lock(&sw->core()->mutex);
+      UvLock lock(&sw->core()->mutex);
       SwitchCore* core = sw->core().get();
       core->ports.push_back({});
       SwitchCore::Port& port = core->ports.back();
@@ -1298,21 +1345,18 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   Napi::Value Kick(const Napi::CallbackInfo& info) {
     Worker* w = nic_ ? nic_->worker : nullptr;
     if (w != nullptr) {
-      Lock lock(&w->mutex);
+      UvLock lock(&w->mutex);
       uv_cond_signal(&w->cond);
     }
     return info.Env().Undefined();
   }
 
-  // resetHeads(): queues (re)configured or the VF reset: every head to descriptor 0, and the worker
-  // runs the NIC again (native) until its memory proves out of reach.
+  // resetHeads(): the VF reset: every head to descriptor 0, and the worker runs the NIC again
+  // (native) until its memory proves out of reach. (One queue's reset comes with configure().)
   Napi::Value ResetHeads(const Napi::CallbackInfo& info) {
     if (!Alive(info.Env())) return info.Env().Undefined();
-    Lock lock(NicMutex());
-    std::fill(nic_->heads, nic_->heads + 2 * kQueues, 0u);
-    std::fill(std::begin(nic_->seen_tail), std::end(nic_->seen_tail), UINT32_MAX);
-    std::fill(std::begin(nic_->more), std::end(nic_->more), false);
-    std::fill(std::begin(nic_->rx_tail), std::end(nic_->rx_tail), 0u);
+    UvLock lock(NicMutex());
+    ResetQueuesLocked(0xffff, 0xffff);
     nic_->native = true;
     return info.Env().Undefined();
   }
@@ -1327,7 +1371,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     bool done = false;
     {
-      Lock lock(NicMutex());
+      UvLock lock(NicMutex());
       if (nic_->native && nic_->tails != nullptr) done = emu::Receive(nic_.get(), frame, length);
       if (nic_->sw) {
         RaiseInterrupts(nic_->sw.get());
@@ -1350,7 +1394,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     iavf::RxRoute route;
     {
-      Lock lock(NicMutex());
+      UvLock lock(NicMutex());
       route = iavf::Route(nic_->cfg, frame, length, nic_->counters);
     }
     if (!route.ok) return env.Null();
@@ -1380,7 +1424,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     const auto queue = static_cast<uint32_t>(q);
     uint16_t port_vlan = 0;
     {
-      Lock lock(NicMutex());
+      UvLock lock(NicMutex());
       switch (iavf::EgressPolicy(nic_->cfg, frame, length, queue, nic_->counters)) {
         case iavf::Egress::kDrop:
           return env.Null();
@@ -1406,7 +1450,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       v = IavfVectorsOf(info[0]);
       if (!v) return ThrowTypeError(env, "expected an open IavfVectors or null");
     }
-    Lock lock(NicMutex());
+    UvLock lock(NicMutex());
     nic_->vectors = std::move(v);
     return env.Undefined();
   }
@@ -1415,11 +1459,12 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     if (!nic_) return o;
-    Lock lock(NicMutex());
+    UvLock lock(NicMutex());
     o.Set("native", Napi::Boolean::New(env, nic_->native));
     o.Set("started", Napi::Boolean::New(env, nic_->started));
     o.Set("port", Napi::Number::New(env, nic_->port));
     o.Set("bursts", Napi::Number::New(env, nic_->bursts));
+    o.Set("largestTurn", Napi::Number::New(env, nic_->largest_turn));
     return o;
   }
 
@@ -1444,14 +1489,14 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
 
 Napi::FunctionReference* IavfNic::constructor = nullptr;
 
-void NativeSwitch::OnAsync(uv_async_t* handle) {
+void NativeSwitch::Deliver(uv_async_t* handle) {
   auto* self = static_cast<NativeSwitch*>(handle->data);
   if (self == nullptr) return;
   Napi::Env env = self->Env();
   Napi::HandleScope scope(env);
   std::deque<SwitchCore::Escape> escapes;
   {
-    Lock lock(&self->core_->mutex);
+    UvLock lock(&self->core_->mutex);
     escapes.swap(self->core_->escapes);
     self->core_->escape_bytes = 0;
   }
@@ -1473,7 +1518,7 @@ void NativeSwitch::OnAsync(uv_async_t* handle) {
     if (handle->data == nullptr) return;
     IavfNic* nic = nullptr;
     {
-      Lock lock(&self->core_->mutex);
+      UvLock lock(&self->core_->mutex);
       if (port >= self->core_->ports.size()) break;
       NicCore* core = self->core_->ports[port].nic;
       if (core != nullptr) nic = core->owner;
@@ -1500,6 +1545,7 @@ void InitDataPlane(Napi::Env env, Napi::Object exports) {
   layout.Set("stateBytes", static_cast<double>(kStateBytes));
   layout.Set("eventSlow", kEventSlow);
   layout.Set("eventBadTail", kEventBadTail);
+  layout.Set("eventFault", kEventFault);
   exports.Set("dataPlaneLayout", layout);
   exports.Set("DataPlane", DataPlane::Define(env));
   exports.Set("NativeSwitch", NativeSwitch::Define(env));

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "contain.h"
 #include "args.h"
 #include "errors.h"
 #include "js_callback.h"
@@ -228,7 +229,12 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
     }
   }
 
+  // A libuv callback: nothing may throw out of it (contain.h).
   static void OnAsync(uv_async_t* handle) {
+    Contained("doorbell callback", [&] { Notify(handle); });
+  }
+
+  static void Notify(uv_async_t* handle) {
     auto* self = static_cast<DoorbellWatcher*>(handle->data);
     if (self == nullptr || self->callback_.Empty()) return;
     const uint32_t mask = self->pending_.exchange(0, std::memory_order_acq_rel);

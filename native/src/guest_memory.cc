@@ -79,11 +79,15 @@ GuestMemoryTable::~GuestMemoryTable() {
 }
 
 void GuestMemoryTable::Erase(Ranges::iterator it) {
-  if (it->second.mapping != nullptr) Mapping::Release(env_, it->second.mapping);
+  Mapping* mapping = it->second.mapping;
   if (!it->second.keep.IsEmpty()) buffer_ranges_--;
-  memory_lock::Exclusive quiesce;  // no worker is looking the range up
-  ranges_.erase(it);
-  generation_.fetch_add(1, std::memory_order_release);
+  {
+    memory_lock::Exclusive quiesce;  // no worker is looking the range up, nor starts to
+    ranges_.erase(it);
+    generation_.fetch_add(1, std::memory_order_release);
+  }
+  // Only now may the mapping go (its last reference may be this one): no worker can reach it any more.
+  if (mapping != nullptr) Mapping::Release(env_, mapping);
 }
 
 void GuestMemoryTable::Prune() {
@@ -358,7 +362,14 @@ Napi::Value GuestMemoryTable::Within(const Napi::CallbackInfo& info) {
 Napi::Value GuestMemoryTable::SetEnabled(const Napi::CallbackInfo& info) {
   bool enabled;
   if (!ArgBool(info, 0, &enabled)) return info.Env().Undefined();
-  enabled_.store(enabled, std::memory_order_release);
+  if (enabled) {
+    enabled_.store(true, std::memory_order_release);
+  } else {
+    // Bus Master Enable cleared: once this returns, no DMA is in flight either. A worker checks the
+    // gate at the start of a burst; the burst in progress ends before the exclusive lock is had.
+    memory_lock::Exclusive quiesce;
+    enabled_.store(false, std::memory_order_release);
+  }
   return info.Env().Undefined();
 }
 

@@ -54,7 +54,8 @@ Egress EgressPolicy(const NicConfig& cfg, const uint8_t* frame, size_t length, u
     }
   }
   if (cfg.port_vlan == 0) return Egress::kSend;
-  if (VlanTci(frame, length) < 0) return Egress::kTagPortVlan;
+  // The tag goes after the MAC addresses: a frame without them has nowhere to take it.
+  if (VlanTci(frame, length) < 0 && length >= 12) return Egress::kTagPortVlan;
   Stat(counters, true, q, kDrops)++;
   return Egress::kDrop;
 }

@@ -6,6 +6,9 @@
 
 #include <chrono>
 
+#include "contain.h"
+#include "fault_injection.h"
+
 namespace emu {
 namespace iavf {
 
@@ -109,7 +112,8 @@ void Vectors::TryFireLocked(uint32_t v) {
   if (x.due != 0) return;
   x.throttled++;
   x.due = deadline;
-  if (!manual_) IrqTimer::Get().Schedule(weak_from_this(), deadline);
+  // A timer that cannot be set (no memory) must not hold the cause for ever: it fires unthrottled.
+  if (!manual_ && !IrqTimer::Get().Schedule(weak_from_this(), deadline)) FireLocked(v);
 }
 
 void Vectors::FireLocked(uint32_t v) {
@@ -190,15 +194,20 @@ void IrqTimer::Release() {
   if (done.joinable()) done.join();
 }
 
-void IrqTimer::Schedule(std::weak_ptr<Vectors> vectors, uint64_t deadline_ns) {
+bool IrqTimer::Schedule(std::weak_ptr<Vectors> vectors, uint64_t deadline_ns) {
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    if (users_ == 0) return;
+    if (users_ == 0) return true;
     const bool earliest = due_.empty() || deadline_ns < due_.begin()->first;
-    due_.emplace(deadline_ns, std::move(vectors));
-    if (!earliest) return;
+    try {
+      due_.emplace(deadline_ns, std::move(vectors));
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    if (!earliest) return true;
   }
   cond_.notify_all();
+  return true;
 }
 
 void IrqTimer::Loop(uint64_t generation) {
@@ -218,9 +227,21 @@ void IrqTimer::Loop(uint64_t generation) {
       continue;
     }
     std::vector<std::weak_ptr<Vectors>> ready;
-    while (!due_.empty() && due_.begin()->first <= now) {
-      ready.push_back(std::move(due_.begin()->second));
+    const bool taken = Contained("interrupt timer", [&] {
+      fault::Maybe(fault::kIrqTimer);
+      while (!due_.empty() && due_.begin()->first <= now) {
+        ready.push_back(std::move(due_.begin()->second));
+        due_.erase(due_.begin());
+      }
+    });
+    if (!taken && ready.empty() && !due_.empty()) {
+      // No memory for the list: what is due fires one at a time, straight from the map.
+      std::weak_ptr<Vectors> one = std::move(due_.begin()->second);
       due_.erase(due_.begin());
+      lock.unlock();
+      if (std::shared_ptr<Vectors> v = one.lock()) v->Expire();
+      lock.lock();
+      continue;
     }
     // Outside the timer's mutex: Expire takes the vectors' and may schedule again.
     lock.unlock();

@@ -121,7 +121,8 @@ class IrqTimer {
   static IrqTimer& Get();
   void Retain();
   void Release();
-  void Schedule(std::weak_ptr<Vectors> vectors, uint64_t deadline_ns);
+  // False when the deadline could not be recorded (no memory).
+  bool Schedule(std::weak_ptr<Vectors> vectors, uint64_t deadline_ns);
 
  private:
   IrqTimer() = default;

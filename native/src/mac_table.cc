@@ -4,6 +4,11 @@
 
 namespace emu {
 
+void MacTable::Erase(std::unordered_map<uint64_t, Entry>::iterator it) {
+  recency_.erase(it->second.recent);
+  entries_.erase(it);
+}
+
 void MacTable::Learn(uint64_t mac, int port, double now) {
   auto it = entries_.find(mac);
   if (it != entries_.end()) {
@@ -12,16 +17,23 @@ void MacTable::Learn(uint64_t mac, int port, double now) {
       counters.moved++;
     }
     it->second.last_seen = now;
+    recency_.splice(recency_.end(), recency_, it->second.recent);
     return;
   }
-  if (entries_.size() >= max_macs_) {
-    Sweep(now);
-    if (entries_.size() >= max_macs_) {
-      counters.table_full++;
-      return;
-    }
+  // Full: the least recently seen entries go if they aged out. Seen in time order, the first that has
+  // not aged means none behind it has.
+  while (entries_.size() >= max_macs_ && !recency_.empty()) {
+    auto oldest = entries_.find(recency_.front());
+    if (now - oldest->second.last_seen < aging_ms_) break;
+    Erase(oldest);
+    counters.aged++;
   }
-  entries_.emplace(mac, Entry{port, now, next_seq_++});
+  if (entries_.size() >= max_macs_) {
+    counters.table_full++;
+    return;
+  }
+  recency_.push_back(mac);
+  entries_.emplace(mac, Entry{port, now, next_seq_++, std::prev(recency_.end())});
   counters.learned++;
 }
 
@@ -29,25 +41,27 @@ int MacTable::Lookup(uint64_t mac, double now) {
   auto it = entries_.find(mac);
   if (it == entries_.end()) return -1;
   if (now - it->second.last_seen < aging_ms_) return it->second.port;
-  entries_.erase(it);
+  Erase(it);
   counters.aged++;
   return -1;
 }
 
 void MacTable::Sweep(double now) {
   for (auto it = entries_.begin(); it != entries_.end();) {
+    auto next = std::next(it);
     if (now - it->second.last_seen >= aging_ms_) {
-      it = entries_.erase(it);
+      Erase(it);
       counters.aged++;
-    } else {
-      ++it;
     }
+    it = next;
   }
 }
 
 void MacTable::Forget(int port) {
   for (auto it = entries_.begin(); it != entries_.end();) {
-    it = it->second.port == port ? entries_.erase(it) : std::next(it);
+    auto next = std::next(it);
+    if (it->second.port == port) Erase(it);
+    it = next;
   }
 }
 

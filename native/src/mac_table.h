@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <list>
 #include <unordered_map>
 #include <vector>
 
@@ -30,15 +31,19 @@ class MacTable {
 
   MacTable(double aging_ms, uint32_t max_macs) : aging_ms_(aging_ms), max_macs_(max_macs) {}
 
-  // A frame from `port` had source `mac` (not a group address).
+  // A frame from `port` had source `mac` (not a group address). O(1) whatever the table holds: a
+  // full table gives up only entries that aged out, found from the least recently seen on.
   void Learn(uint64_t mac, int port, double now);
   // The port `mac` was learned on, unless it aged out (then the entry goes); -1 if none.
   int Lookup(uint64_t mac, double now);
-  // Removes every aged entry.
+  // Removes every aged entry (O(n): for List).
   void Sweep(double now);
   // A port left: its MACs are forgotten.
   void Forget(int port);
-  void Flush() { entries_.clear(); }
+  void Flush() {
+    entries_.clear();
+    recency_.clear();
+  }
   // The entries, oldest learned first (aged entries removed first).
   std::vector<Row> List(double now);
 
@@ -49,12 +54,16 @@ class MacTable {
   struct Entry {
     int port;
     double last_seen;
-    uint64_t seq;  // learning order
+    uint64_t seq;                          // learning order
+    std::list<uint64_t>::iterator recent;  // its place in recency_
   };
+  void Erase(std::unordered_map<uint64_t, Entry>::iterator it);
+
   double aging_ms_;
   uint32_t max_macs_;
   uint64_t next_seq_ = 0;
   std::unordered_map<uint64_t, Entry> entries_;
+  std::list<uint64_t> recency_;  // the MACs, least recently seen first
 };
 
 // A MAC as the number of its 6 bytes, big-endian (JavaScript's macAt).

@@ -57,11 +57,13 @@ struct Mapping {
       napi_delete_reference(env, ref);
     }
     windows.clear();
-    // Out of the guard first: once unmapped, the addresses may be someone else's.
+    // Every worker out of its burst first (one may be reading this memory, under the guard's
+    // protection), then out of the guard (once unmapped, the addresses may be someone else's), then
+    // unmapped, all before any burst starts again.
+    memory_lock::Exclusive quiesce;
     guard::Unregister(guard_slot);
     guard_slot = -1;
     faults = nullptr;
-    memory_lock::Exclusive quiesce;  // no worker is inside a burst on this memory
     munmap(base, size);
   }
 

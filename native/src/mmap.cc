@@ -96,12 +96,13 @@ Napi::Value Map(const Napi::CallbackInfo& info) {
   m->writable = writable;
   m->guard_slot = guard::Register(base, size, page_size);
   m->faults = guard::FaultCounter(m->guard_slot);
-  Napi::External<Mapping> handle =
-      Napi::External<Mapping>::New(env, m, [](Napi::Env e, Mapping* mapping) { Mapping::Release(e, mapping); });
-  if (env.IsExceptionPending()) {
+  Napi::External<Mapping> handle;
+  try {
+    handle = Napi::External<Mapping>::New(env, m, [](Napi::Env e, Mapping* mapping) { Mapping::Release(e, mapping); });
+  } catch (...) {
     m->Unmap(env);
     delete m;
-    return env.Undefined();
+    throw;
   }
   Napi::Object result = Napi::Object::New(env);
   result.Set("handle", handle);
@@ -115,13 +116,15 @@ Napi::Value View(const Napi::CallbackInfo& info) {
   Mapping* m = Checked(info, &offset, &length);
   if (m == nullptr) return env.Undefined();
   m->Ref();
-  Napi::ArrayBuffer buffer = Napi::ArrayBuffer::New(
-      env, m->start + offset, static_cast<size_t>(length),
-      [](Napi::Env e, void*, Mapping* mapping) { Mapping::Release(e, mapping); }, m);
-  if (env.IsExceptionPending()) {
+  Napi::ArrayBuffer buffer;
+  try {
+    buffer = Napi::ArrayBuffer::New(
+        env, m->start + offset, static_cast<size_t>(length),
+        [](Napi::Env e, void*, Mapping* mapping) { Mapping::Release(e, mapping); }, m);
+  } catch (...) {
     // Refused (e.g. beyond V8's largest ArrayBuffer): no finalizer will run.
     Mapping::Release(env, m);
-    return env.Undefined();
+    throw;
   }
   m->Track(env, buffer);
   return buffer;

@@ -34,15 +34,17 @@ Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), dup);
 }
 
-// setNonblocking(fd): sets O_NONBLOCK on the open file description (shared with every holder of the
-// fd, e.g. the peer that sent it); returns whether it was clear.
+// setNonblocking(fd, on = true): sets or clears O_NONBLOCK on the open file description (shared with
+// every holder of the fd, e.g. the peer that sent it); returns whether it changed.
 Napi::Value SetNonblocking(const Napi::CallbackInfo& info) {
   int fd;
   if (!ArgFd(info, 0, &fd)) return info.Env().Undefined();
+  const bool on = info[1].IsUndefined() || info[1].ToBoolean().Value();
   int flags = fcntl(fd, F_GETFL);
   if (flags < 0) return ThrowErrno(info.Env(), errno, "fcntl");
-  if (flags & O_NONBLOCK) return Napi::Boolean::New(info.Env(), false);
-  if (fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0) return ThrowErrno(info.Env(), errno, "fcntl");
+  const int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (want == flags) return Napi::Boolean::New(info.Env(), false);
+  if (fcntl(fd, F_SETFL, want) < 0) return ThrowErrno(info.Env(), errno, "fcntl");
   return Napi::Boolean::New(info.Env(), true);
 }
 
@@ -74,6 +76,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitIavfVectors(env, exports);
   InitOffloads(env, exports);
   InitTxFrames(env, exports);
+  InitFaultInjection(env, exports);
   guard::Init(env, exports);
   return exports;
 }

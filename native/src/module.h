@@ -21,5 +21,6 @@ void InitIrqLines(Napi::Env env, Napi::Object exports);
 void InitIavfVectors(Napi::Env env, Napi::Object exports);
 void InitOffloads(Napi::Env env, Napi::Object exports);
 void InitTxFrames(Napi::Env env, Napi::Object exports);
+void InitFaultInjection(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

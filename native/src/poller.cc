@@ -8,6 +8,7 @@
 // as EBADF, whatever the socket's real error: callers ask SO_ERROR / try the read).
 #include <uv.h>
 
+#include "contain.h"
 #include "args.h"
 #include "errors.h"
 #include "js_callback.h"
@@ -101,7 +102,12 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
   }
 
+  // A libuv callback: nothing may throw out of it (contain.h).
   static void OnPoll(uv_poll_t* handle, int status, int events) {
+    Contained("poll callback", [&] { Poll(handle, status, events); });
+  }
+
+  static void Poll(uv_poll_t* handle, int status, int events) {
     auto* self = static_cast<Poller*>(handle->data);
     if (self == nullptr || self->callback_.Empty()) return;
     Napi::Env env = self->Env();

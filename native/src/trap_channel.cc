@@ -45,12 +45,15 @@
 #include <vector>
 
 #include "args.h"
+#include "contain.h"
 #include "errors.h"
+#include "fault_injection.h"
 #include "fd_passing.h"
 #include "js_callback.h"
 #include "module.h"
 #include "register_block.h"
 #include "trap_framer.h"
+#include "uv_lock.h"
 #include "vfio_user_wire.h"
 #include "wake_up.h"
 
@@ -135,34 +138,30 @@ class Core final : public TrapFramer::Sink {
 
   // Socket thread: the fd is readable, writable, or hung up.
   void OnEvents(uint32_t events) {
-    uv_mutex_lock(&mutex_);
-    if (!closed_ && !failed()) {
+    UvLock lock(&mutex_);
+    if (closed_ || failed()) return;
+    Containing([&] {
       if (events & EPOLLOUT) FlushLocked();
       if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) TakeTrapsLocked();
-      UpdateWatchLocked();
-    }
-    uv_mutex_unlock(&mutex_);
+    });
+    UpdateWatchLocked();
   }
 
   // JS thread: reads what the socket holds now, as the socket thread would, so that what the peer
   // sent (its hang-up too) is known before the caller decides anything on it.
   // Returns whether reading goes on (false while paused, bounded, or at the end).
   bool Settle() {
-    uv_mutex_lock(&mutex_);
+    UvLock lock(&mutex_);
     if (!closed_ && !failed()) {
-      ReadLocked(0, false);  // the caller takes what was passed on right after: no wake-up
+      Containing([&] { ReadLocked(0, false); });  // the caller takes what was passed on right after: no wake-up
       UpdateWatchLocked();
     }
-    const bool reading = !closed_ && ReadingLocked();
-    uv_mutex_unlock(&mutex_);
-    return reading;
+    return !closed_ && ReadingLocked();
   }
 
   bool Reading() {
-    uv_mutex_lock(&mutex_);
-    const bool reading = !closed_ && ReadingLocked();
-    uv_mutex_unlock(&mutex_);
-    return reading;
+    UvLock lock(&mutex_);
+    return !closed_ && ReadingLocked();
   }
 
   // JS thread.
@@ -170,17 +169,11 @@ class Core final : public TrapFramer::Sink {
   void SetId(uint64_t id) { id_ = id; }
 
   int Write(const uint8_t* data, size_t n, const std::vector<int>& fds) {
-    uv_mutex_lock(&mutex_);
-    int result = 0;
-    if (closed_ || errno_ != 0) {
-      result = -(errno_ != 0 ? errno_ : EBADF);
-    } else {
-      SendLocked(data, n, fds);
-      if (errno_ != 0) result = -errno_;
-      UpdateWatchLocked();
-    }
-    uv_mutex_unlock(&mutex_);
-    return result;
+    UvLock lock(&mutex_);
+    if (closed_ || errno_ != 0) return -(errno_ != 0 ? errno_ : EBADF);
+    Containing([&] { SendLocked(data, n, fds); });
+    UpdateWatchLocked();
+    return errno_ != 0 ? -errno_ : 0;
   }
 
   struct Taken {
@@ -193,8 +186,8 @@ class Core final : public TrapFramer::Sink {
 
   Taken Take() {
     Taken t;
-    uv_mutex_lock(&mutex_);
-    CutLocked(false);
+    UvLock lock(&mutex_);
+    Containing([&] { CutLocked(false); });
     if (!chunks_.empty()) {
       t.chunks.swap(chunks_);
       passed_on_bytes_ = 0;
@@ -208,27 +201,25 @@ class Core final : public TrapFramer::Sink {
     t.drained = drained_;
     drained_ = false;
     UpdateWatchLocked();  // reading may go on now that JavaScript took what was waiting
-    uv_mutex_unlock(&mutex_);
     return t;
   }
 
   void Ack(uint64_t seq) {
-    uv_mutex_lock(&mutex_);
+    UvLock lock(&mutex_);
     if (seq <= delivered_ && seq > acked_) acked_ = seq;
-    uv_mutex_unlock(&mutex_);
   }
 
   void SetPaused(bool paused) {
-    uv_mutex_lock(&mutex_);
+    UvLock lock(&mutex_);
     paused_ = paused;
     if (!closed_) UpdateWatchLocked();
-    uv_mutex_unlock(&mutex_);
   }
 
   void SetAreas(std::vector<Area> areas) {
-    uv_mutex_lock(&mutex_);
-    areas_.swap(areas);
-    uv_mutex_unlock(&mutex_);
+    {
+      UvLock lock(&mutex_);
+      areas_.swap(areas);
+    }
     UnmapAll(areas);  // the old ones, now that the thread cannot be inside them
   }
 
@@ -238,20 +229,18 @@ class Core final : public TrapFramer::Sink {
 
   // JS thread: stops everything and closes the fd, and every fd still queued either way.
   void Close() {
-    uv_mutex_lock(&mutex_);
-    if (closed_) {
-      uv_mutex_unlock(&mutex_);
-      return;
-    }
-    closed_ = true;
     std::vector<Area> areas;
-    areas.swap(areas_);
     std::deque<Chunk> chunks;
-    chunks.swap(chunks_);
     std::deque<Out> out;
-    out.swap(out_);
-    queued_bytes_.store(0);
-    uv_mutex_unlock(&mutex_);
+    {
+      UvLock lock(&mutex_);
+      if (closed_) return;
+      closed_ = true;
+      areas.swap(areas_);
+      chunks.swap(chunks_);
+      out.swap(out_);
+      queued_bytes_.store(0);
+    }
     SocketThread::Get().Remove(id_);  // from here the thread never looks at this channel again
     close(fd_);
     for (auto& c : chunks) CloseAll(c.fds);
@@ -263,6 +252,15 @@ class Core final : public TrapFramer::Sink {
 
  private:
   bool failed() const { return errno_ != 0 || eof_; }
+
+  // Work on the connection's state, mutex held: an exception (an allocation that failed) ends this
+  // connection, as a socket error would, and no other (contain.h).
+  template <typename F>
+  void Containing(F&& f) {
+    if (Contained("vfio-user connection", f)) return;
+    if (errno_ == 0) errno_ = ENOMEM;
+    NotifyLocked();
+  }
 
   static void UnmapAll(std::vector<Area>& areas) {
     for (Area& a : areas) {
@@ -337,6 +335,7 @@ class Core final : public TrapFramer::Sink {
   void ReadLocked(size_t limit = 0, bool notify = true) {
     // Per thread: the socket thread reads, and the JS thread in Settle().
     thread_local std::vector<uint8_t> buffer(kReadSize);
+    fault::Maybe(fault::kConnectionRead);
     bool passed = false;
     const int reads = limit == 0 ? kReadsPerWake : 1;
     for (int i = 0; i < reads && ReadingLocked(); i++) {
@@ -408,7 +407,8 @@ class Core final : public TrapFramer::Sink {
     if (size != (read ? base : base + count)) return false;
     const Area* area = nullptr;
     for (const Area& a : areas_) {
-      if (a.region == region && offset >= a.offset && offset - a.offset <= a.size - count) {
+      // count <= size first: an area smaller than the access would make size - count wrap around.
+      if (a.region == region && offset >= a.offset && count <= a.size && offset - a.offset <= a.size - count) {
         area = &a;
         break;
       }
@@ -557,7 +557,7 @@ class Core final : public TrapFramer::Sink {
 };
 
 bool SocketThread::Add(const std::shared_ptr<Core>& core, uint64_t* id) {
-  uv_mutex_lock(&mutex_);
+  UvLock lock(&mutex_);
   if (!running_) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     stop_fd_ = epoll_ >= 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
@@ -571,15 +571,15 @@ bool SocketThread::Add(const std::shared_ptr<Core>& core, uint64_t* id) {
       if (stop_fd_ >= 0) close(stop_fd_);
       if (epoll_ >= 0) close(epoll_);
       stop_fd_ = epoll_ = -1;
-      uv_mutex_unlock(&mutex_);
       errno = err;
       return false;
     }
     running_ = true;
   }
-  *id = next_id_++;
-  channels_[*id] = core;
-  uv_mutex_unlock(&mutex_);
+  const uint64_t next = next_id_;
+  channels_[next] = core;  // may throw: the id is not used then
+  *id = next;
+  next_id_++;
   return true;
 }
 
@@ -600,29 +600,29 @@ void SocketThread::Watch(int fd, uint64_t id, uint32_t events, bool* registered)
 }
 
 void SocketThread::Remove(uint64_t id) {
-  uv_mutex_lock(&mutex_);
-  auto it = channels_.find(id);
-  if (it != channels_.end()) {
-    epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second->fd(), nullptr);
-    channels_.erase(it);
-  }
-  const bool last = channels_.empty() && running_;
-  if (last) {
-    // The last channel gone: the thread ends (a process serving nobody keeps no thread).
-    uint64_t one = 1;
-    (void)!write(stop_fd_, &one, sizeof(one));
-    running_ = false;
-  }
-  uv_mutex_unlock(&mutex_);
-  if (last) {
-    uv_thread_join(&thread_);
-    uv_mutex_lock(&mutex_);
-    if (!running_) {
-      close(stop_fd_);
-      close(epoll_);
-      stop_fd_ = epoll_ = -1;
+  bool last;
+  {
+    UvLock lock(&mutex_);
+    auto it = channels_.find(id);
+    if (it != channels_.end()) {
+      epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second->fd(), nullptr);
+      channels_.erase(it);
     }
-    uv_mutex_unlock(&mutex_);
+    last = channels_.empty() && running_;
+    if (last) {
+      // The last channel gone: the thread ends (a process serving nobody keeps no thread).
+      uint64_t one = 1;
+      (void)!write(stop_fd_, &one, sizeof(one));
+      running_ = false;
+    }
+  }
+  if (!last) return;
+  uv_thread_join(&thread_);
+  UvLock lock(&mutex_);
+  if (!running_) {
+    close(stop_fd_);
+    close(epoll_);
+    stop_fd_ = epoll_ = -1;
   }
 }
 
@@ -638,11 +638,12 @@ void SocketThread::Loop() {
     for (int i = 0; i < n; i++) {
       if (events[i].data.u64 == 0) return;  // stop_fd_
       std::shared_ptr<Core> core;
-      uv_mutex_lock(&mutex_);
-      auto it = channels_.find(events[i].data.u64);
-      if (it != channels_.end()) core = it->second;
-      uv_mutex_unlock(&mutex_);
-      if (core) core->OnEvents(events[i].events);
+      {
+        UvLock lock(&mutex_);
+        auto it = channels_.find(events[i].data.u64);
+        if (it != channels_.end()) core = it->second;
+      }
+      if (core) core->OnEvents(events[i].events);  // contains what its connection throws
     }
   }
 }
@@ -706,7 +707,12 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
   }
 
  private:
+  // A libuv callback: nothing may throw out of it (contain.h).
   static void OnAsync(uv_async_t* handle) {
+    Contained("vfio-user connection callback", [&] { Notify(handle); });
+  }
+
+  static void Notify(uv_async_t* handle) {
     auto* self = static_cast<TrapChannel*>(handle->data);
     if (self == nullptr || self->callback_.Empty()) return;
     Napi::Env env = self->Env();

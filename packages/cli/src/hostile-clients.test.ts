@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { ftruncateSync, readdirSync, readFileSync } from 'node:fs';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
-import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
+import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
 import {
   Command,
   DmaMap,
@@ -23,6 +23,7 @@ import {
   VfioUserClient,
 } from '@emu/vfio-user';
 import { expect } from 'chai';
+import { ControlClient } from './control/client.js';
 import { type EmuRun, spawnEmu, tempDir, until } from './test-env.fixture.js';
 
 const MAC_A = '02:00:00:00:00:0a';
@@ -209,6 +210,33 @@ describe('one emu process against hostile clients and guests, back to back', fun
         await client.regionWrite(0, Reg.VFINT_DYN_CTL01, u32(DynCtl.INTENA | DynCtl.SWINT_TRIG));
       }
       await sleep(50);
+      expect(ev.read()).to.equal(0xffff_ffff_ffff_fffen);
+      ev.close();
+      client.close();
+    }
+    await served();
+
+    // 5b. The same, with O_NONBLOCK cleared on the eventfd (the flag is the open file's, which the
+    //     client shares): the write of the interrupt blocks. Only this device's interrupt writer
+    //     waits; its registers, the other device and the control socket are served meanwhile.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      const ev = EventFd.create();
+      await client.setIrqEventfds('msix', 0, [ev]);
+      setNonblocking(ev.fd, false);
+      ev.write(0xffff_ffff_ffff_fffen);
+      for (let i = 0; i < 3; i++) {
+        await client.regionWrite(0, Reg.VFINT_DYN_CTL01, u32(DynCtl.INTENA | DynCtl.SWINT_TRIG));
+      }
+      await sleep(100);
+      expect((await client.regionRead(PciRegion.CONFIG, 0, 4)).readUInt32LE(0)).to.equal(0x18898086);
+      await served(b);
+      const ctl = await ControlClient.connect(tmp.path('emu.ctl'));
+      try {
+        expect(((await ctl.call('devices.list')) as unknown[]).length).to.equal(2);
+      } finally {
+        ctl.close();
+      }
       expect(ev.read()).to.equal(0xffff_ffff_ffff_fffen);
       ev.close();
       client.close();

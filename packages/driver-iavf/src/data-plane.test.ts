@@ -235,6 +235,70 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     }
   });
 
+  it('stops and starts one queue under traffic (DPDK rxq/txq stop, start): the other queues go on where they were', async () => {
+    // Issue #31, defect 8: ENABLE_QUEUES for one queue used to put every queue's head back to 0, so
+    // the worker walked again TX descriptors the guest had reclaimed (frames sent twice) and wrote
+    // frames into RX descriptors behind the driver's (frames lost).
+    const { a, b } = await pair('shared', 2);
+    hs = [a, b];
+    await b.vf.transmit(rawFrame(A, B, 60, 999));
+    await a.vf.waitAnyFrames(1, 10_000);
+    const sent: Buffer[] = [];
+    for (let round = 0; round < 8; round++) {
+      for (let i = 0; i < 16; i++) {
+        const f = rawFrame(B, A, 60 + i * 8, round * 100 + i);
+        sent.push(f);
+        await a.vf.transmit(f);
+      }
+      await a.vf.waitTxDone(0, 5000);
+      await a.vf.restartQueue(1);
+      await b.vf.restartQueue(1);
+    }
+    const got = await b.vf.waitFrames(0, sent.length, 10_000);
+    expect(got.map((g) => Buffer.from(g.data).toString('hex'))).to.deep.equal(
+      sent.map((f) => f.toString('hex')),
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await b.vf.receiveFrames(0), 'frames sent twice').to.deep.equal([]);
+    expect(a.device.dataPath.tx[0].packets).to.equal(sent.length);
+    expect(b.device.dataPath.rx[0]).to.include({ packets: sent.length, drops: 0, errors: 0 });
+    expect(a.device.dataPath.plane).to.include({ native: true });
+  });
+
+  it("bounds a worker's turn: 64-byte-MSS TSO packets on every queue, at most one packet past the burst", async () => {
+    // Issue #31, defect 9: the burst was per queue, so one turn could produce 16 queues' worth of
+    // TSO segments (65,536 frames) while holding the switch and the memory lock.
+    const { a, b } = await pair('shared', 1);
+    hs = [a, b];
+    await b.vf.transmit(rawFrame(A, B, 60, 999));
+    await a.vf.waitAnyFrames(1, 10_000);
+    const queues = 4;
+    const perQueue = 2;
+    const segments = Math.ceil((16 * 1024) / 64);
+    for (let q = 0; q < queues; q++) {
+      for (let i = 0; i < perQueue; i++) {
+        const frame = ipv4TcpFrame({
+          dstMac: B,
+          srcMac: A,
+          srcIp: '10.0.0.1',
+          dstIp: '10.0.0.2',
+          sport: 1000 + q * 10 + i,
+          dport: 80,
+          payload: Buffer.alloc(16 * 1024, q * 10 + i),
+        });
+        // Tails written last, all at once: the worker finds every queue full in one look.
+        await a.vf.transmit(frame, { queue: q, tso: { mss: 64 }, kick: false });
+      }
+    }
+    for (let q = 0; q < queues; q++) await a.vf.writeTxTail(q, a.vf.txNextToUse(q));
+    for (let q = 0; q < queues; q++)
+      expect(await a.vf.waitTxDone(q, 20_000), `queue ${q}`).to.equal(perQueue);
+    const plane = a.device.dataPath.plane;
+    expect(plane.native, 'still on the worker').to.equal(true);
+    expect(plane.largestTurn, 'frames in one turn').to.be.at.least(segments);
+    expect(plane.largestTurn, 'frames in one turn').to.be.below(2 * segments);
+  });
+
   it('a closed device leaves the switch: its MACs are forgotten and nothing more reaches it', async () => {
     const { sw, a, b } = await pair('shared');
     hs = [a];

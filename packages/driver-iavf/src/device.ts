@@ -21,7 +21,7 @@ import {
   Reg,
   VfrState,
 } from './constants.js';
-import { DataPath } from './datapath/engine.js';
+import { DataPath, queueResets } from './datapath/engine.js';
 import { type VfConfig, VirtualFunction } from './pf.js';
 
 /** Where the NIC's frames go: a network port the device sends to; the network calls `receive`. */
@@ -401,19 +401,10 @@ export class IavfDevice implements DeviceImpl {
 
   /** Tells emudev's queue table: RX queue q is id 2q, TX queue q is id 2q+1. */
   private reportQueues(cfg: VfConfig): void {
-    // A queue that was (re)configured or just enabled starts again from descriptor 0.
+    // A queue that was (re)configured or just enabled starts again from descriptor 0; the others go on.
     const before = this.lastQueues;
     this.lastQueues = cfg;
-    if (
-      !before ||
-      before.tx !== cfg.tx ||
-      before.rx !== cfg.rx ||
-      (cfg.rxEnabled & ~before.rxEnabled) !== 0 ||
-      (cfg.txEnabled & ~before.txEnabled) !== 0
-    ) {
-      this.dataPath.resetHeads();
-    }
-    this.dataPath.configured(cfg);
+    this.dataPath.configured(cfg, queueResets(before, cfg));
     for (let q = 0; q < this.maxQueues; q++) {
       const rx = cfg.rx[q];
       const tx = cfg.tx[q];

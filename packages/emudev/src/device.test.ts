@@ -175,6 +175,7 @@ describe('EmuDevice', () => {
       await client.setIrqEventfds('msix', 1, [ev]);
       expect(lines.enabled(1)).to.equal(true);
       expect(lines.trigger(1)).to.equal('fired');
+      await lines.settled();
       expect(ev.read()).to.equal(1n);
       expect(dev.stats().irqsTriggered, 'counted by the server as its own').to.equal(1);
       ev.close();

@@ -245,6 +245,27 @@ describe('L2Switch', () => {
     expect(counts(ports)).to.deep.equal([0, 1, 1]);
   });
 
+  it('makes room in a full MAC table only from entries that aged out, the least recently seen first', () => {
+    const { sw, clock, ports } = setup(3, { maxMacs: 2, agingMs: 1000 });
+    const [p1, p2, p3] = ports;
+    p1.send(ethFrame(BROADCAST, A)); // t=0
+    clock.ms = 600;
+    p2.send(ethFrame(BROADCAST, B)); // t=600
+    clock.ms = 900;
+    p1.send(ethFrame(BROADCAST, A)); // A seen again: now the most recent
+    clock.ms = 1700; // B aged out (1100 ms), A not (800 ms)
+    p3.send(ethFrame(BROADCAST, C));
+    expect(sw.lookup(C), 'C learned in B’s place').to.equal('p3');
+    expect(sw.lookup(A), 'A kept').to.equal('p1');
+    expect(sw.lookup(B)).to.equal(undefined);
+    clock.ms = 1750; // full again, nobody aged: a new source is not learned, nobody is dropped
+    p2.send(ethFrame(BROADCAST, B));
+    expect(sw.lookup(B)).to.equal(undefined);
+    expect(sw.macTable().map((r) => r.mac)).to.deep.equal([A, C]);
+    expect(sw.stats().counters).to.include({ tableFull: 1, aged: 1 });
+    counts(ports);
+  });
+
   it('catches a throwing port: counted as an error drop there, the others still get the frame', () => {
     const errors: string[] = [];
     const sw = new L2Switch('errors', {

@@ -72,6 +72,38 @@ import {
 } from './descriptors.js';
 import { TailPage } from './tail-page.js';
 
+/**
+ * Queues (bit q) that start again from descriptor 0 with a new configuration, and the queues active
+ * before or after it (see queueResets).
+ */
+export interface QueueResets {
+  tx: number;
+  rx: number;
+  active: { tx: number; rx: number };
+}
+
+const NO_RESETS: QueueResets = { tx: 0, rx: 0, active: { tx: 0, rx: 0 } };
+
+/**
+ * What a new queue configuration resets, as hardware does: a queue starts from descriptor 0 when it is
+ * (re)configured (CONFIG_VSI_QUEUES programs its context) or enabled again (DPDK's queue start re-posts
+ * its ring from 0 and sends ENABLE_QUEUES alone); every other queue goes on where it is.
+ */
+export function queueResets(before: VfConfig | undefined, cfg: VfConfig): QueueResets {
+  let tx = 0;
+  let rx = 0;
+  for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+    const bit = 1 << q;
+    if (!before || before.tx[q] !== cfg.tx[q] || cfg.txEnabled & ~before.txEnabled & bit) tx |= bit;
+    if (!before || before.rx[q] !== cfg.rx[q] || cfg.rxEnabled & ~before.rxEnabled & bit) rx |= bit;
+  }
+  return {
+    tx,
+    rx,
+    active: { tx: (before?.txEnabled ?? 0) | cfg.txEnabled, rx: (before?.rxEnabled ?? 0) | cfg.rxEnabled },
+  };
+}
+
 export interface QueueStats {
   packets: number;
   bytes: number;
@@ -233,7 +265,11 @@ export class DataPath {
   private rxChain: Promise<void> = Promise.resolve();
   /** Frames waiting in rxChain: while there are any, new frames queue behind them (order). */
   private rxQueued = 0;
+  /** Moves at a reset of the whole data path (VF reset, close): every pass in flight gives up. */
   private generation = 0;
+  /** Move at a reset of one queue (reconfigured, or enabled again): that queue's passes give up. */
+  private readonly txGeneration = new Array<number>(MAX_QUEUE_PAIRS).fill(0);
+  private readonly rxGeneration = new Array<number>(MAX_QUEUE_PAIRS).fill(0);
   private closed = false;
   private readonly tails?: TailPage;
   private readonly mac: number[];
@@ -280,14 +316,18 @@ export class DataPath {
     return this.counters[NIC_STATE.spoofed];
   }
 
-  /** Whether the data plane's worker forwards this NIC now. */
-  get plane(): { attached: boolean; native: boolean; started: boolean; bursts: number } {
+  /**
+   * Whether the data plane's worker forwards this NIC now, its bursts, and the most frames one turn of
+   * the worker produced for it (bounded by the plane's burst, one packet past it at most).
+   */
+  get plane(): { attached: boolean; native: boolean; started: boolean; bursts: number; largestTurn: number } {
     const info = this.nic.info();
     return {
       attached: this.planeAttached,
       native: this.planeOwns,
       started: info?.started ?? false,
       bursts: info?.bursts ?? 0,
+      largestTurn: info?.largestTurn ?? 0,
     };
   }
 
@@ -317,10 +357,10 @@ export class DataPath {
    * The VF's configuration changed (any virtchnl message may have changed filters, RSS or queues): the
    * twin gets it. Cheap: a plain copy under the plane's lock.
    */
-  configChanged(): void {
+  configChanged(resets: Pick<IavfNicConfig, 'resetTx' | 'resetRx' | 'resume'> = {}): void {
     if (this.closed) return;
     this.nic.setTable(this.table);
-    this.nic.configure(this.nativeConfig(this.host.config()));
+    this.nic.configure({ ...this.nativeConfig(this.host.config()), ...resets });
   }
 
   private nativeConfig(cfg: VfConfig): IavfNicConfig {
@@ -360,6 +400,9 @@ export class DataPath {
       this.warnedBadTail = true;
       this.host.log.warn({}, 'a TX tail beyond its ring (counted as errors; logged once)');
     }
+    if (e.fault) {
+      this.host.log.error({}, 'the data plane failed on this NIC (out of memory); it goes on in TypeScript');
+    }
     if (e.slow && this.planeNative) {
       // Memory the worker cannot reach: this class goes on from the heads where it stopped.
       this.planeNative = false;
@@ -387,10 +430,13 @@ export class DataPath {
 
   /**
    * The queue setup changed: the watcher thread runs while any TX queue is enabled (ENABLE_QUEUES) and
-   * is stopped, and joined, when none is (DISABLE_QUEUES, VF reset).
+   * is stopped, and joined, when none is (DISABLE_QUEUES, VF reset). The queues in `reset` were
+   * reconfigured or enabled again: they start from descriptor 0, in the same step as the configuration
+   * (under the plane's lock), and whatever of them was under way here gives up; every other queue goes
+   * on where it is (DPDK starts and stops single queues under traffic).
    */
-  configured(cfg: VfConfig): void {
-    this.configChanged();
+  configured(cfg: VfConfig, reset: QueueResets = NO_RESETS): void {
+    this.configChanged(this.resetQueues(reset));
     if (this.planeOwns) {
       // The worker reads the tails itself.
       this.tails?.unwatch();
@@ -409,7 +455,40 @@ export class DataPath {
     this.tailsMoved(0xffff);
   }
 
-  /** Queue (re)configured or enabled: the hardware starts from descriptor 0; tails are kept. */
+  /**
+   * This side of a queue reset (the native heads are reset with the configuration): passes under way
+   * on those queues give up. When no other queue is active either, nothing of the NIC runs here any
+   * more, and the worker takes it back (`resume`) until its memory proves out of reach again.
+   */
+  private resetQueues(reset: QueueResets): Pick<IavfNicConfig, 'resetTx' | 'resetRx' | 'resume'> {
+    if ((reset.tx | reset.rx) === 0) return {};
+    for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
+      if (reset.tx & (1 << q)) {
+        this.txGeneration[q]++;
+        clearImmediate(this.txLater[q]);
+        this.txLater[q] = undefined;
+      }
+      if (reset.rx & (1 << q)) this.rxGeneration[q]++;
+    }
+    const resume =
+      (reset.tx & reset.active.tx) === reset.active.tx && (reset.rx & reset.active.rx) === reset.active.rx;
+    if (resume) {
+      this.generation++;
+      this.cancelLater();
+      this.planeNative = true;
+    }
+    return { resetTx: reset.tx, resetRx: reset.rx, resume };
+  }
+
+  /** A pass's ticket: it goes on while neither the data path nor its queue was reset since it began. */
+  private ticket(dir: 'tx' | 'rx', q: number): () => boolean {
+    const generations = dir === 'tx' ? this.txGeneration : this.rxGeneration;
+    const all = this.generation;
+    const mine = generations[q];
+    return () => all === this.generation && mine === generations[q];
+  }
+
+  /** The VF reset: every queue from descriptor 0; tails are kept. */
   resetHeads(): void {
     this.generation++;
     this.cancelLater();
@@ -489,14 +568,14 @@ export class DataPath {
     }
     this.txBusy[q] = true;
     this.engineStats.tsTx++;
-    const gen = this.generation;
+    const live = this.ticket('tx', q);
     void this.runTx(q)
       // Guest memory can go away under a pass (the device stopped): log it, never let it escape.
       .catch((err) => this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx'))
       .finally(() => {
         this.txBusy[q] = false;
         // A pass the queue's reset cut short took the doorbells rung meanwhile with it: look again.
-        if (gen !== this.generation && !this.closed) this.txDoorbell(q, this.txTail[q]);
+        if (!live() && !this.closed) this.txDoorbell(q, this.txTail[q]);
       });
   }
 
@@ -614,10 +693,10 @@ export class DataPath {
     if (c.completed > 0) this.raiseFor(q, 'tx');
     if (r.stop === 'budget') {
       this.engineStats.txYields++;
-      const gen = this.generation;
+      const live = this.ticket('tx', q);
       this.txLater[q] = setImmediate(() => {
         this.txLater[q] = undefined;
-        if (gen === this.generation) this.txDoorbell(q, this.txTail[q]);
+        if (live()) this.txDoorbell(q, this.txTail[q]);
       });
       return true;
     }
@@ -631,16 +710,16 @@ export class DataPath {
 
   /** The TypeScript TX pass, for what native code cannot reach. */
   private async runTx(q: number): Promise<void> {
-    const gen = this.generation;
+    const live = this.ticket('tx', q);
     const s = this.tx[q];
     let completed = false;
     for (;;) {
-      if (gen !== this.generation) break;
+      if (!live()) break;
       const work = this.txWork(q);
       if (!work) break;
       const { ring, head } = work;
-      const p = await this.readTxPacket(q, ring, head, gen);
-      if (gen !== this.generation) return;
+      const p = await this.readTxPacket(q, ring, head, live);
+      if (!live()) return;
       if (p === 'wait') break; // the packet at head has no EOP before the tail yet
       if (p === 'retry') continue; // the tail went beyond the ring meanwhile (counted above)
       this.txHead[q] = p.next;
@@ -655,7 +734,7 @@ export class DataPath {
         await this.host.memory.write(at + 8n, desc.subarray(8, 16)).catch(() => {
           s.errors++;
         });
-        if (gen !== this.generation) return;
+        if (!live()) return;
         completed = true;
       }
     }
@@ -670,7 +749,7 @@ export class DataPath {
     q: number,
     ring: TxQueueConfig,
     start: number,
-    gen: number,
+    live: () => boolean,
   ): Promise<TxPacket | 'wait' | 'retry'> {
     const p: TxPacket = { parts: [], rs: [], error: false, unreadable: false, next: start };
     let pos = start;
@@ -681,7 +760,7 @@ export class DataPath {
       if (pos === tail) return 'wait';
       const at = ring.ring + BigInt(pos * TX_DESC_SIZE);
       const desc = await this.host.memory.read(at, TX_DESC_SIZE).catch(() => undefined);
-      if (gen !== this.generation) return 'retry';
+      if (!live()) return 'retry';
       pos = (pos + 1) % ring.length;
       if (!desc) return { ...p, unreadable: true, next: pos };
       const d = decodeTx(desc);
@@ -697,7 +776,7 @@ export class DataPath {
           d.size === 0 || d.size > MAX_FRAME
             ? undefined
             : await this.host.memory.read(d.addr, d.size).catch(() => undefined);
-        if (gen !== this.generation) return 'retry';
+        if (!live()) return 'retry';
         if (buf) p.parts.push(buf);
         else p.error = true;
       }
@@ -749,6 +828,7 @@ export class DataPath {
     const gen = this.generation;
     this.rxQueued++;
     this.rxChain = this.rxChain
+      // A frame that waited through a reset of the data path is dropped (one queue's: writeRx's ticket).
       .then(() => (gen === this.generation ? job() : undefined))
       .catch((err) => this.host.log.warn({ err: (err as Error).message }, 'rx'))
       .finally(() => {
@@ -814,7 +894,7 @@ export class DataPath {
     received: Uint8Array,
     { q, ring, hash, frame = received, l2tag1 }: RxRoute,
   ): Promise<void> {
-    const gen = this.generation;
+    const live = this.ticket('rx', q);
     const s = this.rx[q];
     this.engineStats.tsRx++;
     const tail = this.rxTail[q] & TAIL_MASK;
@@ -837,7 +917,7 @@ export class DataPath {
       const head = this.rxHead[q];
       const at = ring.ring + BigInt(head * ring.descSize);
       const desc = await this.host.memory.read(at, 8).catch(() => undefined);
-      if (gen !== this.generation) return;
+      if (!live()) return;
       const part = frame.subarray(i * ring.bufferSize, Math.min(frame.length, (i + 1) * ring.bufferSize));
       const pkt = desc ? Buffer.from(desc).readBigUInt64LE(0) : 0n;
       const ok =
@@ -846,7 +926,7 @@ export class DataPath {
           () => true,
           () => false,
         ));
-      if (gen !== this.generation) return;
+      if (!live()) return;
       if (!ok) {
         s.errors++;
         s.drops++;
@@ -856,7 +936,7 @@ export class DataPath {
           const wb = Buffer.alloc(8);
           wb.writeBigUInt64LE(rxDropped(), 0);
           await this.host.memory.write(at + 8n, wb).catch(() => undefined);
-          if (gen !== this.generation) return;
+          if (!live()) return;
           this.rxHead[q] = (head + 1) % ring.length;
           this.raiseFor(q, 'rx');
         }

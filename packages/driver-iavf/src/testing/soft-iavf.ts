@@ -935,9 +935,11 @@ export class SoftIavf {
     for (let polls = 0; ; polls++) {
       if (irq) await this.takeMiscIrq();
       const msgs = await this.cleanArq();
-      if (this.irqMode && !irq && msgs.length && this.irqFds[0]?.read() != null) {
-        irq = true;
-        await this.takeMiscIrq();
+      // The interrupt follows the write-back, as an MSI follows the DMA before it: it may still be on
+      // its way (emu's interrupt writer thread), so an armed vector gets a moment to deliver it.
+      if (this.irqMode && !irq && msgs.length) {
+        irq = this.irqFds[0]?.read() != null || (this.miscArmed && (await this.waitMiscIrq(IRQ_POLL_MS)));
+        if (irq) await this.takeMiscIrq();
       }
       if (this.irqMode && !irq && msgs.length && this.miscArmed) this.polledMessages += msgs.length;
       if (irq) await this.miscIrqEnable();
@@ -1207,6 +1209,36 @@ export class SoftIavf {
   async disableQueues(rx = this.allQueues, tx = this.allQueues): Promise<ArqMessage> {
     await this.irqDisableQueues();
     return this.requestOk(VIRTCHNL_OP.DISABLE_QUEUES, queueSelectMsg(this.vsiId, rx, tx));
+  }
+
+  /**
+   * One queue stopped and started again under traffic, as DPDK's iavf PMD does for `port 0 rxq 1 stop`
+   * / `start` (iavf_dev_rx_queue_stop/start, and the TX twins): DISABLE_QUEUES naming that queue alone,
+   * its ring cleared and its software state back to descriptor 0 (RX buffers posted again, QRX_TAIL
+   * written), then ENABLE_QUEUES naming it alone. Nothing else is sent: the device must restart that
+   * queue from descriptor 0 and leave every other queue where it is.
+   */
+  async restartQueue(
+    q: number,
+    which: { rx?: boolean; tx?: boolean } = { rx: true, tx: true },
+  ): Promise<void> {
+    const bit = (1 << q) >>> 0;
+    const rx = which.rx ? bit : 0;
+    const tx = which.tx ? bit : 0;
+    await this.requestOk(VIRTCHNL_OP.DISABLE_QUEUES, queueSelectMsg(this.vsiId, rx, tx));
+    const ring = this.rings[q];
+    if (which.tx) {
+      this.ram.fill(ring.tx, this.ringLen * IAVF_TX_DESC_SIZE);
+      this.txState[q] = { ntu: 0, ntc: 0, pending: [], arena: this.txState[q]?.arena };
+      const arena = this.txState[q].arena;
+      if (arena) Object.assign(arena, { head: 0, free: arena.size });
+    }
+    if (which.rx) {
+      this.ram.fill(ring.rx, this.ringLen * IAVF_RX_DESC_SIZE);
+      this.rxState[q] = { ntu: 0, ntc: 0, partial: [] };
+      if (this.postRxBuffers) await this.refillRx(q);
+    }
+    await this.requestOk(VIRTCHNL_OP.ENABLE_QUEUES, queueSelectMsg(this.vsiId, rx, tx));
   }
 
   /** Whether the PF granted VLAN V2 (which then takes the place of v1). */
@@ -1519,6 +1551,11 @@ export class SoftIavf {
     if (last && opts.release) last.release += opts.release;
     if (opts.kick !== false) await this.wr32(IAVF.QTX_TAIL1(q), st.ntu);
     return { queue: q, first, rs, descriptors: descs.length };
+  }
+
+  /** TX ring q's next_to_use: where QTX_TAIL goes once what was posted is to go out. */
+  txNextToUse(q = 0): number {
+    return this.txq(q).st.ntu;
   }
 
   /** A raw QTX_TAIL write (the doorbell), e.g. beyond the ring. */

@@ -1,10 +1,11 @@
 import { existsSync, fstatSync, readFileSync } from 'node:fs';
-import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
+import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
 import { expect } from 'chai';
 import { Errno, IrqIndex, IrqInfoFlag, IrqSetFlag } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
 import { IrqTable } from './irqs.js';
 
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const { DATA_NONE, DATA_BOOL, DATA_EVENTFD, ACTION_MASK, ACTION_UNMASK, ACTION_TRIGGER } = IrqSetFlag;
 
 describe('IrqTable', () => {
@@ -63,11 +64,14 @@ describe('IrqTable', () => {
       fds: theirs,
     });
     expect(table.trigger(IrqIndex.INTX, 0)).to.equal(true);
+    await table.settled();
     expect(watch.read()).to.equal(1n);
     table.set({ flags: DATA_NONE | ACTION_MASK, index: IrqIndex.INTX, start: 0, count: 1, fds: [] });
     expect(table.trigger(IrqIndex.INTX, 0)).to.equal(false);
+    await table.settled();
     expect(watch.read()).to.equal(null);
     table.set({ flags: DATA_NONE | ACTION_UNMASK, index: IrqIndex.INTX, start: 0, count: 1, fds: [] });
+    await table.settled();
     expect(watch.read()).to.equal(1n);
   });
 
@@ -77,6 +81,7 @@ describe('IrqTable', () => {
       table.set({ flags: DATA_EVENTFD | ACTION_TRIGGER, index, start: 0, count: 1, fds: theirs });
       expect(table.enabled(index, 0)).to.equal(true);
       expect(table.trigger(index, 0)).to.equal(true);
+      await table.settled();
       expect(mine[0].read()).to.equal(1n);
       expect(() =>
         table.set({ flags: DATA_NONE | ACTION_MASK, index, start: 0, count: 1, fds: [] }),
@@ -96,6 +101,7 @@ describe('IrqTable', () => {
       fds: [],
     });
     table.set({ flags: DATA_NONE | ACTION_TRIGGER, index: IrqIndex.MSI, start: 0, count: 1, fds: [] });
+    await table.settled();
     expect(mine.map((e) => e.read())).to.deep.equal([1n, 1n, null, 1n]);
   });
 
@@ -157,6 +163,7 @@ describe('IrqTable', () => {
     try {
       expect(table.trigger(IrqIndex.MSIX, 0)).to.equal(true);
       expect(table.trigger(IrqIndex.MSIX, 1)).to.equal(true);
+      await table.settled();
       expect(before.mine.map((e) => e.read())).to.deep.equal([1n, 1n]);
       expect(mine.map((e) => e.read())).to.deep.equal([null, null]);
       for (const fd of reused) expect(fstatSync(fd).size).to.equal(4096);
@@ -166,9 +173,11 @@ describe('IrqTable', () => {
     }
   });
 
-  it('counts and drops an interrupt whose eventfd is full, and delivers once the client reads it', async () => {
+  it('counts and drops an interrupt whose eventfd is full, reports it, and delivers once the client reads it', async () => {
+    let reported = 0;
+    const own = new IrqTable({ intx: 1, msi: 1, msix: 8, err: 1, req: 1 }, () => reported++, 'drops');
     const { mine, theirs } = await give(1);
-    table.set({
+    own.set({
       flags: DATA_EVENTFD | ACTION_TRIGGER,
       index: IrqIndex.MSIX,
       start: 3,
@@ -177,11 +186,38 @@ describe('IrqTable', () => {
     });
     // A client that never reads its eventfd: the counter at its maximum.
     mine[0].write(0xffff_ffff_ffff_fffen);
-    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(false);
-    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(false);
-    expect(table.dropped).to.equal(2);
+    expect(own.trigger(IrqIndex.MSIX, 3)).to.equal(true);
+    await own.settled();
+    expect(own.trigger(IrqIndex.MSIX, 3)).to.equal(true);
+    await own.settled();
+    expect(own.dropped).to.equal(2);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(reported, 'reported on the event loop').to.be.within(1, 2);
     expect(mine[0].read()).to.equal(0xffff_ffff_ffff_fffen);
-    expect(table.trigger(IrqIndex.MSIX, 3)).to.equal(true);
+    expect(own.trigger(IrqIndex.MSIX, 3)).to.equal(true);
+    await own.settled();
     expect(mine[0].read()).to.equal(1n);
+    expect(own.triggered).to.equal(1);
+    own.close();
+  });
+
+  it('stops its writer when cleared, interrupting a write a client holds blocked, and closes every fd', async () => {
+    const { mine, theirs } = await give(1);
+    table.set({
+      flags: DATA_EVENTFD | ACTION_TRIGGER,
+      index: IrqIndex.MSIX,
+      start: 0,
+      count: 1,
+      fds: theirs,
+    });
+    setNonblocking(mine[0].fd, false);
+    mine[0].write(0xffff_ffff_ffff_fffen);
+    table.trigger(IrqIndex.MSIX, 0);
+    await sleep(50); // the writer is in write(2), blocked
+    const t = Date.now();
+    table.clear();
+    expect(Date.now() - t, 'ms to clear').to.be.below(500);
+    expect(existsSync(`/proc/self/fd/${theirs[0]}`)).to.equal(false);
+    expect(table.dropped).to.equal(1);
   });
 });

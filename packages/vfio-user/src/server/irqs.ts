@@ -3,8 +3,11 @@
  * SET_IRQS, the mask bits, and triggering. Follows VFIO's VFIO_DEVICE_SET_IRQS semantics. Each index's
  * vectors are an IrqLines of @emu/native, which a device's native code may trigger too (lines()): the
  * eventfds, mask bits and pending causes live there, once; this table checks and applies requests.
+ * One IrqWriter per table (per device) is the only thread that writes the client's eventfds, from
+ * the first SET_IRQS with eventfds until the client goes: a client that makes those writes block
+ * (clearing O_NONBLOCK on an eventfd it filled) stops its own interrupts and nothing else.
  */
-import { checkEventFd as checkIsEventFd, IrqLines } from '@emu/native';
+import { checkEventFd as checkIsEventFd, IrqLines, IrqWriter } from '@emu/native';
 import {
   Errno,
   IRQ_INDEX_NAMES,
@@ -30,13 +33,19 @@ export interface IrqSetRequest {
 
 export class IrqTable {
   private readonly indexes: IrqLines[];
+  private readonly writer: IrqWriter;
 
-  /** onDropped runs for each interrupt triggered here that could not be delivered (see dropped). */
+  /**
+   * onDropped runs, on the event loop, after interrupts could not be delivered since the last call
+   * (see dropped), by any thread's trigger. `name` names the writer thread (emu-irq:NAME).
+   */
   constructor(
     readonly counts: IrqCounts,
-    private readonly onDropped: (index: number, vector: number) => void = () => {},
+    onDropped: () => void = () => {},
+    name = 'irq',
   ) {
-    this.indexes = IRQ_INDEX_NAMES.map((name) => new IrqLines(counts[name]));
+    this.writer = new IrqWriter(name, { onDropped });
+    this.indexes = IRQ_INDEX_NAMES.map((n) => new IrqLines(counts[n], this.writer));
   }
 
   /** The lines of an index, for a device's native code to trigger. */
@@ -86,20 +95,30 @@ export class IrqTable {
     }
   }
 
-  /** Signals a vector. Returns false when there is no eventfd for it (or it is masked: then it is pending). */
+  /**
+   * Signals a vector. Returns false when there is no eventfd for it (or it is masked: then it is
+   * pending). The write itself happens on the writer's thread.
+   */
   trigger(index: number, sub: number): boolean {
     if (sub < 0 || sub >= this.count(index)) return false;
-    return this.delivered(index, sub, this.indexes[index].trigger(sub));
+    return this.indexes[index].trigger(sub) === 'fired';
   }
 
-  /** Closes every eventfd (client gone); keeps the counts. */
+  /** Resolves once every interrupt triggered so far has been written or dropped. */
+  settled(timeoutMs?: number): Promise<void> {
+    return this.writer.settled(timeoutMs);
+  }
+
+  /** Closes every eventfd and stops the writer (client gone), interrupting a write it holds blocked; keeps the counts. */
   clear(): void {
     for (const l of this.indexes) l.clear();
+    this.writer.stop();
   }
 
-  private delivered(index: number, sub: number, result: string): boolean {
-    if (result === 'dropped') this.onDropped(index, sub);
-    return result === 'fired';
+  /** clear(), and the writer is gone for good. */
+  close(): void {
+    this.clear();
+    this.writer.close();
   }
 
   /** Checks the whole request, then applies it. */
@@ -143,6 +162,7 @@ export class IrqTable {
       // Every fd checked before any vector changes (a refused one leaves them all to set()'s cleanup);
       // from the first assign on, nothing here throws and the lines own them.
       for (const fd of fds) checkEventFd(fd, index);
+      if (fds.length > 0) this.writer.start();
       for (let i = 0; i < count; i++) lines.assign(start + i, fds.length > 0 ? fds[i] : -1);
       return;
     }
@@ -151,7 +171,7 @@ export class IrqTable {
       if (!selected(i)) continue;
       const sub = start + i;
       if (action === IrqSetFlag.ACTION_MASK) lines.mask(sub, true);
-      else if (action === IrqSetFlag.ACTION_UNMASK) this.delivered(index, sub, lines.mask(sub, false));
+      else if (action === IrqSetFlag.ACTION_UNMASK) lines.mask(sub, false);
       else this.trigger(index, sub);
     }
   }

@@ -176,6 +176,7 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     const fired = fds[2].wait(2000);
     await client.regionWrite(0, REG_DOORBELL, Buffer.from([2, 0, 0, 0]));
     expect(await fired).to.equal(1n);
+    await server.irqs.settled();
     expect(fds[0].read()).to.equal(null);
     expect(server.stats.irqsTriggered).to.equal(1);
     // De-assigned vectors no longer fire.
@@ -191,10 +192,13 @@ describe('VfioUserServer with VfioUserClient over a real socket', () => {
     await client.setIrqEventfds('msix', 1, [fd]);
     await client.irqAction('msix', 'mask', 1, 1);
     expect(server.triggerIrq('msix', 1)).to.equal(false);
+    await server.irqs.settled();
     expect(fd.read()).to.equal(null);
     await client.irqAction('msix', 'unmask', 1, 1);
+    await server.irqs.settled();
     expect(fd.read()).to.equal(1n);
     await client.irqAction('msix', 'trigger', 0, 2, [false, true]);
+    await server.irqs.settled();
     expect(fd.read()).to.equal(1n);
     fd.close();
   });

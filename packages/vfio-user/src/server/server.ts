@@ -8,6 +8,7 @@
 
 import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync } from 'node:fs';
+import { basename } from 'node:path';
 import { guardStats, type TrapArea, TrapChannel, UnixListener, type UnixSocket } from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
@@ -197,16 +198,20 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     device.config.onWrite(() => this.updateDmaGate());
     device.config.onReset(() => this.updateDmaGate());
     this.updateDmaGate();
-    this.irqs = new IrqTable(resolved.irqs, (index, vector) => {
-      // Logged once per connection: a client that never reads its eventfds would flood the log.
-      if (!this.warnedDrop) {
-        this.warnedDrop = true;
-        this.log.warn(
-          { path: this.path, irq: IRQ_INDEX_NAMES[index], vector },
-          'interrupt dropped: the client does not read its eventfd (further drops are only counted)',
-        );
-      }
-    });
+    this.irqs = new IrqTable(
+      resolved.irqs,
+      () => {
+        // Logged once per connection: a client that never reads its eventfds would flood the log.
+        if (!this.warnedDrop) {
+          this.warnedDrop = true;
+          this.log.warn(
+            { path: this.path },
+            'interrupt dropped: the client does not read its eventfd (further drops are only counted)',
+          );
+        }
+      },
+      basename(this.path).replace(/\.sock$/, ''),
+    );
   }
 
   /**

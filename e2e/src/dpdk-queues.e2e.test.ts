@@ -1,0 +1,153 @@
+/**
+ * DPDK starts and stops single queues at runtime (testpmd's `port 0 rxq 1 stop`, iavf_dev_rx_queue_stop
+ * and _start: DISABLE_QUEUES and ENABLE_QUEUES naming that queue alone, its ring re-posted from
+ * descriptor 0). Guest D runs testpmd's icmpecho on emu_iavf0 (2 queue pairs, RSS off: every frame on
+ * queue 0) and stops and starts RX and TX queue 1 over and over, while guest L (Linux iavf, emu_iavf1)
+ * pings it through emu's switch. Each ping must come back exactly once (no `DUP!`), intact (the
+ * kernel drops an echo reply whose checksum fails: InCsumErrors), and emu must log no error: the queue
+ * restarts may not touch queue 0, which carries the traffic (issue #31, defect 8: they used to put
+ * every queue's head back to 0). Needs root; `pnpm e2e`.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type BootGuestResult, bootGuest, ensureGuestEnvironment, up } from '@emu/guest';
+import { expect } from 'chai';
+import { EmuProcess } from './emu-process.js';
+import { explainRun } from './explain.js';
+
+const TARBALL_SCRIPT = fileURLToPath(new URL('../../tools/guest/scripts/dpdk-tarball.sh', import.meta.url));
+const PMDS = 'usr/lib/x86_64-linux-gnu/dpdk/pmds-25.0';
+const CYCLES = 25;
+const PINGS = 100;
+
+/** Guest D: testpmd icmpecho on 2 queue pairs; queue 1 stopped and started CYCLES times. */
+const TESTPMD = `chmod 755 / /usr /usr/lib 2>/dev/null
+cd / && tar -xf /emu/dpdk.tar && rm /emu/dpdk.tar
+mkdir -p /dev/hugepages /var/run
+mount -t hugetlbfs nodev /dev/hugepages
+echo 256 > /sys/kernel/mm/hugepages/hugepages-2048kB/nr_hugepages
+echo vfio-pci > /sys/bus/pci/devices/0000:00:02.0/driver_override
+echo 0000:00:02.0 > /sys/bus/pci/drivers_probe
+export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
+LOG=/tmp/testpmd.log
+: > $LOG
+# Each command ends with a new prompt: command n is done once the log has n + 1 of them.
+n=0
+prompted() { t=0; while [ "$(grep -c 'testpmd>' $LOG 2>/dev/null || true)" -le "$n" ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t+1)); done; }
+cmd() { echo "$1"; prompted; n=$((n+1)); }
+{
+  t=0; while [ "$(grep -c 'testpmd>' $LOG 2>/dev/null || true)" -lt 1 ] && [ $t -lt 1200 ]; do sleep 0.1; t=$((t+1)); done
+  cmd "set fwd icmpecho"
+  cmd "start"
+  sleep 5
+  i=0
+  while [ $i -lt ${CYCLES} ]; do
+    cmd "stop"
+    cmd "port 0 rxq 1 stop"
+    cmd "port 0 txq 1 stop"
+    cmd "port 0 rxq 1 start"
+    cmd "port 0 txq 1 start"
+    cmd "start"
+    sleep 1
+    i=$((i+1))
+  done
+  cmd "stop"
+  cmd "show port stats 0"
+  echo "quit"; t=0; while [ $t -lt 300 ] && ! grep -q '^Bye' $LOG; do sleep 0.1; t=$((t+1)); done
+} | timeout -s INT 600 /usr/bin/dpdk-testpmd -l 0-1 -n 1 -a 0000:00:02.0 \\
+  -d /${PMDS}/librte_mempool_ring.so.25 \\
+  -- -i --disable-rss --rxq=2 --txq=2 --rxd=256 --txd=256 --total-num-mbufs=4096 > $LOG 2>&1
+echo "testpmd rc=$?"
+cat $LOG
+`;
+
+/** Guest L: waits for D's icmpecho, then pings it PINGS times; prints the summary, DUP!s and ICMP counters. */
+const PINGER = `${up('10.0.0.2/24')}
+t=0; until ping -c 1 -W 1 10.0.0.1 > /dev/null 2>&1 || [ $t -ge 400 ]; do t=$((t+1)); done
+grep Icmp: /proc/net/snmp | tail -1 | sed 's/^/before /'
+ping -c ${PINGS} -i 0.2 -s 1000 10.0.0.1 > /tmp/ping.txt 2>&1
+tail -3 /tmp/ping.txt
+echo "dups=$(grep -c DUP /tmp/ping.txt)"
+grep Icmp: /proc/net/snmp | tail -1 | sed 's/^/after /'
+`;
+
+/** A column of /proc/net/snmp's Icmp: line, by name (the first Icmp: line holds the names). */
+function icmp(out: string, when: 'before' | 'after', name: string): number {
+  const names =
+    'InMsgs InErrors InCsumErrors InDestUnreachs InTimeExcds InParmProbs InSrcQuenchs InRedirects InEchos InEchoReps'.split(
+      ' ',
+    );
+  const line = out.split('\n').find((l) => l.startsWith(`${when} Icmp:`));
+  if (!line) throw new Error(`no ${when} ICMP counters in:\n${out}`);
+  return Number(line.split(/\s+/)[2 + names.indexOf(name)]);
+}
+
+describe('DPDK testpmd stops and starts one queue under traffic (emu_iavf, Linux pings through emu)', function () {
+  this.timeout(900_000);
+  let dir: string;
+  let emu: EmuProcess;
+  let d: BootGuestResult;
+  let l: BootGuestResult;
+
+  before(async function () {
+    this.timeout(1_800_000);
+    await ensureGuestEnvironment();
+    const tarball = execFileSync('bash', [TARBALL_SCRIPT], {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    }).trim();
+    dir = mkdtempSync(join(tmpdir(), 'emu-dpdk-queues-'));
+    emu = new EmuProcess([
+      '--vdev',
+      `emu_iavf0,path=${join(dir, 'd.sock')},mac=02:00:00:00:00:0d,queues=2`,
+      '--vdev',
+      `emu_iavf1,path=${join(dir, 'l.sock')},mac=02:00:00:00:00:0e,queues=1`,
+    ]);
+    await emu.waitFor(/serving 2 devices/);
+    [d, l] = await Promise.all([
+      bootGuest({
+        sockets: [join(dir, 'd.sock')],
+        modules: ['vfio-pci'],
+        memoryMiB: 1536,
+        cpus: 2,
+        files: { '/emu/dpdk.tar': tarball },
+        script: TESTPMD,
+        timeoutMs: 800_000,
+      }),
+      bootGuest({ sockets: [join(dir, 'l.sock')], modules: ['iavf'], script: PINGER, timeoutMs: 800_000 }),
+    ]);
+  });
+
+  after(async () => {
+    await emu?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers every ping once and intact while queue 1 restarts, and emu logs no error', () => {
+    const explain = () => explainRun({ D: d, L: l }, emu);
+    expect(d.exitCode, explain()).to.equal(0);
+    expect(l.exitCode, explain()).to.equal(0);
+    expect(d.output, 'testpmd ran to its end').to.match(/testpmd rc=0/);
+    const restarts = d.output.match(/testpmd> port 0 rxq 1 start/g)?.length ?? 0;
+    expect(restarts, `queue 1 restarts\n${d.output.slice(-3000)}`).to.be.at.least(5);
+    const summary = /(\d+) packets transmitted, (\d+) packets received/.exec(l.output);
+    expect(summary, l.output).to.not.equal(null);
+    const [, sent, received] = summary!.map(Number);
+    expect(sent).to.equal(PINGS);
+    expect(/dups=(\d+)/.exec(l.output)?.[1], `frames sent twice\n${l.output}`).to.equal('0');
+    expect(received, `pings answered\n${l.output}`).to.be.at.least(PINGS - 2);
+    expect(
+      icmp(l.output, 'after', 'InCsumErrors') - icmp(l.output, 'before', 'InCsumErrors'),
+      'corrupted replies',
+    ).to.equal(0);
+    const errors = emu.stderr.split('\n').filter((line) => line.startsWith('emu error'));
+    expect(errors, explain()).to.deep.equal([]);
+  });
+
+  it('exits 0 on SIGTERM afterwards', async () => {
+    expect(await emu.stop()).to.equal(0);
+  });
+});
