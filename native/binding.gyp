@@ -30,6 +30,7 @@
       "src/irq_writer.cc",
       "src/thread_interrupt.cc",
       "src/fault_injection.cc",
+      "src/watchdog.cc",
       "src/iavf_vectors.cc",
       "src/iavf_vectors_js.cc"
     ],

@@ -316,6 +316,15 @@ export interface NativeDataPlaneLayout {
 export interface NativeBinding {
   /** Test-only (src/fault_injection.h). */
   injectFault(point: string): void;
+  readonly Watchdog: new (options: {
+    thresholdMs: number;
+    onStalls(
+      reports: Array<{ thread: string; doing: string; subject: string; ms: number; ended: boolean }>,
+    ): void;
+  }) => { close(): void };
+  watchdogLabel(text: string): number;
+  watchdogStats(): Record<string, number>;
+  readonly watchdogActivity: Int32Array;
   readonly pageSize: number;
   readonly sourceHash: string;
   readonly maxFds: number;
@@ -368,7 +377,7 @@ export interface NativeBinding {
   readonly TrapChannel: new (
     fd: number,
     callback: () => void,
-    options: { maxQueuedBytes?: number },
+    options: { maxQueuedBytes?: number; label?: string },
   ) => NativeTrapChannel;
   /** The vfio-user wire facts src/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
   readonly vfioUserWire: {
@@ -403,6 +412,7 @@ export interface NativeBinding {
     tailFd: number,
     state: ArrayBuffer,
     onEvents: (flags: number) => void,
+    label?: string,
   ) => NativeIavfNic;
   readonly dataPlaneLayout: NativeDataPlaneLayout;
   readonly IrqWriter: new (name: string, onEvents?: (flags: number) => void) => NativeIrqWriter;

@@ -13,7 +13,13 @@ import {
 import { callNative, closedError } from './errors.js';
 import type { GuestMemoryTable } from './iavf-rings.js';
 import type { IavfVectors } from './iavf-vectors.js';
-import { validateFd, validateFunction, validateInteger, validateOptions } from './validate.js';
+import {
+  validateFd,
+  validateFunction,
+  validateInteger,
+  validateOptions,
+  validateString,
+} from './validate.js';
 
 /** Where an IavfNic's heads and counters live in its state buffer (one definition: src/dataplane.cc). */
 export const NIC_STATE: Readonly<NativeDataPlaneLayout> = Object.freeze({ ...binding.dataPlaneLayout });
@@ -242,6 +248,8 @@ export interface IavfNicOptions {
   /** NIC_STATE.stateBytes: heads and counters. */
   state: ArrayBuffer;
   onEvents(events: IavfNicEvents): void;
+  /** Its name in stall reports (the device's), e.g. `emu_iavf0`. */
+  label?: string;
 }
 
 /** An iavf NIC in the data plane: its rings walked by the worker once attached and started. */
@@ -255,15 +263,21 @@ export class IavfNic {
     const o = validateOptions<IavfNicOptions>(options, 'options');
     if (o.tailFd !== undefined) validateFd(o.tailFd, 'options.tailFd');
     validateFunction(o.onEvents, 'options.onEvents');
+    if (o.label !== undefined) validateString(o.label, 'options.label');
     const { eventSlow, eventBadTail, eventFault } = NIC_STATE;
     this.#native = callNative(
       () =>
-        new binding.IavfNic(plane.native, o.tailFd ?? -1, o.state, (flags) =>
-          o.onEvents({
-            slow: (flags & eventSlow) !== 0,
-            badTail: (flags & eventBadTail) !== 0,
-            fault: (flags & eventFault) !== 0,
-          }),
+        new binding.IavfNic(
+          plane.native,
+          o.tailFd ?? -1,
+          o.state,
+          (flags) =>
+            o.onEvents({
+              slow: (flags & eventSlow) !== 0,
+              badTail: (flags & eventBadTail) !== 0,
+              fault: (flags & eventFault) !== 0,
+            }),
+          o.label,
         ),
     );
   }

@@ -75,3 +75,4 @@ export {
   UnixSocket,
   type UnixSocketEvents,
 } from './unix-socket.js';
+export { activity, idle, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';

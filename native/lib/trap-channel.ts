@@ -86,7 +86,11 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     this.#fd = fd;
     this.#label = options.label ?? `fd ${fd}`;
     this.#native = callNative(
-      () => new binding.TrapChannel(fd, () => this.#onWake(), { maxQueuedBytes: options.maxQueuedBytes }),
+      () =>
+        new binding.TrapChannel(fd, () => this.#onWake(), {
+          maxQueuedBytes: options.maxQueuedBytes,
+          label: this.#label,
+        }),
       { target: this.#label },
     );
     try {

@@ -3,7 +3,7 @@
 //
 //   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
 //   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[], copies: boolean[]) })
-//   new IavfNic(plane, tailFd | -1, state: ArrayBuffer, onEvents(flags)); nic.setTable(table | null);
+//   new IavfNic(plane, tailFd | -1, state: ArrayBuffer, onEvents(flags), label?); nic.setTable(table | null);
 //   nic.setVectors(vectors: IavfVectors | null); nic.route(frame) -> { queue, hash? } | null
 //
 // A NIC without a tail page (-1) only answers route(): the VF's filters and RSS for a TypeScript
@@ -60,6 +60,7 @@
 #include "module.h"
 #include "uv_lock.h"
 #include "wake_up.h"
+#include "watchdog.h"
 
 namespace emu {
 namespace {
@@ -169,6 +170,7 @@ struct NicCore {
   std::atomic<uint32_t> flags{0};
   double bursts = 0;
   double largest_turn = 0;   // the most frames one turn produced (the bound PollNic keeps)
+  uint64_t label = 0;        // the stall detector's name for it (watchdog.h)
   uint32_t first_queue = 0;  // where the next turn starts
   IavfNic* owner = nullptr;  // the JS object, for its events
 
@@ -218,6 +220,7 @@ struct Worker {
   bool running = false;
   bool stop = false;
   size_t switches = 0;  // bound to it
+  int index = 0;
   double polls = 0;
   double frames = 0;
 
@@ -530,6 +533,7 @@ void WorkerLoop(void* arg) {
   // Sleeps of a few microseconds need a timer slack below the default 50 us.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   prctl(PR_SET_NAME, "emu-dataplane", 0, 0, 0);
+  watchdog::Beat beat("emu-dataplane-" + std::to_string(w->index));
   const uint64_t min_ns = static_cast<uint64_t>(p.min_sleep_us) * 1000;
   const uint64_t max_ns = static_cast<uint64_t>(p.max_sleep_us) * 1000;
   const uint64_t warm_cap_ns = std::min(std::max(static_cast<uint64_t>(p.warm_sleep_us) * 1000, min_ns), max_ns);
@@ -545,6 +549,7 @@ void WorkerLoop(void* arg) {
     for (size_t i = 0; i < w->nics.size() && !w->stop; i++) {
       NicCore* nic = w->nics[i];
       {
+        watchdog::Busy busy(&beat, "a NIC's turn (its switch's lock, the memory lock)", nic->label);
         UvLock lock(&nic->sw->mutex);
         memory_lock::Shared quiesce;
         const bool ok = Contained("data plane burst", [&] {
@@ -645,9 +650,10 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     } else {
       core_->workers.resize(1);
     }
-    for (auto& w : core_->workers) {
-      w = std::make_unique<Worker>();
-      w->plane = core_.get();
+    for (size_t i = 0; i < core_->workers.size(); i++) {
+      core_->workers[i] = std::make_unique<Worker>();
+      core_->workers[i]->plane = core_.get();
+      core_->workers[i]->index = static_cast<int>(i);
     }
     env_ = env;
     napi_add_env_cleanup_hook(env, CleanupHook, this);
@@ -1073,6 +1079,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     state_ref_ = Napi::Persistent(state);
     nic_ = std::make_unique<NicCore>();
     nic_->owner = this;
+    if (info[4].IsString()) nic_->label = watchdog::Label(info[4].As<Napi::String>().Utf8Value());
     nic_->tail_map = map;
     nic_->tails = static_cast<const uint32_t*>(map);
     nic_->heads = static_cast<uint32_t*>(state.Data());
@@ -1103,6 +1110,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       memory_lock::Exclusive quiesce;
       munmap(nic_->tail_map, kTailPageBytes);
     }
+    if (nic_->label != 0) watchdog::Unlabel(nic_->label);
     nic_.reset();
     on_events_.Drop();
   }

@@ -8,6 +8,7 @@
 
 #include "contain.h"
 #include "fault_injection.h"
+#include "watchdog.h"
 
 namespace emu {
 namespace iavf {
@@ -214,6 +215,7 @@ void IrqTimer::Loop(uint64_t generation) {
   // ITR intervals are tens of microseconds: the default 50 us timer slack would double them.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   prctl(PR_SET_NAME, "emu-irq-timer", 0, 0, 0);
+  watchdog::Beat beat("emu-irq-timer");
   std::unique_lock<std::mutex> lock(mutex_);
   while (generation_ == generation) {
     if (due_.empty()) {
@@ -245,8 +247,11 @@ void IrqTimer::Loop(uint64_t generation) {
     }
     // Outside the timer's mutex: Expire takes the vectors' and may schedule again.
     lock.unlock();
-    for (auto& w : ready) {
-      if (std::shared_ptr<Vectors> v = w.lock()) v->Expire();
+    {
+      watchdog::Busy busy(&beat, "firing throttled interrupts");
+      for (auto& w : ready) {
+        if (std::shared_ptr<Vectors> v = w.lock()) v->Expire();
+      }
     }
     lock.lock();
   }

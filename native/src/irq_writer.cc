@@ -9,6 +9,7 @@
 #include <chrono>
 
 #include "thread_interrupt.h"
+#include "watchdog.h"
 
 namespace emu {
 namespace {
@@ -117,6 +118,7 @@ void IrqWriter::Loop() {
   thread_interrupt::AllowHere();
   const std::string title = "emu-irq:" + name_;
   prctl(PR_SET_NAME, title.substr(0, 15).c_str(), 0, 0, 0);
+  watchdog::Beat beat(title);
   std::unique_lock<std::mutex> lock(mutex_);
   while (!stop_.load(std::memory_order_acquire)) {
     if (queue_.empty()) {
@@ -129,7 +131,10 @@ void IrqWriter::Loop() {
     lock.unlock();
     // Cleared first: a trigger from here on queues it again, and is not lost in this write.
     t->queued_.store(false, std::memory_order_release);
-    Write(t.get());
+    {
+      watchdog::Busy busy(&beat, "writing an interrupt eventfd (its client's: a client that clears O_NONBLOCK and does not read it holds this)");
+      Write(t.get());
+    }
     t.reset();  // may close a retired Target's fd: never under the mutex
     lock.lock();
     current_ = nullptr;

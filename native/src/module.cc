@@ -77,6 +77,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitOffloads(env, exports);
   InitTxFrames(env, exports);
   InitFaultInjection(env, exports);
+  InitWatchdog(env, exports);
   guard::Init(env, exports);
   return exports;
 }

@@ -22,5 +22,6 @@ void InitIavfVectors(Napi::Env env, Napi::Object exports);
 void InitOffloads(Napi::Env env, Napi::Object exports);
 void InitTxFrames(Napi::Env env, Napi::Object exports);
 void InitFaultInjection(Napi::Env env, Napi::Object exports);
+void InitWatchdog(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -56,6 +56,7 @@
 #include "uv_lock.h"
 #include "vfio_user_wire.h"
 #include "wake_up.h"
+#include "watchdog.h"
 
 namespace emu {
 namespace {
@@ -135,6 +136,9 @@ class Core final : public TrapFramer::Sink {
   }
 
   int fd() const { return fd_; }
+  // The stall detector's name for the connection (watchdog.h); set once, before the thread sees it.
+  uint64_t label() const { return label_; }
+  void SetLabel(uint64_t label) { label_ = label; }
 
   // Socket thread: the fd is readable, writable, or hung up.
   void OnEvents(uint32_t events) {
@@ -530,6 +534,7 @@ class Core final : public TrapFramer::Sink {
   const int fd_;
   const size_t max_queued_;
   uint64_t id_ = 0;
+  uint64_t label_ = 0;
   uv_mutex_t mutex_;
   uv_async_t* wake_ = nullptr;
   bool closed_ = false;
@@ -628,6 +633,7 @@ void SocketThread::Remove(uint64_t id) {
 
 void SocketThread::Loop() {
   prctl(PR_SET_NAME, "emu-sockets", 0, 0, 0);
+  watchdog::Beat beat("emu-sockets");
   epoll_event events[64];
   for (;;) {
     const int n = epoll_wait(epoll_, events, 64, -1);
@@ -643,7 +649,9 @@ void SocketThread::Loop() {
         auto it = channels_.find(events[i].data.u64);
         if (it != channels_.end()) core = it->second;
       }
-      if (core) core->OnEvents(events[i].events);  // contains what its connection throws
+      if (!core) continue;
+      watchdog::Busy busy(&beat, "a vfio-user connection's accesses", core->label());
+      core->OnEvents(events[i].events);  // contains what its connection throws
     }
   }
 }
@@ -687,6 +695,9 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     callback_.Set(env, info[1].As<Napi::Function>(), "EmuTrapChannel", info.This().As<Napi::Object>());
     core_ = std::make_shared<Core>(fd, max_queued);
     core_->SetWake(wake_);
+    if (info[2].IsObject() && info[2].As<Napi::Object>().Get("label").IsString()) {
+      core_->SetLabel(watchdog::Label(info[2].As<Napi::Object>().Get("label").As<Napi::String>().Utf8Value()));
+    }
     uint64_t id;
     if (!SocketThread::Get().Add(core_, &id)) {
       const int err = errno;
@@ -702,7 +713,10 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
   }
 
   ~TrapChannel() override {
-    if (core_) core_->Close();
+    if (core_) {
+      core_->Close();
+      if (core_->label() != 0) watchdog::Unlabel(core_->label());
+    }
     Release();
   }
 

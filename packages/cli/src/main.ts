@@ -6,12 +6,13 @@
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { defaultRegistry, type EmuDevice, EmudevError, type EmudevRegistry } from '@emu/emudev';
-import { DataPlane, notifySystemd } from '@emu/native';
+import { DataPlane, notifySystemd, type StallReport, Watchdog } from '@emu/native';
 import {
   DevargsError,
   describeDriver,
   formatDriverHelp,
   formatKeys,
+  type Logger,
   prepareSocketPath,
   SOCKET_KEYS,
   VdevBus,
@@ -311,6 +312,13 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     onHandled: metrics && ((device, command, seconds) => metrics.observe(device, command, seconds)),
   });
   let control: ControlServer | undefined;
+  // The stall detector: a native thread or the event loop held at one task for over a second is
+  // logged, naming it and what it was doing (and counted: the metrics).
+  const watchdog = new Watchdog({
+    onStalls: (reports) => {
+      for (const r of reports) logStall(logger, r);
+    },
+  });
   try {
     try {
       if (config) checkConfigDevices(config, (text) => bus.validate(text));
@@ -420,8 +428,22 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
   } finally {
     await control?.close();
     await metrics?.close();
+    watchdog.close();
     disposeSignal();
   }
+}
+
+/** One stall report of the Watchdog, as a log line. */
+export function logStall(logger: Logger, r: StallReport): void {
+  const ms = Math.round(r.ms);
+  if (r.thread === 'event loop') {
+    if (r.ended) logger.warn({ ms }, `the event loop was stalled for about ${ms} ms`);
+    // Its start was written to stderr by the stall detector itself while the loop could not.
+    return;
+  }
+  const whom = r.subject ? ` (${r.subject})` : '';
+  if (r.ended) logger.info({ thread: r.thread, ms }, `${r.thread} goes on, after about ${ms} ms`);
+  else logger.warn({ thread: r.thread, ms }, `${r.thread} stalled: ${ms} ms at ${r.doing}${whom}`);
 }
 
 /**

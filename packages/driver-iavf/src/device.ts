@@ -152,6 +152,7 @@ export class IavfDevice implements DeviceImpl {
     this.dataPath = new DataPath({
       memory: ctx.memory,
       log: ctx.log,
+      name: ctx.name,
       mac: options.mac,
       spoofCheck: options.spoofCheck ?? true,
       portVlan: options.portVlan ?? 0,

@@ -116,6 +116,8 @@ export interface QueueStats {
 export interface DataPathHost {
   memory: GuestMemory;
   log: Logger;
+  /** The device's name, in the data plane's stall reports. */
+  name?: string;
   config(): VfConfig;
   /** MAC address of the VF. */
   mac: string;
@@ -289,7 +291,11 @@ export class DataPath {
     this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
     this.mac = macBytes(host.mac);
     const plane = host.plane ?? DataPlane.shared();
-    const options = { state: this.state, onEvents: (e: IavfNicEvents) => this.planeEvent(e) };
+    const options = {
+      state: this.state,
+      onEvents: (e: IavfNicEvents) => this.planeEvent(e),
+      label: host.name,
+    };
     let nic: IavfNic | undefined;
     if (this.tails && host.engine !== 'ts') {
       try {

@@ -9,7 +9,15 @@
 import { EventEmitter } from 'node:events';
 import { chmodSync, chownSync } from 'node:fs';
 import { basename } from 'node:path';
-import { guardStats, type TrapArea, TrapChannel, UnixListener, type UnixSocket } from '@emu/native';
+import {
+  activity,
+  guardStats,
+  idle,
+  type TrapArea,
+  TrapChannel,
+  UnixListener,
+  type UnixSocket,
+} from '@emu/native';
 import { consoleLogger, type Logger } from '../logger.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
@@ -488,6 +496,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const { header } = msg;
     const name = commandName(header.command);
     const started = this.onHandled ? performance.now() : 0;
+    // What the event loop is doing, should it stall in it (the stall detector, @emu/native's Watchdog).
+    activity(`vfio-user ${name} on ${this.path}`);
     try {
       this.counters.commands[name] = (this.counters.commands[name] ?? 0) + 1;
       if (msg.excessFds) {
@@ -531,6 +541,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       // Whatever fds a handler did not take are not needed.
       for (const fd of msg.fds.splice(0)) safeClose(fd);
       if (this.onHandled) this.observe(name, (performance.now() - started) / 1000);
+      idle();
     }
   }
 
