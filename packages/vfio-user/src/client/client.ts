@@ -9,6 +9,7 @@ import { consoleLogger, type Logger } from '../logger.js';
 import { PCI_COMMAND, PCI_COMMAND_MASTER } from '../pci/constants.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
+  CLIENT_MAX_MSG_FDS,
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
@@ -126,14 +127,19 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   private readonly conn: Connection;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  /** The max_msg_fds we advertise: most fds we take on one message from the server. */
+  private readonly maxMsgFds: number;
 
   private constructor(socket: UnixSocket, path: string, options: ClientOptions) {
     super();
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user-client');
     this.timeoutMs = options.timeoutMs ?? 5000;
     const maxData = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+    this.maxMsgFds = options.maxMsgFds ?? CLIENT_MAX_MSG_FDS;
     this.conn = new Connection(socket, {
       maxMessageSize: HEADER_SIZE + RegionAccess.size + maxData + 64,
+      // What we advertise is what we hold: more fds on one message are closed and it is refused.
+      maxMessageFds: this.maxMsgFds,
       logger: this.log,
       name: path,
       requestTimeoutMs: this.timeoutMs,
@@ -165,9 +171,16 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     this.conn.close();
   }
 
-  /** Sends any command as is and resolves with the raw reply: for tools and tests. */
-  request(command: number, payload: Buffer | Buffer[], opts: { fds?: number[]; noReply?: boolean } = {}) {
-    return this.conn.request(command, payload, opts);
+  /**
+   * Sends any command as is and resolves with the raw reply: for tools and tests. The reply's fds
+   * (at most `replyFds`, default 0) are the caller's.
+   */
+  request(
+    command: number,
+    payload: Buffer | Buffer[],
+    opts: { fds?: number[]; noReply?: boolean; replyFds?: number } = {},
+  ) {
+    return this.conn.request(command, payload, { timeoutMs: this.timeoutMs, ...opts });
   }
 
   async getDeviceInfo(): Promise<DeviceInfoResult> {
@@ -186,8 +199,20 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   async getRegionInfo(index: number): Promise<RegionInfoResult> {
     let argsz = RegionInfo.size;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const r = await this.call(Command.DEVICE_GET_REGION_INFO, RegionInfo.encode({ argsz, index }));
-      const info = RegionInfo.decode(r.payload);
+      const r = await this.call(
+        Command.DEVICE_GET_REGION_INFO,
+        RegionInfo.encode({ argsz, index }),
+        [],
+        Math.min(1, this.maxMsgFds),
+      );
+      let info: ReturnType<typeof RegionInfo.decode>;
+      try {
+        info = RegionInfo.decode(r.payload);
+      } catch (err) {
+        // A reply too short to hold a region info: its fd is ours, and useless.
+        for (const fd of r.fds) safeClose(fd);
+        throw new VfioUserError(Errno.EPROTO, 'DEVICE_GET_REGION_INFO', (err as Error).message);
+      }
       if (info.argsz > argsz && attempt === 0) {
         for (const fd of r.fds) safeClose(fd);
         argsz = info.argsz;
@@ -198,7 +223,6 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       if (info.flags & RegionFlag.CAPS && info.capOffset >= RegionInfo.size) {
         areas = this.parseSparse(r.payload, info.capOffset) ?? areas;
       }
-      if (r.fds.length > 1) for (const fd of r.fds.slice(1)) safeClose(fd);
       return {
         index: info.index,
         flags: info.flags,
@@ -217,14 +241,20 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   /** Maps a region's mappable areas from the fd its info carried; closes the fd. */
   mapRegion(info: RegionInfoResult): Array<{ offset: bigint; memory: MappedMemory }> {
     if (info.fd === undefined) throw new Error(`region ${info.index} has no fd to map`);
+    const mapped: Array<{ offset: bigint; memory: MappedMemory }> = [];
     try {
-      return info.areas.map((a) => ({
-        offset: a.offset,
-        memory: MappedMemory.map(info.fd!, info.offset + a.offset, Number(a.size), {
+      for (const a of info.areas) {
+        const memory = MappedMemory.map(info.fd, info.offset + a.offset, Number(a.size), {
           read: info.readable,
           write: info.writable,
-        }),
-      }));
+        });
+        mapped.push({ offset: a.offset, memory });
+      }
+      return mapped;
+    } catch (err) {
+      // All areas or none: the ones mapped before the failure go too.
+      for (const m of mapped) m.memory.unmap();
+      throw err;
     } finally {
       safeClose(info.fd);
       info.fd = undefined;
@@ -235,9 +265,16 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     const r = await this.call(
       Command.DEVICE_GET_REGION_IO_FDS,
       RegionIoFds.encode({ argsz: RegionIoFds.size, index }),
+      [],
+      this.maxMsgFds,
     );
-    const info = RegionIoFds.decode(r.payload);
-    return { count: info.count, fds: r.fds, payload: r.payload };
+    try {
+      const info = RegionIoFds.decode(r.payload);
+      return { count: info.count, fds: r.fds, payload: r.payload };
+    } catch (err) {
+      for (const fd of r.fds) safeClose(fd);
+      throw new VfioUserError(Errno.EPROTO, 'DEVICE_GET_REGION_IO_FDS', (err as Error).message);
+    }
   }
 
   async getIrqInfo(index: number | IrqIndexName): Promise<IrqInfoResult> {
@@ -338,7 +375,7 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   ) {
     this.checkXfer(data.length);
     const req = RegionAccess.encode({ offset: BigInt(offset), region, count: data.length });
-    await this.call(Command.REGION_WRITE, [req, Buffer.from(data)], [], opts.posted);
+    await this.call(Command.REGION_WRITE, [req, Buffer.from(data)], [], 0, opts.posted);
   }
 
   /** Several small writes (≤ 8 bytes each) in one REGION_WRITE_MULTI, if the server offered it. */
@@ -358,7 +395,7 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       );
       buf.set(w.data, at + WriteMultiEntry.size);
     });
-    await this.call(Command.REGION_WRITE_MULTI, buf, [], opts.posted);
+    await this.call(Command.REGION_WRITE_MULTI, buf, [], 0, opts.posted);
   }
 
   async dmaMap(opts: DmaMapOptions): Promise<void> {
@@ -426,7 +463,7 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
 
   private async negotiate(options: ClientOptions): Promise<void> {
     const caps = encodeCapabilities({
-      maxMsgFds: options.maxMsgFds ?? 16,
+      maxMsgFds: this.maxMsgFds,
       maxDataXferSize: options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE,
       pgsizes: 4096,
       maxDmaMaps: 65535,
@@ -447,12 +484,15 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     this.server = { version: { major: v.major, minor: v.minor }, capabilities: parsed.caps };
   }
 
-  private async call(command: number, payload: Buffer | Buffer[], fds: number[] = [], noReply = false) {
-    const reply = await this.conn.request(command, payload, { fds, noReply, timeoutMs: this.timeoutMs });
-    if (command !== Command.DEVICE_GET_REGION_INFO && command !== Command.DEVICE_GET_REGION_IO_FDS) {
-      for (const fd of reply.fds.splice(0)) safeClose(fd);
-    }
-    return reply;
+  /** A request whose reply may carry `replyFds` fds (then ours to close); noReply: posted. */
+  private call(
+    command: number,
+    payload: Buffer | Buffer[],
+    fds: number[] = [],
+    replyFds = 0,
+    noReply = false,
+  ) {
+    return this.conn.request(command, payload, { fds, noReply, replyFds, timeoutMs: this.timeoutMs });
   }
 
   private checkXfer(count: number): void {
@@ -521,8 +561,6 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
       this.log.warn({ command: commandName(header.command) }, (err as Error).message);
       this.conn.replyError(header, errno);
-    } finally {
-      for (const fd of msg.fds.splice(0)) safeClose(fd);
     }
   }
 }

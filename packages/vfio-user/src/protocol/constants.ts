@@ -129,3 +129,5 @@ export const DEFAULT_PGSIZES = 4096;
 export const SCM_MAX_FD = 253;
 /** The max_msg_fds our server advertises: most fds one message to it may carry (QEMU splits SET_IRQS by it). */
 export const SERVER_MAX_MSG_FDS = 16;
+/** The max_msg_fds our client advertises by default, as QEMU's (VFIO_USER_MAX_MAX_FDS). */
+export const CLIENT_MAX_MSG_FDS = 16;

@@ -36,7 +36,7 @@ import {
   WriteMultiCount,
   WriteMultiEntry,
 } from '../protocol/messages.js';
-import type { Message } from '../transport/framer.js';
+import { type Message, takeFds } from '../transport/framer.js';
 import type { ResolvedRegion } from './device.js';
 import type { DmaRegion, DmaTable } from './dma-table.js';
 import { hex } from './dma-table.js';
@@ -228,7 +228,7 @@ const handleSetIrqs: CommandSpec['handle'] = (ctx, msg) => {
   const bools = req.flags & IrqSetFlag.DATA_BOOL ? tail : undefined;
   if (!bools && tail.length > 0) throw einval(`DEVICE_SET_IRQS: ${tail.length} unexpected data bytes`);
   // From here the IRQ table owns the fds: it adopts them, or closes them on error.
-  const fds = msg.fds.splice(0);
+  const fds = takeFds(msg);
   ctx.irqs.set({ flags: req.flags, index: req.index, start: req.start, count: req.count, bools, fds });
   ctx.irqsChanged(IRQ_INDEX_NAMES[req.index]);
   return {};

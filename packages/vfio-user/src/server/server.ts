@@ -26,7 +26,7 @@ import {
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { DmaAccess, RegionAccess, Version } from '../protocol/messages.js';
 import { Connection } from '../transport/connection.js';
-import { type Message, safeClose } from '../transport/framer.js';
+import type { Message } from '../transport/framer.js';
 import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
 import { type DmaRegion, DmaTable, hex } from './dma-table.js';
 import { COMMAND_TABLE, type ServerContext } from './handlers.js';
@@ -523,8 +523,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       );
       conn.replyError(header, errno);
     } finally {
-      // Whatever fds a handler did not take are not needed.
-      for (const fd of msg.fds.splice(0)) safeClose(fd);
+      // The fds a handler did not take are the Connection's to close.
       if (this.onHandled) this.observe(name, (performance.now() - started) / 1000);
     }
   }
