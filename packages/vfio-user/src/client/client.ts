@@ -13,6 +13,8 @@ import {
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
+  DEFAULT_MAX_DMA_MAPS,
+  DEFAULT_PGSIZES,
   DmaMapFlag,
   DmaUnmapFlag,
   Errno,
@@ -129,12 +131,15 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   private readonly timeoutMs: number;
   /** The max_msg_fds we advertise: most fds we take on one message from the server. */
   private readonly maxMsgFds: number;
+  /** The max_data_xfer_size we advertise: most bytes the server's DMA_READ/WRITE may move at once. */
+  private readonly maxDataXferSize: number;
 
   private constructor(socket: UnixSocket, path: string, options: ClientOptions) {
     super();
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user-client');
     this.timeoutMs = options.timeoutMs ?? 5000;
     const maxData = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+    this.maxDataXferSize = maxData;
     this.maxMsgFds = options.maxMsgFds ?? CLIENT_MAX_MSG_FDS;
     this.conn = new Connection(socket, {
       maxMessageSize: HEADER_SIZE + RegionAccess.size + maxData + 64,
@@ -295,12 +300,17 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   ) {
     const i = irqIndex(index);
     const max = Math.min(this.server.capabilities.maxMsgFds, SCM_MAX_FD);
+    if (max === 0 && fds.some((f) => f !== null)) {
+      throw new VfioUserError(Errno.ENOTSUP, 'DEVICE_SET_IRQS', 'the server takes no fds (max_msg_fds 0)');
+    }
     const flags = IrqSetFlag.DATA_EVENTFD | IrqSetFlag.ACTION_TRIGGER;
     for (let at = 0; at < fds.length; ) {
       // Each message is all-valid or all-none.
       const none = fds[at] === null;
       let n = 0;
-      while (at + n < fds.length && n < max && (fds[at + n] === null) === none) n++;
+      // fd-less (de-assigning) runs need no fds: any length the count field holds.
+      const most = none ? fds.length : max;
+      while (at + n < fds.length && n < most && (fds[at + n] === null) === none) n++;
       const chunk = fds.slice(at, at + n).map((f) => (f === null ? -1 : typeof f === 'number' ? f : f.fd));
       const payload = IrqSet.encode({ argsz: IrqSet.size, flags, index: i, start: start + at, count: n });
       await this.call(Command.DEVICE_SET_IRQS, payload, none ? [] : chunk);
@@ -402,6 +412,13 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     const readable = opts.readable ?? true;
     const writable = opts.writable ?? true;
     const memory = opts.memory;
+    if (opts.fd !== undefined && this.server.capabilities.maxMsgFds === 0) {
+      throw new VfioUserError(
+        Errno.ENOTSUP,
+        'DMA_MAP',
+        'the server takes no fds (max_msg_fds 0): map memory only',
+      );
+    }
     let own: MappedMemory | undefined;
     if (!memory && opts.fd !== undefined) {
       own = MappedMemory.map(opts.fd, opts.fileOffset ?? 0n, Number(opts.size));
@@ -464,9 +481,9 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   private async negotiate(options: ClientOptions): Promise<void> {
     const caps = encodeCapabilities({
       maxMsgFds: this.maxMsgFds,
-      maxDataXferSize: options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE,
-      pgsizes: 4096,
-      maxDmaMaps: 65535,
+      maxDataXferSize: this.maxDataXferSize,
+      pgsizes: DEFAULT_PGSIZES,
+      maxDmaMaps: DEFAULT_MAX_DMA_MAPS,
       writeMultiple: true,
     });
     const minor = options.minor ?? 2;
@@ -531,7 +548,8 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       const head = DmaAccess.decode(msg.payload);
       const address = head.address;
       const count = Number(head.count);
-      const max = Math.min(this.server?.capabilities.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE, 64 << 20);
+      // What we advertised we take (the server's own max_data_xfer_size bounds what it takes).
+      const max = this.maxDataXferSize;
       if (count > max)
         throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
       const write = header.command === Command.DMA_WRITE;

@@ -53,6 +53,8 @@ export interface ServerContext {
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
   readonly maxDataXferSize: number;
+  /** Most fds the client takes in one message (its max_msg_fds); no reply carries more. */
+  readonly clientMaxFds: number;
   readonly writeMultiple: boolean;
   readonly resettable: boolean;
   regionRead(region: ResolvedRegion, offset: number, length: number): Uint8Array;
@@ -163,7 +165,8 @@ const handleGetRegionInfo: CommandSpec['handle'] = (ctx, msg) => {
   checkArgsz('DEVICE_GET_REGION_INFO', req.argsz, RegionInfo.size);
   const r = regionAt(ctx, req.index, 'DEVICE_GET_REGION_INFO');
   let flags = (r.readable ? RegionFlag.READ : 0) | (r.writable ? RegionFlag.WRITE : 0);
-  const mmap = r.spec?.mmap;
+  // A client that takes no fds cannot map the region: it reads and writes it with messages.
+  const mmap = ctx.clientMaxFds > 0 ? r.spec?.mmap : undefined;
   if (!mmap) {
     return {
       payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, index: r.index, size: BigInt(r.size) }),

@@ -15,11 +15,14 @@ import {
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
+  DEFAULT_PGSIZES,
   Errno,
   errnoName,
   HEADER_SIZE,
   IRQ_INDEX_NAMES,
   type IrqIndexName,
+  MAX_DATA_XFER_SIZE,
+  MIN_DATA_XFER_SIZE,
   PROTOCOL_MAJOR,
   SERVER_MAX_MSG_FDS,
 } from '../protocol/constants.js';
@@ -182,8 +185,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.path = options.path;
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user');
     this.maxDataXferSize = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
-    if (!Number.isInteger(this.maxDataXferSize) || this.maxDataXferSize < 4096) {
-      throw new RangeError(`server: maxDataXferSize ${this.maxDataXferSize} must be an integer >= 4096`);
+    if (
+      !Number.isInteger(this.maxDataXferSize) ||
+      this.maxDataXferSize < MIN_DATA_XFER_SIZE ||
+      this.maxDataXferSize > MAX_DATA_XFER_SIZE
+    ) {
+      throw new RangeError(
+        `server: maxDataXferSize ${this.maxDataXferSize} must be an integer from ${MIN_DATA_XFER_SIZE} to ${MAX_DATA_XFER_SIZE}`,
+      );
     }
     this.writeMultiple = options.writeMultiple ?? true;
     this.onHandled = options.onHandled;
@@ -511,6 +520,10 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         );
       }
       const reply = spec.handle(ctx, msg);
+      const fds = reply?.fds?.length ?? 0;
+      // No reply carries more fds than the client said it takes (a handler that would is a bug).
+      if (fds > ctx.clientMaxFds)
+        throw new Error(`${name}: reply of ${fds} fds for a client that takes ${ctx.clientMaxFds}`);
       conn.reply(msg, reply?.payload, reply?.fds);
     } catch (err) {
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
@@ -522,6 +535,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         (err as Error).message,
       );
       conn.replyError(header, errno);
+      // A refused VERSION ends the connection, as the spec and libvfio-user have it: the slot is free.
+      if (header.command === Command.VERSION && !this.clientInfo) conn.close();
     } finally {
       // The fds a handler did not take are the Connection's to close.
       if (this.onHandled) this.observe(name, (performance.now() - started) / 1000);
@@ -552,12 +567,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const { caps, unknown } = parseCapabilities(msg.payload.subarray(Version.size));
     if (unknown.length > 0)
       this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
+    if (caps.twinSocket)
+      this.log.info({ path: this.path }, 'VERSION: twin-socket mode offered, not enabled (one socket)');
     const minor = Math.min(v.minor, SERVER_MINOR);
     const ours = encodeCapabilities({
       maxMsgFds: SERVER_MAX_MSG_FDS,
       maxDataXferSize: this.maxDataXferSize,
       maxDmaMaps: this.dma.maxRegions,
-      pgsizes: 4096,
+      pgsizes: DEFAULT_PGSIZES,
       writeMultiple: this.writeMultiple && caps.writeMultiple,
     });
     conn.reply(msg, [Version.encode({ major: PROTOCOL_MAJOR, minor }), ours]);
@@ -630,6 +647,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       dma: this.dma,
       irqs: this.irqs,
       maxDataXferSize: this.maxDataXferSize,
+      get clientMaxFds() {
+        return server.clientInfo?.capabilities.maxMsgFds ?? 0;
+      },
       get writeMultiple() {
         return server.writeMultiple && (server.clientInfo?.capabilities.writeMultiple ?? false);
       },
