@@ -15,6 +15,7 @@ import {
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
+  DEFAULT_MAX_DMA_MAPS,
   DEFAULT_PGSIZES,
   Errno,
   errnoName,
@@ -28,8 +29,15 @@ import {
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { DmaAccess, RegionAccess, Version } from '../protocol/messages.js';
-import { Connection } from '../transport/connection.js';
+import { Connection, DEFAULT_MAX_QUEUED_BYTES } from '../transport/connection.js';
 import type { Message } from '../transport/framer.js';
+import {
+  type BudgetPool,
+  type BudgetStats,
+  ClientBudget,
+  emptyBudgetStats,
+  processBudgetPool,
+} from './budget.js';
 import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
 import { type DmaRegion, DmaTable, hex } from './dma-table.js';
 import { COMMAND_TABLE, type ServerContext } from './handlers.js';
@@ -41,6 +49,8 @@ export const SERVER_MINOR = 2;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often a connected client's memory is checked for faults the SIGBUS guard caught. */
 const FAULT_CHECK_MS = 1000;
+/** DMA_READ / DMA_WRITE requests in flight to one client; more wait for one of them to finish. */
+export const DMA_REQUESTS_IN_FLIGHT = 32;
 
 /** Who may own and reach the socket file. */
 export interface SocketAccess {
@@ -59,8 +69,13 @@ export interface ServerOptions {
   logger?: Logger;
   /** Largest REGION/DMA transfer we accept and send; default 1 MiB. */
   maxDataXferSize?: number;
-  /** Most DMA ranges a client may map; default 65535. */
+  /**
+   * Most DMA ranges a client may map; default 65535. The client's budget may allow fewer (its share
+   * of the process's memory maps): VERSION advertises what it allows.
+   */
   maxDmaMaps?: number;
+  /** The process-wide pools the client's budget draws on (default: this process's, from its limits). */
+  budgetPool?: BudgetPool;
   /** Advertise REGION_WRITE_MULTI; default true. */
   writeMultiple?: boolean;
   /** Timeout of the DMA_READ/DMA_WRITE requests we send; default 5000 ms. */
@@ -119,6 +134,8 @@ export interface ServerStats {
   trapped: number;
   dmaReadBytes: number;
   dmaWriteBytes: number;
+  /** What the client holds of each resource of its budget, its limit now, refusals. */
+  budget: BudgetStats;
 }
 
 /** The stats of a server that has served nobody yet. */
@@ -134,6 +151,7 @@ export function emptyServerStats(): ServerStats {
     trapped: 0,
     dmaReadBytes: 0,
     dmaWriteBytes: 0,
+    budget: emptyBudgetStats(),
   };
 }
 
@@ -153,6 +171,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
   readonly log: Logger;
+  /** What the client may make the process hold (docs/reliability.md, "The per-client budget"). */
+  readonly budget: ClientBudget;
   private readonly counters: ServerStats = emptyServerStats();
   private readonly regions: ResolvedRegion[];
   private readonly maxDataXferSize: number;
@@ -174,6 +194,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private warnedDrop = false;
   private readonly onHandled?: ServerOptions['onHandled'];
   private observerFailed = false;
+  /** DMA requests in flight to the client, and the DMAs waiting for one to finish. */
+  private dmaInFlight = 0;
+  private dmaWaiters: Array<() => void> = [];
 
   constructor(
     readonly device: DeviceSpec,
@@ -198,9 +221,26 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.onHandled = options.onHandled;
     const resolved = resolveDevice(device);
     this.regions = resolved.regions;
+    const maxDmaMaps = options.maxDmaMaps ?? DEFAULT_MAX_DMA_MAPS;
+    this.budget = new ClientBudget({
+      pool: options.budgetPool ?? processBudgetPool(),
+      caps: {
+        dmaMaps: maxDmaMaps,
+        queuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+        dmaRequests: DMA_REQUESTS_IN_FLIGHT,
+      },
+      measure: {
+        fds: () => this.irqs.heldFds() + (this.conn?.heldFds ?? 0),
+        queuedBytes: () => this.backlog.queuedBytes,
+        dmaRequests: () => this.dmaInFlight,
+      },
+      log: this.log,
+      name: this.path,
+    });
     this.dma = new DmaTable({
-      maxRegions: options.maxDmaMaps ?? 65535,
+      maxRegions: maxDmaMaps,
       requireSealed: options.requireSealedMemory,
+      budget: this.budget,
     });
     // The DMA gate follows Bus Master Enable: no DMA, from TypeScript or native code, while it is clear.
     device.config.onWrite(() => this.updateDmaGate());
@@ -245,6 +285,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       }
     }
     this.listener = listener;
+    // Serving, the device shares the process's pools with the others.
+    this.budget.join();
     this.listener.on('connection', (socket: UnixSocket) => {
       // Whatever goes wrong with one connection costs that connection, never the listener.
       try {
@@ -267,6 +309,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     // Interrupts are counted where they are sent, by whichever thread sends them.
     this.counters.irqsTriggered = this.irqs.triggered;
     this.counters.irqsDropped = this.irqs.dropped;
+    this.counters.budget = this.budget.stats();
     return this.counters;
   }
 
@@ -289,6 +332,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.listener?.close();
     this.listener = undefined;
     this.conn?.close();
+    this.budget.leave();
     this.emit('close');
   }
 
@@ -379,11 +423,23 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     count: number,
     data?: Uint8Array,
   ): Promise<Buffer> {
+    // At most DMA_REQUESTS_IN_FLIGHT at once: a client that does not answer holds no more of our memory.
+    while (this.dmaInFlight >= this.budget.limit('dmaRequests')) {
+      if (!this.conn) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
+      await new Promise<void>((resolve) => this.dmaWaiters.push(resolve));
+    }
     const conn = this.conn;
     if (!conn || !this.clientInfo) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
     const head = DmaAccess.encode({ address, count: BigInt(count) });
     const parts = data ? [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)] : [head];
-    const reply = await conn.request(command, parts, { timeoutMs: this.options.requestTimeoutMs });
+    this.dmaInFlight++;
+    let reply: Message;
+    try {
+      reply = await conn.request(command, parts, { timeoutMs: this.options.requestTimeoutMs });
+    } finally {
+      this.dmaInFlight--;
+      this.dmaWaiters.shift()?.();
+    }
     if (command === Command.DMA_WRITE) return Buffer.alloc(0);
     if (reply.payload.length !== DmaAccess.size + count) {
       throw new VfioUserError(
@@ -482,6 +538,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     }
     this.irqs.clear();
     this.conn = undefined;
+    this.budget.disconnected();
+    // DMAs waiting for a request slot fail now, not when a slot frees.
+    for (const wake of this.dmaWaiters.splice(0)) wake();
     const hadClient = this.clientInfo !== undefined;
     this.clientInfo = undefined;
     this.log.info({ path: this.path, reason: reason?.message }, 'client disconnected');
@@ -570,10 +629,14 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     if (caps.twinSocket)
       this.log.info({ path: this.path }, 'VERSION: twin-socket mode offered, not enabled (one socket)');
     const minor = Math.min(v.minor, SERVER_MINOR);
+    // The client's own max_dma_maps lowers its budget; what we advertise is what the budget allows of
+    // the kind that costs most (a map with an fd: a memory map), and never above the spec's default,
+    // the most QEMU takes.
+    this.budget.connected({ dmaMaps: caps.maxDmaMaps });
     const ours = encodeCapabilities({
       maxMsgFds: SERVER_MAX_MSG_FDS,
       maxDataXferSize: this.maxDataXferSize,
-      maxDmaMaps: this.dma.maxRegions,
+      maxDmaMaps: Math.min(DEFAULT_MAX_DMA_MAPS, this.budget.limit('memoryMaps')),
       pgsizes: DEFAULT_PGSIZES,
       writeMultiple: this.writeMultiple && caps.writeMultiple,
     });
@@ -646,6 +709,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       regions: this.regions,
       dma: this.dma,
       irqs: this.irqs,
+      budget: this.budget,
       maxDataXferSize: this.maxDataXferSize,
       get clientMaxFds() {
         return server.clientInfo?.capabilities.maxMsgFds ?? 0;
