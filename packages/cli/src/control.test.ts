@@ -217,6 +217,11 @@ describe('the control socket and emu ctl', () => {
     expect(text.slice(2, 4).map((l) => l.trim().split(/ +/)[0])).to.deep.equal(['q0', 'q1']);
     expect(text[4]).to.match(/^emu_gpio0 +- +0 +0 +0 +0 +0 +0 +0 +6$/);
     expect(text[5]).to.match(/^data plane: \d+ of 1 workers running, \d+ NICs, \d+ frames$/);
+    // Each device's client budget: held/limit per resource.
+    expect(text[7]).to.match(
+      /^budget emu_gpio0: dmaMaps 0\/\d+, memoryMaps 0\/\d+, mappedBytes 0\/\d+, fds 0\/\d+, /,
+    );
+    expect(text[7]).to.match(/dmaRequests 0\/32$/);
     expect(await ctl('stats', 'emu_nope0')).to.include({ code: EXIT_FAILURE });
   });
 

@@ -68,6 +68,15 @@ export function showStats(result: unknown): string {
     for (const p of queuePairs(d.queues)) rows.push([`  q${p.queue}`, '', ...cells(p.queues), '', '']);
   }
   const plane = s.dataPlane;
+  // Each device's client budget: held/limit of every resource, and refusals when there were any.
+  const budgets = s.devices
+    .map((d) => {
+      const lines = Object.entries(d.budget ?? {}).map(
+        ([r, l]) => `${r} ${l.used}/${l.limit}${l.refused ? ` (${l.refused} refused)` : ''}`,
+      );
+      return `budget ${d.name}: ${lines.join(', ')}\n`;
+    })
+    .join('');
   return (
     (rows.length > 0
       ? table(
@@ -75,7 +84,8 @@ export function showStats(result: unknown): string {
           rows,
         )
       : 'no devices\n') +
-    `data plane: ${plane.running} of ${plane.workers} workers running, ${plane.nics} NICs, ${plane.frames} frames\n`
+    `data plane: ${plane.running} of ${plane.workers} workers running, ${plane.nics} NICs, ${plane.frames} frames\n` +
+    budgets
   );
 }
 

@@ -4,7 +4,7 @@
  * well-behaved client is served, and the process is the same one: nothing restarted it.
  */
 import { createHash } from 'node:crypto';
-import { ftruncateSync, readdirSync, readFileSync } from 'node:fs';
+import { ftruncateSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
 import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
@@ -18,6 +18,8 @@ import {
   MessageFramer,
   PciRegion,
   RegionAccess,
+  RegionFlag,
+  RegionInfo,
   silentLogger,
   Version,
   VfioUserClient,
@@ -393,7 +395,151 @@ describe('one emu process against hostile clients and guests, back to back', fun
     await served();
     await served(b);
 
-    // 13. Its stdout and stderr readers go away (emu | head, a dead log collector).
+    // 13. fds attached to the replies to emu's own DMA_READs (the admin queue in fd-less RAM).
+    {
+      const fds = openFds();
+      const c = await RawClient.negotiated(a);
+      const access = (region: number, offset: number, data: Buffer) =>
+        Buffer.concat([RegionAccess.encode({ offset: BigInt(offset), region, count: data.length }), data]);
+      c.send(
+        2,
+        Command.DMA_MAP,
+        DmaMap.encode({ argsz: 32, flags: 3, address: 0x1000_0000n, size: 0x10000n }),
+      );
+      c.send(3, Command.REGION_WRITE, access(PciRegion.CONFIG, 4, Buffer.from([6, 0])));
+      c.send(4, Command.REGION_WRITE, access(0, Reg.VF_ATQBAL1, u32(0x1000_0000)));
+      c.send(5, Command.REGION_WRITE, access(0, Reg.VF_ATQBAH1, u32(0)));
+      c.send(6, Command.REGION_WRITE, access(0, Reg.VF_ATQLEN1, u32(QLen.ENABLE | 32)));
+      c.send(7, Command.REGION_WRITE, access(0, Reg.VF_ATQT1, u32(4)));
+      let answered = 0;
+      const end = Date.now() + 3000;
+      while (answered < 4 && Date.now() < end) {
+        const m = await c.next(3000).catch(() => undefined);
+        if (!m) break;
+        if (m.header.command !== Command.DMA_READ || m.header.flags & 1) continue;
+        const count = Number(m.payload.readBigUInt64LE(8));
+        const body = Buffer.concat([m.payload.subarray(0, 16), Buffer.alloc(count)]);
+        const junk = Array.from({ length: 12 }, () => memfdCreate('emu-hostile-dma-reply', 4096));
+        c.socket.write(
+          Buffer.concat([
+            Header.encode({
+              msgId: m.header.msgId,
+              command: m.header.command,
+              size: 16 + body.length,
+              flags: 1,
+            }),
+            body,
+          ]),
+          junk,
+        );
+        for (const fd of junk) closeFd(fd);
+        answered++;
+      }
+      expect(answered, `DMA_READs emu sent (${run.io.stderr.slice(-2000)})`).to.be.above(0);
+      c.close();
+      await served();
+      await until(() => openFds() <= fds, `emu's fds back at ${fds} (now ${openFds()})`, 5000);
+    }
+
+    // 14. VERSION capabilities at their edges: max_data_xfer_size 0 is refused (the connection ends),
+    // a client that takes no fds gets BAR0's info without an fd or mmap areas.
+    {
+      const version = (caps: string) =>
+        Buffer.concat([Version.encode({ major: 0, minor: 0 }), Buffer.from(`{"capabilities":${caps}}\0`)]);
+      const zero = new RawClient(a);
+      zero.send(1, Command.VERSION, version('{"max_data_xfer_size":0}'));
+      expect((await zero.next()).header.error).to.equal(Errno.EINVAL);
+      await until(() => zero.closed, 'the refused client to be closed');
+      const noFds = new RawClient(a);
+      noFds.send(1, Command.VERSION, version('{"max_msg_fds":0}'));
+      expect((await noFds.next()).header.error).to.equal(0);
+      noFds.send(2, Command.DEVICE_GET_REGION_INFO, RegionInfo.encode({ argsz: 4096, index: 0 }));
+      const info = await noFds.next();
+      expect(info.fds, 'fds sent to a client that takes none').to.deep.equal([]);
+      expect(RegionInfo.decode(info.payload).flags & (RegionFlag.MMAP | RegionFlag.CAPS)).to.equal(0);
+      noFds.close();
+    }
+    await served();
+
+    // 15. A refused devices.add (pcap= naming an existing file, or a missing folder) leaves nothing.
+    {
+      const ctl = await ControlClient.connect(tmp.path('emu.ctl'));
+      try {
+        const taken = tmp.path('taken.pcap');
+        writeFileSync(taken, 'x');
+        const memfds = () =>
+          readFileSync(`/proc/${pid()}/maps`, 'utf8')
+            .split('\n')
+            .filter((l) => l.includes('memfd:')).length;
+        const fds = openFds();
+        const maps = memfds();
+        for (let i = 0; i < 10; i++) {
+          for (const pcap of [taken, tmp.path(`missing/cap${i}.pcap`)]) {
+            const refused = await ctl
+              .call('devices.add', { devargs: `emu_iavf9,path=${tmp.path('c.sock')},pcap=${pcap}` })
+              .then(
+                () => 'added',
+                (e: Error) => e.message,
+              );
+            expect(refused).to.not.equal('added');
+          }
+        }
+        const links = () =>
+          readdirSync(`/proc/${pid()}/fd`).map((f) => {
+            try {
+              return readlinkSync(`/proc/${pid()}/fd/${f}`);
+            } catch {
+              return '?';
+            }
+          });
+        await until(() => openFds() <= fds, `emu's fds back at ${fds}: ${links().join(' ')}`, 3000);
+        expect(memfds(), 'emu memfd mappings').to.equal(maps);
+      } finally {
+        ctl.close();
+      }
+    }
+    await served();
+
+    // 16. 65535 DMA maps, each with its own fd: refused past the client's share of the process's memory
+    // maps (ENOSPC), emu lives, the other device is served, everything goes with the client.
+    {
+      const client = await VfioUserClient.connect(a, { logger: silentLogger, timeoutMs: 20_000 });
+      const fd = memfdCreate('emu-hostile-fd-maps', 4096);
+      const memory = new Uint8Array(4096);
+      const mapsOf = () =>
+        readFileSync(`/proc/${pid()}/maps`, 'utf8')
+          .split('\n')
+          .filter((l) => l.includes('emu-hostile-fd-maps')).length;
+      let mapped = 0;
+      let refused = 0;
+      for (let i = 0; i < 65535; i += 512) {
+        const batch = [];
+        for (let j = i; j < Math.min(65535, i + 512); j++) {
+          batch.push(
+            client.dmaMap({ address: 0x20_0000_0000n + BigInt(j) * 0x1000n, size: 0x1000n, fd, memory }).then(
+              () => mapped++,
+              (e: { code?: string }) => {
+                expect(e.code).to.equal('ENOSPC');
+                refused++;
+              },
+            ),
+          );
+        }
+        await Promise.all(batch);
+      }
+      closeFd(fd);
+      alive();
+      expect(mapped, 'maps taken').to.equal(client.server.capabilities.maxDmaMaps);
+      expect(refused).to.equal(65535 - mapped);
+      expect(mapsOf()).to.equal(mapped);
+      expect(run.io.stderr).to.contain('client refused 1 more memory maps');
+      await served(b);
+      client.close();
+      await until(() => mapsOf() === 0, 'the maps to go with the client', 20_000);
+    }
+    await served();
+
+    // 17. Its stdout and stderr readers go away (emu | head, a dead log collector).
     run.child.stdout!.destroy();
     run.child.stderr!.destroy();
     await sleep(1500);

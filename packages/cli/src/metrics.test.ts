@@ -1,7 +1,7 @@
 /** `emu --metrics HOST:PORT`, scraped as Prometheus would, and `emu stats` over the control socket. */
 import { EmudevRegistry } from '@emu/emudev';
 import { GpioReg } from '@emu/example-gpio';
-import { VfioUserClient } from '@emu/vfio-user';
+import { emptyBudgetStats, VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
 import { EXIT_OK, EXIT_USAGE, main } from './main.js';
 import { parseListen } from './metrics.js';
@@ -62,6 +62,11 @@ describe('metrics and emu stats', () => {
     expect(sample(text, 'emu_link_up{device="emu_iavf0"}')).to.equal(1);
     expect(sample(text, 'emu_link_speed_mbps{device="emu_iavf0"}')).to.equal(10000);
     expect(sample(text, 'emu_link_up{device="emu_gpio0"}'), 'a GPIO has no link').to.equal(undefined);
+    // Each device's client budget: held, limit, refusals per resource.
+    expect(sample(text, 'emu_client_budget_limit{device="emu_gpio0",resource="dmaRequests"}')).to.equal(32);
+    expect(sample(text, 'emu_client_budget_used{device="emu_gpio0",resource="dmaMaps"}')).to.equal(0);
+    expect(sample(text, 'emu_client_budget_limit{device="emu_iavf0",resource="memoryMaps"}')).to.be.above(0);
+    expect(sample(text, 'emu_client_budget_refused_total{device="emu_gpio0",resource="fds"}')).to.equal(0);
     for (const q of ['0', '1']) {
       for (const dir of ['rx', 'tx']) {
         expect(
@@ -139,6 +144,7 @@ describe('metrics and emu stats', () => {
           dmaReadBytes: 0,
           dmaWriteBytes: 0,
           memoryFaults: 0,
+          budget: emptyBudgetStats(),
           link: { up: true, speedMbps: 10000 },
           queues: [
             { queue: 0, direction: 'rx', packets: rx, bytes: rx * 1500, drops: 2, errors: 0 },

@@ -194,6 +194,33 @@ export class Metrics {
     );
     deviceGauge('emu_link_speed_mbps', "a NIC's link speed", (d) => d.link?.speedMbps);
 
+    // The client's budget, per device and resource (docs/reliability.md, "The per-client budget").
+    const budgetMetric = (
+      kind: typeof Gauge | typeof Counter,
+      name: string,
+      help: string,
+      field: 'used' | 'limit' | 'refused',
+    ) =>
+      new kind({
+        name,
+        help,
+        labelNames: ['device', 'resource'],
+        registers,
+        collect() {
+          this.reset();
+          for (const d of read().devices) {
+            for (const [resource, line] of Object.entries(d.budget)) {
+              const labels = { device: d.name, resource };
+              if (this instanceof Gauge) this.set(labels, line[field]);
+              else (this as Counter).inc(labels, line[field]);
+            }
+          }
+        },
+      });
+    budgetMetric(Gauge, 'emu_client_budget_used', "what a device's client holds of a resource", 'used');
+    budgetMetric(Gauge, 'emu_client_budget_limit', "a device's client's limit of a resource now", 'limit');
+    budgetMetric(Counter, 'emu_client_budget_refused_total', 'requests refused past the budget', 'refused');
+
     const queueCounter = (name: string, help: string, field: 'packets' | 'bytes' | 'drops' | 'errors') =>
       new Counter({
         name,

@@ -5,6 +5,7 @@
  */
 import type { EmuDevice, QueueCounters } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
+import type { BudgetStats } from '@emu/vfio-user';
 
 export interface DeviceSnapshot {
   name: string;
@@ -23,6 +24,8 @@ export interface DeviceSnapshot {
   dmaReadBytes: number;
   dmaWriteBytes: number;
   memoryFaults: number;
+  /** What its client holds of each resource of its budget, the limit now, refusals. */
+  budget: BudgetStats;
   link?: { up: boolean; speedMbps: number };
   queues: QueueCounters[];
   /** The driver's one-line summary. */
@@ -65,6 +68,7 @@ export function deviceSnapshot(d: EmuDevice): DeviceSnapshot {
     dmaReadBytes: stats.dmaReadBytes,
     dmaWriteBytes: stats.dmaWriteBytes,
     memoryFaults: stats.memoryFaults,
+    budget: structuredClone(stats.budget),
     ...(link ? { link: { ...link } } : {}),
     queues: queues.map((q) => ({ ...q })),
     status: d.status(),

@@ -2,7 +2,7 @@
  * The emulated AVF: PCI identity and layout, the BAR0 register table, VF reset, and the wiring of the
  * admin queue to the PF logic and to the misc interrupt.
  */
-import type { DeviceContext, DeviceCounters, DeviceImpl } from '@emu/emudev';
+import { type DeviceContext, type DeviceCounters, type DeviceImpl, UndoStack } from '@emu/emudev';
 import { IAVF_VECTORS_LAYOUT, IavfVectors } from '@emu/native';
 import type { NativePort } from '@emu/network';
 import { PciConfigSpace } from '@emu/vfio-user';
@@ -149,27 +149,46 @@ export class IavfDevice implements DeviceImpl {
       stats: () => this.ethStats(),
       warn: (obj, msg) => ctx.log.warn(obj, msg),
     });
-    this.dataPath = new DataPath({
-      memory: ctx.memory,
-      log: ctx.log,
-      name: ctx.name,
-      mac: options.mac,
-      spoofCheck: options.spoofCheck ?? true,
-      portVlan: options.portVlan ?? 0,
-      config: () => this.vf.config,
-      raise: (v, itr) => this.vectors.raise(v, itr),
-      // The tail registers in a page the VMM maps into the guest, watched by a native thread.
-      sharedTails: true,
-      // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
-      transmit: (frame) =>
-        this.network?.send(
-          Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength),
-        ),
-    });
-    // Queue vectors' VFINT_ITRN1 live in the shared tail page (the guest writes them there, untrapped).
-    this.vectors = new IavfVectors({ count: options.queues + 1, tailFd: this.dataPath.tailFd });
-    this.dataPath.useVectors(this.vectors);
-    this.network = options.connect?.((frame) => this.dataPath.receive(frame), this.dataPath.nativePort);
+    // The steps that take resources (the shared tail page, the native twin and vectors, the network
+    // port and its capture) each record their undo: a later step that fails releases them all.
+    const undo = new UndoStack();
+    try {
+      this.dataPath = undo.push(
+        new DataPath({
+          memory: ctx.memory,
+          log: ctx.log,
+          name: ctx.name,
+          mac: options.mac,
+          spoofCheck: options.spoofCheck ?? true,
+          portVlan: options.portVlan ?? 0,
+          config: () => this.vf.config,
+          raise: (v, itr) => this.vectors.raise(v, itr),
+          // The tail registers in a page the VMM maps into the guest, watched by a native thread.
+          sharedTails: true,
+          // The network wants Buffers it may keep: every frame here is fresh (copied out of guest memory).
+          transmit: (frame) =>
+            this.network?.send(
+              Buffer.isBuffer(frame) ? frame : Buffer.from(frame.buffer, frame.byteOffset, frame.byteLength),
+            ),
+        }),
+        (d) => d.close(),
+      );
+      // Queue vectors' VFINT_ITRN1 live in the shared tail page (the guest writes them there, untrapped).
+      this.vectors = undo.push(
+        new IavfVectors({ count: options.queues + 1, tailFd: this.dataPath.tailFd }),
+        (v) => v.close(),
+      );
+      this.dataPath.useVectors(this.vectors);
+      // Refused (a pcap file that exists, a folder that does not, a TAP that cannot open): undone above.
+      this.network = undo.push(
+        options.connect?.((frame) => this.dataPath.receive(frame), this.dataPath.nativePort),
+        (n) => n?.detach(),
+      );
+      undo.commit();
+    } catch (err) {
+      undo.unwindSync();
+      throw err;
+    }
     // Bus Master Enable set again: TX descriptors that waited for it go out. After the write is done,
     // when the transport has opened its DMA gate (its listener runs after this one).
     this.config.onWrite(() => {

@@ -35,6 +35,7 @@ import {
   type QueueInfo,
   type SelftestResult,
 } from './types.js';
+import { buildSteps } from './undo.js';
 
 export interface DeviceOptions {
   /** The vfio-user socket the device serves on. */
@@ -98,16 +99,19 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
       );
     }
     await this.release();
-    const impl = await this.driver.probe(this.context(), parsed.data);
-    try {
-      this.server = this.transport(impl);
-    } catch (err) {
-      await impl.close?.();
-      throw new EmudevError(
-        'EINVAL',
-        `${this.name}: driver ${this.driver.name} built an invalid device: ${(err as Error).message}`,
-      );
-    }
+    // Each step's undo runs if a later one fails: a refused device leaves nothing behind.
+    const { impl, server } = await buildSteps(async (undo) => {
+      const impl = undo.push(await this.driver.probe(this.context(), parsed.data), (i) => this.discard(i));
+      try {
+        return { impl, server: this.transport(impl) };
+      } catch (err) {
+        throw new EmudevError(
+          'EINVAL',
+          `${this.name}: driver ${this.driver.name} built an invalid device: ${(err as Error).message}`,
+        );
+      }
+    });
+    this.server = server;
     this.impl = impl;
     impl.config.onFunctionLevelReset?.(() => this.resetState('flr'));
     this.transition('configured');
@@ -116,20 +120,17 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
   /** Starts serving on the socket. */
   async start(): Promise<void> {
     this.expect('start');
-    try {
-      this.server!.listen();
-    } catch (err) {
-      const e = err as { code?: string; message: string };
-      throw new EmudevError(e.code ?? 'EIO', `${this.name}: cannot serve on ${this.path}: ${e.message}`);
-    }
-    this.memory.bind(this.server);
-    try {
+    const server = this.server!;
+    await buildSteps(async (undo) => {
+      try {
+        undo.push(server.listen(), (s) => s.close());
+      } catch (err) {
+        const e = err as { code?: string; message: string };
+        throw new EmudevError(e.code ?? 'EIO', `${this.name}: cannot serve on ${this.path}: ${e.message}`);
+      }
+      undo.push(this.memory.bind(server), () => this.memory.bind(undefined));
       await this.impl!.start?.();
-    } catch (err) {
-      this.server!.close();
-      this.memory.bind(undefined);
-      throw err;
-    }
+    });
     this.transition('started');
   }
 
@@ -433,8 +434,16 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
     this.memory.bind(undefined);
     if (!impl) return;
     this.queueTable.clear();
-    await impl.close?.();
-    await this.driver.remove?.(impl);
+    await this.discard(impl);
+  }
+
+  /** Releases what a driver's probe built: the device's own close, then the driver's remove. */
+  private async discard(impl: DeviceImpl): Promise<void> {
+    try {
+      await impl.close?.();
+    } finally {
+      await this.driver.remove?.(impl);
+    }
   }
 
   private expect(op: keyof typeof ALLOWED): void {

@@ -22,3 +22,4 @@ export { GuestMemory } from './memory.js';
 export { QueueTable } from './queues.js';
 export { defaultRegistry, EmudevRegistry } from './registry.js';
 export * from './types.js';
+export { buildSteps, buildStepsSync, UndoStack } from './undo.js';

@@ -1,10 +1,14 @@
 /**
  * Fuzz target `stream` (pnpm fuzz stream): a VfioUserServer's message stream and dispatch, from a
- * client that sends anything: well-formed commands with random fields, mutated ones, raw bytes split
- * anywhere, each carrying fds of every kind (none, eventfd, memfd, regular file, socket). After each
- * input of whole messages the server must still answer (a sync request gets its reply, or it closed
- * the connection); after any input it must keep its DMA table sorted and disjoint, and once the client has
- * gone hold no mapping, no fd and no client: the process's fd count is back where it started.
+ * client that sends anything: a VERSION with capability edge values (0, tiny, huge, wrong types,
+ * duplicate and unknown keys), well-formed commands with random fields, mutated ones, raw bytes split
+ * anywhere, each carrying fds of every kind (none, eventfd, memfd, regular file, socket), and answers
+ * to the server's own DMA_READ / DMA_WRITE on fd-less memory: right or wrong sizes, error replies,
+ * fds attached, or none at all. After each input of whole messages the server must still answer (a
+ * sync request gets its reply, or it closed the connection) and every DMA it started must have
+ * settled; after any input it must keep its DMA table sorted and disjoint, and once the client has
+ * gone hold no mapping, no fd, no client and nothing of its budget: the process's fd count is back
+ * where it started.
  */
 import { mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -13,7 +17,15 @@ import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
 import fc from 'fast-check';
 import type { FuzzTarget } from '../../../scripts/fuzz/target.mjs';
 import { Command, HeaderFlag } from '../src/protocol/constants.js';
-import { DmaMap, DmaUnmap, Header, IrqSet, RegionAccess, Version } from '../src/protocol/messages.js';
+import {
+  DmaAccess,
+  DmaMap,
+  DmaUnmap,
+  Header,
+  IrqSet,
+  RegionAccess,
+  Version,
+} from '../src/protocol/messages.js';
 import { RawPeer } from '../src/server/raw-peer.fixture.js';
 import { VfioUserServer } from '../src/server/server.js';
 import { makeTestDevice } from '../src/server/test-device.fixture.js';
@@ -32,6 +44,9 @@ const server = new VfioUserServer(dev.spec, {
 }).listen();
 dev.attach(server);
 const openFds = () => readdirSync('/proc/self/fd').length;
+/** Where the client maps fd-less memory for the server's DMA through messages. */
+const DMA_BASE = 0x7000_0000n;
+const DMA_SIZE = 0x4000;
 let baseline = -1;
 
 function makeFd(kind: FdKind): number {
@@ -172,9 +187,74 @@ const raw: fc.Arbitrary<Item> = fc
     raw: Buffer.concat([Header.encode(h), Buffer.from(tail)]),
   }));
 
+/** A capability value at the edges of what the table takes, of the right type or not. */
+const capValue = fc.oneof(
+  fc.constantFrom('0', '1', '1023', '1024', '4096', '65535', '1048576', '4294967296', '18446744073709551615'),
+  fc.constantFrom('18446744073709551616', '-1', '1.5', '1e3', '"16"', 'null', 'true', '[]', '{}'),
+  fc.nat().map(String),
+);
+const capKey = fc.constantFrom(
+  'max_msg_fds',
+  'max_data_xfer_size',
+  'max_dma_maps',
+  'pgsizes',
+  'write_multiple',
+  'migration',
+  'twin_socket',
+  'shiny',
+);
+/** The JSON text of a VERSION's capabilities: random members (a key may repeat), or none at all. */
+const capabilities: fc.Arbitrary<string | undefined> = fc.oneof(
+  fc.constant(undefined),
+  // QEMU 11.1's own.
+  fc.constant(
+    '{"capabilities":{"migration":{"pgsize":4096,"max_bitmap_size":268435456},"max_msg_fds":16,"max_data_xfer_size":1048576,"pgsizes":4096,"max_dma_maps":65535,"write_multiple":true}}',
+  ),
+  fc.constant('{"capabilities":{"max_data_xfer_size":1024,"max_msg_fds":0}}'),
+  fc
+    .array(
+      fc.tuple(
+        capKey,
+        fc.oneof(
+          capValue,
+          fc.constantFrom(
+            '{"pgsize":4096,"max_bitmap_size":268435456}',
+            '{"supported":true}',
+            '{"pgsize":1}',
+          ),
+        ),
+      ),
+      { maxLength: 6 },
+    )
+    .map((members) => `{"capabilities":{${members.map(([k, v]) => `"${k}":${v}`).join(',')}}}`),
+);
+
+/** One DMA the server starts on fd-less memory, and how the client answers its request. */
+interface Dma {
+  write: boolean;
+  offset: number;
+  length: number;
+  /** none: never answered (the request times out); error: an error reply; else a reply. */
+  answer: 'reply' | 'error' | 'none';
+  /** Bytes more or fewer than the reply should have. */
+  delta: number;
+  fds: FdKind[];
+}
+
+const dma: fc.Arbitrary<Dma> = fc.record({
+  write: fc.boolean(),
+  offset: fc.integer({ min: 0, max: DMA_SIZE - 1 }),
+  length: fc.integer({ min: 1, max: 3000 }),
+  answer: fc.constantFrom<Dma['answer']>('reply', 'reply', 'error', 'none'),
+  delta: fc.oneof(fc.constant(0), fc.integer({ min: -16, max: 16 })),
+  fds: fdKinds,
+});
+
 interface Input {
   negotiate: boolean;
+  capabilities?: string;
   items: Item[];
+  dmas: Dma[];
 }
 
 function checkTable(): void {
@@ -187,12 +267,106 @@ function checkTable(): void {
   }
 }
 
+/**
+ * The server's own DMA through messages: the client maps fd-less memory and enables bus mastering,
+ * then for each DMA the server starts, answers its requests as told, one DMA after the other. A DMA
+ * left unanswered is left in flight: the client leaves with it. Returns every DMA's outcome, for the
+ * check that each settles (resolves or rejects, never throws past its promise) once the client is gone.
+ * Nothing is started when the client did not negotiate.
+ */
+async function runDmas(peer: RawPeer, dmas: Dma[]): Promise<Array<Promise<unknown>>> {
+  const outcomes: Array<Promise<unknown>> = [];
+  if (dmas.length === 0 || server.client === undefined || peer.closed) return outcomes;
+  const map = DmaMap.encode({ argsz: DmaMap.size, flags: 3, address: DMA_BASE, size: BigInt(DMA_SIZE) });
+  // Bus Master Enable (and memory space), as a guest's driver sets it.
+  const master = Buffer.concat([
+    RegionAccess.encode({ offset: 4n, region: 7, count: 2 }),
+    Buffer.from([6, 0]),
+  ]);
+  if (!trySend(peer, () => peer.send(0xffe0, Command.DMA_MAP, map))) return outcomes;
+  if (!trySend(peer, () => peer.send(0xffe1, Command.REGION_WRITE, master))) return outcomes;
+  // Handled in order: once the second is answered, the memory is mapped and bus mastering on.
+  for (;;) {
+    const m = await peer.next(3000).catch(() => undefined);
+    if (!m) return outcomes;
+    if (m.header.msgId === 0xffe1) break;
+  }
+  for (const d of dmas) {
+    const length = Math.min(d.length, DMA_SIZE - d.offset);
+    const address = DMA_BASE + BigInt(d.offset);
+    const started = d.write
+      ? server.dmaWrite(address, Buffer.alloc(length, 0x5a))
+      : server.dmaRead(address, length);
+    let done = false;
+    const settled = started.then(
+      () => {
+        done = true;
+      },
+      () => {
+        done = true;
+      },
+    );
+    outcomes.push(settled);
+    if (d.answer === 'none') continue;
+    // Answer each request of it until it settles (a long one is split by max_data_xfer_size); a
+    // request of an earlier, unanswered DMA (outside this one's range) stays unanswered.
+    while (!done && !peer.closed) {
+      if (peer.queued === 0) {
+        // A DMA refused at once (outside memory, bus mastering off) sends nothing: stop waiting then.
+        await Promise.race([peer.arrival(3000), settled]);
+        if (peer.queued === 0) break;
+      }
+      const m = await peer.next();
+      if ((m.header.flags & HeaderFlag.TYPE_MASK) !== HeaderFlag.TYPE_COMMAND) continue;
+      const req = DmaAccess.decode(m.payload);
+      if (req.address < address || req.address >= address + BigInt(length)) continue;
+      const data = d.write ? 0 : Math.max(0, Number(req.count) + d.delta);
+      const body =
+        d.answer === 'error'
+          ? Buffer.alloc(0)
+          : Buffer.concat([m.payload.subarray(0, DmaAccess.size), Buffer.alloc(data)]);
+      const flags = HeaderFlag.TYPE_REPLY | (d.answer === 'error' ? HeaderFlag.ERROR : 0);
+      const head = Header.encode({
+        msgId: m.header.msgId,
+        command: m.header.command,
+        size: 16 + body.length,
+        flags,
+        error: 14,
+      });
+      const fds = d.fds.map(makeFd);
+      try {
+        trySend(peer, () => peer.sendRaw(Buffer.concat([head, body]), fds));
+      } finally {
+        for (const fd of fds) closeFd(fd);
+      }
+    }
+  }
+  return outcomes;
+}
+
+/**
+ * Sends, unless the server has closed the connection (it does after a refused VERSION, or a framing
+ * error): then the write fails, as it would for any client, and the input goes on to its checks.
+ */
+function trySend(peer: RawPeer, send: () => void): boolean {
+  if (peer.closed || peer.socket.closed) return false;
+  try {
+    send();
+    return true;
+  } catch (err) {
+    if (peer.closed || peer.socket.closed) return false;
+    throw err;
+  }
+}
+
 /** One turn of the event loop (its I/O poll included). */
 const turn = () => new Promise((r) => setImmediate(r));
 
 export const target: FuzzTarget<Input> = {
   arbitrary: fc.record({
     negotiate: fc.boolean(),
+    capabilities,
+    dmas: fc.array(dma, { maxLength: 3 }),
     items: fc.array(
       fc.oneof(
         { weight: 6, arbitrary: wellFormed },
@@ -204,14 +378,34 @@ export const target: FuzzTarget<Input> = {
   }),
   async check(input) {
     if (baseline < 0) baseline = openFds();
-    const peer = input.negotiate ? await RawPeer.negotiated(server.path) : new RawPeer(server.path);
+    const peer = new RawPeer(server.path);
+    let dmas: Array<Promise<unknown>> = [];
+    if (input.negotiate) {
+      const tail = input.capabilities === undefined ? '' : `${input.capabilities}\0`;
+      trySend(peer, () =>
+        peer.send(
+          1,
+          Command.VERSION,
+          Buffer.concat([Version.encode({ major: 0, minor: 0 }), Buffer.from(tail)]),
+        ),
+      );
+    }
     try {
+      // The server's own DMA first, while the client's state is known (memory mapped, bus mastering).
+      if (input.negotiate) {
+        await peer.arrival(1000);
+        dmas = await runDmas(peer, input.dmas);
+      }
       let id = 2;
       for (const item of input.items) {
         const fds = item.fds.map(makeFd);
         try {
-          if (item.raw) peer.sendRaw(item.raw, fds);
-          else peer.send(id++ & 0xffff, item.command, item.payload, fds, item.flags);
+          const msgId = id++ & 0xffff;
+          trySend(peer, () =>
+            item.raw
+              ? peer.sendRaw(item.raw, fds)
+              : peer.send(msgId, item.command, item.payload, fds, item.flags),
+          );
         } finally {
           for (const fd of fds) closeFd(fd);
         }
@@ -226,10 +420,12 @@ export const target: FuzzTarget<Input> = {
         return;
       }
       const sync = 0xfff0;
-      peer.send(
-        sync,
-        Command.DEVICE_GET_INFO,
-        Buffer.from([16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+      trySend(peer, () =>
+        peer.send(
+          sync,
+          Command.DEVICE_GET_INFO,
+          Buffer.from([16, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+        ),
       );
       for (;;) {
         let m: Awaited<ReturnType<RawPeer['next']>>;
@@ -245,12 +441,22 @@ export const target: FuzzTarget<Input> = {
     } finally {
       peer.close();
     }
-    // The client gone: nothing of it is left.
+    // The client gone: every DMA it was asked for has settled.
+    const settledAll = await Promise.race([
+      Promise.all(dmas).then(() => true),
+      new Promise((r) => setTimeout(() => r(false), 3000)),
+    ]);
+    if (!settledAll) throw new Error('a DMA of the server never settled after its client left');
+    // And nothing of it is left, its budget included.
+    const held = () =>
+      Object.entries(server.stats.budget)
+        .filter(([, line]) => line.used !== 0)
+        .map(([name, line]) => `${name} ${line.used}`);
     const end = Date.now() + 2000;
-    while (server.client !== undefined || server.dma.size > 0 || openFds() > baseline) {
+    while (server.client !== undefined || server.dma.size > 0 || openFds() > baseline || held().length > 0) {
       if (Date.now() > end) {
         throw new Error(
-          `after the client left: client ${server.client !== undefined}, ${server.dma.size} DMA ranges, ${openFds() - baseline} fds over the baseline`,
+          `after the client left: client ${server.client !== undefined}, ${server.dma.size} DMA ranges, ${openFds() - baseline} fds over the baseline, budget held: ${held().join(', ') || 'none'}`,
         );
       }
       await turn();

@@ -34,11 +34,25 @@ export * from './protocol/constants.js';
 export { ProtocolError, VfioUserError } from './protocol/errors.js';
 export * from './protocol/messages.js';
 export { type Struct, StructRangeError, type StructValue, struct } from './protocol/struct.js';
+export {
+  BUDGET_RESOURCES,
+  type BudgetLine,
+  BudgetPool,
+  type BudgetResource,
+  type BudgetStats,
+  ClientBudget,
+  clientPools,
+  emptyBudgetStats,
+  type ProcessLimits,
+  processBudgetPool,
+  readProcessLimits,
+} from './server/budget.js';
 export type { DeviceSpec, HotArea, MmapArea, RegionHandlers, RegionSpec } from './server/device.js';
 export { type DmaRegion, DmaTable, type DmaTableOptions } from './server/dma-table.js';
 export { type IrqCounts, IrqTable } from './server/irqs.js';
 export {
   type ClientInfo,
+  DMA_REQUESTS_IN_FLIGHT,
   emptyServerStats,
   SERVER_MINOR,
   type ServerEvents,

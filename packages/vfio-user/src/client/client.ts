@@ -9,9 +9,12 @@ import { consoleLogger, type Logger } from '../logger.js';
 import { PCI_COMMAND, PCI_COMMAND_MASTER } from '../pci/constants.js';
 import { type Capabilities, encodeCapabilities, parseCapabilities } from '../protocol/capabilities.js';
 import {
+  CLIENT_MAX_MSG_FDS,
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
+  DEFAULT_MAX_DMA_MAPS,
+  DEFAULT_PGSIZES,
   DmaMapFlag,
   DmaUnmapFlag,
   Errno,
@@ -126,14 +129,22 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   private readonly conn: Connection;
   private readonly log: Logger;
   private readonly timeoutMs: number;
+  /** The max_msg_fds we advertise: most fds we take on one message from the server. */
+  private readonly maxMsgFds: number;
+  /** The max_data_xfer_size we advertise: most bytes the server's DMA_READ/WRITE may move at once. */
+  private readonly maxDataXferSize: number;
 
   private constructor(socket: UnixSocket, path: string, options: ClientOptions) {
     super();
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user-client');
     this.timeoutMs = options.timeoutMs ?? 5000;
     const maxData = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
+    this.maxDataXferSize = maxData;
+    this.maxMsgFds = options.maxMsgFds ?? CLIENT_MAX_MSG_FDS;
     this.conn = new Connection(socket, {
       maxMessageSize: HEADER_SIZE + RegionAccess.size + maxData + 64,
+      // What we advertise is what we hold: more fds on one message are closed and it is refused.
+      maxMessageFds: this.maxMsgFds,
       logger: this.log,
       name: path,
       requestTimeoutMs: this.timeoutMs,
@@ -165,9 +176,16 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     this.conn.close();
   }
 
-  /** Sends any command as is and resolves with the raw reply: for tools and tests. */
-  request(command: number, payload: Buffer | Buffer[], opts: { fds?: number[]; noReply?: boolean } = {}) {
-    return this.conn.request(command, payload, opts);
+  /**
+   * Sends any command as is and resolves with the raw reply: for tools and tests. The reply's fds
+   * (at most `replyFds`, default 0) are the caller's.
+   */
+  request(
+    command: number,
+    payload: Buffer | Buffer[],
+    opts: { fds?: number[]; noReply?: boolean; replyFds?: number } = {},
+  ) {
+    return this.conn.request(command, payload, { timeoutMs: this.timeoutMs, ...opts });
   }
 
   async getDeviceInfo(): Promise<DeviceInfoResult> {
@@ -186,8 +204,20 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   async getRegionInfo(index: number): Promise<RegionInfoResult> {
     let argsz = RegionInfo.size;
     for (let attempt = 0; attempt < 2; attempt++) {
-      const r = await this.call(Command.DEVICE_GET_REGION_INFO, RegionInfo.encode({ argsz, index }));
-      const info = RegionInfo.decode(r.payload);
+      const r = await this.call(
+        Command.DEVICE_GET_REGION_INFO,
+        RegionInfo.encode({ argsz, index }),
+        [],
+        Math.min(1, this.maxMsgFds),
+      );
+      let info: ReturnType<typeof RegionInfo.decode>;
+      try {
+        info = RegionInfo.decode(r.payload);
+      } catch (err) {
+        // A reply too short to hold a region info: its fd is ours, and useless.
+        for (const fd of r.fds) safeClose(fd);
+        throw new VfioUserError(Errno.EPROTO, 'DEVICE_GET_REGION_INFO', (err as Error).message);
+      }
       if (info.argsz > argsz && attempt === 0) {
         for (const fd of r.fds) safeClose(fd);
         argsz = info.argsz;
@@ -198,7 +228,6 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       if (info.flags & RegionFlag.CAPS && info.capOffset >= RegionInfo.size) {
         areas = this.parseSparse(r.payload, info.capOffset) ?? areas;
       }
-      if (r.fds.length > 1) for (const fd of r.fds.slice(1)) safeClose(fd);
       return {
         index: info.index,
         flags: info.flags,
@@ -217,14 +246,20 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   /** Maps a region's mappable areas from the fd its info carried; closes the fd. */
   mapRegion(info: RegionInfoResult): Array<{ offset: bigint; memory: MappedMemory }> {
     if (info.fd === undefined) throw new Error(`region ${info.index} has no fd to map`);
+    const mapped: Array<{ offset: bigint; memory: MappedMemory }> = [];
     try {
-      return info.areas.map((a) => ({
-        offset: a.offset,
-        memory: MappedMemory.map(info.fd!, info.offset + a.offset, Number(a.size), {
+      for (const a of info.areas) {
+        const memory = MappedMemory.map(info.fd, info.offset + a.offset, Number(a.size), {
           read: info.readable,
           write: info.writable,
-        }),
-      }));
+        });
+        mapped.push({ offset: a.offset, memory });
+      }
+      return mapped;
+    } catch (err) {
+      // All areas or none: the ones mapped before the failure go too.
+      for (const m of mapped) m.memory.unmap();
+      throw err;
     } finally {
       safeClose(info.fd);
       info.fd = undefined;
@@ -235,9 +270,16 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     const r = await this.call(
       Command.DEVICE_GET_REGION_IO_FDS,
       RegionIoFds.encode({ argsz: RegionIoFds.size, index }),
+      [],
+      this.maxMsgFds,
     );
-    const info = RegionIoFds.decode(r.payload);
-    return { count: info.count, fds: r.fds, payload: r.payload };
+    try {
+      const info = RegionIoFds.decode(r.payload);
+      return { count: info.count, fds: r.fds, payload: r.payload };
+    } catch (err) {
+      for (const fd of r.fds) safeClose(fd);
+      throw new VfioUserError(Errno.EPROTO, 'DEVICE_GET_REGION_IO_FDS', (err as Error).message);
+    }
   }
 
   async getIrqInfo(index: number | IrqIndexName): Promise<IrqInfoResult> {
@@ -258,12 +300,17 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   ) {
     const i = irqIndex(index);
     const max = Math.min(this.server.capabilities.maxMsgFds, SCM_MAX_FD);
+    if (max === 0 && fds.some((f) => f !== null)) {
+      throw new VfioUserError(Errno.ENOTSUP, 'DEVICE_SET_IRQS', 'the server takes no fds (max_msg_fds 0)');
+    }
     const flags = IrqSetFlag.DATA_EVENTFD | IrqSetFlag.ACTION_TRIGGER;
     for (let at = 0; at < fds.length; ) {
       // Each message is all-valid or all-none.
       const none = fds[at] === null;
       let n = 0;
-      while (at + n < fds.length && n < max && (fds[at + n] === null) === none) n++;
+      // fd-less (de-assigning) runs need no fds: any length the count field holds.
+      const most = none ? fds.length : max;
+      while (at + n < fds.length && n < most && (fds[at + n] === null) === none) n++;
       const chunk = fds.slice(at, at + n).map((f) => (f === null ? -1 : typeof f === 'number' ? f : f.fd));
       const payload = IrqSet.encode({ argsz: IrqSet.size, flags, index: i, start: start + at, count: n });
       await this.call(Command.DEVICE_SET_IRQS, payload, none ? [] : chunk);
@@ -338,7 +385,7 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
   ) {
     this.checkXfer(data.length);
     const req = RegionAccess.encode({ offset: BigInt(offset), region, count: data.length });
-    await this.call(Command.REGION_WRITE, [req, Buffer.from(data)], [], opts.posted);
+    await this.call(Command.REGION_WRITE, [req, Buffer.from(data)], [], 0, opts.posted);
   }
 
   /** Several small writes (≤ 8 bytes each) in one REGION_WRITE_MULTI, if the server offered it. */
@@ -358,13 +405,20 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       );
       buf.set(w.data, at + WriteMultiEntry.size);
     });
-    await this.call(Command.REGION_WRITE_MULTI, buf, [], opts.posted);
+    await this.call(Command.REGION_WRITE_MULTI, buf, [], 0, opts.posted);
   }
 
   async dmaMap(opts: DmaMapOptions): Promise<void> {
     const readable = opts.readable ?? true;
     const writable = opts.writable ?? true;
     const memory = opts.memory;
+    if (opts.fd !== undefined && this.server.capabilities.maxMsgFds === 0) {
+      throw new VfioUserError(
+        Errno.ENOTSUP,
+        'DMA_MAP',
+        'the server takes no fds (max_msg_fds 0): map memory only',
+      );
+    }
     let own: MappedMemory | undefined;
     if (!memory && opts.fd !== undefined) {
       own = MappedMemory.map(opts.fd, opts.fileOffset ?? 0n, Number(opts.size));
@@ -426,10 +480,10 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
 
   private async negotiate(options: ClientOptions): Promise<void> {
     const caps = encodeCapabilities({
-      maxMsgFds: options.maxMsgFds ?? 16,
-      maxDataXferSize: options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE,
-      pgsizes: 4096,
-      maxDmaMaps: 65535,
+      maxMsgFds: this.maxMsgFds,
+      maxDataXferSize: this.maxDataXferSize,
+      pgsizes: DEFAULT_PGSIZES,
+      maxDmaMaps: DEFAULT_MAX_DMA_MAPS,
       writeMultiple: true,
     });
     const minor = options.minor ?? 2;
@@ -447,12 +501,15 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
     this.server = { version: { major: v.major, minor: v.minor }, capabilities: parsed.caps };
   }
 
-  private async call(command: number, payload: Buffer | Buffer[], fds: number[] = [], noReply = false) {
-    const reply = await this.conn.request(command, payload, { fds, noReply, timeoutMs: this.timeoutMs });
-    if (command !== Command.DEVICE_GET_REGION_INFO && command !== Command.DEVICE_GET_REGION_IO_FDS) {
-      for (const fd of reply.fds.splice(0)) safeClose(fd);
-    }
-    return reply;
+  /** A request whose reply may carry `replyFds` fds (then ours to close); noReply: posted. */
+  private call(
+    command: number,
+    payload: Buffer | Buffer[],
+    fds: number[] = [],
+    replyFds = 0,
+    noReply = false,
+  ) {
+    return this.conn.request(command, payload, { fds, noReply, replyFds, timeoutMs: this.timeoutMs });
   }
 
   private checkXfer(count: number): void {
@@ -491,7 +548,8 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       const head = DmaAccess.decode(msg.payload);
       const address = head.address;
       const count = Number(head.count);
-      const max = Math.min(this.server?.capabilities.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE, 64 << 20);
+      // What we advertised we take (the server's own max_data_xfer_size bounds what it takes).
+      const max = this.maxDataXferSize;
       if (count > max)
         throw new ProtocolError(Errno.EINVAL, `${commandName(header.command)} of ${count} bytes`);
       const write = header.command === Command.DMA_WRITE;
@@ -521,8 +579,6 @@ export class VfioUserClient extends EventEmitter<{ close: [Error | undefined] }>
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
       this.log.warn({ command: commandName(header.command) }, (err as Error).message);
       this.conn.replyError(header, errno);
-    } finally {
-      for (const fd of msg.fds.splice(0)) safeClose(fd);
     }
   }
 }

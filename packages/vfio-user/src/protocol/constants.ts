@@ -124,8 +124,17 @@ export function errnoName(errno: number): string {
 export const DEFAULT_MAX_MSG_FDS = 1;
 export const DEFAULT_MAX_DATA_XFER_SIZE = 1024 * 1024;
 export const DEFAULT_MAX_DMA_MAPS = 65535;
-export const DEFAULT_PGSIZES = 4096;
+export const DEFAULT_PGSIZES = 4096n;
+/**
+ * The smallest max_data_xfer_size emu works with, either side: a peer that takes fewer bytes per
+ * message is refused at VERSION (libvfio-user's own test client, the smallest known, takes 1024).
+ */
+export const MIN_DATA_XFER_SIZE = 1024;
+/** The largest that is of use (QEMU's VFIO_USER_MAX_MAX_XFER): a peer's higher value is clamped to it. */
+export const MAX_DATA_XFER_SIZE = 64 * 1024 * 1024;
 /** Linux refuses more fds per sendmsg (SCM_MAX_FD). */
 export const SCM_MAX_FD = 253;
 /** The max_msg_fds our server advertises: most fds one message to it may carry (QEMU splits SET_IRQS by it). */
 export const SERVER_MAX_MSG_FDS = 16;
+/** The max_msg_fds our client advertises by default, as QEMU's (VFIO_USER_MAX_MAX_FDS). */
+export const CLIENT_MAX_MSG_FDS = 16;

@@ -12,6 +12,7 @@
 import { fileInfo, GuestMemoryTable, MappedMemory, Seal } from '@emu/native';
 import { Errno } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
+import type { ClientBudget } from './budget.js';
 
 export interface DmaRegion {
   /** IOVA of the first byte. */
@@ -40,8 +41,10 @@ export interface DmaMapRequest {
 }
 
 export interface DmaTableOptions {
-  /** Most ranges at once (max_dma_maps). */
+  /** Most ranges at once (max_dma_maps), when there is no budget to ask. */
   maxRegions: number;
+  /** The client's budget: every range is a DMA map, one with an fd a memory map of its size too. */
+  budget?: ClientBudget;
   /** Refuse fds not sealed against shrinking (EPERM), instead of relying on the SIGBUS guard. */
   requireSealed?: boolean;
 }
@@ -55,6 +58,7 @@ export class DmaTable {
   readonly native = new GuestMemoryTable();
   readonly maxRegions: number;
   private readonly requireSealed: boolean;
+  private readonly budget?: ClientBudget;
   private readonly byAddress = new Map<bigint, DmaRegion>();
   /** The gate, mirrored here: data paths ask per frame, and this needs no native call. */
   private gate = true;
@@ -63,6 +67,7 @@ export class DmaTable {
     const o = typeof options === 'number' ? { maxRegions: options } : options;
     this.maxRegions = o.maxRegions;
     this.requireSealed = o.requireSealed ?? false;
+    this.budget = o.budget;
   }
 
   /** The ranges, by address. */
@@ -71,7 +76,11 @@ export class DmaTable {
     if (listed.length !== this.byAddress.size) {
       // A region's memory was unmapped behind our back (DmaRegion.memory.unmap()): it is gone.
       const live = new Set(listed.map((r) => r.iova));
-      for (const address of this.byAddress.keys()) if (!live.has(address)) this.byAddress.delete(address);
+      for (const [address, region] of this.byAddress) {
+        if (live.has(address)) continue;
+        this.byAddress.delete(address);
+        this.refund(region);
+      }
     }
     return listed.map((r) => this.byAddress.get(r.iova)!);
   }
@@ -100,7 +109,7 @@ export class DmaTable {
     }
     if (size > MAX_DMA_SIZE)
       throw new ProtocolError(Errno.ENOSPC, `DMA_MAP size 0x${hex(size)} is above 8 TiB`);
-    if (this.byAddress.size >= this.maxRegions) {
+    if (!this.budget && this.byAddress.size >= this.maxRegions) {
       throw new ProtocolError(Errno.ENOSPC, `DMA_MAP: already ${this.byAddress.size} ranges, the limit`);
     }
     const clash = this.native.overlapping(address, size);
@@ -110,13 +119,17 @@ export class DmaTable {
         `DMA_MAP [0x${hex(address)}, +0x${hex(size)}) overlaps [0x${hex(clash.iova)}, +0x${hex(clash.size)})`,
       );
     }
-    let memory: MappedMemory | undefined;
+    const withFd = req.fd !== undefined;
     let sealed: boolean | undefined;
-    if (req.fd !== undefined) {
-      sealed = this.checkFile(req.fd, req.fileOffset, size);
+    if (withFd) sealed = this.checkFile(req.fd!, req.fileOffset, size);
+    // Counted before the mmap, so a client past its budget never gets one; given back on any failure.
+    this.charge(withFd, size);
+    let memory: MappedMemory | undefined;
+    if (withFd) {
       try {
-        memory = MappedMemory.map(req.fd, req.fileOffset, Number(size), { read: true, write: req.writable });
+        memory = MappedMemory.map(req.fd!, req.fileOffset, Number(size), { read: true, write: req.writable });
       } catch (err) {
+        this.uncharge(withFd, size);
         const e = err as { errno?: number; message: string };
         throw new ProtocolError(
           Math.abs(e.errno ?? Errno.EINVAL) || Errno.EINVAL,
@@ -139,10 +152,42 @@ export class DmaTable {
       else this.native.addIndirect(address, size, access);
     } catch (err) {
       memory?.unmap();
+      this.uncharge(withFd, size);
       throw new ProtocolError(Errno.EINVAL, `DMA_MAP: ${(err as Error).message}`);
     }
     this.byAddress.set(address, region);
     return region;
+  }
+
+  /** Takes a DMA map (and, with an fd, a memory map and its bytes) from the budget; all or none. */
+  private charge(withFd: boolean, size: bigint): void {
+    const b = this.budget;
+    if (!b) return;
+    b.take('dmaMaps', 1);
+    if (!withFd) return;
+    try {
+      b.take('memoryMaps', 1);
+      try {
+        b.take('mappedBytes', Number(size));
+      } catch (err) {
+        b.give('memoryMaps', 1);
+        throw err;
+      }
+    } catch (err) {
+      b.give('dmaMaps', 1);
+      throw err;
+    }
+  }
+
+  private uncharge(withFd: boolean, size: bigint): void {
+    this.budget?.give('dmaMaps', 1);
+    if (!withFd) return;
+    this.budget?.give('memoryMaps', 1);
+    this.budget?.give('mappedBytes', Number(size));
+  }
+
+  private refund(region: DmaRegion): void {
+    this.uncharge(region.memory !== undefined, region.size);
   }
 
   /**
@@ -204,6 +249,7 @@ export class DmaTable {
     if (this.byAddress.get(region.address) === region) {
       this.byAddress.delete(region.address);
       this.native.remove(region.address);
+      this.refund(region);
     }
     region.memory?.unmap();
   }

@@ -36,7 +36,8 @@ import {
   WriteMultiCount,
   WriteMultiEntry,
 } from '../protocol/messages.js';
-import type { Message } from '../transport/framer.js';
+import { type Message, takeFds } from '../transport/framer.js';
+import type { ClientBudget } from './budget.js';
 import type { ResolvedRegion } from './device.js';
 import type { DmaRegion, DmaTable } from './dma-table.js';
 import { hex } from './dma-table.js';
@@ -52,7 +53,11 @@ export interface ServerContext {
   readonly regions: readonly ResolvedRegion[];
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
+  /** What the client may make us hold (the DMA table charges it for maps itself). */
+  readonly budget: ClientBudget;
   readonly maxDataXferSize: number;
+  /** Most fds the client takes in one message (its max_msg_fds); no reply carries more. */
+  readonly clientMaxFds: number;
   readonly writeMultiple: boolean;
   readonly resettable: boolean;
   regionRead(region: ResolvedRegion, offset: number, length: number): Uint8Array;
@@ -163,7 +168,8 @@ const handleGetRegionInfo: CommandSpec['handle'] = (ctx, msg) => {
   checkArgsz('DEVICE_GET_REGION_INFO', req.argsz, RegionInfo.size);
   const r = regionAt(ctx, req.index, 'DEVICE_GET_REGION_INFO');
   let flags = (r.readable ? RegionFlag.READ : 0) | (r.writable ? RegionFlag.WRITE : 0);
-  const mmap = r.spec?.mmap;
+  // A client that takes no fds cannot map the region: it reads and writes it with messages.
+  const mmap = ctx.clientMaxFds > 0 ? r.spec?.mmap : undefined;
   if (!mmap) {
     return {
       payload: RegionInfo.encode({ argsz: RegionInfo.size, flags, index: r.index, size: BigInt(r.size) }),
@@ -227,8 +233,11 @@ const handleSetIrqs: CommandSpec['handle'] = (ctx, msg) => {
   const tail = msg.payload.subarray(IrqSet.size);
   const bools = req.flags & IrqSetFlag.DATA_BOOL ? tail : undefined;
   if (!bools && tail.length > 0) throw einval(`DEVICE_SET_IRQS: ${tail.length} unexpected data bytes`);
+  // Eventfds are fds the client makes us hold: those it replaces are given back.
+  const more = msg.fds.length - ctx.irqs.heldIn(req.index, req.start, req.count);
+  if (msg.fds.length > 0 && more > 0) ctx.budget.take('fds', more);
   // From here the IRQ table owns the fds: it adopts them, or closes them on error.
-  const fds = msg.fds.splice(0);
+  const fds = takeFds(msg);
   ctx.irqs.set({ flags: req.flags, index: req.index, start: req.start, count: req.count, bools, fds });
   ctx.irqsChanged(IRQ_INDEX_NAMES[req.index]);
   return {};

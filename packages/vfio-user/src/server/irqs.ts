@@ -66,6 +66,21 @@ export class IrqTable {
     return this.indexes.reduce((n, l) => n + l.counts().dropped, 0);
   }
 
+  /** Eventfds held, over every index: what the client's SET_IRQS made us keep open. */
+  heldFds(): number {
+    let n = 0;
+    for (const l of this.indexes) for (let v = 0; v < l.count; v++) if (l.enabled(v)) n++;
+    return n;
+  }
+
+  /** Eventfds held for vectors [start, start + count) of an index (what a new SET_IRQS would replace). */
+  heldIn(index: number, start: number, count: number): number {
+    const l = this.indexes[index];
+    let n = 0;
+    if (l) for (let v = start; v < Math.min(l.count, start + count); v++) if (l.enabled(v)) n++;
+    return n;
+  }
+
   count(index: number): number {
     return this.indexes[index]?.count ?? 0;
   }

@@ -72,6 +72,23 @@ export class RawPeer {
     return this.inbox.shift()!;
   }
 
+  /** Messages received and not taken yet. */
+  get queued(): number {
+    return this.inbox.length;
+  }
+
+  /** Resolves when something arrives (or the server hangs up), or after `timeoutMs`; takes nothing. */
+  arrival(timeoutMs: number): Promise<void> {
+    if (this.inbox.length > 0 || this.closed) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const t = setTimeout(resolve, timeoutMs);
+      this.waiters.push(() => {
+        clearTimeout(t);
+        resolve();
+      });
+    });
+  }
+
   /** Resolves true if nothing arrives within `ms`. */
   async silent(ms = 150): Promise<boolean> {
     await new Promise((r) => setTimeout(r, ms));

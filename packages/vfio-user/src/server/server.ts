@@ -24,18 +24,29 @@ import {
   Command,
   commandName,
   DEFAULT_MAX_DATA_XFER_SIZE,
+  DEFAULT_MAX_DMA_MAPS,
+  DEFAULT_PGSIZES,
   Errno,
   errnoName,
   HEADER_SIZE,
   IRQ_INDEX_NAMES,
   type IrqIndexName,
+  MAX_DATA_XFER_SIZE,
+  MIN_DATA_XFER_SIZE,
   PROTOCOL_MAJOR,
   SERVER_MAX_MSG_FDS,
 } from '../protocol/constants.js';
 import { ProtocolError, VfioUserError } from '../protocol/errors.js';
 import { DmaAccess, RegionAccess, Version } from '../protocol/messages.js';
-import { Connection } from '../transport/connection.js';
-import { type Message, safeClose } from '../transport/framer.js';
+import { Connection, DEFAULT_MAX_QUEUED_BYTES } from '../transport/connection.js';
+import type { Message } from '../transport/framer.js';
+import {
+  type BudgetPool,
+  type BudgetStats,
+  ClientBudget,
+  emptyBudgetStats,
+  processBudgetPool,
+} from './budget.js';
 import { type DeviceSpec, type ResolvedRegion, resolveDevice } from './device.js';
 import { type DmaRegion, DmaTable, hex } from './dma-table.js';
 import { COMMAND_TABLE, type ServerContext } from './handlers.js';
@@ -47,6 +58,8 @@ export const SERVER_MINOR = 2;
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 /** How often a connected client's memory is checked for faults the SIGBUS guard caught. */
 const FAULT_CHECK_MS = 1000;
+/** DMA_READ / DMA_WRITE requests in flight to one client; more wait for one of them to finish. */
+export const DMA_REQUESTS_IN_FLIGHT = 32;
 
 /** Who may own and reach the socket file. */
 export interface SocketAccess {
@@ -65,8 +78,13 @@ export interface ServerOptions {
   logger?: Logger;
   /** Largest REGION/DMA transfer we accept and send; default 1 MiB. */
   maxDataXferSize?: number;
-  /** Most DMA ranges a client may map; default 65535. */
+  /**
+   * Most DMA ranges a client may map; default 65535. The client's budget may allow fewer (its share
+   * of the process's memory maps): VERSION advertises what it allows.
+   */
   maxDmaMaps?: number;
+  /** The process-wide pools the client's budget draws on (default: this process's, from its limits). */
+  budgetPool?: BudgetPool;
   /** Advertise REGION_WRITE_MULTI; default true. */
   writeMultiple?: boolean;
   /** Timeout of the DMA_READ/DMA_WRITE requests we send; default 5000 ms. */
@@ -125,6 +143,8 @@ export interface ServerStats {
   trapped: number;
   dmaReadBytes: number;
   dmaWriteBytes: number;
+  /** What the client holds of each resource of its budget, its limit now, refusals. */
+  budget: BudgetStats;
 }
 
 /** The stats of a server that has served nobody yet. */
@@ -140,6 +160,7 @@ export function emptyServerStats(): ServerStats {
     trapped: 0,
     dmaReadBytes: 0,
     dmaWriteBytes: 0,
+    budget: emptyBudgetStats(),
   };
 }
 
@@ -159,6 +180,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   readonly dma: DmaTable;
   readonly irqs: IrqTable;
   readonly log: Logger;
+  /** What the client may make the process hold (docs/reliability.md, "The per-client budget"). */
+  readonly budget: ClientBudget;
   private readonly counters: ServerStats = emptyServerStats();
   private readonly regions: ResolvedRegion[];
   private readonly maxDataXferSize: number;
@@ -180,6 +203,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private warnedDrop = false;
   private readonly onHandled?: ServerOptions['onHandled'];
   private observerFailed = false;
+  /** DMA requests in flight to the client, and the DMAs waiting for one to finish. */
+  private dmaInFlight = 0;
+  private dmaWaiters: Array<() => void> = [];
 
   constructor(
     readonly device: DeviceSpec,
@@ -191,16 +217,39 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.path = options.path;
     this.log = options.logger ?? consoleLogger('warn', 'vfio-user');
     this.maxDataXferSize = options.maxDataXferSize ?? DEFAULT_MAX_DATA_XFER_SIZE;
-    if (!Number.isInteger(this.maxDataXferSize) || this.maxDataXferSize < 4096) {
-      throw new RangeError(`server: maxDataXferSize ${this.maxDataXferSize} must be an integer >= 4096`);
+    if (
+      !Number.isInteger(this.maxDataXferSize) ||
+      this.maxDataXferSize < MIN_DATA_XFER_SIZE ||
+      this.maxDataXferSize > MAX_DATA_XFER_SIZE
+    ) {
+      throw new RangeError(
+        `server: maxDataXferSize ${this.maxDataXferSize} must be an integer from ${MIN_DATA_XFER_SIZE} to ${MAX_DATA_XFER_SIZE}`,
+      );
     }
     this.writeMultiple = options.writeMultiple ?? true;
     this.onHandled = options.onHandled;
     const resolved = resolveDevice(device);
     this.regions = resolved.regions;
+    const maxDmaMaps = options.maxDmaMaps ?? DEFAULT_MAX_DMA_MAPS;
+    this.budget = new ClientBudget({
+      pool: options.budgetPool ?? processBudgetPool(),
+      caps: {
+        dmaMaps: maxDmaMaps,
+        queuedBytes: options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES,
+        dmaRequests: DMA_REQUESTS_IN_FLIGHT,
+      },
+      measure: {
+        fds: () => this.irqs.heldFds() + (this.conn?.heldFds ?? 0),
+        queuedBytes: () => this.backlog.queuedBytes,
+        dmaRequests: () => this.dmaInFlight,
+      },
+      log: this.log,
+      name: this.path,
+    });
     this.dma = new DmaTable({
-      maxRegions: options.maxDmaMaps ?? 65535,
+      maxRegions: maxDmaMaps,
       requireSealed: options.requireSealedMemory,
+      budget: this.budget,
     });
     // The DMA gate follows Bus Master Enable: no DMA, from TypeScript or native code, while it is clear.
     device.config.onWrite(() => this.updateDmaGate());
@@ -249,6 +298,8 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       }
     }
     this.listener = listener;
+    // Serving, the device shares the process's pools with the others.
+    this.budget.join();
     this.listener.on('connection', (socket: UnixSocket) => {
       // Whatever goes wrong with one connection costs that connection, never the listener.
       try {
@@ -271,6 +322,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     // Interrupts are counted where they are sent, by whichever thread sends them.
     this.counters.irqsTriggered = this.irqs.triggered;
     this.counters.irqsDropped = this.irqs.dropped;
+    this.counters.budget = this.budget.stats();
     return this.counters;
   }
 
@@ -293,6 +345,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     this.listener?.close();
     this.listener = undefined;
     this.conn?.close();
+    this.budget.leave();
     this.emit('close');
   }
 
@@ -383,11 +436,23 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     count: number,
     data?: Uint8Array,
   ): Promise<Buffer> {
+    // At most DMA_REQUESTS_IN_FLIGHT at once: a client that does not answer holds no more of our memory.
+    while (this.dmaInFlight >= this.budget.limit('dmaRequests')) {
+      if (!this.conn) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
+      await new Promise<void>((resolve) => this.dmaWaiters.push(resolve));
+    }
     const conn = this.conn;
     if (!conn || !this.clientInfo) throw new VfioUserError(Errno.ENOTCONN, commandName(command), 'no client');
     const head = DmaAccess.encode({ address, count: BigInt(count) });
     const parts = data ? [head, Buffer.from(data.buffer, data.byteOffset, data.byteLength)] : [head];
-    const reply = await conn.request(command, parts, { timeoutMs: this.options.requestTimeoutMs });
+    this.dmaInFlight++;
+    let reply: Message;
+    try {
+      reply = await conn.request(command, parts, { timeoutMs: this.options.requestTimeoutMs });
+    } finally {
+      this.dmaInFlight--;
+      this.dmaWaiters.shift()?.();
+    }
     if (command === Command.DMA_WRITE) return Buffer.alloc(0);
     if (reply.payload.length !== DmaAccess.size + count) {
       throw new VfioUserError(
@@ -486,6 +551,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     }
     this.irqs.clear();
     this.conn = undefined;
+    this.budget.disconnected();
+    // DMAs waiting for a request slot fail now, not when a slot frees.
+    for (const wake of this.dmaWaiters.splice(0)) wake();
     const hadClient = this.clientInfo !== undefined;
     this.clientInfo = undefined;
     this.log.info({ path: this.path, reason: reason?.message }, 'client disconnected');
@@ -526,6 +594,10 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         );
       }
       const reply = spec.handle(ctx, msg);
+      const fds = reply?.fds?.length ?? 0;
+      // No reply carries more fds than the client said it takes (a handler that would is a bug).
+      if (fds > ctx.clientMaxFds)
+        throw new Error(`${name}: reply of ${fds} fds for a client that takes ${ctx.clientMaxFds}`);
       conn.reply(msg, reply?.payload, reply?.fds);
     } catch (err) {
       const errno = err instanceof ProtocolError ? err.errno : Errno.EINVAL;
@@ -537,9 +609,10 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
         (err as Error).message,
       );
       conn.replyError(header, errno);
+      // A refused VERSION ends the connection, as the spec and libvfio-user have it: the slot is free.
+      if (header.command === Command.VERSION && !this.clientInfo) conn.close();
     } finally {
-      // Whatever fds a handler did not take are not needed.
-      for (const fd of msg.fds.splice(0)) safeClose(fd);
+      // The fds a handler did not take are the Connection's to close.
       if (this.onHandled) this.observe(name, (performance.now() - started) / 1000);
       idle();
     }
@@ -569,12 +642,18 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     const { caps, unknown } = parseCapabilities(msg.payload.subarray(Version.size));
     if (unknown.length > 0)
       this.log.info({ path: this.path, unknown }, 'VERSION: ignoring unknown capabilities');
+    if (caps.twinSocket)
+      this.log.info({ path: this.path }, 'VERSION: twin-socket mode offered, not enabled (one socket)');
     const minor = Math.min(v.minor, SERVER_MINOR);
+    // The client's own max_dma_maps lowers its budget; what we advertise is what the budget allows of
+    // the kind that costs most (a map with an fd: a memory map), and never above the spec's default,
+    // the most QEMU takes.
+    this.budget.connected({ dmaMaps: caps.maxDmaMaps });
     const ours = encodeCapabilities({
       maxMsgFds: SERVER_MAX_MSG_FDS,
       maxDataXferSize: this.maxDataXferSize,
-      maxDmaMaps: this.dma.maxRegions,
-      pgsizes: 4096,
+      maxDmaMaps: Math.min(DEFAULT_MAX_DMA_MAPS, this.budget.limit('memoryMaps')),
+      pgsizes: DEFAULT_PGSIZES,
       writeMultiple: this.writeMultiple && caps.writeMultiple,
     });
     conn.reply(msg, [Version.encode({ major: PROTOCOL_MAJOR, minor }), ours]);
@@ -646,7 +725,11 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       regions: this.regions,
       dma: this.dma,
       irqs: this.irqs,
+      budget: this.budget,
       maxDataXferSize: this.maxDataXferSize,
+      get clientMaxFds() {
+        return server.clientInfo?.capabilities.maxMsgFds ?? 0;
+      },
       get writeMultiple() {
         return server.writeMultiple && (server.clientInfo?.capabilities.writeMultiple ?? false);
       },

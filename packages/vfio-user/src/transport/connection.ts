@@ -2,6 +2,10 @@
  * One vfio-user connection over a UNIX socket, for either side: framing, fds, the request/reply
  * bookkeeping of message ids, error replies, and NO_REPLY. The server and the client each put their
  * command handling on top.
+ *
+ * Every fd that arrives is owned here until a consumer takes it: a command's handler takes the ones it
+ * keeps (takeFds) while it runs, a request's caller the ones it asked for (RequestOptions.replyFds);
+ * whatever is left, on any path (refused, malformed, unknown, late, or the connection gone), is closed.
  */
 import { EventEmitter } from 'node:events';
 import type { MessageSocket } from '@emu/native';
@@ -53,10 +57,16 @@ export interface RequestOptions {
   /** Send with NO_REPLY and resolve once queued. */
   noReply?: boolean;
   timeoutMs?: number;
+  /**
+   * Most fds the caller takes from the reply (default 0); it then owns them. A reply carrying more
+   * fails with EPROTO, and its fds are closed.
+   */
+  replyFds?: number;
 }
 
 interface Pending {
   command: number;
+  replyFds: number;
   resolve(msg: Message): void;
   reject(err: Error): void;
   timer: NodeJS.Timeout;
@@ -99,6 +109,13 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     return this.closedWith !== null || this.socket.closed;
   }
 
+  /** Fds received and not yet handed to a consumer: for a message still arriving, or waiting in the inbox. */
+  get heldFds(): number {
+    let n = this.framer.heldFds;
+    for (const ev of this.inbox) n += ev.kind === 'message' ? ev.message.fds.length : ev.fds.length;
+    return n;
+  }
+
   /** Bytes sent but not yet read by the peer, and whether we stopped reading because of them. */
   get backlog(): { queuedBytes: number; throttled: boolean } {
     return { queuedBytes: this.socket.writableLength, throttled: this.throttled };
@@ -126,7 +143,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.pending.delete(msgId);
         reject(new VfioUserError(Errno.ETIMEDOUT, commandName(command), `no reply within ${timeoutMs} ms`));
       }, timeoutMs);
-      this.pending.set(msgId, { command, resolve, reject, timer });
+      this.pending.set(msgId, { command, replyFds: opts.replyFds ?? 0, resolve, reject, timer });
       // A failed send shuts the connection down, which rejects every pending request, this one too.
       this.send(msgId, command, flags, 0, payload, opts.fds);
     });
@@ -214,7 +231,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private onData(chunk: Buffer, fds: number[]): void {
     if (this.closed) {
-      for (const fd of fds) safeClose(fd);
+      closeAll(fds);
       return;
     }
     this.inbox.push(...this.framer.push(chunk, fds));
@@ -244,7 +261,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private onFrame(ev: FrameEvent): void {
     if (ev.kind !== 'message') {
-      for (const fd of ev.fds) safeClose(fd);
+      closeAll(ev.fds);
       const { header } = ev;
       const why =
         ev.kind === 'oversized'
@@ -266,9 +283,14 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (type === HeaderFlag.TYPE_REPLY) {
       this.onReply(message);
     } else if (type === HeaderFlag.TYPE_COMMAND) {
-      this.emit('command', message);
+      try {
+        this.emit('command', message);
+      } finally {
+        // The handler took the fds it keeps (takeFds); the rest have no owner but us.
+        closeAll(message.fds);
+      }
     } else {
-      for (const fd of message.fds) safeClose(fd);
+      closeAll(message.fds);
       this.log.warn(
         { conn: this.options.name, msgId: message.header.msgId, type },
         'bad message: unknown type',
@@ -281,7 +303,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const { header } = message;
     const pending = this.pending.get(header.msgId);
     if (!pending || pending.command !== header.command) {
-      for (const fd of message.fds) safeClose(fd);
+      closeAll(message.fds);
       this.log.warn(
         { conn: this.options.name, msgId: header.msgId, command: commandName(header.command) },
         'reply to an unknown message id: dropped',
@@ -290,13 +312,18 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     }
     this.pending.delete(header.msgId);
     clearTimeout(pending.timer);
-    if (message.excessFds) {
-      for (const fd of message.fds) safeClose(fd);
+    const fds = message.fds.length + (message.excessFds ?? 0);
+    if (fds > pending.replyFds) {
+      closeAll(message.fds);
       pending.reject(
-        new VfioUserError(Errno.EPROTO, commandName(header.command), 'reply carried more fds than allowed'),
+        new VfioUserError(
+          Errno.EPROTO,
+          commandName(header.command),
+          `reply carried ${fds} fds, the request takes ${pending.replyFds}`,
+        ),
       );
     } else if (header.flags & HeaderFlag.ERROR) {
-      for (const fd of message.fds) safeClose(fd);
+      closeAll(message.fds);
       // libvfio-user clamps a peer's errno to a sane range; so do we.
       const errno = header.error > 0 && header.error <= 4096 ? header.error : Errno.EINVAL;
       pending.reject(new VfioUserError(errno, commandName(header.command)));
@@ -332,5 +359,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 }
 
 function closeFdsOf(ev: FrameEvent): void {
-  for (const fd of ev.kind === 'message' ? ev.message.fds : ev.fds) safeClose(fd);
+  closeAll(ev.kind === 'message' ? ev.message.fds : ev.fds);
+}
+
+/** Closes and forgets every fd of the list. */
+function closeAll(fds: number[]): void {
+  for (const fd of fds.splice(0)) safeClose(fd);
 }

@@ -15,7 +15,10 @@ export type MessageHeader = StructValue<(typeof Header)['fields']>;
 export interface Message {
   header: MessageHeader;
   payload: Buffer;
-  /** Received fds; whoever handles the message closes the ones it does not keep (see takeFds). */
+  /**
+   * Received fds, owned by the Connection: a handler that keeps some takes them (takeFds) while it
+   * runs; the Connection closes the rest when it returns.
+   */
   fds: number[];
   /** Fds that came for this message beyond the framer's bound: closed on arrival; refuse the message. */
   excessFds?: number;
@@ -35,7 +38,7 @@ export class MessageFramer {
   /** Fds by the stream offset of the last byte of the chunk they came with (`excess`: closed on arrival). */
   private pendingFds: Array<{ at: number; fds: number[]; excess: number }> = [];
   /** Fds held in pendingFds. */
-  private heldFds = 0;
+  private heldCount = 0;
   private skip = 0;
 
   /**
@@ -51,10 +54,10 @@ export class MessageFramer {
   push(chunk: Buffer, fds: readonly number[]): FrameEvent[] {
     const at = this.base + this.buffered + chunk.length - 1;
     if (fds.length > 0) {
-      const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldFds));
+      const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldCount));
       for (const fd of fds.slice(keep)) safeClose(fd);
       this.pendingFds.push({ at, fds: fds.slice(0, keep), excess: fds.length - keep });
-      this.heldFds += keep;
+      this.heldCount += keep;
     }
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
@@ -95,11 +98,16 @@ export class MessageFramer {
     return out;
   }
 
+  /** Fds held for messages not complete yet. */
+  get heldFds(): number {
+    return this.heldCount;
+  }
+
   /** Closes fds still waiting for their message (the peer went away mid-message). */
   dispose(): void {
     for (const p of this.pendingFds) for (const fd of p.fds) safeClose(fd);
     this.pendingFds = [];
-    this.heldFds = 0;
+    this.heldCount = 0;
     this.chunks = [];
     this.buffered = 0;
   }
@@ -127,7 +135,7 @@ export class MessageFramer {
     let excess = 0;
     while (this.pendingFds.length > 0 && this.pendingFds[0].at < end) {
       const p = this.pendingFds.shift()!;
-      this.heldFds -= p.fds.length;
+      this.heldCount -= p.fds.length;
       fds.push(...p.fds);
       excess += p.excess;
     }
@@ -137,6 +145,11 @@ export class MessageFramer {
   private dropFdsBefore(end: number): void {
     for (const fd of this.takeFdsBefore(end).fds) safeClose(fd);
   }
+}
+
+/** Takes a message's fds from it: from here the caller owns (and closes) them. */
+export function takeFds(message: Message, count = message.fds.length): number[] {
+  return message.fds.splice(0, count);
 }
 
 export function safeClose(fd: number): void {
