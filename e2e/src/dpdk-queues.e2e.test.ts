@@ -9,7 +9,7 @@
  * every queue's head back to 0). Needs root; `pnpm e2e`.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,12 +34,13 @@ echo 0000:00:02.0 > /sys/bus/pci/drivers_probe
 export LD_LIBRARY_PATH=/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu
 LOG=/tmp/testpmd.log
 : > $LOG
-# Each command ends with a new prompt: command n is done once the log has n + 1 of them.
+# Each command ends with a new prompt (on the same line when it printed nothing: counted one by one):
+# with n commands done the log holds n + 1 prompts, so the next one is done once it holds n + 2.
 n=0
-prompted() { t=0; while [ "$(grep -c 'testpmd>' $LOG 2>/dev/null || true)" -le "$n" ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t+1)); done; }
-cmd() { echo "$1"; prompted; n=$((n+1)); }
+prompts() { grep -o 'testpmd>' $LOG 2>/dev/null | wc -l; }
+cmd() { echo "$1"; t=0; while [ "$(prompts)" -lt $((n + 2)) ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t+1)); done; n=$((n+1)); }
 {
-  t=0; while [ "$(grep -c 'testpmd>' $LOG 2>/dev/null || true)" -lt 1 ] && [ $t -lt 1200 ]; do sleep 0.1; t=$((t+1)); done
+  t=0; while [ "$(prompts)" -lt 1 ] && [ $t -lt 1200 ]; do sleep 0.1; t=$((t+1)); done
   cmd "set fwd icmpecho"
   cmd "start"
   sleep 5
@@ -113,7 +114,7 @@ describe('DPDK testpmd stops and starts one queue under traffic (emu_iavf, Linux
         modules: ['vfio-pci'],
         memoryMiB: 1536,
         cpus: 2,
-        files: { '/emu/dpdk.tar': tarball },
+        files: { '/emu/dpdk.tar': readFileSync(tarball) },
         script: TESTPMD,
         timeoutMs: 800_000,
       }),

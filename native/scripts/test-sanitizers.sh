@@ -1,6 +1,6 @@
 #!/bin/bash
 # The native data-path and socket-thread tests against an AddressSanitizer + UndefinedBehaviorSanitizer
-# build of the module: the ring walks on random descriptors, the data plane's worker under DMA_UNMAP and
+# build of the module, with the lock order checked at every acquisition (src/lock_order.h): the ring walks on random descriptors, the data plane's worker under DMA_UNMAP and
 # munmap with full traffic (lib/dataplane.test.ts), and the socket thread's trap answering on randomly
 # split streams with fds (lib/trap-channel.test.ts), and the interrupt vectors and lines the worker, the
 # socket thread and the interrupt timer thread share (lib/iavf-vectors.test.ts, lib/irq-lines.test.ts). The build goes to a temporary folder (the committed prebuild and any
@@ -15,7 +15,7 @@ ln -s "$PWD/node_modules" "$work/node_modules"
 prefix=$(dirname "$(dirname "$(command -v node)")")
 [ -f "$prefix/include/node/common.gypi" ] && export npm_config_nodedir="$prefix"
 echo "sanitizers: building with -fsanitize=address,undefined in $work"
-(cd "$work" && CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g" \
+(cd "$work" && CXXFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -g -DEMU_LOCK_ORDER_CHECKS" \
   LDFLAGS="-fsanitize=address,undefined" ./node_modules/.bin/node-gyp rebuild >"$work/build.log" 2>&1) \
   || { tail -20 "$work/build.log"; exit 1; }
 export EMU_NATIVE_BINDING="$work/build/Release/emu_native.node"
@@ -25,4 +25,11 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mocha --no-config --node-option import=tsx --timeout 60000 \
   lib/iavf-rings.test.ts lib/dataplane.test.ts lib/trap-channel.test.ts lib/iavf-vectors.test.ts \
-  lib/irq-lines.test.ts
+  lib/irq-lines.test.ts lib/watchdog.test.ts
+# The lock order's checks are on in this build: a violation aborts, naming both locks.
+if probe=$(node -e "require(process.env.EMU_NATIVE_BINDING).lockOrderProbe()" 2>&1); then
+  echo "sanitizers: the lock order probe did not abort"; exit 1
+fi
+grep -q "lock order violated: a worker's (rank 20) taken while holding a switch's (rank 30)" <<<"$probe" ||
+  { echo "sanitizers: the lock order probe aborted without naming the locks: $probe"; exit 1; }
+echo "sanitizers: lock order checks on (the probe aborted as it should)"

@@ -541,6 +541,7 @@ void WorkerLoop(void* arg) {
   uint64_t sleep_ns = min_ns;
   uint64_t last_work = uv_hrtime();
   int64_t quiet = 0;
+  lock_order::Acquired(lock_order::kWorker);
   uv_mutex_lock(&w->mutex);
   while (!w->stop) {
     uint64_t produced = 0;
@@ -550,7 +551,7 @@ void WorkerLoop(void* arg) {
       NicCore* nic = w->nics[i];
       {
         watchdog::Busy busy(&beat, "a NIC's turn (its switch's lock, the memory lock)", nic->label);
-        UvLock lock(&nic->sw->mutex);
+        UvLock lock(&nic->sw->mutex, lock_order::kSwitch);
         memory_lock::Shared quiesce;
         const bool ok = Contained("data plane burst", [&] {
           fault::Maybe(fault::kWorkerBurst);
@@ -565,7 +566,7 @@ void WorkerLoop(void* arg) {
         }
         RaiseInterrupts(nic->sw.get());
       }
-      uv_mutex_unlock(&w->mutex);
+      uv_mutex_unlock(&w->mutex);  // the JS thread may change the list here (still in the order)
       uv_mutex_lock(&w->mutex);
     }
     w->polls++;
@@ -583,22 +584,20 @@ void WorkerLoop(void* arg) {
     if (!w->stop) uv_cond_timedwait(&w->cond, &w->mutex, sleep_ns);
   }
   uv_mutex_unlock(&w->mutex);
+  lock_order::Released(lock_order::kWorker);
 }
 
 void StopWorker(Worker* w) {
-  uv_mutex_lock(&w->mutex);
-  if (!w->running) {
-    uv_mutex_unlock(&w->mutex);
-    return;
+  {
+    UvLock lock(&w->mutex, lock_order::kWorker);
+    if (!w->running) return;
+    w->stop = true;
+    uv_cond_signal(&w->cond);
   }
-  w->stop = true;
-  uv_cond_signal(&w->cond);
-  uv_mutex_unlock(&w->mutex);
   uv_thread_join(&w->thread);
-  uv_mutex_lock(&w->mutex);
+  UvLock lock(&w->mutex, lock_order::kWorker);
   w->running = false;
   w->stop = false;
-  uv_mutex_unlock(&w->mutex);
 }
 
 void StopWorkers(PlaneCore* p) {
@@ -674,7 +673,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     if (nic->started || !nic->Attached()) return;
     Worker* w;
     {
-      UvLock bind(&p->mutex);
+      UvLock bind(&p->mutex, lock_order::kPlane);
       SwitchCore* sw = nic->sw.get();
       if (sw->worker == nullptr) {
         Worker* least = p->workers.front().get();
@@ -688,7 +687,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     }
     bool start;
     {
-      UvLock lock(&w->mutex);
+      UvLock lock(&w->mutex, lock_order::kWorker);
       nic->started = true;
       nic->worker = w;
       w->nics.push_back(nic);
@@ -700,7 +699,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     const int r = uv_thread_create(&w->thread, WorkerLoop, w);
     if (r < 0) {
       {
-        UvLock lock(&w->mutex);
+        UvLock lock(&w->mutex, lock_order::kWorker);
         w->running = false;
       }
       Unlisted(p, nic);
@@ -715,7 +714,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     if (w == nullptr) return;
     bool empty;
     {
-      UvLock lock(&w->mutex);
+      UvLock lock(&w->mutex, lock_order::kWorker);
       nic->started = false;
       nic->worker = nullptr;
       w->nics.erase(std::remove(w->nics.begin(), w->nics.end(), nic), w->nics.end());
@@ -726,7 +725,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
 
   // A switch goes: its worker has one fewer to balance.
   static void Unbind(const std::shared_ptr<PlaneCore>& p, SwitchCore* sw) {
-    UvLock bind(&p->mutex);
+    UvLock bind(&p->mutex, lock_order::kPlane);
     if (sw->worker != nullptr) sw->worker->switches--;
     sw->worker = nullptr;
   }
@@ -745,7 +744,7 @@ class DataPlane : public Napi::ObjectWrap<DataPlane> {
     Napi::Array per = Napi::Array::New(env, core_->workers.size());
     for (size_t i = 0; i < core_->workers.size(); i++) {
       Worker* w = core_->workers[i].get();
-      UvLock lock(&w->mutex);
+      UvLock lock(&w->mutex, lock_order::kWorker);
       running = running || w->running;
       nics += static_cast<double>(w->nics.size());
       polls += w->polls;
@@ -852,7 +851,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   void Shut() {
     if (!core_) return;
     {
-      UvLock lock(&core_->mutex);
+      UvLock lock(&core_->mutex, lock_order::kSwitch);
       if (core_->async == nullptr) return;
       CloseWakeUp(core_->async);
       core_->async = nullptr;
@@ -878,7 +877,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value AddPort(const Napi::CallbackInfo& info) {
     int64_t mtu;
     if (!ArgInt(info, 0, 68, 65535, &mtu)) return info.Env().Undefined();
-    UvLock lock(&core_->mutex);
+    UvLock lock(&core_->mutex, lock_order::kSwitch);
     core_->ports.push_back({});
     core_->ports.back().attached = true;
     core_->ports.back().mtu = static_cast<uint32_t>(mtu);
@@ -889,7 +888,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value RemovePort(const Napi::CallbackInfo& info) {
     int id;
     if (!PortArg(info, 0, &id)) return info.Env().Undefined();
-    UvLock lock(&core_->mutex);
+    UvLock lock(&core_->mutex, lock_order::kSwitch);
     if (core_->ports[id].nic != nullptr) return ThrowTypeError(info.Env(), "a NIC's port leaves with nic.detach()");
     core_->ports[id].attached = false;
     core_->table.Forget(id);
@@ -913,7 +912,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     std::vector<int> to;
     bool delivered;
     {
-      UvLock lock(&core_->mutex);
+      UvLock lock(&core_->mutex, lock_order::kSwitch);
       if (!core_->ports[from].attached) return Napi::Array::New(env);
       delivered = Forwarder(core_.get(), &to).Forward(from, frame, length, now);
       RaiseInterrupts(core_.get());
@@ -928,7 +927,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
   Napi::Value Lookup(const Napi::CallbackInfo& info) {
     if (!info[0].IsNumber() || !info[1].IsNumber()) return ThrowTypeError(info.Env(), "expected (mac, now)");
     const uint64_t mac = static_cast<uint64_t>(info[0].As<Napi::Number>().DoubleValue());
-    UvLock lock(&core_->mutex);
+    UvLock lock(&core_->mutex, lock_order::kSwitch);
     return Napi::Number::New(info.Env(), core_->table.Lookup(mac, info[1].As<Napi::Number>().DoubleValue()));
   }
 
@@ -938,7 +937,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!info[0].IsNumber()) return ThrowTypeError(env, "expected (now)");
     std::vector<MacTable::Row> rows;
     {
-      UvLock lock(&core_->mutex);
+      UvLock lock(&core_->mutex, lock_order::kSwitch);
       rows = core_->table.List(info[0].As<Napi::Number>().DoubleValue());
     }
     Napi::Array out = Napi::Array::New(env, rows.size());
@@ -957,7 +956,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     MacCounters c;
     double capture_drops;
     {
-      UvLock lock(&core_->mutex);
+      UvLock lock(&core_->mutex, lock_order::kSwitch);
       c = core_->table.counters;
       capture_drops = core_->capture_drops;
     }
@@ -979,7 +978,7 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     if (!PortArg(info, 0, &id)) return env.Undefined();
     double c[kPortStats];
     {
-      UvLock lock(&core_->mutex);
+      UvLock lock(&core_->mutex, lock_order::kSwitch);
       std::memcpy(c, core_->ports[id].counters, sizeof(c));
     }
     Napi::Object o = Napi::Object::New(env);
@@ -1002,13 +1001,13 @@ class NativeSwitch : public Napi::ObjectWrap<NativeSwitch> {
     int id;
     bool on;
     if (!PortArg(info, 0, &id) || !ArgBool(info, 1, &on)) return info.Env().Undefined();
-    UvLock lock(&core_->mutex);
+    UvLock lock(&core_->mutex, lock_order::kSwitch);
     core_->ports[id].mirror = on;
     return info.Env().Undefined();
   }
 
   Napi::Value Flush(const Napi::CallbackInfo& info) {
-    UvLock lock(&core_->mutex);
+    UvLock lock(&core_->mutex, lock_order::kSwitch);
     core_->table.Flush();
     return info.Env().Undefined();
   }
@@ -1120,7 +1119,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     std::shared_ptr<SwitchCore> sw = nic_->sw;
     int port;
     {
-      UvLock lock(&sw->mutex);
+      UvLock lock(&sw->mutex, lock_order::kSwitch);
       port = nic_->port;
       sw->ports[port].attached = false;
       sw->ports[port].nic = nullptr;
@@ -1251,7 +1250,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
         (!o.Get("resume").IsUndefined() && !FieldBool(o, "resume", &resume))) {
       return ThrowTypeError(env, "bad queue resets");
     }
-    UvLock lock(NicMutex());
+    UvLock lock(NicMutex(), lock_order::kSwitch);
     if (same_key) cfg.rss_table.swap(nic_->cfg.rss_table);
     nic_->cfg = std::move(cfg);
     ResetQueuesLocked(reset_tx, reset_rx);
@@ -1286,7 +1285,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       if (t == nullptr) return ThrowTypeError(env, "expected a GuestMemoryTable or null");
     }
     {
-      UvLock lock(NicMutex());
+      UvLock lock(NicMutex(), lock_order::kSwitch);
       nic_->table = t;
       nic_->space = t == nullptr ? nullptr : std::make_unique<GuestMemoryTable::WorkerSpace>(t);
     }
@@ -1313,7 +1312,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (nic_->Attached()) return ThrowTypeError(env, "the NIC is attached already");
     int id;
     {
-      UvLock lock(&sw->core()->mutex);
+      UvLock lock(&sw->core()->mutex, lock_order::kSwitch);
       SwitchCore* core = sw->core().get();
       core->ports.push_back({});
       SwitchCore::Port& port = core->ports.back();
@@ -1353,7 +1352,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   Napi::Value Kick(const Napi::CallbackInfo& info) {
     Worker* w = nic_ ? nic_->worker : nullptr;
     if (w != nullptr) {
-      UvLock lock(&w->mutex);
+      UvLock lock(&w->mutex, lock_order::kWorker);
       uv_cond_signal(&w->cond);
     }
     return info.Env().Undefined();
@@ -1363,7 +1362,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
   // (native) until its memory proves out of reach. (One queue's reset comes with configure().)
   Napi::Value ResetHeads(const Napi::CallbackInfo& info) {
     if (!Alive(info.Env())) return info.Env().Undefined();
-    UvLock lock(NicMutex());
+    UvLock lock(NicMutex(), lock_order::kSwitch);
     ResetQueuesLocked(0xffff, 0xffff);
     nic_->native = true;
     return info.Env().Undefined();
@@ -1379,7 +1378,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     bool done = false;
     {
-      UvLock lock(NicMutex());
+      UvLock lock(NicMutex(), lock_order::kSwitch);
       if (nic_->native && nic_->tails != nullptr) done = emu::Receive(nic_.get(), frame, length);
       if (nic_->sw) {
         RaiseInterrupts(nic_->sw.get());
@@ -1402,7 +1401,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     if (!TypedBytes(info[0], &frame, &length)) return ThrowTypeError(env, "expected the frame as a Uint8Array");
     iavf::RxRoute route;
     {
-      UvLock lock(NicMutex());
+      UvLock lock(NicMutex(), lock_order::kSwitch);
       route = iavf::Route(nic_->cfg, frame, length, nic_->counters);
     }
     if (!route.ok) return env.Null();
@@ -1432,7 +1431,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     const auto queue = static_cast<uint32_t>(q);
     uint16_t port_vlan = 0;
     {
-      UvLock lock(NicMutex());
+      UvLock lock(NicMutex(), lock_order::kSwitch);
       switch (iavf::EgressPolicy(nic_->cfg, frame, length, queue, nic_->counters)) {
         case iavf::Egress::kDrop:
           return env.Null();
@@ -1458,7 +1457,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
       v = IavfVectorsOf(info[0]);
       if (!v) return ThrowTypeError(env, "expected an open IavfVectors or null");
     }
-    UvLock lock(NicMutex());
+    UvLock lock(NicMutex(), lock_order::kSwitch);
     nic_->vectors = std::move(v);
     return env.Undefined();
   }
@@ -1467,7 +1466,7 @@ class IavfNic : public Napi::ObjectWrap<IavfNic> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     if (!nic_) return o;
-    UvLock lock(NicMutex());
+    UvLock lock(NicMutex(), lock_order::kSwitch);
     o.Set("native", Napi::Boolean::New(env, nic_->native));
     o.Set("started", Napi::Boolean::New(env, nic_->started));
     o.Set("port", Napi::Number::New(env, nic_->port));
@@ -1504,7 +1503,7 @@ void NativeSwitch::Deliver(uv_async_t* handle) {
   Napi::HandleScope scope(env);
   std::deque<SwitchCore::Escape> escapes;
   {
-    UvLock lock(&self->core_->mutex);
+    UvLock lock(&self->core_->mutex, lock_order::kSwitch);
     escapes.swap(self->core_->escapes);
     self->core_->escape_bytes = 0;
   }
@@ -1526,7 +1525,7 @@ void NativeSwitch::Deliver(uv_async_t* handle) {
     if (handle->data == nullptr) return;
     IavfNic* nic = nullptr;
     {
-      UvLock lock(&self->core_->mutex);
+      UvLock lock(&self->core_->mutex, lock_order::kSwitch);
       if (port >= self->core_->ports.size()) break;
       NicCore* core = self->core_->ports[port].nic;
       if (core != nullptr) nic = core->owner;

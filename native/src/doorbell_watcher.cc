@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "uv_lock.h"
 #include "contain.h"
 #include "args.h"
 #include "errors.h"
@@ -166,10 +167,11 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
   // unref: drop the strong reference Start() took (not from the destructor: the object is going).
   void StopThread(bool unref = true) {
     if (!running_) return;
-    uv_mutex_lock(&mutex_);
-    stop_.store(true);
-    uv_cond_signal(&cond_);
-    uv_mutex_unlock(&mutex_);
+    {
+      UvLock lock(&mutex_, lock_order::kLeaf);
+      stop_.store(true);
+      uv_cond_signal(&cond_);
+    }
     uv_thread_join(&thread_);
     running_ = false;
     if (unref) Unref();
@@ -223,9 +225,8 @@ class DoorbellWatcher : public Napi::ObjectWrap<DoorbellWatcher> {
         const uint64_t cap = uv_hrtime() - last_ring < warm_ns ? warm_cap_ns : max_ns;
         sleep_ns = std::min(sleep_ns * 2, cap);
       }
-      uv_mutex_lock(&mutex_);
+      UvLock lock(&mutex_, lock_order::kLeaf);
       if (!stop_.load(std::memory_order_acquire)) uv_cond_timedwait(&cond_, &mutex_, sleep_ns);
-      uv_mutex_unlock(&mutex_);
     }
   }
 

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "errors.h"
+#include "lock_order.h"
 #include "module.h"
 
 namespace emu {
@@ -30,10 +31,22 @@ Napi::Value InjectFault(const Napi::CallbackInfo& info) {
   return ThrowTypeError(env, "no such fault point");
 }
 
+#ifdef EMU_LOCK_ORDER_CHECKS
+// Takes a switch's rank, then a worker's: the checks must abort (scripts/test-sanitizers.sh).
+Napi::Value LockOrderProbe(const Napi::CallbackInfo& info) {
+  lock_order::Acquired(lock_order::kSwitch);
+  lock_order::Acquired(lock_order::kWorker);
+  return info.Env().Undefined();
+}
+#endif
+
 }  // namespace
 
 void InitFaultInjection(Napi::Env env, Napi::Object exports) {
   exports.Set("injectFault", Napi::Function::New(env, InjectFault, "injectFault"));
+#ifdef EMU_LOCK_ORDER_CHECKS
+  exports.Set("lockOrderProbe", Napi::Function::New(env, LockOrderProbe, "lockOrderProbe"));
+#endif
 }
 
 }  // namespace emu

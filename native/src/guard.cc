@@ -1,6 +1,7 @@
 // The SIGBUS guard (see guard.h).
 //
 //   guardStats(): { faults, lastAddress: bigint, installed }
+#include "uv_lock.h"
 #include "guard.h"
 
 #include <signal.h>
@@ -130,11 +131,8 @@ Napi::Value Stats(const Napi::CallbackInfo& info) {
 
 int Register(void* start, size_t length, size_t page) {
   if (!g_ready) return -1;
-  uv_mutex_lock(&g_mutex);
-  if (!Install()) {
-    uv_mutex_unlock(&g_mutex);
-    return -1;
-  }
+  UvLock lock(&g_mutex, lock_order::kLeaf);
+  if (!Install()) return -1;
   int id;
   if (!g_free->empty()) {
     id = g_free->back();
@@ -151,24 +149,20 @@ int Register(void* start, size_t length, size_t page) {
   s->faults.store(0, std::memory_order_relaxed);
   const uintptr_t base = reinterpret_cast<uintptr_t>(start);
   Write(s, base, base + length, page);
-  uv_mutex_unlock(&g_mutex);
   return id;
 }
 
 void Unregister(int id) {
   if (id < 0 || !g_ready) return;
-  uv_mutex_lock(&g_mutex);
+  UvLock lock(&g_mutex, lock_order::kLeaf);
   Write(SlotOf(id), 0, 0, 0);
   g_free->push_back(id);
-  uv_mutex_unlock(&g_mutex);
 }
 
 const std::atomic<uint64_t>* FaultCounter(int id) {
   if (id < 0 || !g_ready) return nullptr;
-  uv_mutex_lock(&g_mutex);
-  const std::atomic<uint64_t>* counter = &SlotOf(id)->faults;
-  uv_mutex_unlock(&g_mutex);
-  return counter;
+  UvLock lock(&g_mutex, lock_order::kLeaf);
+  return &SlotOf(id)->faults;
 }
 
 void Init(Napi::Env env, Napi::Object exports) {

@@ -7,6 +7,7 @@
 #include <chrono>
 
 #include "contain.h"
+#include "lock_order.h"
 #include "fault_injection.h"
 #include "watchdog.h"
 
@@ -30,7 +31,7 @@ Vectors::~Vectors() {
 }
 
 void Vectors::SetLines(std::shared_ptr<IrqLines> lines) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   lines_ = std::move(lines);
 }
 
@@ -61,12 +62,12 @@ uint64_t Vectors::IntervalNs(uint32_t v, uint32_t index) const {
 }
 
 uint32_t Vectors::Read(uint32_t v) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   return v < v_.size() ? v_[v].ctl : 0;
 }
 
 void Vectors::Write(uint32_t v, uint32_t value) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   if (v >= v_.size()) return;
   // The INTERVAL field updates the ITR register the ITR index names (not ITR_NONE).
   const uint32_t index = (value >> kItrIndexShift) & 3;
@@ -82,17 +83,17 @@ void Vectors::Write(uint32_t v, uint32_t value) {
 }
 
 uint32_t Vectors::ReadItr(uint32_t v, uint32_t index) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   return v < v_.size() && index < 3 ? ItrLocked(v, index) : 0;
 }
 
 void Vectors::WriteItr(uint32_t v, uint32_t index, uint32_t interval) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   if (v < v_.size() && index < 3) SetItrLocked(v, index, interval);
 }
 
 void Vectors::Raise(uint32_t v, uint32_t itr) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   if (v >= v_.size()) return;
   Vector& x = v_[v];
   if (itr > kItrNone) itr = kItrNone;
@@ -129,7 +130,7 @@ void Vectors::FireLocked(uint32_t v) {
 }
 
 void Vectors::Expire() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   const uint64_t now = Now();
   for (uint32_t v = 0; v < v_.size(); v++) {
     Vector& x = v_[v];
@@ -141,14 +142,14 @@ void Vectors::Expire() {
 
 void Vectors::Advance(uint64_t ns) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
     manual_now_ += ns;
   }
   Expire();
 }
 
 void Vectors::Reset() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   for (uint32_t v = 0; v < v_.size(); v++) {
     const double fired = v_[v].fired, throttled = v_[v].throttled;
     v_[v] = Vector{};
@@ -160,7 +161,7 @@ void Vectors::Reset() {
 }
 
 Vectors::Counts Vectors::counts() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kVectors);
   Counts c;
   for (const Vector& x : v_) {
     c.fired.push_back(x.fired);
@@ -175,7 +176,7 @@ IrqTimer& IrqTimer::Get() {
 }
 
 void IrqTimer::Retain() {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqTimer);
   if (users_++ > 0) return;
   const uint64_t generation = ++next_generation_;
   generation_ = generation;
@@ -185,7 +186,7 @@ void IrqTimer::Retain() {
 void IrqTimer::Release() {
   std::thread done;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqTimer);
     if (users_ == 0 || --users_ > 0) return;
     generation_ = 0;
     due_.clear();
@@ -197,7 +198,7 @@ void IrqTimer::Release() {
 
 bool IrqTimer::Schedule(std::weak_ptr<Vectors> vectors, uint64_t deadline_ns) {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqTimer);
     if (users_ == 0) return true;
     const bool earliest = due_.empty() || deadline_ns < due_.begin()->first;
     try {
@@ -216,16 +217,16 @@ void IrqTimer::Loop(uint64_t generation) {
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
   prctl(PR_SET_NAME, "emu-irq-timer", 0, 0, 0);
   watchdog::Beat beat("emu-irq-timer");
-  std::unique_lock<std::mutex> lock(mutex_);
+  lock_order::UniqueGuard<std::mutex> lock(mutex_, lock_order::kIrqTimer);
   while (generation_ == generation) {
     if (due_.empty()) {
-      cond_.wait(lock);
+      cond_.wait(lock.held());
       continue;
     }
     const uint64_t now = SteadyNowNs();
     const uint64_t first = due_.begin()->first;
     if (first > now) {
-      cond_.wait_for(lock, std::chrono::nanoseconds(first - now));
+      cond_.wait_for(lock.held(), std::chrono::nanoseconds(first - now));
       continue;
     }
     std::vector<std::weak_ptr<Vectors>> ready;

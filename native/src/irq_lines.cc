@@ -4,6 +4,7 @@
 //   new IrqLines(count, writer); assign(vector, fd | -1); trigger(vector) -> Result;
 //   mask(vector, on) -> Result; enabled(vector); clear(); counts() -> { triggered, dropped }; close()
 #include "contain.h"
+#include "lock_order.h"
 #include "irq_lines.h"
 
 #include <uv.h>
@@ -46,7 +47,7 @@ void IrqLines::Assign(uint32_t v, int fd) {
   std::vector<std::shared_ptr<IrqWriter::Target>> released;
   released.reserve(1);
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqLines);
     if (v < lines_.size()) {
       Line& l = lines_[v];
       ReleaseLocked(l, &released);
@@ -68,12 +69,12 @@ IrqLines::Result IrqLines::TriggerLocked(Line& l) {
 }
 
 IrqLines::Result IrqLines::Trigger(uint32_t v) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqLines);
   return v < lines_.size() ? TriggerLocked(lines_[v]) : kNone;
 }
 
 IrqLines::Result IrqLines::SetMasked(uint32_t v, bool masked) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqLines);
   if (v >= lines_.size()) return kNone;
   Line& l = lines_[v];
   l.masked = masked;
@@ -83,14 +84,14 @@ IrqLines::Result IrqLines::SetMasked(uint32_t v, bool masked) {
 }
 
 bool IrqLines::Enabled(uint32_t v) const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqLines);
   return v < lines_.size() && lines_[v].target != nullptr;
 }
 
 void IrqLines::Clear() {
   std::vector<std::shared_ptr<IrqWriter::Target>> released;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqLines);
     released.reserve(lines_.size());
     for (Line& l : lines_) {
       ReleaseLocked(l, &released);

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 
+#include "lock_order.h"
 #include "thread_interrupt.h"
 #include "watchdog.h"
 
@@ -30,7 +31,7 @@ IrqWriter::~IrqWriter() { Stop(); }
 
 void IrqWriter::Start() {
   thread_interrupt::Install();
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
   if (running_) return;
   stop_.store(false, std::memory_order_release);
   exited_.store(false, std::memory_order_release);
@@ -40,7 +41,7 @@ void IrqWriter::Start() {
 
 void IrqWriter::Stop() {
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
     if (!running_) return;
     stop_.store(true, std::memory_order_release);
   }
@@ -55,7 +56,7 @@ void IrqWriter::Stop() {
   thread_.join();
   std::deque<std::shared_ptr<Target>> left;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
     running_ = false;
     left.swap(queue_);
   }
@@ -69,7 +70,7 @@ void IrqWriter::Stop() {
 bool IrqWriter::Post(const std::shared_ptr<Target>& t) {
   if (t->queued_.exchange(true, std::memory_order_acq_rel)) return true;  // coalesced
   {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
     bool queued = false;
     if (running_ && !stop_.load(std::memory_order_relaxed)) {
       try {
@@ -89,12 +90,12 @@ bool IrqWriter::Post(const std::shared_ptr<Target>& t) {
 }
 
 void IrqWriter::Retired(const Target* t) {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
   if (running_ && current_ == t) thread_interrupt::Interrupt(thread_.native_handle());
 }
 
 bool IrqWriter::Idle() const {
-  std::lock_guard<std::mutex> lock(mutex_);
+  lock_order::Guard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
   return queue_.empty() && current_ == nullptr;
 }
 
@@ -104,13 +105,13 @@ uint64_t IrqWriter::BusyNs() const {
 }
 
 void IrqWriter::SetWake(std::function<void()> wake) {
-  std::lock_guard<std::mutex> lock(wake_mutex_);
+  lock_order::Guard<std::mutex> lock(wake_mutex_, lock_order::kLeaf);
   wake_ = std::move(wake);
 }
 
 void IrqWriter::Event(uint32_t bit) {
   if (events_.fetch_or(bit, std::memory_order_acq_rel) & bit) return;
-  std::lock_guard<std::mutex> lock(wake_mutex_);
+  lock_order::Guard<std::mutex> lock(wake_mutex_, lock_order::kLeaf);
   if (wake_) wake_();
 }
 
@@ -119,10 +120,10 @@ void IrqWriter::Loop() {
   const std::string title = "emu-irq:" + name_;
   prctl(PR_SET_NAME, title.substr(0, 15).c_str(), 0, 0, 0);
   watchdog::Beat beat(title);
-  std::unique_lock<std::mutex> lock(mutex_);
+  lock_order::UniqueGuard<std::mutex> lock(mutex_, lock_order::kIrqWriter);
   while (!stop_.load(std::memory_order_acquire)) {
     if (queue_.empty()) {
-      cond_.wait(lock);
+      cond_.wait(lock.held());
       continue;
     }
     std::shared_ptr<Target> t = std::move(queue_.front());

@@ -2,6 +2,8 @@
 
 #include <uv.h>
 
+#include "lock_order.h"
+
 namespace emu {
 namespace memory_lock {
 namespace {
@@ -30,6 +32,7 @@ Lock& L() {
 }  // namespace
 
 void LockShared() {
+  lock_order::Acquired(lock_order::kMemory);
   Lock& l = L();
   uv_mutex_lock(&l.mutex);
   while (l.writer || l.writers_waiting > 0) uv_cond_wait(&l.cond, &l.mutex);
@@ -42,9 +45,11 @@ void UnlockShared() {
   uv_mutex_lock(&l.mutex);
   if (--l.readers == 0) uv_cond_broadcast(&l.cond);
   uv_mutex_unlock(&l.mutex);
+  lock_order::Released(lock_order::kMemory);
 }
 
 void LockExclusive() {
+  lock_order::Acquired(lock_order::kMemory);
   Lock& l = L();
   uv_mutex_lock(&l.mutex);
   l.writers_waiting++;
@@ -60,6 +65,7 @@ void UnlockExclusive() {
   l.writer = false;
   uv_cond_broadcast(&l.cond);
   uv_mutex_unlock(&l.mutex);
+  lock_order::Released(lock_order::kMemory);
 }
 
 }  // namespace memory_lock

@@ -142,7 +142,7 @@ class Core final : public TrapFramer::Sink {
 
   // Socket thread: the fd is readable, writable, or hung up.
   void OnEvents(uint32_t events) {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     if (closed_ || failed()) return;
     Containing([&] {
       if (events & EPOLLOUT) FlushLocked();
@@ -155,7 +155,7 @@ class Core final : public TrapFramer::Sink {
   // sent (its hang-up too) is known before the caller decides anything on it.
   // Returns whether reading goes on (false while paused, bounded, or at the end).
   bool Settle() {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     if (!closed_ && !failed()) {
       Containing([&] { ReadLocked(0, false); });  // the caller takes what was passed on right after: no wake-up
       UpdateWatchLocked();
@@ -164,7 +164,7 @@ class Core final : public TrapFramer::Sink {
   }
 
   bool Reading() {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     return !closed_ && ReadingLocked();
   }
 
@@ -173,7 +173,7 @@ class Core final : public TrapFramer::Sink {
   void SetId(uint64_t id) { id_ = id; }
 
   int Write(const uint8_t* data, size_t n, const std::vector<int>& fds) {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     if (closed_ || errno_ != 0) return -(errno_ != 0 ? errno_ : EBADF);
     Containing([&] { SendLocked(data, n, fds); });
     UpdateWatchLocked();
@@ -190,7 +190,7 @@ class Core final : public TrapFramer::Sink {
 
   Taken Take() {
     Taken t;
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     Containing([&] { CutLocked(false); });
     if (!chunks_.empty()) {
       t.chunks.swap(chunks_);
@@ -209,19 +209,19 @@ class Core final : public TrapFramer::Sink {
   }
 
   void Ack(uint64_t seq) {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     if (seq <= delivered_ && seq > acked_) acked_ = seq;
   }
 
   void SetPaused(bool paused) {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kConnection);
     paused_ = paused;
     if (!closed_) UpdateWatchLocked();
   }
 
   void SetAreas(std::vector<Area> areas) {
     {
-      UvLock lock(&mutex_);
+      UvLock lock(&mutex_, lock_order::kConnection);
       areas_.swap(areas);
     }
     UnmapAll(areas);  // the old ones, now that the thread cannot be inside them
@@ -237,7 +237,7 @@ class Core final : public TrapFramer::Sink {
     std::deque<Chunk> chunks;
     std::deque<Out> out;
     {
-      UvLock lock(&mutex_);
+      UvLock lock(&mutex_, lock_order::kConnection);
       if (closed_) return;
       closed_ = true;
       areas.swap(areas_);
@@ -562,7 +562,7 @@ class Core final : public TrapFramer::Sink {
 };
 
 bool SocketThread::Add(const std::shared_ptr<Core>& core, uint64_t* id) {
-  UvLock lock(&mutex_);
+  UvLock lock(&mutex_, lock_order::kLeaf);
   if (!running_) {
     epoll_ = epoll_create1(EPOLL_CLOEXEC);
     stop_fd_ = epoll_ >= 0 ? eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK) : -1;
@@ -607,7 +607,7 @@ void SocketThread::Watch(int fd, uint64_t id, uint32_t events, bool* registered)
 void SocketThread::Remove(uint64_t id) {
   bool last;
   {
-    UvLock lock(&mutex_);
+    UvLock lock(&mutex_, lock_order::kLeaf);
     auto it = channels_.find(id);
     if (it != channels_.end()) {
       epoll_ctl(epoll_, EPOLL_CTL_DEL, it->second->fd(), nullptr);
@@ -623,7 +623,7 @@ void SocketThread::Remove(uint64_t id) {
   }
   if (!last) return;
   uv_thread_join(&thread_);
-  UvLock lock(&mutex_);
+  UvLock lock(&mutex_, lock_order::kLeaf);
   if (!running_) {
     close(stop_fd_);
     close(epoll_);
@@ -645,7 +645,7 @@ void SocketThread::Loop() {
       if (events[i].data.u64 == 0) return;  // stop_fd_
       std::shared_ptr<Core> core;
       {
-        UvLock lock(&mutex_);
+        UvLock lock(&mutex_, lock_order::kLeaf);
         auto it = channels_.find(events[i].data.u64);
         if (it != channels_.end()) core = it->second;
       }

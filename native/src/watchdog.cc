@@ -24,6 +24,7 @@
 
 #include "contain.h"
 #include "errors.h"
+#include "lock_order.h"
 #include "js_callback.h"
 #include "module.h"
 #include "wake_up.h"
@@ -64,22 +65,22 @@ class Monitor {
   }
 
   void Add(Beat* b) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     beats_.insert(b);
   }
   void Remove(Beat* b) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     beats_.erase(b);
   }
 
   uint64_t Label(const std::string& text) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     const uint64_t id = next_label_++;
     labels_[id] = text;
     return id;
   }
   void Unlabel(uint64_t id) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     labels_.erase(id);
   }
 
@@ -89,7 +90,7 @@ class Monitor {
   // A user starts the monitor (the first one's threshold holds); `wake` is called (from the monitor's
   // thread) when reports wait. Each Start has its Stop, with the id Start returned.
   uint64_t Start(uint64_t threshold_ns, std::function<void()> wake) {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     const uint64_t id = next_user_++;
     wakes_[id] = std::move(wake);
     if (running_) return id;
@@ -110,7 +111,7 @@ class Monitor {
   void Stop(uint64_t user) {
     std::thread done;
     {
-      std::lock_guard<std::mutex> lock(mutex_);
+      lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
       wakes_.erase(user);
       if (!running_ || !wakes_.empty()) return;
       stop_ = true;
@@ -122,14 +123,14 @@ class Monitor {
   }
 
   std::deque<Report> Take() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     std::deque<Report> out;
     out.swap(reports_);
     return out;
   }
 
   std::map<std::string, double> Counts() {
-    std::lock_guard<std::mutex> lock(mutex_);
+    lock_order::Guard<std::mutex> lock(mutex_, lock_order::kLeaf);
     return counts_;
   }
 
@@ -150,9 +151,9 @@ class Monitor {
 
   void Loop() {
     prctl(PR_SET_NAME, "emu-watchdog", 0, 0, 0);
-    std::unique_lock<std::mutex> lock(mutex_);
+    lock_order::UniqueGuard<std::mutex> lock(mutex_, lock_order::kLeaf);
     while (!stop_) {
-      cond_.wait_for(lock, std::chrono::nanoseconds(kCheckNs));
+      cond_.wait_for(lock.held(), std::chrono::nanoseconds(kCheckNs));
       if (stop_) break;
       const size_t before = reports_.size();
       std::string line;

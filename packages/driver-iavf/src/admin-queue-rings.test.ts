@@ -116,4 +116,32 @@ describe('AdminQueue bounds against a VF that rings and never listens', () => {
     await aq.idle();
     expect(reads, 'descriptor reads (one per pass)').to.be.at.most(2);
   });
+
+  it('takes an unaligned ring base as the hardware does: the low 6 bits ignored, said once, the register kept', async () => {
+    const reads: bigint[] = [];
+    const memory = {
+      read: async (at: bigint) => {
+        reads.push(at);
+        return Buffer.alloc(32);
+      },
+      write: async () => {},
+    };
+    log.lines.length = 0;
+    const aq = new AdminQueue({
+      memory: memory as unknown as GuestMemory,
+      log: logger,
+      onMessage: () => {},
+      onPosted: () => {},
+    });
+    aq.write(Reg.VF_ATQBAL1, 0x1000_0013);
+    aq.write(Reg.VF_ATQBAH1, 0x2);
+    aq.write(Reg.VF_ATQLEN1, (QLen.ENABLE | 32) >>> 0);
+    aq.write(Reg.VF_ATQT1, 2);
+    await aq.idle();
+    expect(reads[0], 'descriptor 0').to.equal(0x2_1000_0000n);
+    expect(reads).to.include(0x2_1000_0020n);
+    expect(aq.read(Reg.VF_ATQBAL1), 'read back as written').to.equal(0x1000_0013);
+    aq.write(Reg.VF_ARQBAL1, 0x7);
+    expect(log.lines.filter((l) => l.includes('not 64-byte aligned'))).to.have.length(1);
+  });
 });

@@ -41,7 +41,14 @@ const REGISTER_FIELDS = new Map<number, { ring: 'atq' | 'arq'; field: keyof Ring
  */
 export const MAX_PENDING_REPLIES = 256;
 
-const base = (r: Ring) => (BigInt(r.bah) << 32n) | BigInt(r.bal);
+/**
+ * The ring's address, as the hardware takes it: the base registers' bits 5:0 are not part of it (ice's
+ * PF_FW_ATQBAL has ATQBAL in bits 31:6 and a separate ATQBAL_LSB field in 5:0, ice_hw_autogen.h), so a
+ * ring is always 64-byte aligned; an unaligned base written by the driver starts at the 64-byte
+ * boundary below it. The registers read back what was written.
+ */
+const BASE_ALIGN_MASK = 0x3f;
+const base = (r: Ring) => (BigInt(r.bah) << 32n) | BigInt((r.bal & ~BASE_ALIGN_MASK) >>> 0);
 const count = (r: Ring) => r.len & QLen.LEN_MASK;
 const enabled = (r: Ring) => (r.len & QLen.ENABLE) !== 0 && count(r) > 0;
 
@@ -76,6 +83,7 @@ export class AdminQueue {
   private readonly queued = { atq: false, arq: false };
   /** Bumped by reset so that work in flight from before it stops touching the rings. */
   private generation = 0;
+  private warnedAlign = false;
   readonly stats: AdminQueueStats = { received: 0, sent: 0, backlog: 0, errors: 0, dropped: 0 };
 
   constructor(private readonly host: AdminQueueHost) {}
@@ -94,6 +102,13 @@ export class AdminQueue {
     const ring = this[f.ring];
     // Heads and tails are descriptor indexes; base and length registers keep every bit.
     ring[f.field] = f.field === 'head' || f.field === 'tail' ? value & QLen.LEN_MASK : value >>> 0;
+    if (f.field === 'bal' && value & BASE_ALIGN_MASK && !this.warnedAlign) {
+      this.warnedAlign = true;
+      this.host.log.warn(
+        { register: f.ring === 'atq' ? 'ATQBAL' : 'ARQBAL', value: `0x${(value >>> 0).toString(16)}` },
+        'admin queue base not 64-byte aligned: its low 6 bits are ignored, as by the hardware (logged once)',
+      );
+    }
     // The doorbells: only a tail write starts work (never the LEN/ENABLE write).
     if (offset === Reg.VF_ATQT1) this.run('atq', () => this.processAtq());
     if (offset === Reg.VF_ARQT1) this.run('arq', () => this.deliver());
