@@ -576,6 +576,25 @@ describe('data plane: NICs forwarding on a native worker', () => {
     expect(a.tx(3)).to.equal(1);
   });
 
+  it('Bus Master Enable cleared while a burst is in flight: the clear waits for it, and nothing is written after', async () => {
+    const [a, b] = pair();
+    const received = b.rx(0);
+    injectFault('workerHold'); // the next frame's RX write waits 300 ms inside the worker's burst
+    a.send(frame(MAC_B, MAC_A, 60, 3));
+    await sleep(50); // the worker is in the burst now, paused before it writes into B's ring
+    const started = performance.now();
+    b.table.enabled = false;
+    const waited = performance.now() - started;
+    const after = Buffer.from(b.bytes);
+    const buffers = Buffer.from(b.bufBytes);
+    await sleep(400);
+    expect(Buffer.from(b.bytes).equals(after), "B's ring written after Bus Master Enable was cleared").to.equal(true);
+    expect(Buffer.from(b.bufBytes).equals(buffers), "B's buffers written after it was cleared").to.equal(true);
+    expect(waited, 'ms the clear waited for the burst').to.be.above(100);
+    expect(b.rx(0), 'the frame of the burst in flight, delivered before the clear returned').to.equal(received + 1);
+    b.table.enabled = true;
+  });
+
   it('DMA_UNMAP under full traffic: the worker is quiesced, and never writes into memory once it left the table', async function () {
     this.timeout(20_000);
     const [a, b] = pair();

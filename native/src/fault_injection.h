@@ -1,6 +1,7 @@
 // Fault injection: named points in native code where a test makes the next pass throw
 // std::bad_alloc, as an allocation would in a process at its memory or mapping limits, to prove that
-// the exception is contained where contain.h says. Disarmed, a point costs one relaxed load.
+// the exception is contained where contain.h says; and one where the next pass pauses, to prove what
+// waits for a worker's burst in flight. Disarmed, a point costs one relaxed load.
 #pragma once
 
 #include <atomic>
@@ -15,8 +16,11 @@ enum Point : uint32_t {
   kConnectionRead = 1,  // a vfio-user connection's read (the socket thread's or the JS thread's)
   kNapiCall = 2,      // an N-API call (IavfNic.configure)
   kIrqTimer = 3,      // the interrupt timer, firing a throttled cause
-  kPoints = 4,
+  kWorkerHold = 4,    // a data plane worker pauses kHoldMs inside a burst, before writing a frame into an RX ring
+  kPoints = 5,
 };
+
+constexpr uint32_t kHoldMs = 300;
 
 extern std::atomic<uint32_t> armed;  // bit p: the next pass of point p throws
 
@@ -26,6 +30,9 @@ inline void Maybe(Point p) {
     throw std::bad_alloc();
   }
 }
+
+// Pauses kHoldMs at point p, once, if armed.
+void Hold(Point p);
 
 }  // namespace fault
 }  // namespace emu

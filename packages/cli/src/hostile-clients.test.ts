@@ -136,9 +136,19 @@ describe('one emu process against hostile clients and guests, back to back', fun
     }
   }
 
+  /** What emu holds: open fds, memfd mappings, resident memory (KiB). */
+  const footprint = () => ({
+    fds: openFds(),
+    memfdMappings: readFileSync(`/proc/${pid()}/maps`, 'utf8')
+      .split('\n')
+      .filter((l) => l.includes('/memfd:')).length,
+    rssKib: rssKib(),
+  });
+
   it('survives every one of them and serves a good client after each', async () => {
     await served();
     await served(b);
+    const baseline = footprint();
 
     // 1. Requests in flight from a client that exits before the replies (QEMU killed mid-access).
     for (const n of [2, 3, 16]) {
@@ -230,9 +240,14 @@ describe('one emu process against hostile clients and guests, back to back', fun
       for (let i = 0; i < 3; i++) {
         await client.regionWrite(0, Reg.VFINT_DYN_CTL01, u32(DynCtl.INTENA | DynCtl.SWINT_TRIG));
       }
-      await sleep(100);
       expect((await client.regionRead(PciRegion.CONFIG, 0, 4)).readUInt32LE(0)).to.equal(0x18898086);
       await served(b);
+      // The stall detector names the thread the client holds, and what it was doing.
+      await until(
+        () => /emu-irq:emu_iavf0 stalled: \d+ ms at writing an interrupt eventfd/.test(run.io.stderr),
+        'the stall to be logged',
+        5000,
+      );
       const ctl = await ControlClient.connect(tmp.path('emu.ctl'));
       try {
         expect(((await ctl.call('devices.list')) as unknown[]).length).to.equal(2);
@@ -538,6 +553,14 @@ describe('one emu process against hostile clients and guests, back to back', fun
       await until(() => mapsOf() === 0, 'the maps to go with the client', 20_000);
     }
     await served();
+
+    // Everything those clients made emu hold was given back (the heap grew by what V8 keeps).
+    {
+      const now = footprint();
+      expect(now.fds, 'open fds').to.be.at.most(baseline.fds + 4);
+      expect(now.memfdMappings, 'memfd mappings').to.be.at.most(baseline.memfdMappings);
+      expect(now.rssKib - baseline.rssKib, 'KiB of RSS more than at the start').to.be.below(256 * 1024);
+    }
 
     // 17. Its stdout and stderr readers go away (emu | head, a dead log collector).
     run.child.stdout!.destroy();

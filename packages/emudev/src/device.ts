@@ -383,7 +383,7 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
           this.queueTable.clear();
         },
       },
-      { path: this.path, logger: this.log, ...this.options.server },
+      { path: this.path, name: this.name, logger: this.log, ...this.options.server },
     );
     server.on('connect', () => this.emit('ready'));
     // The whole table only when a listener reads it: building it for every map would make a guest's

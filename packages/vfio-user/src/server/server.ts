@@ -75,6 +75,8 @@ export interface SocketAccess {
 export interface ServerOptions {
   /** Path of the UNIX socket to listen on. */
   path: string;
+  /** The device's name in thread names and stall reports (default: the socket file's, without .sock). */
+  name?: string;
   logger?: Logger;
   /** Largest REGION/DMA transfer we accept and send; default 1 MiB. */
   maxDataXferSize?: number;
@@ -267,7 +269,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
           );
         }
       },
-      basename(this.path).replace(/\.sock$/, ''),
+      options.name ?? basename(this.path).replace(/\.sock$/, ''),
     );
   }
 
