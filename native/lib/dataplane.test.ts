@@ -588,10 +588,17 @@ describe('data plane: NICs forwarding on a native worker', () => {
     const after = Buffer.from(b.bytes);
     const buffers = Buffer.from(b.bufBytes);
     await sleep(400);
-    expect(Buffer.from(b.bytes).equals(after), "B's ring written after Bus Master Enable was cleared").to.equal(true);
-    expect(Buffer.from(b.bufBytes).equals(buffers), "B's buffers written after it was cleared").to.equal(true);
+    expect(
+      Buffer.from(b.bytes).equals(after),
+      "B's ring written after Bus Master Enable was cleared",
+    ).to.equal(true);
+    expect(Buffer.from(b.bufBytes).equals(buffers), "B's buffers written after it was cleared").to.equal(
+      true,
+    );
     expect(waited, 'ms the clear waited for the burst').to.be.above(100);
-    expect(b.rx(0), 'the frame of the burst in flight, delivered before the clear returned').to.equal(received + 1);
+    expect(b.rx(0), 'the frame of the burst in flight, delivered before the clear returned').to.equal(
+      received + 1,
+    );
     b.table.enabled = true;
   });
 

@@ -1,10 +1,13 @@
 #!/bin/bash
-# The native data-path and socket-thread tests against an AddressSanitizer + UndefinedBehaviorSanitizer
-# build of the module, with the lock order checked at every acquisition (src/lock_order.h): the ring walks on random descriptors, the data plane's worker under DMA_UNMAP and
-# munmap with full traffic (lib/dataplane.test.ts), and the socket thread's trap answering on randomly
-# split streams with fds (lib/trap-channel.test.ts), and the interrupt vectors and lines the worker, the
-# socket thread and the interrupt timer thread share (lib/iavf-vectors.test.ts, lib/irq-lines.test.ts). The build goes to a temporary folder (the committed prebuild and any
-# build/ are left alone) and is loaded through EMU_NATIVE_BINDING; ASan's runtime is preloaded into node.
+# The native tests that run threads against an AddressSanitizer + UndefinedBehaviorSanitizer build of
+# the module, with the lock order checked at every acquisition (src/lock_order.h): the ring walks on
+# random descriptors (lib/iavf-rings.test.ts), the data plane's worker under DMA_UNMAP and munmap with
+# full traffic (lib/dataplane.test.ts), the socket thread's trap answering on randomly split streams
+# with fds (lib/trap-channel.test.ts), the interrupt vectors, lines and writers the worker, the socket
+# thread and the interrupt timer share (lib/iavf-vectors.test.ts, lib/irq-lines.test.ts), the stall
+# detector (lib/watchdog.test.ts), and two emu_iavf devices on the data plane driven by SoftIavf
+# (driver-iavf's data-plane.test.ts). The build goes to a temporary folder (the committed prebuild and
+# any build/ are left alone) and is loaded through EMU_NATIVE_BINDING; ASan's runtime is preloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d /tmp/emu-native-asan.XXXXXX)
@@ -25,7 +28,7 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mocha --no-config --node-option import=tsx --timeout 60000 \
   lib/iavf-rings.test.ts lib/dataplane.test.ts lib/trap-channel.test.ts lib/iavf-vectors.test.ts \
-  lib/irq-lines.test.ts lib/watchdog.test.ts
+  lib/irq-lines.test.ts lib/watchdog.test.ts ../packages/driver-iavf/src/data-plane.test.ts
 # The lock order's checks are on in this build: a violation aborts, naming both locks.
 if probe=$(node -e "require(process.env.EMU_NATIVE_BINDING).lockOrderProbe()" 2>&1); then
   echo "sanitizers: the lock order probe did not abort"; exit 1

@@ -14,12 +14,6 @@
 namespace emu {
 namespace iavf {
 
-uint64_t SteadyNowNs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
 Vectors::Vectors(uint32_t count, void* page, size_t page_bytes, bool manual)
     : v_(count), page_(static_cast<uint32_t*>(page)), page_bytes_(page_bytes), manual_(manual) {
   // A manual clock starts well away from 0, so "last interrupt + interval" never wraps below it.

@@ -32,6 +32,7 @@
 #include <vector>
 
 #include "irq_lines.h"
+#include "steady_clock.h"
 
 namespace emu {
 namespace iavf {
@@ -137,8 +138,6 @@ class IrqTimer {
   std::thread thread_;
 };
 
-// Clock for both: nanoseconds of the steady clock.
-uint64_t SteadyNowNs();
 
 }  // namespace iavf
 }  // namespace emu

@@ -6,23 +6,13 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 
 #include "lock_order.h"
+#include "steady_clock.h"
 #include "thread_interrupt.h"
 #include "watchdog.h"
 
 namespace emu {
-namespace {
-
-uint64_t NowNs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
-}  // namespace
-
 IrqWriter::Target::~Target() {
   if (fd_ >= 0) close(fd_);
 }
@@ -101,7 +91,7 @@ bool IrqWriter::Idle() const {
 
 uint64_t IrqWriter::BusyNs() const {
   const uint64_t since = busy_since_.load(std::memory_order_acquire);
-  return since == 0 ? 0 : NowNs() - since;
+  return since == 0 ? 0 : SteadyNowNs() - since;
 }
 
 void IrqWriter::SetWake(std::function<void()> wake) {
@@ -146,7 +136,7 @@ void IrqWriter::Loop() {
 
 void IrqWriter::Write(Target* t) {
   const uint64_t one = 1;
-  busy_since_.store(NowNs(), std::memory_order_release);
+  busy_since_.store(SteadyNowNs(), std::memory_order_release);
   for (;;) {
     const ssize_t n = write(t->fd_, &one, sizeof(one));
     if (n == static_cast<ssize_t>(sizeof(one))) {

@@ -32,12 +32,6 @@
 namespace emu {
 namespace watchdog {
 
-uint64_t NowNs() {
-  return static_cast<uint64_t>(
-      std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
-          .count());
-}
-
 namespace {
 
 constexpr size_t kMaxReports = 64;  // waiting for JavaScript; more are counted only
@@ -85,7 +79,7 @@ class Monitor {
   }
 
   // JS thread: the loop turned (its timer).
-  void JsBeat() { js_beat_.store(NowNs(), std::memory_order_release); }
+  void JsBeat() { js_beat_.store(SteadyNowNs(), std::memory_order_release); }
 
   // A user starts the monitor (the first one's threshold holds); `wake` is called (from the monitor's
   // thread) when reports wait. Each Start has its Stop, with the id Start returned.
@@ -96,7 +90,7 @@ class Monitor {
     if (running_) return id;
     threshold_ns_ = threshold_ns;
     stop_ = false;
-    js_beat_.store(NowNs(), std::memory_order_release);
+    js_beat_.store(SteadyNowNs(), std::memory_order_release);
     js_reported_ = 0;
     try {
       thread_ = std::thread([this] { Loop(); });
@@ -172,7 +166,7 @@ class Monitor {
 
   // `line`: what to write to stderr for a stall of the event loop, which cannot log it itself.
   void CheckLocked(std::string* line) {
-    const uint64_t now = NowNs();
+    const uint64_t now = SteadyNowNs();
     for (Beat* b : beats_) {
       const uint64_t since = b->since_.load(std::memory_order_acquire);
       if (since != 0 && since != b->reported_ && now - since > threshold_ns_) {

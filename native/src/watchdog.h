@@ -16,10 +16,10 @@
 #include <cstdint>
 #include <string>
 
+#include "steady_clock.h"
+
 namespace emu {
 namespace watchdog {
-
-uint64_t NowNs();
 
 class Beat {
  public:
@@ -31,7 +31,7 @@ class Beat {
   void Begin(const char* doing, uint64_t subject = 0) {
     doing_.store(doing, std::memory_order_relaxed);
     subject_.store(subject, std::memory_order_relaxed);
-    since_.store(NowNs(), std::memory_order_release);
+    since_.store(SteadyNowNs(), std::memory_order_release);
   }
   void End() { since_.store(0, std::memory_order_release); }
 
