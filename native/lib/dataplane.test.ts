@@ -1,5 +1,6 @@
 // The data plane (src/dataplane.cc) without any device around it: the test plays two guests, each
 // with memfd RAM and a tail page, and checks what the worker does with their rings.
+import { ftruncateSync } from 'node:fs';
 import { expect } from 'chai';
 import {
   DataPlane,
@@ -12,6 +13,7 @@ import {
 import { EventFd } from './eventfd.js';
 import { injectFault } from './fault-injection.js';
 import { closeFd, dupAll } from './fd.js';
+import { guardStats } from './guard.js';
 import { GuestMemoryTable, iavfGuestPostRx, iavfGuestPostTx } from './iavf-rings.js';
 import { IavfVectors } from './iavf-vectors.js';
 import { IrqLines } from './irq-lines.js';
@@ -600,6 +602,22 @@ describe('data plane: NICs forwarding on a native worker', () => {
       received + 1,
     );
     b.table.enabled = true;
+  });
+
+  it('munmap while a burst writes into memory the client shrank: the SIGBUS guard covers the burst to its end', async () => {
+    // Mapping::Unmap once left the guard before waiting for the worker: a burst still writing into
+    // a file the client had truncated then took a SIGBUS nobody caught, and the process died.
+    const [a, b] = pair();
+    const faults = guardStats().faults;
+    injectFault('workerHold'); // the next RX write waits 300 ms inside the worker's burst
+    a.send(frame(MAC_B, MAC_A, 60, 5));
+    await sleep(50); // the worker is in the burst, about to write into B's RX buffers
+    ftruncateSync(b.bufFd, 0); // the client shrinks the memory under them
+    b.bufs.unmap(); // waits for the burst, which faults on the vanished page: caught, a zero page
+    expect(guardStats().faults - faults, 'faults the guard caught').to.equal(1);
+    expect(plane.stats().running, 'the worker, and the process, live on').to.equal(true);
+    await sleep(20);
+    b.remapBuffers();
   });
 
   it('DMA_UNMAP under full traffic: the worker is quiesced, and never writes into memory once it left the table', async function () {

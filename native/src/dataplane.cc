@@ -365,7 +365,6 @@ bool Receive(NicCore* nic, const uint8_t* frame, size_t length) {
     length = StripVlanTag(frame, length, stripped.data());
     frame = stripped.data();
   }
-  fault::Hold(fault::kWorkerHold);
   const RxResult r =
       RxWrite(*nic->space, ring, nic->RxHead(q), tail, frame, length, route.hash, route.report ? route.tci : -1);
   switch (r.status) {

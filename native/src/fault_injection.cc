@@ -1,8 +1,6 @@
 // Fault injection (fault_injection.h) and its binding: injectFault(point) arms a point, by name.
 #include "fault_injection.h"
 
-#include <time.h>
-
 #include <cstring>
 
 #include "errors.h"
@@ -10,20 +8,6 @@
 #include "module.h"
 
 namespace emu {
-namespace fault {
-
-std::atomic<uint32_t> armed{0};
-
-void Hold(Point p) {
-  const uint32_t bit = 1u << p;
-  if ((armed.load(std::memory_order_relaxed) & bit) && (armed.fetch_and(~bit, std::memory_order_acq_rel) & bit)) {
-    struct timespec t = {0, static_cast<long>(kHoldMs) * 1000000L};
-    nanosleep(&t, nullptr);
-  }
-}
-
-}  // namespace fault
-
 namespace {
 
 constexpr const char* kNames[fault::kPoints] = {"workerBurst", "connectionRead", "napiCall", "irqTimer", "workerHold"};

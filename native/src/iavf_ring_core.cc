@@ -1,4 +1,5 @@
 #include "iavf_ring_core.h"
+#include "fault_injection.h"
 
 namespace emu {
 namespace iavf {
@@ -190,6 +191,7 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
   // The buffers before a bad one get their part of the frame as usual; the bad one goes back to the
   // driver as a dropped packet (qword1 DD|EOF|RXE, nothing else written), so iavf_clean_rx_irq frees
   // what it gathered and the ring moves on instead of waiting on it.
+  fault::Hold(fault::kWorkerHold);  // tests: a write whose buffers were looked up, not yet written
   const uint64_t qw0 = hash >= 0 ? static_cast<uint64_t>(hash) << 32 : 0;
   const uint64_t offloads = bad < chunks ? 0 : RxOffloadBits(frame, length);
   const size_t good = bad < chunks ? bad : chunks;
