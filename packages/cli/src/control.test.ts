@@ -327,6 +327,58 @@ describe('the control socket and emu ctl', () => {
     expect((await device.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
   });
 
+  it("takes names called like Object.prototype's members as unknown names, wherever a client gives one", async () => {
+    await serve(['--vdev', `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-proto`]);
+    const c = await rpc();
+    const refusal = (p: Promise<unknown>) =>
+      p.then(
+        (v) => expect.fail(`accepted: ${JSON.stringify(v)}`),
+        (e: ControlError) => ({ code: e.code, message: e.message, data: e.data?.code }),
+      );
+    const attributes = ((await c.call('attributes.list', { device: 'emu_iavf0' })) as Array<{ name: string }>).map(
+      (a) => a.name,
+    );
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      expect((await refusal(c.call(name))).code, name).to.equal(RpcErrorCode.METHOD_NOT_FOUND);
+      for (const call of [
+        c.call('attributes.get', { device: 'emu_iavf0', attribute: name }),
+        c.call('attributes.set', { device: 'emu_iavf0', attribute: name, value: 1 }),
+      ]) {
+        expect(await refusal(call)).to.deep.equal({
+          code: RpcErrorCode.FAILED,
+          message: `emu_iavf0: no attribute ${name} (attributes: ${attributes.join(', ')})`,
+          data: 'ENOENT',
+        });
+      }
+      for (const call of [
+        c.call('devices.remove', { device: name }),
+        c.call('attributes.list', { device: name }),
+        c.call('stats.get', { device: name }),
+      ]) {
+        expect(await refusal(call)).to.deep.equal({
+          code: RpcErrorCode.FAILED,
+          message: `no device ${name} on the bus (devices: emu_iavf0)`,
+          data: 'ENOENT',
+        });
+      }
+      expect((await refusal(c.call('devices.add', { devargs: `${name}0,path=x.sock` }))).data).to.equal(
+        'ENODRIVER',
+      );
+      const key = await refusal(
+        c.call('devices.add', { devargs: `emu_iavf1,path=${t.tmp.path('n1.sock')},${name}=1` }),
+      );
+      expect(key.data, name).to.equal('EKEY');
+      expect(key.message).to.match(new RegExp(`^emu_iavf1: unknown key "${name}" `));
+    }
+    // A params object with such keys is refused for its keys, before any handler runs.
+    const params = await raw(
+      '{"jsonrpc":"2.0","id":1,"method":"devices.list","params":{"__proto__":{"x":1},"constructor":1}}\n',
+      1,
+    );
+    expect((params.lines[0] as { error: { code: number } }).error.code).to.equal(RpcErrorCode.INVALID_PARAMS);
+    expect((await c.call('devices.list')) as unknown[]).to.have.length(1);
+  });
+
   it('bounds what a client can make it hold: a line too long, too many clients', async () => {
     await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const long = await raw(`{"jsonrpc":"2.0","id":1,"method":"${'x'.repeat(MAX_LINE_BYTES + 10)}"`, 1);

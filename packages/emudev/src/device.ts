@@ -315,7 +315,8 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
 
   private attribute(name: string) {
     const attrs = this.impl?.attributes ?? {};
-    const a = attrs[name];
+    // Own keys only: a name such as __proto__ or toString is an unknown name, not Object.prototype's.
+    const a = Object.hasOwn(attrs, name) ? attrs[name] : undefined;
     if (!a) {
       const known = Object.keys(attrs);
       throw new EmudevError(

@@ -98,8 +98,9 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     if (this.deviceMap.has(name) || this.registry.get(name)) {
       throw new DevargsError('EDUPLICATE', `duplicate device name ${name}`, name);
     }
-    const bus: Record<string, string | undefined> = {};
-    const rest: Record<string, string> = {};
+    // No prototype: a key such as __proto__ is stored like any other, and so refused as unknown.
+    const bus: Record<string, string | undefined> = Object.create(null);
+    const rest: Record<string, string> = Object.create(null);
     for (const [key, value] of Object.entries(devargs.args)) {
       if (BUS_KEYS.some((k) => k.key === key)) bus[key] = value;
       else rest[key] = value;

@@ -157,6 +157,20 @@ describe('driver schemas', () => {
         );
       });
 
+      it("keys, device and driver names called like Object.prototype's members are unknown ones", () => {
+        const keys = 'path, mode, owner, group, allow_users, sealed_memory, regs, unit, ratio, fast, pace, mac, fail';
+        for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+          const err = invalid(`emu_test0,path=/tmp/t.sock,${name}=1`);
+          expect(err.code, name).to.equal('EKEY');
+          expect(err.message).to.equal(`emu_test0: unknown key "${name}" (keys: ${keys})`);
+          const driver = invalid(`${name}0,path=/tmp/t.sock`);
+          expect(driver.code, name).to.equal('ENODRIVER');
+          expect(driver.message).to.equal(
+            `unknown driver "${name}" for device ${name}0 (drivers: emu_test, emu_strict)`,
+          );
+        }
+      });
+
       it('a number that is not one', () => {
         const err = invalid('emu_test0,path=/tmp/t.sock,regs=abc');
         expect(err.code).to.equal('EVALUE');
