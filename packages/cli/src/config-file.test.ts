@@ -168,7 +168,7 @@ describe('emu --config (config-file)', () => {
       );
     });
 
-    it("a key called like an Object.prototype member is an unknown key, at the top and in a device", () => {
+    it('a key called like an Object.prototype member is an unknown key, at the top and in a device', () => {
       const keys = 'log-level, status, workers, control, metrics, drivers, devices';
       for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
         expect(readError(['workers: 2', `${name}: 1`]).message, name).to.equal(

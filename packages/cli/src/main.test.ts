@@ -212,6 +212,26 @@ describe('emu (main, in-process)', () => {
       }
     });
 
+    it('a --control, --driver or --metrics value with a control character, or too long', async () => {
+      const gpio = ['--vdev', `emu_gpio0,path=${tmp.path('g.sock')}`];
+      expect(await usageError([...gpio, '--control', tmp.path('c\x1b.ctl')])).to.equal(
+        `emu: --control: socket path ${JSON.stringify(tmp.path('c\x1b.ctl'))}: has a control character (U+001B) at character ${tmp.dir.length + 2}\n`,
+      );
+      err.text = '';
+      expect(await usageError([...gpio, '--control', tmp.path('c'.repeat(100))])).to.match(
+        /^emu: --control: socket path \/.*: too long \(\d+ bytes; a UNIX socket path holds at most 107\)\n$/,
+      );
+      err.text = '';
+      expect(await usageError(['--driver', './x\n.mjs', ...gpio])).to.equal(
+        'emu: --driver "./x\\n.mjs": has a control character (U+000A) at character 3\n',
+      );
+      err.text = '';
+      expect(await usageError([...gpio, '--metrics', 'local\x7fhost:9464'])).to.match(
+        /^error: option '--metrics <host:port>' argument '.*' is invalid\. "local\\u007fhost:9464" has a control character \(U\+007F\) at character 5/,
+      );
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    });
+
     it('a --driver module that cannot be loaded', async () => {
       const text = await usageError([
         '--driver',

@@ -7,7 +7,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { EmuDevice } from '@emu/emudev';
+import { type EmuDevice, showText, textProblem } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot } from './snapshot.js';
@@ -23,6 +23,8 @@ export interface MetricsSource {
 
 /** `HOST:PORT` (an IPv6 host in brackets: `[::1]:9464`); throws a message for the user. */
 export function parseListen(text: string): { host: string; port: number } {
+  const bad = textProblem(text, 'value');
+  if (bad !== undefined) throw new Error(`${showText(text)} ${bad}`);
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535)

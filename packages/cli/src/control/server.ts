@@ -7,6 +7,7 @@
  */
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { showText } from '@emu/emudev';
 import type { Logger } from '@emu/vdev-bus';
 import { type ControlContext, METHODS } from './methods.js';
 import { LineSplitter, type RpcErrorBody, RpcErrorCode, type RpcResponse } from './protocol.js';
@@ -182,7 +183,7 @@ export class ControlServer {
       if (!spec) {
         throw new RpcError(
           RpcErrorCode.METHOD_NOT_FOUND,
-          `no method ${r.method} (methods: ${Object.keys(METHODS).join(', ')})`,
+          `no method ${showText(r.method)} (methods: ${Object.keys(METHODS).join(', ')})`,
         );
       }
       const params = spec.params.safeParse(r.params ?? {});
