@@ -495,6 +495,35 @@ describe('the control socket and emu ctl', () => {
     expect(e.data).to.deep.equal({ code: 'ENOENT' });
   });
 
+  it('stops promptly whatever its control clients do: refused ones, silent ones, unread replies', async () => {
+    const { stop, done } = await serve([
+      '--vdev',
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-stop`,
+      '--vdev',
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
+    ]);
+    const sockets = [];
+    for (let i = 0; i < 24; i++) {
+      const s = connect(t.tmp.path('emu.ctl'));
+      s.on('error', () => {});
+      if (i % 3 === 0 || i >= 16) s.pause(); // never reads (the 8 past the 16 it serves among them)
+      if (i % 3 === 1) s.write('{"jsonrpc":"2.0","id":1,'); // a line never ended
+      sockets.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    // Once all are in, one asks for a reply it never reads, over and over.
+    const request = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'stats.get' })}\n`;
+    sockets[0].write(request.repeat(20_000));
+    await new Promise((r) => setTimeout(r, 300));
+    const at = Date.now();
+    stop.abort();
+    expect(await done).to.equal(EXIT_OK);
+    expect(Date.now() - at, 'ms to stop').to.be.below(3000);
+    expect(t.out.text).to.include('stop: removing 2 devices\n');
+    expect(readdirSync(t.tmp.dir)).to.deep.equal([]);
+    for (const s of sockets) s.destroy();
+  });
+
   it('tells emu ctl users why emu cannot be reached', async () => {
     expect(await ctl('list')).to.deep.equal({
       code: EXIT_FAILURE,

@@ -21,6 +21,7 @@ export {
   type MainOptions,
   main,
   type Output,
+  SHUTDOWN_TIMEOUT_MS,
   statusLines,
 } from './main.js';
 export { Metrics, type MetricsSource, parseListen } from './metrics.js';

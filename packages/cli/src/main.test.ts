@@ -381,6 +381,36 @@ describe('emu (main, in-process)', () => {
       expect(process.listenerCount('SIGINT')).to.equal(before.int);
     });
 
+    it('gives up stopping after shutdownTimeoutMs when a device will not go, saying which', async () => {
+      let release = () => {};
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      // A driver whose stop never ends (until the test lets it): removal hangs on it.
+      registry.registerDriver({
+        ...fanDriver,
+        name: 'emu_stuck',
+        probe: (ctx, config) => ({ ...fanDriver.probe(ctx, config as never), stop: () => held }),
+      } as typeof fanDriver);
+      const stop = new AbortController();
+      const done = main(['--vdev', `emu_stuck0,path=${tmp.path('s.sock')}`, '--no-control'], {
+        stdout: out,
+        stderr: err,
+        registry,
+        signal: stop.signal,
+        shutdownTimeoutMs: 300,
+      });
+      await until(() => out.text.includes('serving 1 device;'), 'the device to serve');
+      const at = Date.now();
+      stop.abort();
+      expect(await done).to.equal(EXIT_FAILURE);
+      expect(Date.now() - at).to.be.within(250, 1000);
+      expect(err.text).to.equal(
+        'emu: stopping took longer than 300 ms (still removing emu_stuck0): giving up\n',
+      );
+      release();
+    });
+
     it('serves a third-party driver loaded with --driver', async () => {
       const path = tmp.path('blink0.sock');
       const { stop, done } = run([
