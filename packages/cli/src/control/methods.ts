@@ -11,7 +11,7 @@ import type { DataPlane } from '@emu/native';
 import type { VdevBus } from '@emu/vdev-bus';
 import { z } from 'zod';
 import { type LevelLogger, LOG_LEVELS } from '../logger.js';
-import { deviceSnapshot, statsSnapshot } from '../snapshot.js';
+import { deviceSnapshot, statsSnapshotInSlices } from '../snapshot.js';
 
 export interface ControlContext {
   bus: VdevBus;
@@ -149,7 +149,11 @@ export const METHODS = {
     description: 'counters of every device (or one) and its queues, and of the data plane',
     params: z.object({ device: deviceName.optional() }).strict(),
     handle: (ctx, { device: name }) =>
-      statsSnapshot(name === undefined ? ctx.bus.devices() : [device(ctx, name)], ctx.plane, ctx.startedAt),
+      statsSnapshotInSlices(
+        name === undefined ? ctx.bus.devices() : [device(ctx, name)],
+        ctx.plane,
+        ctx.startedAt,
+      ),
   }),
   'capture.start': method({
     description: 'capture what a NIC sends and receives to a pcap file (created mode 0600)',
