@@ -48,6 +48,9 @@ export class RawControlClient {
   closed = false;
   error?: NodeJS.ErrnoException;
 
+  /** Called at every reply line and at close (reply() waits on it). */
+  #wake = () => {};
+
   constructor(path: string, reading = true) {
     this.socket = connect(path);
     this.socket.setEncoding('utf8');
@@ -55,6 +58,7 @@ export class RawControlClient {
       const parts = (this.partial + chunk).split('\n');
       this.partial = parts.pop()!;
       for (const p of parts) this.lines.push(JSON.parse(p));
+      this.#wake();
     });
     this.socket.on('end', () => {
       this.ended = true;
@@ -64,6 +68,7 @@ export class RawControlClient {
     });
     this.socket.on('close', () => {
       this.closed = true;
+      this.#wake();
     });
     if (!reading) this.socket.pause();
   }
@@ -87,7 +92,18 @@ export class RawControlClient {
 
   async reply(id: number, timeoutMs = 3000): Promise<Record<string, unknown>> {
     const has = () => this.lines.find((l) => (l as { id?: unknown }).id === id);
-    await until(() => has() !== undefined || this.closed, `the reply to request ${id}`, timeoutMs);
+    const deadline = Date.now() + timeoutMs;
+    while (has() === undefined && !this.closed) {
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for the reply to request ${id}`);
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, left);
+        this.#wake = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+      });
+    }
     const r = has();
     if (r === undefined) throw new Error(`closed before the reply to request ${id}`);
     return r as Record<string, unknown>;

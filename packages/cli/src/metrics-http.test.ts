@@ -123,6 +123,15 @@ describe('the metrics endpoint over HTTP: one request per connection', () => {
     expect(r.statuses).to.deep.equal(['HTTP/1.1 408']);
   });
 
+  it('times the client, not emu: a scrape slower than socketTimeoutMs is still answered', async () => {
+    answer = async () => {
+      await new Promise((r) => setTimeout(r, 2 * LIMITS.socketTimeoutMs));
+      return { status: 200, type: 'text/plain', body: 'slow\n' };
+    };
+    const res = await fetch(`http://127.0.0.1:${port}/metrics`);
+    expect(await res.text()).to.equal('slow\n');
+  });
+
   it('answers a client that shuts down its side right after its request', async () => {
     const r = raw();
     r.socket.end('GET /metrics HTTP/1.0\r\n\r\n');

@@ -97,7 +97,8 @@ export class OneRequestHttpServer {
   #accept(socket: Socket): void {
     this.#sockets.add(socket);
     socket.on('error', () => socket.destroy());
-    socket.setTimeout(this.limits.socketTimeoutMs, () => socket.destroy());
+    // The idle timeout runs once there is an answer to take (#send); the head has a timer of its own.
+    socket.on('timeout', () => socket.destroy());
     if (this.#answering >= this.limits.maxConnections) {
       socket.on('close', () => this.#sockets.delete(socket));
       this.#send(socket, text(503, 'too many connections\n'), false);
@@ -152,6 +153,8 @@ export class OneRequestHttpServer {
    */
   #send(socket: Socket, answer: HttpAnswer, headOnly: boolean): void {
     if (socket.destroyed) return;
+    // From now on it is the client's turn: it must take the answer (no traffic for this long: destroyed).
+    socket.setTimeout(this.limits.socketTimeoutMs);
     const body = Buffer.from(answer.body);
     const lines = [
       `HTTP/1.1 ${answer.status} ${REASONS[answer.status] ?? 'Unknown'}`,

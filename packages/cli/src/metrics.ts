@@ -14,7 +14,7 @@ import { setImmediate } from 'node:timers/promises';
 import { type EmuDevice, showText, textProblem } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { OneRequestHttpServer } from './metrics-http.js';
+import { type OneRequestHttpLimits, OneRequestHttpServer } from './metrics-http.js';
 import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot, statsSnapshotInSlices } from './snapshot.js';
 
 /** The metrics endpoint's bounds, one row each (docs/reliability.md, "Operator surfaces"). */
@@ -100,9 +100,12 @@ export class Metrics {
     this.#timed.delete(device);
   }
 
-  /** Serves GET /metrics; resolves with the address bound (port 0: one the kernel chose). */
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    const http = new OneRequestHttpServer(METRICS_LIMITS, async (_method, path) => {
+  /**
+   * Serves GET /metrics; resolves with the address bound (port 0: one the kernel chose). `limits`
+   * replaces the HTTP rows of METRICS_LIMITS it names (tests, the fuzz target).
+   */
+  async listen(host: string, port: number, limits: Partial<OneRequestHttpLimits> = {}): Promise<AddressInfo> {
+    const http = new OneRequestHttpServer({ ...METRICS_LIMITS, ...limits }, async (_method, path) => {
       if (path !== '/metrics')
         return { status: 404, type: 'text/plain', body: 'emu serves metrics at /metrics\n' };
       return { status: 200, type: this.registry.contentType, body: await this.scrape() };

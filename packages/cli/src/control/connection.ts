@@ -49,6 +49,16 @@ export class ControlConnection {
     this.#armIdle();
   }
 
+  /**
+   * Bytes this client makes emu hold now: the line begun, lines read and waiting, what the socket has
+   * read and not yet handed on, and a reply not yet taken by the client.
+   */
+  get heldBytes(): number {
+    let waiting = 0;
+    for (const line of this.#waiting) waiting += Buffer.byteLength(line);
+    return this.#lines.pendingBytes + waiting + this.socket.readableLength + this.socket.writableLength;
+  }
+
   /** Whether a request is being handled or its reply has not left yet. */
   get busy(): boolean {
     return this.#busy;

@@ -95,6 +95,11 @@ export class ControlServer {
     return this.#clients.size;
   }
 
+  /** What each client makes emu hold now, in bytes (ControlConnection.heldBytes). */
+  heldBytes(): number[] {
+    return [...this.#clients].map((c) => c.heldBytes);
+  }
+
   /** Every socket the server holds: clients and refusals not yet gone. */
   get connections(): number {
     return this.#clients.size + this.#refused.size;
