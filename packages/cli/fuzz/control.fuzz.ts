@@ -55,6 +55,9 @@ let baseline = -1;
 
 /** emu_gpio0 as the input finds it; any device the input added goes again. */
 async function resetDevices(): Promise<void> {
+  // The bus runs its operations in order: once this one is refused, a devices.add of the input whose
+  // client has gone meanwhile has finished too (its device is then on the bus, to be removed).
+  await bus.remove('emu_none0').catch(() => {});
   for (const d of bus.devices()) if (d.name !== DEVICE) await bus.remove(d.name);
   if (!bus.get(DEVICE)) await bus.probe(`${DEVICE},path=${join(dir, 'g0.sock')}`);
   logger.level = 'info';
