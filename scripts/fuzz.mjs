@@ -26,6 +26,14 @@ const TARGETS = {
     what: 'differential: random rings, tails and frames through the native and the TypeScript ring engines, frames, guest memory, counters and interrupts compared (fast-check)',
     module: 'packages/driver-iavf/fuzz/engines.fuzz.ts',
   },
+  control: {
+    what: 'the control socket: JSON-RPC from several clients (any method and params, batches, random text, split and long lines, unread floods, half-closes); bounds, fds and a good client checked after each input (fast-check)',
+    module: 'packages/cli/fuzz/control.fuzz.ts',
+  },
+  metrics: {
+    what: 'the metrics endpoint: HTTP from several clients (any method, target, version and headers, pipelining, raw bytes, slow and half-closed clients, answers never read); one answer per connection, bounds, fds and a good scrape checked after each input (fast-check)',
+    module: 'packages/cli/fuzz/metrics.fuzz.ts',
+  },
   virtchnl: {
     what: 'VirtualFunction: every virtchnl op, well-formed, mutated and random, in any order and state (fast-check)',
     module: 'packages/driver-iavf/fuzz/virtchnl.fuzz.ts',

@@ -1,6 +1,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { connect } from 'node:net';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GPIO_ID, GpioReg } from '@emu/example-gpio';
@@ -93,6 +94,41 @@ describe('bin/emu.js (a child process)', function () {
     } finally {
       client.close();
     }
+  });
+
+  it('exits promptly on SIGTERM with more control clients than it serves, none of them reading', async () => {
+    const run = emu(['--vdev', `emu_gpio0,path=${tmp.path('g0.sock')}`]);
+    children.push(run.child);
+    await until(() => run.io.stdout.includes('serving 1 device'), `emu to serve (${run.io.stderr})`, 10000);
+    const sockets = [];
+    for (let i = 0; i < 20; i++) {
+      const s = connect(tmp.path('emu.ctl'));
+      s.on('error', () => {});
+      s.pause();
+      sockets.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    // The four refused were closed by emu: it holds the 16 it serves.
+    const fds = readdirSync(`/proc/${run.child.pid}/fd`).map((fd) => {
+      try {
+        return readlinkSync(`/proc/${run.child.pid}/fd/${fd}`);
+      } catch {
+        return '';
+      }
+    });
+    const before = fds.filter((l) => l.startsWith('socket:')).length;
+    for (const s of sockets.splice(16)) s.destroy();
+    await new Promise((r) => setTimeout(r, 100));
+    const after = readdirSync(`/proc/${run.child.pid}/fd`).length;
+    expect(after, 'the refused ones were already closed: none went now').to.equal(fds.length);
+    expect(before).to.be.at.least(16);
+    const at = Date.now();
+    run.child.kill('SIGTERM');
+    expect(await run.exit).to.deep.equal({ code: 0, signal: null });
+    expect(Date.now() - at, 'ms to exit').to.be.below(3000);
+    expect(run.io.stdout).to.contain('SIGTERM: removing 1 device\n');
+    expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    for (const s of sockets) s.destroy();
   });
 
   it('--workers sets the data plane threads, which the status line shows', async () => {

@@ -168,6 +168,19 @@ describe('emu --config (config-file)', () => {
       );
     });
 
+    it('a key called like an Object.prototype member is an unknown key, at the top and in a device', () => {
+      const keys = 'log-level, status, workers, control, metrics, drivers, devices';
+      for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+        expect(readError(['workers: 2', `${name}: 1`]).message, name).to.equal(
+          `${tmp.path('emu.yaml')}:2:1: unknown key "${name}" (keys: ${keys})`,
+        );
+        const err = checkError(['devices:', '  - name: emu_nic0', '    path: a.sock', `    ${name}: x`]);
+        expect(err.message, name).to.equal(
+          `${tmp.path('emu.yaml')}:4:${7 + name.length}: emu_nic0: unknown key "${name}" (keys: path, mode, owner, group, allow_users, sealed_memory, queues, net, spoofchk)`,
+        );
+      }
+    });
+
     it('a file that is not a mapping', () => {
       expect(readError(['- emu_nic0,path=a.sock']).message).to.equal(
         `${tmp.path('emu.yaml')}:1:1: expected a mapping of settings (log-level, status, workers, control, metrics, drivers, devices), not a list`,

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
-import { EmudevError } from '@emu/emudev';
+import { EmudevError, showText } from '@emu/emudev';
 import { type Devargs, DevargsError, formatDevargs, parseDevargs } from '@emu/vdev-bus';
 import { type Document, isAlias, isMap, isScalar, isSeq, LineCounter, parseDocument } from 'yaml';
 import { z } from 'zod';
@@ -92,7 +92,7 @@ function show(value: unknown): string {
   if (value === null || value === undefined) return 'an empty value';
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a mapping';
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+  return typeof value === 'string' ? showText(value) : String(value);
 }
 
 /** What an fs error says, without the path Node appends (the message names the file already). */

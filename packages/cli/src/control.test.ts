@@ -332,6 +332,136 @@ describe('the control socket and emu ctl', () => {
     expect((await device.regionRead(0, GpioReg.ID, 4)).readUInt32LE(0)).to.equal(GPIO_ID);
   });
 
+  it("takes names called like Object.prototype's members as unknown names, wherever a client gives one", async () => {
+    await serve(['--vdev', `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-proto`]);
+    const c = await rpc();
+    const refusal = (p: Promise<unknown>) =>
+      p.then(
+        (v) => expect.fail(`accepted: ${JSON.stringify(v)}`),
+        (e: ControlError) => ({ code: e.code, message: e.message, data: e.data?.code }),
+      );
+    const attributes = (
+      (await c.call('attributes.list', { device: 'emu_iavf0' })) as Array<{ name: string }>
+    ).map((a) => a.name);
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+      expect((await refusal(c.call(name))).code, name).to.equal(RpcErrorCode.METHOD_NOT_FOUND);
+      for (const call of [
+        c.call('attributes.get', { device: 'emu_iavf0', attribute: name }),
+        c.call('attributes.set', { device: 'emu_iavf0', attribute: name, value: 1 }),
+      ]) {
+        expect(await refusal(call)).to.deep.equal({
+          code: RpcErrorCode.FAILED,
+          message: `emu_iavf0: no attribute ${name} (attributes: ${attributes.join(', ')})`,
+          data: 'ENOENT',
+        });
+      }
+      for (const call of [
+        c.call('devices.remove', { device: name }),
+        c.call('attributes.list', { device: name }),
+        c.call('stats.get', { device: name }),
+      ]) {
+        expect(await refusal(call)).to.deep.equal({
+          code: RpcErrorCode.FAILED,
+          message: `no device ${name} on the bus (devices: emu_iavf0)`,
+          data: 'ENOENT',
+        });
+      }
+      expect((await refusal(c.call('devices.add', { devargs: `${name}0,path=x.sock` }))).data).to.equal(
+        'ENODRIVER',
+      );
+      const key = await refusal(
+        c.call('devices.add', { devargs: `emu_iavf1,path=${t.tmp.path('n1.sock')},${name}=1` }),
+      );
+      expect(key.data, name).to.equal('EKEY');
+      expect(key.message).to.match(new RegExp(`^emu_iavf1: unknown key "${name}" `));
+    }
+    // A params object with such keys is refused for its keys, before any handler runs.
+    const params = await raw(
+      '{"jsonrpc":"2.0","id":1,"method":"devices.list","params":{"__proto__":{"x":1},"constructor":1}}\n',
+      1,
+    );
+    expect((params.lines[0] as { error: { code: number } }).error.code).to.equal(RpcErrorCode.INVALID_PARAMS);
+    expect((await c.call('devices.list')) as unknown[]).to.have.length(1);
+  });
+
+  it('holds every name, path and value to one rule: the command line, a config file and the socket alike', async () => {
+    const dir = t.tmp.dir;
+    const cases = [
+      {
+        devargs: `emu_gpio1,path=${dir}/x\ny.sock`,
+        message: `emu_gpio1: path: ${JSON.stringify(`${dir}/x\ny.sock`)} has a control character (U+000A) at character ${dir.length + 2}`,
+      },
+      {
+        devargs: `emu_gpio${'1'.repeat(10_000)},path=${dir}/g1.sock`,
+        message: `device name "emu_gpio${'1'.repeat(32)}…" is 10008 bytes long; at most 63`,
+      },
+      {
+        devargs: `emu_gpio1,path=${dir}/${'p'.repeat(120)}.sock`,
+        message: `emu_gpio1: socket path ${dir}/${'p'.repeat(120)}.sock: too long (${dir.length + 126} bytes; a UNIX socket path holds at most 107)`,
+      },
+    ];
+    for (const { devargs, message } of cases) {
+      // The command line.
+      const e = new Capture();
+      const code = await main(['--vdev', devargs, '--no-control'], {
+        stdout: new Capture(),
+        stderr: e,
+        registry: t.registry,
+        signal: new AbortController().signal,
+      });
+      expect(code).to.equal(EXIT_USAGE);
+      expect(e.text.split('\n')[0]).to.equal(`emu: ${message}`);
+      // A config file (JSON is YAML): the same message, at the device.
+      writeFileSync(t.tmp.path('emu.yaml'), `devices:\n  - ${JSON.stringify(devargs)}\n`);
+      const fromFile = new Capture();
+      expect(
+        await main(['--config', t.tmp.path('emu.yaml'), '--no-control'], {
+          stdout: new Capture(),
+          stderr: fromFile,
+          registry: t.registry,
+          signal: new AbortController().signal,
+        }),
+      ).to.equal(EXIT_USAGE);
+      const at = `emu: ${t.tmp.path('emu.yaml')}:2:`;
+      const line = fromFile.text.split('\n')[0];
+      expect(line.startsWith(at), line).to.equal(true);
+      expect(line.slice(at.length).replace(/^\d+: /, '')).to.equal(message);
+    }
+    expect(readdirSync(dir).sort()).to.deep.equal(['emu.yaml']);
+    // The control socket, once emu serves: devices.add says the same, and adds nothing.
+    await serve(['--vdev', `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-text`]);
+    const c = await rpc();
+    for (const { devargs, message } of cases) {
+      const refused = (await c.call('devices.add', { devargs }).catch((x) => x)) as ControlError;
+      expect(refused.message).to.equal(message);
+      expect(refused.data?.code).to.be.oneOf(['EVALUE', 'ENAME', 'EPATH']);
+    }
+    expect((await c.call('devices.list')) as unknown[]).to.have.length(1);
+    // Names and values given to methods and attributes.
+    const params = async (method: string, p: Record<string, unknown>) =>
+      ((await c.call(method, p).catch((x) => x)) as ControlError).message;
+    expect(await params('devices.remove', { device: 'emu_iavf0\n' })).to.equal(
+      'devices.remove: device: has a control character (U+000A) at character 9',
+    );
+    expect(await params('attributes.get', { device: 'emu_iavf0', attribute: 'a'.repeat(100) })).to.equal(
+      'attributes.get: attribute: is 100 bytes long; at most 63',
+    );
+    expect(await params('capture.start', { device: 'emu_iavf0', path: '/tmp/a\u001b[2J.pcap' })).to.equal(
+      'capture.start: path: has a control character (U+001B) at character 6',
+    );
+    expect(
+      await params('attributes.set', {
+        device: 'emu_iavf0',
+        attribute: 'capture',
+        value: { path: '/tmp/a\rb' },
+      }),
+    ).to.equal(
+      'emu_iavf0: attribute capture: path: "/tmp/a\\rb" has a control character (U+000D) at character 6',
+    );
+    expect(await c.call('attributes.get', { device: 'emu_iavf0', attribute: 'capture' })).to.equal(null);
+    expect(readdirSync(dir).sort()).to.deep.equal(['emu.ctl', 'emu.yaml', 'n0.sock']);
+  });
+
   it('bounds what a client can make it hold: a line too long, too many clients', async () => {
     await serve(['--vdev', `emu_gpio0,path=${t.tmp.path('g0.sock')}`]);
     const long = await raw(`{"jsonrpc":"2.0","id":1,"method":"${'x'.repeat(MAX_LINE_BYTES + 10)}"`, 1);
@@ -368,6 +498,35 @@ describe('the control socket and emu ctl', () => {
     expect(e).to.be.instanceOf(ControlError);
     expect(e).to.include({ code: RpcErrorCode.FAILED });
     expect(e.data).to.deep.equal({ code: 'ENOENT' });
+  });
+
+  it('stops promptly whatever its control clients do: refused ones, silent ones, unread replies', async () => {
+    const { stop, done } = await serve([
+      '--vdev',
+      `emu_iavf0,path=${t.tmp.path('n0.sock')},net=ctl-stop`,
+      '--vdev',
+      `emu_gpio0,path=${t.tmp.path('g0.sock')}`,
+    ]);
+    const sockets = [];
+    for (let i = 0; i < 24; i++) {
+      const s = connect(t.tmp.path('emu.ctl'));
+      s.on('error', () => {});
+      if (i % 3 === 0 || i >= 16) s.pause(); // never reads (the 8 past the 16 it serves among them)
+      if (i % 3 === 1) s.write('{"jsonrpc":"2.0","id":1,'); // a line never ended
+      sockets.push(s);
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    // Once all are in, one asks for a reply it never reads, over and over.
+    const request = `${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'stats.get' })}\n`;
+    sockets[0].write(request.repeat(20_000));
+    await new Promise((r) => setTimeout(r, 300));
+    const at = Date.now();
+    stop.abort();
+    expect(await done).to.equal(EXIT_OK);
+    expect(Date.now() - at, 'ms to stop').to.be.below(3000);
+    expect(t.out.text).to.include('stop: removing 2 devices\n');
+    expect(readdirSync(t.tmp.dir)).to.deep.equal([]);
+    for (const s of sockets) s.destroy();
   });
 
   it('tells emu ctl users why emu cannot be reached', async () => {

@@ -6,7 +6,7 @@ import { createRequire } from 'node:module';
 import { isAbsolute, join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { register as registerIavf } from '@emu/driver-iavf';
-import type { EmudevDriver, EmudevRegistry } from '@emu/emudev';
+import { type EmudevDriver, type EmudevRegistry, showText, textProblem } from '@emu/emudev';
 import { register as registerGpio } from '@emu/example-gpio';
 
 /** A --driver module that cannot be used; the message says which and why. */
@@ -44,6 +44,8 @@ export function driverModuleUrl(spec: string, cwd: string): string {
 
 /** Imports a driver module and returns the drivers it exports. */
 export async function loadDriverModule(spec: string, cwd: string): Promise<EmudevDriver[]> {
+  const bad = textProblem(spec, 'path');
+  if (bad !== undefined) throw new DriverModuleError(showText(spec), bad);
   let mod: Record<string, unknown>;
   try {
     mod = await import(driverModuleUrl(spec, cwd));

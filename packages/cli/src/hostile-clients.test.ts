@@ -1,10 +1,12 @@
 /**
  * One emu process against everything a client or guest did that once killed, starved or corrupted it
  * (issue "No client, guest or pipe can kill, starve or corrupt emu"), back to back. After each, a
- * well-behaved client is served, and the process is the same one: nothing restarted it.
+ * well-behaved client is served, the control socket and the metrics endpoint answer, and the process is
+ * the same one: nothing restarted it.
  */
 import { createHash } from 'node:crypto';
 import { ftruncateSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { connect, type Socket } from 'node:net';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
 import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
@@ -25,7 +27,7 @@ import {
   VfioUserClient,
 } from '@emu/vfio-user';
 import { expect } from 'chai';
-import { ControlClient } from './control/client.js';
+import { ControlClient, type ControlError } from './control/client.js';
 import { type EmuRun, spawnEmu, tempDir, until } from './test-env.fixture.js';
 
 const MAC_A = '02:00:00:00:00:0a';
@@ -100,6 +102,8 @@ describe('one emu process against hostile clients and guests, back to back', fun
       `emu_iavf1,path=${b},mac=${MAC_B}`,
       '--status',
       '1',
+      '--metrics',
+      '127.0.0.1:0',
     ]);
     await until(() => run.io.stdout.includes('serving 2 devices'), `emu to serve (${run.io.stderr})`, 15_000);
   });
@@ -113,7 +117,7 @@ describe('one emu process against hostile clients and guests, back to back', fun
   const rssKib = () => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid()}/status`, 'utf8'))![1]);
   const openFds = () => readdirSync(`/proc/${pid()}/fd`).length;
 
-  /** A well-behaved client gets served on the socket (once the one before it is gone). */
+  /** A well-behaved client gets served on the socket (once the one before it is gone), and `operated()`. */
   async function served(path = a): Promise<void> {
     alive();
     const deadline = Date.now() + 15_000;
@@ -126,14 +130,32 @@ describe('one emu process against hostile clients and guests, back to back', fun
         } finally {
           client.close();
         }
-        alive();
-        return;
+        break;
       } catch (err) {
         // Refused while the previous client's connection is still being torn down: try again.
         if (Date.now() > deadline) throw err;
         await sleep(50);
       }
     }
+    // And the operator's surfaces answer too.
+    await operated();
+  }
+
+  /** The operator's surfaces answer: the control socket (devices.list) and the metrics endpoint. */
+  async function operated(): Promise<void> {
+    alive();
+    const at = performance.now();
+    const ctl = await ControlClient.connect(tmp.path('emu.ctl'));
+    try {
+      expect((await ctl.call('devices.list')) as unknown[]).to.have.length(2);
+    } finally {
+      ctl.close();
+    }
+    const url = /metrics: (http:\/\/\S+)\n/.exec(run.io.stdout)![1];
+    const res = await fetch(url);
+    expect(res.status).to.equal(200);
+    expect(await res.text()).to.include('emu_device_info{device="emu_iavf0"');
+    expect(performance.now() - at, 'ms the control socket and metrics took').to.be.below(2000);
   }
 
   /** What emu holds: open fds, memfd mappings, resident memory (KiB). */
@@ -556,6 +578,110 @@ describe('one emu process against hostile clients and guests, back to back', fun
     }
     await served();
 
+    // 17. Control clients past the 16 it serves, none of them reading: the refused are closed at once.
+    const ctlPath = tmp.path('emu.ctl');
+    const lingering: Socket[] = [];
+    {
+      // emu's fd count settled after the step before (its clients' fds closing), then 20 clients.
+      let fds = openFds();
+      for (let settled = 0; settled < 3; ) {
+        await sleep(200);
+        const now = openFds();
+        settled = now === fds ? settled + 1 : 0;
+        fds = now;
+      }
+      const sockets = Array.from({ length: 20 }, () => {
+        const s = connect(ctlPath);
+        s.on('error', () => {});
+        s.pause();
+        return s;
+      });
+      await sleep(500);
+      expect(openFds() - fds, 'fds for 20 clients: the 16 served').to.be.within(16, 17);
+      // Three stay (silent, not reading) until the end: stopping must not wait for them.
+      for (const s of sockets.splice(0, 3)) lingering.push(s);
+      for (const s of sockets) s.destroy();
+      await until(() => openFds() - fds <= 3, 'the closed ones to go', 5000);
+    }
+    await served();
+
+    // 18. Control clients that send a line too long, dribble a line forever, or ask and never read.
+    {
+      const rss = rssKib();
+      const long = connect(ctlPath);
+      long.on('error', () => {});
+      long.resume(); // reads (and drops) what emu says, so that its end is seen
+      long.write(`{"jsonrpc":"2.0","id":1,"method":"${'x'.repeat(70_000)}"}\n`);
+      const dribbler = connect(ctlPath);
+      dribbler.on('error', () => {});
+      dribbler.resume();
+      const drip = setInterval(() => dribbler.write(' '), 100);
+      const greedy = connect(ctlPath);
+      greedy.on('error', () => {});
+      greedy.pause();
+      greedy.write(`${JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'stats.get' })}\n`.repeat(50_000));
+      await served();
+      await until(() => long.destroyed || long.readableEnded, 'the long line to be refused', 5000);
+      // The dribbler's line does not end within 10 s: emu closes it, however often bytes come.
+      await until(() => dribbler.destroyed || dribbler.readableEnded, 'the dribbler to be closed', 15_000);
+      clearInterval(drip);
+      expect(greedy.writableLength, 'requests emu would not read').to.be.above(1 << 20);
+      expect(rssKib() - rss, 'KiB emu grew by').to.be.below(32 * 1024);
+      for (const s of [long, dribbler, greedy]) s.destroy();
+    }
+    await served();
+
+    // 19. Names like __proto__, text with control characters, a 10,000-character device name.
+    {
+      const ctl = await ControlClient.connect(ctlPath);
+      try {
+        for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+          const e = (await ctl
+            .call('attributes.get', { device: 'emu_iavf0', attribute: name })
+            .catch((x) => x)) as ControlError;
+          expect(e.data?.code, name).to.equal('ENOENT');
+        }
+        for (const devargs of [
+          `emu_iavf2,path=${tmp.path('x\ny.sock')}`,
+          `emu_iavf${'2'.repeat(10_000)},path=${tmp.path('c.sock')}`,
+        ]) {
+          const e = (await ctl.call('devices.add', { devargs }).catch((x) => x)) as ControlError;
+          expect(e.data?.code).to.be.oneOf(['EVALUE', 'ENAME']);
+        }
+        expect((await ctl.call('devices.list')) as unknown[]).to.have.length(2);
+      } finally {
+        ctl.close();
+      }
+      expect(readdirSync(tmp.dir).sort()).to.deep.equal(['a.sock', 'b.sock', 'emu.ctl']);
+    }
+    await served();
+
+    // 20. 1,900 pipelined scrapes on each of 3 connections, never read, while a guest's client is served.
+    {
+      const url = new URL(/metrics: (http:\/\/\S+)\n/.exec(run.io.stdout)![1]);
+      const rss = rssKib();
+      const scrapers = Array.from({ length: 3 }, () => {
+        const s = connect(Number(url.port), url.hostname);
+        s.on('error', () => {});
+        s.pause();
+        s.write(`GET /metrics HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`.repeat(1900));
+        return s;
+      });
+      const client = await VfioUserClient.connect(a, { logger: silentLogger });
+      let worst = 0;
+      for (const end = Date.now() + 2000; Date.now() < end; ) {
+        const at = performance.now();
+        await client.regionRead(PciRegion.CONFIG, 0, 4);
+        worst = Math.max(worst, performance.now() - at);
+        await sleep(5);
+      }
+      client.close();
+      expect(worst, 'ms of the slowest REGION_READ').to.be.below(250);
+      expect(rssKib() - rss, 'KiB emu grew by').to.be.below(32 * 1024);
+      for (const s of scrapers) s.destroy();
+    }
+    await served();
+
     // Everything those clients made emu hold was given back (the heap grew by what V8 keeps).
     {
       const now = footprint();
@@ -564,13 +690,17 @@ describe('one emu process against hostile clients and guests, back to back', fun
       expect(now.rssKib - baseline.rssKib, 'KiB of RSS more than at the start').to.be.below(256 * 1024);
     }
 
-    // 17. Its stdout and stderr readers go away (emu | head, a dead log collector).
+    // 21. Its stdout and stderr readers go away (emu | head, a dead log collector).
     run.child.stdout!.destroy();
     run.child.stderr!.destroy();
     await sleep(1500);
     await served();
 
+    // Stopping is prompt with control clients still attached that never read.
+    const stopping = performance.now();
     run.child.kill('SIGINT');
     expect(await run.exit).to.deep.equal({ code: 0, signal: null });
+    expect(performance.now() - stopping, 'ms to stop').to.be.below(5000);
+    for (const s of lingering) s.destroy();
   });
 });

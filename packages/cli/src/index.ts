@@ -4,7 +4,12 @@ export { type ConfigFile, ConfigFileError, checkConfigDevices, readConfigFile } 
 export { ControlClient, ControlError } from './control/client.js';
 export { type ControlContext, METHODS, type MethodName } from './control/methods.js';
 export { MAX_LINE_BYTES, RpcErrorCode } from './control/protocol.js';
-export { ControlServer, type ControlServerOptions } from './control/server.js';
+export {
+  CONTROL_LIMITS,
+  type ControlLimits,
+  ControlServer,
+  type ControlServerOptions,
+} from './control/server.js';
 export { type CtlIo, ctlMain, DEFAULT_CONTROL_PATH } from './ctl.js';
 export {
   DriverModuleError,
@@ -21,9 +26,10 @@ export {
   type MainOptions,
   main,
   type Output,
+  SHUTDOWN_TIMEOUT_MS,
   statusLines,
 } from './main.js';
-export { Metrics, type MetricsSource, parseListen } from './metrics.js';
+export { METRICS_LIMITS, Metrics, type MetricsSource, parseListen } from './metrics.js';
 export { type ProcessSignal, processSignal } from './signals.js';
 export {
   type DataPlaneSnapshot,
@@ -34,5 +40,6 @@ export {
   queueTotal,
   type StatsSnapshot,
   statsSnapshot,
+  statsSnapshotInSlices,
 } from './snapshot.js';
 export { type DeviceRates, deviceRates, renderStats, type StatsIo, si, statsMain } from './stats-view.js';

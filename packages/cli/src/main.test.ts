@@ -212,6 +212,26 @@ describe('emu (main, in-process)', () => {
       }
     });
 
+    it('a --control, --driver or --metrics value with a control character, or too long', async () => {
+      const gpio = ['--vdev', `emu_gpio0,path=${tmp.path('g.sock')}`];
+      expect(await usageError([...gpio, '--control', tmp.path('c\x1b.ctl')])).to.equal(
+        `emu: --control: socket path ${JSON.stringify(tmp.path('c\x1b.ctl'))}: has a control character (U+001B) at character ${tmp.dir.length + 2}\n`,
+      );
+      err.text = '';
+      expect(await usageError([...gpio, '--control', tmp.path('c'.repeat(100))])).to.match(
+        /^emu: --control: socket path \/.*: too long \(\d+ bytes; a UNIX socket path holds at most 107\)\n$/,
+      );
+      err.text = '';
+      expect(await usageError(['--driver', './x\n.mjs', ...gpio])).to.equal(
+        'emu: --driver "./x\\n.mjs": has a control character (U+000A) at character 3\n',
+      );
+      err.text = '';
+      expect(await usageError([...gpio, '--metrics', 'local\x7fhost:9464'])).to.match(
+        /^error: option '--metrics <host:port>' argument '.*' is invalid\. "local\\u007fhost:9464" has a control character \(U\+007F\) at character 5/,
+      );
+      expect(readdirSync(tmp.dir)).to.deep.equal([]);
+    });
+
     it('a --driver module that cannot be loaded', async () => {
       const text = await usageError([
         '--driver',
@@ -359,6 +379,36 @@ describe('emu (main, in-process)', () => {
       await until(() => client.closed, 'the client to be dropped');
       expect(process.listenerCount('SIGTERM')).to.equal(before.term);
       expect(process.listenerCount('SIGINT')).to.equal(before.int);
+    });
+
+    it('gives up stopping after shutdownTimeoutMs when a device will not go, saying which', async () => {
+      let release = () => {};
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      // A driver whose stop never ends (until the test lets it): removal hangs on it.
+      registry.registerDriver({
+        ...fanDriver,
+        name: 'emu_stuck',
+        probe: (ctx, config) => ({ ...fanDriver.probe(ctx, config as never), stop: () => held }),
+      } as typeof fanDriver);
+      const stop = new AbortController();
+      const done = main(['--vdev', `emu_stuck0,path=${tmp.path('s.sock')}`, '--no-control'], {
+        stdout: out,
+        stderr: err,
+        registry,
+        signal: stop.signal,
+        shutdownTimeoutMs: 300,
+      });
+      await until(() => out.text.includes('serving 1 device;'), 'the device to serve');
+      const at = Date.now();
+      stop.abort();
+      expect(await done).to.equal(EXIT_FAILURE);
+      expect(Date.now() - at).to.be.within(250, 1000);
+      expect(err.text).to.equal(
+        'emu: stopping took longer than 300 ms (still removing emu_stuck0): giving up\n',
+      );
+      release();
     });
 
     it('serves a third-party driver loaded with --driver', async () => {

@@ -43,7 +43,15 @@ export interface MainOptions {
   signal?: AbortSignal;
   /** Where relative --driver paths are taken from (socket paths are the bus's: process.cwd()). Default: process.cwd(). */
   cwd?: string;
+  /**
+   * How long stopping (the control socket, the devices, metrics) may take after the signal before emu
+   * gives up on what is left and returns 1 (bin/emu.js then exits). Default SHUTDOWN_TIMEOUT_MS.
+   */
+  shutdownTimeoutMs?: number;
 }
+
+/** Stopping takes at most this long, whatever clients and drivers do. */
+export const SHUTDOWN_TIMEOUT_MS = 10_000;
 
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
@@ -417,12 +425,30 @@ export async function main(argv: readonly string[], options: MainOptions = {}): 
     tellSystemd('STOPPING=1');
     const why = typeof signal.reason === 'string' ? signal.reason : 'stop';
     stdout.write(`${why}: removing ${count(bus.devices().length)}\n`);
-    // Nobody may add a device while the others go.
-    await control?.close();
-    try {
+    const stopping = (async () => {
+      // Nobody may add a device while the others go.
+      await control?.close();
       await bus.removeAll();
-    } catch (err) {
-      return fail(EXIT_FAILURE, `while removing devices: ${(err as Error).message}`, false);
+    })();
+    const limitMs = options.shutdownTimeoutMs ?? SHUTDOWN_TIMEOUT_MS;
+    let deadline: NodeJS.Timeout | undefined;
+    const outcome = await Promise.race([
+      stopping.then(
+        () => 'stopped' as const,
+        (err: unknown) => err,
+      ),
+      new Promise<'late'>((resolve) => {
+        deadline = setTimeout(() => resolve('late'), limitMs);
+      }),
+    ]);
+    clearTimeout(deadline);
+    if (outcome === 'late') {
+      const left = bus.devices().map((d) => d.name);
+      const what = left.length > 0 ? `removing ${left.join(', ')}` : 'closing the control socket';
+      return fail(EXIT_FAILURE, `stopping took longer than ${limitMs} ms (still ${what}): giving up`, false);
+    }
+    if (outcome !== 'stopped') {
+      return fail(EXIT_FAILURE, `while removing devices: ${(outcome as Error).message}`, false);
     }
     return EXIT_OK;
   } finally {

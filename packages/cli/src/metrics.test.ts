@@ -1,14 +1,17 @@
 /** `emu --metrics HOST:PORT`, scraped as Prometheus would, and `emu stats` over the control socket. */
+import { readFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { EmudevRegistry } from '@emu/emudev';
 import { GpioReg } from '@emu/example-gpio';
+import { DataPlane } from '@emu/native';
 import { emptyBudgetStats, VfioUserClient } from '@emu/vfio-user';
 import { expect } from 'chai';
 import { EXIT_OK, EXIT_USAGE, main } from './main.js';
-import { parseListen } from './metrics.js';
+import { Metrics, parseListen } from './metrics.js';
 import { emuPerTest } from './serving.fixture.js';
 import type { StatsSnapshot } from './snapshot.js';
 import { renderStats, si } from './stats-view.js';
-import { Capture, until } from './test-env.fixture.js';
+import { Capture, spawnEmu, until } from './test-env.fixture.js';
 
 const quietClient = { logger: { debug() {}, info() {}, warn() {}, error() {} } };
 
@@ -94,6 +97,101 @@ describe('metrics and emu stats', () => {
     expect(sample(after, 'emu_device_connected{device="emu_iavf0"}')).to.equal(0);
     const other = await fetch(url!.replace('/metrics', '/'));
     expect(other.status).to.equal(404);
+  });
+
+  it('makes one scrape for pipelined requests nobody reads: bounded memory, the devices served meanwhile', async function () {
+    this.timeout(60_000);
+    const vdevs = Array.from({ length: 8 }, (_, i) => [
+      '--vdev',
+      `emu_iavf${i},path=${t.tmp.path(`n${i}.sock`)},queues=16,net=pipe${i % 2}`,
+    ]).flat();
+    const run = spawnEmu([...vdevs, '--metrics', '127.0.0.1:0']);
+    try {
+      await until(
+        () => run.io.stdout.includes('serving 8 devices'),
+        `emu to serve (${run.io.stderr})`,
+        15_000,
+      );
+      const url = new URL(/metrics: (http:\/\/\S+)\n/.exec(run.io.stdout)![1]);
+      const scrape = await (await fetch(url)).text();
+      expect(scrape.length, 'bytes of one scrape').to.be.above(64_000);
+      const rss = () =>
+        Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${run.child.pid}/status`, 'utf8'))![1]) * 1024;
+      const before = rss();
+      // 1,900 pipelined GETs on each of 3 connections (190 KB of requests), never read.
+      const sockets = Array.from({ length: 3 }, () => {
+        const s = connect(Number(url.port), url.hostname);
+        s.on('error', () => {});
+        s.pause();
+        s.write(`GET /metrics HTTP/1.1\r\nHost: ${url.host}\r\n\r\n`.repeat(1900));
+        return s;
+      });
+      // Meanwhile a client of a device is answered promptly, again and again.
+      const client = await VfioUserClient.connect(t.tmp.path('n0.sock'), quietClient);
+      let worst = 0;
+      const end = Date.now() + 3000;
+      while (Date.now() < end) {
+        const at = performance.now();
+        await client.regionRead(7, 0, 4);
+        worst = Math.max(worst, performance.now() - at);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+      client.close();
+      const grew = rss() - before;
+      expect(grew, 'bytes emu grew by').to.be.below(48 << 20);
+      expect(worst, 'ms of the slowest REGION_READ').to.be.below(250);
+      // A scraper that reads gets its answer, and Connection: close.
+      const res = await fetch(url);
+      expect(res.status).to.equal(200);
+      expect(res.headers.get('connection')).to.equal('close');
+      expect((await res.text()).length).to.be.above(64_000);
+      for (const s of sockets) s.destroy();
+      run.child.kill('SIGTERM');
+      expect((await run.exit).code).to.equal(0);
+    } finally {
+      if (run.child.exitCode === null) run.child.kill('SIGKILL');
+    }
+  });
+
+  it('keeps the latency series a client can name bounded, shares concurrent scrapes, and scrapes in slices', async () => {
+    let reads = 0;
+    const metrics = new Metrics({
+      devices: () => {
+        reads++;
+        return [];
+      },
+      plane: DataPlane.shared(),
+      startedAt: Date.now(),
+    });
+    const h = 'emu_vfio_user_message_duration_seconds_count';
+    // vfio-user names a command it does not know UNKNOWN(n): a client picks n.
+    for (let n = 100; n < 1100; n++) metrics.observe('emu_x0', `UNKNOWN(${n})`, 1e-5);
+    metrics.observe('emu_x0', 'REGION_READ', 1e-5);
+    for (let n = 0; n < 100; n++) metrics.observe('emu_x0', `NAME_${n}`, 1e-5);
+    metrics.observe('emu_x0', 'REGION_READ', 1e-5);
+    const text = await metrics.scrape();
+    const series = text.split('\n').filter((l) => l.startsWith(`${h}{`));
+    expect(series).to.have.length(24);
+    expect(sample(text, `${h}{device="emu_x0",command="UNKNOWN"}`)).to.equal(1000);
+    expect(sample(text, `${h}{device="emu_x0",command="REGION_READ"}`)).to.equal(2);
+    expect(sample(text, `${h}{device="emu_x0",command="other"}`)).to.equal(100 - 21);
+    metrics.forget('emu_x0');
+    expect(await metrics.scrape()).to.not.include('emu_x0');
+
+    reads = 0;
+    const texts = await Promise.all(Array.from({ length: 50 }, () => metrics.scrape()));
+    expect(reads, 'device readings for 50 scrapes at once').to.equal(1);
+    expect(new Set(texts).size).to.equal(1);
+    let turns = 0;
+    let counting = true;
+    const count = () => {
+      turns++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    await metrics.scrape();
+    counting = false;
+    expect(turns, 'turns of the event loop during one scrape').to.be.above(10);
   });
 
   it('a --metrics address that cannot be bound is a usage error, and nothing is left serving', async () => {

@@ -4,13 +4,36 @@
  * nothing is counted twice or runs on the data path; vfio-user message handling times are observed as
  * they happen (VdevBus onHandled) into a histogram. Process metrics (RSS, fds, event loop lag) come
  * from prom-client's defaults.
+ *
+ * Whoever reaches the port may be hostile, and the event loop it shares is every device's: what one
+ * connection may make emu hold and do is bounded (METRICS_LIMITS; one request per connection, see
+ * metrics-http.ts), concurrent scrapes share one, and a scrape runs in slices.
  */
-import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { EmuDevice } from '@emu/emudev';
+import { setImmediate } from 'node:timers/promises';
+import { type EmuDevice, showText, textProblem } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot } from './snapshot.js';
+import { type OneRequestHttpLimits, OneRequestHttpServer } from './metrics-http.js';
+import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot, statsSnapshotInSlices } from './snapshot.js';
+
+/** The metrics endpoint's bounds, one row each (docs/reliability.md, "Operator surfaces"). */
+export const METRICS_LIMITS = {
+  /** Connections answered at once; as many more are told 503, past that the kernel's are closed. */
+  maxConnections: 16,
+  /** Bytes of a request's head; nothing after the head is parsed (metrics-http.ts). */
+  maxHeaderBytes: 8 * 1024,
+  /** A request's head must arrive within this (a slow client gets 408). */
+  headersTimeoutMs: 5_000,
+  /** A connection with no traffic this long is destroyed: an answer left unread. */
+  socketTimeoutMs: 10_000,
+  /** After the answer, the client's leftovers (pipelined requests) are dropped for this long... */
+  lingerMs: 2_000,
+  /** ...or up to this many bytes, then the socket is closed. */
+  lingerBytes: 256 * 1024,
+  /** Command labels per device in the latency histogram: past it, "other" (a client picks the command). */
+  maxCommandLabels: 24,
+} as const;
 
 /** Seconds: from a register read answered at once (~10 µs) to a slow DMA_MAP (~100 ms). */
 const LATENCY_BUCKETS = [5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2, 0.1, 1];
@@ -23,6 +46,8 @@ export interface MetricsSource {
 
 /** `HOST:PORT` (an IPv6 host in brackets: `[::1]:9464`); throws a message for the user. */
 export function parseListen(text: string): { host: string; port: number } {
+  const bad = textProblem(text, 'value');
+  if (bad !== undefined) throw new Error(`${showText(text)} ${bad}`);
   const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[3]) : Number.NaN;
   if (!m || port > 65535)
@@ -35,9 +60,11 @@ export class Metrics {
   readonly #latency: Histogram<'device' | 'command'>;
   /** The commands timed per device, to drop a removed device's series. */
   readonly #timed = new Map<string, Set<string>>();
-  #http?: Server;
+  #http?: OneRequestHttpServer;
   /** The devices read once for the scrape under way (scrape()). */
   #reading?: StatsSnapshot;
+  /** The scrape under way, which every request arriving meanwhile shares. */
+  #scraping?: Promise<string>;
 
   constructor(private readonly source: MetricsSource) {
     collectDefaultMetrics({ register: this.registry, prefix: 'emu_' });
@@ -51,11 +78,20 @@ export class Metrics {
     this.#define();
   }
 
-  /** A message handling time (VdevBus's onHandled). */
+  /**
+   * A message handling time (VdevBus's onHandled). The command is the client's choice: vfio-user
+   * names one it does not know UNKNOWN(n), which is folded into UNKNOWN, and past maxCommandLabels
+   * distinct ones a device's are counted as "other", so a client cannot make the series grow.
+   */
   observe(device: string, command: string, seconds: number): void {
     const commands = this.#timed.get(device) ?? new Set<string>();
-    this.#timed.set(device, commands.add(command));
-    this.#latency.observe({ device, command }, seconds);
+    this.#timed.set(device, commands);
+    let label = command.startsWith('UNKNOWN(') ? 'UNKNOWN' : command;
+    if (!commands.has(label)) {
+      if (commands.size >= METRICS_LIMITS.maxCommandLabels - 1) label = 'other';
+      commands.add(label);
+    }
+    this.#latency.observe({ device, command: label }, seconds);
   }
 
   /** A device went away: its histogram series go with it. */
@@ -64,35 +100,44 @@ export class Metrics {
     this.#timed.delete(device);
   }
 
-  /** Serves GET /metrics; resolves with the address bound (port 0: one the kernel chose). */
-  async listen(host: string, port: number): Promise<AddressInfo> {
-    const http = createServer((req, res) => {
-      if (req.method !== 'GET' || (req.url ?? '').split('?')[0] !== '/metrics') {
-        res.writeHead(404, { 'content-type': 'text/plain' }).end('emu serves metrics at /metrics\n');
-        return;
-      }
-      this.scrape().then(
-        (text) => res.writeHead(200, { 'content-type': this.registry.contentType }).end(text),
-        (err: Error) => res.writeHead(500, { 'content-type': 'text/plain' }).end(`${err.message}\n`),
-      );
+  /**
+   * Serves GET /metrics; resolves with the address bound (port 0: one the kernel chose). `limits`
+   * replaces the HTTP rows of METRICS_LIMITS it names (tests, the fuzz target).
+   */
+  async listen(host: string, port: number, limits: Partial<OneRequestHttpLimits> = {}): Promise<AddressInfo> {
+    const http = new OneRequestHttpServer({ ...METRICS_LIMITS, ...limits }, async (_method, path) => {
+      if (path !== '/metrics')
+        return { status: 404, type: 'text/plain', body: 'emu serves metrics at /metrics\n' };
+      return { status: 200, type: this.registry.contentType, body: await this.scrape() };
     });
-    await new Promise<void>((resolve, reject) => {
-      http.once('error', reject);
-      http.listen(port, host, () => {
-        http.off('error', reject);
-        resolve();
-      });
-    });
-    http.on('error', () => {});
+    const address = await http.listen(host, port);
     this.#http = http;
-    return http.address() as AddressInfo;
+    return address;
   }
 
-  /** The Prometheus text: the devices read once, for every metric of it. */
-  async scrape(): Promise<string> {
-    this.#reading = statsSnapshot(this.source.devices(), this.source.plane, this.source.startedAt);
+  /**
+   * The Prometheus text: the devices read once, for every metric of it. Scrapes asked for while one
+   * runs get its text: however many come at once, one is made. It runs in slices (the devices a few at
+   * a time, then each metric), with a turn of the event loop between them.
+   */
+  scrape(): Promise<string> {
+    this.#scraping ??= this.#scrapeOnce().finally(() => {
+      this.#scraping = undefined;
+    });
+    return this.#scraping;
+  }
+
+  async #scrapeOnce(): Promise<string> {
+    const { devices, plane, startedAt } = this.source;
+    this.#reading = await statsSnapshotInSlices(devices(), plane, startedAt);
     try {
-      return await this.registry.metrics();
+      const texts: string[] = [];
+      for (const metric of this.registry.getMetricsAsArray()) {
+        await setImmediate();
+        texts.push(await this.registry.getSingleMetricAsString((metric as { name: string }).name));
+      }
+      // As Registry.metrics() joins them (Prometheus text format).
+      return `${texts.join('\n\n')}\n`;
     } finally {
       this.#reading = undefined;
     }
@@ -101,9 +146,12 @@ export class Metrics {
   async close(): Promise<void> {
     const http = this.#http;
     this.#http = undefined;
-    if (!http) return;
-    http.closeAllConnections();
-    await new Promise<void>((resolve) => http.close(() => resolve()));
+    await http?.close();
+  }
+
+  /** Connections the endpoint holds now (for tests and the fuzz target). */
+  get connections(): number {
+    return this.#http?.connections ?? 0;
   }
 
   /** The metrics read from one snapshot per scrape. */

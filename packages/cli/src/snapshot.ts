@@ -3,6 +3,7 @@
  * and the data plane's. Plain JSON (no bigint), so the control socket sends it as is; `emu stats` and
  * the metrics endpoint are built on it.
  */
+import { setImmediate } from 'node:timers/promises';
 import type { EmuDevice, QueueCounters } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import type { BudgetStats } from '@emu/vfio-user';
@@ -75,13 +76,23 @@ export function deviceSnapshot(d: EmuDevice): DeviceSnapshot {
   };
 }
 
-export function statsSnapshot(devices: EmuDevice[], plane: DataPlane, startedAt: number): StatsSnapshot {
+/** The reading, a device at a time: each step reads one device, the last returns the snapshot. */
+function* snapshotSteps(
+  devices: EmuDevice[],
+  plane: DataPlane,
+  startedAt: number,
+): Generator<void, StatsSnapshot> {
+  const read: DeviceSnapshot[] = [];
+  for (const d of devices) {
+    read.push(deviceSnapshot(d));
+    yield;
+  }
   const p = plane.stats();
   const now = Date.now();
   return {
     time: now,
     uptimeSeconds: Math.round((now - startedAt) / 1000),
-    devices: devices.map(deviceSnapshot),
+    devices: read,
     dataPlane: {
       workers: p.workers.length,
       running: p.workers.filter((w) => w.running).length,
@@ -89,6 +100,40 @@ export function statsSnapshot(devices: EmuDevice[], plane: DataPlane, startedAt:
       frames: p.frames,
     },
   };
+}
+
+export function statsSnapshot(devices: EmuDevice[], plane: DataPlane, startedAt: number): StatsSnapshot {
+  const steps = snapshotSteps(devices, plane, startedAt);
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+  }
+}
+
+/** How long an operator's reading may run before it lets the event loop turn. */
+export const SLICE_MS = 2;
+
+/**
+ * statsSnapshot for the operator's requests (the control socket, metrics): the devices are read in
+ * slices of at most `sliceMs`, with a turn of the event loop between them, so that reading many devices
+ * never holds up the devices' own work for long.
+ */
+export async function statsSnapshotInSlices(
+  devices: EmuDevice[],
+  plane: DataPlane,
+  startedAt: number,
+  sliceMs = SLICE_MS,
+): Promise<StatsSnapshot> {
+  const steps = snapshotSteps(devices, plane, startedAt);
+  let sliceStart = performance.now();
+  for (;;) {
+    const step = steps.next();
+    if (step.done) return step.value;
+    if (performance.now() - sliceStart >= sliceMs) {
+      await setImmediate();
+      sliceStart = performance.now();
+    }
+  }
 }
 
 type Counter = 'packets' | 'bytes' | 'drops' | 'errors';

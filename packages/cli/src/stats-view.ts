@@ -174,7 +174,12 @@ export async function statsMain(argv: readonly string[], io: StatsIo): Promise<n
     io.stderr.write(`emu stats: ${unreachable(path, err)}\n`);
     return 1;
   }
-  const read = () => client.call('stats.get') as Promise<StatsSnapshot>;
+  // emu closes a control connection idle for a minute (control/connection.ts): a view with a longer
+  // interval connects again for its next reading.
+  const read = async () => {
+    if (client.closed) client = await ControlClient.connect(path);
+    return (await client.call('stats.get')) as StatsSnapshot;
+  };
   // The live view ends at SIGINT or SIGTERM (a second one exits at once), unless the caller ends it.
   const stop = opts.once || io.signal ? undefined : processSignal();
   try {

@@ -298,6 +298,15 @@ describe('EmuDevice queues, attributes, reset and selftest', () => {
     expect(dev.getAttr('step')).to.equal(7);
   });
 
+  it("takes Object.prototype's names for unknown attributes, not for the prototype's members", () => {
+    for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const unknown = `${name} (attributes: count, step)`;
+      expect(() => dev.getAttr(name), name).to.throw(EmudevError, `no attribute ${unknown}`);
+      expect(() => dev.setAttr(name, 1), name).to.throw(EmudevError, `no attribute ${unknown}`);
+    }
+    expect(dev.getAttr('step')).to.equal(1);
+  });
+
   it("reports the driver's traffic counters by queue", () => {
     expect(dev.counters()).to.deep.equal({ queues: [] });
     dev.regionWrite(0, 0x14, u32(1));

@@ -22,6 +22,7 @@ import {
 import type { DeviceContext, DeviceImpl, EmudevDriver } from './driver.js';
 import { EmudevError } from './errors.js';
 import { GuestMemory } from './memory.js';
+import { showText, showValue, textProblem, valueTextProblem } from './operator-text.js';
 import { QueueTable } from './queues.js';
 import {
   type DeviceCounters,
@@ -73,10 +74,17 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
     private readonly options: DeviceOptions,
   ) {
     super();
+    const badName = typeof name === 'string' ? textProblem(name, 'name') : 'is not a string';
+    if (badName !== undefined)
+      throw new EmudevError('EINVAL', `device name ${showText(String(name))} ${badName}`);
     if (typeof options.path !== 'string' || options.path === '') {
       throw new EmudevError('EINVAL', `${name}: a socket path is required`);
     }
     this.path = resolvePath(options.path);
+    const badPath = textProblem(this.path, 'socketPath');
+    if (badPath !== undefined) {
+      throw new EmudevError('EINVAL', `${name}: socket path ${showText(this.path)} ${badPath}`);
+    }
     const log = options.logger ?? consoleLogger('warn', name);
     this.log = options.logRateLimit === false ? log : rateLimitedLogger(log, options.logRateLimit);
     this.queueTable = new QueueTable((q) => this.emit('queue-state', q));
@@ -249,11 +257,14 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
   setAttr(name: string, value: unknown): void {
     const a = this.attribute(name);
     if (!a.set) throw new EmudevError('EACCES', `${this.name}: attribute ${name} is read-only`);
+    // Text an operator gives (a pcap path, a label) follows emu's one rule before the schema sees it.
+    const badText = valueTextProblem(value, 'value');
+    if (badText !== undefined) throw new EmudevError('EINVAL', `${this.name}: attribute ${name}: ${badText}`);
     const parsed = a.schema.safeParse(value);
     if (!parsed.success) {
       throw new EmudevError(
         'EINVAL',
-        `${this.name}: attribute ${name}: ${JSON.stringify(value)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`,
+        `${this.name}: attribute ${name}: ${showValue(value)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`,
       );
     }
     a.set(parsed.data);
@@ -315,8 +326,13 @@ export class EmuDevice extends EventEmitter<DeviceEvents> {
   }
 
   private attribute(name: string) {
+    const badName = typeof name === 'string' ? textProblem(name, 'key') : 'is not a string';
+    if (badName !== undefined) {
+      throw new EmudevError('EINVAL', `${this.name}: attribute name ${showText(String(name))} ${badName}`);
+    }
     const attrs = this.impl?.attributes ?? {};
-    const a = attrs[name];
+    // Own keys only: a name such as __proto__ or toString is an unknown name, not Object.prototype's.
+    const a = Object.hasOwn(attrs, name) ? attrs[name] : undefined;
     if (!a) {
       const known = Object.keys(attrs);
       throw new EmudevError(

@@ -19,6 +19,14 @@ export {
 } from './driver.js';
 export { EmudevError } from './errors.js';
 export { GuestMemory } from './memory.js';
+export {
+  showText,
+  showValue,
+  TEXT_LIMITS,
+  type TextKind,
+  textProblem,
+  valueTextProblem,
+} from './operator-text.js';
 export { QueueTable } from './queues.js';
 export { defaultRegistry, EmudevRegistry } from './registry.js';
 export * from './types.js';

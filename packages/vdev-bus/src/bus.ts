@@ -17,7 +17,7 @@ import { type Devargs, DevargsError, parseDevargs } from './devargs.js';
 import { type Logger, stderrWarnings } from './logger.js';
 import { BUS_KEYS, coerceArgs, PATH_KEY } from './schema.js';
 import { parseSocketKeys, type SocketSettings } from './socket-access.js';
-import { prepareSocketPath } from './socket-path.js';
+import { prepareSocketPath, showSocketPath, socketPathProblem } from './socket-path.js';
 
 export interface VdevBusOptions {
   /** For the bus and the devices it creates; default: warnings and errors on stderr. */
@@ -98,8 +98,9 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
     if (this.deviceMap.has(name) || this.registry.get(name)) {
       throw new DevargsError('EDUPLICATE', `duplicate device name ${name}`, name);
     }
-    const bus: Record<string, string | undefined> = {};
-    const rest: Record<string, string> = {};
+    // No prototype: a key such as __proto__ is stored like any other, and so refused as unknown.
+    const bus: Record<string, string | undefined> = Object.create(null);
+    const rest: Record<string, string> = Object.create(null);
     for (const [key, value] of Object.entries(devargs.args)) {
       if (BUS_KEYS.some((k) => k.key === key)) bus[key] = value;
       else rest[key] = value;
@@ -111,6 +112,15 @@ export class VdevBus extends EventEmitter<VdevBusEvents> {
       throw new DevargsError('EREQUIRED', `${name}: path is required`, name, PATH_KEY.key);
     }
     const path = resolve(rawPath);
+    const badPath = socketPathProblem(path);
+    if (badPath !== undefined) {
+      throw new DevargsError(
+        'EPATH',
+        `${name}: socket path ${showSocketPath(path)}: ${badPath}`,
+        name,
+        'path',
+      );
+    }
     const user = this.registry.list().find((d) => d.path === path);
     if (user) {
       throw new DevargsError(

@@ -110,6 +110,36 @@ describe('parseDevargs', () => {
       expect(syntaxError('emu_gpio0,lines=8,').message).to.equal(message);
     });
 
+    it('a device name, key or value that breaks the operator-text rule: too long, control characters', () => {
+      const long = syntaxError(`emu_iavf${'1'.repeat(10_000)},path=/tmp/a.sock`, 'ENAME');
+      expect(long.message).to.equal(
+        `device name "emu_iavf${'1'.repeat(32)}…" is 10008 bytes long; at most 63`,
+      );
+      expect(syntaxError(`emu_gpio${'0'.repeat(56)}`, 'ENAME').message).to.match(
+        /is 64 bytes long; at most 63$/,
+      );
+      expect(parseDevargs(`emu_gpio${'0'.repeat(55)}`).name).to.have.length(63);
+      const newline = syntaxError('emu_iavf1,path=/tmp/x\ny.sock', 'EVALUE');
+      expect(newline.message).to.equal(
+        'emu_iavf1: path: "/tmp/x\\ny.sock" has a control character (U+000A) at character 6',
+      );
+      expect(newline.key).to.equal('path');
+      for (const c of ['\0', '\r', '\t', '\x1b', '\x7f', '\x85', '\u2028', '\ud800']) {
+        const err = syntaxError(`emu_iavf1,path=/tmp/a.sock,pcap=/tmp/p${c}.pcap`, 'EVALUE');
+        expect(err.key, JSON.stringify(c)).to.equal('pcap');
+        expect(err.message).to.not.match(/[\p{Cc}\u2028]/u);
+      }
+      expect(syntaxError(`emu_iavf1,net=${'n'.repeat(4096)}`, 'EVALUE').message).to.match(
+        /^emu_iavf1: net: "n{40}…" is 4096 bytes long; at most 4095$/,
+      );
+      expect(syntaxError(`emu_iavf1,${'k'.repeat(64)}=1`).message).to.match(
+        /^emu_iavf1: key "k{40}…" is 64 bytes long; at most 63$/,
+      );
+      // What the messages quote is escaped: no control character reaches a log line through them.
+      expect(syntaxError('emu_iavf1,pa\nth').message).to.equal('emu_iavf1: "pa\\nth" is not key=value');
+      expect(syntaxError('path=a\u2028b').message).to.match(/^devargs "path=a\\u2028b" must start/);
+    });
+
     it('a key called like an Object.prototype member is an ordinary key', () => {
       expect(parseDevargs('emu_gpio0,constructor=1').args).to.deep.equal({ constructor: '1' });
       const proto = parseDevargs('emu_gpio0,__proto__=x').args;

@@ -4,6 +4,8 @@
  * underscores of the device name (`emu_gpio0` → `emu_gpio`); the name must end in a number.
  */
 
+import { showText, textProblem } from '@emu/emudev';
+
 /** What went wrong, for programs; the message is for people. */
 export type DevargsErrorCode =
   /** The text is not `name,key=value,...`. */
@@ -55,20 +57,23 @@ const EXAMPLE = 'e.g. emu_gpio0,path=/tmp/emu/gpio0.sock';
 
 /** Splits a device name into its driver name and number, or throws why it is not a device name. */
 export function splitDeviceName(name: string): { driver: string; unit: number } {
+  const shown = showText(name);
+  const bad = textProblem(name, 'name');
+  if (bad !== undefined) throw new DevargsError('ENAME', `device name ${shown} ${bad}`, name);
   if (!/^[A-Za-z_]/.test(name)) {
     throw new DevargsError(
       'ENAME',
-      `device name "${name}" must start with its driver's name (letters and underscores), ${EXAMPLE}`,
+      `device name ${shown} must start with its driver's name (letters and underscores), ${EXAMPLE}`,
       name,
     );
   }
   if (!/[0-9]$/.test(name))
-    throw new DevargsError('ENAME', `device name "${name}" must end in a number`, name);
+    throw new DevargsError('ENAME', `device name ${shown} must end in a number`, name);
   const m = DEVICE_NAME.exec(name);
   if (!m) {
     throw new DevargsError(
       'ENAME',
-      `device name "${name}" must be a driver name (letters and underscores) followed by a number, ${EXAMPLE}`,
+      `device name ${shown} must be a driver name (letters and underscores) followed by a number, ${EXAMPLE}`,
       name,
     );
   }
@@ -88,7 +93,10 @@ export function parseDevargs(text: string): Devargs {
     throw new DevargsError('ESYNTAX', `devargs are empty: give a device name and its keys, ${EXAMPLE}`);
   const [name, ...items] = trimmed.split(',');
   if (name === '' || name.includes('=')) {
-    throw new DevargsError('ESYNTAX', `devargs "${trimmed}" must start with a device name, ${EXAMPLE}`);
+    throw new DevargsError(
+      'ESYNTAX',
+      `devargs ${showText(trimmed)} must start with a device name, ${EXAMPLE}`,
+    );
   }
   const { driver } = splitDeviceName(name);
   const args: Record<string, string> = {};
@@ -101,18 +109,26 @@ export function parseDevargs(text: string): Devargs {
       );
     }
     const eq = item.indexOf('=');
-    if (eq < 0) throw new DevargsError('ESYNTAX', `${name}: "${item}" is not key=value`, name, item);
+    if (eq < 0) throw new DevargsError('ESYNTAX', `${name}: ${showText(item)} is not key=value`, name, item);
     const key = item.slice(0, eq);
     const value = item.slice(eq + 1);
-    if (key === '') throw new DevargsError('ESYNTAX', `${name}: "${item}" has no key before "="`, name);
+    if (key === '')
+      throw new DevargsError('ESYNTAX', `${name}: ${showText(item)} has no key before "="`, name);
     if (!KEY.test(key)) {
       throw new DevargsError(
         'ESYNTAX',
-        `${name}: bad key "${key}" (a key is letters, digits, underscores and dashes)`,
+        `${name}: bad key ${showText(key)} (a key is letters, digits, underscores and dashes)`,
         name,
         key,
       );
     }
+    // Keys and values, whatever the key: emu's one rule for text an operator gives (emudev's operator-text).
+    const badKey = textProblem(key, 'key');
+    if (badKey !== undefined)
+      throw new DevargsError('ESYNTAX', `${name}: key ${showText(key)} ${badKey}`, name, key);
+    const bad = textProblem(value, 'value');
+    if (bad !== undefined)
+      throw new DevargsError('EVALUE', `${name}: ${key}: ${showText(value)} ${bad}`, name, key);
     if (Object.hasOwn(args, key))
       throw new DevargsError('ESYNTAX', `${name}: key "${key}" is given twice`, name, key);
     // defineProperty, so that a key such as __proto__ is an own key like any other.

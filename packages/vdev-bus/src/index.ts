@@ -29,4 +29,4 @@ export {
   SOCKET_KEYS,
 } from './schema.js';
 export { parseSocketKeys, type SocketSettings } from './socket-access.js';
-export { MAX_SOCKET_PATH_BYTES, prepareSocketPath } from './socket-path.js';
+export { MAX_SOCKET_PATH_BYTES, prepareSocketPath, socketPathProblem } from './socket-path.js';

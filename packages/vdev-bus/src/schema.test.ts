@@ -157,6 +157,21 @@ describe('driver schemas', () => {
         );
       });
 
+      it("keys, device and driver names called like Object.prototype's members are unknown ones", () => {
+        const keys =
+          'path, mode, owner, group, allow_users, sealed_memory, regs, unit, ratio, fast, pace, mac, fail';
+        for (const name of ['__proto__', 'constructor', 'toString', 'hasOwnProperty']) {
+          const err = invalid(`emu_test0,path=/tmp/t.sock,${name}=1`);
+          expect(err.code, name).to.equal('EKEY');
+          expect(err.message).to.equal(`emu_test0: unknown key "${name}" (keys: ${keys})`);
+          const driver = invalid(`${name}0,path=/tmp/t.sock`);
+          expect(driver.code, name).to.equal('ENODRIVER');
+          expect(driver.message).to.equal(
+            `unknown driver "${name}" for device ${name}0 (drivers: emu_test, emu_strict)`,
+          );
+        }
+      });
+
       it('a number that is not one', () => {
         const err = invalid('emu_test0,path=/tmp/t.sock,regs=abc');
         expect(err.code).to.equal('EVALUE');
@@ -221,6 +236,23 @@ describe('driver schemas', () => {
         expect(err.key).to.equal('path');
         expect(err.message).to.equal('emu_test0: path is required');
         expect(invalid('emu_test0,path=').message).to.equal('emu_test0: path is required');
+      });
+
+      it('a socket path with a control character, or too long for sun_path, before anything is built', () => {
+        const newline = invalid('emu_test0,path=/tmp/a\u2029b.sock');
+        expect(newline.code).to.equal('EVALUE');
+        expect(newline.message).to.equal(
+          'emu_test0: path: "/tmp/a\\u2029b.sock" has a control character (U+2029) at character 6',
+        );
+        // Relative paths grow when made absolute: the length is checked on the absolute path.
+        const rel = 'r'.repeat(107 - process.cwd().length);
+        const long = invalid(`emu_test0,path=${rel}`);
+        expect(long.code).to.equal('EPATH');
+        expect(long.key).to.equal('path');
+        expect(long.message).to.equal(
+          `emu_test0: socket path ${process.cwd()}/${rel}: too long (108 bytes; a UNIX socket path holds at most 107)`,
+        );
+        expect(bus.validate(`emu_test0,path=${rel.slice(1)}`).path).to.have.length(107);
       });
 
       it('a syntax error comes out of validate() as well', () => {

@@ -9,11 +9,27 @@ import { constants } from 'node:fs';
 import { access, lstat, realpath, stat, unlink } from 'node:fs/promises';
 import { connect } from 'node:net';
 import { dirname, resolve, sep } from 'node:path';
+import { showText, TEXT_LIMITS, textProblem } from '@emu/emudev';
 import { DevargsError } from './devargs.js';
 import type { Logger } from './logger.js';
 
 /** sun_path holds 108 bytes with the terminating NUL. */
-export const MAX_SOCKET_PATH_BYTES = 107;
+export const MAX_SOCKET_PATH_BYTES = TEXT_LIMITS.socketPath;
+
+/**
+ * Why an absolute path cannot name a UNIX socket (too long for sun_path, or text emu refuses), or
+ * undefined. VdevBus.validate checks it before any device is built; prepareSocketPath again.
+ */
+export function socketPathProblem(abs: string): string | undefined {
+  const bytes = Buffer.byteLength(abs);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    return `too long (${bytes} bytes; a UNIX socket path holds at most ${MAX_SOCKET_PATH_BYTES})`;
+  }
+  return textProblem(abs, 'socketPath');
+}
+
+/** A socket path as a message shows it: as it is when it is a fine path, else quoted, escaped, cut. */
+export const showSocketPath = (abs: string) => (textProblem(abs, 'path') === undefined ? abs : showText(abs));
 
 /** How long a connect to an existing socket may take before we call it in use. */
 const PROBE_TIMEOUT_MS = 1000;
@@ -22,14 +38,9 @@ const PROBE_TIMEOUT_MS = 1000;
 export async function prepareSocketPath(device: string, path: string, log: Logger): Promise<string> {
   const abs = resolve(path);
   const fail = (code: 'EPATH' | 'EADDRINUSE', why: string) =>
-    new DevargsError(code, `${device}: socket path ${abs}: ${why}`, device, 'path');
-  const bytes = Buffer.byteLength(abs);
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw fail(
-      'EPATH',
-      `too long (${bytes} bytes; a UNIX socket path holds at most ${MAX_SOCKET_PATH_BYTES})`,
-    );
-  }
+    new DevargsError(code, `${device}: socket path ${showSocketPath(abs)}: ${why}`, device, 'path');
+  const bad = socketPathProblem(abs);
+  if (bad !== undefined) throw fail('EPATH', bad);
   const dir = dirname(abs);
   const dirStat = await stat(dir).catch((err: NodeJS.ErrnoException) => err);
   if (dirStat instanceof Error) {

@@ -51,6 +51,11 @@ export class ControlClient {
     });
   }
 
+  /** Whether the connection is gone (emu closed it, e.g. after it stayed idle, or close() was called). */
+  get closed(): boolean {
+    return this.#gone !== undefined || this.socket.destroyed;
+  }
+
   call(method: string, params: Record<string, unknown> = {}): Promise<unknown> {
     if (this.#gone) return Promise.reject(this.#gone);
     const id = this.#nextId++;

@@ -5,13 +5,13 @@
  */
 
 import { isAbsolute } from 'node:path';
-import type { EmuDevice } from '@emu/emudev';
-import { EmudevError } from '@emu/emudev';
+import type { EmuDevice, TextKind } from '@emu/emudev';
+import { EmudevError, textProblem } from '@emu/emudev';
 import type { DataPlane } from '@emu/native';
 import type { VdevBus } from '@emu/vdev-bus';
 import { z } from 'zod';
 import { type LevelLogger, LOG_LEVELS } from '../logger.js';
-import { deviceSnapshot, statsSnapshot } from '../snapshot.js';
+import { deviceSnapshot, statsSnapshotInSlices } from '../snapshot.js';
 
 export interface ControlContext {
   bus: VdevBus;
@@ -31,11 +31,21 @@ interface MethodSpec<S extends z.ZodType> {
 const method = <S extends z.ZodType>(spec: MethodSpec<S>) => spec;
 
 const none = z.object({}).strict();
-const deviceName = z.string().min(1).describe('a device name, e.g. emu_iavf0');
-const absolutePath = z
-  .string()
-  .min(1)
-  .refine(isAbsolute, 'must be an absolute path (emu ctl makes relative ones absolute)');
+/** A string an operator gives, held to emu's one rule for such text (emudev's operator-text). */
+const text = (kind: TextKind) =>
+  z
+    .string()
+    .min(1)
+    .superRefine((s, ctx) => {
+      const why = textProblem(s, kind);
+      if (why !== undefined) ctx.addIssue({ code: 'custom', message: why });
+    });
+const deviceName = text('name').describe('a device name, e.g. emu_iavf0');
+const attributeName = text('key');
+const absolutePath = text('path').refine(
+  isAbsolute,
+  'must be an absolute path (emu ctl makes relative ones absolute)',
+);
 
 const device = (ctx: ControlContext, name: string): EmuDevice => ctx.bus.require(name);
 
@@ -113,12 +123,12 @@ export const METHODS = {
   }),
   'attributes.get': method({
     description: "one attribute's value",
-    params: z.object({ device: deviceName, attribute: z.string().min(1) }).strict(),
+    params: z.object({ device: deviceName, attribute: attributeName }).strict(),
     handle: (ctx, { device: name, attribute }) => device(ctx, name).getAttr(attribute),
   }),
   'attributes.set': method({
     description: 'set an attribute (checked against its schema)',
-    params: z.object({ device: deviceName, attribute: z.string().min(1), value: z.unknown() }).strict(),
+    params: z.object({ device: deviceName, attribute: attributeName, value: z.unknown() }).strict(),
     handle: (ctx, { device: name, attribute, value }) => {
       const d = device(ctx, name);
       d.setAttr(attribute, value);
@@ -139,7 +149,11 @@ export const METHODS = {
     description: 'counters of every device (or one) and its queues, and of the data plane',
     params: z.object({ device: deviceName.optional() }).strict(),
     handle: (ctx, { device: name }) =>
-      statsSnapshot(name === undefined ? ctx.bus.devices() : [device(ctx, name)], ctx.plane, ctx.startedAt),
+      statsSnapshotInSlices(
+        name === undefined ? ctx.bus.devices() : [device(ctx, name)],
+        ctx.plane,
+        ctx.startedAt,
+      ),
   }),
   'capture.start': method({
     description: 'capture what a NIC sends and receives to a pcap file (created mode 0600)',

@@ -20,6 +20,9 @@ export const RpcErrorCode = {
 /** The longest request line the server takes (a devargs string is far shorter). */
 export const MAX_LINE_BYTES = 64 * 1024;
 
+/** The most requests one batch may hold (each is handled in a turn of the event loop of its own). */
+export const MAX_BATCH = 64;
+
 export interface RpcRequest {
   jsonrpc: '2.0';
   method: string;
@@ -39,19 +42,41 @@ export type RpcResponse =
   | { jsonrpc: '2.0'; id: string | number | null; result: unknown }
   | { jsonrpc: '2.0'; id: string | number | null; error: RpcErrorBody };
 
-/** Splits a byte stream into lines; refuses a line longer than `max` bytes. */
+/**
+ * Splits a text stream into lines; refuses a line longer than `max` bytes. Linear in what it is given:
+ * each chunk is scanned once, and a line arriving a byte at a time is joined once, when it ends.
+ */
 export class LineSplitter {
-  #pending = '';
+  #parts: string[] = [];
+  #bytes = 0;
 
   constructor(private readonly max = MAX_LINE_BYTES) {}
 
-  /** The complete lines in `chunk` (and what came before it); throws RangeError past `max`. */
+  /** Bytes of a line begun and not yet ended. */
+  get pendingBytes(): number {
+    return this.#bytes;
+  }
+
+  /** The complete lines in `chunk` (with what came before it), blank ones left out; RangeError past `max`. */
   push(chunk: string): string[] {
-    const parts = (this.#pending + chunk).split('\n');
-    this.#pending = parts.pop() ?? '';
-    if (Buffer.byteLength(this.#pending) > this.max || parts.some((p) => Buffer.byteLength(p) > this.max)) {
-      throw new RangeError(`a request line is longer than ${this.max} bytes`);
+    const lines: string[] = [];
+    let start = 0;
+    for (let nl = chunk.indexOf('\n'); nl >= 0; nl = chunk.indexOf('\n', start)) {
+      this.#take(chunk.slice(start, nl));
+      const line = this.#parts.join('');
+      this.#parts = [];
+      this.#bytes = 0;
+      if (line.trim() !== '') lines.push(line);
+      start = nl + 1;
     }
-    return parts.filter((p) => p.trim() !== '');
+    this.#take(chunk.slice(start));
+    return lines;
+  }
+
+  #take(piece: string): void {
+    if (piece === '') return;
+    this.#bytes += Buffer.byteLength(piece);
+    if (this.#bytes > this.max) throw new RangeError(`a request line is longer than ${this.max} bytes`);
+    this.#parts.push(piece);
   }
 }

@@ -1,52 +1,65 @@
 /**
  * The control socket: JSON-RPC 2.0 requests, one per line (control/protocol.ts), answered from the
- * method table (control/methods.ts). A client can ask anything and send anything: a malformed request
- * gets a JSON-RPC error and the connection goes on; devices never notice. Every queue a client can
- * fill is bounded: the line length, requests waiting (read stops while one is handled), replies it
- * leaves unread, and the number of clients.
+ * method table (control/methods.ts, through control/dispatch.ts). A client can ask anything and send
+ * anything: a malformed request gets a JSON-RPC error and the connection goes on; devices never notice.
+ * Every connection accepted has an owner that closes it: a client's ControlConnection (with its own
+ * bounds: control/connection.ts), or, past `maxClients`, the refusal, which closes it once the error
+ * is written. close() ends them all within `closeTimeoutMs`, whatever the clients do.
  */
 import { chmodSync, unlinkSync } from 'node:fs';
 import { createServer, type Server, type Socket } from 'node:net';
+import { setImmediate } from 'node:timers/promises';
 import type { Logger } from '@emu/vdev-bus';
-import { type ControlContext, METHODS } from './methods.js';
-import { LineSplitter, type RpcErrorBody, RpcErrorCode, type RpcResponse } from './protocol.js';
+import { type ConnectionLimits, ControlConnection } from './connection.js';
+import { dispatchLine, replyLine, rpcError } from './dispatch.js';
+import type { ControlContext } from './methods.js';
+import { MAX_LINE_BYTES, RpcErrorCode } from './protocol.js';
 
-export interface ControlServerOptions {
-  /** Most clients at once; one more is told so and closed. Default 16. */
-  maxClients?: number;
-  /** Bytes of replies a client may leave unread before it is dropped. Default 4 MiB. */
-  maxUnreadBytes?: number;
+/** The control socket's bounds, one row each; ControlServer.listen's options override them (tests). */
+export interface ControlLimits extends ConnectionLimits {
+  /** Most clients at once; one more is told so and closed. */
+  maxClients: number;
+  /** How long close() lets clients finish the request in hand before their sockets are destroyed. */
+  closeTimeoutMs: number;
+}
+
+export const CONTROL_LIMITS: ControlLimits = {
+  maxClients: 16,
+  maxLineBytes: MAX_LINE_BYTES,
+  lineTimeoutMs: 10_000,
+  idleTimeoutMs: 60_000,
+  unreadTimeoutMs: 30_000,
+  lingerMs: 1_000,
+  closeTimeoutMs: 2_000,
+};
+
+export interface ControlServerOptions extends Partial<ControlLimits> {
   logger?: Logger;
 }
 
-type Id = string | number | null;
-
-class RpcError extends Error {
-  constructor(
-    readonly code: number,
-    message: string,
-    readonly data?: RpcErrorBody['data'],
-  ) {
-    super(message);
-  }
-}
+const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {} };
 
 export class ControlServer {
   readonly #server: Server;
-  readonly #clients = new Set<Socket>();
-  readonly #maxClients: number;
-  readonly #maxUnread: number;
-  #closed = false;
+  readonly #clients = new Set<ControlConnection>();
+  /** Connections refused (too many clients, or closing), until their socket is gone. */
+  readonly #refused = new Set<Socket>();
+  readonly #limits: ControlLimits;
+  readonly #log: Logger;
+  #closing?: Promise<void>;
 
   private constructor(
     readonly path: string,
     private readonly ctx: ControlContext,
     options: ControlServerOptions,
   ) {
-    this.#maxClients = options.maxClients ?? 16;
-    this.#maxUnread = options.maxUnreadBytes ?? 4 << 20;
+    const { logger, ...limits } = options;
+    this.#limits = { ...CONTROL_LIMITS, ...limits };
+    this.#log = logger ?? quiet;
     this.#server = createServer((socket) => this.#accept(socket));
-    this.#server.on('error', (err) => options.logger?.error({ path }, `control socket: ${err.message}`));
+    // A hard cap on sockets, refusals included: past it the kernel's connection is closed unanswered.
+    this.#server.maxConnections = 2 * this.#limits.maxClients;
+    this.#server.on('error', (err) => this.#log.error({ path }, `control socket: ${err.message}`));
   }
 
   /**
@@ -77,16 +90,49 @@ export class ControlServer {
     return control;
   }
 
+  /** Clients being served. */
   get clients(): number {
     return this.#clients.size;
   }
 
-  /** Stops listening, drops every client, removes the socket file. Idempotent. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
-    this.#closed = true;
-    for (const c of this.#clients) c.destroy();
-    await new Promise<void>((resolve) => this.#server.close(() => resolve()));
+  /** What each client makes emu hold now, in bytes (ControlConnection.heldBytes). */
+  heldBytes(): number[] {
+    return [...this.#clients].map((c) => c.heldBytes);
+  }
+
+  /** Every socket the server holds: clients and refusals not yet gone. */
+  get connections(): number {
+    return this.#clients.size + this.#refused.size;
+  }
+
+  /**
+   * Stops listening, closes every client once the request in hand is answered, and after
+   * `closeTimeoutMs` destroys what is left (logged); removes the socket file. Idempotent; resolves when
+   * every connection is gone.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const c of this.#clients) c.close();
+    for (const s of this.#refused) s.destroy();
+    const deadline = setTimeout(() => {
+      const left = this.connections;
+      if (left === 0) return;
+      this.#log.warn(
+        { clients: left, closeTimeoutMs: this.#limits.closeTimeoutMs },
+        'control socket: clients still busy at shutdown: closed forcibly',
+      );
+      for (const c of this.#clients) c.destroy();
+      for (const s of this.#refused) s.destroy();
+    }, this.#limits.closeTimeoutMs);
+    await closed;
+    clearTimeout(deadline);
+    // Every socket is closed; their 'close' events (which empty the sets) follow within a turn or two.
+    for (let i = 0; i < 10 && this.connections > 0; i++) await setImmediate();
     try {
       unlinkSync(this.path);
     } catch {
@@ -95,126 +141,36 @@ export class ControlServer {
   }
 
   #accept(socket: Socket): void {
-    socket.setEncoding('utf8');
     socket.on('error', () => socket.destroy());
-    if (this.#clients.size >= this.#maxClients) {
-      this.#send(
-        socket,
-        error(null, RpcErrorCode.LIMIT, `too many control clients (at most ${this.#maxClients})`),
-      );
-      socket.end();
+    if (this.#closing !== undefined || this.#clients.size >= this.#limits.maxClients) {
+      this.#refuse(socket);
       return;
     }
-    this.#clients.add(socket);
-    socket.on('close', () => this.#clients.delete(socket));
-    const lines = new LineSplitter();
-    const waiting: string[] = [];
-    let busy = false;
-    const drain = async () => {
-      if (busy) return;
-      busy = true;
-      // One request at a time, in order: replies come back in request order and reading waits.
-      socket.pause();
-      while (waiting.length > 0 && !socket.destroyed) {
-        const reply = await this.#handleLine(waiting.shift()!);
-        if (reply !== undefined) this.#send(socket, reply);
-      }
-      busy = false;
-      if (!socket.destroyed) socket.resume();
-    };
-    socket.on('data', (chunk: string) => {
-      try {
-        waiting.push(...lines.push(chunk));
-      } catch (err) {
-        this.#send(socket, error(null, RpcErrorCode.LIMIT, (err as Error).message));
-        socket.end();
-        return;
-      }
-      void drain();
-    });
+    const client = new ControlConnection(
+      socket,
+      this.#limits,
+      (line) => dispatchLine(this.ctx, line),
+      this.#log,
+    );
+    this.#clients.add(client);
+    socket.on('close', () => this.#clients.delete(client));
   }
 
-  #send(socket: Socket, reply: RpcResponse | RpcResponse[]): void {
-    if (socket.destroyed) return;
-    if (socket.writableLength > this.#maxUnread) {
+  /** Tells the client it cannot be served and closes it once that is written (or after `lingerMs`). */
+  #refuse(socket: Socket): void {
+    this.#refused.add(socket);
+    const linger = setTimeout(() => socket.destroy(), this.#limits.lingerMs);
+    socket.on('close', () => {
+      clearTimeout(linger);
+      this.#refused.delete(socket);
+    });
+    if (this.#closing !== undefined) {
       socket.destroy();
       return;
     }
-    socket.write(`${JSON.stringify(reply)}\n`);
+    this.#log.warn({ maxClients: this.#limits.maxClients }, 'control socket: too many clients: one refused');
+    const why = `too many control clients (at most ${this.#limits.maxClients})`;
+    socket.end(replyLine(rpcError(null, RpcErrorCode.LIMIT, why)));
+    socket.once('finish', () => socket.destroy());
   }
-
-  /** The reply to one line (a request, a batch, or garbage), or undefined for notifications only. */
-  async #handleLine(line: string): Promise<RpcResponse | RpcResponse[] | undefined> {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(line);
-    } catch (err) {
-      return error(null, RpcErrorCode.PARSE_ERROR, `parse error: ${(err as Error).message}`);
-    }
-    if (!Array.isArray(parsed)) return this.#handle(parsed);
-    if (parsed.length === 0) return error(null, RpcErrorCode.INVALID_REQUEST, 'an empty batch');
-    const replies: RpcResponse[] = [];
-    for (const request of parsed) {
-      const reply = await this.#handle(request);
-      if (reply) replies.push(reply);
-    }
-    return replies.length > 0 ? replies : undefined;
-  }
-
-  async #handle(request: unknown): Promise<RpcResponse | undefined> {
-    const r = request as Record<string, unknown> | null;
-    const id = validId(r?.id) ? (r!.id as Id) : null;
-    const notification = r !== null && typeof r === 'object' && !('id' in r);
-    try {
-      if (r === null || typeof r !== 'object' || r.jsonrpc !== '2.0' || typeof r.method !== 'string') {
-        throw new RpcError(
-          RpcErrorCode.INVALID_REQUEST,
-          'invalid request: expected {"jsonrpc":"2.0","method":"…","params":{…},"id":…}',
-        );
-      }
-      if ('id' in r && !validId(r.id)) {
-        throw new RpcError(
-          RpcErrorCode.INVALID_REQUEST,
-          'invalid request: id must be a string, number or null',
-        );
-      }
-      const spec = Object.hasOwn(METHODS, r.method) ? METHODS[r.method as keyof typeof METHODS] : undefined;
-      if (!spec) {
-        throw new RpcError(
-          RpcErrorCode.METHOD_NOT_FOUND,
-          `no method ${r.method} (methods: ${Object.keys(METHODS).join(', ')})`,
-        );
-      }
-      const params = spec.params.safeParse(r.params ?? {});
-      if (!params.success) {
-        const why = params.error.issues
-          .map((i: { path: PropertyKey[]; message: string }) =>
-            i.path.length > 0 ? `${i.path.join('.')}: ${i.message}` : i.message,
-          )
-          .join('; ');
-        throw new RpcError(RpcErrorCode.INVALID_PARAMS, `${r.method}: ${why}`);
-      }
-      // biome-ignore lint/suspicious/noExplicitAny: each row's handler takes its own params' type
-      const result = await (spec.handle as (ctx: ControlContext, p: any) => unknown)(this.ctx, params.data);
-      return notification ? undefined : { jsonrpc: '2.0', id, result: result ?? null };
-    } catch (err) {
-      if (notification) return undefined;
-      if (err instanceof RpcError) return error(id, err.code, err.message, err.data);
-      const code = (err as { code?: unknown }).code;
-      return error(
-        id,
-        RpcErrorCode.FAILED,
-        (err as Error).message ?? String(err),
-        typeof code === 'string' ? { code } : undefined,
-      );
-    }
-  }
-}
-
-function validId(id: unknown): boolean {
-  return id === null || typeof id === 'string' || (typeof id === 'number' && Number.isFinite(id));
-}
-
-function error(id: Id, code: number, message: string, data?: RpcErrorBody['data']): RpcResponse {
-  return { jsonrpc: '2.0', id, error: data ? { code, message, data } : { code, message } };
 }
