@@ -5,7 +5,7 @@
  * the same one: nothing restarted it.
  */
 import { createHash } from 'node:crypto';
-import { ftruncateSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { ftruncateSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
@@ -270,6 +270,9 @@ describe('one emu process against hostile clients and guests, back to back', fun
         'the stall to be logged',
         5000,
       );
+      // ...and counts it in the metrics.
+      const url = /metrics: (http:\/\/\S+)\n/.exec(run.io.stdout)![1];
+      expect(await (await fetch(url)).text()).to.match(/^emu_stalls_total\{thread="emu-irq:emu_iavf0"\} 1$/m);
       const ctl = await ControlClient.connect(tmp.path('emu.ctl'));
       try {
         expect(((await ctl.call('devices.list')) as unknown[]).length).to.equal(2);
@@ -535,6 +538,7 @@ describe('one emu process against hostile clients and guests, back to back', fun
         expect(memfds(), 'emu memfd mappings').to.equal(maps);
       } finally {
         ctl.close();
+        rmSync(tmp.path('taken.pcap'), { force: true });
       }
     }
     await served();

@@ -12,7 +12,7 @@
 import type { AddressInfo } from 'node:net';
 import { setImmediate } from 'node:timers/promises';
 import { type EmuDevice, showText, textProblem } from '@emu/emudev';
-import type { DataPlane } from '@emu/native';
+import { type DataPlane, Watchdog } from '@emu/native';
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import { type OneRequestHttpLimits, OneRequestHttpServer } from './metrics-http.js';
 import { type DeviceSnapshot, type StatsSnapshot, statsSnapshot, statsSnapshotInSlices } from './snapshot.js';
@@ -311,6 +311,16 @@ export class Metrics {
       collect() {
         this.reset();
         this.inc(read().dataPlane.frames);
+      },
+    });
+    new Counter({
+      name: 'emu_stalls_total',
+      help: 'units of work a thread (or the event loop) stayed at for over a second (the stall detector), by thread',
+      labelNames: ['thread'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [thread, n] of Object.entries(Watchdog.stats())) this.inc({ thread }, n);
       },
     });
   }
