@@ -1,8 +1,8 @@
 /**
  * DPDK starts and stops single queues at runtime (testpmd's `port 0 rxq 1 stop`, iavf_dev_rx_queue_stop
  * and _start: DISABLE_QUEUES and ENABLE_QUEUES naming that queue alone, its ring re-posted from
- * descriptor 0). Guest D runs testpmd's icmpecho on emu_iavf0 (2 queue pairs, RSS off: every frame on
- * queue 0) and stops and starts RX and TX queue 1 over and over, while guest L (Linux iavf, emu_iavf1)
+ * descriptor 0). Guest D runs testpmd's icmpecho on emu_iavf0 (2 queue pairs, every RSS hash sent to
+ * queue 0 by the redirection table) and stops and starts RX and TX queue 1 over and over, while guest L (Linux iavf, emu_iavf1)
  * pings it through emu's switch. Each ping must come back exactly once (no `DUP!`), intact (the
  * kernel drops an echo reply whose checksum fails: InCsumErrors), and emu must log no error: the queue
  * restarts may not touch queue 0, which carries the traffic (issue #31, defect 8: they used to put
@@ -45,6 +45,12 @@ prompts() { grep -o 'testpmd>' $LOG 2>/dev/null | wc -l; }
 cmd() { for c in "$@"; do echo "$c"; done; n=$((n + $#)); t=0; while [ "$(prompts)" -lt $((n + 1)) ] && [ $t -lt 600 ]; do sleep 0.1; t=$((t+1)); done; }
 {
   t=0; while [ "$(prompts)" -lt 1 ] && [ $t -lt 1200 ]; do sleep 0.1; t=$((t+1)); done
+  # Every RSS hash to queue 0 (the redirection table's 64 entries, in two commands: testpmd's command
+  # line takes at most 512 bytes): queue 0 carries the traffic.
+  for half in 0 32; do
+    reta=$(i=$half; while [ $i -lt $((half + 32)) ]; do printf '(%d,0),' $i; i=$((i+1)); done)
+    cmd "port config 0 rss reta \${reta%,}"
+  done
   cmd "set fwd icmpecho"
   cmd "start"
   echo EMU-E2E-FORWARDING > /dev/console
@@ -60,7 +66,7 @@ cmd() { for c in "$@"; do echo "$c"; done; n=$((n + $#)); t=0; while [ "$(prompt
   echo "quit"; t=0; while [ $t -lt 300 ] && ! grep -q '^Bye' $LOG; do sleep 0.1; t=$((t+1)); done
 } | timeout -s INT 600 /usr/bin/dpdk-testpmd -l 0-1 -n 1 -a 0000:00:02.0 \\
   -d /${PMDS}/librte_mempool_ring.so.25 \\
-  -- -i --disable-rss --rxq=2 --txq=2 --rxd=256 --txd=256 --total-num-mbufs=4096 > $LOG 2>&1
+  -- -i --rxq=2 --txq=2 --rxd=256 --txd=256 --total-num-mbufs=4096 > $LOG 2>&1
 echo "testpmd rc=$?"
 cat $LOG
 `;

@@ -169,7 +169,8 @@ class Monitor {
     const uint64_t now = SteadyNowNs();
     for (Beat* b : beats_) {
       const uint64_t since = b->since_.load(std::memory_order_acquire);
-      if (since != 0 && since != b->reported_ && now - since > threshold_ns_) {
+      // A unit that began after `now` was read is no stall (now - since would wrap around).
+      if (since != 0 && since < now && since != b->reported_ && now - since > threshold_ns_) {
         b->reported_ = since;
         const char* doing = b->doing_.load(std::memory_order_relaxed);
         PushLocked({b->thread_, doing != nullptr ? doing : "", LabelLocked(b->subject_.load(std::memory_order_relaxed)),
@@ -181,7 +182,7 @@ class Monitor {
     }
     const uint64_t js = js_beat_.load(std::memory_order_acquire);
     const std::string activity = LabelLocked(static_cast<uint64_t>(js_activity[0]));
-    if (js != js_reported_ && now - js > threshold_ns_) {
+    if (js < now && js != js_reported_ && now - js > threshold_ns_) {
       js_reported_ = js;
       const double ms = static_cast<double>(now - js) / 1e6;
       // JavaScript cannot log now: the monitor does, once per stall (in emu's log format).
