@@ -75,4 +75,5 @@ export {
   UnixSocket,
   type UnixSocketEvents,
 } from './unix-socket.js';
-export { activity, idle, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';
+export { activity, idle, label, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';
+export { closerStats, type FileKind, fileKind, releaseFd } from './client-files.js';
