@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { expect } from 'chai';
 import { closerStats, fileKind, releaseFd } from './client-files.js';
 import { EventFd } from './eventfd.js';
-import { closeFd } from './fd.js';
 import { lingeringSocket } from './fault-injection.js';
+import { closeFd } from './fd.js';
 import { memfdCreate } from './memfd.js';
 import { UnixSocket } from './unix-socket.js';
 import { type StallReport, Watchdog } from './watchdog.js';
@@ -52,8 +52,12 @@ describe('the files a client hands emu', () => {
       expect(closerStats().pending).to.equal(before.pending + 1);
       // Meanwhile the closer is stuck in close(2): the stall detector names it.
       const deadline = Date.now() + 5000;
-      while (!reports.some((r) => r.thread === 'emu-closer' && r.ended) && Date.now() < deadline) await sleep(50);
-      expect(reports.filter((r) => r.thread === 'emu-closer').map((r) => r.ended)).to.deep.equal([false, true]);
+      while (!reports.some((r) => r.thread === 'emu-closer' && r.ended) && Date.now() < deadline)
+        await sleep(50);
+      expect(reports.filter((r) => r.thread === 'emu-closer').map((r) => r.ended)).to.deep.equal([
+        false,
+        true,
+      ]);
       expect(reports[0].doing).to.match(/^closing a file a client handed over/);
       expect(closerStats()).to.deep.equal({ pending: before.pending, closed: before.closed + 1 });
     } finally {

@@ -6,6 +6,7 @@ export const PAGE_SIZE: number = binding.pageSize;
 /** Hash of the native sources the loaded .node was built from (see scripts/source-hash.mjs). */
 export const sourceHash: string = binding.sourceHash;
 
+export { closerStats, type FileKind, fileKind, releaseFd } from './client-files.js';
 export {
   DataPlane,
   type DataPlaneOptions,
@@ -76,4 +77,3 @@ export {
   type UnixSocketEvents,
 } from './unix-socket.js';
 export { activity, idle, label, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';
-export { closerStats, type FileKind, fileKind, releaseFd } from './client-files.js';

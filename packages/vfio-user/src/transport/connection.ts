@@ -9,11 +9,11 @@
  */
 import { EventEmitter } from 'node:events';
 import type { MessageSocket } from '@emu/native';
+import { releaseFd } from '@emu/native';
 import type { Logger } from '../logger.js';
 import { commandName, Errno, HEADER_SIZE, HeaderFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
 import { Header } from '../protocol/messages.js';
-import { releaseFd } from '@emu/native';
 import { type FrameEvent, type Message, MessageFramer } from './framer.js';
 
 export interface ConnectionOptions {
@@ -188,7 +188,11 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private release(fd: number): void {
     if (!releaseFd(fd, this.options.owner ?? 0)) return;
     if (++this.foreignFds > MAX_FOREIGN_FDS && this.closedWith === null) {
-      this.close(new Error(`the peer sent more than ${MAX_FOREIGN_FDS} files emu does not take (sockets, files on FUSE…)`));
+      this.close(
+        new Error(
+          `the peer sent more than ${MAX_FOREIGN_FDS} files emu does not take (sockets, files on FUSE…)`,
+        ),
+      );
     }
   }
 
@@ -388,5 +392,3 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.emit('close', reason);
   }
 }
-
-
