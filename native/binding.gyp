@@ -31,6 +31,7 @@
       "src/thread_interrupt.cc",
       "src/fault_injection.cc",
       "src/watchdog.cc",
+      "src/client_files.cc",
       "src/lock_order.cc",
       "src/iavf_vectors.cc",
       "src/iavf_vectors_js.cc"

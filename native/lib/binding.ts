@@ -316,6 +316,8 @@ export interface NativeDataPlaneLayout {
 export interface NativeBinding {
   /** Test-only (src/fault_injection.h). */
   injectFault(point: string): void;
+  /** Test-only (src/fault_injection.cc). */
+  lingeringSocket(seconds: number): { fd: number; peer: number; listener: number };
   readonly Watchdog: new (options: {
     thresholdMs: number;
     onStalls(
@@ -323,6 +325,10 @@ export interface NativeBinding {
     ): void;
   }) => { close(): void };
   watchdogLabel(text: string): number;
+  fileKind(fd: number): { kind: number; filesystem: string };
+  readonly fileKinds: { eventfd: number; memory: number; diskFile: number; other: number; closed: number };
+  releaseFd(fd: number, owner: number): boolean;
+  closerStats(owner?: number): { pending: number; closed: number };
   watchdogStats(): Record<string, number>;
   readonly watchdogActivity: Int32Array;
   readonly pageSize: number;
@@ -377,7 +383,7 @@ export interface NativeBinding {
   readonly TrapChannel: new (
     fd: number,
     callback: () => void,
-    options: { maxQueuedBytes?: number; label?: string },
+    options: { maxQueuedBytes?: number; label?: string; owner?: number },
   ) => NativeTrapChannel;
   /** The vfio-user wire facts src/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
   readonly vfioUserWire: {

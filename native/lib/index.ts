@@ -6,6 +6,7 @@ export const PAGE_SIZE: number = binding.pageSize;
 /** Hash of the native sources the loaded .node was built from (see scripts/source-hash.mjs). */
 export const sourceHash: string = binding.sourceHash;
 
+export { closerStats, type FileKind, fileKind, releaseFd } from './client-files.js';
 export {
   DataPlane,
   type DataPlaneOptions,
@@ -75,4 +76,4 @@ export {
   UnixSocket,
   type UnixSocketEvents,
 } from './unix-socket.js';
-export { activity, idle, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';
+export { activity, idle, label, type StallReport, Watchdog, type WatchdogOptions } from './watchdog.js';

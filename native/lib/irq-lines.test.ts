@@ -106,7 +106,7 @@ describe('IrqLines', () => {
     lines.trigger(0);
     await lines.settled();
     expect(lines.counts()).to.deep.equal({ triggered: 0, dropped: 1 });
-    await new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 100 && reported === 0; i++) await new Promise((resolve) => setTimeout(resolve, 5));
     expect(reported).to.equal(1);
     expect(a.efd.read()).to.equal(0xffff_ffff_ffff_fffen);
     lines.close();

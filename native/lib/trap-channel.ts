@@ -62,6 +62,8 @@ export interface TrapChannelOptions {
   maxQueuedBytes?: number;
   /** Names the channel in errors, e.g. the socket path. */
   label?: string;
+  /** Who the connection works for (a label() of the stall detector): named in stall reports, and the fds it lets go of counted against it. */
+  owner?: number;
 }
 
 /** Accesses the socket thread answered itself. */
@@ -90,6 +92,7 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
         new binding.TrapChannel(fd, () => this.#onWake(), {
           maxQueuedBytes: options.maxQueuedBytes,
           label: this.#label,
+          owner: options.owner,
         }),
       { target: this.#label },
     );

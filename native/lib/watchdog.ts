@@ -68,6 +68,15 @@ export function activity(text: string): void {
   binding.watchdogActivity[0] = id;
 }
 
+/**
+ * A name for the stall detector's reports (and the closer's accounting, releaseFd): an id to hand to
+ * native objects that work for it, e.g. a device for all the connections it serves. Registered for good.
+ */
+export function label(text: string): number {
+  validateString(text, 'text');
+  return binding.watchdogLabel(text);
+}
+
 /** The JS thread is between tasks. */
 export function idle(): void {
   binding.watchdogActivity[0] = 0;

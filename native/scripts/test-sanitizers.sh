@@ -5,7 +5,7 @@
 # full traffic (lib/dataplane.test.ts), the socket thread's trap answering on randomly split streams
 # with fds (lib/trap-channel.test.ts), the interrupt vectors, lines and writers the worker, the socket
 # thread and the interrupt timer share (lib/iavf-vectors.test.ts, lib/irq-lines.test.ts), the stall
-# detector (lib/watchdog.test.ts), and two emu_iavf devices on the data plane driven by SoftIavf
+# detector (lib/watchdog.test.ts), the closer of client files (lib/client-files.test.ts), and two emu_iavf devices on the data plane driven by SoftIavf
 # (driver-iavf's data-plane.test.ts). The build goes to a temporary folder (the committed prebuild and
 # any build/ are left alone) and is loaded through EMU_NATIVE_BINDING; ASan's runtime is preloaded.
 set -euo pipefail
@@ -28,7 +28,8 @@ export ASAN_OPTIONS=detect_leaks=0:abort_on_error=1
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 mocha --no-config --node-option import=tsx --timeout 60000 \
   lib/iavf-rings.test.ts lib/dataplane.test.ts lib/trap-channel.test.ts lib/iavf-vectors.test.ts \
-  lib/irq-lines.test.ts lib/watchdog.test.ts ../packages/driver-iavf/src/data-plane.test.ts
+  lib/irq-lines.test.ts lib/watchdog.test.ts lib/client-files.test.ts \
+  ../packages/driver-iavf/src/data-plane.test.ts
 # The lock order's checks are on in this build: a violation aborts, naming both locks.
 if probe=$(node -e "require(process.env.EMU_NATIVE_BINDING).lockOrderProbe()" 2>&1); then
   echo "sanitizers: the lock order probe did not abort"; exit 1

@@ -78,6 +78,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitTxFrames(env, exports);
   InitFaultInjection(env, exports);
   InitWatchdog(env, exports);
+  InitClientFiles(env, exports);
   guard::Init(env, exports);
   return exports;
 }

@@ -23,5 +23,6 @@ void InitOffloads(Napi::Env env, Napi::Object exports);
 void InitTxFrames(Napi::Env env, Napi::Object exports);
 void InitFaultInjection(Napi::Env env, Napi::Object exports);
 void InitWatchdog(Napi::Env env, Napi::Object exports);
+void InitClientFiles(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu

@@ -45,6 +45,7 @@
 #include <vector>
 
 #include "args.h"
+#include "client_files.h"
 #include "contain.h"
 #include "errors.h"
 #include "fault_injection.h"
@@ -71,8 +72,14 @@ constexpr size_t kMaxPassedOn = 8 << 20;
 constexpr size_t kMaxChunk = 256 * 1024;
 constexpr uint32_t kMaxAreas = 64;
 
+// Our own fds (dups queued for sending).
 void CloseAll(const std::vector<int>& fds) {
   for (int fd : fds) close(fd);
+}
+
+// fds the client sent that nobody took: let go of without waiting on them (client_files.h).
+void ReleaseAll(const std::vector<int>& fds, uint64_t owner) {
+  for (int fd : fds) client_files::Release(fd, owner);
 }
 
 struct Area {
@@ -247,8 +254,8 @@ class Core final : public TrapFramer::Sink {
     }
     SocketThread::Get().Remove(id_);  // from here the thread never looks at this channel again
     close(fd_);
-    for (auto& c : chunks) CloseAll(c.fds);
-    for (auto& c : run_fds_) close(c);
+    for (auto& c : chunks) ReleaseAll(c.fds, label_);
+    ReleaseAll(run_fds_, label_);
     run_fds_.clear();
     for (auto& o : out) CloseAll(o.fds);
     UnmapAll(areas);
@@ -355,7 +362,7 @@ class Core final : public TrapFramer::Sink {
       std::vector<int> fds = std::move(r.fds);
       if (r.truncated) {
         // Fds were lost: the stream can no longer be trusted (as UnixSocket's EMSGCTRUNC).
-        CloseAll(fds);
+        ReleaseAll(fds, label_);
         errno_ = EMSGSIZE;
         truncated_ = true;
         passed = true;
@@ -369,7 +376,7 @@ class Core final : public TrapFramer::Sink {
       run_fds_ = std::move(fds);
       framer_.Push(buffer.data(), static_cast<size_t>(n), !run_fds_.empty(), *this);
       if (!run_fds_.empty()) {
-        CloseAll(run_fds_);  // cannot happen: EndChunk took them
+        ReleaseAll(run_fds_, label_);  // cannot happen: EndChunk took them
         run_fds_.clear();
       }
       passed = true;
@@ -695,8 +702,13 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     callback_.Set(env, info[1].As<Napi::Function>(), "EmuTrapChannel", info.This().As<Napi::Object>());
     core_ = std::make_shared<Core>(fd, max_queued);
     core_->SetWake(wake_);
-    if (info[2].IsObject() && info[2].As<Napi::Object>().Get("label").IsString()) {
+    // Its name for the stall detector and the closer (client_files.h): the owner's (a device's,
+    // for every connection it serves), or one of its own from its label.
+    if (info[2].IsObject() && info[2].As<Napi::Object>().Get("owner").IsNumber()) {
+      core_->SetLabel(static_cast<uint64_t>(info[2].As<Napi::Object>().Get("owner").As<Napi::Number>().Int64Value()));
+    } else if (info[2].IsObject() && info[2].As<Napi::Object>().Get("label").IsString()) {
       core_->SetLabel(watchdog::Label(info[2].As<Napi::Object>().Get("label").As<Napi::String>().Utf8Value()));
+      owns_label_ = true;
     }
     uint64_t id;
     if (!SocketThread::Get().Add(core_, &id)) {
@@ -715,7 +727,7 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
   ~TrapChannel() override {
     if (core_) {
       core_->Close();
-      if (core_->label() != 0) watchdog::Unlabel(core_->label());
+      if (owns_label_) watchdog::Unlabel(core_->label());
     }
     Release();
   }
@@ -734,6 +746,8 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     Napi::Object receiver = self->Value();
     self->callback_.Call(env, receiver, {});
   }
+
+  bool owns_label_ = false;
 
   void Release() {
     if (wake_ != nullptr) {

@@ -5,13 +5,23 @@
  * the same one: nothing restarted it.
  */
 import { createHash } from 'node:crypto';
-import { ftruncateSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  ftruncateSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
 import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
+import { lingeringSocket } from '@emu/native/testing';
 import {
   Command,
+  DeviceInfo,
   DmaMap,
   Errno,
   Header,
@@ -686,6 +696,45 @@ describe('one emu process against hostile clients and guests, back to back', fun
     }
     await served();
 
+    // 21. Files emu does not take and whose close waits (a socket lingering on unsent data, as a file
+    //     on a FUSE mount the client runs could for ever): let go of on emu's closer thread, never on a
+    //     thread that serves anyone; a client sending more than 16 of them is disconnected; a file on
+    //     a filesystem other than memory or a local disk is never mapped.
+    {
+      const lingering = Array.from({ length: 3 }, () => lingeringSocket(3));
+      const c = await RawClient.negotiated(a);
+      const at = performance.now();
+      for (const s of lingering) {
+        c.send(30, Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: 16 }), [s.fd]);
+        closeFd(s.fd); // emu's copy is the last
+        await c.next();
+      }
+      await served(b);
+      expect(performance.now() - at, 'ms for 3 replies and a client served').to.be.below(2000);
+      await until(() => run.io.stderr.includes('emu-closer stalled'), 'the closer stall to be logged', 5000);
+      // A DMA_MAP of a file on /proc: refused without a call into it.
+      const proc = openSync('/proc/self/status', 'r');
+      c.send(31, Command.DMA_MAP, DmaMap.encode({ argsz: 32, flags: 3, address: 0n, size: 4096n }), [proc]);
+      expect((await c.next()).header.error).to.equal(Errno.EINVAL);
+      closeFd(proc);
+      // 17 files it does not take: the connection goes.
+      const ev = EventFd.create();
+      for (let i = 0; i < 17 && !c.closed; i++) {
+        const [x, y] = UnixSocket.pair();
+        c.send(40 + i, Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: 16 }), [x.fd]);
+        x.close();
+        y.close();
+        await sleep(5);
+      }
+      await until(() => c.closed, 'the connection to be closed', 5000);
+      ev.close();
+      for (const s of lingering) {
+        closeFd(s.peer);
+        closeFd(s.listener);
+      }
+    }
+    await served();
+
     // Everything those clients made emu hold was given back (the heap grew by what V8 keeps).
     {
       const now = footprint();
@@ -694,7 +743,7 @@ describe('one emu process against hostile clients and guests, back to back', fun
       expect(now.rssKib - baseline.rssKib, 'KiB of RSS more than at the start').to.be.below(256 * 1024);
     }
 
-    // 21. Its stdout and stderr readers go away (emu | head, a dead log collector).
+    // 22. Its stdout and stderr readers go away (emu | head, a dead log collector).
     run.child.stdout!.destroy();
     run.child.stderr!.destroy();
     await sleep(1500);

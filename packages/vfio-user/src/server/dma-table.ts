@@ -9,7 +9,7 @@
  * `dmaEnabled` is false (the PCI command register's Bus Master Enable is clear) no access reaches guest
  * memory, from TypeScript or native code.
  */
-import { fileInfo, GuestMemoryTable, MappedMemory, Seal } from '@emu/native';
+import { fileInfo, fileKind, GuestMemoryTable, MappedMemory, Seal } from '@emu/native';
 import { Errno } from '../protocol/constants.js';
 import { ProtocolError } from '../protocol/errors.js';
 import type { ClientBudget } from './budget.js';
@@ -195,6 +195,16 @@ export class DmaTable {
    * first touch. Returns whether it is sealed against shrinking.
    */
   private checkFile(fd: number, offset: bigint, size: bigint): boolean {
+    // What the file is, told without a call into its filesystem: only memory and files on a local
+    // disk are used, since any call on another (fstat, a page fault) may wait on the client's own
+    // server (a FUSE mount it runs) for as long as it likes.
+    const { kind, filesystem } = fileKind(fd);
+    if (kind !== 'memory' && kind !== 'disk-file') {
+      throw new ProtocolError(
+        Errno.EINVAL,
+        `DMA_MAP: the fd is not memory emu can use (a memfd, a tmpfs or hugetlbfs file, or a file on a local disk filesystem)${filesystem ? `: it is on ${filesystem}` : `: it is ${kind === 'eventfd' ? 'an eventfd' : 'not a file'}`}`,
+      );
+    }
     let info: ReturnType<typeof fileInfo>;
     try {
       info = fileInfo(fd);

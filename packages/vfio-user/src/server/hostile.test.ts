@@ -1,4 +1,6 @@
-import { closeFd, EventFd, memfdCreate } from '@emu/native';
+import { openSync } from 'node:fs';
+import { closeFd, closerStats, EventFd, memfdCreate } from '@emu/native';
+import { lingeringSocket } from '@emu/native/testing';
 import { expect } from 'chai';
 import { VfioUserClient } from '../client/client.js';
 import { Command, Errno, HeaderFlag } from '../protocol/constants.js';
@@ -74,6 +76,34 @@ describe('VfioUserServer against bad input', () => {
     expect(ok.header).to.include({ msgId: 500, flags: HeaderFlag.TYPE_REPLY });
     expect(DeviceInfo.decode(ok.payload).numRegions).to.equal(9);
   }
+
+  it('never waits on a file the client sends that emu does not take: a socket whose close lingers', async () => {
+    // A file whose close(2) waits 2 s (as one on a FUSE mount the client runs could, for ever), on a
+    // message that takes no fd: emu lets go of it on its closer thread, and goes on answering at once.
+    const s = lingeringSocket(2);
+    try {
+      const before = closerStats();
+      peer.send(10, Command.DEVICE_GET_INFO, getInfo(), [s.fd]);
+      closeFd(s.fd); // the client's own copy: emu's is the last
+      const at = performance.now();
+      await peer.next();
+      await expectServing();
+      expect(performance.now() - at, 'ms for two replies').to.be.below(1000);
+      expect(closerStats().pending + closerStats().closed).to.be.above(before.pending + before.closed);
+    } finally {
+      closeFd(s.peer);
+      closeFd(s.listener);
+    }
+  });
+
+  it('refuses to map a file it cannot use without calls that may wait on its server, saying where it is', async () => {
+    const fd = openSync('/proc/self/status', 'r');
+    try {
+      await expectError(Command.DMA_MAP, dmaMap(0x1000n, 0x1000n), Errno.EINVAL, 'it is on proc', [fd]);
+    } finally {
+      closeFd(fd);
+    }
+  });
 
   it('answers a header whose size is below 16 with EINVAL and resynchronises', async () => {
     peer.sendRaw(Header.encode({ msgId: 3, command: Command.DEVICE_GET_INFO, size: 15, flags: 0 }));

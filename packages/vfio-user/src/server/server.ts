@@ -11,8 +11,10 @@ import { chmodSync, chownSync } from 'node:fs';
 import { basename } from 'node:path';
 import {
   activity,
+  closerStats,
   guardStats,
   idle,
+  label,
   type TrapArea,
   TrapChannel,
   UnixListener,
@@ -177,6 +179,13 @@ export interface ServerEvents {
   close: [];
 }
 
+/**
+ * Files a device's earlier clients sent that emu does not take and that are still being closed, past
+ * which its socket turns new clients away: a file whose close never returns (a FUSE mount its client
+ * ran) holds emu's closer thread, and what queues behind it is what the process holds for that device.
+ */
+export const MAX_CLOSING_FDS = 64;
+
 export class VfioUserServer extends EventEmitter<ServerEvents> {
   readonly path: string;
   readonly dma: DmaTable;
@@ -203,6 +212,9 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
   private warnedUnsealed = false;
   /** Whether a dropped interrupt was logged since the current client connected. */
   private warnedDrop = false;
+  private warnedClosing = false;
+  /** The device's name for the stall detector and the closer (the fds its clients send that emu does not take). */
+  private readonly owner: number;
   private readonly onHandled?: ServerOptions['onHandled'];
   private observerFailed = false;
   /** DMA requests in flight to the client, and the DMAs waiting for one to finish. */
@@ -257,6 +269,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
     device.config.onWrite(() => this.updateDmaGate());
     device.config.onReset(() => this.updateDmaGate());
     this.updateDmaGate();
+    this.owner = label(`device ${options.name ?? basename(this.path).replace(/\.sock$/, '')}`);
     this.irqs = new IrqTable(
       resolved.irqs,
       () => {
@@ -493,8 +506,23 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       socket.close();
       return;
     }
+    // Files earlier clients sent that emu does not take, still being closed (their server does not
+    // answer the close: a FUSE mount the client ran): no new client until they are, on this device only.
+    const closing = closerStats(this.owner).pending;
+    if (closing > MAX_CLOSING_FDS) {
+      if (!this.warnedClosing) {
+        this.warnedClosing = true;
+        this.log.warn(
+          { path: this.path, closing },
+          'clients refused: files earlier clients sent are still being closed (logged once)',
+        );
+      }
+      socket.close();
+      return;
+    }
     const channel = TrapChannel.adopt(socket, {
       label: this.path,
+      owner: this.owner,
       maxQueuedBytes: this.options.maxQueuedBytes,
     });
     const conn = new Connection(channel, {
@@ -504,6 +532,7 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       maxQueuedBytes: this.options.maxQueuedBytes,
       logger: this.log,
       name: this.path,
+      owner: this.owner,
       requestTimeoutMs: this.options.requestTimeoutMs,
     });
     this.conn = conn;

@@ -9,11 +9,12 @@
  */
 import { EventEmitter } from 'node:events';
 import type { MessageSocket } from '@emu/native';
+import { releaseFd } from '@emu/native';
 import type { Logger } from '../logger.js';
 import { commandName, Errno, HEADER_SIZE, HeaderFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
 import { Header } from '../protocol/messages.js';
-import { type FrameEvent, type Message, MessageFramer, safeClose } from './framer.js';
+import { type FrameEvent, type Message, MessageFramer } from './framer.js';
 
 export interface ConnectionOptions {
   /** Largest message accepted from the peer; bigger ones get an error reply and are skipped. */
@@ -33,7 +34,18 @@ export interface ConnectionOptions {
    * until it catches up (back-pressure). Default 4 MiB; at least one message always goes out.
    */
   maxQueuedBytes?: number;
+  /**
+   * Who the peer's fds are released for (a label of @emu/native's stall detector, the device's): an fd
+   * nobody takes is let go of without waiting on it (releaseFd), and counted against it.
+   */
+  owner?: number;
 }
+
+/**
+ * fds a peer may send that nobody takes and whose close could wait (files on a FUSE mount, sockets:
+ * see @emu/native's releaseFd) before the connection is closed: no VMM sends any.
+ */
+export const MAX_FOREIGN_FDS = 16;
 
 /**
  * Outgoing messages are built in one buffer that every connection reuses (a socket's write copies what
@@ -83,6 +95,8 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   /** Received messages not handled yet: held while the peer leaves too much unread (back-pressure). */
   private inbox: FrameEvent[] = [];
   private nextId = 0;
+  /** fds the peer sent that went to the closer thread (see release). */
+  private foreignFds = 0;
   private closedWith: Error | undefined | null = null;
   private readonly maxQueuedBytes: number;
   /** Reading stopped because the peer does not read what we send. */
@@ -95,7 +109,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   ) {
     super();
     this.log = options.logger;
-    this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds);
+    this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds, (fd) => this.release(fd));
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     socket.on('data', (chunk: Buffer, fds: number[]) => this.onData(chunk, fds));
     socket.on('drain', () => this.onDrain());
@@ -159,6 +173,27 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   replyError(to: { msgId: number; command: number; flags: number }, errno: number): void {
     if (to.flags & HeaderFlag.NO_REPLY || this.closed) return;
     this.send(to.msgId, to.command, HeaderFlag.TYPE_REPLY | HeaderFlag.ERROR, errno, []);
+  }
+
+  /** Lets go of every fd of the list (releaseFd: never waiting on one). */
+  releaseAll(fds: number[]): void {
+    for (const fd of fds.splice(0)) this.release(fd);
+  }
+
+  private releaseFdsOf(ev: FrameEvent): void {
+    this.releaseAll(ev.kind === 'message' ? ev.message.fds : ev.fds);
+  }
+
+  /** An fd the peer sent that nobody takes; past MAX_FOREIGN_FDS files emu cannot close in place, the connection goes. */
+  private release(fd: number): void {
+    if (!releaseFd(fd, this.options.owner ?? 0)) return;
+    if (++this.foreignFds > MAX_FOREIGN_FDS && this.closedWith === null) {
+      this.close(
+        new Error(
+          `the peer sent more than ${MAX_FOREIGN_FDS} files emu does not take (sockets, files on FUSE…)`,
+        ),
+      );
+    }
   }
 
   close(reason?: Error): void {
@@ -231,7 +266,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private onData(chunk: Buffer, fds: number[]): void {
     if (this.closed) {
-      closeAll(fds);
+      this.releaseAll(fds);
       return;
     }
     this.inbox.push(...this.framer.push(chunk, fds));
@@ -243,7 +278,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     while (this.inbox.length > 0 && !this.throttled) {
       const ev = this.inbox.shift()!;
       if (this.closed) {
-        closeFdsOf(ev);
+        this.releaseFdsOf(ev);
         continue;
       }
       try {
@@ -261,7 +296,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   private onFrame(ev: FrameEvent): void {
     if (ev.kind !== 'message') {
-      closeAll(ev.fds);
+      this.releaseAll(ev.fds);
       const { header } = ev;
       const why =
         ev.kind === 'oversized'
@@ -287,10 +322,10 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         this.emit('command', message);
       } finally {
         // The handler took the fds it keeps (takeFds); the rest have no owner but us.
-        closeAll(message.fds);
+        this.releaseAll(message.fds);
       }
     } else {
-      closeAll(message.fds);
+      this.releaseAll(message.fds);
       this.log.warn(
         { conn: this.options.name, msgId: message.header.msgId, type },
         'bad message: unknown type',
@@ -303,7 +338,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     const { header } = message;
     const pending = this.pending.get(header.msgId);
     if (!pending || pending.command !== header.command) {
-      closeAll(message.fds);
+      this.releaseAll(message.fds);
       this.log.warn(
         { conn: this.options.name, msgId: header.msgId, command: commandName(header.command) },
         'reply to an unknown message id: dropped',
@@ -314,7 +349,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     clearTimeout(pending.timer);
     const fds = message.fds.length + (message.excessFds ?? 0);
     if (fds > pending.replyFds) {
-      closeAll(message.fds);
+      this.releaseAll(message.fds);
       pending.reject(
         new VfioUserError(
           Errno.EPROTO,
@@ -323,7 +358,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
         ),
       );
     } else if (header.flags & HeaderFlag.ERROR) {
-      closeAll(message.fds);
+      this.releaseAll(message.fds);
       // libvfio-user clamps a peer's errno to a sane range; so do we.
       const errno = header.error > 0 && header.error <= 4096 ? header.error : Errno.EINVAL;
       pending.reject(new VfioUserError(errno, commandName(header.command)));
@@ -344,7 +379,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (this.closedWith !== null) return;
     this.closedWith = reason;
     this.framer.dispose();
-    for (const ev of this.inbox.splice(0)) closeFdsOf(ev);
+    for (const ev of this.inbox.splice(0)) this.releaseFdsOf(ev);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);
       p.reject(
@@ -356,13 +391,4 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     if (reason) this.log.debug({ conn: this.options.name, err: reason.message }, 'connection closed');
     this.emit('close', reason);
   }
-}
-
-function closeFdsOf(ev: FrameEvent): void {
-  closeAll(ev.kind === 'message' ? ev.message.fds : ev.fds);
-}
-
-/** Closes and forgets every fd of the list. */
-function closeAll(fds: number[]): void {
-  for (const fd of fds.splice(0)) safeClose(fd);
 }

@@ -5,7 +5,7 @@
  * front), so the write that carried a chunk's fds holds the chunk's last byte. A sender writes a
  * message with its fds at once, so a message owns the fds of every chunk whose last byte is inside it.
  */
-import { closeFd } from '@emu/native';
+import { releaseFd } from '@emu/native';
 import { HEADER_SIZE, SERVER_MAX_MSG_FDS } from '../protocol/constants.js';
 import { Header } from '../protocol/messages.js';
 import type { StructValue } from '../protocol/struct.js';
@@ -45,9 +45,11 @@ export class MessageFramer {
    * maxFds bounds the fds held for messages not complete yet: fds beyond it are closed as they arrive
    * (so a peer cannot make us hold any number of them), and the message they came for says how many.
    */
+  /** release(fd) lets go of an fd the peer sent and nobody takes (default: safeClose). */
   constructor(
     private readonly maxMessageSize: number,
     private readonly maxFds = SERVER_MAX_MSG_FDS,
+    private readonly release: (fd: number) => void = safeClose,
   ) {}
 
   /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
@@ -55,7 +57,7 @@ export class MessageFramer {
     const at = this.base + this.buffered + chunk.length - 1;
     if (fds.length > 0) {
       const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldCount));
-      for (const fd of fds.slice(keep)) safeClose(fd);
+      for (const fd of fds.slice(keep)) this.release(fd);
       this.pendingFds.push({ at, fds: fds.slice(0, keep), excess: fds.length - keep });
       this.heldCount += keep;
     }
@@ -105,7 +107,7 @@ export class MessageFramer {
 
   /** Closes fds still waiting for their message (the peer went away mid-message). */
   dispose(): void {
-    for (const p of this.pendingFds) for (const fd of p.fds) safeClose(fd);
+    for (const p of this.pendingFds) for (const fd of p.fds) this.release(fd);
     this.pendingFds = [];
     this.heldCount = 0;
     this.chunks = [];
@@ -143,7 +145,7 @@ export class MessageFramer {
   }
 
   private dropFdsBefore(end: number): void {
-    for (const fd of this.takeFdsBefore(end).fds) safeClose(fd);
+    for (const fd of this.takeFdsBefore(end).fds) this.release(fd);
   }
 }
 
@@ -153,9 +155,7 @@ export function takeFds(message: Message, count = message.fds.length): number[] 
 }
 
 export function safeClose(fd: number): void {
-  try {
-    closeFd(fd);
-  } catch {
-    // Already closed: nothing to release.
-  }
+  // Never a close(2) that could wait on the peer's own server (a file on its FUSE mount, a lingering
+  // socket): such a file is closed on the closer thread (@emu/native's releaseFd). Not open: nothing.
+  releaseFd(fd);
 }
