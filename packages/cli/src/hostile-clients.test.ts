@@ -17,7 +17,7 @@ import {
 import { connect, type Socket } from 'node:net';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
-import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
+import { closeFd, EventFd, memfdCreate, releaseFd, setNonblocking, UnixSocket } from '@emu/native';
 import { lingeringSocket } from '@emu/native/testing';
 import {
   Command,
@@ -706,7 +706,9 @@ describe('one emu process against hostile clients and guests, back to back', fun
       const at = performance.now();
       for (const s of lingering) {
         c.send(30, Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: 16 }), [s.fd]);
-        closeFd(s.fd); // emu's copy is the last
+        // The client's own copy: let go of on this process's closer, since whichever copy is closed
+        // last waits out the linger (emu's, or this one if emu was quicker).
+        releaseFd(s.fd);
         await c.next();
       }
       await served(b);
