@@ -7,7 +7,7 @@
  * more than its bounds, and once the input's clients are gone a well-behaved client is answered, the
  * server holds no connection, and the process's fd count is back at its baseline.
  */
-import { mkdirSync, mkdtempSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmudevRegistry } from '@emu/emudev';
@@ -37,6 +37,7 @@ const HELD_BOUND = LIMITS.maxLineBytes + 2 * 64 * 1024 + 64 * 1024;
 const dir = mkdtempSync(join(tmpdir(), 'emu-fuzz-control-'));
 mkdirSync(join(dir, 'sub'));
 process.chdir(join(dir, 'sub'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 
 const escaped: unknown[] = [];
 process.on('uncaughtException', (err) => escaped.push(err));
@@ -191,7 +192,7 @@ const turn = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Waits for `cond`: turns of the event loop first (most things take one or two), then 1 ms sleeps. */
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
   for (let i = 0; !cond(); i++) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -272,14 +273,24 @@ export const target: FuzzTarget<Input> = {
       for (const c of clients) c.destroy();
     }
     await until(() => server.connections === 0, `the input's ${server.connections} connections to go`);
-    // A well-behaved client is served.
-    const good = await RawControlClient.connected(server.path);
-    try {
-      good.request(7, 'devices.list');
-      const reply = await good.reply(7);
-      if (!Array.isArray(reply.result)) throw new Error(`devices.list answered ${JSON.stringify(reply)}`);
-    } finally {
-      good.destroy();
+    // A well-behaved client is served. A connection of the input that the kernel had completed may reach
+    // emu only now (after the check above), taking a slot for a moment: told "too many", it tries again.
+    for (let attempt = 1; ; attempt++) {
+      const good = await RawControlClient.connected(server.path);
+      try {
+        good.request(7, 'devices.list');
+        const reply = await good.reply(7).catch((err: Error) => {
+          const refusal = good.lines[0] as { error?: { message?: string } } | undefined;
+          if (attempt < 5 && refusal?.error?.message?.startsWith('too many control clients'))
+            return undefined;
+          throw err;
+        });
+        if (reply === undefined) continue;
+        if (!Array.isArray(reply.result)) throw new Error(`devices.list answered ${JSON.stringify(reply)}`);
+        break;
+      } finally {
+        good.destroy();
+      }
     }
     await resetDevices();
     await until(

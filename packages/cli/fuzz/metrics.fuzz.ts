@@ -7,7 +7,7 @@
  * and once the input's clients are gone a scrape is answered, no connection is left and the process's
  * fd count is back at its baseline.
  */
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,7 @@ process.on('unhandledRejection', (err) => escaped.push(err));
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const dir = mkdtempSync(join(tmpdir(), 'emu-fuzz-metrics-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const registry = new EmudevRegistry();
 registerGpio(registry);
 const bus = new VdevBus(registry, { logger: quiet });
@@ -164,7 +165,7 @@ class Client {
 const turn = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
   for (let i = 0; !cond(); i++) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
