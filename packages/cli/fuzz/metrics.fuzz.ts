@@ -7,7 +7,7 @@
  * and once the input's clients are gone a scrape is answered, no connection is left and the process's
  * fd count is back at its baseline.
  */
-import { mkdtempSync, readdirSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,7 @@ process.on('unhandledRejection', (err) => escaped.push(err));
 
 const quiet = { debug() {}, info() {}, warn() {}, error() {} };
 const dir = mkdtempSync(join(tmpdir(), 'emu-fuzz-metrics-'));
+process.on('exit', () => rmSync(dir, { recursive: true, force: true }));
 const registry = new EmudevRegistry();
 registerGpio(registry);
 const bus = new VdevBus(registry, { logger: quiet });
@@ -164,7 +165,7 @@ class Client {
 const turn = () => new Promise((r) => setImmediate(r));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-async function until(cond: () => boolean, what: string, ms = 3000): Promise<void> {
+async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
   const end = Date.now() + ms;
   for (let i = 0; !cond(); i++) {
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
@@ -199,91 +200,104 @@ export const target: FuzzTarget<Input> = {
     ),
   }),
   async check(input) {
-    if (baseline < 0) baseline = openFds();
-    const clients = input.clients.map((c) => new Client(c.reading, c.halfOpen));
     try {
-      await Promise.all(clients.map((c) => c.connected()));
-      const longest = Math.max(...input.clients.map((c) => c.actions.length));
-      for (let step = 0; step < longest; step++) {
-        for (const [i, c] of input.clients.entries()) {
-          const a = c.actions[step];
-          const s = clients[i].socket;
-          if (a === undefined || s.destroyed) continue;
-          switch (a.kind) {
-            case 'send':
-              s.write(a.text);
-              break;
-            case 'bytes':
-              s.write(a.bytes);
-              break;
-            case 'split':
-              s.write(a.text.slice(0, a.at));
-              await turn();
-              s.write(a.text.slice(a.at));
-              break;
-            case 'pipeline':
-              s.write('GET /metrics HTTP/1.1\r\nHost: emu\r\n\r\n'.repeat(a.count));
-              break;
-            case 'pause':
-              s.pause();
-              break;
-            case 'resume':
-              s.resume();
-              break;
-            case 'end':
-              s.end();
-              break;
-            case 'destroy':
-              s.destroy();
-              break;
-            case 'turn':
-              await turn();
-              break;
-          }
-        }
-        await turn();
-        if (metrics.connections > 2 * LIMITS.maxConnections) {
-          throw new Error(`${metrics.connections} connections`);
-        }
-        if (escaped.length > 0) throw escaped[0];
-      }
-      if (input.waitMs > 0) await sleep(input.waitMs);
-      for (const c of clients) checkAnswers(c);
-      // Long enough for a head to time out, an answer nobody reads to be dropped and a linger to pass:
-      // emu closed every connection of the input itself (a half-open client cannot tell: emu counts).
-      if (input.waitMs >= LIMITS.headersTimeoutMs + LIMITS.socketTimeoutMs + LIMITS.lingerMs + 50) {
-        if (metrics.connections > 0)
-          throw new Error(`${metrics.connections} connections left after ${input.waitMs} ms`);
-      }
-    } finally {
-      for (const c of clients) c.socket.destroy();
+      await checkInput(input);
+    } catch (err) {
+      // Said at once: shrinking may take long when each try waits on a timeout.
+      if (!reported)
+        process.stderr.write(`fuzz metrics: an input failed (${(err as Error)?.message}); shrinking it\n`);
+      reported = true;
+      throw err;
     }
-    await until(() => metrics.connections === 0, `the input's ${metrics.connections} connections to go`);
-    // A request is answered: a scrape every 16th input, else a GET of no page (404, no scrape: faster).
-    // A 408 means this machine was too slow for the small head timeout: again.
-    const scrape = ++inputs % 16 === 0;
-    for (let attempt = 1; ; attempt++) {
-      const good = new Client(true);
-      try {
-        good.socket.write(`GET ${scrape ? '/metrics' : '/none'} HTTP/1.1\r\nHost: emu\r\n\r\n`);
-        await until(() => good.closed, 'the scrape to be answered');
-      } finally {
-        good.socket.destroy();
-      }
-      if (good.got.startsWith('HTTP/1.1 408 ') && attempt < 3) continue;
-      const ok = scrape
-        ? good.got.startsWith('HTTP/1.1 200 OK\r\n') &&
-          good.got.includes('emu_device_info{device="emu_gpio0"')
-        : good.got.startsWith('HTTP/1.1 404 Not Found\r\n');
-      if (!ok) {
-        throw new Error(`the scrape was answered ${JSON.stringify(good.got.slice(0, 120))}`);
-      }
-      break;
-    }
-    await until(
-      () => metrics.connections === 0 && openFds() <= baseline,
-      `fds back at the baseline (${openFds() - baseline} over)`,
-    );
-    if (escaped.length > 0) throw escaped.splice(0)[0];
   },
 };
+
+let reported = false;
+
+async function checkInput(input: Input): Promise<void> {
+  if (baseline < 0) baseline = openFds();
+  const clients = input.clients.map((c) => new Client(c.reading, c.halfOpen));
+  try {
+    await Promise.all(clients.map((c) => c.connected()));
+    const longest = Math.max(...input.clients.map((c) => c.actions.length));
+    for (let step = 0; step < longest; step++) {
+      for (const [i, c] of input.clients.entries()) {
+        const a = c.actions[step];
+        const s = clients[i].socket;
+        if (a === undefined || s.destroyed) continue;
+        switch (a.kind) {
+          case 'send':
+            s.write(a.text);
+            break;
+          case 'bytes':
+            s.write(a.bytes);
+            break;
+          case 'split':
+            s.write(a.text.slice(0, a.at));
+            await turn();
+            s.write(a.text.slice(a.at));
+            break;
+          case 'pipeline':
+            s.write('GET /metrics HTTP/1.1\r\nHost: emu\r\n\r\n'.repeat(a.count));
+            break;
+          case 'pause':
+            s.pause();
+            break;
+          case 'resume':
+            s.resume();
+            break;
+          case 'end':
+            s.end();
+            break;
+          case 'destroy':
+            s.destroy();
+            break;
+          case 'turn':
+            await turn();
+            break;
+        }
+      }
+      await turn();
+      if (metrics.connections > 2 * LIMITS.maxConnections) {
+        throw new Error(`${metrics.connections} connections`);
+      }
+      if (escaped.length > 0) throw escaped[0];
+    }
+    if (input.waitMs > 0) await sleep(input.waitMs);
+    for (const c of clients) checkAnswers(c);
+    // Long enough for a head to time out, an answer nobody reads to be dropped and a linger to pass:
+    // emu closed every connection of the input itself (a half-open client cannot tell: emu counts).
+    if (input.waitMs >= LIMITS.headersTimeoutMs + LIMITS.socketTimeoutMs + LIMITS.lingerMs + 50) {
+      if (metrics.connections > 0)
+        throw new Error(`${metrics.connections} connections left after ${input.waitMs} ms`);
+    }
+  } finally {
+    for (const c of clients) c.socket.destroy();
+  }
+  await until(() => metrics.connections === 0, `the input's ${metrics.connections} connections to go`);
+  // A request is answered: a scrape every 16th input, else a GET of no page (404, no scrape: faster).
+  // A 408 means this machine was too slow for the small head timeout: again.
+  const scrape = ++inputs % 16 === 0;
+  for (let attempt = 1; ; attempt++) {
+    const good = new Client(true);
+    try {
+      good.socket.write(`GET ${scrape ? '/metrics' : '/none'} HTTP/1.1\r\nHost: emu\r\n\r\n`);
+      await until(() => good.closed, 'the scrape to be answered');
+    } finally {
+      good.socket.destroy();
+    }
+    if (good.got.startsWith('HTTP/1.1 408 ') && attempt < 3) continue;
+    const ok = scrape
+      ? good.got.startsWith('HTTP/1.1 200 OK\r\n') && good.got.includes('emu_device_info{device="emu_gpio0"')
+      : good.got.startsWith('HTTP/1.1 404 Not Found\r\n');
+    if (!ok) {
+      throw new Error(`the scrape was answered ${JSON.stringify(good.got.slice(0, 120))}`);
+    }
+    break;
+  }
+  await until(
+    () => metrics.connections === 0 && openFds() <= baseline,
+    `fds back at the baseline (${openFds() - baseline} over)`,
+  );
+  if (escaped.length > 0) throw escaped.splice(0)[0];
+}

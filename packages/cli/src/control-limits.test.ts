@@ -159,6 +159,17 @@ describe('the control socket: what a client can make it hold', () => {
     });
   });
 
+  it('does not take a client for idle whose request came in time but found the event loop busy', async () => {
+    const c = await client();
+    await sleep(LIMITS.idleTimeoutMs - 150);
+    c.request(1, 'emu.info');
+    // The event loop stalls (a long scrape, a GC) past the idle timeout, with the request unread.
+    const stallEnd = performance.now() + 300;
+    while (performance.now() < stallEnd);
+    expect(((await c.reply(1)).result as { version: string }).version).to.equal('0.0.0-test');
+    expect(c.closed).to.equal(false);
+  });
+
   it('emu stats, reading less often than the idle timeout, connects again for each reading', async () => {
     const out = new Capture();
     const err = new Capture();

@@ -132,6 +132,17 @@ describe('the metrics endpoint over HTTP: one request per connection', () => {
     expect(await res.text()).to.equal('slow\n');
   });
 
+  it('takes a head sent in time for in time, though the event loop was busy when its timer fired', async () => {
+    const r = raw();
+    await until(() => server.connections === 1, 'the connection');
+    await new Promise((resolve) => setTimeout(resolve, LIMITS.headersTimeoutMs - 100));
+    r.socket.write('GET /metrics HTTP/1.1\r\n\r\n');
+    const stallEnd = performance.now() + 200;
+    while (performance.now() < stallEnd);
+    await until(() => r.closed, 'the answer');
+    expect(r.statuses).to.deep.equal(['HTTP/1.1 200']);
+  });
+
   it('answers a client that shuts down its side right after its request', async () => {
     const r = raw();
     r.socket.end('GET /metrics HTTP/1.0\r\n\r\n');

@@ -7,7 +7,7 @@
  * `destroy()` at once.
  */
 import type { Socket } from 'node:net';
-import { setImmediate } from 'node:timers/promises';
+import { setImmediate as turn } from 'node:timers/promises';
 import type { Logger } from '@emu/vdev-bus';
 import { replyLine, rpcError } from './dispatch.js';
 import { LineSplitter, RpcErrorCode } from './protocol.js';
@@ -35,6 +35,8 @@ export class ControlConnection {
   #lineTimer?: NodeJS.Timeout;
   #idleTimer?: NodeJS.Timeout;
   #lingerTimer?: NodeJS.Timeout;
+  /** Reads so far: a timer that fires checks that none came meanwhile (see #expire). */
+  #reads = 0;
 
   constructor(
     readonly socket: Socket,
@@ -79,6 +81,7 @@ export class ControlConnection {
 
   #read(chunk: string): void {
     if (this.#ending) return;
+    this.#reads++;
     clearTimeout(this.#idleTimer);
     let lines: string[];
     try {
@@ -116,7 +119,7 @@ export class ControlConnection {
       }
       if (reply !== undefined && !(await this.#send(reply))) return;
       // Each line in a turn of the event loop of its own: devices are served in between.
-      await setImmediate();
+      await turn();
     }
     this.#busy = false;
     if (this.#ending) this.#end();
@@ -153,20 +156,45 @@ export class ControlConnection {
       this.#lineTimer = undefined;
       this.#armIdle();
     } else {
-      this.#lineTimer ??= setTimeout(
-        () => this.#refuse(`a request line did not end within ${this.limits.lineTimeoutMs} ms`),
+      if (this.#lineTimer !== undefined) return;
+      const timer = setTimeout(
+        () =>
+          // Unless a line ended meanwhile (which clears this timer), however many bytes came.
+          setImmediate(() => {
+            if (this.#lineTimer === timer) {
+              this.#refuse(`a request line did not end within ${this.limits.lineTimeoutMs} ms`);
+            }
+          }),
         this.limits.lineTimeoutMs,
       );
+      this.#lineTimer = timer;
     }
   }
 
   #armIdle(): void {
     clearTimeout(this.#idleTimer);
-    this.#idleTimer = setTimeout(() => {
-      if (this.#busy || this.#ending) return;
-      this.log.debug({ idleMs: this.limits.idleTimeoutMs }, 'control socket: an idle client: closed');
-      this.#refuse(`idle for ${this.limits.idleTimeoutMs} ms`, false);
-    }, this.limits.idleTimeoutMs);
+    this.#idleTimer = setTimeout(
+      () =>
+        this.#expire(() => {
+          if (this.#busy || this.#ending) return;
+          this.log.debug({ idleMs: this.limits.idleTimeoutMs }, 'control socket: an idle client: closed');
+          this.#refuse(`idle for ${this.limits.idleTimeoutMs} ms`, false);
+        }),
+      this.limits.idleTimeoutMs,
+    );
+  }
+
+  /**
+   * Runs a timeout's action unless the client sent something meanwhile. Timers run before the event
+   * loop polls sockets: after a stall of the loop (a long scrape, a GC) bytes the client sent in time
+   * may still be unread when its timer fires. A turn later they have been read (the line timer, above,
+   * waits the turn too).
+   */
+  #expire(action: () => void): void {
+    const reads = this.#reads;
+    setImmediate(() => {
+      if (this.#reads === reads && !this.socket.destroyed) action();
+    });
   }
 
   /** Tells the client why it is closed (a LIMIT error for no request of its), then closes. */
