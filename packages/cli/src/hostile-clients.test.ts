@@ -17,7 +17,7 @@ import {
 import { connect, type Socket } from 'node:net';
 import { DynCtl, QLen, Reg } from '@emu/driver-iavf';
 import { GuestRam, ipv4TcpFrame, rawFrame, SoftIavf, sleep } from '@emu/driver-iavf/testing';
-import { closeFd, EventFd, memfdCreate, releaseFd, setNonblocking, UnixSocket } from '@emu/native';
+import { closeFd, EventFd, memfdCreate, setNonblocking, UnixSocket } from '@emu/native';
 import { lingeringSocket } from '@emu/native/testing';
 import {
   Command,
@@ -81,6 +81,17 @@ class RawClient {
 
   send(msgId: number, command: number, payload?: Buffer, fds: number[] = []): void {
     this.socket.write(RawClient.message(msgId, command, payload), fds);
+  }
+
+  /**
+   * Sends a message with `fd` and closes this process's copy while emu still waits for the message's
+   * end, so that emu's copy is the last one: whatever closing the file costs, emu pays it.
+   */
+  sendLastCopy(msgId: number, command: number, payload: Buffer, fd: number): void {
+    const bytes = RawClient.message(msgId, command, payload);
+    this.socket.write(bytes.subarray(0, 16), [fd]);
+    closeFd(fd);
+    this.socket.write(bytes.subarray(16));
   }
 
   async next(timeoutMs = 5000): Promise<Message> {
@@ -705,10 +716,7 @@ describe('one emu process against hostile clients and guests, back to back', fun
       const c = await RawClient.negotiated(a);
       const at = performance.now();
       for (const s of lingering) {
-        c.send(30, Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: 16 }), [s.fd]);
-        // The client's own copy: let go of on this process's closer, since whichever copy is closed
-        // last waits out the linger (emu's, or this one if emu was quicker).
-        releaseFd(s.fd);
+        c.sendLastCopy(30, Command.DEVICE_GET_INFO, DeviceInfo.encode({ argsz: 16 }), s.fd);
         await c.next();
       }
       await served(b);

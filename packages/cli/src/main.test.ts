@@ -400,15 +400,19 @@ describe('emu (main, in-process)', () => {
         signal: stop.signal,
         shutdownTimeoutMs: 300,
       });
-      await until(() => out.text.includes('serving 1 device;'), 'the device to serve');
-      const at = Date.now();
-      stop.abort();
-      expect(await done).to.equal(EXIT_FAILURE);
-      expect(Date.now() - at).to.be.within(250, 1000);
-      expect(err.text).to.equal(
-        'emu: stopping took longer than 300 ms (still removing emu_stuck0): giving up\n',
-      );
-      release();
+      try {
+        await until(() => out.text.includes('serving 1 device;'), 'the device to serve');
+        const at = Date.now();
+        stop.abort();
+        expect(await done).to.equal(EXIT_FAILURE);
+        expect(Date.now() - at).to.be.within(250, 1000);
+        expect(err.text).to.equal(
+          'emu: stopping took longer than 300 ms (still removing emu_stuck0): giving up\n',
+        );
+      } finally {
+        // The stuck device holds its socket open: left stuck, this process would never exit.
+        release();
+      }
     });
 
     it('serves a third-party driver loaded with --driver', async () => {
