@@ -28,8 +28,17 @@ const property = fc.asyncProperty(target.arbitrary, async (input) => {
   // they hold, e.g. a guest memory table's buffers) from it, and a target that only awaits promises
   // would never give it one.
   if (++executed % 256 === 0) await new Promise((resolve) => setImmediate(resolve));
-  await target.check(input);
+  try {
+    await target.check(input);
+  } catch (err) {
+    // Said at once: shrinking may take long when each try waits on a timeout.
+    if (!reported)
+      process.stderr.write(`fuzz: ${name}: an input failed (${(err as Error)?.message}); shrinking it\n`);
+    reported = true;
+    throw err;
+  }
 });
+let reported = false;
 
 let saved = 0;
 for (const file of (existsSync(crashes) ? readdirSync(crashes, { withFileTypes: true }) : []).filter((f) =>

@@ -7,7 +7,7 @@
  * more than its bounds, and once the input's clients are gone a well-behaved client is answered, the
  * server holds no connection, and the process's fd count is back at its baseline.
  */
-import { mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmudevRegistry } from '@emu/emudev';
@@ -16,6 +16,7 @@ import { DataPlane } from '@emu/native';
 import { VdevBus } from '@emu/vdev-bus';
 import fc from 'fast-check';
 import type { FuzzTarget } from '../../../scripts/fuzz/target.mjs';
+import { openFds, sleep, turn, until } from '../../../scripts/fuzz/waiting.mjs';
 import { METHODS } from '../src/control/methods.js';
 import { ControlServer } from '../src/control/server.js';
 import { RawControlClient } from '../src/control-env.fixture.js';
@@ -51,7 +52,6 @@ const bus = new VdevBus(registry, { logger });
 const DEVICE = 'emu_gpio0';
 const ctx = { bus, plane: DataPlane.shared(), logger, startedAt: Date.now(), version: '0.0.0-fuzz' };
 const server = await ControlServer.listen(join(dir, 'emu.ctl'), ctx, { logger, ...LIMITS });
-const openFds = () => readdirSync('/proc/self/fd').length;
 let baseline = -1;
 
 /** emu_gpio0 as the input finds it; any device the input added goes again. */
@@ -188,17 +188,7 @@ interface Input {
   waitMs: number;
 }
 
-const turn = () => new Promise((r) => setImmediate(r));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
 /** Waits for `cond`: turns of the event loop first (most things take one or two), then 1 ms sleeps. */
-async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  for (let i = 0; !cond(); i++) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await (i < 16 ? turn() : sleep(1));
-  }
-}
 
 export const target: FuzzTarget<Input> = {
   arbitrary: fc.record({
@@ -211,20 +201,8 @@ export const target: FuzzTarget<Input> = {
       { weight: 1, arbitrary: fc.integer({ min: 1, max: 400 }) },
     ),
   }),
-  async check(input) {
-    try {
-      await checkInput(input);
-    } catch (err) {
-      // Said at once: shrinking may take long when each try waits on a timeout.
-      if (!reported)
-        process.stderr.write(`fuzz control: an input failed (${(err as Error)?.message}); shrinking it\n`);
-      reported = true;
-      throw err;
-    }
-  },
+  check: checkInput,
 };
-
-let reported = false;
 
 async function checkInput(input: Input): Promise<void> {
   await resetDevices();

@@ -7,8 +7,7 @@
  * and once the input's clients are gone a scrape is answered, no connection is left and the process's
  * fd count is back at its baseline.
  */
-import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { connect, type Socket } from 'node:net';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { EmudevRegistry } from '@emu/emudev';
@@ -17,6 +16,8 @@ import { DataPlane } from '@emu/native';
 import { VdevBus } from '@emu/vdev-bus';
 import fc from 'fast-check';
 import type { FuzzTarget } from '../../../scripts/fuzz/target.mjs';
+import { openFds, sleep, turn, until } from '../../../scripts/fuzz/waiting.mjs';
+import { RawHttpClient } from '../src/http-env.fixture.js';
 import { Metrics } from '../src/metrics.js';
 
 const LIMITS = {
@@ -47,7 +48,6 @@ const metrics = new Metrics({
 });
 metrics.observe('emu_gpio0', 'REGION_READ', 1e-5);
 const { port } = await metrics.listen('127.0.0.1', 0, LIMITS);
-const openFds = () => readdirSync('/proc/self/fd').length;
 let baseline = -1;
 let inputs = 0;
 
@@ -137,44 +137,8 @@ interface Input {
   waitMs: number;
 }
 
-class Client {
-  readonly socket: Socket;
-  got = '';
-  closed = false;
-  /** `halfOpen`: it does not end its side when emu ends its own (emu's linger must close it). */
-  constructor(reading: boolean, halfOpen = false) {
-    this.socket = connect({ port, host: '127.0.0.1', allowHalfOpen: halfOpen });
-    this.socket.setEncoding('latin1');
-    this.socket.on('data', (d: string) => {
-      this.got += d;
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-    });
-    if (!reading) this.socket.pause();
-  }
-  connected(): Promise<void> {
-    return new Promise((resolve) => {
-      this.socket.once('connect', resolve);
-      this.socket.once('close', resolve);
-    });
-  }
-}
-
-const turn = () => new Promise((r) => setImmediate(r));
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(cond: () => boolean, what: string, ms = 2000): Promise<void> {
-  const end = Date.now() + ms;
-  for (let i = 0; !cond(); i++) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await (i < 16 ? turn() : sleep(1));
-  }
-}
-
 /** What a client got must be at most one answer, with a status emu gives. */
-function checkAnswers(c: Client): void {
+function checkAnswers(c: RawHttpClient): void {
   const statuses = [...c.got.matchAll(/^HTTP\/1\.1 (\d{3}) /gm)].map((m) => m[1]);
   if (statuses.length > 1) throw new Error(`${statuses.length} answers on one connection: ${statuses}`);
   if (c.got !== '' && !c.got.startsWith('HTTP/1.1 ')) throw new Error(`not an answer: ${c.got.slice(0, 80)}`);
@@ -199,24 +163,12 @@ export const target: FuzzTarget<Input> = {
       { weight: 1, arbitrary: fc.integer({ min: 1, max: 450 }) },
     ),
   }),
-  async check(input) {
-    try {
-      await checkInput(input);
-    } catch (err) {
-      // Said at once: shrinking may take long when each try waits on a timeout.
-      if (!reported)
-        process.stderr.write(`fuzz metrics: an input failed (${(err as Error)?.message}); shrinking it\n`);
-      reported = true;
-      throw err;
-    }
-  },
+  check: checkInput,
 };
-
-let reported = false;
 
 async function checkInput(input: Input): Promise<void> {
   if (baseline < 0) baseline = openFds();
-  const clients = input.clients.map((c) => new Client(c.reading, c.halfOpen));
+  const clients = input.clients.map((c) => new RawHttpClient(port, c));
   try {
     await Promise.all(clients.map((c) => c.connected()));
     const longest = Math.max(...input.clients.map((c) => c.actions.length));
@@ -279,7 +231,7 @@ async function checkInput(input: Input): Promise<void> {
   // A 408 means this machine was too slow for the small head timeout: again.
   const scrape = ++inputs % 16 === 0;
   for (let attempt = 1; ; attempt++) {
-    const good = new Client(true);
+    const good = new RawHttpClient(port);
     try {
       good.socket.write(`GET ${scrape ? '/metrics' : '/none'} HTTP/1.1\r\nHost: emu\r\n\r\n`);
       await until(() => good.closed, 'the scrape to be answered');

@@ -2,8 +2,8 @@
  * The metrics endpoint's HTTP on its own, with small limits: one request per connection whatever a
  * client sends, each bound, and what a real HTTP client sees.
  */
-import { connect, type Socket } from 'node:net';
 import { expect } from 'chai';
+import { RawHttpClient } from './http-env.fixture.js';
 import { type HttpAnswer, OneRequestHttpServer } from './metrics-http.js';
 import { until } from './test-env.fixture.js';
 
@@ -16,36 +16,14 @@ const LIMITS = {
   lingerBytes: 64 * 1024,
 };
 
-/** A raw TCP client: what it sends, everything it gets, whether the server closed. */
-class Raw {
-  readonly socket: Socket;
-  got = '';
-  closed = false;
-  constructor(port: number, reading = true) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.setEncoding('latin1');
-    this.socket.on('data', (d: string) => {
-      this.got += d;
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-    });
-    if (!reading) this.socket.pause();
-  }
-  get statuses(): string[] {
-    return this.got.match(/^HTTP\/1\.1 \d+/gm) ?? [];
-  }
-}
-
 describe('the metrics endpoint over HTTP: one request per connection', () => {
   let server: OneRequestHttpServer;
   let port: number;
   let asked: string[];
   let answer: (path: string) => Promise<HttpAnswer>;
-  const raws: Raw[] = [];
+  const raws: RawHttpClient[] = [];
   const raw = (reading = true) => {
-    const r = new Raw(port, reading);
+    const r = new RawHttpClient(port, { reading });
     raws.push(r);
     return r;
   };

@@ -10,12 +10,13 @@
  * gone hold no mapping, no fd, no client and nothing of its budget: the process's fd count is back
  * where it started.
  */
-import { mkdtempSync, openSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, openSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { closeFd, EventFd, memfdCreate, UnixSocket } from '@emu/native';
 import fc from 'fast-check';
 import type { FuzzTarget } from '../../../scripts/fuzz/target.mjs';
+import { openFds, turn } from '../../../scripts/fuzz/waiting.mjs';
 import { Command, HeaderFlag } from '../src/protocol/constants.js';
 import {
   DmaAccess,
@@ -43,7 +44,6 @@ const server = new VfioUserServer(dev.spec, {
   handshakeTimeoutMs: 2000,
 }).listen();
 dev.attach(server);
-const openFds = () => readdirSync('/proc/self/fd').length;
 /** Where the client maps fd-less memory for the server's DMA through messages. */
 const DMA_BASE = 0x7000_0000n;
 const DMA_SIZE = 0x4000;
@@ -358,9 +358,6 @@ function trySend(peer: RawPeer, send: () => void): boolean {
     throw err;
   }
 }
-
-/** One turn of the event loop (its I/O poll included). */
-const turn = () => new Promise((r) => setImmediate(r));
 
 export const target: FuzzTarget<Input> = {
   arbitrary: fc.record({
