@@ -2,7 +2,6 @@
 // Everything here is internal: lib/*.ts wrap it with validation and SystemErrors.
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { IavfTxPacketMeta } from './iavf-rings.js';
 
 /** The package root: lib/ (run by tsx) and dist/ (built by tsup) are both one level below it. */
 export const packageRoot: string = fileURLToPath(new URL('..', import.meta.url));
@@ -27,6 +26,22 @@ function locate(): string {
 export const bindingPath: string = process.env.EMU_NATIVE_BINDING || locate();
 
 /** Native errors carry the raw errno (positive) and the syscall; lib/errors.ts builds the rest. */
+/** What a packet's descriptors asked for: the TX walk's report per packet (with `offload: false`). */
+export interface IavfTxPacketMeta {
+  /** CMD of the EOP descriptor (EOP, RS, ICRC, IIPT, L4T, …). */
+  cmd: number;
+  /** MACLEN, IPLEN, L4LEN, in bytes. */
+  macLen: number;
+  ipLen: number;
+  l4Len: number;
+  /** From the packet's context descriptor, if any. */
+  tso: boolean;
+  mss: number;
+  tsoLen: number;
+  /** The EOP descriptor's L2TAG1: the VLAN tag IL2TAG1 (in `cmd`) asks to insert. */
+  l2tag1: number;
+}
+
 export interface NativeError extends Error {
   errno: number;
   syscall: string;

@@ -1,7 +1,7 @@
 // The iavf data-path rings in native code (src/guest_memory.cc, src/iavf_rings.cc): a bounds-checked
 // table of guest memory and synchronous TX/RX ring walks on it. The C++ side walks descriptors and
 // copies bytes; callers (driver-iavf's DataPath) own counters, logs, interrupts, filters and RSS.
-import { binding, type NativeGuestMemoryTable } from './binding.js';
+import { binding, type IavfTxPacketMeta, type NativeGuestMemoryTable } from './binding.js';
 import { MappedMemory } from './mmap.js';
 import {
   typeError,
@@ -11,6 +11,8 @@ import {
   validateUint64,
   valueError,
 } from './validate.js';
+
+export type { IavfTxPacketMeta };
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -184,22 +186,6 @@ export interface IavfTxCounts {
   dropped: number;
   /** Descriptors with RS written back done (DTYPE 0xF). */
   completed: number;
-}
-
-/** What a packet's descriptors asked for (with `offload: false`). */
-export interface IavfTxPacketMeta {
-  /** CMD of the EOP descriptor (EOP, RS, ICRC, IIPT, L4T, …). */
-  cmd: number;
-  /** MACLEN, IPLEN, L4LEN, in bytes. */
-  macLen: number;
-  ipLen: number;
-  l4Len: number;
-  /** From the packet's context descriptor, if any. */
-  tso: boolean;
-  mss: number;
-  tsoLen: number;
-  /** The EOP descriptor's L2TAG1: the VLAN tag IL2TAG1 (in `cmd`) asks to insert. */
-  l2tag1: number;
 }
 
 export interface IavfTxResult {

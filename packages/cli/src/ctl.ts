@@ -7,7 +7,7 @@ import { resolve } from 'node:path';
 import { formatDevargs, parseDevargs } from '@emu/vdev-bus';
 import { Command, CommanderError, Option } from 'commander';
 import { ControlClient, ControlError } from './control/client.js';
-import type { Output } from './main.js';
+import type { Output } from './output.js';
 import { type DeviceSnapshot, linkText, queuePairs, queueTotal, type StatsSnapshot } from './snapshot.js';
 import { table } from './table.js';
 

@@ -25,11 +25,11 @@ export {
   EXIT_USAGE,
   type MainOptions,
   main,
-  type Output,
   SHUTDOWN_TIMEOUT_MS,
   statusLines,
 } from './main.js';
 export { METRICS_LIMITS, Metrics, type MetricsSource, parseListen } from './metrics.js';
+export type { Output } from './output.js';
 export { type ProcessSignal, processSignal } from './signals.js';
 export {
   type DataPlaneSnapshot,

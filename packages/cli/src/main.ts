@@ -24,15 +24,9 @@ import { ctlMain } from './ctl.js';
 import { DriverModuleError, registerBuiltinDrivers, registerDriverModules } from './drivers.js';
 import { LOG_LEVELS, type LogLevel, streamLogger } from './logger.js';
 import { Metrics, parseListen } from './metrics.js';
-import { guardOutput } from './output.js';
+import { guardOutput, type Output } from './output.js';
 import { processSignal } from './signals.js';
 import { statsMain } from './stats-view.js';
-
-export interface Output {
-  write(text: string): unknown;
-  /** When true, a status line is printed every --status seconds. */
-  isTTY?: boolean;
-}
 
 export interface MainOptions {
   stdout?: Output;

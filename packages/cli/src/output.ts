@@ -3,7 +3,13 @@
  * Node then reports EPIPE as an 'error' event on the stream, which, unheard, would end the process
  * and every guest's device with it. Guarded, a lost stream is dropped quietly and serving goes on.
  */
-import type { Output } from './main.js';
+
+/** Where emu writes its text: stdout, stderr, or a test's capture. */
+export interface Output {
+  write(text: string): unknown;
+  /** When true, a status line is printed every --status seconds. */
+  isTTY?: boolean;
+}
 
 interface Stream extends Output {
   on?(event: 'error', listener: (err: Error) => void): unknown;
