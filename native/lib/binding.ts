@@ -26,6 +26,56 @@ function locate(): string {
 export const bindingPath: string = process.env.EMU_NATIVE_BINDING || locate();
 
 /** Native errors carry the raw errno (positive) and the syscall; lib/errors.ts builds the rest. */
+/** Where an access lands: in one direct range, nowhere, in an fd-less range, or without the access. */
+export type GuestLookup = 'ok' | 'miss' | 'indirect' | 'denied';
+
+/**
+ * Why a TX walk ended:
+ * - `caught-up`: head reached tail;
+ * - `incomplete`: the packet at head has no EOP before the tail yet (head waits at its first
+ *   descriptor, as hardware waits for the rest);
+ * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
+ * - `ring`: the ring is not inside one direct, writable range: nothing was done;
+ * - `bad-index`: head or tail is beyond the ring: nothing was done;
+ * - `budget`: the pass produced `maxFrames` frames or `maxBytes` bytes, so it started no more packets
+ *   (head at the next one): call again later, after other work has had its turn.
+ */
+export type IavfTxStop = 'caught-up' | 'incomplete' | 'indirect' | 'ring' | 'bad-index' | 'budget';
+
+export interface IavfTxCounts {
+  /** Buffers outside guest memory (or not readable); their packets were dropped. */
+  badAddress: number;
+  /** Buffers of 0 bytes; their packets were dropped. */
+  badLength: number;
+  /** Packets with more buffers than allowed (16; 64 with TSO) and no EOP: dropped there. */
+  noEop: number;
+  /** TSO requests that cannot be segmented (not TCP, headers that do not fit, MSS below 64): dropped. */
+  badTso: number;
+  /** Packets shorter than 14 bytes, or longer than 16 KiB without TSO (256 KiB with): dropped. */
+  dropped: number;
+  /** Descriptors with RS written back done (DTYPE 0xF). */
+  completed: number;
+}
+
+/**
+ * What became of a frame offered to an RX ring:
+ * - `ok`: written (head moved past its descriptors);
+ * - `no-buffers`: fewer free descriptors between head and tail than it needs;
+ * - `too-big`: longer than maxFrame, or than 5 buffers;
+ * - `bad-index`: tail (or head) beyond the ring;
+ * - `bad-buffer`: a buffer outside guest memory: its descriptors went back to the driver written back
+ *   with DD, and EOF + RXE on the last, so the driver drops the frame (head moved past them);
+ * - `ring`: the ring is not inside one direct, writable range; `indirect`: a buffer reachable only by
+ *   DMA messages. Nothing was done for these two.
+ */
+export type IavfRxStatus = 'ok' | 'no-buffers' | 'too-big' | 'bad-index' | 'bad-buffer' | 'ring' | 'indirect';
+
+/** A descriptor ring as the ring calls take it: its IOVA and its length in descriptors. */
+export interface NativeRing {
+  ring: bigint;
+  ringLen: number;
+}
+
 /** What a packet's descriptors asked for: the TX walk's report per packet (with `offload: false`). */
 export interface IavfTxPacketMeta {
   /** CMD of the EOP descriptor (EOP, RS, ICRC, IIPT, L4T, …). */
@@ -86,7 +136,7 @@ export interface NativeGuestMemoryTable {
   clear(): void;
   list(): Array<{ iova: bigint; size: bigint; direct: boolean; readable: boolean; writable: boolean }>;
   /** 0 ok, 1 miss, 2 indirect, 3 denied. */
-  lookup(iova: bigint, length: bigint, write: boolean): number;
+  lookup(iova: bigint, length: bigint, write: boolean): GuestLookup;
   /** Start of the range holding [iova, iova + length), or null. */
   find(iova: bigint, length: bigint): bigint | null;
   overlapping(iova: bigint, size: bigint): { iova: bigint; size: bigint } | null;
@@ -95,47 +145,40 @@ export interface NativeGuestMemoryTable {
   readonly enabled: boolean;
   readonly count: number;
   txRing(
-    ring: bigint,
-    ringLen: number,
-    head: number,
-    tail: number,
-    flags: number,
-    maxFrames: number,
-    maxBytes: number,
-  ): { head: number; stop: number; counts: number[]; frames: Buffer[]; meta?: number[][] };
-  /** status * 65536 + head. */
+    options: NativeRing & {
+      head: number;
+      tail: number;
+      offload: boolean;
+      maxFrames: number;
+      maxBytes: number;
+    },
+  ): { head: number; stop: IavfTxStop; counts: IavfTxCounts; frames: Buffer[]; meta?: IavfTxPacketMeta[] };
   rxRing(
-    ring: bigint,
-    ringLen: number,
-    head: number,
-    tail: number,
-    bufferSize: number,
-    maxFrame: number,
-    frame: Uint8Array,
-    hash: number,
-    flags: number,
-    l2tag1: number,
-  ): number;
+    options: NativeRing & {
+      head: number;
+      tail: number;
+      bufferSize: number;
+      maxFrame: number;
+      descSize: 16 | 32;
+      frame: Uint8Array;
+      hash?: number;
+      l2tag1?: number;
+    },
+  ): { status: IavfRxStatus; head: number };
   guestPostTx(
-    ring: bigint,
-    ringLen: number,
-    next: number,
-    count: number,
-    buffer: bigint,
-    length: number,
-    cmd: number,
+    options: NativeRing & { next: number; count: number; buffer: bigint; length: number; cmd: number },
   ): number;
   guestPostRx(
-    ring: bigint,
-    ringLen: number,
-    next: number,
-    count: number,
-    buffers: bigint,
-    bufferSize: number,
-    descSize: number,
+    options: NativeRing & {
+      next: number;
+      count: number;
+      buffers: bigint;
+      bufferSize: number;
+      descSize: 16 | 32;
+    },
   ): number;
-  guestReapTx(ring: bigint, ringLen: number, next: number, max: number): number;
-  guestReapRx(ring: bigint, ringLen: number, next: number, max: number, descSize: number): number;
+  guestReapTx(options: NativeRing & { next: number; max: number }): number;
+  guestReapRx(options: NativeRing & { next: number; max: number; descSize: 16 | 32 }): number;
 }
 
 export interface DoorbellWatcherOptions {

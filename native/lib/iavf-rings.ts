@@ -1,7 +1,15 @@
 // The iavf data-path rings in native code (src/guest_memory.cc, src/iavf_rings.cc): a bounds-checked
 // table of guest memory and synchronous TX/RX ring walks on it. The C++ side walks descriptors and
 // copies bytes; callers (driver-iavf's DataPath) own counters, logs, interrupts, filters and RSS.
-import { binding, type IavfTxPacketMeta, type NativeGuestMemoryTable } from './binding.js';
+import {
+  binding,
+  type GuestLookup,
+  type IavfRxStatus,
+  type IavfTxCounts,
+  type IavfTxPacketMeta,
+  type IavfTxStop,
+  type NativeGuestMemoryTable,
+} from './binding.js';
 import { MappedMemory } from './mmap.js';
 import {
   typeError,
@@ -12,7 +20,7 @@ import {
   valueError,
 } from './validate.js';
 
-export type { IavfTxPacketMeta };
+export type { GuestLookup, IavfRxStatus, IavfTxCounts, IavfTxPacketMeta, IavfTxStop };
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -31,10 +39,6 @@ export interface GuestRange {
   readable: boolean;
   writable: boolean;
 }
-
-/** Where an access lands: in one direct range, nowhere, in an fd-less range, or without the access. */
-export type GuestLookup = 'ok' | 'miss' | 'indirect' | 'denied';
-const LOOKUPS: readonly GuestLookup[] = ['ok', 'miss', 'indirect', 'denied'];
 
 function access(options: GuestRangeAccess | undefined): { readable: boolean; writable: boolean } {
   const { readable = true, writable = true } = validateOptions<GuestRangeAccess>(options, 'access');
@@ -106,7 +110,7 @@ export class GuestMemoryTable {
   lookup(iova: bigint | number, length: bigint | number, kind: 'read' | 'write' = 'read'): GuestLookup {
     const start = validateUint64(iova, 'iova', U64_MAX);
     const bytes = validateUint64(length, 'length', U64_MAX);
-    return LOOKUPS[this.native.lookup(start, bytes, kind === 'write')];
+    return this.native.lookup(start, bytes, kind === 'write');
   }
 
   /** The start of the one range holding [iova, iova + length), whatever its access; undefined if none. */
@@ -150,42 +154,6 @@ export interface IavfRing {
   iova: bigint;
   /** Descriptors, 1 to 8192. */
   length: number;
-}
-
-/**
- * Why a TX walk ended:
- * - `caught-up`: head reached tail;
- * - `incomplete`: the packet at head has no EOP before the tail yet (head waits at its first
- *   descriptor, as hardware waits for the rest);
- * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
- * - `ring`: the ring is not inside one direct, writable range: nothing was done;
- * - `bad-index`: head or tail is beyond the ring: nothing was done;
- * - `budget`: the pass produced `maxFrames` frames or `maxBytes` bytes, so it started no more packets
- *   (head at the next one): call again later, after other work has had its turn.
- */
-export type IavfTxStop = 'caught-up' | 'incomplete' | 'indirect' | 'ring' | 'bad-index' | 'budget';
-const TX_STOPS: readonly IavfTxStop[] = [
-  'caught-up',
-  'incomplete',
-  'indirect',
-  'ring',
-  'bad-index',
-  'budget',
-];
-
-export interface IavfTxCounts {
-  /** Buffers outside guest memory (or not readable); their packets were dropped. */
-  badAddress: number;
-  /** Buffers of 0 bytes; their packets were dropped. */
-  badLength: number;
-  /** Packets with more buffers than allowed (16; 64 with TSO) and no EOP: dropped there. */
-  noEop: number;
-  /** TSO requests that cannot be segmented (not TCP, headers that do not fit, MSS below 64): dropped. */
-  badTso: number;
-  /** Packets shorter than 14 bytes, or longer than 16 KiB without TSO (256 KiB with): dropped. */
-  dropped: number;
-  /** Descriptors with RS written back done (DTYPE 0xF). */
-  completed: number;
 }
 
 export interface IavfTxResult {
@@ -232,57 +200,24 @@ export function iavfTxRing(
   const { offload = true, maxFrames = U32_MAX, maxBytes = U32_MAX } = options;
   validateInteger(maxFrames, 'options.maxFrames', 1, U32_MAX);
   validateInteger(maxBytes, 'options.maxBytes', 1, U32_MAX);
-  const r = table.native.txRing(ring.iova, ring.length, head, tail, offload ? 1 : 0, maxFrames, maxBytes);
-  const c = r.counts;
+  const r = table.native.txRing({
+    ring: ring.iova,
+    ringLen: ring.length,
+    head,
+    tail,
+    offload,
+    maxFrames,
+    maxBytes,
+  });
   const result: IavfTxResult = {
     head: r.head,
-    stop: TX_STOPS[r.stop],
-    counts: {
-      badAddress: c[0],
-      badLength: c[1],
-      noEop: c[2],
-      badTso: c[3],
-      dropped: c[4],
-      completed: c[5],
-    },
+    stop: r.stop as IavfTxStop,
+    counts: r.counts,
     frames: r.frames,
   };
-  if (r.meta) {
-    result.meta = r.meta.map(([cmd, macLen, ipLen, l4Len, tso, mss, tsoLen, l2tag1]) => ({
-      cmd,
-      macLen,
-      ipLen,
-      l4Len,
-      tso: tso === 1,
-      mss,
-      tsoLen,
-      l2tag1,
-    }));
-  }
+  if (r.meta) result.meta = r.meta;
   return result;
 }
-
-/**
- * What became of a frame offered to an RX ring:
- * - `ok`: written (head moved past its descriptors);
- * - `no-buffers`: fewer free descriptors between head and tail than it needs;
- * - `too-big`: longer than maxFrame, or than 5 buffers;
- * - `bad-index`: tail (or head) beyond the ring;
- * - `bad-buffer`: a buffer outside guest memory: its descriptors went back to the driver written back
- *   with DD, and EOF + RXE on the last, so the driver drops the frame (head moved past them);
- * - `ring`: the ring is not inside one direct, writable range; `indirect`: a buffer reachable only by
- *   DMA messages. Nothing was done for these two.
- */
-export type IavfRxStatus = 'ok' | 'no-buffers' | 'too-big' | 'bad-index' | 'bad-buffer' | 'ring' | 'indirect';
-const RX_STATUSES: readonly IavfRxStatus[] = [
-  'ok',
-  'no-buffers',
-  'too-big',
-  'bad-index',
-  'bad-buffer',
-  'ring',
-  'indirect',
-];
 
 /** RX descriptor size: 32 bytes (legacy RXDID 1, the default) or 16 bytes (legacy RXDID 0). */
 export type IavfRxDescSize = 16 | 32;
@@ -324,19 +259,18 @@ export function iavfRxRing(
   frame: Uint8Array,
   options: IavfRxOptions = {},
 ): { status: IavfRxStatus; head: number } {
-  const r = table.native.rxRing(
-    queue.iova,
-    queue.length,
+  return table.native.rxRing({
+    ring: queue.iova,
+    ringLen: queue.length,
     head,
     tail,
-    queue.bufferSize,
-    queue.maxFrame,
+    bufferSize: queue.bufferSize,
+    maxFrame: queue.maxFrame,
+    descSize: rxDescSize(queue.descSize, 'queue.descSize'),
     frame,
-    options.hash ?? -1,
-    rxDescSize(queue.descSize, 'queue.descSize') === 16 ? 1 : 0,
-    options.l2tag1 ?? -1,
-  );
-  return { status: RX_STATUSES[Math.floor(r / 65536)], head: r % 65536 };
+    hash: options.hash,
+    l2tag1: options.l2tag1,
+  });
 }
 
 /**
@@ -354,7 +288,15 @@ export function iavfGuestPostTx(
   cmd = 0x7,
 ): number {
   validateInteger(count, 'count', 0, ring.length - 1);
-  return table.native.guestPostTx(ring.iova, ring.length, next, count, buffer, length, cmd);
+  return table.native.guestPostTx({
+    ring: ring.iova,
+    ringLen: ring.length,
+    next,
+    count,
+    buffer,
+    length,
+    cmd,
+  });
 }
 
 /**
@@ -372,7 +314,15 @@ export function iavfGuestPostRx(
 ): number {
   validateInteger(count, 'count', 0, ring.length - 1);
   const descSize = rxDescSize(ring.descSize, 'ring.descSize');
-  return table.native.guestPostRx(ring.iova, ring.length, next, count, buffers, bufferSize, descSize);
+  return table.native.guestPostRx({
+    ring: ring.iova,
+    ringLen: ring.length,
+    next,
+    count,
+    buffers,
+    bufferSize,
+    descSize,
+  });
 }
 
 /**
@@ -381,7 +331,7 @@ export function iavfGuestPostRx(
  */
 export function iavfGuestReapTx(table: GuestMemoryTable, ring: IavfRing, next: number, max: number): number {
   validateInteger(max, 'max', 0, ring.length - 1);
-  return table.native.guestReapTx(ring.iova, ring.length, next, max);
+  return table.native.guestReapTx({ ring: ring.iova, ringLen: ring.length, next, max });
 }
 
 /**
@@ -396,7 +346,7 @@ export function iavfGuestReapRx(
 ): number {
   validateInteger(max, 'max', 0, ring.length - 1);
   const descSize = rxDescSize(ring.descSize, 'ring.descSize');
-  return table.native.guestReapRx(ring.iova, ring.length, next, max, descSize);
+  return table.native.guestReapRx({ ring: ring.iova, ringLen: ring.length, next, max, descSize });
 }
 
 /** One guest driver of iavfGuestForward: its rings and indexes as SoftIavf left them. */

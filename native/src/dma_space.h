@@ -12,6 +12,9 @@ enum class Hit {
   kIndirect,  // in a range this caller cannot reach directly (only DMA messages, or JS-owned memory)
   kDenied,    // in a direct range without the access asked for
 };
+// Hit by name, as TypeScript sees it (lib/iavf-rings.ts's GuestLookup).
+inline constexpr const char* kHitNames[] = {"ok", "miss", "indirect", "denied"};
+static_assert(sizeof(kHitNames) / sizeof(kHitNames[0]) == static_cast<int>(Hit::kDenied) + 1);
 
 class DmaSpace {
  public:

@@ -294,8 +294,8 @@ Napi::Value GuestMemoryTable::List(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// lookup(iova: bigint, length: bigint, write): 0 ok, 1 miss, 2 indirect, 3 denied (for tests and callers
-// that want to know where an address lies).
+// lookup(iova: bigint, length: bigint, write): 'ok', 'miss', 'indirect' or 'denied' (for tests and
+// callers that want to know where an address lies).
 Napi::Value GuestMemoryTable::Lookup(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   uint64_t iova, length;
@@ -305,7 +305,7 @@ Napi::Value GuestMemoryTable::Lookup(const Napi::CallbackInfo& info) {
   }
   Prune();
   uint8_t* host = nullptr;
-  return Napi::Number::New(env, static_cast<int>(Find(iova, length, write, &host)));
+  return Napi::String::New(env, kHitNames[static_cast<int>(Find(iova, length, write, &host))]);
 }
 
 // find(iova: bigint, length: bigint): the IOVA of the one range holding [iova, iova + length), or

@@ -53,7 +53,7 @@ inline uint64_t TxDataQw1(uint32_t cmd, uint32_t size) {
   return kDtypeData | (static_cast<uint64_t>(cmd) << 4) | (static_cast<uint64_t>(size) << 34);
 }
 
-// TX stop reasons (the numbers cross to TypeScript: lib/iavf-rings.ts).
+// TX stop reasons; TypeScript sees them by name (kTxStopNames, lib/iavf-rings.ts's IavfTxStop).
 enum TxStop : uint32_t {
   kTxCaughtUp = 0,    // head reached tail
   kTxIncomplete = 1,  // a packet has no EOP before the tail yet: head waits at its first descriptor
@@ -63,6 +63,9 @@ enum TxStop : uint32_t {
   kTxBudget = 5,      // the pass's frames or bytes are spent: head at the next packet; call again later
   kTxAborted = 6,     // the sink gave up (a JS exception): head at the packet it gave up on
 };
+inline constexpr const char* kTxStopNames[] = {"caught-up", "incomplete", "indirect", "ring",
+                                               "bad-index", "budget",     "aborted"};
+static_assert(sizeof(kTxStopNames) / sizeof(kTxStopNames[0]) == kTxAborted + 1);
 
 // TX counters.
 enum TxCount : uint32_t {
@@ -74,8 +77,10 @@ enum TxCount : uint32_t {
   kCompleted = 5,   // descriptors written back with DTYPE 0xF
   kCountSize = 6,
 };
+inline constexpr const char* kTxCountNames[kCountSize] = {"badAddress", "badLength", "noEop",
+                                                          "badTso",     "dropped",   "completed"};
 
-// RX statuses.
+// RX statuses; TypeScript sees them by name (kRxStatusNames, lib/iavf-rings.ts's IavfRxStatus).
 enum RxStatus : uint32_t {
   kRxOk = 0,
   kRxNoBuffers = 1,  // fewer free descriptors than the frame needs
@@ -85,6 +90,9 @@ enum RxStatus : uint32_t {
   kRxRing = 5,       // the ring is not in one direct, writable range: nothing was done
   kRxIndirect = 6,   // a buffer this caller cannot reach: nothing was done
 };
+inline constexpr const char* kRxStatusNames[] = {"ok", "no-buffers", "too-big", "bad-index",
+                                                 "bad-buffer", "ring", "indirect"};
+static_assert(sizeof(kRxStatusNames) / sizeof(kRxStatusNames[0]) == kRxIndirect + 1);
 
 // Guest memory is shared with running vCPUs: descriptor qwords are read with one load each and the
 // qword the driver polls is published with a release store.

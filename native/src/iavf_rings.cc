@@ -28,15 +28,34 @@ namespace {
 
 using namespace iavf;
 
-// Flags.
-constexpr uint32_t kTxOffload = 1;  // txRing: do checksums and TSO here (else return packets and their metadata)
-constexpr uint32_t kRx16Byte = 1;   // rxRing: the ring holds 16-byte descriptors (RXDID 0)
-
-bool ArgU32(const Napi::CallbackInfo& info, size_t i, uint32_t max, uint32_t* out) {
-  int64_t v;
-  if (!ArgInt(info, i, 0, max, &v)) return false;
-  *out = static_cast<uint32_t>(v);
+// Every call here takes one options object (lib/iavf-rings.ts builds it) and names what it returns.
+bool Options(const Napi::CallbackInfo& info, Napi::Object* out) {
+  if (!info[0].IsObject()) return false;
+  *out = info[0].As<Napi::Object>();
   return true;
+}
+
+// The ring of an options object: `ring` (its IOVA) and `ringLen` (descriptors).
+bool RingFields(Napi::Object o, uint64_t* ring, uint32_t* len) {
+  return FieldBigUint64(o, "ring", ring) && FieldU32(o, "ringLen", kMaxRingLen, len);
+}
+
+// An optional field: `absent` when undefined, else an integer in [min, max].
+bool OptionalInt(Napi::Object o, const char* key, int64_t min, int64_t max, int64_t absent, int64_t* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined()) {
+    *out = absent;
+    return true;
+  }
+  if (!v.IsNumber()) return false;
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || std::floor(d) != d) return false;
+  *out = static_cast<int64_t>(d);
+  return true;
+}
+
+bool DescSize(Napi::Object o, uint32_t* out) {
+  return FieldU32(o, "descSize", kRxDescSize, out) && (*out == kRxDescSize || *out == kRxDescSize16);
 }
 
 // Packets become fresh Buffers the caller may keep: after the offloads, or as gathered with their
@@ -54,10 +73,15 @@ class TxOutput : public TxSink {
       if (env_.IsExceptionPending()) return false;
       p.Gather(frame.Data());
       Push(frame, p.total);
-      // [cmd, MACLEN, IPLEN, L4LEN (bytes), tso, mss, tsoLen, l2tag1]
-      Napi::Array m = Napi::Array::New(env_, 8);
-      const uint32_t values[8] = {p.cmd, p.MacLen(), p.IpLen(), p.L4Len(), p.tso ? 1u : 0u, p.mss, p.tso_len, p.l2tag1};
-      for (uint32_t k = 0; k < 8; k++) m.Set(k, Napi::Number::New(env_, values[k]));
+      Napi::Object m = Napi::Object::New(env_);
+      m.Set("cmd", p.cmd);
+      m.Set("macLen", p.MacLen());
+      m.Set("ipLen", p.IpLen());
+      m.Set("l4Len", p.L4Len());
+      m.Set("tso", p.tso);
+      m.Set("mss", p.mss);
+      m.Set("tsoLen", p.tso_len);
+      m.Set("l2tag1", p.l2tag1);
       meta_.Set(i, m);
       return !env_.IsExceptionPending();
     }
@@ -93,9 +117,9 @@ class TxOutput : public TxSink {
 Napi::Object TxResult(Napi::Env env, const TxPass& pass, const TxOutput* out) {
   Napi::Object r = Napi::Object::New(env);
   r.Set("head", Napi::Number::New(env, pass.head));
-  r.Set("stop", Napi::Number::New(env, pass.stop));
-  Napi::Array c = Napi::Array::New(env, kCountSize);
-  for (uint32_t i = 0; i < kCountSize; i++) c.Set(i, Napi::Number::New(env, pass.counts[i]));
+  r.Set("stop", kTxStopNames[pass.stop]);
+  Napi::Object c = Napi::Object::New(env);
+  for (uint32_t i = 0; i < kCountSize; i++) c.Set(kTxCountNames[i], pass.counts[i]);
   r.Set("counts", c);
   r.Set("frames", out ? Napi::Value(out->list()) : Napi::Value(Napi::Array::New(env)));
   r.Set("meta", out ? out->meta() : env.Undefined());
@@ -104,64 +128,68 @@ Napi::Object TxResult(Napi::Env env, const TxPass& pass, const TxOutput* out) {
 
 }  // namespace
 
-// txRing(ring: bigint, ringLen, head, tail, flags, maxFrames, maxBytes): TxWalk into fresh Buffers
-// (iavf_ring_core.h). Returns { head, stop, counts, frames, meta }.
+// txRing({ ring: bigint, ringLen, head, tail, offload, maxFrames, maxBytes }): TxWalk into fresh
+// Buffers (iavf_ring_core.h), with the offloads or as gathered with each packet's metadata.
+// Returns { head, stop, counts, frames, meta }.
 Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring;
-  uint32_t len, head, tail, flags, max_frames, max_bytes;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &head) ||
-      !ArgU32(info, 3, UINT32_MAX, &tail) || !ArgU32(info, 4, kTxOffload, &flags) ||
-      !ArgU32(info, 5, UINT32_MAX, &max_frames) || !ArgU32(info, 6, UINT32_MAX, &max_bytes)) {
-    return env.Undefined();
+  uint32_t len, head, tail, max_frames, max_bytes;
+  bool offload;
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "head", UINT32_MAX, &head) ||
+      !FieldU32(o, "tail", UINT32_MAX, &tail) || !FieldBool(o, "offload", &offload) ||
+      !FieldU32(o, "maxFrames", UINT32_MAX, &max_frames) || !FieldU32(o, "maxBytes", UINT32_MAX, &max_bytes)) {
+    return ThrowTypeError(env, "expected { ring, ringLen, head, tail, offload, maxFrames, maxBytes }");
   }
   if (max_frames == 0 || max_bytes == 0) return ThrowTypeError(env, "maxFrames and maxBytes must be at least 1");
   Prune();
-  TxOutput out(env, (flags & kTxOffload) != 0);
+  TxOutput out(env, offload);
   const TxPass pass = TxWalk(*this, ring, len, head, tail, max_frames, max_bytes, out);
   if (pass.stop == kTxAborted) return env.Undefined();  // the exception is pending
   return TxResult(env, pass, &out);
 }
 
-// rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame: Uint8Array, hash, flags,
-// l2tag1?): RxWrite of one frame (iavf_ring_core.h); hash < 0 for none; flags bit 0: 16-byte
-// descriptors; l2tag1: a stripped VLAN tag for the descriptor (-1 or absent: none).
-// Returns status * 65536 + new head.
+// rxRing({ ring: bigint, ringLen, head, tail, bufferSize, maxFrame, descSize, frame: Uint8Array, hash?,
+// l2tag1? }): RxWrite of one frame (iavf_ring_core.h); hash: the RSS hash to write back, l2tag1: a
+// stripped VLAN tag (absent: none). Returns { status, head }.
 Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring;
-  uint32_t len, head, tail, buffer_size, max_frame, flags;
-  int64_t hash;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &head) ||
-      !ArgU32(info, 3, UINT32_MAX, &tail) || !ArgU32(info, 4, UINT32_MAX, &buffer_size) ||
-      !ArgU32(info, 5, UINT32_MAX, &max_frame)) {
-    return env.Undefined();
+  uint32_t len, head, tail, buffer_size, max_frame, desc_size;
+  int64_t hash, l2tag1;
+  const uint8_t* frame = nullptr;
+  size_t length = 0;
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "head", UINT32_MAX, &head) ||
+      !FieldU32(o, "tail", UINT32_MAX, &tail) || !FieldU32(o, "bufferSize", UINT32_MAX, &buffer_size) ||
+      !FieldU32(o, "maxFrame", UINT32_MAX, &max_frame) || !DescSize(o, &desc_size) ||
+      !TypedBytes(o.Get("frame"), &frame, &length) || !OptionalInt(o, "hash", 0, UINT32_MAX, -1, &hash) ||
+      !OptionalInt(o, "l2tag1", 0, 0xffff, -1, &l2tag1)) {
+    return ThrowTypeError(
+        env, "expected { ring, ringLen, head, tail, bufferSize, maxFrame, descSize: 16 | 32, frame, hash?, l2tag1? }");
   }
-  if (!info[6].IsTypedArray()) return ThrowTypeError(env, "expected the frame as a Uint8Array");
-  Napi::TypedArray view = info[6].As<Napi::TypedArray>();
-  int64_t l2tag1 = -1;
-  if (!ArgInt(info, 7, -1, UINT32_MAX, &hash) || !ArgU32(info, 8, kRx16Byte, &flags) ||
-      (info.Length() > 9 && !info[9].IsUndefined() && !ArgInt(info, 9, -1, 0xffff, &l2tag1))) {
-    return env.Undefined();
-  }
-  const uint8_t* frame = static_cast<const uint8_t*>(view.ArrayBuffer().Data()) + view.ByteOffset();
   Prune();
-  const RxQueue q{ring, len, buffer_size, max_frame, (flags & kRx16Byte) != 0 ? kRxDescSize16 : kRxDescSize};
-  const RxResult r = RxWrite(*this, q, head, tail, frame, view.ByteLength(), hash, static_cast<int32_t>(l2tag1));
-  return Napi::Number::New(env, r.status * 65536.0 + r.head);
+  const RxQueue q{ring, len, buffer_size, max_frame, desc_size};
+  const RxResult r = RxWrite(*this, q, head, tail, frame, length, hash, static_cast<int32_t>(l2tag1));
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("status", kRxStatusNames[r.status]);
+  result.Set("head", r.head);
+  return result;
 }
 
-// The guest driver's side, for benchmarks and tests: guestPostTx(ring, ringLen, next, count, buffer,
-// length, cmd) writes `count` one-buffer data descriptors (all pointing at the same buffer) from
+// The guest driver's side, for benchmarks and tests: guestPostTx({ ring, ringLen, next, count, buffer,
+// length, cmd }) writes `count` one-buffer data descriptors (all pointing at the same buffer) from
 // `next`, as iavf_tx_map does; returns the new next_to_use. The caller bumps the tail.
 Napi::Value GuestMemoryTable::GuestPostTx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring, buffer;
   uint32_t len, next, count, length, cmd;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
-      !ArgU32(info, 3, UINT32_MAX, &count) || !ArgBigUint64(info, 4, &buffer) || !ArgU32(info, 5, 0x3fff, &length) ||
-      !ArgU32(info, 6, 0x3ff, &cmd)) {
-    return env.Undefined();
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "next", UINT32_MAX, &next) ||
+      !FieldU32(o, "count", UINT32_MAX, &count) || !FieldBigUint64(o, "buffer", &buffer) ||
+      !FieldU32(o, "length", 0x3fff, &length) || !FieldU32(o, "cmd", 0x3ff, &cmd)) {
+    return ThrowTypeError(env, "expected { ring, ringLen, next, count, buffer, length (< 16 KiB), cmd }");
   }
   if (len == 0 || next >= len || count >= len) return ThrowTypeError(env, "next and count must be below ringLen");
   Prune();
@@ -179,19 +207,19 @@ Napi::Value GuestMemoryTable::GuestPostTx(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, next);
 }
 
-// guestPostRx(ring, ringLen, next, count, buffers, bufferSize, descSize): pkt_addr of `count`
+// guestPostRx({ ring, ringLen, next, count, buffers, bufferSize, descSize }): pkt_addr of `count`
 // descriptors (16 or 32 bytes each) from `next` (descriptor i gets buffers + i * bufferSize) and qword1
 // cleared, as iavf_alloc_rx_buffers; returns the new next_to_use. The caller bumps the tail.
 Napi::Value GuestMemoryTable::GuestPostRx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring, buffers;
   uint32_t len, next, count, buffer_size, desc_size;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
-      !ArgU32(info, 3, UINT32_MAX, &count) || !ArgBigUint64(info, 4, &buffers) ||
-      !ArgU32(info, 5, UINT32_MAX, &buffer_size) || !ArgU32(info, 6, kRxDescSize, &desc_size)) {
-    return env.Undefined();
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "next", UINT32_MAX, &next) ||
+      !FieldU32(o, "count", UINT32_MAX, &count) || !FieldBigUint64(o, "buffers", &buffers) ||
+      !FieldU32(o, "bufferSize", UINT32_MAX, &buffer_size) || !DescSize(o, &desc_size)) {
+    return ThrowTypeError(env, "expected { ring, ringLen, next, count, buffers, bufferSize, descSize: 16 | 32 }");
   }
-  if (desc_size != kRxDescSize && desc_size != kRxDescSize16) return ThrowTypeError(env, "descSize must be 16 or 32");
   if (len == 0 || next >= len || count >= len) return ThrowTypeError(env, "next and count must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
@@ -207,15 +235,16 @@ Napi::Value GuestMemoryTable::GuestPostRx(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, next);
 }
 
-// guestReapTx(ring, ringLen, next, max): how many descriptors from `next` on (at most max) the device
+// guestReapTx({ ring, ringLen, next, max }): how many descriptors from `next` on (at most max) the device
 // wrote back done (DTYPE 0xF), as iavf_clean_tx_irq counts them; the guest's next_to_clean moves by it.
 Napi::Value GuestMemoryTable::GuestReapTx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring;
   uint32_t len, next, max;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
-      !ArgU32(info, 3, UINT32_MAX, &max)) {
-    return env.Undefined();
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "next", UINT32_MAX, &next) ||
+      !FieldU32(o, "max", UINT32_MAX, &max)) {
+    return ThrowTypeError(env, "expected { ring, ringLen, next, max }");
   }
   if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
   Prune();
@@ -231,17 +260,17 @@ Napi::Value GuestMemoryTable::GuestReapTx(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, n);
 }
 
-// guestReapRx(ring, ringLen, next, max, descSize): how many descriptors from `next` on (at most max) the
+// guestReapRx({ ring, ringLen, next, max, descSize }): how many descriptors from `next` on (at most max) the
 // device wrote back (DD), clearing their qword1 as the guest's refill would; next_to_clean moves by it.
 Napi::Value GuestMemoryTable::GuestReapRx(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  Napi::Object o;
   uint64_t ring;
   uint32_t len, next, max, desc_size;
-  if (!ArgBigUint64(info, 0, &ring) || !ArgU32(info, 1, kMaxRingLen, &len) || !ArgU32(info, 2, UINT32_MAX, &next) ||
-      !ArgU32(info, 3, UINT32_MAX, &max) || !ArgU32(info, 4, kRxDescSize, &desc_size)) {
-    return env.Undefined();
+  if (!Options(info, &o) || !RingFields(o, &ring, &len) || !FieldU32(o, "next", UINT32_MAX, &next) ||
+      !FieldU32(o, "max", UINT32_MAX, &max) || !DescSize(o, &desc_size)) {
+    return ThrowTypeError(env, "expected { ring, ringLen, next, max, descSize: 16 | 32 }");
   }
-  if (desc_size != kRxDescSize && desc_size != kRxDescSize16) return ThrowTypeError(env, "descSize must be 16 or 32");
   if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
