@@ -15,7 +15,7 @@ import { GuestMemoryTable, iavfGuestForward } from '@emu/native';
 import { silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { ipv4UdpFrame } from '../src/testing/frames.js';
 import { GuestRam } from '../src/testing/guest-memory.js';
-import { SoftIavf } from '../src/testing/soft-iavf.js';
+import { SoftIavf } from '../src/testing/soft-iavf/main.js';
 
 const RING = 1024;
 /** Frames each NIC has in flight: half its ring, as testpmd's --tx-first burst loop keeps them busy. */

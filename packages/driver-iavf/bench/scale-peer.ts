@@ -6,7 +6,7 @@
  */
 import { silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { GuestRam } from '../src/testing/guest-memory.js';
-import { SoftIavf } from '../src/testing/soft-iavf.js';
+import { SoftIavf } from '../src/testing/soft-iavf/main.js';
 
 async function main(): Promise<void> {
   const keep: SoftIavf[] = [];

@@ -19,7 +19,7 @@ import {
   udpDatagram,
 } from '../src/testing/frames.js';
 import { TX_CMD, TX_CTX, TX_OFFSET } from '../src/testing/iavf-defs.js';
-import { txContextQw1, txDataQw1, txHeaderLengths } from '../src/testing/soft-iavf.js';
+import { txContextQw1, txDataQw1, txHeaderLengths } from '../src/testing/soft-iavf/descriptors.js';
 
 const OUT = join(dirname(fileURLToPath(import.meta.url)), '../../../native/fuzz/corpus/ring');
 /** Guest memory starts at this IOVA in the fuzzer (kBase) and is this large. */

@@ -14,7 +14,7 @@ import {
   VIRTCHNL_STATUS,
   VIRTCHNL_VSI_SRIOV,
 } from './testing/iavf-defs.js';
-import type { BringUpResult } from './testing/soft-iavf.js';
+import type { BringUpResult } from './testing/soft-iavf/main.js';
 
 const LINUX_ORDER = [
   'VERSION',

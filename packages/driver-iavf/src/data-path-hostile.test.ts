@@ -8,7 +8,9 @@ import { failOnEscapes, until } from './testing/escapes.js';
 import { ipv4TcpFrame, rawFrame, TCP_ACK } from './testing/frames.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
 import { TX_CMD, TX_CTX } from './testing/iavf-defs.js';
-import { type SoftIavf, sleep, txContextQw1, txDataQw1 } from './testing/soft-iavf.js';
+import { txContextQw1, txDataQw1 } from './testing/soft-iavf/descriptors.js';
+import { sleep } from './testing/soft-iavf/io.js';
+import type { SoftIavf } from './testing/soft-iavf/main.js';
 import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';

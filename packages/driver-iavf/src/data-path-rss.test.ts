@@ -8,7 +8,7 @@ import { ipv4TcpFrame, rawFrame, rssTuple, toeplitzReference } from './testing/f
 import { Harness } from './testing/harness.js';
 import { RX_WB } from './testing/iavf-defs.js';
 import { MS_RSS_KEY, msIpv4Frames } from './testing/rss-vectors.js';
-import type { RxFrame } from './testing/soft-iavf.js';
+import type { RxFrame } from './testing/soft-iavf/descriptors.js';
 import type { TestNetwork } from './testing/test-network.js';
 
 const VF_MAC = '02:00:00:00:00:0a';

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { ipv4TcpFrame, rawFrame } from './testing/frames.js';
 import type { Harness } from './testing/harness.js';
 import { LINUX_6_12_CAPS, VF_CAP, VIRTCHNL_STATUS } from './testing/iavf-defs.js';
-import { VirtchnlError } from './testing/soft-iavf.js';
+import { VirtchnlError } from './testing/soft-iavf/mailbox.js';
 import { SwitchedNics } from './testing/switched.js';
 
 const A = '02:00:00:00:0f:0a';

@@ -8,7 +8,7 @@ import { expect } from 'chai';
 import { rawFrame } from './testing/frames.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './testing/harness.js';
 import { IAVF_TX_DESC_SIZE, TX_CMD, TX_DESC, VF_CAP } from './testing/iavf-defs.js';
-import { sleep } from './testing/soft-iavf.js';
+import { sleep } from './testing/soft-iavf/io.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';

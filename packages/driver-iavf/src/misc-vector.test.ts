@@ -10,7 +10,8 @@ import {
   ICR0_ADMINQ,
   VIRTCHNL_OP,
 } from './testing/iavf-defs.js';
-import { type SoftIavf, sleep } from './testing/soft-iavf.js';
+import { sleep } from './testing/soft-iavf/io.js';
+import type { SoftIavf } from './testing/soft-iavf/main.js';
 import { versionMsg } from './testing/virtchnl-msgs.js';
 
 /** Long enough for a wrongly fired interrupt to have reached its eventfd. */

@@ -10,7 +10,8 @@ import { until } from './testing/escapes.js';
 import { rawFrame } from './testing/frames.js';
 import { GuestRam } from './testing/guest-memory.js';
 import { Harness } from './testing/harness.js';
-import { SoftIavf, sleep } from './testing/soft-iavf.js';
+import { sleep } from './testing/soft-iavf/io.js';
+import { SoftIavf } from './testing/soft-iavf/main.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';

@@ -10,7 +10,8 @@ import {
   VIRTCHNL_OP,
   VIRTCHNL_STATUS,
 } from './testing/iavf-defs.js';
-import { type ResetReport, type SoftIavf, sleep } from './testing/soft-iavf.js';
+import { sleep } from './testing/soft-iavf/io.js';
+import type { ResetReport, SoftIavf } from './testing/soft-iavf/main.js';
 import { queueSelectMsg, versionMsg } from './testing/virtchnl-msgs.js';
 
 const OP = VIRTCHNL_OP;

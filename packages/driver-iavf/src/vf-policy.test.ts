@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { rawFrame } from './testing/frames.js';
 import { Harness, type IavfTestConfig } from './testing/harness.js';
 import { FLAG_VF_UNICAST_PROMISC, VIRTCHNL_STATUS } from './testing/iavf-defs.js';
-import { VirtchnlError } from './testing/soft-iavf.js';
+import { VirtchnlError } from './testing/soft-iavf/mailbox.js';
 import { SwitchedNics } from './testing/switched.js';
 import type { TestNetwork } from './testing/test-network.js';
 

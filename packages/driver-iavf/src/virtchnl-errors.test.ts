@@ -14,7 +14,8 @@ import {
   VIRTCHNL_OP,
   VIRTCHNL_STATUS,
 } from './testing/iavf-defs.js';
-import { type SoftIavf, sleep } from './testing/soft-iavf.js';
+import { sleep } from './testing/soft-iavf/io.js';
+import type { SoftIavf } from './testing/soft-iavf/main.js';
 import {
   etherAddrListMsg,
   irqMapMsg,

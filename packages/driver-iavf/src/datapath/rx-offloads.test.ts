@@ -30,7 +30,7 @@ import {
   udpDatagram,
 } from '../testing/frames.js';
 import { PTYPE_ARP, PTYPE_L2, RX_WB } from '../testing/iavf-defs.js';
-import { type RxDescriptor, rxChecksumVerdict } from '../testing/soft-iavf.js';
+import { type RxDescriptor, rxChecksumVerdict } from '../testing/soft-iavf/descriptors.js';
 
 const MACS = { dstMac: '02:00:00:00:00:0a', srcMac: '02:00:00:00:00:0b' };
 const V4 = { ...MACS, srcIp: '10.0.0.2', dstIp: '10.0.0.1' };

@@ -12,7 +12,7 @@ import { expect } from 'chai';
 import { Reg } from '../constants.js';
 import { rawFrame } from '../testing/frames.js';
 import { Harness, type HarnessOptions } from '../testing/harness.js';
-import { sleep } from '../testing/soft-iavf.js';
+import { sleep } from '../testing/soft-iavf/io.js';
 
 const VF_MAC = '02:00:00:00:00:0a';
 const PEER = '02:00:00:00:00:99';

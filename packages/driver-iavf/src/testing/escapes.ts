@@ -4,7 +4,7 @@
  * device) and fail the test that let one escape; `until` waits for what the device does meanwhile.
  */
 import { expect } from 'chai';
-import { sleep } from './soft-iavf.js';
+import { sleep } from './soft-iavf/io.js';
 
 /** Installs the hooks in the calling describe(); `settle` runs before each check (e.g. closing). */
 export function failOnEscapes(settle: () => Promise<void> = async () => {}): void {

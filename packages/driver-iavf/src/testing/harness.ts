@@ -10,7 +10,7 @@ import { silentLogger, VfioUserClient } from '@emu/vfio-user';
 import { IavfDevice, type IavfOptions } from '../device.js';
 import { defaultMac, iavfDriver } from '../driver.js';
 import { GuestRam } from './guest-memory.js';
-import { type BringUpOptions, SoftIavf, type SoftIavfOptions } from './soft-iavf.js';
+import { type BringUpOptions, SoftIavf, type SoftIavfOptions } from './soft-iavf/main.js';
 import { TestNetwork } from './test-network.js';
 
 export interface IavfTestConfig {

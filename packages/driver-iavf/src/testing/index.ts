@@ -7,11 +7,7 @@
 
 export { type FlowSpec, ipv4TcpFrame, ipv4UdpFrame, rawFrame, type TcpSpec } from './frames.js';
 export { DEFAULT_IOVA_BASE, GuestRam, type GuestRamOptions, MIB } from './guest-memory.js';
-export {
-  type BringUpOptions,
-  type RxFrame,
-  SoftIavf,
-  type SoftIavfOptions,
-  sleep,
-  type TransmitOptions,
-} from './soft-iavf.js';
+export type { RxFrame } from './soft-iavf/descriptors.js';
+export { sleep } from './soft-iavf/io.js';
+export { type BringUpOptions, SoftIavf, type SoftIavfOptions } from './soft-iavf/main.js';
+export type { TransmitOptions } from './soft-iavf/txrx.js';

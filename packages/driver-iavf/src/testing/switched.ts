@@ -6,7 +6,7 @@
 import { L2Switch } from '@emu/network';
 import type { IavfOptions } from '../device.js';
 import { Harness, type HarnessOptions, type IavfTestConfig } from './harness.js';
-import type { BringUpOptions } from './soft-iavf.js';
+import type { BringUpOptions } from './soft-iavf/main.js';
 
 let switches = 0;
 
