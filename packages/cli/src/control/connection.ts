@@ -30,6 +30,8 @@ export class ControlConnection {
   readonly #lines: LineSplitter;
   readonly #waiting: string[] = [];
   #busy = false;
+  /** When it last stopped having work (a request in hand or a reply on its way): see quietMs. */
+  #quietSince = performance.now();
   /** Set once it is on its way out: nothing more is read or handled. */
   #ending = false;
   #lineTimer?: NodeJS.Timeout;
@@ -64,6 +66,14 @@ export class ControlConnection {
   /** Whether a request is being handled or its reply has not left yet. */
   get busy(): boolean {
     return this.#busy;
+  }
+
+  /**
+   * How long it has been open with no work (0 while busy). Its timers close a connection quiet for
+   * longer than the idle or line timeout plus the linger: this is what bounds it.
+   */
+  get quietMs(): number {
+    return this.#busy ? 0 : performance.now() - this.#quietSince;
   }
 
   /** Reads nothing more; the socket is closed once the request in hand (if any) is answered. */
@@ -122,6 +132,7 @@ export class ControlConnection {
       await turn();
     }
     this.#busy = false;
+    this.#quietSince = performance.now();
     if (this.#ending) this.#end();
     else if (!this.socket.destroyed) {
       this.socket.resume();

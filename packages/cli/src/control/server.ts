@@ -43,7 +43,8 @@ export class ControlServer {
   readonly #server: Server;
   readonly #clients = new Set<ControlConnection>();
   /** Connections refused (too many clients, or closing), until their socket is gone. */
-  readonly #refused = new Set<Socket>();
+  /** Refused sockets on their way out, and when they were refused. */
+  readonly #refused = new Map<Socket, number>();
   readonly #limits: ControlLimits;
   readonly #log: Logger;
   #closing?: Promise<void>;
@@ -100,6 +101,15 @@ export class ControlServer {
     return [...this.#clients].map((c) => c.heldBytes);
   }
 
+  /** For each socket the server holds, how long it has been open with nothing to do, in ms. */
+  quietMs(): number[] {
+    const now = performance.now();
+    return [
+      ...[...this.#clients].map((c) => c.quietMs),
+      ...[...this.#refused.values()].map((at) => now - at),
+    ];
+  }
+
   /** Every socket the server holds: clients and refusals not yet gone. */
   get connections(): number {
     return this.#clients.size + this.#refused.size;
@@ -118,7 +128,7 @@ export class ControlServer {
   async #close(): Promise<void> {
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const c of this.#clients) c.close();
-    for (const s of this.#refused) s.destroy();
+    for (const s of this.#refused.keys()) s.destroy();
     const deadline = setTimeout(() => {
       const left = this.connections;
       if (left === 0) return;
@@ -127,7 +137,7 @@ export class ControlServer {
         'control socket: clients still busy at shutdown: closed forcibly',
       );
       for (const c of this.#clients) c.destroy();
-      for (const s of this.#refused) s.destroy();
+      for (const s of this.#refused.keys()) s.destroy();
     }, this.#limits.closeTimeoutMs);
     await closed;
     clearTimeout(deadline);
@@ -158,7 +168,7 @@ export class ControlServer {
 
   /** Tells the client it cannot be served and closes it once that is written (or after `lingerMs`). */
   #refuse(socket: Socket): void {
-    this.#refused.add(socket);
+    this.#refused.set(socket, performance.now());
     const linger = setTimeout(() => socket.destroy(), this.#limits.lingerMs);
     socket.on('close', () => {
       clearTimeout(linger);
