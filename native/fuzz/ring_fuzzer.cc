@@ -14,9 +14,9 @@
 #include <cstring>
 #include <vector>
 
-#include "../src/dma_space.h"
-#include "../src/iavf_offloads.h"
-#include "../src/iavf_ring_core.h"
+#include "../src/iavf/iavf_offloads.h"
+#include "../src/iavf/iavf_ring_core.h"
+#include "../src/memory/dma_space.h"
 
 namespace {
 

@@ -114,7 +114,7 @@ export interface RecvResult {
 }
 
 export interface MapResult {
-  /** The mapping (src/mapping.h): pass it back to the mapping* calls and GuestMemoryTable.addMapping. */
+  /** The mapping (src/memory/mapping.h): pass it back to the mapping* calls and GuestMemoryTable.addMapping. */
   handle: object;
   address: bigint;
 }
@@ -127,7 +127,7 @@ export interface FileInfo {
   seals: number;
 }
 
-/** A GuestMemoryTable of the raw binding (src/guest_memory.h, src/iavf_rings.cc). */
+/** A GuestMemoryTable of the raw binding (src/memory/guest_memory.h, src/iavf/iavf_rings.cc). */
 export interface NativeGuestMemoryTable {
   add(iova: bigint, memory: ArrayBuffer | ArrayBufferView, readable: boolean, writable: boolean): void;
   addMapping(iova: bigint, mapping: object, readable: boolean, writable: boolean): void;
@@ -196,7 +196,7 @@ export interface NativeDoorbellWatcher {
   stats(): { polls: number; notifications: number; running: boolean };
 }
 
-/** An area TrapChannel answers accesses to, from memory or a register block (src/trap_channel.cc). */
+/** An area TrapChannel answers accesses to, from memory or a register block (src/transport/trap_channel.cc). */
 export interface NativeTrapArea {
   region: number;
   offset: bigint;
@@ -205,11 +205,11 @@ export interface NativeTrapArea {
   writable: boolean;
   fd?: number;
   fileOffset?: bigint;
-  /** A native object that is a RegisterBlock (src/register_block.h): an IavfVectors. */
+  /** A native object that is a RegisterBlock (src/transport/register_block.h): an IavfVectors. */
   registers?: object;
 }
 
-/** src/irq_lines.h's IrqLines::Result, by name. */
+/** src/irq/irq_lines.h's IrqLines::Result, by name. */
 export interface NativeIrqResults {
   fired: number;
   pending: number;
@@ -217,7 +217,7 @@ export interface NativeIrqResults {
   dropped: number;
 }
 
-/** src/irq_writer.h's event bits, by name. */
+/** src/irq/irq_writer.h's event bits, by name. */
 export interface NativeIrqWriterEvents {
   dropped: number;
 }
@@ -253,7 +253,7 @@ export interface NativeIavfVectors {
   close(): void;
 }
 
-/** The BAR0 offsets src/iavf_vectors.h knows. */
+/** The BAR0 offsets src/iavf/iavf_vectors.h knows. */
 export interface NativeIavfVectorsLayout {
   itrn1Offset: number;
   itrn1Stride: number;
@@ -353,7 +353,7 @@ export interface NativeIavfNic {
   close(): void;
 }
 
-/** src/dataplane.cc's layout of an IavfNic's state (heads, then counters). */
+/** src/dataplane/dataplane.cc's layout of an IavfNic's state (heads, then counters). */
 export interface NativeDataPlaneLayout {
   queues: number;
   queueStats: number;
@@ -372,9 +372,9 @@ export interface NativeDataPlaneLayout {
 }
 
 export interface NativeBinding {
-  /** Test-only (src/fault_injection.h). */
+  /** Test-only (src/base/fault_injection.h). */
   injectFault(point: string): void;
-  /** Test-only (src/fault_injection.cc). */
+  /** Test-only (src/base/fault_injection.cc). */
   lingeringSocket(seconds: number): { fd: number; peer: number; listener: number };
   readonly Watchdog: new (options: {
     thresholdMs: number;
@@ -443,7 +443,7 @@ export interface NativeBinding {
     callback: () => void,
     options: { maxQueuedBytes?: number; label?: string; owner?: number },
   ) => NativeTrapChannel;
-  /** The vfio-user wire facts src/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
+  /** The vfio-user wire facts src/transport/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
   readonly vfioUserWire: {
     headerSize: number;
     regionRead: number;

@@ -1,4 +1,4 @@
-// The files a client hands emu (src/client_files.h): what each is, told without a system call that
+// The files a client hands emu (src/os/client_files.h): what each is, told without a system call that
 // could wait on the file's own server, and letting go of them without waiting either.
 import { binding } from './binding.js';
 import { validateFd, validateInteger } from './validate.js';

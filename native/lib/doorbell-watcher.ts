@@ -1,4 +1,4 @@
-// DoorbellWatcher (src/doorbell_watcher.cc): a native thread that watches doorbell words in shared
+// DoorbellWatcher (src/dataplane/doorbell_watcher.cc): a native thread that watches doorbell words in shared
 // memory (an fd, e.g. the memfd behind a BAR's mmap-able tail registers) and calls back on the JS
 // thread with the words that changed.
 import { binding, type NativeDoorbellWatcher } from './binding.js';

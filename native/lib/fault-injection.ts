@@ -1,5 +1,5 @@
-// Test-only: arms a fault point of the native code (src/fault_injection.h), whose next pass throws
-// std::bad_alloc (to prove the exception is contained where src/contain.h says) or, `workerHold`,
+// Test-only: arms a fault point of the native code (src/base/fault_injection.h), whose next pass throws
+// std::bad_alloc (to prove the exception is contained where src/base/contain.h says) or, `workerHold`,
 // pauses a worker inside its burst. Exported as @emu/native/testing, not from the package's main entry.
 import { binding } from './binding.js';
 

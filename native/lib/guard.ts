@@ -10,7 +10,7 @@ export interface GuardStats {
 }
 
 /**
- * The SIGBUS guard over every MappedMemory (src/guard.h): when a client shrinks a file it mapped into
+ * The SIGBUS guard over every MappedMemory (src/memory/guard.h): when a client shrinks a file it mapped into
  * us, a touch of a page past its new end would raise SIGBUS and kill the process. The guard makes that
  * page a private zero page instead (the access completes, reads zeros, and its writes go nowhere) and
  * counts the fault, per mapping (MappedMemory.faults) and here. A mapping that faulted is poisoned:

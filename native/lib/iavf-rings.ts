@@ -1,4 +1,4 @@
-// The iavf data-path rings in native code (src/guest_memory.cc, src/iavf_rings.cc): a bounds-checked
+// The iavf data-path rings in native code (src/memory/guest_memory.cc, src/iavf/iavf_rings.cc): a bounds-checked
 // table of guest memory and synchronous TX/RX ring walks on it. The C++ side walks descriptors and
 // copies bytes; callers (driver-iavf's DataPath) own counters, logs, interrupts, filters and RSS.
 import {

@@ -1,4 +1,4 @@
-// iavf's interrupt vectors in native code (src/iavf_vectors.h: automask, pending causes, ITR
+// iavf's interrupt vectors in native code (src/iavf/iavf_vectors.h: automask, pending causes, ITR
 // throttling, WB_ON_ITR), shared by the data plane's worker, the socket thread's VFINT_DYN_CTLN1
 // traps and JavaScript; the rules are documented there, once.
 import { binding, type NativeIavfVectors } from './binding.js';

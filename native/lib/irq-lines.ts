@@ -1,6 +1,6 @@
-// Interrupt lines (src/irq_lines.h): the eventfds of one IRQ index with VFIO's mask bits, triggered
+// Interrupt lines (src/irq/irq_lines.h): the eventfds of one IRQ index with VFIO's mask bits, triggered
 // from JavaScript or from native threads (a device's interrupt logic) alike, under one lock; and the
-// IrqWriter (src/irq_writer.h) whose thread alone writes a device's eventfds, so a client that makes
+// IrqWriter (src/irq/irq_writer.h) whose thread alone writes a device's eventfds, so a client that makes
 // the write block stops no one but itself.
 import { binding, type NativeIrqLines, type NativeIrqWriter } from './binding.js';
 import { callNative, closedError } from './errors.js';
@@ -26,7 +26,7 @@ export interface IrqWriterOptions {
 
 /**
  * A device's interrupt writer: one thread, running from start() to stop(), that writes the eventfds
- * of every IrqLines given it. Triggers on any thread only queue a write (src/irq_writer.h).
+ * of every IrqLines given it. Triggers on any thread only queue a write (src/irq/irq_writer.h).
  */
 export class IrqWriter {
   #native: NativeIrqWriter | null;

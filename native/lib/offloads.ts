@@ -1,5 +1,5 @@
 // The offloads' algorithms, for driver-iavf's TypeScript path (its slow path for fd-less RAM), so each
-// exists once, in C++ (src/crc32c.h, src/iavf_offloads.h).
+// exists once, in C++ (src/iavf/crc32c.h, src/iavf/iavf_offloads.h).
 import { binding } from './binding.js';
 import { typeError, validateInteger } from './validate.js';
 
@@ -16,7 +16,7 @@ export function crc32c(data: Uint8Array, previous = 0): number {
 /**
  * What an iavf's RX parser and checksum engine report for a received frame: the bits of the last RX
  * descriptor's write-back qword1 that carry them (PTYPE [37:30]; status L3L4P; errors IPE and L4E), to
- * OR into it. The rules are `RxOffloadBits` in src/iavf_offloads.h; the native RX path applies the same
+ * OR into it. The rules are `RxOffloadBits` in src/iavf/iavf_offloads.h; the native RX path applies the same
  * function itself.
  */
 export function iavfRxOffloadBits(frame: Uint8Array): bigint {
@@ -42,7 +42,7 @@ export interface IavfTxPacketFields {
 /**
  * The frames an iavf puts on the wire for one gathered TX packet: IPv4 header checksum, TCP/UDP checksum
  * or SCTP CRC32c, TSO segments, then the VLAN tag, as the descriptor fields ask. The rules are
- * FrameBuilder's (src/iavf_ring_core.h), the native TX walk's own; `badTso` when a TSO cannot be segmented
+ * FrameBuilder's (src/iavf/iavf_ring_core.h), the native TX walk's own; `badTso` when a TSO cannot be segmented
  * (nothing then goes out).
  */
 export function iavfTxFrames(

@@ -1,4 +1,4 @@
-// A vfio-user server connection read and written by the native socket thread (src/trap_channel.cc),
+// A vfio-user server connection read and written by the native socket thread (src/transport/trap_channel.cc),
 // which answers register accesses in memory-backed areas itself; everything else reaches JavaScript
 // as 'data', as from a UnixSocket. The JS thread watches the socket as well and reads through the same
 // native framer when it wakes first. This file owns the policy: validation, events, errors, acks.
@@ -31,7 +31,7 @@ export interface MessageSocket extends EventEmitter<UnixSocketEvents> {
 
 /**
  * Registers native code serves itself, with their effects (today IavfVectors: VFINT_DYN_CTLN1 re-arms
- * an interrupt); the object's `native` is a RegisterBlock (src/register_block.h).
+ * an interrupt); the object's `native` is a RegisterBlock (src/transport/register_block.h).
  */
 export interface NativeRegisters {
   readonly native: object;

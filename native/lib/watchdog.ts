@@ -1,4 +1,4 @@
-// The stall detector (src/watchdog.h): every native thread and the event loop say when they start and
+// The stall detector (src/base/watchdog.h): every native thread and the event loop say when they start and
 // end a unit of work; a monitor thread reports one that stays at it longer than a threshold, naming
 // the thread, what it was doing and for whom. What the JS thread is doing is one word of shared memory
 // (activity()), so marking a task costs no call into native code.

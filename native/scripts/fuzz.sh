@@ -33,12 +33,12 @@ out=build-fuzz
 mkdir -p "$out" "fuzz/corpus/$target" "fuzz/crashes/$target"
 bin=$out/${target}_fuzzer
 # The target's own sources: what it includes from src/, plus their .cc files.
-sources=$(sed -n 's|^#include "\.\./src/\(.*\)\.h"|src/\1.cc|p' "$src" | while read -r f; do [ -f "$f" ] && echo "$f"; done)
-case "$target" in ring) sources="$sources src/crc32c.cc" ;; esac
-if [ ! -x "$bin" ] || [ -n "$(find "$src" $sources src/*.h -newer "$bin" 2>/dev/null)" ]; then
+sources=$(sed -n 's|^#include "\.\./src/\(.*\)\.h"|src/\1.cc|p' "$src" | while read -r f; do if [ -f "$f" ]; then echo "$f"; fi; done)
+case "$target" in ring) sources="$sources src/iavf/crc32c.cc" ;; esac
+if [ ! -x "$bin" ] || [ -n "$(find "$src" $sources src -name '*.[ch]*' -newer "$bin" 2>/dev/null)" ]; then
   echo "fuzz: building $bin"
   clang++-14 -std=c++17 -O1 -g -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined \
-    -fno-sanitize-recover=all -o "$bin" "$src" $sources
+    -fno-sanitize-recover=all -Isrc -o "$bin" "$src" $sources
 fi
 
 scratch=$(mktemp -d /tmp/emu-fuzz-$target.XXXXXX)

@@ -1,6 +1,6 @@
 #!/bin/bash
 # The native tests that run threads against an AddressSanitizer + UndefinedBehaviorSanitizer build of
-# the module, with the lock order checked at every acquisition (src/lock_order.h): the ring walks on
+# the module, with the lock order checked at every acquisition (src/base/lock_order.h): the ring walks on
 # random descriptors (lib/iavf-rings.test.ts), the data plane's worker under DMA_UNMAP and munmap with
 # full traffic (lib/dataplane.test.ts), the socket thread's trap answering on randomly split streams
 # with fds (lib/trap-channel.test.ts), the interrupt vectors, lines and writers the worker, the socket

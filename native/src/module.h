@@ -24,5 +24,7 @@ void InitTxFrames(Napi::Env env, Napi::Object exports);
 void InitFaultInjection(Napi::Env env, Napi::Object exports);
 void InitWatchdog(Napi::Env env, Napi::Object exports);
 void InitClientFiles(Napi::Env env, Napi::Object exports);
+void InitGuard(Napi::Env env, Napi::Object exports);
+void InitFd(Napi::Env env, Napi::Object exports);
 
 }  // namespace emu
