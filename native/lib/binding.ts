@@ -353,7 +353,7 @@ export interface NativeIavfNic {
   close(): void;
 }
 
-/** src/dataplane/dataplane.cc's layout of an IavfNic's state (heads, then counters). */
+/** src/dataplane/core.h's layout of an IavfNic's state (heads, then counters). */
 export interface NativeDataPlaneLayout {
   queues: number;
   queueStats: number;

@@ -1,4 +1,4 @@
-// The data plane (src/dataplane/dataplane.cc) without any device around it: the test plays two guests, each
+// The data plane (src/dataplane/) without any device around it: the test plays two guests, each
 // with memfd RAM and a tail page, and checks what the worker does with their rings.
 import { ftruncateSync } from 'node:fs';
 import { expect } from 'chai';

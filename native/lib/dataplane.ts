@@ -1,4 +1,4 @@
-// The data plane (src/dataplane/dataplane.cc): iavf NICs forwarding to each other through an emu switch on a
+// The data plane (src/dataplane/): iavf NICs forwarding to each other through an emu switch on a
 // native worker thread, with no JavaScript per frame. This module is its typed boundary; the policy
 // around it (which NIC runs there, interrupts, logs) is driver-iavf's and network's.
 import {
@@ -21,7 +21,7 @@ import {
   validateString,
 } from './validate.js';
 
-/** Where an IavfNic's heads and counters live in its state buffer (one definition: src/dataplane/dataplane.cc). */
+/** Where an IavfNic's heads and counters live in its state buffer (one definition: src/dataplane/core.h). */
 export const NIC_STATE: Readonly<NativeDataPlaneLayout> = Object.freeze({ ...binding.dataPlaneLayout });
 
 export interface DataPlaneOptions {

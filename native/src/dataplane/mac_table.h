@@ -1,6 +1,6 @@
 // The L2 learning table of an emu switch, in plain C++ (no Node-API): MAC learning with aging and
 // moves, a capacity past which new MACs are not learned (their frames flood), and listing in learning
-// order. Forwarding decisions are made from it by the data plane (dataplane.cc), for frames from
+// order. Forwarding decisions are made from it by the data plane (forwarding.cc), for frames from
 // JavaScript ports and from native NICs alike: one table per switch. Times are milliseconds from any
 // fixed origin; the caller passes them (tests use a fake clock).
 #pragma once

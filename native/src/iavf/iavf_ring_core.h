@@ -1,6 +1,6 @@
 // The iavf ring rules, once, in plain C++ (no Node-API): TX descriptors walked into packets, packets
 // made into frames for the wire (checksums, TSO), frames written into RX rings. The Napi functions
-// (iavf_rings.cc) and the data plane's workers (dataplane.cc) are thin callers of this.
+// (iavf_rings.cc) and the data plane's workers (dataplane/forwarding.cc) are thin callers of this.
 //
 // Descriptor formats are Linux 6.12's (drivers/net/ethernet/intel/iavf/iavf_type.h): 16-byte TX data and
 // context descriptors; legacy RX descriptors in read and write-back form, 32 bytes (RXDID 1, the
