@@ -26,8 +26,8 @@
 #include "base/errors.h"
 #include "base/js_callback.h"
 #include "base/lock_order.h"
-#include "module.h"
 #include "base/wake_up.h"
+#include "module.h"
 
 namespace emu {
 namespace watchdog {

@@ -32,9 +32,9 @@
 #include "base/contain.h"
 #include "base/errors.h"
 #include "base/js_callback.h"
-#include "module.h"
 #include "base/uv_lock.h"
 #include "base/wake_up.h"
+#include "module.h"
 
 namespace emu {
 namespace {

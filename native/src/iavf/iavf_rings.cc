@@ -19,9 +19,9 @@
 
 #include "base/args.h"
 #include "base/errors.h"
-#include "module.h"
 #include "iavf/iavf_ring_core.h"
 #include "memory/guest_memory.h"
+#include "module.h"
 
 namespace emu {
 namespace {

@@ -12,9 +12,9 @@
 
 #include "base/args.h"
 #include "base/errors.h"
-#include "module.h"
 #include "iavf/iavf_vectors_binding.h"
 #include "irq/irq_lines_binding.h"
+#include "module.h"
 #include "transport/register_block.h"
 
 namespace emu {

@@ -3,9 +3,9 @@
 // (iavf_offloads.h) for the RX write-back's packet type and checksum status. (What a TX packet becomes
 // on the wire, iavfTxFrames, is with the ring calls in iavf_rings.cc.)
 #include "base/errors.h"
-#include "module.h"
 #include "iavf/crc32c.h"
 #include "iavf/iavf_offloads.h"
+#include "module.h"
 
 namespace emu {
 namespace {

@@ -15,9 +15,9 @@
 #include "base/args.h"
 #include "base/errors.h"
 #include "base/js_callback.h"
-#include "module.h"
 #include "base/wake_up.h"
 #include "irq/irq_lines_binding.h"
+#include "module.h"
 
 namespace emu {
 

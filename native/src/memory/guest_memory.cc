@@ -6,9 +6,9 @@
 
 #include "base/args.h"
 #include "base/errors.h"
-#include "module.h"
 #include "memory/mapping.h"
 #include "memory/memory_lock.h"
+#include "module.h"
 
 namespace emu {
 namespace {

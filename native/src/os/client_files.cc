@@ -24,8 +24,8 @@
 #include "base/contain.h"
 #include "base/errors.h"
 #include "base/lock_order.h"
-#include "module.h"
 #include "base/watchdog.h"
+#include "module.h"
 
 namespace emu {
 namespace client_files {

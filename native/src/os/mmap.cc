@@ -21,9 +21,9 @@
 
 #include "base/args.h"
 #include "base/errors.h"
-#include "module.h"
 #include "memory/guard.h"
 #include "memory/mapping.h"
+#include "module.h"
 
 namespace emu {
 
