@@ -1,14 +1,6 @@
 // The data plane's core: iavf NICs forwarding to each other through an emu switch on a native worker
 // thread, with no JavaScript per frame (lib/dataplane.ts is the typed side; docs/architecture.md).
 //
-//   new DataPlane({ burst, minSleepUs, busyPolls, warmSleepUs, warmMs, maxSleepUs })
-//   new NativeSwitch(plane, { agingMs, maxMacs, now, onEscape(ports: number[], frames: Buffer[], copies: boolean[]) })
-//   new IavfNic(plane, tailFd | -1, state: ArrayBuffer, onEvents(flags), label?); nic.setTable(table | null);
-//   nic.setVectors(vectors: IavfVectors | null); nic.route(frame) -> { queue, hash? } | null
-//
-// A NIC without a tail page (-1) only answers route(): the VF's filters and RSS for a TypeScript
-// path that runs the rings itself; it can neither start nor join a switch.
-//
 // Who owns what:
 // - The worker walks the TX rings of every started NIC that is natively attached to a switch, reading
 //   the TX tails from the NIC's shared tail page (its own read-only mapping), a burst (`burst` frames)
