@@ -1,6 +1,5 @@
 /** Waiting in a fuzz target that talks over sockets: each input is short, so turns before timers. */
 import { readdirSync } from 'node:fs';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 /** One turn of the event loop. */
 export const turn = () => new Promise((resolve) => setImmediate(resolve));
@@ -18,14 +17,3 @@ export async function until(cond: () => boolean, what: string, ms = 2000): Promi
 
 /** This process's open fds. */
 export const openFds = () => readdirSync('/proc/self/fd').length;
-
-/**
- * How late this event loop ran, for bounds on timers: a timer can fire no earlier than asked, and later
- * by as much as the loop was held (a busy machine, a GC). `reset()` at an input's start; `maxMs()` the
- * worst delay since, sampled every 10 ms.
- */
-export function loopLag(): { reset(): void; maxMs(): number } {
-  const h = monitorEventLoopDelay({ resolution: 10 });
-  h.enable();
-  return { reset: () => h.reset(), maxMs: () => (Number.isFinite(h.max) ? h.max / 1e6 : 0) };
-}
