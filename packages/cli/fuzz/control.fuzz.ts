@@ -188,8 +188,6 @@ interface Input {
   waitMs: number;
 }
 
-/** Waits for `cond`: turns of the event loop first (most things take one or two), then 1 ms sleeps. */
-
 export const target: FuzzTarget<Input> = {
   arbitrary: fc.record({
     clients: fc.array(fc.record({ reading: fc.boolean(), actions: fc.array(action, { maxLength: 8 }) }), {
