@@ -14,6 +14,8 @@
       "src/os/sd_notify.cc",
       "src/os/tap.cc",
       "src/memory/guest_memory.cc",
+      "src/memory/staged_space.cc",
+      "src/memory/staged_memory_js.cc",
       "src/memory/guard.cc",
       "src/iavf/iavf_rings.cc",
       "src/iavf/iavf_ring_core.cc",

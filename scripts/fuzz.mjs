@@ -22,9 +22,9 @@ const TARGETS = {
     what: 'VfioUserServer: message stream and dispatch, fds of every kind; DMA table, fds and client checked after each input (fast-check)',
     module: 'packages/vfio-user/fuzz/stream.fuzz.ts',
   },
-  engines: {
-    what: 'differential: random rings, tails and frames through the native and the TypeScript ring engines, frames, guest memory, counters and interrupts compared (fast-check)',
-    module: 'packages/driver-iavf/fuzz/engines.fuzz.ts',
+  fdless: {
+    what: 'fd-less RAM: random rings, tails and frames through the ring engine over directly mapped memory and over DMA messages, frames, guest memory, counters and interrupts compared (fast-check)',
+    module: 'packages/driver-iavf/fuzz/fdless.fuzz.ts',
   },
   control: {
     what: 'the control socket: JSON-RPC from several clients (any method and params, batches, random text, split and long lines, unread floods, half-closes); bounds, fds and a good client checked after each input (fast-check)',

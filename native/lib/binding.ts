@@ -34,8 +34,9 @@ export type GuestLookup = 'ok' | 'miss' | 'indirect' | 'denied';
  * - `caught-up`: head reached tail;
  * - `incomplete`: the packet at head has no EOP before the tail yet (head waits at its first
  *   descriptor, as hardware waits for the rest);
- * - `indirect`: a buffer is reachable only by DMA messages (head at its packet): go on without native code;
- * - `ring`: the ring is not inside one direct, writable range: nothing was done;
+ * - `indirect`: a descriptor or buffer is reachable only by DMA messages (head at its packet): walk
+ *   again through a StagedMemory holding what the result's `need` names;
+ * - `ring`: the ring is not in guest memory the device may read and write: nothing was done;
  * - `bad-index`: head or tail is beyond the ring: nothing was done;
  * - `budget`: the pass produced `maxFrames` frames or `maxBytes` bytes, so it started no more packets
  *   (head at the next one): call again later, after other work has had its turn.
@@ -65,8 +66,9 @@ export interface IavfTxCounts {
  * - `bad-index`: tail (or head) beyond the ring;
  * - `bad-buffer`: a buffer outside guest memory: its descriptors went back to the driver written back
  *   with DD, and EOF + RXE on the last, so the driver drops the frame (head moved past them);
- * - `ring`: the ring is not inside one direct, writable range; `indirect`: a buffer reachable only by
- *   DMA messages. Nothing was done for these two.
+ * - `ring`: the ring is not in guest memory the device may read and write; `indirect`: a descriptor or
+ *   buffer reachable only by DMA messages (walk again through a StagedMemory holding what `need` names).
+ *   Nothing was done for these two.
  */
 export type IavfRxStatus = 'ok' | 'no-buffers' | 'too-big' | 'bad-index' | 'bad-buffer' | 'ring' | 'indirect';
 
@@ -74,6 +76,20 @@ export type IavfRxStatus = 'ok' | 'no-buffers' | 'too-big' | 'bad-index' | 'bad-
 export interface NativeRing {
   ring: bigint;
   ringLen: number;
+}
+
+/** A StagedMemory of the raw binding (src/memory/staged_memory_js.h). */
+export interface NativeStagedMemory {
+  add(iova: bigint, bytes: Uint8Array | null, length: number): boolean;
+  readonly bytes: number;
+}
+
+/** What a ring walk through a StagedMemory leaves its caller (src/memory/staged_space.h). */
+export interface StagedReport {
+  /** The range the walk stopped for, when it stopped `indirect`: fetch it, add it, walk again. */
+  need?: { iova: bigint; length: number };
+  /** The walk's stores into guest memory, oldest first: write them in this order. */
+  writes: Array<{ iova: bigint; bytes: Buffer }>;
 }
 
 /** What a packet's descriptors asked for: the TX walk's report per packet (with `offload: false`). */
@@ -135,7 +151,6 @@ export interface NativeGuestMemoryTable {
   remove(iova: bigint): boolean;
   clear(): void;
   list(): Array<{ iova: bigint; size: bigint; direct: boolean; readable: boolean; writable: boolean }>;
-  /** 0 ok, 1 miss, 2 indirect, 3 denied. */
   lookup(iova: bigint, length: bigint, write: boolean): GuestLookup;
   /** Start of the range holding [iova, iova + length), or null. */
   find(iova: bigint, length: bigint): bigint | null;
@@ -151,8 +166,15 @@ export interface NativeGuestMemoryTable {
       offload: boolean;
       maxFrames: number;
       maxBytes: number;
+      stage?: NativeStagedMemory;
     },
-  ): { head: number; stop: IavfTxStop; counts: IavfTxCounts; frames: Buffer[]; meta?: IavfTxPacketMeta[] };
+  ): {
+    head: number;
+    stop: IavfTxStop;
+    counts: IavfTxCounts;
+    frames: Buffer[];
+    meta?: IavfTxPacketMeta[];
+  } & Partial<StagedReport>;
   rxRing(
     options: NativeRing & {
       head: number;
@@ -163,8 +185,9 @@ export interface NativeGuestMemoryTable {
       frame: Uint8Array;
       hash?: number;
       l2tag1?: number;
+      stage?: NativeStagedMemory;
     },
-  ): { status: IavfRxStatus; head: number };
+  ): { status: IavfRxStatus; head: number } & Partial<StagedReport>;
   guestPostTx(
     options: NativeRing & { next: number; count: number; buffer: bigint; length: number; cmd: number },
   ): number;
@@ -438,6 +461,7 @@ export interface NativeBinding {
   /** One frame: bytes written, or -errno. */
   writeFrame(fd: number, buf: Uint8Array): number;
   readonly GuestMemoryTable: new () => NativeGuestMemoryTable;
+  readonly StagedMemory: new () => NativeStagedMemory;
   readonly TrapChannel: new (
     fd: number,
     callback: () => void,

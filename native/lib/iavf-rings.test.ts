@@ -8,6 +8,8 @@ import {
   iavfGuestReapTx,
   iavfRxRing,
   iavfTxRing,
+  StagedMemory,
+  type StagedReport,
 } from './iavf-rings.js';
 import { memfdCreate } from './memfd.js';
 import { MappedMemory } from './mmap.js';
@@ -720,7 +722,11 @@ describe('iavfRxRing', () => {
       status: 'indirect',
       head: 2,
     });
-    expect(iavfRxRing(t, { ...queue, iova: 0x6_0000_0000n }, 0, 63, pattern(100)).status).to.equal('ring');
+    // A ring only DMA messages reach is walked through a StagedMemory (below).
+    expect(iavfRxRing(t, { ...queue, iova: 0x6_0000_0000n }, 0, 63, pattern(100)).status).to.equal(
+      'indirect',
+    );
+    expect(iavfRxRing(t, { ...queue, iova: 0x7_0000_0000n }, 0, 63, pattern(100)).status).to.equal('ring');
   });
 
   it('writes 16-byte descriptors (RXDID 0): qwords 0 and 1 only, 16 bytes apart, the ring 16 bytes per entry', () => {
@@ -781,5 +787,207 @@ describe('guest-side helpers (benchmarks)', () => {
     }
     expect(sent).to.equal(5000);
     expect(head).to.equal(next);
+  });
+});
+
+describe('StagedMemory: the ring walks over memory only DMA messages reach', () => {
+  /**
+   * The VMM's side of fd-less RAM: `ram` is guest memory, listed in the table as indirect, so every
+   * byte the walk reads is fetched (as DMA_READ would) and every store it makes is written back in
+   * order (as DMA_WRITE). Returns the last walk's result and every fetch and write, in order.
+   */
+  function staged<R extends Partial<StagedReport> & { head: number }>(
+    ram: Ram,
+    head: number,
+    walk: (stage: StagedMemory, head: number) => R,
+    fetchable = (_iova: bigint, _n: number) => true,
+  ) {
+    const stage = new StagedMemory();
+    const fetches: Array<{ iova: bigint; length: number }> = [];
+    const writes: Array<{ iova: bigint; length: number }> = [];
+    for (let calls = 0; calls < 1000; calls++) {
+      const r = walk(stage, head);
+      head = r.head;
+      for (const w of r.writes ?? []) {
+        ram.bytes.set(w.bytes, ram.off(w.iova));
+        writes.push({ iova: w.iova, length: w.bytes.length });
+      }
+      if (!r.need) return { r, fetches, writes };
+      fetches.push(r.need);
+      const ok = fetchable(r.need.iova, r.need.length);
+      expect(
+        stage.add(r.need.iova, ok ? Buffer.from(ram.read(r.need.iova, r.need.length)) : null, r.need.length),
+      ).to.be.true;
+    }
+    throw new Error('the walk never ended');
+  }
+
+  function indirectTable(ram: Ram): GuestMemoryTable {
+    const t = new GuestMemoryTable();
+    t.addIndirect(ram.base, BigInt(ram.bytes.length));
+    return t;
+  }
+
+  it('TX: the same frames and write-backs as over direct memory; fetches only the descriptors owned and the buffers', () => {
+    const direct = new Ram(1 << 20);
+    const ring = TxRing.make(direct);
+    const a = pattern(300, 1);
+    const b = pattern(1000, 2);
+    const aAt = direct.put(a);
+    const bAt = direct.put(b);
+    ring.post(
+      [aAt, dataQw1(LAST, 300)],
+      [bAt, dataQw1(ICRC, 400)],
+      [bAt + 400n, dataQw1(LAST, 600)],
+      [aAt, dataQw1(LAST, 300)],
+    );
+    const fdless = new Ram(1 << 20);
+    direct.bytes.copy(fdless.bytes);
+    const expected = iavfTxRing(table(direct), ring, 0, 4);
+    const t = indirectTable(fdless);
+    const { r, fetches, writes } = staged(fdless, 0, (stage, head) =>
+      iavfTxRing(t, ring, head, 4, { stage }),
+    );
+    expect(r.head).to.equal(4);
+    expect(r.stop).to.equal('caught-up');
+    expect(fdless.bytes.equals(direct.bytes), 'guest memory as the direct walk left it').to.be.true;
+    expect(expected.frames.map((f) => f.toString('hex'))).to.deep.equal(
+      [a, b, a].map((f) => f.toString('hex')),
+    );
+    // Resumed walks hand back each frame once: the last call carries those after its last fetch.
+    expect(fetches[0], 'the descriptors from head to tail, in one read').to.deep.equal({
+      iova: ring.iova,
+      length: 64,
+    });
+    expect(fetches.slice(1)).to.deep.equal([
+      { iova: aAt, length: 300 },
+      { iova: bAt, length: 400 },
+      { iova: bAt + 400n, length: 600 },
+    ]);
+    expect(writes, 'the RS write-backs, qword1 of descriptors 0, 2 and 3').to.deep.equal(
+      [0, 2, 3].map((i) => ({ iova: ring.iova + BigInt(i * 16) + 8n, length: 8 })),
+    );
+  });
+
+  it('TX: a buffer the VMM cannot read is a bad address: the packet dropped, its descriptor completed', () => {
+    const ram = new Ram(1 << 20);
+    const ring = TxRing.make(ram);
+    const at = ram.put(pattern(100, 3));
+    ring.post([at, dataQw1(LAST, 100)]);
+    const t = indirectTable(ram);
+    const { r } = staged(
+      ram,
+      0,
+      (stage, head) => iavfTxRing(t, ring, head, 1, { stage }),
+      (iova) => iova !== at,
+    );
+    expect(r).to.deep.include({ head: 1, stop: 'caught-up', frames: [] });
+    expect(r.counts.badAddress).to.equal(1);
+    expect(ring.done(0)).to.be.true;
+  });
+
+  it('TX: a ring the VMM cannot read stops the walk (`ring`), nothing done', () => {
+    const ram = new Ram(1 << 20);
+    const ring = TxRing.make(ram);
+    ring.post([ram.put(pattern(100, 3)), dataQw1(LAST, 100)]);
+    const t = indirectTable(ram);
+    const { r, writes } = staged(
+      ram,
+      0,
+      (stage, head) => iavfTxRing(t, ring, head, 1, { stage }),
+      (iova) => iova !== ring.iova,
+    );
+    expect(r).to.deep.include({ head: 0, stop: 'ring' });
+    expect(writes).to.deep.equal([]);
+  });
+
+  it('RX: reads only the descriptors the frame takes; writes the data, then each descriptor, qword1 last', () => {
+    const direct = new Ram(1 << 20);
+    const tDirect = table(direct);
+    const iova = direct.alloc(64 * 32, 4096);
+    const buffers = direct.alloc(64 * 1024, 4096);
+    const queue = { iova, length: 64, bufferSize: 1024, maxFrame: 9000 };
+    iavfGuestPostRx(tDirect, queue, 0, 63, buffers, 1024);
+    direct.setU64(iova + 63n * 32n, buffers + 63n * 1024n); // the slot the refill leaves empty, posted too
+    const fdless = new Ram(1 << 20);
+    direct.bytes.copy(fdless.bytes);
+    const frame = pattern(1500, 4);
+    const expected = iavfRxRing(tDirect, queue, 62, 20, frame, { hash: 9 });
+    const t = indirectTable(fdless);
+    const { r, fetches, writes } = staged(fdless, 62, (stage, head) =>
+      iavfRxRing(t, queue, head, 20, frame, { hash: 9, stage }),
+    );
+    expect(r).to.deep.include(expected);
+    expect(expected).to.deep.equal({ status: 'ok', head: 0 });
+    expect(fdless.bytes.equals(direct.bytes), 'guest memory as the direct write left it').to.be.true;
+    // Descriptors 62 and 63: the run up to the frame's end, which is the ring's end here.
+    expect(fetches).to.deep.equal([{ iova: iova + 62n * 32n, length: 64 }]);
+    const d62 = iova + 62n * 32n;
+    const d63 = iova + 63n * 32n;
+    expect(writes).to.deep.equal([
+      { iova: buffers + 62n * 1024n, length: 1024 },
+      { iova: buffers + 63n * 1024n, length: 476 },
+      { iova: d62 + 16n, length: 16 },
+      { iova: d62, length: 8 },
+      { iova: d62 + 8n, length: 8 },
+      { iova: d63 + 16n, length: 16 },
+      { iova: d63, length: 8 },
+      { iova: d63 + 8n, length: 8 },
+    ]);
+  });
+
+  it("a window made for writing alone never serves a read; one walk's stores do not outlive it", () => {
+    const ram = new Ram(1 << 20);
+    const t = indirectTable(ram);
+    const rxRing = ram.alloc(64 * 32, 4096);
+    const buffer = ram.alloc(2048, 4096);
+    ram.setU64(rxRing, buffer);
+    const stage = new StagedMemory();
+    expect(stage.add(rxRing, Buffer.from(ram.read(rxRing, 32)))).to.be.true;
+    const rx = iavfRxRing(
+      t,
+      { iova: rxRing, length: 64, bufferSize: 2048, maxFrame: 2048 },
+      0,
+      1,
+      pattern(100),
+      {
+        stage,
+      },
+    );
+    expect(rx.status).to.equal('ok');
+    expect(rx.writes!.map((w) => w.iova)).to.deep.equal([buffer, rxRing + 16n, rxRing, rxRing + 8n]);
+    // The RX buffer, sent back out: its bytes are not the stage's to give (it only wrote them).
+    const txRing = ram.alloc(64 * 16, 4096);
+    ram.setU64(txRing, buffer);
+    ram.setU64(txRing + 8n, dataQw1(LAST, 100));
+    expect(stage.add(txRing, Buffer.from(ram.read(txRing, 16)))).to.be.true;
+    const tx = iavfTxRing(t, { iova: txRing, length: 64 }, 0, 1, { stage });
+    expect(tx).to.deep.include({
+      stop: 'indirect',
+      head: 0,
+      need: { iova: buffer, length: 100 },
+      writes: [],
+    });
+  });
+
+  it('bounds what it holds: a window of 1 MiB at most, none empty; the bytes it holds are counted', () => {
+    const stage = new StagedMemory();
+    expect(stage.add(0x1000n, null, 0)).to.be.false;
+    expect(() => stage.add(0x1000n, null, (1 << 20) + 1)).to.throw(TypeError);
+    expect(() => stage.add(0x1000n, Buffer.alloc(10), 11)).to.throw(TypeError);
+    expect(() => stage.add(0x1000n, 'bytes' as unknown as Uint8Array, 5)).to.throw(TypeError);
+    expect(stage.add(0x1000n, Buffer.alloc(4096))).to.be.true;
+    expect(stage.add(0x9000n, null, 4096)).to.be.true;
+    expect(stage.bytes).to.equal(4096);
+    // Past 8 MiB held, it forgets what it held first (the walk asks again for what it still needs):
+    // the 8th window below finds 7 MiB + 4 KiB held.
+    for (let i = 0; i < 7; i++) expect(stage.add(BigInt(i) << 20n, Buffer.alloc(1 << 20))).to.be.true;
+    expect(stage.bytes).to.equal((7 << 20) + 4096);
+    expect(stage.add(7n << 20n, Buffer.alloc(1 << 20))).to.be.true;
+    expect(stage.bytes).to.equal(1 << 20);
+    const t = new GuestMemoryTable();
+    expect(() => iavfTxRing(t, { iova: 0n, length: 64 }, 0, 1, { stage: {} as StagedMemory })).to.throw(
+      TypeError,
+    );
   });
 });

@@ -9,6 +9,8 @@ import {
   type IavfTxPacketMeta,
   type IavfTxStop,
   type NativeGuestMemoryTable,
+  type NativeStagedMemory,
+  type StagedReport,
 } from './binding.js';
 import { MappedMemory } from './mmap.js';
 import {
@@ -20,7 +22,7 @@ import {
   valueError,
 } from './validate.js';
 
-export type { GuestLookup, IavfRxStatus, IavfTxCounts, IavfTxPacketMeta, IavfTxStop };
+export type { GuestLookup, IavfRxStatus, IavfTxCounts, IavfTxPacketMeta, IavfTxStop, StagedReport };
 
 const U64_MAX = 2n ** 64n - 1n;
 
@@ -148,6 +150,34 @@ export class GuestMemoryTable {
   }
 }
 
+/**
+ * Guest memory that only DMA messages reach (fd-less RAM), for the ring walks: pass it as `stage` and
+ * a walk that stops `indirect` names its `need`; fetch that range (DMA_READ), add it, and walk again
+ * from the head it returned, with the same stage. Each walk's `writes` are its stores into guest memory,
+ * oldest first: write them (DMA_WRITE) in that order before anything else touches the ring. One
+ * StagedMemory serves one pass over the part of a ring the device owns; make a new one per pass.
+ * Bounded in C++ (1 MiB per window, 8 MiB held: past it, the oldest windows are forgotten).
+ */
+export class StagedMemory {
+  /** @internal the raw binding, for the ring functions. */
+  readonly native: NativeStagedMemory = new binding.StagedMemory();
+
+  /** A fetched range: its bytes, or null when the fetch failed (it then reads as outside guest memory). */
+  add(iova: bigint, bytes: Uint8Array | null, length: number = bytes?.length ?? 0): boolean {
+    return this.native.add(iova, bytes, length);
+  }
+
+  /** Bytes held. */
+  get bytes(): number {
+    return this.native.bytes;
+  }
+}
+
+function validateStage(stage: unknown): void {
+  if (stage !== undefined && !(stage instanceof StagedMemory))
+    throw typeError('options.stage', 'a StagedMemory', stage);
+}
+
 /** A descriptor ring in guest memory. */
 export interface IavfRing {
   /** IOVA of descriptor 0. */
@@ -168,9 +198,15 @@ export interface IavfTxResult {
    */
   frames: Buffer[];
   meta?: IavfTxPacketMeta[];
+  /** With a stage: the range to fetch (stop `indirect`). */
+  need?: StagedReport['need'];
+  /** With a stage: the walk's stores, to write in order. */
+  writes?: StagedReport['writes'];
 }
 
 export interface IavfTxOptions {
+  /** Walk through this stage (guest memory only DMA messages reach). */
+  stage?: StagedMemory;
   /** Do checksum offloads and TSO in C++ (default true). */
   offload?: boolean;
   /**
@@ -197,7 +233,8 @@ export function iavfTxRing(
   tail: number,
   options: IavfTxOptions = {},
 ): IavfTxResult {
-  const { offload = true, maxFrames = U32_MAX, maxBytes = U32_MAX } = options;
+  const { offload = true, maxFrames = U32_MAX, maxBytes = U32_MAX, stage } = options;
+  validateStage(stage);
   validateInteger(maxFrames, 'options.maxFrames', 1, U32_MAX);
   validateInteger(maxBytes, 'options.maxBytes', 1, U32_MAX);
   const r = table.native.txRing({
@@ -208,6 +245,7 @@ export function iavfTxRing(
     offload,
     maxFrames,
     maxBytes,
+    stage: stage?.native,
   });
   const result: IavfTxResult = {
     head: r.head,
@@ -216,6 +254,8 @@ export function iavfTxRing(
     frames: r.frames,
   };
   if (r.meta) result.meta = r.meta;
+  if (r.need) result.need = r.need;
+  if (r.writes) result.writes = r.writes;
   return result;
 }
 
@@ -242,6 +282,14 @@ export interface IavfRxOptions {
   hash?: number;
   /** A VLAN tag stripped from the frame, for the last descriptor (qword0 bits 16-31, L2TAG1P). */
   l2tag1?: number;
+  /** Write through this stage (guest memory only DMA messages reach). */
+  stage?: StagedMemory;
+}
+
+export interface IavfRxResult extends Partial<StagedReport> {
+  status: IavfRxStatus;
+  /** The new head. */
+  head: number;
 }
 
 /**
@@ -258,7 +306,8 @@ export function iavfRxRing(
   tail: number,
   frame: Uint8Array,
   options: IavfRxOptions = {},
-): { status: IavfRxStatus; head: number } {
+): IavfRxResult {
+  validateStage(options.stage);
   return table.native.rxRing({
     ring: queue.iova,
     ringLen: queue.length,
@@ -270,6 +319,7 @@ export function iavfRxRing(
     frame,
     hash: options.hash,
     l2tag1: options.l2tag1,
+    stage: options.stage?.native,
   });
 }
 

@@ -38,6 +38,7 @@ export {
   type IavfRxDescSize,
   type IavfRxOptions,
   type IavfRxQueue,
+  type IavfRxResult,
   type IavfRxStatus,
   type IavfTxCounts,
   type IavfTxOptions,
@@ -51,6 +52,8 @@ export {
   iavfGuestReapTx,
   iavfRxRing,
   iavfTxRing,
+  StagedMemory,
+  type StagedReport,
 } from './iavf-rings.js';
 export { IAVF_VECTORS_LAYOUT, IavfVectors, type IavfVectorsOptions, ITR_NONE } from './iavf-vectors.js';
 export { IrqLines, type IrqResult, IrqWriter, type IrqWriterOptions } from './irq-lines.js';

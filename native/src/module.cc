@@ -22,6 +22,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitSdNotify(env, exports);
   InitTap(env, exports);
   InitGuestMemory(env, exports);
+  InitStagedMemory(env, exports);
   InitDoorbellWatcher(env, exports);
   InitDataPlane(env, exports);
   InitGuestDriver(env, exports);

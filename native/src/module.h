@@ -13,6 +13,7 @@ void InitMemfd(Napi::Env env, Napi::Object exports);
 void InitSdNotify(Napi::Env env, Napi::Object exports);
 void InitTap(Napi::Env env, Napi::Object exports);
 void InitGuestMemory(Napi::Env env, Napi::Object exports);
+void InitStagedMemory(Napi::Env env, Napi::Object exports);
 void InitDoorbellWatcher(Napi::Env env, Napi::Object exports);
 void InitDataPlane(Napi::Env env, Napi::Object exports);
 void InitGuestDriver(Napi::Env env, Napi::Object exports);

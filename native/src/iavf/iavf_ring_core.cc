@@ -45,8 +45,8 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
     pass.stop = kTxBadIndex;
     return pass;
   }
-  uint8_t* base = nullptr;
-  if (mem.Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
+  DescRing descs(mem, ring, len, kTxDescSize);
+  if (descs.Open() != Hit::kOk) {
     pass.stop = kTxRing;
     return pass;
   }
@@ -70,7 +70,12 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
     bool bad = false;
     bool ended = false;
     while (pos != tail) {
-      uint8_t* d = base + static_cast<size_t>(pos) * kTxDescSize;
+      Hit hit;
+      uint8_t* d = descs.At(pos, tail, &hit);
+      if (d == nullptr) {
+        pass.stop = hit == Hit::kIndirect ? kTxIndirect : kTxRing;
+        break;
+      }
       const uint64_t qw0 = Load64(d);
       const uint64_t qw1 = Load64(d + 8);
       pos = pos + 1 == len ? 0 : pos + 1;
@@ -96,7 +101,7 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
         bad = true;
       } else {
         uint8_t* data = nullptr;
-        switch (mem.Find(qw0, size, false, &data)) {
+        switch (mem.Find(qw0, size, Access::kRead, &data)) {
           case Hit::kOk:
             p.parts[p.nparts++] = {data, size};
             p.total += size;
@@ -144,6 +149,7 @@ TxPass TxWalk(const DmaSpace& mem, uint64_t ring, uint32_t len, uint32_t head, u
     }
     for (uint32_t i = 0; i < nrs; i++) {
       StoreRelease64(rs[i].at, (rs[i].qw1 & ~0xfull) | kDtypeDone);
+      mem.Stored(rs[i].at, 8);
       counts[kCompleted]++;
     }
     for (uint32_t i = 0; i < kCountSize; i++) pass.counts[i] += counts[i];
@@ -164,19 +170,22 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
   const uint32_t free = tail >= head ? tail - head : tail + len - head;
   if (free < chunks) return {kRxNoBuffers, head};
   const uint32_t desc_size = q.desc_size == kRxDescSize16 ? kRxDescSize16 : kRxDescSize;
-  uint8_t* base = nullptr;
-  if (mem.Find(q.ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) return {kRxRing, head};
+  DescRing descs(mem, q.ring, len, desc_size);
+  if (descs.Open() != Hit::kOk) return {kRxRing, head};
+  const uint32_t end = static_cast<uint32_t>((head + chunks) % len);  // the descriptors this frame takes
 
   uint8_t* desc[kMaxRxChunks];
   uint8_t* dest[kMaxRxChunks];
   size_t bad = chunks;  // index of the first bad buffer, chunks if none
   uint32_t at = head;
   for (size_t i = 0; i < chunks; i++) {
-    desc[i] = base + static_cast<size_t>(at) * desc_size;
+    Hit hit;
+    desc[i] = descs.At(at, end, &hit);
+    if (desc[i] == nullptr) return {hit == Hit::kIndirect ? kRxIndirect : kRxRing, head};
     at = at + 1 == len ? 0 : at + 1;
     const uint64_t pkt = Load64(desc[i]);
     const size_t part = i + 1 < chunks ? q.buffer_size : length - i * q.buffer_size;
-    switch (mem.Find(pkt, part, true, &dest[i])) {
+    switch (mem.Find(pkt, part, Access::kWrite, &dest[i])) {
       case Hit::kOk:
         continue;
       case Hit::kIndirect:
@@ -198,24 +207,29 @@ RxResult RxWrite(const DmaSpace& mem, const RxQueue& q, uint32_t head, uint32_t 
   for (size_t i = 0; i < good; i++) {
     const size_t part = i + 1 < chunks ? q.buffer_size : length - i * q.buffer_size;
     std::memcpy(dest[i], frame + i * q.buffer_size, part);
+    mem.Stored(dest[i], part);
   }
   for (size_t i = 0; i < good; i++) {
     const size_t part = i + 1 < chunks ? q.buffer_size : length - i * q.buffer_size;
     if (desc_size == kRxDescSize) {
       Store64(desc[i] + 16, 0);
       Store64(desc[i] + 24, 0);
+      mem.Stored(desc[i] + 16, 16);
     }
     const bool last = i + 1 == chunks;
     // The stripped tag, status and PTYPE: valid on the last descriptor only (iavf reads them there).
     const bool tag = last && l2tag1 >= 0;
     Store64(desc[i], tag ? qw0 | (static_cast<uint64_t>(l2tag1 & 0xffff) << 16) : qw0);
+    mem.Stored(desc[i], 8);
     uint64_t qw1 = kRxDd | (static_cast<uint64_t>(part) << kRxLengthShift);
     if (last) qw1 |= kRxEof | offloads | (tag ? kRxL2tag1p : 0);
     if (hash >= 0) qw1 |= kRxFltstatRss;
     StoreRelease64(desc[i] + 8, qw1);
+    mem.Stored(desc[i] + 8, 8);
   }
   if (bad < chunks) {
     StoreRelease64(desc[bad] + 8, kRxDd | kRxEof | kRxErrRxe);
+    mem.Stored(desc[bad] + 8, 8);
     return {kRxBadBuffer, static_cast<uint32_t>((head + bad + 1) % len)};
   }
   return {kRxOk, at};

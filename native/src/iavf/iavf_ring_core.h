@@ -115,6 +115,45 @@ inline void StoreRelease64(uint8_t* p, uint64_t v) {
   }
 }
 
+// A ring's descriptors. Direct memory resolves the whole ring once (the fast path: one branch per
+// descriptor); a ring only DMA messages reach (a StagedSpace over fd-less RAM) is looked up a run at a
+// time, the descriptors from the one asked for up to the limit the caller owns, so a fetch brings what
+// the walk will read and no more.
+class DescRing {
+ public:
+  DescRing(const DmaSpace& mem, uint64_t iova, uint32_t len, uint32_t size)
+      : mem_(mem), iova_(iova), len_(len), size_(size) {}
+  // kOk when the descriptors can be looked up (directly, or run by run); else why not.
+  Hit Open() {
+    const Hit hit = mem_.Find(iova_, static_cast<uint64_t>(len_) * size_, Access::kReadWrite, &base_);
+    return hit == Hit::kIndirect ? Hit::kOk : hit;
+  }
+  // Descriptor pos of [pos, limit) (wrapping at the ring's end), or nullptr with *hit saying why.
+  uint8_t* At(uint32_t pos, uint32_t limit, Hit* hit) {
+    if (base_ != nullptr) return base_ + static_cast<size_t>(pos) * size_;
+    if (run_ != nullptr && pos >= run_from_ && pos < run_to_) return run_ + static_cast<size_t>(pos - run_from_) * size_;
+    const uint32_t to = limit > pos ? limit : len_;
+    uint8_t* run = nullptr;
+    *hit = mem_.Find(iova_ + static_cast<uint64_t>(pos) * size_, static_cast<uint64_t>(to - pos) * size_,
+                     Access::kReadWrite, &run);
+    if (*hit != Hit::kOk) return nullptr;
+    run_ = run;
+    run_from_ = pos;
+    run_to_ = to;
+    return run_;
+  }
+
+ private:
+  const DmaSpace& mem_;
+  const uint64_t iova_;
+  const uint32_t len_;
+  const uint32_t size_;
+  uint8_t* base_ = nullptr;
+  uint8_t* run_ = nullptr;
+  uint32_t run_from_ = 0;
+  uint32_t run_to_ = 0;
+};
+
 struct Part {
   const uint8_t* data;
   uint32_t length;

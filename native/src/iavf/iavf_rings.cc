@@ -1,12 +1,9 @@
 // The iavf data-path rings for JavaScript, on a GuestMemoryTable (see guest_memory.h): Node-API glue
-// over the ring rules in iavf_ring_core.h, which the data plane's workers share.
-//
-//   table.txRing(ring: bigint, ringLen, head, tail, flags, maxFrames, maxBytes) -> TxResult
-//   table.rxRing(ring: bigint, ringLen, head, tail, bufferSize, maxFrame, frame, hash, flags) -> number
-//   table.guestPostTx(ring: bigint, ringLen, next, count, buffer: bigint, length, cmd) -> next
-//   table.guestPostRx(ring: bigint, ringLen, next, count, buffers: bigint, bufferSize, descSize) -> next
-//   table.guestReapTx(ring: bigint, ringLen, next, max) -> count
-//   table.guestReapRx(ring: bigint, ringLen, next, max, descSize) -> count
+// over the ring rules in iavf_ring_core.h, which the data plane's workers share. Each method takes one
+// options object and returns named fields (lib/iavf-rings.ts): txRing and rxRing (the device's side,
+// through the table or, for fd-less RAM, a StagedMemory over it), guestPostTx, guestPostRx,
+// guestReapTx and guestReapRx (the guest driver's side, for tests and benchmarks), and
+// iavfGuestForward (a whole guest pair, for benchmarks).
 //
 // Policy (counters, logs, interrupts, filters, RSS) stays with the caller: these functions report what
 // happened.
@@ -21,6 +18,7 @@
 #include "base/errors.h"
 #include "iavf/iavf_ring_core.h"
 #include "memory/guest_memory.h"
+#include "memory/staged_memory_js.h"
 #include "module.h"
 
 namespace emu {
@@ -51,6 +49,18 @@ bool OptionalInt(Napi::Object o, const char* key, int64_t min, int64_t max, int6
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!(d >= static_cast<double>(min) && d <= static_cast<double>(max)) || std::floor(d) != d) return false;
   *out = static_cast<int64_t>(d);
+  return true;
+}
+
+// The optional `stage` of an options object: a StagedMemory the walk goes through (over fd-less RAM),
+// begun over `table`; nullptr and true when absent, false when it is not a StagedMemory.
+bool Stage(Napi::Object o, const GuestMemoryTable* table, StagedMemory** out) {
+  Napi::Value v = o.Get("stage");
+  *out = nullptr;
+  if (v.IsUndefined()) return true;
+  *out = StagedMemory::FromValue(v);
+  if (*out == nullptr) return false;
+  (*out)->space().Begin(table);
   return true;
 }
 
@@ -128,9 +138,9 @@ Napi::Object TxResult(Napi::Env env, const TxPass& pass, const TxOutput* out) {
 
 }  // namespace
 
-// txRing({ ring: bigint, ringLen, head, tail, offload, maxFrames, maxBytes }): TxWalk into fresh
-// Buffers (iavf_ring_core.h), with the offloads or as gathered with each packet's metadata.
-// Returns { head, stop, counts, frames, meta }.
+// txRing({ ring: bigint, ringLen, head, tail, offload, maxFrames, maxBytes, stage? }): TxWalk into
+// fresh Buffers (iavf_ring_core.h), with the offloads or as gathered with each packet's metadata.
+// Returns { head, stop, counts, frames, meta }, and with a stage its need and writes (StagedMemory).
 Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o;
@@ -143,16 +153,21 @@ Napi::Value GuestMemoryTable::TxRing(const Napi::CallbackInfo& info) {
     return ThrowTypeError(env, "expected { ring, ringLen, head, tail, offload, maxFrames, maxBytes }");
   }
   if (max_frames == 0 || max_bytes == 0) return ThrowTypeError(env, "maxFrames and maxBytes must be at least 1");
+  StagedMemory* stage;
+  if (!Stage(o, this, &stage)) return ThrowTypeError(env, "stage must be a StagedMemory");
   Prune();
   TxOutput out(env, offload);
-  const TxPass pass = TxWalk(*this, ring, len, head, tail, max_frames, max_bytes, out);
+  const DmaSpace& mem = stage ? static_cast<const DmaSpace&>(stage->space()) : *this;
+  const TxPass pass = TxWalk(mem, ring, len, head, tail, max_frames, max_bytes, out);
   if (pass.stop == kTxAborted) return env.Undefined();  // the exception is pending
-  return TxResult(env, pass, &out);
+  Napi::Object r = TxResult(env, pass, &out);
+  if (stage) stage->Report(env, r, pass.stop == kTxIndirect);
+  return r;
 }
 
 // rxRing({ ring: bigint, ringLen, head, tail, bufferSize, maxFrame, descSize, frame: Uint8Array, hash?,
-// l2tag1? }): RxWrite of one frame (iavf_ring_core.h); hash: the RSS hash to write back, l2tag1: a
-// stripped VLAN tag (absent: none). Returns { status, head }.
+// l2tag1?, stage? }): RxWrite of one frame (iavf_ring_core.h); hash: the RSS hash to write back, l2tag1:
+// a stripped VLAN tag (absent: none). Returns { status, head }, and with a stage its need and writes.
 Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Napi::Object o;
@@ -169,12 +184,16 @@ Napi::Value GuestMemoryTable::RxRing(const Napi::CallbackInfo& info) {
     return ThrowTypeError(
         env, "expected { ring, ringLen, head, tail, bufferSize, maxFrame, descSize: 16 | 32, frame, hash?, l2tag1? }");
   }
+  StagedMemory* stage;
+  if (!Stage(o, this, &stage)) return ThrowTypeError(env, "stage must be a StagedMemory");
   Prune();
   const RxQueue q{ring, len, buffer_size, max_frame, desc_size};
-  const RxResult r = RxWrite(*this, q, head, tail, frame, length, hash, static_cast<int32_t>(l2tag1));
+  const DmaSpace& mem = stage ? static_cast<const DmaSpace&>(stage->space()) : *this;
+  const RxResult r = RxWrite(mem, q, head, tail, frame, length, hash, static_cast<int32_t>(l2tag1));
   Napi::Object result = Napi::Object::New(env);
   result.Set("status", kRxStatusNames[r.status]);
   result.Set("head", r.head);
+  if (stage) stage->Report(env, result, r.status == kRxIndirect);
   return result;
 }
 
@@ -194,7 +213,7 @@ Napi::Value GuestMemoryTable::GuestPostTx(const Napi::CallbackInfo& info) {
   if (len == 0 || next >= len || count >= len) return ThrowTypeError(env, "next and count must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
+  if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, Access::kReadWrite, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestPostTx");
   }
   const uint64_t qw1 = TxDataQw1(cmd, length);
@@ -223,7 +242,7 @@ Napi::Value GuestMemoryTable::GuestPostRx(const Napi::CallbackInfo& info) {
   if (len == 0 || next >= len || count >= len) return ThrowTypeError(env, "next and count must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) {
+  if (Find(ring, static_cast<uint64_t>(len) * desc_size, Access::kReadWrite, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestPostRx");
   }
   for (uint32_t i = 0; i < count; i++) {
@@ -249,7 +268,7 @@ Napi::Value GuestMemoryTable::GuestReapTx(const Napi::CallbackInfo& info) {
   if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, true, &base) != Hit::kOk) {
+  if (Find(ring, static_cast<uint64_t>(len) * kTxDescSize, Access::kReadWrite, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestReapTx");
   }
   uint32_t n = 0;
@@ -274,7 +293,7 @@ Napi::Value GuestMemoryTable::GuestReapRx(const Napi::CallbackInfo& info) {
   if (len == 0 || next >= len || max >= len) return ThrowTypeError(env, "next and max must be below ringLen");
   Prune();
   uint8_t* base = nullptr;
-  if (Find(ring, static_cast<uint64_t>(len) * desc_size, true, &base) != Hit::kOk) {
+  if (Find(ring, static_cast<uint64_t>(len) * desc_size, Access::kReadWrite, &base) != Hit::kOk) {
     return ThrowErrno(env, EFAULT, "guestReapRx");
   }
   uint32_t n = 0;
@@ -352,8 +371,8 @@ Napi::Value GuestForward(const Napi::CallbackInfo& info) {
     s.rx_tail = TailWord(o.Get("rxTail"));
     if (s.tx_tail == nullptr || s.rx_tail == nullptr) return ThrowTypeError(env, "txTail and rxTail are Uint32Arrays");
     table->Prune();
-    if (table->Find(tx, static_cast<uint64_t>(s.len) * kTxDescSize, true, &s.tx) != Hit::kOk ||
-        table->Find(rx, static_cast<uint64_t>(s.len) * kRxDescSize, true, &s.rx) != Hit::kOk) {
+    if (table->Find(tx, static_cast<uint64_t>(s.len) * kTxDescSize, Access::kReadWrite, &s.tx) != Hit::kOk ||
+        table->Find(rx, static_cast<uint64_t>(s.len) * kRxDescSize, Access::kReadWrite, &s.rx) != Hit::kOk) {
       return ThrowErrno(env, EFAULT, "iavfGuestForward");
     }
   }

@@ -2,6 +2,7 @@
 // thread, in the data plane's worker threads and in a plain C++ fuzzer.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 namespace emu {
@@ -16,11 +17,34 @@ enum class Hit {
 inline constexpr const char* kHitNames[] = {"ok", "miss", "indirect", "denied"};
 static_assert(sizeof(kHitNames) / sizeof(kHitNames[0]) == static_cast<int>(Hit::kDenied) + 1);
 
+// What the caller will do with the bytes it looks up. kWrite alone promises not to read them (an RX
+// buffer), so a space that stages guest memory need not fetch them first (staged_space.h).
+enum class Access { kRead, kWrite, kReadWrite };
+
+// Whether a range with these permissions allows the access.
+inline bool Allows(Access access, bool readable, bool writable) {
+  return (access == Access::kWrite || readable) && (access == Access::kRead || writable);
+}
+
 class DmaSpace {
  public:
   virtual ~DmaSpace() = default;
   // [iova, iova + length) wholly inside one range with the access asked for.
-  virtual Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const = 0;
+  virtual Hit Find(uint64_t iova, uint64_t length, Access access, uint8_t** out) const = 0;
+
+  // Ring code calls this after every store into memory Find gave it, in program order: a space that
+  // stages guest memory (StagedSpace) logs the store for the DMA writes that carry it to the guest; for
+  // every other space it is one predictable branch.
+  void Stored(const uint8_t* at, size_t length) const {
+    if (__builtin_expect(staged_, false)) Log(at, length);
+  }
+
+ protected:
+  explicit DmaSpace(bool staged = false) : staged_(staged) {}
+  virtual void Log(const uint8_t*, size_t) const {}
+
+ private:
+  const bool staged_;
 };
 
 }  // namespace emu

@@ -114,19 +114,19 @@ GuestMemoryTable::Ranges::const_iterator GuestMemoryTable::Holding(uint64_t iova
   return offset < it->second.size && length <= it->second.size - offset ? it : ranges_.end();
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const {
+GuestMemoryTable::Hit GuestMemoryTable::Find(uint64_t iova, uint64_t length, Access access, uint8_t** out) const {
   if (!enabled_.load(std::memory_order_acquire) || length == 0) return Hit::kMiss;
   auto it = Holding(iova, length);
   if (it == ranges_.end() || !Usable(it->second)) return Hit::kMiss;
   const Range& r = it->second;
   const uint64_t offset = iova - it->first;
+  if (!Allows(access, r.readable, r.writable)) return Hit::kDenied;
   if (r.host == nullptr) return Hit::kIndirect;
-  if (write ? !r.writable : !r.readable) return Hit::kDenied;
   *out = r.host + offset;
   return Hit::kOk;
 }
 
-GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_t length, bool write,
+GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_t length, Access access,
                                                           uint8_t** out) const {
   if (!table_->enabled_.load(std::memory_order_acquire) || length == 0) return Hit::kMiss;
   const uint64_t generation = table_->generation_.load(std::memory_order_acquire);
@@ -140,7 +140,7 @@ GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_
     auto it = table_->Holding(iova, length);
     if (it == table_->ranges_.end() || !table_->Usable(it->second)) return Hit::kMiss;
     const Range& r = it->second;
-    if (r.host == nullptr || r.mapping == nullptr) return Hit::kIndirect;
+    if (r.host == nullptr || r.mapping == nullptr) return Allows(access, r.readable, r.writable) ? Hit::kIndirect : Hit::kDenied;
     start_ = it->first;
     size_ = r.size;
     host_ = r.host;
@@ -148,7 +148,7 @@ GuestMemoryTable::Hit GuestMemoryTable::WorkerSpace::Find(uint64_t iova, uint64_
     readable_ = r.readable;
     writable_ = r.writable;
   }
-  if (write ? !writable_ : !readable_) return Hit::kDenied;
+  if (!Allows(access, readable_, writable_)) return Hit::kDenied;
   *out = host_ + (iova - start_);
   return Hit::kOk;
 }
@@ -305,7 +305,7 @@ Napi::Value GuestMemoryTable::Lookup(const Napi::CallbackInfo& info) {
   }
   Prune();
   uint8_t* host = nullptr;
-  return Napi::String::New(env, kHitNames[static_cast<int>(Find(iova, length, write, &host))]);
+  return Napi::String::New(env, kHitNames[static_cast<int>(Find(iova, length, write ? Access::kWrite : Access::kRead, &host))]);
 }
 
 // find(iova: bigint, length: bigint): the IOVA of the one range holding [iova, iova + length), or

@@ -46,7 +46,7 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   // Also drops mapping ranges that were unmapped without remove() (O(n): for list and count).
   void PruneAll();
   // kIndirect: a range reached only by DMA messages.
-  Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const override;
+  Hit Find(uint64_t iova, uint64_t length, Access access, uint8_t** out) const override;
   // Whether any direct range is an ArrayBuffer (its detachment is seen only on the JS thread).
   bool HasBufferRanges() const { return buffer_ranges_ > 0; }
 
@@ -58,7 +58,7 @@ class GuestMemoryTable : public Napi::ObjectWrap<GuestMemoryTable>, public DmaSp
   class WorkerSpace : public DmaSpace {
    public:
     explicit WorkerSpace(const GuestMemoryTable* table) : table_(table) {}
-    Hit Find(uint64_t iova, uint64_t length, bool write, uint8_t** out) const override;
+    Hit Find(uint64_t iova, uint64_t length, Access access, uint8_t** out) const override;
 
    private:
     const GuestMemoryTable* table_;

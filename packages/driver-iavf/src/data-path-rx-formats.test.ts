@@ -88,8 +88,8 @@ for (const ram of ['shared', 'plain'] as const) {
       expect(second.checksum).to.equal('unnecessary');
       const dp = h.device.dataPath;
       expect(dp.rx[0]).to.include({ packets: 2, errors: 0, drops: 0 });
-      if (ram === 'shared') expect(dp.engineStats.nativeRx).to.equal(2);
-      else expect(dp.engineStats.tsRx).to.equal(2);
+      if (ram === 'shared') expect(dp.engineStats.directRx).to.equal(2);
+      else expect(dp.engineStats.stagedRx).to.equal(2);
     });
 
     it('32-byte write-backs carry the packet type and checksum status: a good TCP frame trusted, a bad one flagged but delivered', async () => {

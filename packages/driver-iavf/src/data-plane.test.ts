@@ -61,8 +61,20 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     const pa = a.device.dataPath;
     const pb = b.device.dataPath;
     // Nothing went through either JavaScript engine: the worker did the TX walks and the RX writes.
-    expect(pa.engineStats).to.include({ nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0, planeFallbacks: 0 });
-    expect(pb.engineStats).to.include({ nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0, planeFallbacks: 0 });
+    expect(pa.engineStats).to.include({
+      directTx: 0,
+      stagedTx: 0,
+      directRx: 0,
+      stagedRx: 0,
+      planeFallbacks: 0,
+    });
+    expect(pb.engineStats).to.include({
+      directTx: 0,
+      stagedTx: 0,
+      directRx: 0,
+      stagedRx: 0,
+      planeFallbacks: 0,
+    });
     expect(pa.plane).to.include({ attached: true, native: true, started: true });
     expect(pa.plane.bursts).to.be.greaterThan(0);
     // The counters the worker kept are the device's counters.
@@ -97,7 +109,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       const q = b.vf.rssLut![v.hash & 63];
       expect(mine.map((f) => f.queue)).to.deep.equal([q, q]);
     }
-    expect(b.device.dataPath.engineStats).to.include({ nativeRx: 0, tsRx: 0 });
+    expect(b.device.dataPath.engineStats).to.include({ directRx: 0, stagedRx: 0 });
   });
 
   it('the checksum a TX offload inserted is verified on the way into B: trusted there; a wrong one sent without offload is flagged', async () => {
@@ -116,7 +128,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       [24, 'error'],
     ]);
     expect(l4ChecksumOk(got[0].data)).to.equal(true);
-    expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0 });
+    expect(a.device.dataPath.engineStats).to.include({ directTx: 0, stagedTx: 0 });
   });
 
   it('hands frames for JavaScript ports to them through the escape queue, and takes theirs natively', async () => {
@@ -136,7 +148,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
     js.send(toA);
     const [atA] = await a.vf.waitFrames(0, 1, 10_000);
     expect(Buffer.from(atA.data).equals(toA)).to.equal(true);
-    expect(a.device.dataPath.engineStats.tsRx + a.device.dataPath.engineStats.nativeRx).to.equal(0);
+    expect(a.device.dataPath.engineStats.stagedRx + a.device.dataPath.engineStats.directRx).to.equal(0);
     js.detach();
   });
 
@@ -159,7 +171,12 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       await b.vf.waitFrames(0, out.length, 10_000);
       for (const f of back) await b.vf.transmit(f);
       await a.vf.waitFrames(0, back.length, 10_000);
-      expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0, nativeRx: 0, tsRx: 0 });
+      expect(a.device.dataPath.engineStats).to.include({
+        directTx: 0,
+        stagedTx: 0,
+        directRx: 0,
+        stagedRx: 0,
+      });
       // The copies come through the escape queue, then the writer's end-of-tick flush.
       const want = [...out, ...back].map((f) => f.toString('hex')).sort();
       for (let i = 0; i < 1000; i++) {
@@ -214,7 +231,7 @@ describe('data plane: two NICs on one switch, memfd guest RAM', () => {
       await new Promise((r) => setTimeout(r, 50));
       const got = readPcap(readFileSync(path)).records.map((r) => Buffer.from(r.data).toString('hex'));
       expect(got).to.deep.equal(during.map((f) => f.toString('hex')));
-      expect(a.device.dataPath.engineStats).to.include({ nativeTx: 0, tsTx: 0 });
+      expect(a.device.dataPath.engineStats).to.include({ directTx: 0, stagedTx: 0 });
       // Every queue pair the VF uses (SoftIavf enables all 4), RX and TX; A sent its 12 frames on TX queue 0.
       const counters = a.device.counters();
       expect(counters.link).to.deep.equal({ up: true, speedMbps: 10_000 });
@@ -346,7 +363,7 @@ describe('data plane: fd-less guest RAM falls back to JavaScript', () => {
       const p = h.device.dataPath;
       expect(p.engineStats.planeFallbacks, 'fell back once').to.equal(1);
       expect(p.plane).to.include({ attached: true, native: false });
-      expect(p.engineStats.tsTx).to.be.greaterThan(0);
+      expect(p.engineStats.stagedTx).to.be.greaterThan(0);
     }
   });
 });

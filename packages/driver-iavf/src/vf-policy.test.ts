@@ -88,8 +88,8 @@ for (const ram of ['shared', 'plain'] as const) {
       expect(got.atB).to.deep.equal([got.toB]);
 
       const dp = a.device.dataPath;
-      if (ram === 'shared') expect(dp.engineStats.tsTx, 'the worker walked the ring').to.equal(0);
-      else expect(dp.engineStats.tsTx, 'TypeScript walked the ring').to.be.greaterThan(0);
+      if (ram === 'shared') expect(dp.engineStats.stagedTx, 'the worker walked the ring').to.equal(0);
+      else expect(dp.engineStats.stagedTx, 'the staged path walked the ring').to.be.greaterThan(0);
       expect(dp.spoofed).to.equal(3);
       expect(dp.tx[0]).to.deep.include({ packets: 1, drops: 3, errors: 0 });
       // filtered: B's first frame, flooded before the switch knew C.

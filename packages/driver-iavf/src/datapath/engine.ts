@@ -1,75 +1,60 @@
 /**
  * The iavf data path: TX rings read from guest memory into frames for the network, frames from the
- * network written into RX rings, completions and interrupts as the Linux driver expects them. Every
- * guest-supplied address, length and index is checked; a bad one drops the packet and is counted.
+ * network written into RX rings, completions and interrupts as the Linux driver expects them.
  *
- * Two engines walk the rings, with the same rules:
- * - native (@emu/native: iavfTxRing / iavfRxRing, C++), synchronous, wherever the ring and buffers are
- *   in guest memory the VMM mapped with an fd (memfd RAM): descriptors, gathering, completions, RX
- *   write-backs, and the TX offloads (checksums, TSO) happen there, bounds-checked against a table of
- *   guest memory;
- * - TypeScript (below), asynchronous, for memory reached only by DMA messages (fd-less RAM), or when
- *   host.engine is 'ts'.
- * Counters and logs stay here either way; the VF's filters and RSS are the twin's (below), which
- * this class asks per frame (route), so their rules exist once, in C++ (iavf_nic.h).
- *
- * The rules, for both: TX goes packet by packet, a packet being the context descriptors and data
- * descriptors up to EOP. A packet whose EOP is not before the tail yet waits, whole, for a later tail.
- * A bad buffer (outside guest memory, 0 bytes) drops its packet (one error); more than 16 buffers
- * without EOP (64 with TSO) drop it there (one error) and the next descriptor starts a new packet. Every
- * finished packet, sent or dropped, has its RS descriptors written back done (DTYPE 0xF). RX fills
- * descriptors (32-byte, or 16-byte when the VF negotiated RXDID 0) from head up to the tail, at most 5
- * per frame, writes qword1 last; a buffer outside guest memory is written back DD|EOF|RXE (dropped) and
- * the ring moves on.
+ * The ring rules exist once, in C++ (@emu/native's iavfTxRing / iavfRxRing over iavf_ring_core):
+ * descriptors, gathering, the TX offloads (checksums, TSO, VLAN insertion), completions and RX
+ * write-backs, every guest address, length and index checked against the table of guest memory. This
+ * class runs them on one of two kinds of memory:
+ * - directly mapped (memfd RAM the VMM shared with an fd): synchronously, in one call per pass;
+ * - reached only by DMA messages (fd-less RAM): the same walk through a StagedMemory, which stops where
+ *   it needs memory it does not hold yet; the range is fetched with DMA_READ and the walk goes on, and
+ *   its stores (write-backs, RX data) are written with DMA_WRITE, in the order the walk made them.
+ * Counters, logs and interrupts stay here; the VF's filters and RSS are the twin's (below), which this
+ * class asks per frame (route), so their rules exist once too, in C++ (iavf_nic.h).
  *
  * Bounds, as hardware has them: a TX pass starts no new packet once it produced TX_PASS_FRAMES
  * frames (TSO segments count one each) or TX_PASS_BYTES bytes, then yields to the event loop and goes
  * on in a later turn, so one guest's doorbell (a ring of 64-byte-MSS TSO packets) cannot stall every
- * other device; frames waiting for the TypeScript RX path are at most RX_BACKLOG, the rest are
- * dropped and counted. While DMA is disabled (Bus Master Enable clear, or no client), nothing touches
- * guest memory: TX waits (dmaResumed goes on with it), RX drops.
+ * other device; frames waiting for the staged RX path are at most RX_BACKLOG, the rest are dropped
+ * and counted. While DMA is disabled (Bus Master Enable clear, or no client), nothing touches guest
+ * memory: TX waits (dmaResumed goes on with it), RX drops.
  *
  * With sharedTails, the tail registers live in a shared page the VMM maps into the guest (tail-page.ts):
  * TX tails written there are noticed by a native watcher thread, which wakes this loop.
  *
- * The data plane: the VF has a twin in @emu/native's data plane (IavfNic). With a shared page (and
- * engine 'auto') it is offered to the network as `nativePort`; without, it only routes. When a switch attaches the twin, the plane's worker thread
- * owns the NIC's forwarding: it reads the TX tails from the page, walks the rings, forwards through the
- * switch's native MAC table and writes the RX rings of the NICs there, with the VF's filters and RSS,
- * all in C++ (iavf_ring_core, iavf_nic), and raises the queues' interrupts itself through the VF's
- * native vectors (IavfVectors, given with useVectors: automask and ITR as iavf_vectors.h has them);
- * this class configures it (nativeConfig, after every virtchnl change) and reads the counters and
- * heads it keeps in the shared state buffer. When the worker meets memory it cannot reach (fd-less RAM: only DMA messages
- * reach it), the NIC comes back here, to the engines above, from the heads where it stopped, until its
+ * The data plane: the VF has a twin in @emu/native's data plane (IavfNic). With a shared page it is
+ * offered to the network as `nativePort`; without, it only routes. When a switch attaches the twin,
+ * the plane's worker thread owns the NIC's forwarding: it reads the TX tails from the page, walks the
+ * rings, forwards through the switch's native MAC table and writes the RX rings of the NICs there, with
+ * the VF's filters and RSS, all in C++ (iavf_ring_core, iavf_nic), and raises the queues' interrupts
+ * itself through the VF's native vectors (IavfVectors, given with useVectors: automask and ITR as
+ * iavf_vectors.h has them); this class configures it (nativeConfig, after every virtchnl change) and
+ * reads the counters and heads it keeps in the shared state buffer. When the worker meets memory it
+ * cannot reach (fd-less RAM), the NIC comes back here from the heads where it stopped, until its
  * queues are next reset.
  */
 import type { GuestMemory } from '@emu/emudev';
 import {
   DataPlane,
+  type GuestMemoryTable,
   IavfNic,
   type IavfNicConfig,
   type IavfNicEvents,
+  type IavfRxQueue,
+  type IavfRxResult,
+  type IavfTxResult,
   type IavfVectors,
-  iavfRxOffloadBits,
   iavfRxRing,
-  iavfTxFrames,
   iavfTxRing,
   NIC_STATE,
+  StagedMemory,
+  type StagedReport,
 } from '@emu/native';
 import type { NativePort } from '@emu/network';
-import type { GuestMemoryTable, Logger, RegionSpec } from '@emu/vfio-user';
+import type { Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
-import {
-  decodeTx,
-  markTxDone,
-  rxDropped,
-  rxWriteback,
-  TX_DESC_SIZE,
-  TxCmd,
-  type TxContext,
-  type TxData,
-} from './descriptors.js';
 import { TailPage } from './tail-page.js';
 
 /**
@@ -121,7 +106,7 @@ export interface DataPathHost {
   config(): VfConfig;
   /** MAC address of the VF. */
   mac: string;
-  /** Raises an MSI-X vector through its DYN_CTLN1 automask (the TypeScript path's interrupts). */
+  /** Raises an MSI-X vector through its DYN_CTLN1 automask (the interrupts of passes run here). */
   raise(vector: number, itrIndex?: number): void;
   /** Hands a frame to the network. */
   transmit(frame: Uint8Array): void;
@@ -129,25 +114,20 @@ export interface DataPathHost {
   spoofCheck?: boolean;
   /** The host's port VLAN (emu_iavf's `vlan`; 0 or absent: none). */
   portVlan?: number;
-  /**
-   * 'auto' (default): native ring code wherever guest memory is mapped directly, TypeScript elsewhere;
-   * 'ts': TypeScript always.
-   */
-  engine?: 'auto' | 'ts';
   /** Offer the tail registers as a shared, mmap-able page watched by a native thread (see bar0()). */
   sharedTails?: boolean;
-  /** The data plane the VF's twin joins (default the process's); needs sharedTails and engine 'auto'. */
+  /** The data plane the VF's twin joins (default the process's); needs sharedTails. */
   plane?: DataPlane;
 }
 
-/** Which engine did what: for tests, benchmarks and status. */
+/** Which memory path did what: for tests, benchmarks and status. */
 export interface EngineStats {
-  /** TX doorbells handled by native code, and TX passes run by the TypeScript path. */
-  nativeTx: number;
-  tsTx: number;
-  /** Frames written into RX rings by native code, and by the TypeScript path. */
-  nativeRx: number;
-  tsRx: number;
+  /** TX passes over directly mapped guest memory (synchronous), and over memory only DMA messages reach (staged). */
+  directTx: number;
+  stagedTx: number;
+  /** Frames written into RX rings in directly mapped memory, and through DMA messages. */
+  directRx: number;
+  stagedRx: number;
   /** Wake-ups from the watcher thread (TX tails written to the shared page). */
   sharedDoorbells: number;
   /** TX passes that spent their budget and went on in a later turn of the event loop. */
@@ -158,18 +138,12 @@ export interface EngineStats {
   planeFallbacks: number;
 }
 
-/** Linux chains at most 8 buffers per packet (more for TSO), and a frame is at most 16 KiB. */
-const MAX_TX_BUFFERS = 16;
-const MAX_TSO_BUFFERS = 64;
-const MAX_FRAME = 16 * 1024;
-const MAX_TSO = 256 * 1024;
-const MAX_RX_BUFFERS = 5;
 /** QTX_TAIL / QRX_TAIL hold 13 bits. */
 const TAIL_MASK = 0x1fff;
 /** What one TX pass may produce before it yields to the event loop (a ring's worth of full frames). */
 export const TX_PASS_FRAMES = 512;
 export const TX_PASS_BYTES = 4 << 20;
-/** Frames that may wait for the TypeScript RX path (fd-less memory); more are dropped, as by a full FIFO. */
+/** Frames that may wait for the staged RX path (fd-less memory); more are dropped, as by a full FIFO. */
 export const RX_BACKLOG = 1024;
 
 /**
@@ -200,22 +174,6 @@ function macNumber(mac: string): number {
   return Number.parseInt(mac.replaceAll(':', ''), 16);
 }
 
-/** One TX packet as the TypeScript path read it. */
-interface TxPacket {
-  parts: Uint8Array[];
-  /** Descriptors with RS, to write back done. */
-  rs: Array<{ at: bigint; desc: Uint8Array }>;
-  ctx?: TxContext;
-  /** The EOP descriptor (absent when the packet ended without one). */
-  last?: TxData;
-  /** Dropped: a bad buffer, or too many buffers. */
-  error: boolean;
-  /** A descriptor could not be read: the pass stops after it. */
-  unreadable: boolean;
-  /** The descriptor after the packet. */
-  next: number;
-}
-
 interface RxRoute {
   q: number;
   ring: RxQueueConfig;
@@ -224,6 +182,17 @@ interface RxRoute {
   frame?: Uint8Array;
   /** The stripped tag, for the descriptor. */
   l2tag1?: number;
+}
+
+/** An RX queue's configuration as the ring walk takes it. */
+function rxQueue(ring: RxQueueConfig): IavfRxQueue {
+  return {
+    iova: ring.ring,
+    length: ring.length,
+    bufferSize: ring.bufferSize,
+    maxFrame: ring.maxFrame,
+    descSize: ring.descSize,
+  };
 }
 
 function macBytes(mac: string): number[] {
@@ -246,10 +215,10 @@ export class DataPath {
     tx: sharedCounters(this.counters, NIC_STATE.txKinds, KINDS),
   };
   readonly engineStats: EngineStats = {
-    nativeTx: 0,
-    tsTx: 0,
-    nativeRx: 0,
-    tsRx: 0,
+    directTx: 0,
+    stagedTx: 0,
+    directRx: 0,
+    stagedRx: 0,
     sharedDoorbells: 0,
     txYields: 0,
     planeEvents: 0,
@@ -297,7 +266,7 @@ export class DataPath {
       label: host.name,
     };
     let nic: IavfNic | undefined;
-    if (this.tails && host.engine !== 'ts') {
+    if (this.tails) {
       try {
         nic = new IavfNic(plane, { ...options, tailFd: this.tails.fd });
         this.nativePort = { nic, attached: (on) => this.planeAttach(on) };
@@ -407,7 +376,10 @@ export class DataPath {
       this.host.log.warn({}, 'a TX tail beyond its ring (counted as errors; logged once)');
     }
     if (e.fault) {
-      this.host.log.error({}, 'the data plane failed on this NIC (out of memory); it goes on in TypeScript');
+      this.host.log.error(
+        {},
+        'the data plane failed on this NIC (out of memory); its rings go on from the JavaScript thread',
+      );
     }
     if (e.slow && this.planeNative) {
       // Memory the worker cannot reach: this class goes on from the heads where it stopped.
@@ -536,12 +508,12 @@ export class DataPath {
     }
   }
 
-  /** The native table of guest memory, unless the TypeScript engine was asked for. */
+  /** The table of guest memory the ring walks look addresses up in (undefined: no client). */
   private get table(): GuestMemoryTable | undefined {
-    return this.host.engine === 'ts' ? undefined : this.host.memory.nativeTable;
+    return this.host.memory.nativeTable;
   }
 
-  /** Resolves once no TX pass runs or waits and no frame waits for the TypeScript RX path (for tests). */
+  /** Resolves once no TX pass runs or waits and no frame waits for the staged RX path (for tests). */
   async settled(): Promise<void> {
     for (;;) {
       await this.rxChain;
@@ -561,21 +533,19 @@ export class DataPath {
     // A running pass, or one waiting for its next turn, picks the new tail up.
     if (this.txBusy[q] || this.txLater[q]) return;
     // No DMA now (Bus Master Enable clear, no client): the descriptors wait (dmaResumed goes on).
-    if (this.closed || !this.host.memory.dmaEnabled) return;
-    if (this.table) {
-      // Synchronous: whatever fails in it (the network included) is logged here, never thrown at the
-      // doorbell's caller (a REGION_WRITE handler, or the watcher's wake-up).
-      try {
-        if (this.txNative(q)) return;
-      } catch (err) {
-        this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx');
-        return;
-      }
+    if (this.closed || !this.host.memory.dmaEnabled || !this.table) return;
+    // Synchronous: whatever fails in it (the network included) is logged here, never thrown at the
+    // doorbell's caller (a REGION_WRITE handler, or the watcher's wake-up).
+    try {
+      if (this.txDirect(q)) return;
+    } catch (err) {
+      this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx');
+      return;
     }
     this.txBusy[q] = true;
-    this.engineStats.tsTx++;
+    this.engineStats.stagedTx++;
     const live = this.ticket('tx', q);
-    void this.runTx(q)
+    void this.txStaged(q)
       // Guest memory can go away under a pass (the device stopped): log it, never let it escape.
       .catch((err) => this.host.log.warn({ queue: q, err: (err as Error).message }, 'tx'))
       .finally(() => {
@@ -611,8 +581,8 @@ export class DataPath {
     if (this.table && this.rxQueued === 0) {
       try {
         const route = this.route(frame);
-        if (!route || this.rxNative(frame, route)) return;
-        this.queueRx(() => this.writeRx(frame, route));
+        if (!route || this.rxDirect(frame, route)) return;
+        this.queueRx(() => this.rxStaged(frame, route));
       } catch (err) {
         this.host.log.warn({ err: (err as Error).message }, 'rx');
       }
@@ -624,7 +594,7 @@ export class DataPath {
     }
     this.queueRx(async () => {
       const route = this.route(frame);
-      if (route) await this.writeRx(frame, route);
+      if (route) await this.rxStaged(frame, route);
     });
   }
 
@@ -676,150 +646,124 @@ export class DataPath {
   }
 
   /**
-   * A TX pass in native code, synchronously, of at most TX_PASS_FRAMES frames or TX_PASS_BYTES bytes;
-   * the rest goes on in a later turn of the event loop. False when the rest must go to the TypeScript
-   * path (the ring or a buffer is reachable only by DMA messages), which goes on from txHead.
+   * A TX pass over directly mapped memory, synchronously, of at most TX_PASS_FRAMES frames or
+   * TX_PASS_BYTES bytes; the rest goes on in a later turn of the event loop. False when the ring or a
+   * buffer is reachable only by DMA messages (fd-less RAM): txStaged goes on from txHead.
    */
-  private txNative(q: number): boolean {
-    const table = this.table!;
-    const s = this.tx[q];
-    this.engineStats.nativeTx++;
+  private txDirect(q: number): boolean {
     const work = this.txWork(q);
     if (!work) return true;
-    const { ring, head, tail } = work;
-    const r = iavfTxRing(table, { iova: ring.ring, length: ring.length }, head, tail, {
-      maxFrames: TX_PASS_FRAMES,
-      maxBytes: TX_PASS_BYTES,
-    });
+    const r = iavfTxRing(
+      this.table!,
+      { iova: work.ring.ring, length: work.ring.length },
+      work.head,
+      work.tail,
+      {
+        maxFrames: TX_PASS_FRAMES,
+        maxBytes: TX_PASS_BYTES,
+      },
+    );
+    if (r.stop === 'indirect' && r.head === work.head) return false; // nothing reachable directly
+    this.engineStats.directTx++;
+    this.txDone(q, r);
+    if (r.counts.completed > 0) this.raiseFor(q, 'tx');
+    if (r.stop === 'indirect') return false;
+    if (r.stop === 'budget') this.txYield(q);
+    return true; // caught up, a packet waiting for its EOP, a ring or tail the guest got wrong (counted)
+  }
+
+  /**
+   * A TX pass over memory only DMA messages reach: the same walk, through a StagedMemory. Each time
+   * the walk stops for a range it cannot reach, the range is fetched (DMA_READ) and the walk goes on;
+   * its stores (RS write-backs) are written (DMA_WRITE), in order, and the pass's one interrupt comes
+   * after the last of them.
+   */
+  private async txStaged(q: number): Promise<void> {
+    const live = this.ticket('tx', q);
+    const stage = new StagedMemory();
+    let frames = 0;
+    let bytes = 0;
+    let completed = 0;
+    for (;;) {
+      const table = this.table;
+      const work = this.txWork(q);
+      if (!live() || !work || !table || !this.host.memory.dmaEnabled) break;
+      if (frames >= TX_PASS_FRAMES || bytes >= TX_PASS_BYTES) {
+        this.txYield(q);
+        break;
+      }
+      const r = iavfTxRing(table, { iova: work.ring.ring, length: work.ring.length }, work.head, work.tail, {
+        maxFrames: TX_PASS_FRAMES - frames,
+        maxBytes: TX_PASS_BYTES - bytes,
+        stage,
+      });
+      this.txDone(q, r);
+      for (const f of r.frames) bytes += f.length;
+      frames += r.frames.length;
+      completed += r.counts.completed;
+      if (!(await this.flush(r.writes, live, this.tx[q]))) return;
+      if (r.stop === 'indirect' && r.need) {
+        if (!(await this.fetch(stage, r.need, live))) return;
+        continue;
+      }
+      if (r.stop === 'budget') {
+        this.txYield(q);
+        break;
+      }
+      // Doorbells rung while this pass waited for its writes found it busy: it goes on with their tail.
+      if (this.txTail[q] === work.tail) break;
+    }
+    if (completed > 0 && live()) this.raiseFor(q, 'tx');
+  }
+
+  /** What a TX walk did: the head, the counters, its frames to the network (the caller raises the interrupt). */
+  private txDone(q: number, r: IavfTxResult): void {
+    const s = this.tx[q];
     this.txHead[q] = r.head;
     const c = r.counts;
     s.errors += c.badAddress + c.badLength + c.noEop + c.badTso;
     s.drops += c.dropped;
+    // A ring the device cannot read and write (outside guest memory) has nothing to walk.
+    if (r.stop === 'ring') s.errors++;
     for (const f of r.frames) this.egress(q, s, f);
-    if (c.completed > 0) this.raiseFor(q, 'tx');
-    if (r.stop === 'budget') {
-      this.engineStats.txYields++;
-      const live = this.ticket('tx', q);
-      this.txLater[q] = setImmediate(() => {
-        this.txLater[q] = undefined;
-        if (live()) this.txDoorbell(q, this.txTail[q]);
-      });
-      return true;
-    }
-    if (r.stop === 'ring' || r.stop === 'indirect') {
-      // Memory reached only by DMA messages (or not at all: the TypeScript path counts that).
-      this.engineStats.nativeTx--;
-      return false;
-    }
-    return true; // caught up, a packet waiting for its EOP, or a tail beyond the ring (counted above)
   }
 
-  /** The TypeScript TX pass, for what native code cannot reach. */
-  private async runTx(q: number): Promise<void> {
+  /** A pass spent its budget: it goes on in a later turn of the event loop. */
+  private txYield(q: number): void {
+    this.engineStats.txYields++;
     const live = this.ticket('tx', q);
-    const s = this.tx[q];
-    let completed = false;
-    for (;;) {
-      if (!live()) break;
-      const work = this.txWork(q);
-      if (!work) break;
-      const { ring, head } = work;
-      const p = await this.readTxPacket(q, ring, head, live);
-      if (!live()) return;
-      if (p === 'wait') break; // the packet at head has no EOP before the tail yet
-      if (p === 'retry') continue; // the tail went beyond the ring meanwhile (counted above)
-      this.txHead[q] = p.next;
-      if (p.unreadable) {
-        s.errors++;
-        break;
-      }
-      if (p.error) s.errors++;
-      else if (p.last) this.sendPacket(q, Buffer.concat(p.parts), p.last, p.ctx);
-      for (const { at, desc } of p.rs) {
-        markTxDone(desc);
-        await this.host.memory.write(at + 8n, desc.subarray(8, 16)).catch(() => {
-          s.errors++;
-        });
-        if (!live()) return;
-        completed = true;
-      }
-    }
-    if (completed) this.raiseFor(q, 'tx');
+    this.txLater[q] = setImmediate(() => {
+      this.txLater[q] = undefined;
+      if (live()) this.txDoorbell(q, this.txTail[q]);
+    });
   }
 
   /**
-   * Reads the packet at `start`: 'wait' when it has no EOP before the tail yet (it waits whole for a
-   * later tail), 'retry' when the tail went beyond the ring meanwhile or the queue was reset.
+   * A staged walk's stores into guest memory, in order (a descriptor's qword1 after the rest). False
+   * when the pass gave up meanwhile (its queue or the data path was reset): the rest are not written.
    */
-  private async readTxPacket(
-    q: number,
-    ring: TxQueueConfig,
-    start: number,
+  private async flush(
+    writes: StagedReport['writes'] | undefined,
     live: () => boolean,
-  ): Promise<TxPacket | 'wait' | 'retry'> {
-    const p: TxPacket = { parts: [], rs: [], error: false, unreadable: false, next: start };
-    let pos = start;
-    let buffers = 0;
-    for (;;) {
-      const tail = this.txTail[q];
-      if (tail >= ring.length) return 'retry';
-      if (pos === tail) return 'wait';
-      const at = ring.ring + BigInt(pos * TX_DESC_SIZE);
-      const desc = await this.host.memory.read(at, TX_DESC_SIZE).catch(() => undefined);
-      if (!live()) return 'retry';
-      pos = (pos + 1) % ring.length;
-      if (!desc) return { ...p, unreadable: true, next: pos };
-      const d = decodeTx(desc);
-      if (d.kind === 'context') {
-        p.ctx = d;
-        continue;
-      }
-      if (d.kind !== 'data') continue; // nothing for the device (e.g. already done)
-      buffers++;
-      if (d.cmd & TxCmd.RS) p.rs.push({ at, desc });
-      if (!p.error) {
-        const buf =
-          d.size === 0 || d.size > MAX_FRAME
-            ? undefined
-            : await this.host.memory.read(d.addr, d.size).catch(() => undefined);
-        if (!live()) return 'retry';
-        if (buf) p.parts.push(buf);
-        else p.error = true;
-      }
-      if (buffers > (p.ctx?.tso ? MAX_TSO_BUFFERS : MAX_TX_BUFFERS)) {
-        // A packet that never ends: dropped here, and the next descriptor starts a new one.
-        p.error = true;
-        p.next = pos;
-        return p;
-      }
-      if (d.cmd & TxCmd.EOP) {
-        p.last = d;
-        p.next = pos;
-        return p;
-      }
+    s: QueueStats,
+  ): Promise<boolean> {
+    for (const w of writes ?? []) {
+      await this.host.memory.write(w.iova, w.bytes).catch(() => {
+        s.errors++;
+      });
+      if (!live()) return false;
     }
+    return live();
   }
 
-  private sendPacket(q: number, frame: Uint8Array, d: TxData, ctx?: TxContext): void {
-    const s = this.tx[q];
-    if (frame.length < 14 || (frame.length > MAX_FRAME && !ctx?.tso) || frame.length > MAX_TSO) {
-      s.drops++;
-      return;
-    }
-    // The frames the wire gets (checksums, TSO segments, the VLAN tag): the native TX walk's own rules.
-    const { frames, badTso } = iavfTxFrames(frame, {
-      cmd: d.cmd,
-      macLen: d.macLen,
-      ipLen: d.ipLen,
-      l4Len: d.l4Len,
-      tso: ctx?.tso,
-      mss: ctx?.mss,
-      tsoLen: ctx?.tsoLen,
-      l2tag1: d.l2tag1,
-    });
-    // TSO that cannot be segmented cannot be sent whole either.
-    if (badTso) s.errors++;
-    for (const f of frames) this.egress(q, s, f);
+  /** The range a staged walk needs, fetched into its stage (a failed fetch reads as outside guest memory). */
+  private async fetch(
+    stage: StagedMemory,
+    need: NonNullable<StagedReport['need']>,
+    live: () => boolean,
+  ): Promise<boolean> {
+    const bytes = await this.host.memory.read(need.iova, need.length).catch(() => null);
+    return live() && stage.add(need.iova, bytes, need.length);
   }
 
   /** A frame the VF sent, through the host's policy (the twin's rules) to the network. */
@@ -834,7 +778,7 @@ export class DataPath {
     const gen = this.generation;
     this.rxQueued++;
     this.rxChain = this.rxChain
-      // A frame that waited through a reset of the data path is dropped (one queue's: writeRx's ticket).
+      // A frame that waited through a reset of the data path is dropped (one queue's: rxStaged's ticket).
       .then(() => (gen === this.generation ? job() : undefined))
       .catch((err) => this.host.log.warn({ err: (err as Error).message }, 'rx'))
       .finally(() => {
@@ -854,118 +798,78 @@ export class DataPath {
     return { q: r.queue, ring, hash: r.hash, frame: r.frame, l2tag1: r.l2tag1 };
   }
 
-  /** The frame into its RX ring in native code; false when it must go to the TypeScript path. */
-  private rxNative(received: Uint8Array, { q, ring, hash, frame = received, l2tag1 }: RxRoute): boolean {
+  /** The frame into its RX ring in directly mapped memory; false when it must go to rxStaged. */
+  private rxDirect(received: Uint8Array, route: RxRoute): boolean {
+    const { q, frame = received } = route;
+    const r = iavfRxRing(
+      this.table!,
+      rxQueue(route.ring),
+      this.rxHead[q],
+      this.rxTail[q] & TAIL_MASK,
+      frame,
+      {
+        hash: route.hash,
+        l2tag1: route.l2tag1,
+      },
+    );
+    if (r.status === 'indirect') return false;
+    if (r.status === 'ok') this.engineStats.directRx++;
+    if (this.rxDone(q, frame, r)) this.raiseFor(q, 'rx');
+    return true;
+  }
+
+  /** The frame into its RX ring in memory only DMA messages reach: the same walk, through a StagedMemory. */
+  private async rxStaged(received: Uint8Array, route: RxRoute): Promise<void> {
+    const { q, frame = received } = route;
+    const live = this.ticket('rx', q);
+    const stage = new StagedMemory();
+    for (;;) {
+      const table = this.table;
+      if (!table || !this.host.memory.dmaEnabled) {
+        this.rx[q].drops++;
+        return;
+      }
+      const r = iavfRxRing(table, rxQueue(route.ring), this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
+        hash: route.hash,
+        l2tag1: route.l2tag1,
+        stage,
+      });
+      if (r.status === 'indirect' && r.need) {
+        if (!(await this.fetch(stage, r.need, live))) return;
+        continue;
+      }
+      if (r.status === 'ok') this.engineStats.stagedRx++;
+      const raise = this.rxDone(q, frame, r);
+      // The interrupt after the write-backs, as the driver reads them when it comes.
+      if ((await this.flush(r.writes, live, this.rx[q])) && raise) this.raiseFor(q, 'rx');
+      return;
+    }
+  }
+
+  /** What an RX write did: the head and the counters; whether the queue's interrupt is owed. */
+  private rxDone(q: number, frame: Uint8Array, r: IavfRxResult): boolean {
     const s = this.rx[q];
-    const queue = {
-      iova: ring.ring,
-      length: ring.length,
-      bufferSize: ring.bufferSize,
-      maxFrame: ring.maxFrame,
-      descSize: ring.descSize,
-    };
-    const r = iavfRxRing(this.table!, queue, this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
-      hash,
-      l2tag1,
-    });
     switch (r.status) {
       case 'ok':
-        this.engineStats.nativeRx++;
         this.rxHead[q] = r.head;
         this.count('rx', s, frame);
-        this.raiseFor(q, 'rx');
         return true;
       case 'no-buffers':
       case 'too-big':
         s.drops++;
-        return true;
-      case 'bad-index':
-        s.errors++;
-        s.drops++;
-        return true;
+        return false;
       case 'bad-buffer':
+        // Its descriptors went back to the driver as a dropped packet, so that the ring moves on.
         this.rxHead[q] = r.head;
         s.errors++;
         s.drops++;
-        this.raiseFor(q, 'rx');
         return true;
       default:
-        // 'ring' or 'indirect': memory reached only by DMA messages (or not at all).
-        return false;
-    }
-  }
-
-  /** The frame into its RX ring, the TypeScript way. */
-  private async writeRx(
-    received: Uint8Array,
-    { q, ring, hash, frame = received, l2tag1 }: RxRoute,
-  ): Promise<void> {
-    const live = this.ticket('rx', q);
-    const s = this.rx[q];
-    this.engineStats.tsRx++;
-    const tail = this.rxTail[q] & TAIL_MASK;
-    if (tail >= ring.length) {
-      s.errors++;
-      s.drops++;
-      return;
-    }
-    const chunks = Math.ceil(frame.length / ring.bufferSize);
-    const free = (tail - this.rxHead[q] + ring.length) % ring.length;
-    if (frame.length > ring.maxFrame || chunks > MAX_RX_BUFFERS) {
-      s.drops++;
-      return;
-    }
-    if (free < chunks) {
-      s.drops++;
-      return;
-    }
-    for (let i = 0; i < chunks; i++) {
-      const head = this.rxHead[q];
-      const at = ring.ring + BigInt(head * ring.descSize);
-      const desc = await this.host.memory.read(at, 8).catch(() => undefined);
-      if (!live()) return;
-      const part = frame.subarray(i * ring.bufferSize, Math.min(frame.length, (i + 1) * ring.bufferSize));
-      const pkt = desc ? Buffer.from(desc).readBigUInt64LE(0) : 0n;
-      const ok =
-        desc &&
-        (await this.host.memory.write(pkt, part).then(
-          () => true,
-          () => false,
-        ));
-      if (!live()) return;
-      if (!ok) {
+        // A tail beyond the ring, or a ring (or buffer) outside guest memory.
         s.errors++;
         s.drops++;
-        if (desc) {
-          // Hand the descriptor back as a dropped packet (DD|EOF with RXE, no data) so that the ring
-          // moves on: the driver frees it, and any earlier buffers of this frame, instead of waiting on it.
-          const wb = Buffer.alloc(8);
-          wb.writeBigUInt64LE(rxDropped(), 0);
-          await this.host.memory.write(at + 8n, wb).catch(() => undefined);
-          if (!live()) return;
-          this.rxHead[q] = (head + 1) % ring.length;
-          this.raiseFor(q, 'rx');
-        }
-        return;
-      }
-      const last = i === chunks - 1;
-      const wb = Buffer.alloc(ring.descSize);
-      if (hash !== undefined) wb.writeUInt32LE(hash, 4);
-      const tagged = last && l2tag1 !== undefined;
-      if (tagged) wb.writeUInt16LE(l2tag1, 2);
-      wb.writeBigUInt64LE(
-        rxWriteback(part.length, last, hash !== undefined, last ? iavfRxOffloadBits(frame) : 0n, tagged),
-        8,
-      );
-      // Everything but qword1 first (qwords 2-3 exist only in the 32-byte format); qword1 (with DD)
-      // last, as the driver polls it.
-      if (ring.descSize > 16) await this.host.memory.write(at + 16n, wb.subarray(16)).catch(() => undefined);
-      await this.host.memory.write(at, wb.subarray(0, 8)).catch(() => undefined);
-      await this.host.memory.write(at + 8n, wb.subarray(8, 16)).catch(() => undefined);
-      this.rxHead[q] = (head + 1) % ring.length;
+        return false;
     }
-    this.count('rx', s, frame);
-    this.raiseFor(q, 'rx');
   }
 
   /**

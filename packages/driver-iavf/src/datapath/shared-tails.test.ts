@@ -201,13 +201,13 @@ describe('BAR0 tail registers in shared memory', () => {
       await sleep(5);
       const e = h.device.dataPath.engineStats;
       if (ram === 'shared') {
-        expect(e.nativeTx).to.be.greaterThan(0);
-        expect(e.nativeRx).to.equal(1);
-        expect(e.tsTx + e.tsRx).to.equal(0);
+        expect(e.directTx).to.be.greaterThan(0);
+        expect(e.directRx).to.equal(1);
+        expect(e.stagedTx + e.stagedRx).to.equal(0);
       } else {
-        expect(e.nativeTx + e.nativeRx).to.equal(0);
-        expect(e.tsTx).to.be.greaterThan(0);
-        expect(e.tsRx).to.equal(1);
+        expect(e.directTx + e.directRx).to.equal(0);
+        expect(e.stagedTx).to.be.greaterThan(0);
+        expect(e.stagedRx).to.equal(1);
       }
     });
   }

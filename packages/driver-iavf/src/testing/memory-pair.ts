@@ -1,8 +1,10 @@
 /**
- * Two engines on one scenario: the same guest memory, descriptors, tails and frames through the native
- * ring engine (@emu/native, C++) and the TypeScript one (datapath/engine.ts), and everything compared
- * afterwards: the frames on the wire, every byte of guest memory (descriptor write-backs, RX buffers),
- * the counters and the interrupts. For engines.test.ts and the `engines` fuzz target.
+ * Two kinds of guest memory on one scenario: the same guest RAM, descriptors, tails and frames through
+ * the one ring engine (@emu/native's C++, driven by datapath/engine.ts) over directly mapped memory
+ * (a memfd's mapping) and over fd-less memory (every access a DMA message, through a StagedMemory), and
+ * everything compared afterwards: the frames on the wire, every byte of guest memory (descriptor
+ * write-backs, RX buffers), the counters and the interrupts. The direct side is the declared oracle for
+ * the staged one. For memory-paths.test.ts and the `fdless` fuzz target.
  */
 import type { GuestMemory } from '@emu/emudev';
 import { silentLogger } from '@emu/vfio-user';
@@ -62,16 +64,18 @@ export function config(queues = 1, rxDescSize: 16 | 32 = 32): VfConfig {
   };
 }
 
+export type SideName = 'direct' | 'fd-less';
+
 export interface Side {
-  name: 'native' | 'ts';
+  name: SideName;
   memory: BufferGuestMemory;
   dp: DataPath;
   sent: string[];
   raised: number[];
 }
 
-export function side(name: 'native' | 'ts', ram: Buffer, cfg: VfConfig): Side {
-  const memory = new BufferGuestMemory(ram, BASE, name === 'native');
+export function side(name: SideName, ram: Buffer, cfg: VfConfig): Side {
+  const memory = new BufferGuestMemory(ram, BASE, name === 'direct');
   const s: Side = { name, memory, sent: [], raised: [], dp: undefined as never };
   s.dp = new DataPath({
     memory: memory as unknown as GuestMemory,
@@ -80,13 +84,12 @@ export function side(name: 'native' | 'ts', ram: Buffer, cfg: VfConfig): Side {
     mac: VF_MAC,
     raise: (v) => s.raised.push(v),
     transmit: (f) => s.sent.push(Buffer.from(f).toString('hex')),
-    engine: name === 'native' ? 'auto' : 'ts',
   });
   return s;
 }
 
 /**
- * Three guest RAMs (the scenario, then each engine's copy) kept for reuse by one Pair after another:
+ * Three guest RAMs (the scenario, then each side's copy) kept for reuse by one Pair after another:
  * fresh 2 MiB buffers each time cost more in page faults than a fuzz input's whole run.
  */
 export class ReusedRam {
@@ -94,14 +97,14 @@ export class ReusedRam {
   zeroed(): Buffer {
     return this.buffers[0]!.fill(0);
   }
-  copy(engine: 0 | 1, from: Buffer): Buffer {
-    const b = this.buffers[1 + engine]!;
+  copy(side: 0 | 1, from: Buffer): Buffer {
+    const b = this.buffers[1 + side]!;
     from.copy(b);
     return b;
   }
 }
 
-/** The same scenario on both engines; returns both sides for comparison. */
+/** The same scenario on both kinds of memory; returns both sides for comparison. */
 export class Pair {
   readonly ram: Buffer;
   private scratchAt = 0;
@@ -116,7 +119,7 @@ export class Pair {
     this.ram = reuse ? reuse.zeroed() : Buffer.alloc(RAM);
     this.cfg = config(queues, rxDescSize);
   }
-  /** Where the guest writes: the RAM to be forked, or both engines' copies once started. */
+  /** Where the guest writes: the RAM to be forked, or both sides' copies once started. */
   private targets(): Buffer[] {
     return this.sides ? this.sides.map((s) => s.memory.bytes) : [this.ram];
   }
@@ -141,15 +144,15 @@ export class Pair {
       this.ram.writeBigUInt64LE(0n, o + 8);
     }
   }
-  /** Forks the memory prepared so far into the two engines. */
+  /** Forks the memory prepared so far into the two sides. */
   start(): [Side, Side] {
     this.sides = [
-      side('native', this.reuse ? this.reuse.copy(0, this.ram) : Buffer.from(this.ram), this.cfg),
-      side('ts', this.reuse ? this.reuse.copy(1, this.ram) : Buffer.from(this.ram), this.cfg),
+      side('direct', this.reuse ? this.reuse.copy(0, this.ram) : Buffer.from(this.ram), this.cfg),
+      side('fd-less', this.reuse ? this.reuse.copy(1, this.ram) : Buffer.from(this.ram), this.cfg),
     ];
     return this.sides;
   }
-  /** Closes both engines: each native twin holds its callbacks until then, and so its DataPath. */
+  /** Closes both sides: each native twin holds its callbacks until then, and so its DataPath. */
   close(): void {
     for (const s of this.sides ?? []) s.dp.close();
   }
@@ -160,7 +163,7 @@ export class Pair {
     }
   }
   compare(): void {
-    const [n, t] = this.sides!;
+    const [n, t] = this.sides!; // direct, fd-less
     expect(n.sent, 'frames on the wire').to.deep.equal(t.sent);
     expect(n.dp.tx, 'TX counters').to.deep.equal(t.dp.tx);
     expect(n.dp.rx, 'RX counters').to.deep.equal(t.dp.rx);
@@ -170,12 +173,12 @@ export class Pair {
       let i = 0;
       while (n.memory.bytes[i] === t.memory.bytes[i]) i++;
       expect.fail(
-        `guest memory differs first at IOVA 0x${(BASE + BigInt(i)).toString(16)}: native ${n.memory.bytes[i]}, ts ${t.memory.bytes[i]}`,
+        `guest memory differs first at IOVA 0x${(BASE + BigInt(i)).toString(16)}: direct ${n.memory.bytes[i]}, fd-less ${t.memory.bytes[i]}`,
       );
     }
-    // Both really ran their own engine.
-    expect(n.dp.engineStats.tsTx + n.dp.engineStats.tsRx, 'native side fell back').to.equal(0);
-    expect(t.dp.engineStats.nativeTx + t.dp.engineStats.nativeRx, 'ts side went native').to.equal(0);
+    // Each side really took its own memory path.
+    expect(n.dp.engineStats.stagedTx + n.dp.engineStats.stagedRx, 'the direct side staged').to.equal(0);
+    expect(t.dp.engineStats.directTx + t.dp.engineStats.directRx, 'the fd-less side went direct').to.equal(0);
   }
 }
 

@@ -1,14 +1,16 @@
 /**
- * Fuzz target `engines` (pnpm fuzz engines): the differential one. The same random rings, tails and
- * frames go through both ring engines, the native one (@emu/native, C++) and the TypeScript one (the
- * slow path for fd-less guest RAM), and then everything must be equal: the frames on the wire, every
- * byte of guest memory (write-backs, RX buffers), the counters, the interrupts (testing/engine-pair.ts).
+ * Fuzz target `fdless` (pnpm fuzz fdless): fd-less guest RAM. The same random rings, tails and frames
+ * go through the ring engine over directly mapped memory and over memory only DMA messages reach (the
+ * walk staged, fetched and written back by datapath/engine.ts), and then everything must be equal: the
+ * frames on the wire, every byte of guest memory (write-backs, RX buffers), the counters, the
+ * interrupts (testing/memory-pair.ts).
  * TX rings hold packets as iavf builds them (context descriptors for TSO, real TCP frames split over
  * buffers, offload bits) mixed with random descriptors; RX gets frames of any size to the VF, to others
  * and broadcast, under random RSS, VLAN stripping, promiscuity and posted buffers (some outside memory).
  */
 import fc from 'fast-check';
 import type { FuzzTarget } from '../../../scripts/fuzz/target.mjs';
+import { BROADCAST, ipv4TcpFrame, ipv4UdpFrame, rawFrame } from '../src/testing/frames.js';
 import {
   BASE,
   ctxQw1,
@@ -22,8 +24,7 @@ import {
   RS,
   txFlow,
   VF_MAC,
-} from '../src/testing/engine-pair.js';
-import { BROADCAST, ipv4TcpFrame, ipv4UdpFrame, rawFrame } from '../src/testing/frames.js';
+} from '../src/testing/memory-pair.js';
 
 /** Offload command bits as iavf sets them: ICRC, IIPT (none, IPv6, IPv4, IPv4 with checksum), L4T. */
 const cmdBits = fc
