@@ -9,7 +9,7 @@
 import { cpus } from 'node:os';
 import type { GuestMemory } from '@emu/emudev';
 import { silentLogger } from '@emu/vfio-user';
-import { DataPath } from '../src/datapath/engine.js';
+import { DataPath } from '../src/datapath/data-path.js';
 import { type VfConfig, VirtualFunction } from '../src/pf.js';
 import { BufferGuestMemory } from '../src/testing/buffer-memory.js';
 

@@ -1,7 +1,7 @@
 /**
  * Fuzz target `fdless` (pnpm fuzz fdless): fd-less guest RAM. The same random rings, tails and frames
  * go through the ring engine over directly mapped memory and over memory only DMA messages reach (the
- * walk staged, fetched and written back by datapath/engine.ts), and then everything must be equal: the
+ * walk staged, fetched and written back by datapath/data-path.ts), and then everything must be equal: the
  * frames on the wire, every byte of guest memory (write-backs, RX buffers), the counters, the
  * interrupts (testing/memory-pair.ts).
  * TX rings hold packets as iavf builds them (context descriptors for TSO, real TCP frames split over

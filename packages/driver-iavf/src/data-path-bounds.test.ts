@@ -5,7 +5,7 @@
  */
 import { expect } from 'chai';
 import { DynCtl, Reg } from './constants.js';
-import { RX_BACKLOG, TX_PASS_FRAMES } from './datapath/engine.js';
+import { RX_BACKLOG, TX_PASS_FRAMES } from './datapath/data-path.js';
 import { failOnEscapes, until } from './testing/escapes.js';
 import { ipv4TcpFrame, rawFrame } from './testing/frames.js';
 import { Harness } from './testing/harness.js';

@@ -21,7 +21,8 @@ import {
   Reg,
   VfrState,
 } from './constants.js';
-import { DataPath, queueResets } from './datapath/engine.js';
+import { DataPath } from './datapath/data-path.js';
+import { queueResets } from './datapath/queue-resets.js';
 import { type VfConfig, VirtualFunction } from './pf.js';
 
 /** Where the NIC's frames go: a network port the device sends to; the network calls `receive`. */

@@ -30,7 +30,7 @@ import {
   SCRATCH,
   VF_MAC,
 } from '../testing/memory-pair.js';
-import { DataPath } from './engine.js';
+import { DataPath } from './data-path.js';
 
 /** An Ethernet/IPv6/TCP frame (checksum left 0: the offload fills it). */
 function ipv6TcpFrame(payload: number, seed: number, flags = TCP_ACK): Buffer {

@@ -1,6 +1,6 @@
 /**
  * Two kinds of guest memory on one scenario: the same guest RAM, descriptors, tails and frames through
- * the one ring engine (@emu/native's C++, driven by datapath/engine.ts) over directly mapped memory
+ * the one ring engine (@emu/native's C++, driven by datapath/data-path.ts) over directly mapped memory
  * (a memfd's mapping) and over fd-less memory (every access a DMA message, through a StagedMemory), and
  * everything compared afterwards: the frames on the wire, every byte of guest memory (descriptor
  * write-backs, RX buffers), the counters and the interrupts. The direct side is the declared oracle for
@@ -9,7 +9,7 @@
 import type { GuestMemory } from '@emu/emudev';
 import { silentLogger } from '@emu/vfio-user';
 import { expect } from 'chai';
-import { DataPath } from '../datapath/engine.js';
+import { DataPath } from '../datapath/data-path.js';
 import type { VfConfig } from '../pf.js';
 import { BufferGuestMemory } from './buffer-memory.js';
 

@@ -29,7 +29,7 @@
  * rings, forwards through the switch's native MAC table and writes the RX rings of the NICs there, with
  * the VF's filters and RSS, all in C++ (iavf_ring_core, iavf_nic), and raises the queues' interrupts
  * itself through the VF's native vectors (IavfVectors, given with useVectors: automask and ITR as
- * iavf_vectors.h has them); this class configures it (nativeConfig, after every virtchnl change) and
+ * iavf_vectors.h has them); this class configures it (twin-config.ts, after every virtchnl change) and
  * reads the counters and heads it keeps in the shared state buffer. When the worker meets memory it
  * cannot reach (fd-less RAM), the NIC comes back here from the heads where it stopped, until its
  * queues are next reset.
@@ -47,7 +47,6 @@ import {
   type IavfVectors,
   iavfRxRing,
   iavfTxRing,
-  NIC_STATE,
   StagedMemory,
   type StagedReport,
 } from '@emu/native';
@@ -55,48 +54,10 @@ import type { NativePort } from '@emu/network';
 import type { Logger, RegionSpec } from '@emu/vfio-user';
 import { MAX_QUEUE_PAIRS } from '../constants.js';
 import type { RxQueueConfig, TxQueueConfig, VfConfig } from '../pf.js';
+import { NicState, type QueueStats } from './nic-state.js';
+import { NO_RESETS, type QueueResets } from './queue-resets.js';
 import { TailPage } from './tail-page.js';
-
-/**
- * Queues (bit q) that start again from descriptor 0 with a new configuration, and the queues active
- * before or after it (see queueResets).
- */
-export interface QueueResets {
-  tx: number;
-  rx: number;
-  active: { tx: number; rx: number };
-}
-
-const NO_RESETS: QueueResets = { tx: 0, rx: 0, active: { tx: 0, rx: 0 } };
-
-/**
- * What a new queue configuration resets, as hardware does: a queue starts from descriptor 0 when it is
- * (re)configured (CONFIG_VSI_QUEUES programs its context) or enabled again (DPDK's queue start re-posts
- * its ring from 0 and sends ENABLE_QUEUES alone); every other queue goes on where it is.
- */
-export function queueResets(before: VfConfig | undefined, cfg: VfConfig): QueueResets {
-  let tx = 0;
-  let rx = 0;
-  for (let q = 0; q < MAX_QUEUE_PAIRS; q++) {
-    const bit = 1 << q;
-    if (!before || before.tx[q] !== cfg.tx[q] || cfg.txEnabled & ~before.txEnabled & bit) tx |= bit;
-    if (!before || before.rx[q] !== cfg.rx[q] || cfg.rxEnabled & ~before.rxEnabled & bit) rx |= bit;
-  }
-  return {
-    tx,
-    rx,
-    active: { tx: (before?.txEnabled ?? 0) | cfg.txEnabled, rx: (before?.rxEnabled ?? 0) | cfg.rxEnabled },
-  };
-}
-
-export interface QueueStats {
-  packets: number;
-  bytes: number;
-  /** Dropped: no buffers, queue disabled, or bad descriptors. */
-  drops: number;
-  /** Descriptors the guest got wrong (addresses, lengths, missing EOP, tails). */
-  errors: number;
-}
+import { twinConfig } from './twin-config.js';
 
 export interface DataPathHost {
   memory: GuestMemory;
@@ -146,34 +107,6 @@ export const TX_PASS_BYTES = 4 << 20;
 /** Frames that may wait for the staged RX path (fd-less memory); more are dropped, as by a full FIFO. */
 export const RX_BACKLOG = 1024;
 
-/**
- * Counters kept in the state the data plane's worker shares (NIC_STATE's layout): a plain object whose
- * own enumerable accessors read and write `c[at + i]` for the i-th name.
- */
-function sharedCounters<K extends string>(
-  c: Float64Array,
-  at: number,
-  names: readonly K[],
-): Record<K, number> {
-  const o = {} as Record<K, number>;
-  for (const [i, name] of names.entries()) {
-    Object.defineProperty(o, name, {
-      enumerable: true,
-      get: () => c[at + i],
-      set: (v: number) => {
-        c[at + i] = v;
-      },
-    });
-  }
-  return o;
-}
-const QUEUE_STATS = ['packets', 'bytes', 'drops', 'errors'] as const;
-const KINDS = ['unicast', 'multicast', 'broadcast'] as const;
-
-function macNumber(mac: string): number {
-  return Number.parseInt(mac.replaceAll(':', ''), 16);
-}
-
 interface RxRoute {
   q: number;
   ring: RxQueueConfig;
@@ -195,25 +128,13 @@ function rxQueue(ring: RxQueueConfig): IavfRxQueue {
   };
 }
 
-function macBytes(mac: string): number[] {
-  return mac.split(':').map((h) => Number.parseInt(h, 16));
-}
-
 export class DataPath {
-  /** Heads and counters, shared with the data plane's worker (NIC_STATE's layout). */
-  private readonly state = new ArrayBuffer(NIC_STATE.stateBytes);
-  private readonly counters = new Float64Array(this.state, NIC_STATE.headsBytes, NIC_STATE.counterCount);
-  readonly tx: QueueStats[] = Array.from({ length: MAX_QUEUE_PAIRS }, (_, q) =>
-    sharedCounters(this.counters, NIC_STATE.txStats + q * NIC_STATE.queueStats, QUEUE_STATS),
-  );
-  readonly rx: QueueStats[] = Array.from({ length: MAX_QUEUE_PAIRS }, (_, q) =>
-    sharedCounters(this.counters, NIC_STATE.rxStats + q * NIC_STATE.queueStats, QUEUE_STATS),
-  );
+  /** Heads and counters, shared with the data plane's worker (nic-state.ts). */
+  private readonly state = new NicState();
+  readonly tx = this.state.tx;
+  readonly rx = this.state.rx;
   /** Packets by destination kind, as virtchnl_eth_stats splits them. */
-  readonly kinds = {
-    rx: sharedCounters(this.counters, NIC_STATE.rxKinds, KINDS),
-    tx: sharedCounters(this.counters, NIC_STATE.txKinds, KINDS),
-  };
+  readonly kinds = this.state.kinds;
   readonly engineStats: EngineStats = {
     directTx: 0,
     stagedTx: 0,
@@ -224,8 +145,8 @@ export class DataPath {
     planeEvents: 0,
     planeFallbacks: 0,
   };
-  private readonly txHead = new Uint32Array(this.state, 0, MAX_QUEUE_PAIRS);
-  private readonly rxHead = new Uint32Array(this.state, MAX_QUEUE_PAIRS * 4, MAX_QUEUE_PAIRS);
+  private readonly txHead = this.state.txHead;
+  private readonly rxHead = this.state.rxHead;
   /** QRX_TAIL1 as the guest wrote it: the shared page's words when there is one. */
   readonly rxTail: Uint32Array;
   /** The TX tail of each queue's last doorbell. */
@@ -243,7 +164,6 @@ export class DataPath {
   private readonly rxGeneration = new Array<number>(MAX_QUEUE_PAIRS).fill(0);
   private closed = false;
   private readonly tails?: TailPage;
-  private readonly mac: number[];
   /**
    * The VF's twin in the data plane: the worker's NIC with a shared page, else one that only routes;
    * what the network is offered of it (undefined without a shared page).
@@ -258,10 +178,9 @@ export class DataPath {
   constructor(private readonly host: DataPathHost) {
     if (host.sharedTails) this.tails = TailPage.create(host.log);
     this.rxTail = this.tails?.rx ?? new Uint32Array(MAX_QUEUE_PAIRS);
-    this.mac = macBytes(host.mac);
     const plane = host.plane ?? DataPlane.shared();
     const options = {
-      state: this.state,
+      state: this.state.buffer,
       onEvents: (e: IavfNicEvents) => this.planeEvent(e),
       label: host.name,
     };
@@ -280,15 +199,15 @@ export class DataPath {
 
   /** Frames the filters turned away. */
   get filtered(): number {
-    return this.counters[NIC_STATE.filtered];
+    return this.state.filtered;
   }
   set filtered(v: number) {
-    this.counters[NIC_STATE.filtered] = v;
+    this.state.filtered = v;
   }
 
   /** TX frames the spoof check dropped (also counted in their queue's drops). */
   get spoofed(): number {
-    return this.counters[NIC_STATE.spoofed];
+    return this.state.spoofed;
   }
 
   /**
@@ -335,36 +254,7 @@ export class DataPath {
   configChanged(resets: Pick<IavfNicConfig, 'resetTx' | 'resetRx' | 'resume'> = {}): void {
     if (this.closed) return;
     this.nic.setTable(this.table);
-    this.nic.configure({ ...this.nativeConfig(this.host.config()), ...resets });
-  }
-
-  private nativeConfig(cfg: VfConfig): IavfNicConfig {
-    return {
-      mac: Uint8Array.from(this.mac),
-      macs: [...cfg.macs].map(macNumber),
-      promisc: cfg.promisc & 0x3,
-      spoofCheck: this.host.spoofCheck ?? false,
-      vlans: [...cfg.vlans],
-      vlanStrip: cfg.vlanStrip,
-      portVlan: this.host.portVlan ?? 0,
-      rssKey: cfg.rssKey,
-      rssLut: cfg.rssLut,
-      numQueuePairs: cfg.numQueuePairs,
-      tx: cfg.tx.map((t) => t && { ring: t.ring, length: t.length }),
-      rx: cfg.rx.map(
-        (r) =>
-          r && {
-            ring: r.ring,
-            length: r.length,
-            bufferSize: r.bufferSize,
-            maxFrame: r.maxFrame,
-            descSize: r.descSize,
-          },
-      ),
-      txEnabled: cfg.txEnabled,
-      rxEnabled: cfg.rxEnabled,
-      irqMap: [...cfg.irqMap].map(([vector, m]) => ({ vector, ...m })),
-    };
+    this.nic.configure({ ...twinConfig(this.host.config(), this.host), ...resets });
   }
 
   /** The worker's news: a bad tail, or the NIC came back to this class. */
