@@ -31,7 +31,7 @@
       "src/dataplane/plane_js.cc",
       "src/dataplane/switch_js.cc",
       "src/dataplane/nic_js.cc",
-      "src/transport/trap_framer.cc",
+      "src/transport/message_framer.cc",
       "src/transport/trap_channel.cc",
       "src/irq/irq_lines.cc",
       "src/irq/irq_writer.cc",

@@ -14,6 +14,10 @@ const TARGETS = {
     what: 'native TX walk, frame building (checksums, SCTP CRC32c, TSO, VLAN), RX write-back, on hostile guest memory (libFuzzer, ASan, UBSan)',
     command: (args) => ['bash', join(root, 'native/scripts/fuzz.sh'), 'ring', ...args],
   },
+  framer: {
+    what: 'the vfio-user message framer every connection reads through: hostile streams and fds, framed as sent and as the kernel glues them; the same frames, every fd handed over or released once, the bound on held fds (libFuzzer, ASan, UBSan)',
+    command: (args) => ['bash', join(root, 'native/scripts/fuzz.sh'), 'framer', ...args],
+  },
   adminq: {
     what: 'AdminQueue over hostile guest memory: ring registers, descriptors and buffers, replies, resets (fast-check)',
     module: 'packages/driver-iavf/fuzz/admin-queue.fuzz.ts',

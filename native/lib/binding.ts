@@ -285,11 +285,28 @@ export interface NativeIavfVectorsLayout {
   maxVectors: number;
 }
 
+/** What a TrapChannel framed (src/transport/message_framer.h), by kind (kFrameKindNames). */
+export type FrameKind = 'message' | 'oversized' | 'undersized';
+
+/** One framed message, or the header of one the framer refused; its fds are the listener's from here. */
+export interface ChannelFrame {
+  /**
+   * - `message`: `bytes` is the whole message;
+   * - `oversized`: its header said more than maxMessageSize: `bytes` is the header, the rest was skipped;
+   * - `undersized`: its header said less than the header's 16 bytes: `bytes` is those 16 bytes.
+   */
+  kind: FrameKind;
+  bytes: Buffer;
+  fds: number[];
+  /** fds that came for it beyond maxMessageFds, released on arrival: refuse the message. */
+  excess: number;
+}
+
 export interface NativeTrapChannel {
   /** 0, or -errno once the socket failed. */
   write(data: Uint8Array, fds: readonly number[]): number;
   take(): {
-    chunks: Array<{ data: Buffer; fds: number[] }>;
+    frames: ChannelFrame[];
     seq: number;
     end: boolean;
     errno: number;
@@ -303,6 +320,7 @@ export interface NativeTrapChannel {
   resume(): void;
   setAreas(areas: NativeTrapArea[]): void;
   queuedBytes(): number;
+  heldFds(): number;
   stats(): { servedReads: number; servedWrites: number };
   /** Reads what the socket holds now on the calling thread; whether reading goes on. */
   settle(): boolean;
@@ -465,11 +483,18 @@ export interface NativeBinding {
   readonly TrapChannel: new (
     fd: number,
     callback: () => void,
-    options: { maxQueuedBytes?: number; label?: string; owner?: number },
+    options: {
+      maxQueuedBytes?: number;
+      maxMessageSize: number;
+      maxMessageFds: number;
+      label?: string;
+      owner?: number;
+    },
   ) => NativeTrapChannel;
   /** The vfio-user wire facts src/transport/vfio_user_wire.h holds (checked against @emu/vfio-user's constants). */
   readonly vfioUserWire: {
     headerSize: number;
+    maxTrapMessage: number;
     regionRead: number;
     regionWrite: number;
     typeMask: number;

@@ -63,10 +63,13 @@ export { crc32c, type IavfTxPacketFields, iavfRxOffloadBits, iavfTxFrames } from
 export { notifySystemd } from './sd-notify.js';
 export { TapDevice, type TapErrorListener, type TapFrameListener } from './tap.js';
 export {
+  type ChannelFrame,
+  type FrameKind,
   type MessageSocket,
   type NativeRegisters,
   type TrapArea,
   TrapChannel,
+  type TrapChannelEvents,
   type TrapChannelOptions,
   type TrapChannelStats,
   vfioUserWire,

@@ -68,17 +68,21 @@ function spin(ms: number): void {
   }
 }
 
+/** The framer's bounds these tests run with (a server's: 1 MiB messages, 16 fds). */
+const LIMITS = { maxMessageSize: 1 << 20, maxMessageFds: 16 };
+
 describe('TrapChannel', () => {
   let peer: number;
   let channel: TrapChannel;
   let memfd: number;
-  const data: Array<{ chunk: Buffer; fds: number[] }> = [];
+  /** The frames JavaScript got: each message's bytes (`chunk`), its fds and kind. */
+  const data: Array<{ chunk: Buffer; fds: number[]; kind: string; excess: number }> = [];
 
   beforeEach(() => {
     const [a, b] = UnixSocket.pair();
     peer = a.detach();
-    channel = TrapChannel.adopt(b, { label: 'test' });
-    channel.on('data', (chunk, fds) => data.push({ chunk, fds }));
+    channel = TrapChannel.adopt(b, { ...LIMITS, label: 'test' });
+    channel.on('frame', (f) => data.push({ chunk: f.bytes, fds: f.fds, kind: f.kind, excess: f.excess }));
     memfd = memfdCreate('emu-test-trap', 0x1000);
     writeSync(memfd, pattern(0x1000, 7), 0, 0x1000, 0);
     channel.setAreas([{ ...AREA, fd: memfd, fileOffset: 0, readable: true, writable: true }]);
@@ -95,11 +99,11 @@ describe('TrapChannel', () => {
     // A second channel, the one whose read throws.
     const [a, b] = UnixSocket.pair();
     const client = a.detach();
-    const doomed = TrapChannel.adopt(b, { label: 'doomed' });
+    const doomed = TrapChannel.adopt(b, { ...LIMITS, label: 'doomed' });
     const errors: string[] = [];
     doomed.on('error', (e) => errors.push((e as NodeJS.ErrnoException).code ?? e.message));
-    doomed.on('data', (_c, fds) => {
-      for (const fd of fds) closeFd(fd);
+    doomed.on('frame', (f) => {
+      for (const fd of f.fds) closeFd(fd);
     });
     const closed = nextEvent(doomed, 'close');
     injectFault('connectionRead');
@@ -267,29 +271,10 @@ describe('TrapChannel', () => {
     }
     for (const fd of fdFiles) closeFd(fd);
     const withFds = new Set(sent.filter((s) => s.fds.length > 0).map((s) => s.bytes.readUInt16LE(0)));
-    const wireLength = (m: Buffer, at = 0) => Math.max(16, m.readUInt32LE(at + 4));
     let replyBytes = Buffer.alloc(0);
     const replies: number[] = [];
-    /** The passed-on stream framed: each message's id and the fds of chunks ending inside it. */
-    const frame = () => {
-      const out: Array<{ id: number; bytes: Buffer; fds: number[] }> = [];
-      const stream = Buffer.concat(data.map((d) => d.chunk));
-      let end = 0;
-      const fdsAt = data.map((d) => {
-        end += d.chunk.length;
-        return { last: end - 1, fds: d.fds };
-      });
-      for (let at = 0; at + 16 <= stream.length; ) {
-        const n = wireLength(stream, at);
-        if (at + n > stream.length) break;
-        const fds = fdsAt
-          .filter((f) => f.fds.length > 0 && f.last >= at && f.last < at + n)
-          .flatMap((f) => f.fds);
-        out.push({ id: stream.readUInt16LE(at), bytes: stream.subarray(at, at + n), fds });
-        at += n;
-      }
-      return out;
-    };
+    /** The messages passed on: each one's id, bytes and fds. */
+    const frame = () => data.map((d) => ({ id: d.chunk.readUInt16LE(0), bytes: d.chunk, fds: d.fds }));
     await eventually(
       () => {
         for (;;) {
@@ -332,12 +317,57 @@ describe('TrapChannel', () => {
     }
   });
 
+  it('frames what it refuses: an oversized message as its header, the rest skipped, its fds with it; fds past the bound released and counted', async () => {
+    const before = openFds();
+    const [a, b] = UnixSocket.pair();
+    const client = a.detach();
+    const small = TrapChannel.adopt(b, { maxMessageSize: 64, maxMessageFds: 2, label: 'small' });
+    const got: Array<{ kind: string; bytes: Buffer; fds: number[]; excess: number }> = [];
+    small.on('frame', (f) => got.push(f));
+    const big = Buffer.concat([header(1, 2, 16 + 100), pattern(100, 1)]);
+    sendRaw(client, big.subarray(0, 16), [memfd]); // on its header: handed over with the frame
+    sendRaw(client, big.subarray(16, 50), [memfd]); // on its body: released as it is skipped
+    sendRaw(client, big.subarray(50));
+    const next = Buffer.concat([header(2, 2, 24), Buffer.alloc(8)]);
+    sendRaw(client, next, [memfd, memfd, memfd]);
+    await eventually(() => got.length === 2, 'both frames');
+    expect(got[0]).to.deep.include({ kind: 'oversized', bytes: big.subarray(0, 16), excess: 0 });
+    expect(got[0].fds).to.have.length(1);
+    expect(got[1]).to.deep.include({ kind: 'message', bytes: next, excess: 1 });
+    expect(got[1].fds).to.have.length(2);
+    expect(small.heldFds).to.equal(0);
+    for (const f of got) for (const fd of f.fds) closeFd(fd);
+    small.close();
+    closeFd(client);
+    await new Promise((r) => setTimeout(r, 10));
+    expect(fdDiff(before, openFds())).to.equal('');
+  });
+
+  it('holds the fds of a message still arriving, and counts them', async () => {
+    const [a, b] = UnixSocket.pair();
+    const client = a.detach();
+    const other = TrapChannel.adopt(b, LIMITS);
+    const got: number[][] = [];
+    other.on('frame', (f) => got.push(f.fds));
+    const m = Buffer.concat([header(1, 2, 16 + 64), pattern(64, 2)]);
+    sendRaw(client, m.subarray(0, 40), [memfd]);
+    await eventually(() => other.heldFds === 1, 'the fd held');
+    expect(got).to.have.length(0);
+    sendRaw(client, m.subarray(40));
+    await eventually(() => got.length === 1, 'the message');
+    expect(got[0]).to.have.length(1);
+    expect(other.heldFds).to.equal(0);
+    closeFd(got[0][0]);
+    other.close();
+    closeFd(client);
+  });
+
   it('stops reading while the peer leaves its replies unread, and loses none', async () => {
     channel.close();
     const [a, b] = UnixSocket.pair();
     closeFd(peer);
     peer = a.detach();
-    channel = TrapChannel.adopt(b, { maxQueuedBytes: 4096 });
+    channel = TrapChannel.adopt(b, { ...LIMITS, maxQueuedBytes: 4096 });
     channel.setAreas([{ ...AREA, fd: memfd, fileOffset: 0, readable: true, writable: true }]);
     let sentReads = 0;
     const batch = Buffer.concat(Array.from({ length: 64 }, (_, i) => access(i, READ, 0x2000 + 4 * i, 4)));
@@ -364,11 +394,11 @@ describe('TrapChannel', () => {
     const before = openFds();
     const [a, b] = UnixSocket.pair();
     const client = a.detach();
-    const other = TrapChannel.adopt(b);
+    const other = TrapChannel.adopt(b, LIMITS);
     const events: string[] = [];
-    other.on('data', (_c, fds) => {
-      events.push('data');
-      for (const fd of fds) closeFd(fd);
+    other.on('frame', (f) => {
+      events.push('frame');
+      for (const fd of f.fds) closeFd(fd);
     });
     other.on('end', () => events.push('end'));
     other.on('error', (e) => events.push(`error ${e.message}`));
@@ -376,7 +406,7 @@ describe('TrapChannel', () => {
     sendRaw(client, Buffer.concat([header(1, 2, 20), Buffer.alloc(4)]), [memfd]);
     closeFd(client);
     await closed;
-    expect(events).to.deep.equal(['data', 'end']);
+    expect(events).to.deep.equal(['frame', 'end']);
     expect(other.closed).to.equal(true);
     expect(fdDiff(before, openFds())).to.equal('');
   });
@@ -384,22 +414,22 @@ describe('TrapChannel', () => {
   it('settle() hands over what the peer sent and its hang-up before it returns', () => {
     const [a, b] = UnixSocket.pair();
     const client = a.detach();
-    const other = TrapChannel.adopt(b);
+    const other = TrapChannel.adopt(b, LIMITS);
     const events: string[] = [];
-    other.on('data', (chunk) => events.push(`data ${chunk.length}`));
+    other.on('frame', (f) => events.push(`${f.kind} ${f.bytes.length}`));
     other.on('end', () => events.push('end'));
     other.on('close', () => events.push('close'));
     sendRaw(client, header(1, 2, 16));
     closeFd(client);
     other.settle();
-    expect(events).to.deep.equal(['data 16', 'end', 'close']);
+    expect(events).to.deep.equal(['message 16', 'end', 'close']);
   });
 
-  it('closes fds of data JavaScript never took when it closes', async () => {
+  it('closes fds of messages JavaScript never took when it closes', async () => {
     const before = openFds();
     const [a, b] = UnixSocket.pair();
     const client = a.detach();
-    const other = TrapChannel.adopt(b);
+    const other = TrapChannel.adopt(b, LIMITS);
     sendRaw(client, Buffer.concat([header(1, 2, 20), Buffer.alloc(4)]), [memfd]);
     spin(50); // passed on, not taken
     other.close();

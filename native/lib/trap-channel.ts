@@ -1,22 +1,32 @@
-// A vfio-user server connection read and written by the native socket thread (src/transport/trap_channel.cc),
-// which answers register accesses in memory-backed areas itself; everything else reaches JavaScript
-// as 'data', as from a UnixSocket. The JS thread watches the socket as well and reads through the same
-// native framer when it wakes first. This file owns the policy: validation, events, errors, acks.
+// A vfio-user connection read, framed and written by native code (src/transport/trap_channel.cc):
+// the one framer of emu's connections (src/transport/message_framer.h), and on a server the socket
+// thread that answers register accesses in memory-backed areas itself; every message goes to
+// JavaScript as a 'frame' with its fds. The JS thread watches the socket as well and reads through
+// the same native framer when it wakes first. This file owns the policy: validation, events, errors, acks.
 import { EventEmitter } from 'node:events';
 import { constants } from 'node:os';
-import { binding, type NativePoller, type NativeTrapChannel } from './binding.js';
+import { binding, type ChannelFrame, type NativePoller, type NativeTrapChannel } from './binding.js';
 import { callNative, closedError, createSystemError, type SystemError } from './errors.js';
 import { closeQuietly } from './fd.js';
 import { emitLastEvents, type UnixSocket, type UnixSocketEvents, validateFds } from './unix-socket.js';
 import { typeError, validateFd, validateInteger, validateOptions } from './validate.js';
 
+export type { ChannelFrame, FrameKind } from './binding.js';
+
 const { EMSGSIZE } = constants.errno;
 const NO_FDS: readonly number[] = Object.freeze([]);
 const READABLE = binding.pollReadable;
 
+/** A TrapChannel's events: UnixSocket's, with framed messages in place of bytes. */
+export type TrapChannelEvents = Omit<UnixSocketEvents, 'data'> & {
+  /** A message (or the header of one refused), in order; its fds are the listener's from here. */
+  frame: [frame: ChannelFrame];
+};
+
 /**
- * A connected stream as @emu/vfio-user's Connection drives it: UnixSocket and TrapChannel both are one.
- * 'data' chunks follow UnixSocket's rule for fds (they belong to the message holding the chunk's last byte).
+ * A connected byte stream as @emu/vfio-user's Connection drives it when it frames the stream itself (a
+ * plain UnixSocket: the client). 'data' chunks follow UnixSocket's rule for fds (they belong to the
+ * message holding the chunk's last byte).
  */
 export interface MessageSocket extends EventEmitter<UnixSocketEvents> {
   readonly closed: boolean;
@@ -60,6 +70,10 @@ export interface TrapChannelOptions {
    * its replies); default 4 MiB.
    */
   maxQueuedBytes?: number;
+  /** Largest message taken whole (at least 40 bytes); a bigger one comes as its header alone (`oversized`). */
+  maxMessageSize: number;
+  /** Most fds held for messages still arriving (at most 253); more are released and counted (`excess`). */
+  maxMessageFds: number;
   /** Names the channel in errors, e.g. the socket path. */
   label?: string;
   /** Who the connection works for (a label() of the stall detector): named in stall reports, and the fds it lets go of counted against it. */
@@ -72,7 +86,7 @@ export interface TrapChannelStats {
   servedWrites: number;
 }
 
-export class TrapChannel extends EventEmitter<UnixSocketEvents> implements MessageSocket {
+export class TrapChannel extends EventEmitter<TrapChannelEvents> {
   readonly #native: NativeTrapChannel;
   /** The JS thread's own watch on the socket: whichever thread wakes first reads (settle()). */
   readonly #poller: NativePoller;
@@ -91,6 +105,8 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
       () =>
         new binding.TrapChannel(fd, () => this.#onWake(), {
           maxQueuedBytes: options.maxQueuedBytes,
+          maxMessageSize: options.maxMessageSize,
+          maxMessageFds: options.maxMessageFds,
           label: this.#label,
           owner: options.owner,
         }),
@@ -106,10 +122,20 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
   }
 
   /** Takes over a connected socket's fd: reading starts at once on the socket thread. */
-  static adopt(socket: UnixSocket, options: TrapChannelOptions = {}): TrapChannel {
-    const { maxQueuedBytes } = validateOptions<TrapChannelOptions>(options, 'options');
+  static adopt(socket: UnixSocket, options: TrapChannelOptions): TrapChannel {
+    const { maxQueuedBytes, maxMessageSize, maxMessageFds } = validateOptions<TrapChannelOptions>(
+      options,
+      'options',
+    );
     if (maxQueuedBytes !== undefined)
       validateInteger(maxQueuedBytes, 'options.maxQueuedBytes', 0, 2 ** 32 - 1);
+    validateInteger(
+      maxMessageSize,
+      'options.maxMessageSize',
+      binding.vfioUserWire.maxTrapMessage,
+      2 ** 32 - 1,
+    );
+    validateInteger(maxMessageFds, 'options.maxMessageFds', 0, 253);
     const fd = socket.detach();
     try {
       return new TrapChannel(fd, options);
@@ -129,6 +155,11 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
 
   get writableLength(): number {
     return this.#fd < 0 ? 0 : this.#native.queuedBytes();
+  }
+
+  /** fds the peer sent that no 'frame' has handed over yet (for messages still arriving, or waiting). */
+  get heldFds(): number {
+    return this.#fd < 0 ? 0 : this.#native.heldFds();
   }
 
   /**
@@ -232,13 +263,13 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
   #onWake(): void {
     if (this.#fd < 0) return;
     const taken = this.#native.take();
-    for (let i = 0; i < taken.chunks.length; i++) {
-      const { data, fds } = taken.chunks[i];
-      if (this.#fd < 0 || this.listenerCount('data') === 0) {
-        closeQuietly(fds);
+    for (let i = 0; i < taken.frames.length; i++) {
+      const frame = taken.frames[i];
+      if (this.#fd < 0 || this.listenerCount('frame') === 0) {
+        closeQuietly(frame.fds);
         continue;
       }
-      this.emit('data', data, fds);
+      this.emit('frame', frame);
     }
     if (this.#fd < 0) return;
     this.#unacked = taken.seq;
@@ -264,17 +295,22 @@ export class TrapChannel extends EventEmitter<UnixSocketEvents> implements Messa
     }
   }
 
+  /** This channel as a stream for emitLastEvents: its last events are UnixSocket's. */
+  #asStream(): EventEmitter<UnixSocketEvents> {
+    return this as unknown as EventEmitter<UnixSocketEvents>;
+  }
+
   /** Closes now and emits ['end'], ['error'], then 'close'. */
   #destroy(error: SystemError | undefined, ended = false): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    emitLastEvents(this, error, ended);
+    emitLastEvents(this.#asStream(), error, ended);
   }
 
   #destroySoon(error: SystemError): void {
     if (this.#fd < 0) return;
     this.#teardown();
-    process.nextTick(() => emitLastEvents(this, error, false));
+    process.nextTick(() => emitLastEvents(this.#asStream(), error, false));
   }
 }
 

@@ -1,20 +1,23 @@
-// TrapChannel: a vfio-user server connection whose socket a native thread reads and writes, so that
-// register accesses in memory-backed areas are answered at socket speed, without the JS event loop.
+// TrapChannel: a vfio-user connection whose socket native code reads, frames and writes: the one
+// framer of emu's connections (message_framer.h), and on a server, register accesses in memory-backed
+// areas answered at socket speed, without the JS event loop.
 //
-//   new TrapChannel(fd, callback(), { maxQueuedBytes })
-//   write(data, fds) -> 0 | -errno; take() -> { chunks: [{ data, fds }], seq, end, errno, drained, reading };
-//   ack(seq); pause(); resume(); setAreas([{ region, offset, size, readable, writable, fd, fileOffset
-//   | registers }]); queuedBytes(); stats() -> { servedReads, servedWrites }; settle() -> reading; close()
+//   new TrapChannel(fd, callback(), { maxQueuedBytes, maxMessageSize, maxMessageFds, label, owner })
+//   write(data, fds) -> 0 | -errno; take() -> { frames: [{ kind, bytes, fds, excess }], seq, end, errno,
+//   drained, reading }; ack(seq); pause(); resume(); setAreas([{ region, offset, size, readable,
+//   writable, fd, fileOffset | registers }]); queuedBytes(); heldFds(); stats() -> { servedReads,
+//   servedWrites }; settle() -> reading; close()
 //
 // One socket thread (epoll) serves every channel of the process. For each readable channel it reads,
-// splits the stream with TrapFramer and answers a REGION_READ / REGION_WRITE itself when all of this
-// holds: it lies wholly inside one area given by setAreas (memory the device shares with the client
-// through sparse mmap, mapped here by the channel itself; or a native RegisterBlock, whose
-// registers have effects, such as iavf's interrupt re-arm), moves 1, 2, 4 or 8 naturally aligned
-// bytes, carries no fds, and nothing earlier is still with JavaScript. "Still with JavaScript" is
-// counted in deliveries: take() hands out everything passed on so far under a sequence number, and
-// JavaScript acks it once it has handled those messages; until then accesses are passed on in order,
-// and JavaScript serves them from the same memory. So no reply ever overtakes an earlier message's.
+// frames the stream and answers a REGION_READ / REGION_WRITE itself when all of this holds: it lies
+// wholly inside one area given by setAreas (memory the device shares with the client through sparse
+// mmap, mapped here by the channel itself; or a native RegisterBlock, whose registers have effects,
+// such as iavf's interrupt re-arm), moves 1, 2, 4 or 8 naturally aligned bytes, carries no fds, and
+// nothing earlier is still with JavaScript. "Still with JavaScript" is counted in deliveries: take()
+// hands out every message framed so far under a sequence number, and JavaScript acks it once it has
+// handled those messages; until then accesses are passed on in order, and JavaScript serves them from
+// the same memory. So no reply ever overtakes an earlier message's. Without areas (a client's
+// connection) every message goes to JavaScript.
 //
 // Two threads read, through the same framer under one mutex. The socket thread takes only complete
 // trapped accesses, one by one (it peeks at each header first), and only while nothing is with
@@ -25,7 +28,8 @@
 //
 // Writes from JavaScript and the thread's replies share one output queue, in order. Reading stops
 // while JavaScript pauses, while the queue holds more than maxQueuedBytes (a peer that does not read
-// its replies) and while more than kMaxPassedOn bytes wait for JavaScript: every queue is bounded.
+// its replies) and while more than kMaxPassedOn bytes of messages wait for JavaScript; a message
+// arriving is held up to maxMessageSize, and fds up to maxMessageFds: every queue is bounded.
 // Threads and mutexes are libuv's, as in doorbell_watcher.cc.
 #include <fcntl.h>
 #include <sys/epoll.h>
@@ -56,7 +60,7 @@
 #include "os/client_files.h"
 #include "os/fd_passing.h"
 #include "transport/register_block.h"
-#include "transport/trap_framer.h"
+#include "transport/message_framer.h"
 #include "transport/vfio_user_wire.h"
 
 namespace emu {
@@ -68,8 +72,6 @@ constexpr int kReadsPerWake = 16;
 constexpr int kTrapsPerWake = 256;
 // Bytes passed on and not yet taken by JavaScript above which the thread stops reading.
 constexpr size_t kMaxPassedOn = 8 << 20;
-// A run of passed-on bytes is cut into chunks of at most this size.
-constexpr size_t kMaxChunk = 256 * 1024;
 constexpr uint32_t kMaxAreas = 64;
 
 // Our own fds (dups queued for sending).
@@ -93,11 +95,6 @@ struct Area {
   uint8_t* base = nullptr;
   // Or registers a native object serves (its accesses have effects): no memory then.
   std::shared_ptr<RegisterBlock> registers;
-};
-
-struct Chunk {
-  std::vector<uint8_t> data;
-  std::vector<int> fds;
 };
 
 struct Out {
@@ -135,9 +132,12 @@ class SocketThread {
   uv_thread_t thread_{};
 };
 
-class Core final : public TrapFramer::Sink {
+class Core final : public MessageFramer::Sink {
  public:
-  Core(int fd, size_t max_queued) : fd_(fd), max_queued_(max_queued) { uv_mutex_init(&mutex_); }
+  Core(int fd, size_t max_queued, size_t max_message, size_t max_fds)
+      : fd_(fd), max_queued_(max_queued), framer_(max_message, max_fds) {
+    uv_mutex_init(&mutex_);
+  }
   ~Core() override {
     uv_mutex_destroy(&mutex_);
   }
@@ -188,7 +188,7 @@ class Core final : public TrapFramer::Sink {
   }
 
   struct Taken {
-    std::deque<Chunk> chunks;
+    std::deque<MessageFramer::Frame> frames;
     uint64_t seq = 0;
     bool end = false;
     int err = 0;
@@ -198,9 +198,8 @@ class Core final : public TrapFramer::Sink {
   Taken Take() {
     Taken t;
     UvLock lock(&mutex_, lock_order::kConnection);
-    Containing([&] { CutLocked(false); });
-    if (!chunks_.empty()) {
-      t.chunks.swap(chunks_);
+    if (!frames_.empty()) {
+      t.frames.swap(frames_);
       passed_on_bytes_ = 0;
       delivered_++;
     }
@@ -235,28 +234,36 @@ class Core final : public TrapFramer::Sink {
   }
 
   size_t QueuedBytes() const { return queued_bytes_.load(std::memory_order_relaxed); }
+  // fds the peer sent that JavaScript has not taken yet: for messages arriving, or framed and waiting.
+  size_t HeldFds() {
+    UvLock lock(&mutex_, lock_order::kConnection);
+    size_t n = framer_.HeldFds();
+    for (const auto& f : frames_) n += f.fds.size();
+    return n;
+  }
   uint64_t ServedReads() const { return served_reads_.load(std::memory_order_relaxed); }
   uint64_t ServedWrites() const { return served_writes_.load(std::memory_order_relaxed); }
 
   // JS thread: stops everything and closes the fd, and every fd still queued either way.
   void Close() {
     std::vector<Area> areas;
-    std::deque<Chunk> chunks;
+    std::deque<MessageFramer::Frame> frames;
+    std::vector<int> held;
     std::deque<Out> out;
     {
       UvLock lock(&mutex_, lock_order::kConnection);
       if (closed_) return;
       closed_ = true;
       areas.swap(areas_);
-      chunks.swap(chunks_);
+      frames.swap(frames_);
+      held = framer_.TakeHeldFds();
       out.swap(out_);
       queued_bytes_.store(0);
     }
     SocketThread::Get().Remove(id_);  // from here the thread never looks at this channel again
     close(fd_);
-    for (auto& c : chunks) ReleaseAll(c.fds, label_);
-    ReleaseAll(run_fds_, label_);
-    run_fds_.clear();
+    for (auto& f : frames) ReleaseAll(f.fds, label_);
+    ReleaseAll(held, label_);
     for (auto& o : out) CloseAll(o.fds);
     UnmapAll(areas);
   }
@@ -285,7 +292,7 @@ class Core final : public TrapFramer::Sink {
            passed_on_bytes_ <= kMaxPassedOn;
   }
 
-  bool JsIdleLocked() const { return run_.empty() && chunks_.empty() && acked_ == delivered_; }
+  bool JsIdleLocked() const { return frames_.empty() && acked_ == delivered_; }
 
   // The socket thread's read: only complete trapped accesses, each read alone, while nothing is with
   // JavaScript. Anything else is left in the socket for the JS thread's read (Settle), which its own
@@ -315,7 +322,7 @@ class Core final : public TrapFramer::Sink {
       uint32_t size = 0;
       if (n >= static_cast<ssize_t>(wire::kHeaderSize)) std::memcpy(&size, peek + 4, 4);
       if ((msg.msg_flags & MSG_CTRUNC) || n < static_cast<ssize_t>(wire::kHeaderSize) ||
-          !TrapFramer::Candidate(peek) || static_cast<size_t>(n) < size) {
+          !MessageFramer::Candidate(peek) || static_cast<size_t>(n) < size) {
         break;
       }
       ReadLocked(size);
@@ -323,8 +330,7 @@ class Core final : public TrapFramer::Sink {
     // Stopped for fairness with accesses left: watch again, which reports the socket readable anew
     // (no new arrival would, edge-triggered) after the other channels had their turn.
     if (i == kTrapsPerWake) watching_ = ~0u;
-    CutLocked(false);
-    if (!chunks_.empty()) NotifyLocked();
+    if (!frames_.empty()) NotifyLocked();
   }
 
   void UpdateWatchLocked() {
@@ -373,36 +379,23 @@ class Core final : public TrapFramer::Sink {
         passed = true;
         break;
       }
-      run_fds_ = std::move(fds);
-      framer_.Push(buffer.data(), static_cast<size_t>(n), !run_fds_.empty(), *this);
-      if (!run_fds_.empty()) {
-        ReleaseAll(run_fds_, label_);  // cannot happen: EndChunk took them
-        run_fds_.clear();
-      }
+      framer_.Push(buffer.data(), static_cast<size_t>(n), std::move(fds), *this);
       passed = true;
     }
-    CutLocked(false);
-    if (notify && passed && (!chunks_.empty() || failed())) NotifyLocked();
+    if (notify && passed && (!frames_.empty() || failed())) NotifyLocked();
   }
 
-  // TrapFramer::Sink (socket thread, mutex held).
-  // Cuts before a run grows past kMaxChunk, never after: the fds EndChunk attaches need the byte
-  // they belong to in the same chunk.
-  void Forward(const uint8_t* data, size_t n) override {
-    while (n > 0) {
-      if (run_.size() >= kMaxChunk) CutLocked(false);
-      const size_t take = std::min(n, kMaxChunk - run_.size());
-      run_.insert(run_.end(), data, data + take);
-      data += take;
-      n -= take;
-    }
+  // MessageFramer::Sink (mutex held).
+  void Deliver(MessageFramer::Frame&& frame) override {
+    passed_on_bytes_ += frame.bytes.size();
+    frames_.push_back(std::move(frame));
   }
 
-  void EndChunk() override { CutLocked(true); }
+  void Release(int fd) override { client_files::Release(fd, label_); }
 
   bool Serve(const uint8_t* m, size_t size) override {
-    // Nothing earlier may still be with JavaScript: not passed on, not taken, or not handled.
-    if (areas_.empty() || !run_.empty() || !chunks_.empty() || acked_ != delivered_) return false;
+    // Nothing earlier may still be with JavaScript: not taken, or not handled.
+    if (areas_.empty() || !frames_.empty() || acked_ != delivered_) return false;
     uint16_t command;
     uint32_t flags, region, count;
     uint64_t offset;
@@ -467,16 +460,6 @@ class Core final : public TrapFramer::Sink {
       case 4: { uint32_t v; std::memcpy(&v, in, 4); __atomic_store_n(reinterpret_cast<uint32_t*>(p), v, __ATOMIC_RELEASE); break; }
       default: { uint64_t v; std::memcpy(&v, in, 8); __atomic_store_n(reinterpret_cast<uint64_t*>(p), v, __ATOMIC_RELEASE); break; }
     }
-  }
-
-  // Ends the run of passed-on bytes as a chunk; with_fds: the fds of the chunk being read go with it.
-  void CutLocked(bool with_fds) {
-    if (run_.empty() && !(with_fds && !run_fds_.empty())) return;
-    Chunk c;
-    c.data.swap(run_);
-    if (with_fds) c.fds.swap(run_fds_);
-    passed_on_bytes_ += c.data.size();
-    chunks_.push_back(std::move(c));
   }
 
   // Sends now what the socket takes, queues the rest (fds dup'ed if none went out yet).
@@ -554,10 +537,8 @@ class Core final : public TrapFramer::Sink {
   bool drained_ = false;
   uint32_t watching_ = 0;
   bool registered_ = false;
-  TrapFramer framer_;
-  std::vector<uint8_t> run_;
-  std::vector<int> run_fds_;
-  std::deque<Chunk> chunks_;
+  MessageFramer framer_;
+  std::deque<MessageFramer::Frame> frames_;
   size_t passed_on_bytes_ = 0;
   uint64_t delivered_ = 0;
   uint64_t acked_ = 0;
@@ -675,6 +656,7 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
                            InstanceMethod<&TrapChannel::ResumeJs>("resume"),
                            InstanceMethod<&TrapChannel::SetAreasJs>("setAreas"),
                            InstanceMethod<&TrapChannel::QueuedBytesJs>("queuedBytes"),
+                           InstanceMethod<&TrapChannel::HeldFdsJs>("heldFds"),
                            InstanceMethod<&TrapChannel::StatsJs>("stats"),
                            InstanceMethod<&TrapChannel::SettleJs>("settle"),
                            InstanceMethod<&TrapChannel::CloseJs>("close"),
@@ -689,10 +671,18 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
       ThrowTypeError(env, "expected a callback");
       return;
     }
+    if (!info[2].IsObject()) {
+      ThrowTypeError(env, "expected options");
+      return;
+    }
+    Napi::Object options = info[2].As<Napi::Object>();
     uint32_t max_queued = 4 << 20;
-    if (info[2].IsObject() && !info[2].As<Napi::Object>().Get("maxQueuedBytes").IsUndefined() &&
-        !FieldU32(info[2].As<Napi::Object>(), "maxQueuedBytes", UINT32_MAX, &max_queued)) {
-      ThrowTypeError(env, "maxQueuedBytes must be an integer");
+    uint32_t max_message, max_fds;
+    if ((!options.Get("maxQueuedBytes").IsUndefined() &&
+         !FieldU32(options, "maxQueuedBytes", UINT32_MAX, &max_queued)) ||
+        !FieldU32(options, "maxMessageSize", UINT32_MAX, &max_message) || max_message < wire::kMaxTrapMessage ||
+        !FieldU32(options, "maxMessageFds", kMaxFds, &max_fds)) {
+      ThrowTypeError(env, "expected { maxQueuedBytes?, maxMessageSize (>= 40), maxMessageFds (<= 253) }");
       return;
     }
     wake_ = OpenWakeUp(env, OnAsync, this);
@@ -700,14 +690,14 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     // An open channel keeps the process alive, as a socket being read does.
     uv_ref(reinterpret_cast<uv_handle_t*>(wake_));
     callback_.Set(env, info[1].As<Napi::Function>(), "EmuTrapChannel", info.This().As<Napi::Object>());
-    core_ = std::make_shared<Core>(fd, max_queued);
+    core_ = std::make_shared<Core>(fd, max_queued, max_message, max_fds);
     core_->SetWake(wake_);
     // Its name for the stall detector and the closer (client_files.h): the owner's (a device's,
     // for every connection it serves), or one of its own from its label.
-    if (info[2].IsObject() && info[2].As<Napi::Object>().Get("owner").IsNumber()) {
-      core_->SetLabel(static_cast<uint64_t>(info[2].As<Napi::Object>().Get("owner").As<Napi::Number>().Int64Value()));
-    } else if (info[2].IsObject() && info[2].As<Napi::Object>().Get("label").IsString()) {
-      core_->SetLabel(watchdog::Label(info[2].As<Napi::Object>().Get("label").As<Napi::String>().Utf8Value()));
+    if (options.Get("owner").IsNumber()) {
+      core_->SetLabel(static_cast<uint64_t>(options.Get("owner").As<Napi::Number>().Int64Value()));
+    } else if (options.Get("label").IsString()) {
+      core_->SetLabel(watchdog::Label(options.Get("label").As<Napi::String>().Utf8Value()));
       owns_label_ = true;
     }
     uint64_t id;
@@ -784,17 +774,19 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
   Napi::Value TakeJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
-    Napi::Array chunks = Napi::Array::New(env);
+    Napi::Array frames = Napi::Array::New(env);
     if (core_ && open_) {
       Core::Taken t = core_->Take();
       uint32_t i = 0;
-      for (Chunk& c : t.chunks) {
-        Napi::Object chunk = Napi::Object::New(env);
-        chunk.Set("data", Napi::Buffer<uint8_t>::Copy(env, c.data.data(), c.data.size()));
-        Napi::Array fds = Napi::Array::New(env, c.fds.size());
-        for (uint32_t k = 0; k < c.fds.size(); k++) fds.Set(k, Napi::Number::New(env, c.fds[k]));
-        chunk.Set("fds", fds);
-        chunks.Set(i++, chunk);
+      for (MessageFramer::Frame& f : t.frames) {
+        Napi::Object frame = Napi::Object::New(env);
+        frame.Set("kind", kFrameKindNames[f.kind]);
+        frame.Set("bytes", Napi::Buffer<uint8_t>::Copy(env, f.bytes.data(), f.bytes.size()));
+        Napi::Array fds = Napi::Array::New(env, f.fds.size());
+        for (uint32_t k = 0; k < f.fds.size(); k++) fds.Set(k, Napi::Number::New(env, f.fds[k]));
+        frame.Set("fds", fds);
+        frame.Set("excess", Napi::Number::New(env, f.excess));
+        frames.Set(i++, frame);
       }
       o.Set("seq", Napi::Number::New(env, static_cast<double>(t.seq)));
       o.Set("end", Napi::Boolean::New(env, t.end));
@@ -803,7 +795,7 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
       o.Set("drained", Napi::Boolean::New(env, t.drained));
       o.Set("reading", Napi::Boolean::New(env, core_->Reading()));
     }
-    o.Set("chunks", chunks);
+    o.Set("frames", frames);
     return o;
   }
 
@@ -879,6 +871,10 @@ class TrapChannel : public Napi::ObjectWrap<TrapChannel> {
     return Napi::Number::New(info.Env(), core_ && open_ ? static_cast<double>(core_->QueuedBytes()) : 0);
   }
 
+  Napi::Value HeldFdsJs(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), core_ && open_ ? static_cast<double>(core_->HeldFds()) : 0);
+  }
+
   Napi::Value StatsJs(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
@@ -914,6 +910,7 @@ void InitTrapChannel(Napi::Env env, Napi::Object exports) {
   exports.Set("TrapChannel", TrapChannel::Define(env));
   Napi::Object w = Napi::Object::New(env);
   w.Set("headerSize", Napi::Number::New(env, wire::kHeaderSize));
+  w.Set("maxTrapMessage", Napi::Number::New(env, wire::kMaxTrapMessage));
   w.Set("regionRead", Napi::Number::New(env, wire::kRegionRead));
   w.Set("regionWrite", Napi::Number::New(env, wire::kRegionWrite));
   w.Set("typeMask", Napi::Number::New(env, wire::kTypeMask));

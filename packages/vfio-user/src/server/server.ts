@@ -520,14 +520,17 @@ export class VfioUserServer extends EventEmitter<ServerEvents> {
       socket.close();
       return;
     }
+    // The biggest valid message is a REGION_WRITE of max_data_xfer_size (or a DMA_READ reply).
+    const maxMessageSize = HEADER_SIZE + RegionAccess.size + this.maxDataXferSize;
     const channel = TrapChannel.adopt(socket, {
       label: this.path,
       owner: this.owner,
       maxQueuedBytes: this.options.maxQueuedBytes,
+      maxMessageSize,
+      maxMessageFds: SERVER_MAX_MSG_FDS,
     });
     const conn = new Connection(channel, {
-      // The biggest valid message is a REGION_WRITE of max_data_xfer_size (or a DMA_READ reply).
-      maxMessageSize: HEADER_SIZE + RegionAccess.size + this.maxDataXferSize,
+      maxMessageSize,
       maxMessageFds: SERVER_MAX_MSG_FDS,
       maxQueuedBytes: this.options.maxQueuedBytes,
       logger: this.log,

@@ -21,6 +21,8 @@ describe('register traps answered by the socket thread', () => {
       typeReply: HeaderFlag.TYPE_REPLY,
       noReply: HeaderFlag.NO_REPLY,
       regionAccessSize: RegionAccess.size,
+      // The largest trapped access: a header, its region access and 8 bytes.
+      maxTrapMessage: HEADER_SIZE + RegionAccess.size + 8,
     });
   });
 

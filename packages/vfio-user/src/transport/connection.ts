@@ -1,15 +1,16 @@
 /**
- * One vfio-user connection over a UNIX socket, for either side: framing, fds, the request/reply
- * bookkeeping of message ids, error replies, and NO_REPLY. The server and the client each put their
- * command handling on top.
+ * One vfio-user connection over a UNIX socket, for either side: fds, the request/reply bookkeeping of
+ * message ids, error replies, and NO_REPLY. The server and the client each put their command handling
+ * on top. A server's connection is a TrapChannel, which frames the stream in native code (its socket
+ * thread answers register traps from the same framer); a plain socket (the client's) is framed here
+ * by MessageFramer, with the same rules.
  *
  * Every fd that arrives is owned here until a consumer takes it: a command's handler takes the ones it
  * keeps (takeFds) while it runs, a request's caller the ones it asked for (RequestOptions.replyFds);
  * whatever is left, on any path (refused, malformed, unknown, late, or the connection gone), is closed.
  */
 import { EventEmitter } from 'node:events';
-import type { MessageSocket } from '@emu/native';
-import { releaseFd } from '@emu/native';
+import { type ChannelFrame, type MessageSocket, releaseFd, TrapChannel } from '@emu/native';
 import type { Logger } from '../logger.js';
 import { commandName, Errno, HEADER_SIZE, HeaderFlag } from '../protocol/constants.js';
 import { VfioUserError } from '../protocol/errors.js';
@@ -89,8 +90,21 @@ export interface ConnectionEvents {
   close: [Error | undefined];
 }
 
+/** What a Connection reads: a TrapChannel (framed in native code), or a byte stream it frames itself. */
+export type ConnectionSocket = TrapChannel | MessageSocket;
+
+/** A TrapChannel's frame as the connection handles it. */
+function frameEvent(frame: ChannelFrame): FrameEvent {
+  const header = Header.decode(frame.bytes.subarray(0, HEADER_SIZE));
+  if (frame.kind !== 'message') return { kind: frame.kind, header, fds: frame.fds };
+  const message: Message = { header, payload: frame.bytes.subarray(HEADER_SIZE), fds: frame.fds };
+  if (frame.excess > 0) message.excessFds = frame.excess;
+  return { kind: 'message', message };
+}
+
 export class Connection extends EventEmitter<ConnectionEvents> {
-  private readonly framer: MessageFramer;
+  /** Frames a plain socket's bytes (a TrapChannel frames its own). */
+  private readonly framer?: MessageFramer;
   private readonly pending = new Map<number, Pending>();
   /** Received messages not handled yet: held while the peer leaves too much unread (back-pressure). */
   private inbox: FrameEvent[] = [];
@@ -104,14 +118,20 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   readonly log: Logger;
 
   constructor(
-    readonly socket: MessageSocket,
+    readonly socket: ConnectionSocket,
     private readonly options: ConnectionOptions,
   ) {
     super();
     this.log = options.logger;
-    this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds, (fd) => this.release(fd));
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
-    socket.on('data', (chunk: Buffer, fds: number[]) => this.onData(chunk, fds));
+    if (socket instanceof TrapChannel) {
+      socket.on('frame', (frame) => this.onFrames([frameEvent(frame)], frame.fds));
+    } else {
+      this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds, (fd) =>
+        this.release(fd),
+      );
+      socket.on('data', (chunk: Buffer, fds: number[]) => this.onData(chunk, fds));
+    }
     socket.on('drain', () => this.onDrain());
     socket.on('error', (err: Error) => this.shutdown(err));
     socket.on('end', () => this.shutdown(undefined));
@@ -125,7 +145,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
 
   /** Fds received and not yet handed to a consumer: for a message still arriving, or waiting in the inbox. */
   get heldFds(): number {
-    let n = this.framer.heldFds;
+    let n = this.framer ? this.framer.heldFds : (this.socket as TrapChannel).heldFds;
     for (const ev of this.inbox) n += ev.kind === 'message' ? ev.message.fds.length : ev.fds.length;
     return n;
   }
@@ -269,7 +289,15 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.releaseAll(fds);
       return;
     }
-    this.inbox.push(...this.framer.push(chunk, fds));
+    this.onFrames(this.framer!.push(chunk, fds), []);
+  }
+
+  private onFrames(events: FrameEvent[], fds: number[]): void {
+    if (this.closed) {
+      this.releaseAll(fds);
+      return;
+    }
+    this.inbox.push(...events);
     this.pump();
   }
 
@@ -378,7 +406,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
   private shutdown(reason: Error | undefined): void {
     if (this.closedWith !== null) return;
     this.closedWith = reason;
-    this.framer.dispose();
+    this.framer?.dispose();
     for (const ev of this.inbox.splice(0)) this.releaseFdsOf(ev);
     for (const [, p] of this.pending) {
       clearTimeout(p.timer);

@@ -1,5 +1,8 @@
 /**
- * Splits the socket's byte stream into vfio-user messages and gives each the fds that came with it.
+ * Splits a plain socket's byte stream (the client's) into vfio-user messages and gives each the fds
+ * that came with it. A server's connections are framed in native code by the same rules
+ * (@emu/native's TrapChannel, src/transport/message_framer.h); framers.test.ts holds the two to one
+ * rule.
  *
  * Linux stops a recvmsg right after data that carried SCM_RIGHTS (it may glue earlier fd-less data in
  * front), so the write that carried a chunk's fds holds the chunk's last byte. A sender writes a
@@ -54,13 +57,26 @@ export class MessageFramer {
 
   /** Feeds a received chunk; returns the complete messages (and framing errors) it finished. */
   push(chunk: Buffer, fds: readonly number[]): FrameEvent[] {
-    const at = this.base + this.buffered + chunk.length - 1;
-    if (fds.length > 0) {
-      const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldCount));
-      for (const fd of fds.slice(keep)) this.release(fd);
-      this.pendingFds.push({ at, fds: fds.slice(0, keep), excess: fds.length - keep });
-      this.heldCount += keep;
-    }
+    if (fds.length === 0) return this.split(chunk);
+    // The fds belong to the chunk's last byte: they are held (and bounded) when the framer reaches it,
+    // not before, so that how the kernel glued the writes together changes nothing.
+    const out = chunk.length > 0 ? this.split(chunk.subarray(0, chunk.length - 1)) : [];
+    this.hold(fds, chunk.length > 0);
+    if (chunk.length > 0) out.push(...this.split(chunk.subarray(chunk.length - 1)));
+    return out;
+  }
+
+  /** Holds fds that came with the next byte (or, without one, with the last byte received). */
+  private hold(fds: readonly number[], nextByte: boolean): void {
+    const next = this.base + this.buffered;
+    const at = nextByte || next === 0 ? next : next - 1;
+    const keep = Math.max(0, Math.min(fds.length, this.maxFds - this.heldCount));
+    for (const fd of fds.slice(keep)) this.release(fd);
+    this.pendingFds.push({ at, fds: fds.slice(0, keep), excess: fds.length - keep });
+    this.heldCount += keep;
+  }
+
+  private split(chunk: Buffer): FrameEvent[] {
     if (this.skip > 0) {
       const n = Math.min(this.skip, chunk.length);
       this.skip -= n;
