@@ -32,6 +32,7 @@
       "src/dataplane/switch_js.cc",
       "src/dataplane/nic_js.cc",
       "src/transport/message_framer.cc",
+      "src/transport/socket_thread.cc",
       "src/transport/trap_channel.cc",
       "src/irq/irq_lines.cc",
       "src/irq/irq_writer.cc",

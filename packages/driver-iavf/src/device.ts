@@ -264,7 +264,7 @@ export class IavfDevice implements DeviceImpl {
       },
       stats: {
         description:
-          'virtchnl messages, errors and ignored requests by op, admin queue and interrupt counters, host policy drops',
+          'virtchnl messages, errors and ignored requests by op, admin queue and interrupt counters, host policy drops, which memory path ran the rings',
         schema: z.unknown(),
         get: () => ({
           virtchnl: structuredClone(this.vf.counters),
@@ -274,6 +274,8 @@ export class IavfDevice implements DeviceImpl {
           interrupts: this.vectors.counts().fired,
           resets: { ...this.resets },
           unknownRegisterAccesses: this.registers.unknownAccesses,
+          // Passes over directly mapped guest memory and over fd-less memory (DMA messages: slow).
+          dataPath: { ...this.dataPath.engineStats },
         }),
       },
     };
