@@ -132,6 +132,24 @@ describe('emu serving two iavf NICs on one switch to two QEMU guests', function 
   });
 });
 
+/** The host side of a TAP emu made: moved into a namespace of the test's own, with an address. */
+function hostSide(tap: string, ns: string, address: string): void {
+  execFileSync('ip', ['netns', 'add', ns]);
+  execFileSync('ip', ['link', 'set', tap, 'netns', ns]);
+  execFileSync('ip', ['-n', ns, 'addr', 'add', address, 'dev', tap]);
+  execFileSync('ip', ['-n', ns, 'link', 'set', tap, 'up']);
+  execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+}
+
+/** emu stopped, the host side's namespace deleted, the test's folder removed. */
+async function tearDown(emu: EmuProcess | undefined, ns: string, dir: string | undefined): Promise<void> {
+  await emu?.stop();
+  try {
+    execFileSync('ip', ['netns', 'del', ns]);
+  } catch {}
+  if (dir) rmSync(dir, { recursive: true, force: true });
+}
+
 const require = createRequire(import.meta.url);
 const ENSURE_TSHARK = join(dirname(require.resolve('@emu/network')), '..', 'scripts', 'ensure-tshark.sh');
 
@@ -152,12 +170,7 @@ describe('emu serving an iavf NIC on a TAP backend, captured to pcap', function 
     pcap = join(dir, 'tap.pcap');
     emu = new EmuProcess(['--vdev', `emu_iavf0,path=${join(dir, 't.sock')},net=tap:${tap},pcap=${pcap}`]);
     await emu.waitFor(/serving 1 device/);
-    // The host side: the TAP moved into a namespace of the test's own, with an address.
-    execFileSync('ip', ['netns', 'add', ns]);
-    execFileSync('ip', ['link', 'set', tap, 'netns', ns]);
-    execFileSync('ip', ['-n', ns, 'addr', 'add', '10.216.0.1/24', 'dev', tap]);
-    execFileSync('ip', ['-n', ns, 'link', 'set', tap, 'up']);
-    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    hostSide(tap, ns, '10.216.0.1/24');
     guest = await bootGuest({
       sockets: [join(dir, 't.sock')],
       modules: ['iavf'],
@@ -165,13 +178,7 @@ describe('emu serving an iavf NIC on a TAP backend, captured to pcap', function 
     });
   });
 
-  after(async () => {
-    await emu?.stop();
-    try {
-      execFileSync('ip', ['netns', 'del', ns]);
-    } catch {}
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => tearDown(emu, ns, dir));
 
   it("pings the host's kernel through the TAP with 0% loss", () => {
     expect(guest.output, `${guest.output}\n${emu.stderr}`).to.match(
@@ -212,11 +219,7 @@ describe("emu serving an iavf NIC in a guest with QEMU's default RAM (fd-less: e
       join(dir, 'emu.ctl'),
     ]);
     await emu.waitFor(/serving 1 device/);
-    execFileSync('ip', ['netns', 'add', ns]);
-    execFileSync('ip', ['link', 'set', tap, 'netns', ns]);
-    execFileSync('ip', ['-n', ns, 'addr', 'add', '10.217.0.1/24', 'dev', tap]);
-    execFileSync('ip', ['-n', ns, 'link', 'set', tap, 'up']);
-    execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    hostSide(tap, ns, '10.217.0.1/24');
     // Plain RAM: QEMU maps it without an fd, so the rings and buffers are reached by DMA_READ and
     // DMA_WRITE alone, through the staged ring walk on emu's JS thread.
     guest = await bootGuest({
@@ -229,13 +232,7 @@ describe("emu serving an iavf NIC in a guest with QEMU's default RAM (fd-less: e
     });
   });
 
-  after(async () => {
-    await emu?.stop();
-    try {
-      execFileSync('ip', ['netns', 'del', ns]);
-    } catch {}
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  after(() => tearDown(emu, ns, dir));
 
   it('links up and passes pings of 64 and 1400 bytes with 0% loss', () => {
     const out = `${guest.output}\n${emu.stderr}`;

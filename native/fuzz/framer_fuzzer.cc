@@ -18,17 +18,12 @@
 
 #include "../src/transport/message_framer.h"
 
+#include "check.h"
+
 namespace {
 
 using emu::MessageFramer;
 
-#define CHECK(cond)                                                                        \
-  do {                                                                                     \
-    if (!(cond)) {                                                                         \
-      std::fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                                        \
-    }                                                                                      \
-  } while (0)
 
 struct Seen {
   int kind;

@@ -20,6 +20,8 @@
 #include "../src/memory/dma_space.h"
 #include "../src/memory/staged_space.h"
 
+#include "check.h"
+
 namespace {
 
 using emu::Hit;
@@ -76,13 +78,6 @@ class BufferSpace : public emu::DmaSpace {
   std::vector<uint8_t> ro_;
 };
 
-#define CHECK(cond)                                                            \
-  do {                                                                         \
-    if (!(cond)) {                                                             \
-      std::fprintf(stderr, "invariant failed: %s (%s:%d)\n", #cond, __FILE__, __LINE__); \
-      std::abort();                                                            \
-    }                                                                          \
-  } while (0)
 
 // Builds each packet's frames as the worker does (FrameBuilder) and checks them.
 class CheckingSink : public iavf::TxSink {
