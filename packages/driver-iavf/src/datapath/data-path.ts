@@ -117,6 +117,13 @@ interface RxRoute {
   l2tag1?: number;
 }
 
+/** What a TX pass has to do on a queue: its ring and the descriptors [head, tail) the driver handed over. */
+interface TxWork {
+  ring: TxQueueConfig;
+  head: number;
+  tail: number;
+}
+
 /** An RX queue's configuration as the ring walk takes it. */
 function rxQueue(ring: RxQueueConfig): IavfRxQueue {
   return {
@@ -521,7 +528,7 @@ export class DataPath {
    * over; undefined when there is nothing (queue unconfigured or disabled, caught up, or a tail beyond
    * the ring, which is counted and logged).
    */
-  private txWork(q: number): { ring: TxQueueConfig; head: number; tail: number } | undefined {
+  private txWork(q: number): TxWork | undefined {
     const cfg = this.host.config();
     const ring = cfg.tx[q];
     if (!ring || !(cfg.txEnabled & (1 << q))) return undefined;
@@ -543,16 +550,7 @@ export class DataPath {
   private txDirect(q: number): boolean {
     const work = this.txWork(q);
     if (!work) return true;
-    const r = iavfTxRing(
-      this.table!,
-      { iova: work.ring.ring, length: work.ring.length },
-      work.head,
-      work.tail,
-      {
-        maxFrames: TX_PASS_FRAMES,
-        maxBytes: TX_PASS_BYTES,
-      },
-    );
+    const r = this.txWalk(this.table!, work, 0, 0);
     if (r.stop === 'indirect' && r.head === work.head) return false; // nothing reachable directly
     this.engineStats.directTx++;
     this.txDone(q, r);
@@ -582,11 +580,7 @@ export class DataPath {
         this.txYield(q);
         break;
       }
-      const r = iavfTxRing(table, { iova: work.ring.ring, length: work.ring.length }, work.head, work.tail, {
-        maxFrames: TX_PASS_FRAMES - frames,
-        maxBytes: TX_PASS_BYTES - bytes,
-        stage,
-      });
+      const r = this.txWalk(table, work, frames, bytes, stage);
       this.txDone(q, r);
       for (const f of r.frames) bytes += f.length;
       frames += r.frames.length;
@@ -604,6 +598,24 @@ export class DataPath {
       if (this.txTail[q] === work.tail) break;
     }
     if (completed > 0 && live()) this.raiseFor(q, 'tx');
+  }
+
+  /**
+   * The TX walk from the queue's head to its tail, within what the pass has left of its budget (it
+   * produced `frames` frames and `bytes` bytes so far); through `stage` for fd-less memory.
+   */
+  private txWalk(
+    table: GuestMemoryTable,
+    work: TxWork,
+    frames: number,
+    bytes: number,
+    stage?: StagedMemory,
+  ): IavfTxResult {
+    return iavfTxRing(table, { iova: work.ring.ring, length: work.ring.length }, work.head, work.tail, {
+      maxFrames: TX_PASS_FRAMES - frames,
+      maxBytes: TX_PASS_BYTES - bytes,
+      stage,
+    });
   }
 
   /** What a TX walk did: the head, the counters, its frames to the network (the caller raises the interrupt). */
@@ -691,17 +703,7 @@ export class DataPath {
   /** The frame into its RX ring in directly mapped memory; false when it must go to rxStaged. */
   private rxDirect(received: Uint8Array, route: RxRoute): boolean {
     const { q, frame = received } = route;
-    const r = iavfRxRing(
-      this.table!,
-      rxQueue(route.ring),
-      this.rxHead[q],
-      this.rxTail[q] & TAIL_MASK,
-      frame,
-      {
-        hash: route.hash,
-        l2tag1: route.l2tag1,
-      },
-    );
+    const r = this.rxWalk(this.table!, route, frame);
     if (r.status === 'indirect') return false;
     if (r.status === 'ok') this.engineStats.directRx++;
     if (this.rxDone(q, frame, r)) this.raiseFor(q, 'rx');
@@ -719,11 +721,7 @@ export class DataPath {
         this.rx[q].drops++;
         return;
       }
-      const r = iavfRxRing(table, rxQueue(route.ring), this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
-        hash: route.hash,
-        l2tag1: route.l2tag1,
-        stage,
-      });
+      const r = this.rxWalk(table, route, frame, stage);
       if (r.status === 'indirect' && r.need) {
         if (!(await this.fetch(stage, r.need, live))) return;
         continue;
@@ -734,6 +732,21 @@ export class DataPath {
       if ((await this.flush(r.writes, live, this.rx[q])) && raise) this.raiseFor(q, 'rx');
       return;
     }
+  }
+
+  /** The RX write of one frame into its route's ring, from the queue's head; through `stage` for fd-less memory. */
+  private rxWalk(
+    table: GuestMemoryTable,
+    route: RxRoute,
+    frame: Uint8Array,
+    stage?: StagedMemory,
+  ): IavfRxResult {
+    const q = route.q;
+    return iavfRxRing(table, rxQueue(route.ring), this.rxHead[q], this.rxTail[q] & TAIL_MASK, frame, {
+      hash: route.hash,
+      l2tag1: route.l2tag1,
+      stage,
+    });
   }
 
   /** What an RX write did: the head and the counters; whether the queue's interrupt is owed. */

@@ -125,7 +125,7 @@ export class Connection extends EventEmitter<ConnectionEvents> {
     this.log = options.logger;
     this.maxQueuedBytes = options.maxQueuedBytes ?? DEFAULT_MAX_QUEUED_BYTES;
     if (socket instanceof TrapChannel) {
-      socket.on('frame', (frame) => this.onFrames([frameEvent(frame)], frame.fds));
+      socket.on('frame', (frame) => this.onFrames([frameEvent(frame)]));
     } else {
       this.framer = new MessageFramer(options.maxMessageSize, options.maxMessageFds, (fd) =>
         this.release(fd),
@@ -289,12 +289,12 @@ export class Connection extends EventEmitter<ConnectionEvents> {
       this.releaseAll(fds);
       return;
     }
-    this.onFrames(this.framer!.push(chunk, fds), []);
+    this.onFrames(this.framer!.push(chunk, fds));
   }
 
-  private onFrames(events: FrameEvent[], fds: number[]): void {
+  private onFrames(events: FrameEvent[]): void {
     if (this.closed) {
-      this.releaseAll(fds);
+      for (const ev of events) this.releaseFdsOf(ev);
       return;
     }
     this.inbox.push(...events);
